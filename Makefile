@@ -1,0 +1,72 @@
+# cerca-lua: build, test and demo. `make help` lists the targets.
+#
+# The C core is built once per Lua ABI we support:
+#   build/lua5.4/cerca/core.so   (Lua 5.4)
+#   build/luajit/cerca/core.so   (LuaJIT / OpenResty, Lua 5.1 API)
+
+LUA_INC_54  ?= /usr/include/lua5.4
+LUA_INC_JIT ?= /usr/include/luajit-2.1
+PREFIX      ?= /usr/local
+LUA_VERSION ?= 5.4
+
+CC      ?= cc
+WARN     = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wcast-qual \
+           -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wundef
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c99 -fPIC -fvisibility=hidden $(WARN)
+LDFLAGS += -shared
+LIBS     = -lcurl -lpthread
+
+SRC      = src/core.c src/http.c
+HDR      = src/compat.h src/http.h
+CORE_54  = build/lua5.4/cerca/core.so
+CORE_JIT = build/luajit/cerca/core.so
+
+# Debian packages the build, the tests and the demo need.
+DEB_PACKAGES = gcc libc6-dev make pkg-config curl openssl ca-certificates \
+               lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
+               lua-cjson lua-busted lua-check luarocks \
+               libcurl4-openssl-dev libssl-dev \
+               nginx libnginx-mod-http-lua valgrind nodejs npm
+
+.PHONY: help deps build test demo install lint memcheck contract clean
+
+help: ## list the targets
+	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: ## install missing Debian packages (apt-get; needs root)
+	@sh spec/tools/deps.sh $(DEB_PACKAGES)
+
+build: deps $(CORE_54) $(CORE_JIT) ## build the C core for Lua 5.4 and LuaJIT
+
+$(CORE_54): $(SRC) $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -I$(LUA_INC_54) $(SRC) -o $@ $(LDFLAGS) $(LIBS)
+
+$(CORE_JIT): $(SRC) $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -I$(LUA_INC_JIT) $(SRC) -o $@ $(LDFLAGS) $(LIBS)
+
+test: build ## lint, then the whole suite under Lua 5.4 and LuaJIT, and memcheck
+	@sh spec/tools/run-tests.sh
+
+demo: build ## create a subscription against the bundled reference server
+	@lua5.4 spec/server/with_server.lua env LUA_PATH="lua/?.lua;lua/?/init.lua;;" \
+	  LUA_CPATH="build/lua5.4/?.so;;" lua5.4 examples/create.lua
+
+lint: deps ## luacheck the Lua, compile the C warning-free
+	luacheck -q lua spec examples bin
+	$(CC) $(CFLAGS) -I$(LUA_INC_54) -fsyntax-only $(SRC)
+	$(CC) $(CFLAGS) -I$(LUA_INC_JIT) -fsyntax-only $(SRC)
+
+memcheck: build ## run the core specs under valgrind memcheck
+	@sh spec/tools/memcheck.sh
+
+install: build ## install into $(PREFIX) for Lua $(LUA_VERSION) (LUA_VERSION=5.1 for LuaJIT)
+	install -d $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/cerca $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/cerca
+	install -m 0644 lua/cerca/*.lua $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/cerca/
+	install -m 0755 $(if $(filter 5.1,$(LUA_VERSION)),$(CORE_JIT),$(CORE_54)) \
+	  $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/cerca/core.so
+
+clean: ## remove build output
+	rm -rf build

@@ -1,0 +1,346 @@
+--- The client: configuration, and the way one API call goes out and back.
+--
+--   client:request(method, path, body, options)
+--     -> per-call options checked and merged over the client's
+--     -> body encoded to JSON once (the same bytes on every attempt)
+--     -> transport.attempt (one HTTP exchange in the C core)
+--     -> the answer mapped to a response, or to a typed error
+-- @module cerca.client
+
+local core = require "cerca.core"
+local errors = require "cerca.errors"
+local validate = require "cerca.validate"
+local transport = require "cerca.transport"
+local webhooks = require "cerca.webhooks"
+
+local type = type
+local pairs = pairs
+local setmetatable = setmetatable
+local tostring = tostring
+local format = string.format
+local lower = string.lower
+local match = string.match
+local gsub = string.gsub
+local sub = string.sub
+local find = string.find
+local ceil = math.ceil
+local getenv = os.getenv
+local open = io.open
+
+local _M = {}
+
+_M.VERSION = "0.1.0"
+
+--- Where requests go when neither `base_url` nor `CERCA_BASE_URL` is set.
+-- The contract does not name a production host; this is the assumed one.
+_M.DEFAULT_BASE_URL = "https://api.cerca.dev"
+
+--- Defaults of the client options.
+_M.DEFAULTS = {
+  timeout = 60,                     -- seconds, one whole attempt
+  connect_timeout = 10,             -- seconds
+  max_retries = 2,
+  max_response_size = 1024 * 1024,  -- bytes
+}
+
+local CLIENT_OPTIONS = {
+  "api_key", "base_url", "timeout", "connect_timeout", "max_retries",
+  "headers", "ca_file", "max_response_size",
+}
+
+local CALL_OPTIONS = { "timeout", "connect_timeout", "max_retries", "headers" }
+
+-- Headers the library owns, with the way to get what the caller wanted.
+local RESERVED_HEADERS = {
+  authorization = "set the api_key option instead",
+  host = "set the base_url option instead",
+  ["content-type"] = "the body is always JSON",
+  ["content-length"] = "it is computed from the body",
+  ["transfer-encoding"] = "it is chosen by libcurl",
+  expect = "it is managed by the library",
+}
+
+local LOOPBACK_HOSTS = { localhost = true, ["[::1]"] = true }
+
+local function is_loopback(host)
+  return LOOPBACK_HOSTS[host] or find(host, "^127%.%d+%.%d+%.%d+$") ~= nil
+end
+
+local function config_error(field, message)
+  return errors.new("configuration", message, { field = field })
+end
+
+local function getenv_nonempty(name)
+  local v = getenv(name)
+  if v == "" then return nil end
+  return v
+end
+
+local function check_api_key(key, field)
+  if key == nil then
+    return config_error(field, "no API key: set the CERCA_API_KEY environment variable "
+      .. "or pass api_key to cerca.new")
+  end
+  if type(key) ~= "string" or key == "" then
+    return config_error(field, format("api_key must be a non-empty string (got %s)",
+      type(key) == "string" and "an empty string" or type(key)))
+  end
+  -- The key itself never appears in a message.
+  if find(key, "[^\33-\126]") then
+    return config_error(field, "the API key contains a space, a line break or another "
+      .. "non-printable character; copy it again without surrounding whitespace")
+  end
+end
+
+local function normalise_base_url(url, field)
+  local scheme, host = validate.parse_url(url, field, _M.DEFAULT_BASE_URL)
+  if not scheme then return nil, config_error(field, host) end
+  if scheme ~= "https" and scheme ~= "http" then
+    return nil, config_error(field, format("%s must use https (got %s://)", field, scheme))
+  end
+  if scheme == "http" and not is_loopback(host) then
+    return nil, config_error(field, format("%s uses http:// for %s, which would send the API key "
+      .. "in clear text; use https:// (plain http is allowed for loopback hosts only)", field, host))
+  end
+  if find(url, "[%?#]") then
+    return nil, config_error(field, format("%s must not hold a query or fragment (got %s)",
+      field, validate.describe(url)))
+  end
+  return (gsub(url, "/+$", ""))
+end
+
+local function user_agent()
+  local lua = _VERSION
+  if type(jit) == "table" and jit.version then lua = lua .. "; " .. jit.version end
+  return format("cerca-lua/%s (%s; libcurl %s)", _M.VERSION, lua, core.curl_version)
+end
+
+-- Header lines from a name -> value table, overriding `into` by lower-case name.
+local function merge_headers(into, order, headers)
+  for name, value in pairs(headers) do
+    local key = lower(name)
+    if not into[key] then order[#order + 1] = key end
+    into[key] = name .. ": " .. value
+  end
+end
+
+local function header_lines(api_key, client_headers, call_headers)
+  local by_name, order = {}, {}
+  merge_headers(by_name, order, {
+    Authorization = "Bearer " .. api_key,
+    ["Content-Type"] = "application/json",
+    Accept = "application/json",
+  })
+  if client_headers then merge_headers(by_name, order, client_headers) end
+  if call_headers then merge_headers(by_name, order, call_headers) end
+  local lines = {}
+  for i = 1, #order do lines[i] = by_name[order[i]] end
+  return lines
+end
+
+local Client = {}
+Client.__index = Client
+Client.__name = "cerca.Client"
+
+function Client.__tostring(client)
+  return format("cerca.Client (%s)", client.base_url)
+end
+
+--- Creates a client.
+-- @tparam[opt] table opts see the README's table of client options
+-- @treturn table|nil the client
+-- @treturn[opt] table a `configuration` error
+function _M.new(opts)
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then
+    return nil, config_error("options", format("cerca.new takes a table of options (got %s)",
+      validate.describe(opts)))
+  end
+  local msg = validate.known_keys(opts, "cerca.new", CLIENT_OPTIONS)
+  if msg then return nil, config_error("options", msg) end
+
+  local api_key = opts.api_key
+  local key_field = "api_key"
+  if api_key == nil then api_key, key_field = getenv_nonempty("CERCA_API_KEY"), "CERCA_API_KEY" end
+  local err = check_api_key(api_key, key_field)
+  if err then return nil, err end
+
+  local base_url, base_field = opts.base_url, "base_url"
+  if base_url == nil then base_url, base_field = getenv_nonempty("CERCA_BASE_URL"), "CERCA_BASE_URL" end
+  base_url, err = normalise_base_url(base_url or _M.DEFAULT_BASE_URL, base_field)
+  if not base_url then return nil, err end
+
+  msg = validate.seconds(opts.timeout, "timeout")
+    or validate.seconds(opts.connect_timeout, "connect_timeout")
+    or validate.integer(opts.max_retries, "max_retries", 0, 10)
+    or validate.integer(opts.max_response_size, "max_response_size", 1, 2 ^ 31)
+    or validate.headers(opts.headers, "headers", RESERVED_HEADERS)
+  if msg then return nil, config_error(match(msg, "^[%w_]+"), msg) end
+
+  local ca_file = opts.ca_file
+  if ca_file ~= nil then
+    if type(ca_file) ~= "string" then
+      return nil, config_error("ca_file", format("ca_file must be the path of a PEM file (got %s)",
+        validate.describe(ca_file)))
+    end
+    local f, why = open(ca_file, "rb")
+    if not f then
+      return nil, config_error("ca_file", format("ca_file cannot be read: %s", tostring(why)))
+    end
+    f:close()
+  end
+
+  local client = setmetatable({
+    base_url = base_url,
+    timeout = opts.timeout or _M.DEFAULTS.timeout,
+    connect_timeout = opts.connect_timeout or _M.DEFAULTS.connect_timeout,
+    max_retries = opts.max_retries or _M.DEFAULTS.max_retries,
+    max_response_size = opts.max_response_size or _M.DEFAULTS.max_response_size,
+    ca_file = ca_file,
+    user_agent = user_agent(),
+    -- Kept apart from the fields a caller may print.
+    _api_key = api_key,
+    _headers = opts.headers,
+    _header_lines = header_lines(api_key, opts.headers),
+  }, Client)
+
+  client.webhooks = {
+    EVENTS = webhooks.EVENTS,
+    create = function(fleet_id, params, options)
+      return webhooks.create(client, fleet_id, params, options)
+    end,
+  }
+  return client
+end
+
+--- Releases the client's connection. The client stays usable: the next
+-- call opens a new one.
+function Client:close()
+  transport.close(self)
+end
+
+local function check_call_options(options)
+  if options == nil then return nil end
+  if type(options) ~= "table" then
+    return format("options must be a table (got %s); e.g. { timeout = 10 }", validate.describe(options))
+  end
+  return validate.known_keys(options, "options", CALL_OPTIONS)
+    or validate.seconds(options.timeout, "options.timeout")
+    or validate.seconds(options.connect_timeout, "options.connect_timeout")
+    or validate.integer(options.max_retries, "options.max_retries", 0, 10)
+    or validate.headers(options.headers, "options.headers", RESERVED_HEADERS)
+end
+
+local function request_id(headers)
+  return headers["x-request-id"] or headers["request-id"]
+end
+
+-- The message of an API error body, if it has a readable one.
+local function api_message(json)
+  if type(json) ~= "table" then return nil end
+  local e = json.error
+  local m = (type(e) == "table" and e.message) or json.message or e
+  if type(m) ~= "string" or m == "" then return nil end
+  m = gsub(m, "%c", " ")
+  if #m > 500 then m = sub(m, 1, 497) .. "..." end
+  return m
+end
+
+local REASONS = {
+  [301] = "Moved Permanently", [302] = "Found", [303] = "See Other",
+  [307] = "Temporary Redirect", [308] = "Permanent Redirect",
+  [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden",
+  [404] = "Not Found", [405] = "Method Not Allowed", [408] = "Request Timeout",
+  [409] = "Conflict", [413] = "Content Too Large", [415] = "Unsupported Media Type",
+  [422] = "Unprocessable Content", [429] = "Too Many Requests",
+  [500] = "Internal Server Error", [502] = "Bad Gateway",
+  [503] = "Service Unavailable", [504] = "Gateway Timeout",
+}
+
+local function status_error(res, note)
+  local status = res.status
+  local message = api_message(res.json)
+    or ("HTTP " .. status .. (REASONS[status] and (" " .. REASONS[status]) or ""))
+  if status >= 300 and status < 400 and res.headers.location then
+    message = message .. "; redirects are not followed (Location: " .. res.headers.location .. ")"
+  end
+  return errors.new(errors.type_for_status(status), message .. (note or ""), {
+    status = status, headers = res.headers, body = res.body, request_id = request_id(res.headers),
+  })
+end
+
+local TRANSPORT_TYPES = { timeout = "timeout", tls = "tls" }
+
+-- Maps one attempt's outcome to a response or an error.
+local function outcome(res, max_response_size)
+  local status, headers = res.status, res.headers
+  local ok = status >= 200 and status < 300
+  local fields = {
+    status = status > 0 and status or nil, headers = headers, body = res.body,
+    request_id = request_id(headers),
+  }
+  if res.error == "too_large" then
+    if ok or status == 0 then
+      return nil, errors.new("invalid_response", format("the answer is larger than max_response_size "
+        .. "(%d bytes); what arrived is kept in err.body", max_response_size), fields)
+    end
+    return nil, status_error(res, " (body truncated at max_response_size)")
+  end
+  if res.error then
+    if ok then
+      -- Headers said 2xx, then the body broke off: the call may well have
+      -- succeeded, so keep every byte that arrived.
+      return nil, errors.new("invalid_response", format("the answer broke off after HTTP %d (%s); "
+        .. "what arrived is kept in err.body", status, res.error_message), fields)
+    end
+    if res.error == "url" then
+      return nil, errors.new("configuration", "the request URL is not usable: " .. res.error_message, fields)
+    end
+    return nil, errors.new(TRANSPORT_TYPES[res.error] or "connection", res.error_message, fields)
+  end
+  if not ok then return nil, status_error(res) end
+  if res.json == nil then
+    return nil, errors.new("invalid_response", format("the answer (HTTP %d) is not JSON: %s; "
+      .. "the raw answer is kept in err.body", status, res.json_error or "empty body"), fields)
+  end
+  return {
+    status = status, headers = headers, request_id = fields.request_id, json = res.json, body = res.body,
+  }
+end
+
+--- Sends one API request and reads the answer.
+-- @tparam string method HTTP method
+-- @tparam string path path below base_url, already encoded
+-- @param body Lua value sent as JSON (nil: no body)
+-- @tparam[opt] table options per-call options
+-- @treturn table|nil `{ status, headers, request_id, json, body }`
+-- @treturn[opt] table the error
+function Client:request(method, path, body, options)
+  local msg = check_call_options(options)
+  if msg then
+    return nil, errors.new("invalid_request", msg, { field = match(msg, "^[%w_%.]+") })
+  end
+  options = options or {}
+  local encoded
+  if body ~= nil then
+    local why
+    encoded, why = core.encode(body)
+    if not encoded then
+      return nil, errors.new("invalid_request", "the body cannot be encoded as JSON: " .. why)
+    end
+  end
+  local lines = self._header_lines
+  if options.headers then lines = header_lines(self._api_key, self._headers, options.headers) end
+  local res = transport.attempt(self, {
+    method = method,
+    url = self.base_url .. path,
+    headers = lines,
+    body = encoded,
+    timeout_ms = ceil((options.timeout or self.timeout) * 1000),
+    connect_timeout_ms = ceil((options.connect_timeout or self.connect_timeout) * 1000),
+    max_body = self.max_response_size,
+  })
+  return outcome(res, self.max_response_size)
+end
+
+return _M

@@ -1,0 +1,67 @@
+--- cerca: webhook subscriptions for Cerca fleets.
+--
+--     local cerca = require "cerca"
+--     local sub, err = cerca.webhooks.create("fleet_abc123", { url = "https://example.com/webhook" })
+--
+-- `cerca.webhooks` is bound to a default client configured from the
+-- environment (`CERCA_API_KEY`, `CERCA_BASE_URL`), made on first use;
+-- `cerca.new(options)` makes a client of your own.
+-- @module cerca
+
+local client = require "cerca.client"
+local core = require "cerca.core"
+local errors = require "cerca.errors"
+local pretty = require "cerca.pretty"
+local webhooks = require "cerca.webhooks"
+
+local _M = {
+  VERSION = client.VERSION,
+  --- JSON null, for `extra_body` values.
+  null = core.null,
+  --- An empty JSON array, for `extra_body` values (an empty table is `{}`).
+  empty_array = core.empty_array,
+  --- The error types, each with what it means.
+  ERROR_TYPES = errors.TYPES,
+}
+
+--- Makes a client. See the README's table of options.
+-- @tparam[opt] table options
+-- @treturn table|nil client
+-- @treturn[opt] table a `configuration` error
+_M.new = client.new
+
+--- Multi-line rendering of a subscription or an error.
+-- @function pretty
+_M.pretty = pretty.pretty
+
+--- True when `v` is a cerca error.
+_M.is_error = errors.is_error
+
+local default_client
+
+-- The default client, made from the environment on first successful use.
+local function default()
+  if default_client then return default_client end
+  local c, err = client.new()
+  if c then default_client = c end
+  return c, err
+end
+
+--- Webhook subscriptions through the default client.
+_M.webhooks = {
+  EVENTS = webhooks.EVENTS,
+  --- Creates a webhook subscription for a fleet.
+  -- @tparam string fleet_id
+  -- @tparam table params `url` (required), `events`, `extra_body`
+  -- @tparam[opt] table options per-call options (`timeout`, ...)
+  -- @treturn table|nil the subscription
+  -- @treturn[opt] table the error
+  -- @treturn[opt] table on success: `{ status, headers, request_id }`
+  create = function(fleet_id, params, options)
+    local c, err = default()
+    if not c then return nil, err end
+    return c.webhooks.create(fleet_id, params, options)
+  end,
+}
+
+return _M

@@ -1,0 +1,147 @@
+--- Rendering for people: one line (`tostring`) or an aligned block (`pretty`).
+--
+-- Secrets are shown as a hint (`whsec_…c123`) unless the caller asks for
+-- them with `reveal_secret`; error bodies are never printed (a 2xx body
+-- may hold the secret), only their size. The API key is never held by the
+-- values rendered here.
+-- @module cerca.pretty
+
+local type = type
+local pairs = pairs
+local ipairs = ipairs
+local tostring = tostring
+local getmetatable = getmetatable
+local format = string.format
+local rep = string.rep
+local sub = string.sub
+local match = string.match
+local concat = table.concat
+local sort = table.sort
+
+local _M = {}
+
+local ELLIPSIS = "\226\128\166" -- U+2026
+
+-- Keys whose values are never printed whole.
+local SECRET_KEYS = { secret = true, api_key = true, _api_key = true, authorization = true }
+
+--- A recognisable hint of a secret: its `xxx_` prefix and last 4 characters.
+-- Short secrets keep only the prefix.
+function _M.redact(secret)
+  if type(secret) ~= "string" then return tostring(secret) end
+  local prefix, rest = match(secret, "^(%a+_)(.*)$")
+  if not prefix then prefix, rest = "", secret end
+  if #rest >= 6 then
+    return prefix .. ELLIPSIS .. sub(rest, -4)
+  end
+  return prefix .. ELLIPSIS
+end
+
+local function events_text(events)
+  if type(events) ~= "table" then return tostring(events) end
+  if #events == 0 then return "all events" end
+  return concat(events, ", ")
+end
+
+--- One line for a subscription; the secret redacted.
+function _M.subscription_line(sub_)
+  return format("cerca.Subscription %s fleet=%s url=%s events=%s enabled=%s secret=%s",
+    tostring(sub_.id), tostring(sub_.fleetId), tostring(sub_.url), events_text(sub_.events),
+    tostring(sub_.enabled), _M.redact(sub_.secret))
+end
+
+local COLORS = { title = "\27[1m", key = "\27[36m", secret = "\27[33m", bad = "\27[31m", reset = "\27[0m" }
+
+local function painter(enabled)
+  if not enabled then return function(_, s) return s end end
+  return function(kind, s) return COLORS[kind] .. s .. COLORS.reset end
+end
+
+-- Aligned "key  value" rows under a title.
+local function block(title, rows, paint)
+  local width = 0
+  for _, row in ipairs(rows) do
+    if #row[1] > width then width = #row[1] end
+  end
+  local out = { title }
+  for _, row in ipairs(rows) do
+    out[#out + 1] = "  " .. paint("key", row[1]) .. rep(" ", width - #row[1] + 2) .. row[2]
+  end
+  return concat(out, "\n")
+end
+
+local SUBSCRIPTION_ORDER = { "id", "fleetId", "url", "events", "enabled", "createdAt", "updatedAt", "secret" }
+
+local function sorted_extra_keys(t, known)
+  local seen, extra = {}, {}
+  for _, k in ipairs(known) do seen[k] = true end
+  for k in pairs(t) do
+    if not seen[k] then extra[#extra + 1] = tostring(k) end
+  end
+  sort(extra)
+  return extra
+end
+
+local function value_text(k, v, opts, paint)
+  if SECRET_KEYS[k] and v ~= nil then
+    if k == "secret" and opts.reveal_secret then return paint("secret", tostring(v)) end
+    return paint("secret", _M.redact(v))
+  end
+  if k == "events" then return events_text(v) end
+  if type(v) == "table" then return "(table)" end
+  return tostring(v)
+end
+
+local function render_subscription(s, opts, paint)
+  local rows = {}
+  for _, k in ipairs(SUBSCRIPTION_ORDER) do
+    rows[#rows + 1] = { k, value_text(k, s[k], opts, paint) }
+  end
+  for _, k in ipairs(sorted_extra_keys(s, SUBSCRIPTION_ORDER)) do
+    rows[#rows + 1] = { k, value_text(k, s[k], opts, paint) }
+  end
+  local out = block(paint("title", "Webhook subscription " .. tostring(s.id)), rows, paint)
+  if not opts.reveal_secret then
+    out = out .. "\n  (the secret is shown once, at create: read sub.secret to store it)"
+  end
+  return out
+end
+
+local ERROR_ORDER = { "type", "status", "message", "field", "request_id", "attempts" }
+
+local function render_error(e, opts, paint)
+  local rows = {}
+  for _, k in ipairs(ERROR_ORDER) do
+    if e[k] ~= nil then rows[#rows + 1] = { k, value_text(k, e[k], opts, paint) } end
+  end
+  if e.body ~= nil then
+    rows[#rows + 1] = { "body", format("%d bytes (in err.body)", #tostring(e.body)) }
+  end
+  return block(paint("bad", "cerca error: " .. tostring(e.type)), rows, paint)
+end
+
+local function render_table(t, opts, paint)
+  local rows = {}
+  for _, k in ipairs(sorted_extra_keys(t, {})) do
+    rows[#rows + 1] = { k, value_text(k, t[k], opts, paint) }
+  end
+  return block(paint("title", tostring(t)), rows, paint)
+end
+
+--- Multi-line rendering of a subscription, an error, or any table.
+-- @param value what to render
+-- @tparam[opt] table opts `color` (ANSI colours, default false),
+--   `reveal_secret` (print the whole secret, default false)
+-- @treturn string
+function _M.pretty(value, opts)
+  opts = opts or {}
+  local paint = painter(opts.color)
+  local mt = getmetatable(value)
+  local name = type(mt) == "table" and mt.__name
+  if name == "cerca.Subscription" then return render_subscription(value, opts, paint) end
+  if name == "cerca.Error" then return render_error(value, opts, paint) end
+  if type(value) == "table" then return render_table(value, opts, paint) end
+  return tostring(value)
+end
+
+return _M

@@ -1,0 +1,40 @@
+--- One HTTP attempt: the seam between the Lua policy and the C core.
+--
+-- `attempt(client, request)` returns the C core's response table
+-- (`status`, `headers`, `body`, `json` or `json_error`, and `error` /
+-- `error_message` when no usable answer arrived). It never raises for
+-- anything the network does.
+-- @module cerca.transport
+
+local core = require "cerca.core"
+
+local _M = {}
+
+-- The client's libcurl handle, opened on first use and kept, so that
+-- consecutive calls reuse the connection (and the TLS session).
+local function session(client)
+  local s = client._session
+  if s then return s end
+  local why
+  s, why = core.new_session { ca_file = client.ca_file, user_agent = client.user_agent }
+  if s then client._session = s end
+  return s, why
+end
+
+function _M.attempt(client, request)
+  local s, why = session(client)
+  if not s then
+    return { status = 0, headers = {}, body = "", error = "internal", error_message = why }
+  end
+  return s:request(request)
+end
+
+function _M.close(client)
+  local s = client._session
+  if s then
+    client._session = nil
+    s:close()
+  end
+end
+
+return _M

@@ -1,0 +1,316 @@
+--- Argument checks shared by the client and the resources.
+--
+-- Each check returns nothing when the value is good, or one message that
+-- names the field and says how to fix it. The callers turn that message into
+-- an error of their own type (`invalid_request` or `configuration`).
+-- @module cerca.validate
+
+local type = type
+local pairs = pairs
+local next = next
+local tostring = tostring
+local format = string.format
+local byte = string.byte
+local find = string.find
+local lower = string.lower
+local match = string.match
+local sub = string.sub
+local sort = table.sort
+local huge = math.huge
+local min = math.min
+local floor = math.floor
+
+local _M = {}
+
+--- Short description of a value for "(got ...)" in messages. Never prints
+-- a whole long string.
+function _M.describe(v)
+  local t = type(v)
+  if t == "string" then
+    if #v > 40 then v = sub(v, 1, 37) .. "..." end
+    return format("%q", v):gsub("\\\n", "\\n")
+  elseif t == "nil" or t == "boolean" or t == "number" then
+    return tostring(v)
+  end
+  return t
+end
+
+local describe = _M.describe
+
+local function distance(a, b)
+  -- Levenshtein distance, two rows.
+  local la, lb = #a, #b
+  local prev, cur = {}, {}
+  for j = 0, lb do prev[j] = j end
+  for i = 1, la do
+    cur[0] = i
+    local ca = byte(a, i)
+    for j = 1, lb do
+      local cost = (ca == byte(b, j)) and 0 or 1
+      cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev, cur = cur, prev
+  end
+  return prev[lb]
+end
+
+--- The candidate closest to `word`, or nil when none is plausibly meant.
+-- @tparam string word what the caller wrote
+-- @tparam table candidates a list of valid names
+function _M.suggest(word, candidates)
+  if type(word) ~= "string" then return nil end
+  local best, best_d = nil, huge
+  local w = lower(word)
+  for i = 1, #candidates do
+    local d = distance(w, candidates[i])
+    if d < best_d then best, best_d = candidates[i], d end
+  end
+  -- A third of the word's length, at least 2: catches typos, not guesses.
+  if best_d <= math.max(2, floor(#word / 3)) then return best end
+  return nil
+end
+
+--- Position and byte of the first control character (C0, DEL), or nil.
+-- `allow_tab` lets horizontal tab through (header values may hold it).
+function _M.control_char(s, allow_tab)
+  local i = 0
+  while true do
+    i = find(s, "[%z\1-\31\127]", i + 1)
+    if not i then return nil end
+    local b = byte(s, i)
+    if not (allow_tab and b == 9) then return i, b end
+  end
+end
+
+--- True when `s` is well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF).
+function _M.is_utf8(s)
+  local i, n = 1, #s
+  while i <= n do
+    local c = byte(s, i)
+    if c < 0x80 then
+      i = i + 1
+    else
+      local len, lo, hi
+      if c >= 0xC2 and c <= 0xDF then len, lo, hi = 2, 0x80, 0xBF
+      elseif c == 0xE0 then len, lo, hi = 3, 0xA0, 0xBF
+      elseif c == 0xED then len, lo, hi = 3, 0x80, 0x9F
+      elseif c >= 0xE1 and c <= 0xEF then len, lo, hi = 3, 0x80, 0xBF
+      elseif c == 0xF0 then len, lo, hi = 4, 0x90, 0xBF
+      elseif c >= 0xF1 and c <= 0xF3 then len, lo, hi = 4, 0x80, 0xBF
+      elseif c == 0xF4 then len, lo, hi = 4, 0x80, 0x8F
+      else return false end
+      if i + len - 1 > n then return false end
+      local c2 = byte(s, i + 1)
+      if c2 < lo or c2 > hi then return false end
+      for k = i + 2, i + len - 1 do
+        local ck = byte(s, k)
+        if ck < 0x80 or ck > 0xBF then return false end
+      end
+      i = i + len
+    end
+  end
+  return true
+end
+
+--- Checks a non-empty text value with no control characters, valid UTF-8.
+-- @tparam string field name for messages
+-- @tparam string example a good value, shown in the fix
+function _M.text(v, field, example)
+  if type(v) ~= "string" then
+    return format("%s must be a non-empty string (got %s); pass e.g. %q", field, describe(v), example)
+  end
+  if v == "" then
+    return format("%s must not be empty; pass e.g. %q", field, example)
+  end
+  local at, b = _M.control_char(v)
+  if at then
+    return format("%s contains a control character (byte %d at position %d); remove it", field, b, at)
+  end
+  if not _M.is_utf8(v) then
+    return format("%s is not valid UTF-8; pass the text encoded as UTF-8", field)
+  end
+end
+
+-- Characters a URI may hold as they are (RFC 3986: unreserved, gen-delims,
+-- sub-delims); "%" is checked separately for its two hex digits.
+local URI_CHAR = "[%w%-%._~:/%?#%[%]@!%$&'%(%)%*%+,;=]"
+
+--- Parses an absolute http(s) URL strictly (RFC 3986 characters only).
+-- @return scheme (lower case), host, or nil and a message
+function _M.parse_url(v, field, example)
+  if type(v) ~= "string" then
+    return nil, format("%s must be a string (got %s); pass e.g. %q", field, describe(v), example)
+  end
+  local ws = find(v, "[%s%c]")
+  if ws then
+    return nil, format("%s contains whitespace or a control character at position %d; "
+      .. "percent-encode it (a space is %%20)", field, ws)
+  end
+  local nonascii = find(v, "[\128-\255]")
+  if nonascii then
+    return nil, format("%s contains a non-ASCII byte at position %d; "
+      .. "percent-encode it, and write an international host name in its xn-- (punycode) form", field, nonascii)
+  end
+  for i = 1, #v do
+    local ch = sub(v, i, i)
+    if ch == "%" then
+      if not find(v, "^%x%x", i + 1) then
+        return nil, format("%s has a %% at position %d not followed by two hex digits; "
+          .. "write a literal %% as %%25", field, i)
+      end
+    elseif not find(ch, URI_CHAR) then
+      return nil, format("%s contains %q at position %d, which a URL may not hold; "
+        .. "percent-encode it", field, ch, i)
+    end
+  end
+  local scheme, rest = match(v, "^(%a[%w%+%-%.]*):(.*)$")
+  if not scheme then
+    return nil, format("%s must be an absolute URL (got %s); pass e.g. %q", field, describe(v), example)
+  end
+  local authority = match(rest, "^//([^/%?#]*)")
+  if not authority then
+    return nil, format("%s must be an absolute URL with a host (got %s); pass e.g. %q", field, describe(v), example)
+  end
+  local hostport = match(authority, "^.*@(.*)$") or authority
+  local host, port = match(hostport, "^(%[[^%]]*%])(.*)$")
+  if not host then
+    host, port = match(hostport, "^([^:]*)(.*)$")
+  end
+  if host == "" then
+    return nil, format("%s must name a host (got %s); pass e.g. %q", field, describe(v), example)
+  end
+  if port ~= "" then
+    local digits = match(port, "^:(%d*)$")
+    if not digits or (digits ~= "" and tonumber(digits) > 65535) then
+      return nil, format("%s has an invalid port (got %s); use a number from 1 to 65535", field, describe(port))
+    end
+  end
+  return lower(scheme), lower(host)
+end
+
+-- Header field names are RFC 9110 tokens.
+local TOKEN = "^[%w!#%$%%&'%*%+%-%.%^_`|~]+$"
+
+--- Checks a table of extra HTTP headers (name -> value).
+-- @tparam table reserved lower-case names the caller may not set, each
+--   mapped to the fix to show
+function _M.headers(v, field, reserved)
+  if v == nil then return nil end
+  if type(v) ~= "table" then
+    return format("%s must be a table of name = value strings (got %s)", field, describe(v))
+  end
+  local names = {}
+  for name in pairs(v) do names[#names + 1] = tostring(name) end
+  sort(names)
+  for _, name in ipairs(names) do
+    local value = v[name]
+    local where = format("%s[%q]", field, name)
+    if type(name) ~= "string" or not find(name, TOKEN) then
+      return format("%s: %s is not a valid header name; use letters, digits and - only", where, describe(name))
+    end
+    local fix = reserved[lower(name)]
+    if fix then
+      return format("%s: %s cannot be set as a header; %s", where, name, fix)
+    end
+    if type(value) ~= "string" then
+      return format("%s must be a string (got %s)", where, describe(value))
+    end
+    local at, b = _M.control_char(value, true)
+    if at then
+      return format("%s contains a control character (byte %d at position %d); "
+        .. "CR, LF and NUL would split the request, remove them", where, b, at)
+    end
+  end
+end
+
+--- Checks a number of seconds: positive and finite.
+function _M.seconds(v, field)
+  if v == nil then return nil end
+  if type(v) ~= "number" or v ~= v or v <= 0 or v == huge then
+    return format("%s must be a positive number of seconds (got %s)", field, describe(v))
+  end
+end
+
+--- Checks a whole number within [lo, hi].
+function _M.integer(v, field, lo, hi)
+  if v == nil then return nil end
+  if type(v) ~= "number" or v ~= floor(v) or v < lo or v > hi then
+    return format("%s must be a whole number from %d to %d (got %s)", field, lo, hi, describe(v))
+  end
+end
+
+--- Checks that the keys of `t` are all in `known` (a list); suggests the
+-- closest one otherwise.
+-- @tparam string hint appended to the message (where other keys belong)
+function _M.known_keys(t, field, known, hint)
+  local allowed = {}
+  for i = 1, #known do allowed[known[i]] = true end
+  local bad = {}
+  for k in pairs(t) do
+    if not allowed[k] then bad[#bad + 1] = k end
+  end
+  if not next(bad) then return nil end
+  sort(bad, function(a, b) return tostring(a) < tostring(b) end)
+  local key = bad[1]
+  local guess = _M.suggest(key, known)
+  return format("%s: unknown key %s%s%s", field, describe(key),
+    guess and format("; did you mean %q?", guess) or "",
+    hint and ("; " .. hint) or "")
+end
+
+local MAX_DEPTH = 32
+
+-- Checks that v can be sent as JSON exactly as the caller means it.
+local function json_value(v, path, depth, null, empty_array)
+  local t = type(v)
+  if t == "string" then
+    if not _M.is_utf8(v) then
+      return format("%s is not valid UTF-8; JSON text must be UTF-8", path)
+    end
+  elseif t == "number" then
+    if v ~= v or v == huge or v == -huge then
+      return format("%s must be a finite number (got %s)", path, tostring(v))
+    end
+  elseif t == "boolean" then
+    return nil
+  elseif v == null or v == empty_array then
+    return nil
+  elseif t == "table" then
+    if depth >= MAX_DEPTH then
+      return format("%s nests deeper than %d levels (or refers to itself)", path, MAX_DEPTH)
+    end
+    local n = #v
+    local count = 0
+    for k in pairs(v) do
+      count = count + 1
+      local kt = type(k)
+      if n > 0 then
+        if kt ~= "number" or k ~= floor(k) or k < 1 or k > n then
+          return format("%s mixes list items and named keys (key %s); use one or the other", path, describe(k))
+        end
+      elseif kt ~= "string" then
+        return format("%s has a key of type %s; JSON objects need string keys", path, kt)
+      end
+    end
+    if n > 0 and count ~= n then
+      return format("%s is a list with holes; JSON arrays cannot hold nil", path)
+    end
+    for k, item in pairs(v) do
+      local sub_path = (type(k) == "number") and format("%s[%d]", path, k) or format("%s.%s", path, k)
+      local msg = json_value(item, sub_path, depth + 1, null, empty_array)
+      if msg then return msg end
+    end
+  else
+    return format("%s is a %s, which cannot be sent as JSON; "
+      .. "use a string, number, boolean, table or cerca.null", path, t)
+  end
+end
+
+--- Checks a value destined for the JSON body.
+-- @param null the JSON null sentinel
+-- @param empty_array the empty-array sentinel
+function _M.json_value(v, path, null, empty_array)
+  return json_value(v, path, 0, null, empty_array)
+end
+
+return _M

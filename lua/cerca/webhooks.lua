@@ -1,0 +1,211 @@
+--- Webhook subscriptions: `POST /fleets/{fleetId}/webhooks`.
+--
+-- This module owns what the contract says about the resource: the event
+-- names, the rules for the parameters, the shape of the body and of the
+-- answer. Sending is the client's job (`cerca.client`).
+-- @module cerca.webhooks
+
+local core = require "cerca.core"
+local errors = require "cerca.errors"
+local validate = require "cerca.validate"
+local pretty = require "cerca.pretty"
+
+local type = type
+local pairs = pairs
+local ipairs = ipairs
+local format = string.format
+local gsub = string.gsub
+local byte = string.byte
+local setmetatable = setmetatable
+
+local _M = {}
+
+--- The 19 event names a subscription may list, in the contract's order.
+_M.EVENTS = {
+  "agent.created", "agent.updated", "agent.deleted",
+  "thread.created", "thread.status.changed", "thread.completed", "thread.failed",
+  "turn.created", "turn.completed", "turn.failed",
+  "message.created",
+  "approval.requested", "approval.resolved", "approval.granted",
+  "schedule.created", "schedule.deleted", "schedule.triggered",
+  "connection.attached", "connection.detached",
+}
+
+-- Reserved by the API for its test endpoint; never subscribable.
+local TEST_EVENT = "webhook.test"
+
+local KNOWN_EVENT = {}
+for _, name in ipairs(_M.EVENTS) do KNOWN_EVENT[name] = true end
+
+local PARAM_KEYS = { "url", "events", "extra_body" }
+
+-- Fields every create answer must carry, and their Lua types.
+local REQUIRED_FIELDS = {
+  { "id", "string" }, { "fleetId", "string" }, { "url", "string" },
+  { "events", "table" }, { "enabled", "boolean" }, { "createdAt", "string" },
+  { "updatedAt", "string" }, { "secret", "string" },
+}
+
+local function invalid(field, message)
+  return errors.new("invalid_request", message, { field = field })
+end
+
+local function check_events(events)
+  if events == nil then return nil end
+  if type(events) ~= "table" then
+    return invalid("params.events", format("params.events must be a list of event names (got %s); "
+      .. "e.g. { \"agent.created\" }, or omit it for all non-test events", validate.describe(events)))
+  end
+  local n = #events
+  for k in pairs(events) do
+    if type(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0 then
+      return invalid("params.events", format("params.events must be a list, not a map (found key %s); "
+        .. "e.g. { \"agent.created\" }, or omit it for all non-test events", validate.describe(k)))
+    end
+  end
+  local seen = {}
+  for i = 1, n do
+    local name = events[i]
+    local field = format("params.events[%d]", i)
+    if type(name) ~= "string" then
+      return invalid(field, format("%s must be an event name string (got %s)", field, validate.describe(name)))
+    end
+    if name == TEST_EVENT then
+      return invalid(field, format("%s: %q is reserved for the test endpoint and cannot be subscribed to; "
+        .. "remove it", field, TEST_EVENT))
+    end
+    if not KNOWN_EVENT[name] then
+      local guess = validate.suggest(name, _M.EVENTS)
+      return invalid(field, format("%s: unknown event %s; %s", field, validate.describe(name),
+        guess and format("did you mean %q?", guess) or "see cerca.webhooks.EVENTS for the 19 names"))
+    end
+    if seen[name] then
+      return invalid(field, format("%s: %q is already listed at params.events[%d]; list each event once",
+        field, name, seen[name]))
+    end
+    seen[name] = i
+  end
+end
+
+local function check_extra_body(extra)
+  if extra == nil then return nil end
+  if type(extra) ~= "table" then
+    return invalid("params.extra_body", format("params.extra_body must be a table of extra body fields (got %s)",
+      validate.describe(extra)))
+  end
+  for k in pairs(extra) do
+    if type(k) ~= "string" then
+      return invalid("params.extra_body", format("params.extra_body has a key of type %s; "
+        .. "body fields are named by strings", type(k)))
+    end
+    if k == "url" or k == "events" then
+      return invalid("params.extra_body." .. k, format("params.extra_body.%s: %s is a named parameter; "
+        .. "set params.%s instead", k, k, k))
+    end
+  end
+  local msg = validate.json_value(extra, "params.extra_body", core.null, core.empty_array)
+  if msg then return invalid("params.extra_body", msg) end
+end
+
+--- Checks the arguments of `create`; returns nil or an `invalid_request` error.
+function _M.check(fleet_id, params)
+  if type(fleet_id) == "table" and fleet_id.create then
+    return invalid("fleet_id", "fleet_id must be a string (got the webhooks table); "
+      .. "call create with a dot: client.webhooks.create(fleet_id, params)")
+  end
+  local msg = validate.text(fleet_id, "fleet_id", "fleet_abc123")
+  if msg then return invalid("fleet_id", msg) end
+  if type(params) ~= "table" then
+    return invalid("params", format("params must be a table (got %s); "
+      .. "pass { url = \"https://example.com/webhook\" }", validate.describe(params)))
+  end
+  msg = validate.known_keys(params, "params", PARAM_KEYS, "other body fields go in params.extra_body")
+  if msg then return invalid("params", msg) end
+  if params.url == nil then
+    return invalid("params.url", "params.url is required; pass the HTTPS endpoint that will receive "
+      .. "deliveries, e.g. \"https://example.com/webhook\"")
+  end
+  local scheme, err = validate.parse_url(params.url, "params.url", "https://example.com/webhook")
+  if not scheme then return invalid("params.url", err) end
+  if scheme ~= "https" then
+    return invalid("params.url", format("params.url must use https (got %s://); "
+      .. "deliveries are only sent to HTTPS endpoints", scheme))
+  end
+  return check_events(params.events) or check_extra_body(params.extra_body)
+end
+
+local function encode_segment(s)
+  -- Every byte outside RFC 3986 "unreserved" is escaped, so the id stays
+  -- one path segment whatever it holds ("/", "..", "?", "#", spaces).
+  return (gsub(s, "[^%w%-%._~]", function(c) return format("%%%02X", byte(c)) end))
+end
+
+--- The request path for a fleet: one percent-encoded segment.
+function _M.path(fleet_id)
+  return "/fleets/" .. encode_segment(fleet_id) .. "/webhooks"
+end
+
+--- The JSON body as a Lua table: extra fields, then the named ones.
+function _M.body(params)
+  local body = {}
+  if params.extra_body then
+    for k, v in pairs(params.extra_body) do body[k] = v end
+  end
+  body.url = params.url
+  local events = params.events
+  if events then
+    -- An empty list means "no event" to us and must reach the wire as [].
+    body.events = (#events == 0) and core.empty_array or events
+  end
+  return body
+end
+
+--- Subscriptions carry this metatable: `tostring` gives one redacted line.
+_M.Subscription = {
+  __name = "cerca.Subscription",
+  __tostring = function(sub) return pretty.subscription_line(sub) end,
+}
+
+--- Wraps a decoded create answer, or explains why it cannot be used.
+-- @treturn table|nil the subscription
+-- @treturn[opt] string what is wrong with it
+function _M.subscription(value)
+  if type(value) ~= "table" then
+    return nil, "the answer is not a JSON object"
+  end
+  for _, f in ipairs(REQUIRED_FIELDS) do
+    local name, want = f[1], f[2]
+    if type(value[name]) ~= want then
+      return nil, format("the answer's %s is %s, not a %s", name,
+        value[name] == nil and "missing" or ("a " .. type(value[name])), want)
+    end
+  end
+  for i, e in ipairs(value.events) do
+    if type(e) ~= "string" then
+      return nil, format("the answer's events[%d] is not a string", i)
+    end
+  end
+  if value.secret == "" then
+    return nil, "the answer's secret is empty"
+  end
+  return setmetatable(value, _M.Subscription)
+end
+
+--- Creates a subscription through `client`. See `cerca.webhooks.create`.
+function _M.create(client, fleet_id, params, options)
+  local err = _M.check(fleet_id, params)
+  if err then return nil, err end
+  local res
+  res, err = client:request("POST", _M.path(fleet_id), _M.body(params), options)
+  if not res then return nil, err end
+  local sub, why = _M.subscription(res.json)
+  if not sub then
+    return nil, errors.new("invalid_response", "the create succeeded (HTTP " .. res.status
+      .. ") but " .. why .. "; the raw answer is kept in err.body", {
+        status = res.status, headers = res.headers, body = res.body, request_id = res.request_id,
+      })
+  end
+  return sub, nil, { status = res.status, headers = res.headers, request_id = res.request_id }
+end
+
+return _M

@@ -1,0 +1,385 @@
+/*
+ * cerca.core: the Lua face of the C core.
+ *
+ *   core.new_session{ ca_file =, user_agent = }  -> session | nil, message
+ *   session:request{ method, url, headers, body, timeout_ms,
+ *                    connect_timeout_ms, max_body }            -> response
+ *   session:close()                                            (idempotent)
+ *   core.encode(value) -> json | nil, message
+ *   core.decode(json)  -> value | nil, message
+ *   core.empty_array, core.null, core.curl_version
+ *
+ * One attempt, no policy: retries, validation and error types live in Lua.
+ * JSON goes through a private lua-cjson instance, so a user reconfiguring
+ * the global cjson module cannot change what goes on the wire.
+ */
+#define _GNU_SOURCE /* memmem */
+#include <ctype.h>
+#include <string.h>
+
+#include "compat.h"
+#include "http.h"
+
+#define SESSION_MT "cerca.core.session"
+
+/* The one symbol the module exports (everything else is hidden). */
+#define CERCA_EXPORT __attribute__((visibility("default")))
+CERCA_EXPORT int luaopen_cerca_core(lua_State *L);
+
+/* Upvalues shared by the module's functions. */
+#define UV_ENCODE 1
+#define UV_DECODE 2
+#define UV_EMPTY_ARRAY 3
+
+/*
+ * Debian's lua-cjson 2.1.0 encodes every empty table as {}. The empty-array
+ * sentinel is a one-key table whose encoding cannot come from user data by
+ * accident (the key holds NUL bytes); encode() rewrites it to [].
+ */
+#define EMPTY_ARRAY_KEY "\0cerca.empty_array\0"
+static const char EMPTY_ARRAY_JSON[] = "{\"\\u0000cerca.empty_array\\u0000\":true}";
+
+typedef struct {
+    cerca_http http;
+    int open;
+} session;
+
+static const char *const err_kind_names[] = {
+    NULL, "connection", "timeout", "tls", "too_large", "url", "internal",
+};
+
+/* ---- JSON ------------------------------------------------------------ */
+
+/* Calls the cjson.safe function in upvalue `uv` on the value at index 1.
+ * Leaves result (or nil, message) on the stack and returns their count. */
+static int call_cjson(lua_State *L, int uv)
+{
+    lua_settop(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(uv));
+    lua_insert(L, 1);
+    if (lua_pcall(L, 1, 2, 0) != 0) {
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
+    }
+    if (lua_isnil(L, -2))
+        return 2;
+    lua_pop(L, 1);
+    return 1;
+}
+
+static int l_encode(lua_State *L)
+{
+    size_t len, patlen = sizeof EMPTY_ARRAY_JSON - 1;
+    const char *json, *p, *hit;
+    luaL_Buffer b;
+    luaL_checkany(L, 1);
+    if (call_cjson(L, UV_ENCODE) == 2)
+        return 2;
+    json = lua_tolstring(L, -1, &len);
+    hit = memmem(json, len, EMPTY_ARRAY_JSON, patlen);
+    if (hit == NULL)
+        return 1;
+    luaL_buffinit(L, &b);
+    for (p = json; hit != NULL; hit = memmem(p, len - (size_t)(p - json), EMPTY_ARRAY_JSON, patlen)) {
+        luaL_addlstring(&b, p, (size_t)(hit - p));
+        luaL_addlstring(&b, "[]", 2);
+        p = hit + patlen;
+    }
+    luaL_addlstring(&b, p, len - (size_t)(p - json));
+    luaL_pushresult(&b);
+    return 1;
+}
+
+static int l_decode(lua_State *L)
+{
+    luaL_checkstring(L, 1);
+    return call_cjson(L, UV_DECODE);
+}
+
+/* ---- session --------------------------------------------------------- */
+
+static session *check_session(lua_State *L)
+{
+    return (session *)luaL_checkudata(L, 1, SESSION_MT);
+}
+
+static const char *opt_string_field(lua_State *L, int t, const char *k)
+{
+    const char *s = NULL;
+    lua_getfield(L, t, k);
+    if (!lua_isnil(L, -1))
+        s = luaL_checkstring(L, -1);
+    lua_pop(L, 1);
+    return s;
+}
+
+static lua_Number num_field(lua_State *L, int t, const char *k, lua_Number dflt)
+{
+    lua_Number n = dflt;
+    lua_getfield(L, t, k);
+    if (!lua_isnil(L, -1)) {
+        if (!lua_isnumber(L, -1))
+            luaL_error(L, "field '%s' must be a number", k);
+        n = lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
+    return n;
+}
+
+static int l_new_session(lua_State *L)
+{
+    const char *ca_file = NULL, *ua = NULL;
+    session *s;
+    if (!lua_isnoneornil(L, 1)) {
+        luaL_checktype(L, 1, LUA_TTABLE);
+        ca_file = opt_string_field(L, 1, "ca_file");
+        ua = opt_string_field(L, 1, "user_agent");
+    }
+    s = (session *)lua_newuserdata(L, sizeof *s);
+    s->open = 0;
+    luaL_getmetatable(L, SESSION_MT);
+    lua_setmetatable(L, -2);
+    if (cerca_http_init(&s->http, ca_file, ua) != 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "cannot initialise libcurl");
+        return 2;
+    }
+    s->open = 1;
+    return 1;
+}
+
+/* close, __gc and __close: one idempotent function. */
+static int l_session_close(lua_State *L)
+{
+    session *s = check_session(L);
+    if (s->open) {
+        cerca_http_cleanup(&s->http);
+        s->open = 0;
+    }
+    return 0;
+}
+
+static int l_session_tostring(lua_State *L)
+{
+    session *s = check_session(L);
+    lua_pushfstring(L, "cerca.core.session (%s): %p", s->open ? "open" : "closed", (void *)s);
+    return 1;
+}
+
+/* Pushes the raw header block as a table of lower-case name -> value;
+ * repeated headers are joined with ", " as RFC 9110 allows. */
+static void push_headers(lua_State *L, const char *p, size_t len)
+{
+    const char *end = p + len;
+    lua_newtable(L);
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *line_end = eol != NULL ? eol : end;
+        const char *colon, *v, *ve;
+        luaL_Buffer name;
+        if (line_end > p && line_end[-1] == '\r')
+            line_end--;
+        colon = memchr(p, ':', (size_t)(line_end - p));
+        /* Skip the status line, the blank line and anything malformed. */
+        if (colon != NULL && colon > p && memcmp(p, "HTTP/", 5) != 0 &&
+            p[0] != ' ' && p[0] != '\t') {
+            const char *c;
+            luaL_buffinit(L, &name);
+            for (c = p; c < colon; c++)
+                luaL_addchar(&name, (char)tolower((unsigned char)*c));
+            luaL_pushresult(&name);
+            for (v = colon + 1; v < line_end && (*v == ' ' || *v == '\t'); v++)
+                ;
+            for (ve = line_end; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--)
+                ;
+            lua_pushvalue(L, -1);
+            lua_rawget(L, -3);
+            if (lua_isnil(L, -1)) {
+                lua_pop(L, 1);
+                lua_pushlstring(L, v, (size_t)(ve - v));
+            } else {
+                lua_pushliteral(L, ", ");
+                lua_pushlstring(L, v, (size_t)(ve - v));
+                lua_concat(L, 3);
+            }
+            lua_rawset(L, -3);
+        }
+        p = eol != NULL ? eol + 1 : end;
+    }
+}
+
+static int l_session_request(lua_State *L)
+{
+    session *s = check_session(L);
+    cerca_request rq;
+    cerca_response rs;
+    const char **lines;
+    size_t i, n;
+    int res;
+
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (!s->open)
+        return luaL_error(L, "request on a closed session");
+
+    memset(&rq, 0, sizeof rq);
+    lua_getfield(L, 2, "method");
+    rq.method = luaL_checkstring(L, -1);
+    lua_getfield(L, 2, "url");
+    rq.url = luaL_checkstring(L, -1);
+    lua_getfield(L, 2, "body");
+    if (!lua_isnil(L, -1))
+        rq.body = luaL_checklstring(L, -1, &rq.body_len);
+    rq.timeout_ms = (long)num_field(L, 2, "timeout_ms", 60000);
+    rq.connect_timeout_ms = (long)num_field(L, 2, "connect_timeout_ms", 10000);
+    rq.max_body = (size_t)num_field(L, 2, "max_body", 1024 * 1024);
+    luaL_argcheck(L, rq.timeout_ms > 0 && rq.connect_timeout_ms > 0 && rq.max_body > 0, 2,
+                  "timeouts and max_body must be positive");
+
+    /* The header strings stay referenced by the request table, which
+     * stays on the stack until perform returns. */
+    lua_getfield(L, 2, "headers");
+    n = lua_istable(L, -1) ? cerca_rawlen(L, -1) : 0;
+    lines = (const char **)lua_newuserdata(L, (n ? n : 1) * sizeof *lines);
+    for (i = 0; i < n; i++) {
+        lua_rawgeti(L, -2, (int)i + 1);
+        lines[i] = lua_tostring(L, -1);
+        if (lines[i] == NULL)
+            return luaL_error(L, "headers[%d] must be a string", (int)i + 1);
+        lua_pop(L, 1);
+    }
+    rq.headers = lines;
+    rq.nheaders = n;
+
+    cerca_http_perform(&s->http, &rq, &rs);
+
+    lua_createtable(L, 0, 10);
+    res = lua_gettop(L);
+    lua_pushinteger(L, (lua_Integer)rs.status);
+    lua_setfield(L, res, "status");
+    push_headers(L, rs.headers, rs.headers_len);
+    lua_setfield(L, res, "headers");
+    lua_pushlstring(L, rs.body, rs.body_len);
+    lua_setfield(L, res, "body");
+    lua_pushnumber(L, rs.total_time);
+    lua_setfield(L, res, "time");
+    lua_pushinteger(L, (lua_Integer)rs.new_connects);
+    lua_setfield(L, res, "new_connects");
+    if (rs.err != CERCA_OK) {
+        lua_pushstring(L, err_kind_names[rs.err]);
+        lua_setfield(L, res, "error");
+        lua_pushstring(L, rs.err_message);
+        lua_setfield(L, res, "error_message");
+        lua_pushinteger(L, rs.curl_code);
+        lua_setfield(L, res, "curl_code");
+    } else if (rs.body_len > 0) {
+        /* decode(body) -> value | nil, message */
+        lua_pushvalue(L, lua_upvalueindex(UV_DECODE));
+        lua_pushlstring(L, rs.body, rs.body_len);
+        if (lua_pcall(L, 1, 2, 0) != 0) {
+            lua_setfield(L, res, "json_error");
+        } else if (lua_isnil(L, -2)) {
+            lua_setfield(L, res, "json_error");
+            lua_pop(L, 1);
+        } else {
+            lua_pop(L, 1);
+            lua_setfield(L, res, "json");
+        }
+    }
+    return 1;
+}
+
+/* ---- module ---------------------------------------------------------- */
+
+static const luaL_Reg session_methods[] = {
+    {"request", l_session_request},
+    {"close", l_session_close},
+    {NULL, NULL},
+};
+
+static const luaL_Reg module_functions[] = {
+    {"new_session", l_new_session},
+    {"encode", l_encode},
+    {"decode", l_decode},
+    {NULL, NULL},
+};
+
+/* Pushes cjson.safe.new() configured for the wire; raises if missing. */
+static void push_cjson(lua_State *L)
+{
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "cjson.safe");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "new");
+    lua_call(L, 0, 1);
+    lua_remove(L, -2);
+    /* Reject NaN, Infinity and hex numbers in answers: not JSON. */
+    lua_getfield(L, -1, "decode_invalid_numbers");
+    lua_pushboolean(L, 0);
+    lua_call(L, 1, 0);
+    /* Bound recursion on hostile input. */
+    lua_getfield(L, -1, "decode_max_depth");
+    lua_pushinteger(L, 128);
+    lua_call(L, 1, 0);
+}
+
+/* Pushes the empty-array sentinel. */
+static void push_empty_array(lua_State *L)
+{
+    lua_createtable(L, 0, 1);
+    lua_pushlstring(L, EMPTY_ARRAY_KEY, sizeof EMPTY_ARRAY_KEY - 1);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+}
+
+/* Sets the functions of `l` into the table at index t, each closing over
+ * the (encode, decode, empty_array) values at index first..first+2. */
+static void set_closures(lua_State *L, int t, const luaL_Reg *l, int first)
+{
+    lua_pushvalue(L, t);
+    lua_pushvalue(L, first);
+    lua_pushvalue(L, first + 1);
+    lua_pushvalue(L, first + 2);
+    cerca_setfuncs(L, l, 3);
+    lua_pop(L, 1);
+}
+
+int luaopen_cerca_core(lua_State *L)
+{
+    int m, cjson, uv;
+    if (cerca_http_global_init() != 0)
+        return luaL_error(L, "cerca.core: curl_global_init failed");
+
+    lua_newtable(L);
+    m = lua_gettop(L);
+    push_cjson(L);
+    cjson = lua_gettop(L);
+    lua_getfield(L, cjson, "encode"); /* uv + 0 */
+    uv = lua_gettop(L);
+    lua_getfield(L, cjson, "decode"); /* uv + 1 */
+    push_empty_array(L);              /* uv + 2 */
+
+    set_closures(L, m, module_functions, uv);
+    lua_pushvalue(L, uv + 2);
+    lua_setfield(L, m, "empty_array");
+    lua_getfield(L, cjson, "null");
+    lua_setfield(L, m, "null");
+    lua_pushstring(L, curl_version_info(CURLVERSION_NOW)->version);
+    lua_setfield(L, m, "curl_version");
+
+    luaL_newmetatable(L, SESSION_MT);
+    lua_newtable(L);
+    set_closures(L, lua_gettop(L), session_methods, uv);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_session_close);
+    lua_setfield(L, -2, "__gc");
+#if LUA_VERSION_NUM >= 504
+    lua_pushcfunction(L, l_session_close);
+    lua_setfield(L, -2, "__close");
+#endif
+    lua_pushcfunction(L, l_session_tostring);
+    lua_setfield(L, -2, "__tostring");
+
+    lua_settop(L, m);
+    return 1;
+}

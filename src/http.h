@@ -1,0 +1,77 @@
+/*
+ * One HTTP attempt over a reused libcurl easy handle. No Lua in here: the
+ * caller hands in plain C strings and reads back plain C buffers, so no Lua
+ * error can ever unwind through libcurl.
+ */
+#ifndef CERCA_HTTP_H
+#define CERCA_HTTP_H
+
+#include <stddef.h>
+#include <curl/curl.h>
+
+/* Why an attempt produced no usable HTTP response. */
+typedef enum {
+    CERCA_OK = 0,
+    CERCA_ERR_CONNECTION, /* refused, reset, closed early, DNS, proxy */
+    CERCA_ERR_TIMEOUT,    /* connect or whole-attempt timeout */
+    CERCA_ERR_TLS,        /* handshake or certificate verification */
+    CERCA_ERR_TOO_LARGE,  /* body or headers over the cap */
+    CERCA_ERR_URL,        /* malformed URL or scheme we do not speak */
+    CERCA_ERR_INTERNAL    /* out of memory, libcurl misuse */
+} cerca_err_kind;
+
+/* A growable byte buffer with a hard cap. */
+typedef struct {
+    char *data;
+    size_t len;
+    size_t cap;
+    size_t limit;
+    int overflow; /* set once a write was refused for exceeding limit */
+} cerca_buf;
+
+typedef struct {
+    const char *method; /* "POST", "GET", ... */
+    const char *url;
+    const char *const *headers; /* "Name: value" lines */
+    size_t nheaders;
+    const char *body; /* may be NULL */
+    size_t body_len;
+    long timeout_ms;
+    long connect_timeout_ms;
+    size_t max_body;   /* response body cap in bytes */
+} cerca_request;
+
+typedef struct {
+    long status; /* 0 when no status line arrived */
+    cerca_err_kind err;
+    int curl_code;
+    const char *err_message; /* valid until the next attempt on the handle */
+    const char *body;        /* response body (possibly partial) */
+    size_t body_len;
+    const char *headers; /* raw header block of the final response */
+    size_t headers_len;
+    double total_time; /* seconds */
+    long new_connects; /* connections opened by this attempt */
+} cerca_response;
+
+typedef struct {
+    CURL *easy;
+    struct curl_slist *header_list; /* owned for the duration of one attempt */
+    cerca_buf body;
+    cerca_buf headers;
+    char errbuf[CURL_ERROR_SIZE];
+} cerca_http;
+
+/* Process-wide libcurl initialisation; safe to call from several threads. */
+int cerca_http_global_init(void);
+
+/* Returns 0 on success; on failure h is left cleaned up. */
+int cerca_http_init(cerca_http *h, const char *ca_file, const char *user_agent);
+
+/* Runs one attempt. Always fills rs; never raises, never longjmps. */
+void cerca_http_perform(cerca_http *h, const cerca_request *rq, cerca_response *rs);
+
+/* Idempotent: releases the handle and buffers, leaves h reusable for init. */
+void cerca_http_cleanup(cerca_http *h);
+
+#endif
