@@ -275,9 +275,10 @@ local TRANSPORT_TYPES = { timeout = "timeout", tls = "tls" }
 local function outcome(res, max_response_size)
   local status, headers = res.status, res.headers
   local ok = status >= 200 and status < 300
+  local answered = status > 0
   local fields = {
-    status = status > 0 and status or nil, headers = headers, body = res.body,
-    request_id = request_id(headers),
+    status = answered and status or nil, headers = answered and headers or nil,
+    body = answered and res.body or nil, request_id = request_id(headers),
   }
   if res.error == "too_large" then
     if ok or status == 0 then

@@ -19,6 +19,9 @@ local sort = table.sort
 local huge = math.huge
 local min = math.min
 local floor = math.floor
+local max = math.max
+local ipairs = ipairs
+local tonumber = tonumber
 
 local _M = {}
 
@@ -66,7 +69,7 @@ function _M.suggest(word, candidates)
     if d < best_d then best, best_d = candidates[i], d end
   end
   -- A third of the word's length, at least 2: catches typos, not guesses.
-  if best_d <= math.max(2, floor(#word / 3)) then return best end
+  if best_d <= max(2, floor(#word / 3)) then return best end
   return nil
 end
 
@@ -261,7 +264,7 @@ end
 local MAX_DEPTH = 32
 
 -- Checks that v can be sent as JSON exactly as the caller means it.
-local function json_value(v, path, depth, null, empty_array)
+local function json_value(v, path, depth, ctx)
   local t = type(v)
   if t == "string" then
     if not _M.is_utf8(v) then
@@ -273,31 +276,34 @@ local function json_value(v, path, depth, null, empty_array)
     end
   elseif t == "boolean" then
     return nil
-  elseif v == null or v == empty_array then
+  elseif v == ctx.null or v == ctx.empty_array then
     return nil
   elseif t == "table" then
     if depth >= MAX_DEPTH then
-      return format("%s nests deeper than %d levels (or refers to itself)", path, MAX_DEPTH)
+      return format("%s nests deeper than %d levels (or refers to itself)", ctx.root, MAX_DEPTH)
     end
-    local n = #v
-    local count = 0
+    -- A list has only keys 1..n; an object only string keys.
+    local ints, strings, max_key = 0, 0, 0
     for k in pairs(v) do
-      count = count + 1
-      local kt = type(k)
-      if n > 0 then
-        if kt ~= "number" or k ~= floor(k) or k < 1 or k > n then
-          return format("%s mixes list items and named keys (key %s); use one or the other", path, describe(k))
-        end
-      elseif kt ~= "string" then
-        return format("%s has a key of type %s; JSON objects need string keys", path, kt)
+      if type(k) == "number" and k >= 1 and k == floor(k) then
+        ints = ints + 1
+        if k > max_key then max_key = k end
+      elseif type(k) == "string" then
+        strings = strings + 1
+      else
+        return format("%s has a key of type %s (%s); JSON objects need string keys",
+          path, type(k), describe(k))
       end
     end
-    if n > 0 and count ~= n then
+    if ints > 0 and strings > 0 then
+      return format("%s mixes list items and named keys; use one or the other", path)
+    end
+    if ints ~= max_key then
       return format("%s is a list with holes; JSON arrays cannot hold nil", path)
     end
     for k, item in pairs(v) do
       local sub_path = (type(k) == "number") and format("%s[%d]", path, k) or format("%s.%s", path, k)
-      local msg = json_value(item, sub_path, depth + 1, null, empty_array)
+      local msg = json_value(item, sub_path, depth + 1, ctx)
       if msg then return msg end
     end
   else
@@ -310,7 +316,7 @@ end
 -- @param null the JSON null sentinel
 -- @param empty_array the empty-array sentinel
 function _M.json_value(v, path, null, empty_array)
-  return json_value(v, path, 0, null, empty_array)
+  return json_value(v, path, 0, { root = path, null = null, empty_array = empty_array })
 end
 
 return _M

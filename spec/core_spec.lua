@@ -1,0 +1,161 @@
+-- The C core on its own: the JSON bridge and one HTTP attempt.
+local helpers = require "spec.helpers"
+local core = require "cerca.core"
+local cjson = require "cjson"
+
+describe("cerca.core", function()
+  describe("encode", function()
+    it("writes the empty-array sentinel as [] at any depth", function()
+      assert.are.equal("[]", core.encode(core.empty_array))
+      assert.are.equal('{"a":[[],{"b":[]}]}', core.encode { a = { core.empty_array, { b = core.empty_array } } })
+      assert.are.equal("{}", core.encode {})
+    end)
+
+    it("writes null", function()
+      assert.are.equal("[null,1]", core.encode { core.null, 1 })
+    end)
+
+    it("returns nil and a message for what JSON cannot hold", function()
+      local json, err = core.encode { f = print }
+      assert.is_nil(json)
+      assert.matches("Cannot serialise function", err)
+      json, err = core.encode { 0 / 0 }
+      assert.is_nil(json)
+      assert.is_string(err)
+    end)
+
+    it("is not changed by the caller's cjson settings", function()
+      cjson.encode_invalid_numbers(true)
+      local json = core.encode { 0 / 0 }
+      cjson.encode_invalid_numbers(false)
+      assert.is_nil(json)
+    end)
+  end)
+
+  describe("decode", function()
+    it("decodes JSON", function()
+      assert.are.same({ a = { 1, 2 }, b = "x" }, core.decode '{"a":[1,2],"b":"x"}')
+    end)
+
+    it("returns nil and a message for what is not JSON", function()
+      for _, text in ipairs { "", "{", "[1,]", '{"a":NaN}', "Infinity", "0x10", "<html>" } do
+        local value, err = core.decode(text)
+        assert.is_nil(value, text)
+        assert.is_string(err, text)
+      end
+    end)
+
+    it("refuses hostile nesting", function()
+      local value, err = core.decode(string.rep("[", 5000) .. string.rep("]", 5000))
+      assert.is_nil(value)
+      assert.matches("too many nested data structures (129)", err, 1, true)
+    end)
+  end)
+
+  describe("session", function()
+    local srv
+
+    setup(function() srv = helpers.start_server { tls = false } end)
+    teardown(function() if srv then srv:stop() end end)
+    before_each(function() srv:reset() end)
+
+    local function post(s, extra)
+      local req = {
+        method = "POST", url = srv.http_url .. "/fleets/f/webhooks",
+        headers = { "Authorization: Bearer " .. srv.api_key, "Content-Type: application/json" },
+        body = '{"url":"https://example.com/h"}', timeout_ms = 5000, connect_timeout_ms = 2000,
+        max_body = 65536,
+      }
+      for k, v in pairs(extra or {}) do req[k] = v end
+      return s:request(req)
+    end
+
+    it("does one attempt and reports status, headers, body and JSON", function()
+      local s = assert(core.new_session { user_agent = "spec/1" })
+      local res = post(s)
+      assert.are.equal(201, res.status)
+      assert.is_nil(res.error)
+      assert.are.equal("application/json", res.headers["content-type"])
+      assert.matches("^req_", res.headers["x-request-id"])
+      assert.are.same(cjson.decode(res.body).id, res.json.id)
+      assert.is_number(res.time)
+      assert.are.equal(1, res.new_connects)
+      assert.are.equal(0, post(s).new_connects)
+      assert.are.equal("spec/1", srv:requests()[1].headers["user-agent"])
+      s:close()
+    end)
+
+    it("reports JSON it cannot decode", function()
+      srv:enqueue { status = 200, body = "not json" }
+      local res = post(core.new_session())
+      assert.are.equal(200, res.status)
+      assert.is_nil(res.json)
+      assert.is_string(res.json_error)
+      assert.are.equal("not json", res.body)
+    end)
+
+    it("joins repeated headers and lower-cases names", function()
+      srv:enqueue { status = 200, body = "{}", headers = { ["X-Multi"] = { "a", "b" }, ["X-Case"] = "V" } }
+      local res = post(core.new_session())
+      assert.are.equal("a, b", res.headers["x-multi"])
+      assert.are.equal("V", res.headers["x-case"])
+    end)
+
+    it("caps the body", function()
+      srv:enqueue { status = 200, body = string.rep("x", 100) }
+      local res = post(core.new_session(), { max_body = 10 })
+      assert.are.equal("too_large", res.error)
+      assert.are.equal(200, res.status)
+      assert.is_true(#res.body <= 10)
+    end)
+
+    it("speaks http and https only", function()
+      local res = post(core.new_session(), { url = "ftp://127.0.0.1/x" })
+      assert.are.equal("url", res.error)
+      assert.are.same({}, srv:requests())
+    end)
+
+    it("never follows redirects", function()
+      srv:enqueue { status = 302, body = "", headers = { Location = srv.http_url .. "/fleets/g/webhooks" } }
+      local res = post(core.new_session())
+      assert.are.equal(302, res.status)
+      assert.are.equal(1, #srv:requests())
+    end)
+
+    it("closes idempotently, and refuses to work once closed", function()
+      local s = core.new_session()
+      assert.matches("^cerca.core.session %(open%)", tostring(s))
+      s:close()
+      s:close()
+      assert.matches("^cerca.core.session %(closed%)", tostring(s))
+      assert.has_error(function() post(s) end, "request on a closed session")
+    end)
+
+    it("is released by the garbage collector", function()
+      for _ = 1, 50 do post(core.new_session()) end
+      collectgarbage()
+      collectgarbage()
+      assert.are.equal(50, #srv:requests())
+    end)
+
+    if _VERSION == "Lua 5.4" then
+      it("closes as a to-be-closed variable", function()
+        local check = assert(load [[
+          local core, post = ...
+          local kept
+          do
+            local s <close> = core.new_session()
+            kept = s
+            post(s)
+          end
+          return tostring(kept)
+        ]])
+        assert.matches("%(closed%)", check(core, post))
+      end)
+    else
+      it("has no __close under the 5.1 API", function()
+        assert.is_nil(getmetatable(core.new_session()).__close)
+      end)
+    end
+  end)
+end)

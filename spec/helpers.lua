@@ -1,0 +1,54 @@
+-- Loaded by busted before the specs (see .busted): puts the library and
+-- the C core built for the running interpreter on the module paths, and
+-- offers the few things most specs need.
+local is_jit = type(jit) == "table"
+local abi = is_jit and "luajit" or "lua5.4"
+
+package.path = "./lua/?.lua;./lua/?/init.lua;./?.lua;" .. package.path
+package.cpath = "./build/" .. abi .. "/?.so;" .. package.cpath
+
+local helpers = {}
+
+helpers.abi = abi
+helpers.interpreter = is_jit and "luajit" or "lua5.4"
+helpers.API_KEY = "sk_test_spec_0123456789"
+
+-- Every spec file that needs a server starts its own in setup().
+function helpers.start_server(opts)
+  local launcher = require "spec.server.launcher"
+  opts = opts or {}
+  if opts.api_key == nil then opts.api_key = helpers.API_KEY end
+  return assert(launcher.start(opts))
+end
+
+-- A client for `srv`, over HTTP unless `https` is set.
+function helpers.client(srv, opts)
+  local cerca = require "cerca"
+  local o = { api_key = srv.api_key, base_url = srv.http_url }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return assert(cerca.new(o))
+end
+
+-- Runs a Lua snippet in a fresh interpreter of the same kind, with extra
+-- environment variables; returns its stdout and exit status.
+function helpers.run_lua(code, env)
+  local tmp = os.tmpname()
+  local f = assert(io.open(tmp, "w"))
+  f:write(code)
+  f:close()
+  local parts = { "env" }
+  for k, v in pairs(env or {}) do
+    parts[#parts + 1] = k .. "='" .. v:gsub("'", "'\\''") .. "'"
+  end
+  parts[#parts + 1] = "LUA_PATH='./lua/?.lua;./lua/?/init.lua;;'"
+  parts[#parts + 1] = "LUA_CPATH='./build/" .. abi .. "/?.so;;'"
+  parts[#parts + 1] = helpers.interpreter .. " " .. tmp .. " 2>&1; echo \"exit:$?\""
+  local p = io.popen(table.concat(parts, " "))
+  local out = p:read("*a")
+  p:close()
+  os.remove(tmp)
+  local body, status = out:match("^(.*)exit:(%d+)%s*$")
+  return body, tonumber(status)
+end
+
+return helpers

@@ -1,0 +1,247 @@
+-- Validation of webhooks.create's arguments: every rule, its exact message,
+-- and the guarantee that a rejected call sends nothing.
+local helpers = require "spec.helpers"
+local cerca = require "cerca"
+
+describe("webhooks.create validation", function()
+  local srv, client
+
+  setup(function()
+    srv = helpers.start_server { tls = false }
+    client = helpers.client(srv)
+  end)
+
+  teardown(function()
+    if client then client:close() end
+    if srv then srv:stop() end
+  end)
+
+  before_each(function() srv:reset() end)
+
+  -- Every rejected call must be invalid_request with this exact message,
+  -- name the field, and leave the server untouched.
+  local function rejects(message, field, fleet_id, params, options)
+    local sub, err = client.webhooks.create(fleet_id, params, options)
+    assert.is_nil(sub)
+    assert.is_true(cerca.is_error(err))
+    assert.are.equal("invalid_request", err.type)
+    assert.are.equal(message, err.message)
+    assert.are.equal(field, err.field)
+    assert.are.same({}, srv:requests())
+  end
+
+  local URL = "https://example.com/webhook"
+
+  describe("fleet_id", function()
+    it("must be a string", function()
+      rejects('fleet_id must be a non-empty string (got nil); pass e.g. "fleet_abc123"',
+        "fleet_id", nil, { url = URL })
+      rejects('fleet_id must be a non-empty string (got 42); pass e.g. "fleet_abc123"',
+        "fleet_id", 42, { url = URL })
+    end)
+
+    it("must not be empty", function()
+      rejects('fleet_id must not be empty; pass e.g. "fleet_abc123"', "fleet_id", "", { url = URL })
+    end)
+
+    it("refuses control characters", function()
+      rejects("fleet_id contains a control character (byte 10 at position 6); remove it",
+        "fleet_id", "fleet\n1", { url = URL })
+      rejects("fleet_id contains a control character (byte 0 at position 2); remove it",
+        "fleet_id", "f\0", { url = URL })
+      rejects("fleet_id contains a control character (byte 127 at position 1); remove it",
+        "fleet_id", "\127", { url = URL })
+    end)
+
+    it("must be UTF-8", function()
+      rejects("fleet_id is not valid UTF-8; pass the text encoded as UTF-8",
+        "fleet_id", "fleet_\255", { url = URL })
+      rejects("fleet_id is not valid UTF-8; pass the text encoded as UTF-8",
+        "fleet_id", "\192\175", { url = URL }) -- overlong "/"
+    end)
+
+    it("explains a colon call", function()
+      local sub, err = client.webhooks:create("fleet_1", { url = URL })
+      assert.is_nil(sub)
+      assert.are.equal("fleet_id must be a string (got the webhooks table); "
+        .. "call create with a dot: client.webhooks.create(fleet_id, params)", err.message)
+    end)
+  end)
+
+  describe("params", function()
+    it("must be a table", function()
+      rejects('params must be a table (got nil); pass { url = "https://example.com/webhook" }',
+        "params", "fleet_1", nil)
+      rejects('params must be a table (got "https://x.io"); pass { url = "https://example.com/webhook" }',
+        "params", "fleet_1", "https://x.io")
+    end)
+
+    it("rejects unknown keys with a suggestion", function()
+      rejects('params: unknown key "evnets"; did you mean "events"?; other body fields go in params.extra_body',
+        "params", "fleet_1", { url = URL, evnets = { "agent.created" } })
+      rejects('params: unknown key "description"; other body fields go in params.extra_body',
+        "params", "fleet_1", { url = URL, description = "x" })
+    end)
+  end)
+
+  describe("params.url", function()
+    it("is required", function()
+      rejects('params.url is required; pass the HTTPS endpoint that will receive deliveries, '
+        .. 'e.g. "https://example.com/webhook"', "params.url", "fleet_1", {})
+    end)
+
+    it("must be a string", function()
+      rejects('params.url must be a string (got true); pass e.g. "https://example.com/webhook"',
+        "params.url", "fleet_1", { url = true })
+    end)
+
+    it("must use https", function()
+      rejects("params.url must use https (got http://); deliveries are only sent to HTTPS endpoints",
+        "params.url", "fleet_1", { url = "http://example.com/webhook" })
+      rejects("params.url must use https (got ftp://); deliveries are only sent to HTTPS endpoints",
+        "params.url", "fleet_1", { url = "ftp://example.com/webhook" })
+    end)
+
+    it("must be absolute, with a host", function()
+      rejects('params.url must be an absolute URL (got "example.com/webhook"); '
+        .. 'pass e.g. "https://example.com/webhook"', "params.url", "fleet_1", { url = "example.com/webhook" })
+      rejects('params.url must be an absolute URL with a host (got "https:/webhook"); '
+        .. 'pass e.g. "https://example.com/webhook"', "params.url", "fleet_1", { url = "https:/webhook" })
+      rejects('params.url must name a host (got "https:///webhook"); pass e.g. "https://example.com/webhook"',
+        "params.url", "fleet_1", { url = "https:///webhook" })
+      rejects('params.url must name a host (got "https://user@:443/"); pass e.g. "https://example.com/webhook"',
+        "params.url", "fleet_1", { url = "https://user@:443/" })
+    end)
+
+    it("refuses whitespace and control characters", function()
+      rejects("params.url contains whitespace or a control character at position 12; "
+        .. "percent-encode it (a space is %20)", "params.url", "fleet_1", { url = "https://exa mple.com" })
+      rejects("params.url contains whitespace or a control character at position 21; "
+        .. "percent-encode it (a space is %20)", "params.url", "fleet_1", { url = "https://example.com/\r\nX: y" })
+    end)
+
+    it("refuses characters a URI may not hold", function()
+      rejects("params.url contains a non-ASCII byte at position 10; percent-encode it, and write an "
+        .. "international host name in its xn-- (punycode) form", "params.url", "fleet_1",
+        { url = "https://b\195\188cher.de/" })
+      rejects('params.url contains "<" at position 22, which a URL may not hold; percent-encode it', "params.url", "fleet_1",
+        { url = "https://example.com/a<b" })
+      rejects("params.url has a % at position 22 not followed by two hex digits; write a literal % as %25",
+        "params.url", "fleet_1", { url = "https://example.com/a%zz" })
+    end)
+
+    it("checks the port", function()
+      rejects('params.url has an invalid port (got ":99999"); use a number from 1 to 65535',
+        "params.url", "fleet_1", { url = "https://example.com:99999/" })
+      rejects('params.url has an invalid port (got ":8x"); use a number from 1 to 65535',
+        "params.url", "fleet_1", { url = "https://example.com:8x/" })
+    end)
+  end)
+
+  describe("params.events", function()
+    it("must be a list", function()
+      rejects('params.events must be a list of event names (got "agent.created"); '
+        .. 'e.g. { "agent.created" }, or omit it for all non-test events',
+        "params.events", "fleet_1", { url = URL, events = "agent.created" })
+    end)
+
+    it("refuses a map-like table", function()
+      rejects('params.events must be a list, not a map (found key "agent"); '
+        .. 'e.g. { "agent.created" }, or omit it for all non-test events',
+        "params.events", "fleet_1", { url = URL, events = { agent = "created" } })
+      rejects('params.events must be a list, not a map (found key 3); '
+        .. 'e.g. { "agent.created" }, or omit it for all non-test events',
+        "params.events", "fleet_1", { url = URL, events = { [1] = "agent.created", [3] = "agent.updated" } })
+    end)
+
+    it("holds strings", function()
+      rejects("params.events[2] must be an event name string (got 7)",
+        "params.events[2]", "fleet_1", { url = URL, events = { "agent.created", 7 } })
+    end)
+
+    it("refuses webhook.test with the contract's reason", function()
+      rejects('params.events[1]: "webhook.test" is reserved for the test endpoint and cannot be '
+        .. "subscribed to; remove it", "params.events[1]", "fleet_1", { url = URL, events = { "webhook.test" } })
+    end)
+
+    it("refuses unknown names, suggesting the closest", function()
+      rejects('params.events[1]: unknown event "thread.complete"; did you mean "thread.completed"?',
+        "params.events[1]", "fleet_1", { url = URL, events = { "thread.complete" } })
+      rejects('params.events[2]: unknown event "Agent.Created"; did you mean "agent.created"?',
+        "params.events[2]", "fleet_1", { url = URL, events = { "turn.failed", "Agent.Created" } })
+      rejects('params.events[1]: unknown event "billing"; see cerca.webhooks.EVENTS for the 19 names',
+        "params.events[1]", "fleet_1", { url = URL, events = { "billing" } })
+    end)
+
+    it("refuses duplicates", function()
+      rejects('params.events[3]: "agent.created" is already listed at params.events[1]; list each event once',
+        "params.events[3]", "fleet_1", { url = URL, events = { "agent.created", "turn.failed", "agent.created" } })
+    end)
+  end)
+
+  describe("params.extra_body", function()
+    it("must be a table with string keys", function()
+      rejects('params.extra_body must be a table of extra body fields (got "x")',
+        "params.extra_body", "fleet_1", { url = URL, extra_body = "x" })
+      rejects("params.extra_body has a key of type number; body fields are named by strings",
+        "params.extra_body", "fleet_1", { url = URL, extra_body = { "a" } })
+    end)
+
+    it("cannot carry the named parameters", function()
+      rejects("params.extra_body.url: url is a named parameter; set params.url instead",
+        "params.extra_body.url", "fleet_1", { url = URL, extra_body = { url = "https://other.example" } })
+      rejects("params.extra_body.events: events is a named parameter; set params.events instead",
+        "params.extra_body.events", "fleet_1", { url = URL, extra_body = { events = {} } })
+    end)
+
+    it("must be representable as JSON", function()
+      rejects("params.extra_body.f is a function, which cannot be sent as JSON; "
+        .. "use a string, number, boolean, table or cerca.null",
+        "params.extra_body", "fleet_1", { url = URL, extra_body = { f = print } })
+      rejects("params.extra_body.n must be a finite number (got inf)",
+        "params.extra_body", "fleet_1", { url = URL, extra_body = { n = math.huge } })
+      rejects("params.extra_body.s is not valid UTF-8; JSON text must be UTF-8",
+        "params.extra_body", "fleet_1", { url = URL, extra_body = { s = "\255" } })
+      rejects("params.extra_body.list is a list with holes; JSON arrays cannot hold nil",
+        "params.extra_body", "fleet_1", { url = URL, extra_body = { list = { 1, nil, 3, [5] = 5 } } })
+      rejects("params.extra_body.mixed mixes list items and named keys; use one or the other",
+        "params.extra_body", "fleet_1", { url = URL, extra_body = { mixed = { 1, k = 2 } } })
+      rejects("params.extra_body.t has a key of type boolean (true); JSON objects need string keys",
+        "params.extra_body", "fleet_1", { url = URL, extra_body = { t = { [true] = 1 } } })
+      local loop = {}
+      loop.self = loop
+      rejects("params.extra_body nests deeper than 32 levels (or refers to itself)",
+        "params.extra_body", "fleet_1", { url = URL, extra_body = { loop = loop } })
+    end)
+  end)
+
+  describe("per-call options", function()
+    it("must be a table of known options", function()
+      rejects('options must be a table (got "fast"); e.g. { timeout = 10 }', "options",
+        "fleet_1", { url = URL }, "fast")
+      rejects('options: unknown key "timeuot"; did you mean "timeout"?', "options",
+        "fleet_1", { url = URL }, { timeuot = 5 })
+    end)
+
+    it("checks each option", function()
+      rejects("options.timeout must be a positive number of seconds (got 0)", "options.timeout",
+        "fleet_1", { url = URL }, { timeout = 0 })
+      rejects("options.connect_timeout must be a positive number of seconds (got inf)",
+        "options.connect_timeout", "fleet_1", { url = URL }, { connect_timeout = math.huge })
+      rejects("options.max_retries must be a whole number from 0 to 10 (got 1.5)", "options.max_retries",
+        "fleet_1", { url = URL }, { max_retries = 1.5 })
+    end)
+
+    it("refuses header injection", function()
+      rejects('options.headers["X-Team"] contains a control character (byte 13 at position 4); '
+        .. "CR, LF and NUL would split the request, remove them", "options.headers",
+        "fleet_1", { url = URL }, { headers = { ["X-Team"] = "ops\r\nX-Evil: 1" } })
+      rejects('options.headers["Bad Name"]: "Bad Name" is not a valid header name; '
+        .. "use letters, digits and - only", "options.headers",
+        "fleet_1", { url = URL }, { headers = { ["Bad Name"] = "x" } })
+      rejects('options.headers["authorization"]: authorization cannot be set as a header; '
+        .. "set the api_key option instead", "options.headers",
+        "fleet_1", { url = URL }, { headers = { authorization = "Bearer other" } })
+    end)
+  end)
+end)
