@@ -124,8 +124,8 @@ describe("webhooks.create validation", function()
       rejects("params.url contains a non-ASCII byte at position 10; percent-encode it, and write an "
         .. "international host name in its xn-- (punycode) form", "params.url", "fleet_1",
         { url = "https://b\195\188cher.de/" })
-      rejects('params.url contains "<" at position 22, which a URL may not hold; percent-encode it', "params.url", "fleet_1",
-        { url = "https://example.com/a<b" })
+      rejects('params.url contains "<" at position 22, which a URL may not hold; percent-encode it',
+        "params.url", "fleet_1", { url = "https://example.com/a<b" })
       rejects("params.url has a % at position 22 not followed by two hex digits; write a literal % as %25",
         "params.url", "fleet_1", { url = "https://example.com/a%zz" })
     end)

@@ -1,0 +1,8 @@
+-- luacheck configuration: library code in the OpenResty style (no globals
+-- created), specs with busted's globals, the reference server with ngx.
+std = "max"
+max_line_length = 120
+exclude_files = { "spec/contract/node_modules" }
+
+files["spec"] = { std = "+busted" }
+files["spec/server/handler.lua"] = { globals = { "ngx" } }

@@ -1,0 +1,593 @@
+-- Reference server for the cerca-lua specs: the code nginx runs.
+--
+-- It implements `POST /fleets/{fleetId}/webhooks` as the API contract
+-- describes it, records every API request it receives, and can be told, per
+-- request, to misbehave (answer something else, stall, trickle, hang up).
+-- Its state lives in one lua_shared_dict, so it is shared by all workers.
+--
+-- Entry points, wired in the nginx.conf that spec/server/launcher.lua writes:
+--   init()     init_by_lua: reads conf/server.json (the API key) in the prefix
+--   api()      every request on the API ports
+--   control()  /__control/* on the HTTP port (never recorded)
+
+-- luacheck: globals ngx
+
+local cjson = require "cjson.safe"
+
+local type, pairs, ipairs, tonumber, tostring = type, pairs, ipairs, tonumber, tostring
+local concat = table.concat
+local byte, char, format = string.byte, string.char, string.format
+local floor = math.floor
+local io_open, os_date = io.open, os.date
+
+local _M = {}
+
+local DICT_NAME = "cerca_server"
+
+-- The event names a subscription may list (the contract's enum, minus
+-- `webhook.test`, which is reserved).
+local EVENTS = {}
+for _, name in ipairs {
+    "agent.created", "agent.updated", "agent.deleted",
+    "thread.created", "thread.status.changed", "thread.completed", "thread.failed",
+    "turn.created", "turn.completed", "turn.failed",
+    "message.created",
+    "approval.requested", "approval.resolved", "approval.granted",
+    "schedule.created", "schedule.deleted", "schedule.triggered",
+    "connection.attached", "connection.detached",
+} do
+    EVENTS[name] = true
+end
+local RESERVED_EVENT = "webhook.test"
+
+-- Field order of a subscription on the wire.
+local SUBSCRIPTION_FIELDS = {
+    "id", "fleetId", "url", "events", "enabled", "createdAt", "updatedAt", "secret",
+}
+
+local ACTIONS = {
+    respond = true, pass = true, drop = true, create_then_drop = true, trickle = true,
+}
+
+local DEFAULT_TRICKLE_INTERVAL = 0.5
+
+local config = {}
+
+-- Shared state -------------------------------------------------------------
+
+local function _dict()
+    return ngx.shared[DICT_NAME]
+end
+
+-- Appends a JSON text to the named list. A counter gives each entry its
+-- place, so order is arrival order across all workers. (The shared dict's own
+-- lists cannot be read without popping them.)
+local function _append(list, json)
+    local dict = _dict()
+    local n, err = dict:incr(list .. ":n", 1, 0)
+    if not n then
+        error(format("cannot count %s: %s", list, err))
+    end
+    -- safe_set never evicts older entries to make room: better to fail loudly
+    -- than to silently lose a recorded request.
+    local ok
+    ok, err = dict:safe_set(list .. ":" .. n, json)
+    if not ok then
+        error(format("cannot store %s #%d: %s", list, n, err))
+    end
+end
+
+-- The named list as a JSON array text. Entries are stored encoded, so a
+-- subscription keeps `"events":[]` exactly as it was sent.
+local function _list_json(list)
+    local dict = _dict()
+    local parts = {}
+    for i = 1, dict:get(list .. ":n") or 0 do
+        -- an entry counted but not yet stored belongs to a request in flight
+        local json = dict:get(list .. ":" .. i)
+        if json then
+            parts[#parts + 1] = json
+        end
+    end
+    return "[" .. concat(parts, ",") .. "]"
+end
+
+-- Randomness and formats ---------------------------------------------------
+
+local urandom
+
+-- Opened lazily, i.e. in the worker: a handle opened in the master (at
+-- init_by_lua time) would be shared by every forked worker, and a read buffer
+-- copied into each of them would hand out the same bytes twice.
+local function _random_bytes(n)
+    if not urandom then
+        urandom = assert(io_open("/dev/urandom", "rb"))
+        urandom:setvbuf("no")
+    end
+    local bytes = urandom:read(n)
+    if not bytes or #bytes ~= n then
+        error("short read from /dev/urandom")
+    end
+    return bytes
+end
+
+local function _random_hex(n)
+    return (_random_bytes(n):gsub(".", function(c)
+        return format("%02x", byte(c))
+    end))
+end
+
+local function _request_id()
+    return "req_" .. _random_hex(12)
+end
+
+local function _timestamp()
+    ngx.update_time()
+    local now = ngx.now()
+    local seconds = floor(now)
+    return os_date("!%Y-%m-%dT%H:%M:%S", seconds)
+        .. format(".%03dZ", floor((now - seconds) * 1000))
+end
+
+-- Decodes %XX escapes only. ngx.unescape_uri would also turn "+" into a
+-- space, which is right for form data but wrong for a path segment.
+local function _percent_decode(s)
+    return (s:gsub("%%(%x%x)", function(hex)
+        return char(tonumber(hex, 16))
+    end))
+end
+
+-- Raw JSON inspection ------------------------------------------------------
+--
+-- Debian's lua-cjson 2.1.0 decodes `[]` and `{}` to the same empty table and
+-- has no decode_array_with_array_mt. Whether a member was sent as an array is
+-- therefore read from the raw text: the first character of its value. The
+-- text has already been accepted by cjson, so these scanners can trust its
+-- structure.
+
+-- `i` is at an opening quote; returns the index just past the closing one.
+local function _skip_string(s, i)
+    i = i + 1
+    while true do
+        local j = s:find('["\\]', i)
+        if not j then
+            return #s + 1
+        end
+        if byte(s, j) == 92 then  -- backslash: skip the escaped character
+            i = j + 2
+        else
+            return j + 1
+        end
+    end
+end
+
+-- `i` is at the first character of a value; returns the index just past it.
+local function _skip_value(s, i)
+    local c = s:sub(i, i)
+    if c == '"' then
+        return _skip_string(s, i)
+    end
+    if c ~= "{" and c ~= "[" then  -- number, true, false, null
+        return s:find("[,}%]%s]", i) or #s + 1
+    end
+    local depth = 0
+    repeat
+        i = s:find('[%[%]{}"]', i)
+        if not i then
+            return #s + 1
+        end
+        c = s:sub(i, i)
+        if c == '"' then
+            i = _skip_string(s, i)
+        else
+            depth = depth + ((c == "{" or c == "[") and 1 or -1)
+            i = i + 1
+        end
+    until depth == 0
+    return i
+end
+
+-- For a JSON object text, maps each top-level key to the first character of
+-- its value ("[" for an array, "{" for an object, ...). The last duplicate
+-- wins, as it does in cjson.
+local function _member_kinds(s)
+    local kinds = {}
+    local i = s:find("%S", s:find("{", 1, true) + 1)
+    while i and s:sub(i, i) == '"' do
+        local key_end = _skip_string(s, i)
+        local key = cjson.decode(s:sub(i, key_end - 1))
+        i = s:find("%S", s:find(":", key_end, true) + 1)
+        kinds[key] = s:sub(i, i)
+        i = s:find("%S", _skip_value(s, i))
+        if not i or s:sub(i, i) ~= "," then
+            break
+        end
+        i = s:find("%S", i + 1)
+    end
+    return kinds
+end
+
+-- Responses ----------------------------------------------------------------
+
+local function _error_body(err_type, message, param)
+    return cjson.encode { error = { type = err_type, message = message, param = param } }
+end
+
+-- Sets status and headers. Content-Length comes first, so that a body is
+-- sent with a declared length rather than chunked, unless the headers given
+-- carry their own (a script may set a wrong one on purpose).
+local function _set_head(status, headers, length)
+    ngx.status = status
+    ngx.header["Content-Length"] = length
+    for name, value in pairs(headers or {}) do
+        ngx.header[name] = value
+    end
+end
+
+local function _send(status, headers, body)
+    body = body or ""
+    _set_head(status, headers, #body)
+    ngx.print(body)
+    return ngx.exit(ngx.OK)
+end
+
+-- Sends the status and headers at once, then the body one byte at a time,
+-- sleeping `interval` seconds before each byte.
+local function _trickle(status, headers, body, interval)
+    _set_head(status, headers, #body)
+    ngx.send_headers()
+    ngx.flush(true)
+    for i = 1, #body do
+        ngx.sleep(interval)
+        ngx.print(body:sub(i, i))
+        if not ngx.flush(true) then
+            return ngx.exit(444)  -- the client is gone
+        end
+    end
+    return ngx.exit(ngx.OK)
+end
+
+-- Recording ----------------------------------------------------------------
+
+local function _read_body()
+    ngx.req.read_body()
+    local body = ngx.req.get_body_data()
+    if body then
+        return body
+    end
+    -- a body larger than client_body_buffer_size was buffered to a file
+    local path = ngx.req.get_body_file()
+    if not path then
+        return ""
+    end
+    local file = assert(io_open(path, "rb"))
+    body = file:read("*a")
+    file:close()
+    return body
+end
+
+-- Records the request as received and returns its raw body.
+local function _record()
+    local body = _read_body()
+    local headers = {}
+    -- names come lowercased; a repeated header comes as a list
+    for name, value in pairs(ngx.req.get_headers(1000)) do
+        if type(value) == "table" then
+            value = concat(value, ", ")
+        end
+        headers[name] = value
+    end
+    ngx.update_time()
+    local var = ngx.var
+    _append("requests", cjson.encode {
+        method = ngx.req.get_method(),
+        uri = var.request_uri,
+        headers = headers,
+        raw_header = ngx.req.raw_header(),
+        body = body,
+        port = var.scheme,
+        http_version = ngx.req.http_version(),
+        time = ngx.now(),
+        connection = tonumber(var.connection),
+        connection_requests = tonumber(var.connection_requests),
+    })
+    return body
+end
+
+-- The real API -------------------------------------------------------------
+
+local function _authorization_error()
+    local value = ngx.req.get_headers()["authorization"]
+    if value == nil then
+        return "missing Authorization header; expected 'Bearer <API key>'"
+    end
+    local scheme, token
+    if type(value) == "string" then
+        scheme, token = value:match("^(%S+) +(.-)%s*$")
+    end
+    if not scheme or scheme:lower() ~= "bearer" then
+        return "malformed Authorization header; expected 'Bearer <API key>'"
+    end
+    if token ~= config.api_key then
+        return "invalid API key"
+    end
+    return nil
+end
+
+local function _is_json_content_type(value)
+    if type(value) ~= "string" then
+        return false
+    end
+    value = value:lower()
+    return value:match("^%s*application/json%s*$") ~= nil
+        or value:match("^%s*application/json%s*;") ~= nil
+end
+
+-- An absolute https URI with a non-empty host.
+local function _is_https_uri(url)
+    if url:find("[%s%c]") then
+        return false
+    end
+    local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
+    if not scheme or scheme:lower() ~= "https" then
+        return false
+    end
+    local authority = rest:match("^[^/?#]*")
+    local host = authority:gsub("^.*@", ""):gsub(":%d*$", "")
+    return host ~= ""
+end
+
+-- Returns nil when `params` is a valid create request, else a message and
+-- the name of the offending parameter.
+local function _validation_error(params, raw)
+    local url = params.url
+    if url == nil then
+        return "url is required", "url"
+    end
+    if type(url) ~= "string" then
+        return "url must be a string", "url"
+    end
+    if not _is_https_uri(url) then
+        return "url must be an absolute https URI with a host", "url"
+    end
+
+    local events = params.events
+    if events == nil then
+        return nil
+    end
+    if type(events) ~= "table" or _member_kinds(raw).events ~= "[" then
+        return "events must be an array of event names", "events"
+    end
+    for i = 1, #events do
+        local name = events[i]
+        local param = format("events[%d]", i - 1)
+        if type(name) ~= "string" then
+            return param .. " must be a string", param
+        end
+        if name == RESERVED_EVENT then
+            return format("%s: %s is reserved for the test endpoint and cannot be subscribed to",
+                param, RESERVED_EVENT), param
+        end
+        if not EVENTS[name] then
+            return format("%s: unknown event name %s", param, cjson.encode(name)), param
+        end
+    end
+    return nil
+end
+
+-- Encodes a subscription with its fields in a fixed order, and an empty
+-- event list as `[]` (cjson alone would write `{}`).
+local function _subscription_json(sub)
+    local parts = {}
+    for _, field in ipairs(SUBSCRIPTION_FIELDS) do
+        local value = sub[field]
+        local json
+        if field == "events" and #value == 0 then
+            json = "[]"
+        else
+            json = cjson.encode(value)
+        end
+        parts[#parts + 1] = cjson.encode(field) .. ":" .. json
+    end
+    return "{" .. concat(parts, ",") .. "}"
+end
+
+local function _create_subscription(fleet_id, params)
+    local now = _timestamp()
+    local json = _subscription_json {
+        id = "wh_" .. _random_hex(12),
+        fleetId = fleet_id,
+        url = params.url,
+        events = params.events or {},
+        enabled = true,
+        createdAt = now,
+        updatedAt = now,
+        secret = "whsec_" .. ngx.encode_base64(_random_bytes(24)),
+    }
+    _append("subscriptions", json)
+    return json
+end
+
+-- Runs the API on a recorded request; returns status and JSON body. A
+-- successful create is stored whether or not its answer is then sent.
+local function _handle(raw)
+    local auth_error = _authorization_error()
+    if auth_error then
+        return 401, _error_body("authentication_error", auth_error)
+    end
+
+    local method = ngx.req.get_method()
+    -- the raw URI, decoded by hand: in ngx.var.uri an encoded "/" (%2F)
+    -- inside the fleet id would already be a path separator
+    local path = ngx.var.request_uri:match("^[^?#]*")
+    local segment = path:match("^/fleets/([^/]*)/webhooks$")
+    if method ~= "POST" or not segment or segment == "" then
+        return 404, _error_body("not_found_error", format("no such endpoint: %s %s", method, path))
+    end
+
+    if not _is_json_content_type(ngx.req.get_headers()["content-type"]) then
+        return 400, _error_body("invalid_request_error",
+            "Content-Type must be application/json")
+    end
+    local params, err = cjson.decode(raw)
+    if params == nil then
+        return 400, _error_body("invalid_request_error",
+            "request body is not valid JSON: " .. tostring(err))
+    end
+    if type(params) ~= "table" or raw:match("^%s*(.)") ~= "{" then
+        return 400, _error_body("invalid_request_error", "request body must be a JSON object")
+    end
+
+    local message, param = _validation_error(params, raw)
+    if message then
+        return 422, _error_body("invalid_request_error", message, param)
+    end
+    return 201, _create_subscription(_percent_decode(segment), params)
+end
+
+local function _api_headers()
+    return { ["Content-Type"] = "application/json", ["X-Request-Id"] = _request_id() }
+end
+
+-- Scripts ------------------------------------------------------------------
+
+-- Checks and normalises a script sent to /__control/enqueue.
+local function _check_script(script)
+    if type(script) ~= "table" then
+        return nil, "a script must be a JSON object"
+    end
+    local status = script.status
+    if status ~= nil and (type(status) ~= "number" or status < 100 or status > 999
+            or status ~= floor(status)) then
+        return nil, "status must be an integer from 100 to 999"
+    end
+    script.action = script.action or (status and "respond" or "pass")
+    if not ACTIONS[script.action] then
+        return nil, "unknown action " .. cjson.encode(script.action)
+    end
+    if script.action == "respond" and not status then
+        return nil, "action respond needs a status"
+    end
+    if script.body ~= nil and type(script.body) ~= "string" then
+        return nil, "body must be a string"
+    end
+    if script.headers ~= nil and type(script.headers) ~= "table" then
+        return nil, "headers must be an object"
+    end
+    for name, value in pairs(script.headers or {}) do
+        local values = type(value) == "table" and value or { value }
+        for _, v in pairs(values) do
+            if type(v) ~= "string" and type(v) ~= "number" then
+                return nil, format("header %s must be a string or a list of strings", name)
+            end
+        end
+    end
+    for _, field in ipairs { "delay", "interval" } do
+        local value = script[field]
+        if value ~= nil and (type(value) ~= "number" or value < 0) then
+            return nil, field .. " must be a number of seconds >= 0"
+        end
+    end
+    return script
+end
+
+local function _next_script()
+    local json = _dict():lpop("scripts")
+    return json and cjson.decode(json)
+end
+
+-- Entry points -------------------------------------------------------------
+
+function _M.init()
+    local path = ngx.config.prefix() .. "conf/server.json"
+    local file = assert(io_open(path, "rb"))
+    local text = file:read("*a")
+    file:close()
+    config = assert(cjson.decode(text), "invalid " .. path)
+    assert(type(config.api_key) == "string", "api_key missing in " .. path)
+end
+
+function _M.api()
+    -- recorded first, whatever happens next
+    local raw = _record()
+    local script = _next_script() or { action = "pass" }
+    if script.delay and script.delay > 0 then
+        ngx.sleep(script.delay)
+    end
+
+    local action = script.action
+    if action == "respond" then
+        return _send(script.status, script.headers, script.body)
+    elseif action == "drop" then
+        return ngx.exit(444)  -- nginx closes the connection, sending nothing
+    elseif action == "trickle" and script.body then
+        return _trickle(script.status or 201, script.headers, script.body,
+            script.interval or DEFAULT_TRICKLE_INTERVAL)
+    end
+
+    local status, body = _handle(raw)
+    if action == "create_then_drop" then
+        return ngx.exit(444)
+    end
+    local headers = _api_headers()
+    if action == "trickle" then
+        for name, value in pairs(script.headers or {}) do
+            headers[name] = value
+        end
+        return _trickle(script.status or status, headers, body,
+            script.interval or DEFAULT_TRICKLE_INTERVAL)
+    end
+    return _send(status, headers, body)
+end
+
+local CONTROL = {}
+
+CONTROL["GET /__control/ping"] = function()
+    return 200, cjson.encode { ok = true, pid = ngx.worker.pid() }
+end
+
+CONTROL["GET /__control/requests"] = function()
+    return 200, _list_json("requests")
+end
+
+CONTROL["GET /__control/subscriptions"] = function()
+    return 200, _list_json("subscriptions")
+end
+
+CONTROL["POST /__control/reset"] = function()
+    local dict = _dict()
+    dict:flush_all()
+    dict:flush_expired()
+    return 200, cjson.encode { ok = true }
+end
+
+CONTROL["POST /__control/enqueue"] = function(body)
+    local script, err = cjson.decode(body or "")
+    if script ~= nil then
+        script, err = _check_script(script)
+    end
+    if not script then
+        return 400, _error_body("invalid_request_error", "bad script: " .. tostring(err))
+    end
+    local length
+    length, err = _dict():rpush("scripts", cjson.encode(script))
+    if not length then
+        return 500, _error_body("api_error", "cannot queue script: " .. tostring(err))
+    end
+    return 200, cjson.encode { ok = true, queued = length }
+end
+
+function _M.control()
+    local method = ngx.req.get_method()
+    local route = CONTROL[method .. " " .. ngx.var.uri]
+    local status, body
+    if route then
+        status, body = route(_read_body())
+    else
+        status, body = 404, _error_body("not_found_error",
+            format("no such control endpoint: %s %s", method, ngx.var.uri))
+    end
+    return _send(status, { ["Content-Type"] = "application/json" }, body)
+end
+
+return _M

@@ -1,0 +1,390 @@
+-- Specs of the reference server itself (spec/server/), with the curl command
+-- line as the client, so that they do not depend on the SDK they serve.
+
+local cjson = require "cjson"
+local launcher = require "spec.server.launcher"
+
+local API_KEY = "sk_test_spec"
+local PATH = "/fleets/fleet_abc123/webhooks"
+
+local srv
+
+local function quote(s)
+    return "'" .. tostring(s):gsub("'", [['\'']]) .. "'"
+end
+
+local function read_file(path)
+    local file = io.open(path, "rb")
+    if not file then
+        return nil
+    end
+    local text = file:read("*a")
+    file:close()
+    return text
+end
+
+-- One request with curl. `opts` (all optional):
+--   method ("POST"), path (PATH), base (srv.http_url), body (string or a
+--   table to encode), key (API_KEY; false to send no Authorization),
+--   content_type ("application/json"; false for none), headers (list of
+--   "Name: value"), args (list of extra raw curl arguments).
+-- Returns { exit = curl's exit code, status, headers (lowercased, last
+-- value wins), body, json (decoded body or nil), time (seconds) }.
+local function request(opts)
+    opts = opts or {}
+    local head_file = srv.prefix .. "/spec-head.txt"
+    local body_file = srv.prefix .. "/spec-body.txt"
+    local send_file = srv.prefix .. "/spec-send.txt"
+    os.remove(head_file)
+    os.remove(body_file)
+    local words = {
+        "curl -q -sS --noproxy '*' --max-time 5 --path-as-is",
+        "-D", quote(head_file), "-o", quote(body_file),
+        "-w", quote("%{http_code} %{time_total}"),
+        "-X", opts.method or "POST",
+    }
+    local function add(...)
+        for _, word in ipairs { ... } do
+            words[#words + 1] = word
+        end
+    end
+    if opts.key ~= false then
+        add("-H", quote("Authorization: Bearer " .. (opts.key or API_KEY)))
+    end
+    if opts.content_type ~= false then
+        add("-H", quote("Content-Type: " .. (opts.content_type or "application/json")))
+    end
+    for _, header in ipairs(opts.headers or {}) do
+        add("-H", quote(header))
+    end
+    local body = opts.body
+    if type(body) == "table" then
+        body = cjson.encode(body)
+    end
+    if body then
+        local file = assert(io.open(send_file, "wb"))
+        file:write(body)
+        file:close()
+        add("--data-binary", "@" .. quote(send_file))
+    end
+    for _, arg in ipairs(opts.args or {}) do
+        add(arg)
+    end
+    add(quote((opts.base or srv.http_url) .. (opts.path or PATH)))
+
+    local pipe = assert(io.popen(table.concat(words, " ") .. " 2>/dev/null; echo \" $?\""))
+    local output = pipe:read("*a")
+    pipe:close()
+    local status, time, exit = output:match("^(%d+) ([%d.]+) (%d+)%s*$")
+    assert(exit, "unexpected curl output: " .. output)
+
+    local result = {
+        exit = tonumber(exit),
+        status = status ~= "000" and tonumber(status) or nil,
+        time = tonumber(time),
+        headers = {},
+        body = read_file(body_file) or "",
+    }
+    -- the last header block is the final response's
+    local head = (read_file(head_file) or ""):gsub("\r", "")
+    for line in head:gmatch("[^\n]+") do
+        if line:match("^HTTP/") then
+            result.headers = {}
+        else
+            local name, value = line:match("^([^:]+):%s*(.-)%s*$")
+            if name then
+                result.headers[name:lower()] = value
+            end
+        end
+    end
+    local ok, json = pcall(cjson.decode, result.body)
+    result.json = ok and json or nil
+    return result
+end
+
+local VALID = { url = "https://example.com/webhook", events = { "agent.created" } }
+
+describe("reference server", function()
+    setup(function()
+        srv = launcher.start { api_key = API_KEY, tls = true, workers = 1 }
+    end)
+
+    teardown(function()
+        if srv then
+            srv:stop()
+        end
+    end)
+
+    before_each(function()
+        srv:reset()
+    end)
+
+    describe("POST /fleets/{fleetId}/webhooks", function()
+        it("creates a subscription", function()
+            local res = request { body = VALID }
+            assert.are.equal(0, res.exit)
+            assert.are.equal(201, res.status)
+            assert.are.equal("application/json", res.headers["content-type"])
+            assert.truthy(res.headers["x-request-id"]:match("^req_" .. ("%x"):rep(24) .. "$"))
+
+            local sub = res.json
+            local fields = 0
+            for _ in pairs(sub) do
+                fields = fields + 1
+            end
+            assert.are.equal(8, fields)
+            assert.truthy(sub.id:match("^wh_%x+$"))
+            assert.are.equal("fleet_abc123", sub.fleetId)
+            assert.are.equal(VALID.url, sub.url)
+            assert.are.same({ "agent.created" }, sub.events)
+            assert.are.equal(true, sub.enabled)
+            assert.truthy(sub.createdAt:match("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$"))
+            assert.are.equal(sub.createdAt, sub.updatedAt)
+            -- 24 random bytes in base64
+            assert.truthy(sub.secret:match("^whsec_[%w+/]+$"))
+            assert.are.equal(#"whsec_" + 32, #sub.secret)
+
+            assert.are.same({ sub }, srv:subscriptions())
+        end)
+
+        it("gives every subscription its own id and secret", function()
+            local a = request { body = VALID }.json
+            local b = request { body = VALID }.json
+            assert.are_not.equal(a.id, b.id)
+            assert.are_not.equal(a.secret, b.secret)
+        end)
+
+        it("answers an empty or omitted event list as []", function()
+            local res = request { body = '{"url":"https://example.com/webhook","events":[]}' }
+            assert.are.equal(201, res.status)
+            assert.truthy(res.body:find('"events":[]', 1, true))
+            res = request { body = { url = "https://example.com/webhook" } }
+            assert.are.equal(201, res.status)
+            assert.truthy(res.body:find('"events":[]', 1, true))
+        end)
+
+        it("accepts keys the contract does not name", function()
+            local res = request { body = { url = "https://example.com/webhook", description = "x" } }
+            assert.are.equal(201, res.status)
+        end)
+
+        it("decodes the fleet id from the one raw path segment", function()
+            local res = request { path = "/fleets/a%2Fb%20c+d/webhooks", body = VALID }
+            assert.are.equal(201, res.status)
+            assert.are.equal("a/b c+d", res.json.fleetId)
+            assert.are.equal("/fleets/a%2Fb%20c+d/webhooks", srv:requests()[1].uri)
+        end)
+
+        it("answers 401 without an Authorization header", function()
+            local res = request { key = false, body = VALID }
+            assert.are.equal(401, res.status)
+            assert.are.equal("authentication_error", res.json.error.type)
+            assert.truthy(res.headers["x-request-id"])
+            assert.are.equal(1, #srv:requests())
+            assert.are.same({}, srv:subscriptions())
+        end)
+
+        it("answers 401 with a wrong key, without echoing it", function()
+            local res = request { key = "sk_test_wrong", body = VALID }
+            assert.are.equal(401, res.status)
+            assert.are.equal("authentication_error", res.json.error.type)
+            assert.falsy(res.body:find("sk_test_wrong", 1, true))
+        end)
+
+        local invalid = {
+            {
+                "a reserved event", { url = VALID.url, events = { "webhook.test" } },
+                "events[0]", "reserved",
+            },
+            {
+                "an unknown event", { url = VALID.url, events = { "agent.created", "agent.exploded" } },
+                "events[1]", "unknown event",
+            },
+            { "a missing url", { events = { "agent.created" } }, "url", "required" },
+            { "an http url", { url = "http://example.com/webhook" }, "url", "https" },
+            { "a url without host", { url = "https:///webhook" }, "url", "host" },
+            { "events as an object", '{"url":"https://example.com/webhook","events":{}}', "events", "array" },
+            { "events as a string", { url = VALID.url, events = "agent.created" }, "events", "array" },
+        }
+        for _, case in ipairs(invalid) do
+            local what, body, param, message = case[1], case[2], case[3], case[4]
+            it("answers 422 for " .. what, function()
+                local res = request { body = body }
+                assert.are.equal(422, res.status)
+                assert.are.equal("invalid_request_error", res.json.error.type)
+                assert.are.equal(param, res.json.error.param)
+                assert.truthy(res.json.error.message:find(message, 1, true))
+                assert.truthy(res.headers["x-request-id"])
+                assert.are.same({}, srv:subscriptions())
+            end)
+        end
+
+        it("answers 400 for a body that is not a JSON object", function()
+            for _, body in ipairs { "not json", "[]", '"https://example.com"' } do
+                local res = request { body = body }
+                assert.are.equal(400, res.status)
+                assert.are.equal("invalid_request_error", res.json.error.type)
+            end
+            local res = request { body = VALID, content_type = "text/plain" }
+            assert.are.equal(400, res.status)
+        end)
+
+        it("answers 404 elsewhere", function()
+            for _, case in ipairs {
+                { method = "GET" },
+                { path = "/fleets//webhooks" },
+                { path = "/fleets/a/b/webhooks" },
+                { path = "/nowhere" },
+            } do
+                case.body = VALID
+                local res = request(case)
+                assert.are.equal(404, res.status)
+                assert.are.equal("not_found_error", res.json.error.type)
+            end
+        end)
+    end)
+
+    describe("recording", function()
+        it("keeps method, raw uri, headers, raw header and body, in order", function()
+            local body = '{"url":"https://example.com/webhook"}'
+            request { body = body, headers = { "X-Trace: one", "X-Trace: two" } }
+            request { method = "GET", path = "/second?x=%41" }
+            local recorded = srv:requests()
+            assert.are.equal(2, #recorded)
+
+            local first = recorded[1]
+            assert.are.equal("POST", first.method)
+            assert.are.equal(PATH, first.uri)
+            assert.are.equal(body, first.body)
+            assert.are.equal("http", first.port)
+            assert.are.equal("Bearer " .. API_KEY, first.headers.authorization)
+            assert.are.equal("one, two", first.headers["x-trace"])
+            assert.truthy(first.raw_header:find("X-Trace: one\r\nX-Trace: two\r\n", 1, true))
+
+            assert.are.equal("GET", recorded[2].method)
+            assert.are.equal("/second?x=%41", recorded[2].uri)
+            assert.are.equal("", recorded[2].body)
+        end)
+
+        it("does not record control requests", function()
+            srv:requests()
+            srv:subscriptions()
+            assert.are.same({}, srv:requests())
+        end)
+
+        it("forgets requests, subscriptions and scripts on reset", function()
+            request { body = VALID }
+            srv:enqueue { action = "drop" }
+            srv:reset()
+            assert.are.same({}, srv:requests())
+            assert.are.same({}, srv:subscriptions())
+            assert.are.equal(201, request { body = VALID }.status)
+        end)
+    end)
+
+    describe("scripts", function()
+        it("respond: answers exactly the scripted reply, first in first out", function()
+            srv:enqueue {
+                status = 503,
+                headers = { ["Retry-After"] = "7", ["X-Custom"] = "yes" },
+                body = '{"error":{"type":"overloaded"}}',
+            }
+            srv:enqueue { status = 418, body = "teapot", headers = { ["Content-Type"] = "text/plain" } }
+
+            local res = request { body = VALID }
+            assert.are.equal(503, res.status)
+            assert.are.equal("7", res.headers["retry-after"])
+            assert.are.equal("yes", res.headers["x-custom"])
+            assert.are.equal('{"error":{"type":"overloaded"}}', res.body)
+
+            res = request { body = VALID }
+            assert.are.equal(418, res.status)
+            assert.are.equal("text/plain", res.headers["content-type"])
+            assert.are.equal("teapot", res.body)
+
+            assert.are.equal(201, request { body = VALID }.status)
+            assert.are.equal(1, #srv:subscriptions())
+            assert.are.equal(3, #srv:requests())
+        end)
+
+        it("delay: waits before answering", function()
+            srv:enqueue { delay = 0.3 }
+            local res = request { body = VALID }
+            assert.are.equal(201, res.status)
+            assert.is_true(res.time >= 0.3)
+        end)
+
+        it("drop: closes the connection without an answer", function()
+            srv:enqueue { action = "drop" }
+            local res = request { body = VALID }
+            assert.are.equal(52, res.exit)  -- curl: empty reply from server
+            assert.is_nil(res.status)
+            assert.are.same({}, srv:subscriptions())
+            assert.are.equal(1, #srv:requests())
+        end)
+
+        it("create_then_drop: stores the subscription, then hangs up", function()
+            srv:enqueue { action = "create_then_drop" }
+            local res = request { body = VALID }
+            assert.are.equal(52, res.exit)
+            local subs = srv:subscriptions()
+            assert.are.equal(1, #subs)
+            assert.are.equal("fleet_abc123", subs[1].fleetId)
+        end)
+
+        it("trickle: sends the body a byte at a time", function()
+            srv:enqueue { action = "trickle", body = "abcd", interval = 0.05 }
+            local res = request { body = VALID }
+            assert.are.equal(201, res.status)
+            assert.are.equal("abcd", res.body)
+            assert.is_true(res.time >= 0.2)
+
+            srv:enqueue { action = "trickle", body = "abcd", interval = 0.5 }
+            res = request { body = VALID, args = { "--max-time 0.3" } }
+            assert.are.equal(28, res.exit)  -- curl: timeout
+        end)
+
+        it("rejects a malformed script", function()
+            assert.has_error(function()
+                srv:enqueue { action = "explode" }
+            end)
+            assert.has_error(function()
+                srv:enqueue { action = "respond" }
+            end)
+        end)
+    end)
+
+    describe("TLS", function()
+        it("serves the API over HTTPS to a client trusting the test CA", function()
+            for _, base in ipairs { srv.https_url, srv.https_ip_url } do
+                local res = request { base = base, body = VALID, args = { "--cacert " .. quote(srv.ca_file) } }
+                assert.are.equal(0, res.exit)
+                assert.are.equal(201, res.status)
+            end
+            local recorded = srv:requests()
+            assert.are.equal("https", recorded[1].port)
+        end)
+
+        it("fails the handshake for a client not trusting it, recording nothing", function()
+            local res = request { base = srv.https_url, body = VALID }
+            assert.are.equal(60, res.exit)  -- curl: peer certificate cannot be authenticated
+            assert.are.same({}, srv:requests())
+        end)
+    end)
+
+    describe("stop", function()
+        it("is idempotent and frees the port", function()
+            local other = launcher.start { tls = false }
+            assert.is_nil(other.https_url)
+            assert.are.equal("sk_test_cerca", other.api_key)
+            local res = request { base = other.http_url, key = "sk_test_cerca", body = VALID }
+            assert.are.equal(201, res.status)
+
+            assert.is_true(other:stop())
+            assert.is_true(other:stop())
+            res = request { base = other.http_url, body = VALID }
+            assert.are.equal(7, res.exit)  -- curl: could not connect
+            assert.is_nil(io.open(other.prefix .. "/conf/nginx.conf"))
+        end)
+    end)
+end)

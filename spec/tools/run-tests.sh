@@ -1,0 +1,50 @@
+#!/bin/sh
+# The whole suite: lint, the busted specs under Lua 5.4 and under LuaJIT,
+# and the C core under valgrind. Ends with one line "N passed, N failed",
+# summed over everything it ran; exits non-zero if anything failed.
+set -u
+cd "$(dirname "$0")/../.."
+
+passed=0
+failed=0
+
+# gate NAME CMD...: a check that passes or fails as a whole.
+gate() {
+  name=$1
+  shift
+  echo "== $name"
+  if "$@"; then
+    passed=$((passed + 1))
+  else
+    echo "== $name FAILED"
+    failed=$((failed + 1))
+  fi
+}
+
+# suite LUA: the busted specs under one interpreter, counted test by test.
+suite() {
+  lua=$1
+  echo "== busted under $lua"
+  out=$(mktemp)
+  "$lua" /usr/bin/busted 2>&1 | tee "$out"
+  summary=$(grep -E '^[0-9]+ successes / [0-9]+ failures / [0-9]+ errors / [0-9]+ pending' "$out" | tail -n 1)
+  rm -f "$out"
+  if [ -z "$summary" ]; then
+    echo "== busted under $lua did not finish"
+    failed=$((failed + 1))
+    return
+  fi
+  set -- $summary
+  # A pending (skipped) spec is a check that did not run: count it failed.
+  passed=$((passed + $1))
+  failed=$((failed + $4 + $7 + $10))
+}
+
+gate "luacheck" luacheck -q lua spec examples bin
+suite lua5.4
+suite luajit
+gate "memcheck (valgrind, Lua 5.4)" sh spec/tools/memcheck.sh
+
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
