@@ -27,7 +27,7 @@ suite() {
   echo "== busted under $lua"
   out=$(mktemp)
   "$lua" /usr/bin/busted 2>&1 | tee "$out"
-  summary=$(grep -E '^[0-9]+ successes / [0-9]+ failures / [0-9]+ errors / [0-9]+ pending' "$out" | tail -n 1)
+  summary=$(grep -E '^[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$out" | tail -n 1)
   rm -f "$out"
   if [ -z "$summary" ]; then
     echo "== busted under $lua did not finish"

@@ -1,0 +1,51 @@
+rockspec_format = "3.0"
+package = "cerca"
+version = "scm-1"
+
+source = {
+  url = "git+https://github.com/cerca-dev/cerca-lua.git",
+  branch = "main",
+}
+
+description = {
+  summary = "Cerca API webhook subscriptions for Lua and OpenResty",
+  detailed = [[
+Create webhook subscriptions for Cerca fleets from Lua 5.1 to 5.4, LuaJIT and
+OpenResty. A C core does the HTTP (libcurl) and JSON (lua-cjson) work; the Lua
+layer validates arguments, maps failures to typed errors and keeps the signing
+secret out of logs.
+]],
+  license = "MIT",
+  labels = { "webhooks", "http", "openresty", "api" },
+}
+
+dependencies = {
+  "lua >= 5.1, < 5.5",
+  "lua-cjson >= 2.1.0",
+}
+
+external_dependencies = {
+  CURL = { header = "curl/curl.h", library = "curl" },
+}
+
+build = {
+  type = "builtin",
+  modules = {
+    ["cerca.core"] = {
+      sources = { "src/core.c", "src/http.c" },
+      incdirs = { "$(CURL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)" },
+      libraries = { "curl", "pthread" },
+    },
+    ["cerca"] = "lua/cerca/init.lua",
+    ["cerca.client"] = "lua/cerca/client.lua",
+    ["cerca.errors"] = "lua/cerca/errors.lua",
+    ["cerca.pretty"] = "lua/cerca/pretty.lua",
+    ["cerca.transport"] = "lua/cerca/transport.lua",
+    ["cerca.validate"] = "lua/cerca/validate.lua",
+    ["cerca.webhooks"] = "lua/cerca/webhooks.lua",
+  },
+}
+
+test_dependencies = { "busted" }
+test = { type = "busted" }
