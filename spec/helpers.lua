@@ -29,6 +29,14 @@ function helpers.client(srv, opts)
   return assert(cerca.new(o))
 end
 
+-- Wall-clock seconds with sub-second precision, for elapsed-time checks.
+function helpers.now()
+  local p = io.popen("date +%s.%N")
+  local t = tonumber(p:read("*l"))
+  p:close()
+  return t
+end
+
 -- Runs a Lua snippet in a fresh interpreter of the same kind, with extra
 -- environment variables; returns its stdout and exit status.
 function helpers.run_lua(code, env)
