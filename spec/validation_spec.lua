@@ -135,6 +135,8 @@ describe("webhooks.create validation", function()
         "params.url", "fleet_1", { url = "https://example.com:99999/" })
       rejects('params.url has an invalid port (got ":8x"); use a number from 1 to 65535',
         "params.url", "fleet_1", { url = "https://example.com:8x/" })
+      rejects('params.url has an invalid port (got ":0"); use a number from 1 to 65535',
+        "params.url", "fleet_1", { url = "https://example.com:0/" })
     end)
   end)
 

@@ -184,7 +184,8 @@ function _M.parse_url(v, field, example)
   end
   if port ~= "" then
     local digits = match(port, "^:(%d*)$")
-    if not digits or (digits ~= "" and tonumber(digits) > 65535) then
+    local number = tonumber(digits)
+    if not digits or (digits ~= "" and (number < 1 or number > 65535)) then
       return nil, format("%s has an invalid port (got %s); use a number from 1 to 65535", field, describe(port))
     end
   end

@@ -37,7 +37,7 @@ suite() {
   set -- $summary
   # A pending (skipped) spec is a check that did not run: count it failed.
   passed=$((passed + $1))
-  failed=$((failed + $4 + $7 + $10))
+  failed=$((failed + $4 + $7 + ${10}))
 }
 
 gate "luacheck" luacheck -q lua spec examples bin
