@@ -109,6 +109,13 @@ describe("cerca.core", function()
       assert.is_true(#res.body <= 10)
     end)
 
+    it("clamps huge limits and refuses non-positive ones", function()
+      local s = core.new_session()
+      assert.are.equal(201, post(s, { timeout_ms = 1e300, connect_timeout_ms = math.huge }).status)
+      assert.has_error(function() post(s, { max_body = -1 }) end, "field 'max_body' must be at least 1")
+      assert.has_error(function() post(s, { timeout_ms = 0 / 0 }) end, "field 'timeout_ms' must be at least 1")
+    end)
+
     it("speaks http and https only", function()
       local res = post(core.new_session(), { url = "ftp://127.0.0.1/x" })
       assert.are.equal("url", res.error)

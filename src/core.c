@@ -114,7 +114,10 @@ static const char *opt_string_field(lua_State *L, int t, const char *k)
     return s;
 }
 
-static lua_Number num_field(lua_State *L, int t, const char *k, lua_Number dflt)
+/* A positive number field, at most `max`; converted only once in range,
+ * since a C cast of an out-of-range double is undefined. */
+static lua_Number bounded_field(lua_State *L, int t, const char *k, lua_Number dflt,
+                                lua_Number max)
 {
     lua_Number n = dflt;
     lua_getfield(L, t, k);
@@ -124,7 +127,9 @@ static lua_Number num_field(lua_State *L, int t, const char *k, lua_Number dflt)
         n = lua_tonumber(L, -1);
     }
     lua_pop(L, 1);
-    return n;
+    if (!(n >= 1)) /* also catches NaN */
+        luaL_error(L, "field '%s' must be at least 1", k);
+    return n > max ? max : n;
 }
 
 static int l_new_session(lua_State *L)
@@ -230,11 +235,10 @@ static int l_session_request(lua_State *L)
     lua_getfield(L, 2, "body");
     if (!lua_isnil(L, -1))
         rq.body = luaL_checklstring(L, -1, &rq.body_len);
-    rq.timeout_ms = (long)num_field(L, 2, "timeout_ms", 60000);
-    rq.connect_timeout_ms = (long)num_field(L, 2, "connect_timeout_ms", 10000);
-    rq.max_body = (size_t)num_field(L, 2, "max_body", 1024 * 1024);
-    luaL_argcheck(L, rq.timeout_ms > 0 && rq.connect_timeout_ms > 0 && rq.max_body > 0, 2,
-                  "timeouts and max_body must be positive");
+    /* Longer than ~24 days is "no practical limit"; libcurl takes a long. */
+    rq.timeout_ms = (long)bounded_field(L, 2, "timeout_ms", 60000, 2147483647.0);
+    rq.connect_timeout_ms = (long)bounded_field(L, 2, "connect_timeout_ms", 10000, 2147483647.0);
+    rq.max_body = (size_t)bounded_field(L, 2, "max_body", 1024 * 1024, 2147483647.0);
 
     /* The header strings stay referenced by the request table, which
      * stays on the stack until perform returns. */
