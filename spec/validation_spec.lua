@@ -53,6 +53,13 @@ describe("webhooks.create validation", function()
         "fleet_id", "\127", { url = URL })
     end)
 
+    it("cannot be a dot segment", function()
+      rejects([[fleet_id cannot be "..", which a URL reads as a path step; pass the fleet's id]],
+        "fleet_id", "..", { url = URL })
+      rejects([[fleet_id cannot be ".", which a URL reads as a path step; pass the fleet's id]],
+        "fleet_id", ".", { url = URL })
+    end)
+
     it("must be UTF-8", function()
       rejects("fleet_id is not valid UTF-8; pass the text encoded as UTF-8",
         "fleet_id", "fleet_\255", { url = URL })

@@ -115,6 +115,11 @@ function _M.check(fleet_id, params)
   end
   local msg = validate.text(fleet_id, "fleet_id", "fleet_abc123")
   if msg then return invalid("fleet_id", msg) end
+  if fleet_id == "." or fleet_id == ".." then
+    -- Even percent-encoded, URL handling reads these as path steps.
+    return invalid("fleet_id", format('fleet_id cannot be "%s", which a URL reads as a path step; '
+      .. "pass the fleet's id", fleet_id))
+  end
   if type(params) ~= "table" then
     return invalid("params", format("params must be a table (got %s); "
       .. "pass { url = \"https://example.com/webhook\" }", validate.describe(params)))
