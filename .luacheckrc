@@ -2,7 +2,7 @@
 -- created), specs with busted's globals, the reference server with ngx.
 std = "max"
 max_line_length = 120
-exclude_files = { "spec/contract/node_modules" }
+exclude_files = { "spec/contract/node_modules", "build" }
 
 files["spec"] = { std = "+busted" }
 files["spec/server/handler.lua"] = { globals = { "ngx" } }

@@ -15,10 +15,10 @@ WARN     = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wcast-qual \
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c99 -fPIC -fvisibility=hidden $(WARN)
 LDFLAGS += -shared
-LIBS     = -lcurl -lpthread
+LIBS     = -lcurl -lcrypto -lpthread
 
-SRC      = src/core.c src/http.c
-HDR      = src/compat.h src/http.h
+SRC      = src/core.c src/http.c src/headers.c src/crypto.c
+HDR      = src/compat.h src/http.h src/headers.h src/crypto.h
 CORE_54  = build/lua5.4/cerca/core.so
 CORE_JIT = build/luajit/cerca/core.so
 
@@ -55,7 +55,7 @@ demo: build ## create a subscription against the bundled reference server
 	  LUA_CPATH="build/lua5.4/?.so;;" lua5.4 examples/create.lua
 
 lint: deps ## luacheck the Lua, compile the C warning-free
-	luacheck -q lua spec examples bin
+	luacheck -q .
 	$(CC) $(CFLAGS) -I$(LUA_INC_54) -fsyntax-only $(SRC)
 	$(CC) $(CFLAGS) -I$(LUA_INC_JIT) -fsyntax-only $(SRC)
 

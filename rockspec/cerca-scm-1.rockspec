@@ -26,16 +26,17 @@ dependencies = {
 
 external_dependencies = {
   CURL = { header = "curl/curl.h", library = "curl" },
+  OPENSSL = { header = "openssl/rand.h", library = "crypto" },
 }
 
 build = {
   type = "builtin",
   modules = {
     ["cerca.core"] = {
-      sources = { "src/core.c", "src/http.c" },
-      incdirs = { "$(CURL_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)" },
-      libraries = { "curl", "pthread" },
+      sources = { "src/core.c", "src/http.c", "src/headers.c", "src/crypto.c" },
+      incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
+      libraries = { "curl", "crypto", "pthread" },
     },
     ["cerca"] = "lua/cerca/init.lua",
     ["cerca.client"] = "lua/cerca/client.lua",

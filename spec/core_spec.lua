@@ -52,6 +52,31 @@ describe("cerca.core", function()
     end)
   end)
 
+  describe("uuid4", function()
+    it("makes random version 4 UUIDs", function()
+      local seen = {}
+      for _ = 1, 1000 do
+        local id = core.uuid4()
+        assert.matches("^%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$", id)
+        assert.is_nil(seen[id])
+        seen[id] = true
+      end
+    end)
+  end)
+
+  describe("monotime and sleep", function()
+    it("sleep waits, and the monotonic clock measures it", function()
+      local t0 = core.monotime()
+      core.sleep(0.05)
+      local elapsed = core.monotime() - t0
+      assert.is_true(elapsed >= 0.05 and elapsed < 0.5, "slept " .. elapsed)
+      t0 = core.monotime()
+      core.sleep(0)
+      core.sleep(-1)
+      assert.is_true(core.monotime() - t0 < 0.05)
+    end)
+  end)
+
   describe("session", function()
     local srv
 

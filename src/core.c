@@ -13,11 +13,15 @@
  * JSON goes through a private lua-cjson instance, so a user reconfiguring
  * the global cjson module cannot change what goes on the wire.
  */
-#define _GNU_SOURCE /* memmem */
+#define _GNU_SOURCE /* memmem, clock_gettime, nanosleep */
 #include <ctype.h>
+#include <errno.h>
 #include <string.h>
+#include <time.h>
 
 #include "compat.h"
+#include "crypto.h"
+#include "headers.h"
 #include "http.h"
 
 #define SESSION_MT "cerca.core.session"
@@ -172,46 +176,35 @@ static int l_session_tostring(lua_State *L)
     return 1;
 }
 
-/* Pushes the raw header block as a table of lower-case name -> value;
- * repeated headers are joined with ", " as RFC 9110 allows. */
-static void push_headers(lua_State *L, const char *p, size_t len)
+/* Adds one header to the table on top of the stack: lower-case name;
+ * repeated fields joined with ", " as RFC 9110 allows. */
+static int add_header_field(void *ud, const char *name, size_t nlen, const char *value, size_t vlen)
 {
-    const char *end = p + len;
-    lua_newtable(L);
-    while (p < end) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        const char *line_end = eol != NULL ? eol : end;
-        const char *colon, *v, *ve;
-        luaL_Buffer name;
-        if (line_end > p && line_end[-1] == '\r')
-            line_end--;
-        colon = memchr(p, ':', (size_t)(line_end - p));
-        /* Skip the status line, the blank line and anything malformed. */
-        if (colon != NULL && colon > p && memcmp(p, "HTTP/", 5) != 0 &&
-            p[0] != ' ' && p[0] != '\t') {
-            const char *c;
-            luaL_buffinit(L, &name);
-            for (c = p; c < colon; c++)
-                luaL_addchar(&name, (char)tolower((unsigned char)*c));
-            luaL_pushresult(&name);
-            for (v = colon + 1; v < line_end && (*v == ' ' || *v == '\t'); v++)
-                ;
-            for (ve = line_end; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--)
-                ;
-            lua_pushvalue(L, -1);
-            lua_rawget(L, -3);
-            if (lua_isnil(L, -1)) {
-                lua_pop(L, 1);
-                lua_pushlstring(L, v, (size_t)(ve - v));
-            } else {
-                lua_pushliteral(L, ", ");
-                lua_pushlstring(L, v, (size_t)(ve - v));
-                lua_concat(L, 3);
-            }
-            lua_rawset(L, -3);
-        }
-        p = eol != NULL ? eol + 1 : end;
+    lua_State *L = ud;
+    luaL_Buffer b;
+    size_t i;
+    luaL_buffinit(L, &b);
+    for (i = 0; i < nlen; i++)
+        luaL_addchar(&b, (char)tolower((unsigned char)name[i]));
+    luaL_pushresult(&b);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, -3);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushlstring(L, value, vlen);
+    } else {
+        lua_pushliteral(L, ", ");
+        lua_pushlstring(L, value, vlen);
+        lua_concat(L, 3);
     }
+    lua_rawset(L, -3);
+    return 0;
+}
+
+static void push_headers(lua_State *L, const char *block, size_t len)
+{
+    lua_newtable(L);
+    cerca_headers_parse(block, len, add_header_field, L);
 }
 
 static int l_session_request(lua_State *L)
@@ -293,6 +286,46 @@ static int l_session_request(lua_State *L)
     return 1;
 }
 
+/* ---- clock and randomness ------------------------------------------- */
+
+/* Seconds on a monotonic clock: for timeouts and deadlines, immune to
+ * changes of the wall clock. */
+static int l_monotime(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return 1;
+}
+
+/* Blocks the calling thread; the OpenResty adapter replaces it with ngx.sleep. */
+static int l_sleep(lua_State *L)
+{
+    lua_Number s = luaL_checknumber(L, 1);
+    struct timespec ts;
+    if (!(s > 0))
+        return 0;
+    if (s > 86400)
+        s = 86400;
+    ts.tv_sec = (time_t)s;
+    ts.tv_nsec = (long)((s - (lua_Number)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+    return 0;
+}
+
+static int l_uuid4(lua_State *L)
+{
+    char id[CERCA_UUID_LEN + 1];
+    if (cerca_uuid4(id) != 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "the random generator failed");
+        return 2;
+    }
+    lua_pushlstring(L, id, CERCA_UUID_LEN);
+    return 1;
+}
+
 /* ---- module ---------------------------------------------------------- */
 
 static const luaL_Reg session_methods[] = {
@@ -305,6 +338,9 @@ static const luaL_Reg module_functions[] = {
     {"new_session", l_new_session},
     {"encode", l_encode},
     {"decode", l_decode},
+    {"monotime", l_monotime},
+    {"sleep", l_sleep},
+    {"uuid4", l_uuid4},
     {NULL, NULL},
 };
 

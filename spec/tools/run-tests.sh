@@ -40,7 +40,7 @@ suite() {
   failed=$((failed + $4 + $7 + ${10}))
 }
 
-gate "luacheck" luacheck -q lua spec examples bin
+gate "lint (luacheck, warning-free C)" make --no-print-directory lint
 suite lua5.4
 suite luajit
 gate "memcheck (valgrind, Lua 5.4)" sh spec/tools/memcheck.sh

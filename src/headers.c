@@ -1,0 +1,50 @@
+#include "headers.h"
+
+#include <string.h>
+
+static int is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* A field name is an RFC 9110 token: no white space, no separators we
+ * would misread. Anything else makes the line unusable. */
+static int valid_name(const char *p, size_t n)
+{
+    size_t i;
+    if (n == 0)
+        return 0;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c <= ' ' || c >= 127 || c == ':')
+            return 0;
+    }
+    return 1;
+}
+
+size_t cerca_headers_parse(const char *block, size_t len, cerca_header_fn fn, void *ud)
+{
+    const char *p = block, *end = block + len;
+    size_t count = 0;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *line_end = eol != NULL ? eol : end;
+        const char *colon;
+        if (line_end > p && line_end[-1] == '\r')
+            line_end--;
+        colon = memchr(p, ':', (size_t)(line_end - p));
+        if (colon != NULL && !(line_end - p >= 5 && memcmp(p, "HTTP/", 5) == 0) &&
+            valid_name(p, (size_t)(colon - p))) {
+            const char *v = colon + 1, *ve = line_end;
+            while (v < ve && is_ows(*v))
+                v++;
+            while (ve > v && is_ows(ve[-1]))
+                ve--;
+            count++;
+            if (fn(ud, p, (size_t)(colon - p), v, (size_t)(ve - v)) != 0)
+                break;
+        }
+        p = eol != NULL ? eol + 1 : end;
+    }
+    return count;
+}

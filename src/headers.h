@@ -1,0 +1,23 @@
+/*
+ * Parser of a raw HTTP response header block (what libcurl hands to the
+ * header callback, status line included). Pure C, no allocation, so it can
+ * be fuzzed on its own (spec/fuzz/headers_fuzz.c).
+ */
+#ifndef CERCA_HEADERS_H
+#define CERCA_HEADERS_H
+
+#include <stddef.h>
+
+/* Called once per header field, in order. `name` is not lower-cased and has
+ * no surrounding white space; `value` has leading and trailing spaces and
+ * tabs removed. Neither holds LF, and the name is an HTTP token. Return
+ * non-zero to stop. */
+typedef int (*cerca_header_fn)(void *ud, const char *name, size_t name_len,
+                               const char *value, size_t value_len);
+
+/* Walks the block line by line (LF or CRLF). Skips the status line, blank
+ * lines, obsolete folded continuation lines and lines without a colon or
+ * with an empty or space-holding name. Returns the number of fields seen. */
+size_t cerca_headers_parse(const char *block, size_t len, cerca_header_fn fn, void *ud);
+
+#endif
