@@ -2,13 +2,19 @@
 --
 --   client:request(method, path, body, options)
 --     -> per-call options checked and merged over the client's
---     -> body encoded to JSON once (the same bytes on every attempt)
---     -> transport.attempt (one HTTP exchange in the C core)
---     -> the answer mapped to a response, or to a typed error
+--     -> body encoded to JSON once, idempotency key drawn once: every
+--        attempt of the call sends the same bytes under the same key
+--     -> attempt loop: transport.attempt (one HTTP exchange in the C core),
+--        the answer mapped to a response or a typed error, and
+--        cerca.retry asked whether and when to go again
+--     -> the response, or the last error with err.attempts
 -- @module cerca.client
 
+local clock = require "cerca.clock"
 local core = require "cerca.core"
 local errors = require "cerca.errors"
+local log = require "cerca.log"
+local retry = require "cerca.retry"
 local validate = require "cerca.validate"
 local transport = require "cerca.transport"
 local webhooks = require "cerca.webhooks"
@@ -23,7 +29,10 @@ local match = string.match
 local gsub = string.gsub
 local sub = string.sub
 local find = string.find
+local concat = table.concat
 local ceil = math.ceil
+local min = math.min
+local floor = math.floor
 local getenv = os.getenv
 local open = io.open
 
@@ -45,10 +54,10 @@ _M.DEFAULTS = {
 
 local CLIENT_OPTIONS = {
   "api_key", "base_url", "timeout", "connect_timeout", "max_retries",
-  "headers", "ca_file", "max_response_size",
+  "headers", "ca_file", "max_response_size", "logger", "log_level",
 }
 
-local CALL_OPTIONS = { "timeout", "connect_timeout", "max_retries", "headers" }
+local CALL_OPTIONS = { "timeout", "connect_timeout", "max_retries", "headers", "idempotency_key", "deadline" }
 
 -- Headers the library owns, with the way to get what the caller wanted.
 local RESERVED_HEADERS = {
@@ -58,6 +67,7 @@ local RESERVED_HEADERS = {
   ["content-length"] = "it is computed from the body",
   ["transfer-encoding"] = "it is chosen by libcurl",
   expect = "it is managed by the library",
+  ["idempotency-key"] = "set options.idempotency_key instead",
 }
 
 local LOOPBACK_HOSTS = { localhost = true, ["[::1]"] = true }
@@ -177,6 +187,16 @@ function _M.new(opts)
     or validate.headers(opts.headers, "headers", RESERVED_HEADERS)
   if msg then return nil, config_error(match(msg, "^[%w_]+"), msg) end
 
+  if opts.logger ~= nil and type(opts.logger) ~= "function" then
+    return nil, config_error("logger", format("logger must be a function(level, line) (got %s)",
+      validate.describe(opts.logger)))
+  end
+  local level_name, level_field = opts.log_level, "log_level"
+  if level_name == nil then level_name, level_field = log.default_level_name() end
+  local level
+  level, msg = log.level(level_name, level_field)
+  if not level then return nil, config_error(level_field, msg) end
+
   local ca_file = opts.ca_file
   if ca_file ~= nil then
     if type(ca_file) ~= "string" then
@@ -202,6 +222,7 @@ function _M.new(opts)
     _api_key = api_key,
     _headers = opts.headers,
     _header_lines = header_lines(api_key, opts.headers),
+    _log = log.new(level, opts.logger, api_key),
   }, Client)
 
   client.webhooks = {
@@ -229,6 +250,8 @@ local function check_call_options(options)
     or validate.seconds(options.connect_timeout, "options.connect_timeout")
     or validate.integer(options.max_retries, "options.max_retries", 0, 10)
     or validate.headers(options.headers, "options.headers", RESERVED_HEADERS)
+    or validate.seconds(options.deadline, "options.deadline")
+    or validate.idempotency_key(options.idempotency_key, "options.idempotency_key")
 end
 
 local function request_id(headers)
@@ -309,17 +332,49 @@ local function outcome(res, max_response_size)
   }
 end
 
---- Sends one API request and reads the answer.
+-- One log line per attempt: what was sent, what came back, what happens next.
+local function log_attempt(lg, method, path, res, attempt, attempts, elapsed, next_wait, why)
+  if not lg:enabled("info") then return end
+  local line = format("%s %s status=%s duration_ms=%d attempt=%d/%d", method, path,
+    res.status > 0 and tostring(res.status) or res.error, floor(elapsed * 1000 + 0.5), attempt, attempts)
+  local rid = request_id(res.headers)
+  if rid then line = line .. " request_id=" .. rid end
+  if res.error and res.status > 0 then line = line .. " error=" .. res.error end
+  if next_wait then line = format("%s retry_in=%.2fs reason=%q", line, next_wait, why) end
+  lg:write("info", line)
+  if lg:enabled("debug") then
+    lg:write("debug", format("%s %s response body: %s", method, path, res.body))
+  end
+end
+
+local function log_request(lg, method, path, lines, encoded)
+  if not lg:enabled("debug") then return end
+  lg:write("debug", format("%s %s headers: %s; body: %s", method, path, concat(lines, "; "), encoded or ""))
+end
+
+-- The end of a call that will not be retried: count the attempts, and warn
+-- about what a user must not miss.
+local function give_up(lg, method, path, err, attempts)
+  err.attempts = attempts
+  if err.type == "invalid_response" then
+    lg:write("warn", format("%s %s: %s", method, path, err.message))
+  elseif attempts > 1 then
+    lg:write("warn", format("%s %s failed after %d attempts: %s", method, path, attempts, tostring(err)))
+  end
+  return nil, err
+end
+
+--- Sends one API call, retrying as `cerca.retry` decides, and reads the answer.
 -- @tparam string method HTTP method
 -- @tparam string path path below base_url, already encoded
 -- @param body Lua value sent as JSON (nil: no body)
 -- @tparam[opt] table options per-call options
--- @treturn table|nil `{ status, headers, request_id, json, body }`
--- @treturn[opt] table the error
+-- @treturn table|nil `{ status, headers, request_id, json, body, attempts }`
+-- @treturn[opt] table the error (`err.attempts`: how many attempts were made)
 function Client:request(method, path, body, options)
   local msg = check_call_options(options)
   if msg then
-    return nil, errors.new("invalid_request", msg, { field = match(msg, "^[%w_%.]+") })
+    return nil, errors.new("invalid_request", msg, { field = match(msg, "^[%w_%.]+"), attempts = 0 })
   end
   options = options or {}
   local encoded
@@ -327,21 +382,76 @@ function Client:request(method, path, body, options)
     local why
     encoded, why = core.encode(body)
     if not encoded then
-      return nil, errors.new("invalid_request", "the body cannot be encoded as JSON: " .. why)
+      return nil, errors.new("invalid_request", "the body cannot be encoded as JSON: " .. why, { attempts = 0 })
     end
   end
   local lines = self._header_lines
   if options.headers then lines = header_lines(self._api_key, self._headers, options.headers) end
-  local res = transport.attempt(self, {
+  -- One key for the whole call: a retry of a create that did happen gets
+  -- the same subscription back instead of a second one.
+  local key = options.idempotency_key
+  if key == nil and method == "POST" then
+    key = core.uuid4()
+    if not key then
+      return nil, errors.new("configuration", "cannot draw an idempotency key: the random generator failed",
+        { attempts = 0 })
+    end
+  end
+  if key then
+    local with_key = { "Idempotency-Key: " .. key }
+    for i = 1, #lines do with_key[i + 1] = lines[i] end
+    lines = with_key
+  end
+
+  local lg = self._log
+  local max_retries = options.max_retries or self.max_retries
+  local attempts = max_retries + 1
+  local timeout = options.timeout or self.timeout
+  local deadline = options.deadline and (clock.now() + options.deadline)
+  local request = {
     method = method,
     url = self.base_url .. path,
     headers = lines,
     body = encoded,
-    timeout_ms = ceil((options.timeout or self.timeout) * 1000),
     connect_timeout_ms = ceil((options.connect_timeout or self.connect_timeout) * 1000),
     max_body = self.max_response_size,
-  })
-  return outcome(res, self.max_response_size)
+  }
+  log_request(lg, method, path, lines, encoded)
+
+  local attempt = 0
+  while true do
+    attempt = attempt + 1
+    local budget = timeout
+    if deadline then budget = min(budget, deadline - clock.now()) end
+    request.timeout_ms = ceil(budget * 1000)
+    local started = clock.now()
+    local res = transport.attempt(self, request)
+    local elapsed = clock.now() - started
+    local value, err = outcome(res, self.max_response_size)
+    if value then
+      log_attempt(lg, method, path, res, attempt, attempts, elapsed)
+      value.attempts = attempt
+      return value
+    end
+    local again, why = retry.should_retry(res)
+    if not again or attempt >= attempts then
+      log_attempt(lg, method, path, res, attempt, attempts, elapsed)
+      return give_up(lg, method, path, err, attempt)
+    end
+    local wait, from_server = retry.delay(attempt, res.headers)
+    if from_server and wait > retry.MAX_SERVER_DELAY then
+      -- Not waited for: the caller decides what to do with that long a pause.
+      err.retry_after = wait
+      log_attempt(lg, method, path, res, attempt, attempts, elapsed)
+      return give_up(lg, method, path, err, attempt)
+    end
+    if deadline and clock.now() + wait >= deadline then
+      log_attempt(lg, method, path, res, attempt, attempts, elapsed)
+      return give_up(lg, method, path, err, attempt)
+    end
+    log_attempt(lg, method, path, res, attempt, attempts, elapsed, wait, why)
+    clock.sleep(wait)
+  end
 end
 
 return _M

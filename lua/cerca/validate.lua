@@ -227,6 +227,15 @@ function _M.headers(v, field, reserved)
   end
 end
 
+--- Checks an idempotency key: 1 to 255 printable ASCII characters, no space.
+function _M.idempotency_key(v, field)
+  if v == nil then return nil end
+  if type(v) ~= "string" or #v < 1 or #v > 255 or find(v, "[^\33-\126]") then
+    return format("%s must be 1 to 255 printable ASCII characters without spaces (got %s)",
+      field, describe(v))
+  end
+end
+
 --- Checks a number of seconds: positive and finite.
 function _M.seconds(v, field)
   if v == nil then return nil end

@@ -199,7 +199,10 @@ end
 --- Creates a subscription through `client`. See `cerca.webhooks.create`.
 function _M.create(client, fleet_id, params, options)
   local err = _M.check(fleet_id, params)
-  if err then return nil, err end
+  if err then
+    err.attempts = 0
+    return nil, err
+  end
   local res
   res, err = client:request("POST", _M.path(fleet_id), _M.body(params), options)
   if not res then return nil, err end
@@ -208,9 +211,11 @@ function _M.create(client, fleet_id, params, options)
     return nil, errors.new("invalid_response", "the create succeeded (HTTP " .. res.status
       .. ") but " .. why .. "; the raw answer is kept in err.body", {
         status = res.status, headers = res.headers, body = res.body, request_id = res.request_id,
+        attempts = res.attempts,
       })
   end
-  return sub, nil, { status = res.status, headers = res.headers, request_id = res.request_id }
+  return sub, nil, { status = res.status, headers = res.headers, request_id = res.request_id,
+    attempts = res.attempts }
 end
 
 return _M

@@ -1,0 +1,133 @@
+--- The retry policy: what is retried, and how long to wait before.
+--
+-- One place for every rule (the client's attempt loop only asks):
+--
+-- * retried: no answer (connection refused, reset, closed early), a
+--   timeout, a 2xx whose body broke off (safe: the same idempotency key is
+--   sent again, so the API replays the subscription it made), and the
+--   statuses 408, 409, 429 and 5xx;
+-- * a response header `x-should-retry: true|false` overrides that;
+-- * the wait before retry n is `min(0.5 * 2^(n-1), 8)` seconds times a
+--   jitter factor in [0.75, 1], unless the server names one
+--   (`retry-after-ms`, then `Retry-After` in seconds or as an HTTP date);
+-- * a server-named wait over `MAX_SERVER_DELAY` is not waited for.
+-- @module cerca.retry
+
+local type = type
+local tonumber = tonumber
+local floor = math.floor
+local min = math.min
+local random = math.random
+local match = string.match
+local lower = string.lower
+local time = os.time
+
+local _M = {}
+
+_M.INITIAL_DELAY = 0.5     -- seconds, before the first retry
+_M.MAX_BACKOFF = 8         -- seconds, cap of the exponential backoff
+_M.MAX_SERVER_DELAY = 60   -- seconds; a longer Retry-After ends the call
+
+local RETRY_STATUS = { [408] = true, [409] = true, [429] = true }
+local RETRY_TRANSPORT = { connection = true, timeout = true }
+
+--- Whether an attempt's outcome is worth another attempt.
+-- @tparam table res the C core's response table
+-- @treturn boolean
+-- @treturn[opt] string why, for the log
+function _M.should_retry(res)
+  local override = res.headers and res.headers["x-should-retry"]
+  if override then
+    override = lower(override)
+    if override == "true" then return true, "x-should-retry: true" end
+    if override == "false" then return false end
+  end
+  if res.error then
+    if RETRY_TRANSPORT[res.error] then return true, res.error end
+    return false
+  end
+  local status = res.status
+  if RETRY_STATUS[status] or (status >= 500 and status <= 599) then
+    return true, "HTTP " .. status
+  end
+  return false
+end
+
+--- Exponential backoff with jitter for retry number `n` (1, 2, ...).
+-- @tparam[opt] function rand a uniform [0, 1) source (default math.random)
+function _M.backoff(n, rand)
+  local base = min(_M.INITIAL_DELAY * 2 ^ (n - 1), _M.MAX_BACKOFF)
+  return base * (1 - 0.25 * (rand or random)())
+end
+
+local MONTHS = { jan = 1, feb = 2, mar = 3, apr = 4, may = 5, jun = 6,
+  jul = 7, aug = 8, sep = 9, oct = 10, nov = 11, dec = 12 }
+
+-- Days since 1970-01-01 of a proleptic Gregorian date.
+local function days_from_civil(y, m, d)
+  if m <= 2 then y = y - 1 end
+  local era = floor(y / 400)
+  local yoe = y - era * 400
+  local doy = floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
+  return era * 146097 + yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy - 719468
+end
+
+--- Seconds since the epoch of an HTTP date (RFC 9110: IMF-fixdate, and the
+-- obsolete RFC 850 and asctime forms), or nil.
+function _M.parse_http_date(s)
+  if type(s) ~= "string" or #s > 64 then return nil end
+  local d, mon, y, h, mi, sec = match(s, "^%a%a%a, (%d%d) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d) GMT$")
+  if not d then
+    d, mon, y, h, mi, sec = match(s, "^%a+, (%d%d)%-(%a%a%a)%-(%d%d) (%d%d):(%d%d):(%d%d) GMT$")
+    if y then
+      -- RFC 9110: a two-digit year more than 50 years ahead is in the past.
+      y = tonumber(y) + 2000
+      if y > tonumber(os.date("!%Y")) + 50 then y = y - 100 end
+    end
+  end
+  if not d then
+    mon, d, h, mi, sec, y = match(s, "^%a%a%a (%a%a%a) ([ %d]%d) (%d%d):(%d%d):(%d%d) (%d%d%d%d)$")
+  end
+  if not d then return nil end
+  local month = MONTHS[lower(mon)]
+  d, y, h, mi, sec = tonumber(d), tonumber(y), tonumber(h), tonumber(mi), tonumber(sec)
+  if not month or d < 1 or d > 31 or h > 23 or mi > 59 or sec > 60 then return nil end
+  return ((days_from_civil(y, month, d) * 24 + h) * 60 + mi) * 60 + sec
+end
+
+local function non_negative(n)
+  if n and n == n and n >= 0 and n < 1e12 then return n end
+  return nil
+end
+
+--- The wait the server asks for, in seconds, or nil when it names none
+-- (or names one we cannot read).
+-- @tparam table headers lower-case response headers
+-- @tparam[opt] number now wall-clock seconds since the epoch (for dates)
+function _M.server_delay(headers, now)
+  if not headers then return nil end
+  local ms = headers["retry-after-ms"]
+  if ms then
+    local n = non_negative(tonumber(match(ms, "^%s*([%d%.]+)%s*$")))
+    if n then return n / 1000 end
+  end
+  local ra = headers["retry-after"]
+  if not ra then return nil end
+  local n = non_negative(tonumber(match(ra, "^%s*(%d+%.?%d*)%s*$")))
+  if n then return n end
+  local at = _M.parse_http_date(match(ra, "^%s*(.-)%s*$"))
+  if not at then return nil end
+  local wait = at - (now or time())
+  return wait > 0 and wait or 0
+end
+
+--- The wait before retry `n`: the server's if it names one, else backoff.
+-- @treturn number seconds
+-- @treturn boolean true when the server named it
+function _M.delay(n, headers)
+  local server = _M.server_delay(headers)
+  if server then return server, true end
+  return _M.backoff(n), false
+end
+
+return _M

@@ -1,0 +1,103 @@
+-- The retry policy on its own: what is retried and how long to wait.
+require "spec.helpers"
+local retry = require "cerca.retry"
+
+describe("cerca.retry", function()
+  describe("should_retry", function()
+    local function res(status, headers, err)
+      return { status = status, headers = headers or {}, error = err }
+    end
+
+    it("retries 408, 409, 429 and every 5xx", function()
+      for _, status in ipairs { 408, 409, 429, 500, 501, 502, 503, 504, 599 } do
+        local again, why = retry.should_retry(res(status))
+        assert.is_true(again, status)
+        assert.are.equal("HTTP " .. status, why)
+      end
+    end)
+
+    it("does not retry other statuses", function()
+      for _, status in ipairs { 200, 201, 204, 301, 307, 400, 401, 403, 404, 410, 422, 451 } do
+        assert.is_false(retry.should_retry(res(status)), status)
+      end
+    end)
+
+    it("retries connection failures and timeouts, also after a 2xx status line", function()
+      assert.is_true(retry.should_retry(res(0, nil, "connection")))
+      assert.is_true(retry.should_retry(res(0, nil, "timeout")))
+      assert.is_true(retry.should_retry(res(201, nil, "connection")))
+    end)
+
+    it("does not retry TLS failures, oversized answers or bad URLs", function()
+      for _, kind in ipairs { "tls", "too_large", "url", "internal" } do
+        assert.is_false(retry.should_retry(res(0, nil, kind)), kind)
+      end
+    end)
+
+    it("lets x-should-retry override the decision", function()
+      assert.is_false(retry.should_retry(res(503, { ["x-should-retry"] = "false" })))
+      assert.is_true(retry.should_retry(res(400, { ["x-should-retry"] = "true" })))
+      assert.is_true(retry.should_retry(res(400, { ["x-should-retry"] = "TRUE" })))
+      assert.is_true(retry.should_retry(res(503, { ["x-should-retry"] = "maybe" })))
+    end)
+  end)
+
+  describe("backoff", function()
+    it("doubles from 0.5 s up to 8 s, with jitter in [0.75, 1]", function()
+      local function at(n, r) return retry.backoff(n, function() return r end) end
+      assert.are.equal(0.5, at(1, 0))
+      assert.are.equal(1, at(2, 0))
+      assert.are.equal(2, at(3, 0))
+      assert.are.equal(4, at(4, 0))
+      assert.are.equal(8, at(5, 0))
+      assert.are.equal(8, at(12, 0))
+      assert.are.equal(0.375, at(1, 1))
+      assert.are.equal(6, at(9, 1))
+      for n = 1, 10 do
+        local d = retry.backoff(n)
+        local base = math.min(0.5 * 2 ^ (n - 1), 8)
+        assert.is_true(d >= 0.75 * base and d <= base, n .. ": " .. d)
+      end
+    end)
+  end)
+
+  describe("server_delay", function()
+    local NOW = 1784454000 -- 2026-07-19T09:40:00Z
+
+    it("reads retry-after-ms first", function()
+      assert.are.equal(0.25, retry.server_delay({ ["retry-after-ms"] = "250", ["retry-after"] = "9" }, NOW))
+      assert.are.equal(1.5, retry.server_delay({ ["retry-after-ms"] = " 1500.0 " }, NOW))
+    end)
+
+    it("reads Retry-After in seconds", function()
+      assert.are.equal(1, retry.server_delay({ ["retry-after"] = "1" }, NOW))
+      assert.are.equal(120, retry.server_delay({ ["retry-after"] = "120" }, NOW))
+      assert.are.equal(0, retry.server_delay({ ["retry-after"] = "0" }, NOW))
+    end)
+
+    it("reads Retry-After as an HTTP date in its three forms", function()
+      assert.are.equal(30, retry.server_delay({ ["retry-after"] = "Sun, 19 Jul 2026 09:40:30 GMT" }, NOW))
+      assert.are.equal(30, retry.server_delay({ ["retry-after"] = "Sunday, 19-Jul-26 09:40:30 GMT" }, NOW))
+      assert.are.equal(30, retry.server_delay({ ["retry-after"] = "Sun Jul 19 09:40:30 2026" }, NOW))
+      assert.are.equal(0, retry.server_delay({ ["retry-after"] = "Sun, 19 Jul 2026 09:00:00 GMT" }, NOW))
+    end)
+
+    it("ignores what it cannot read", function()
+      for _, v in ipairs { "", "soon", "-1", "1e3", "0x10", "1,5", "Sun, 32 Jul 2026 09:40:30 GMT",
+        "Sun, 19 Foo 2026 09:40:30 GMT", "Sun, 19 Jul 2026 25:40:30 GMT", "nan", "inf" } do
+        assert.is_nil(retry.server_delay({ ["retry-after"] = v }, NOW), v)
+      end
+      assert.is_nil(retry.server_delay({ ["retry-after-ms"] = "abc" }, NOW))
+      assert.is_nil(retry.server_delay({}, NOW))
+    end)
+  end)
+
+  describe("parse_http_date", function()
+    it("agrees with the epoch", function()
+      assert.are.equal(0, retry.parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"))
+      assert.are.equal(784111777, retry.parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"))
+      assert.are.equal(951782400, retry.parse_http_date("Tue, 29 Feb 2000 00:00:00 GMT"))
+      assert.are.equal(4102444800, retry.parse_http_date("Fri, 01 Jan 2100 00:00:00 GMT"))
+    end)
+  end)
+end)
