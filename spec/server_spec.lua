@@ -104,6 +104,48 @@ end
 
 local VALID = { url = "https://example.com/webhook", events = { "agent.created" } }
 
+local IDEMPOTENCY_MISMATCH = '{"error":{"type":"idempotency_error","message":'
+    .. '"Idempotency-Key was already used with a different request body"}}'
+
+local function with_key(key, opts)
+    opts = opts or {}
+    opts.body = opts.body or VALID
+    opts.headers = { "Idempotency-Key: " .. key }
+    return opts
+end
+
+-- Several requests on one curl command line (so on one kept-alive connection
+-- where possible). Returns, per request, { status, bytes, connects, body }.
+-- (curl's exit code is the last transfer's only, so it is not returned.)
+local function requests_on_one_connection(paths)
+    local words = { "curl -q -sS --noproxy '*' --max-time 5" }
+    local files = {}
+    for i, path in ipairs(paths) do
+        files[i] = srv.prefix .. "/spec-multi-" .. i .. ".txt"
+        os.remove(files[i])
+        if i > 1 then
+            words[#words + 1] = "--next"
+        end
+        words[#words + 1] = "-H " .. quote("Authorization: Bearer " .. API_KEY)
+            .. " -H 'Content-Type: application/json' --data-binary " .. quote(cjson.encode(VALID))
+            .. " -o " .. quote(files[i])
+            .. " -w " .. quote("%{http_code} %{size_download} %{num_connects}\\n")
+            .. " " .. quote(srv.http_url .. path)
+    end
+    local pipe = assert(io.popen(table.concat(words, " ") .. " 2>/dev/null"))
+    local output = pipe:read("*a")
+    pipe:close()
+    local results = {}
+    for status, bytes, connects in output:gmatch("(%d+) (%d+) (%d+)\n") do
+        local i = #results + 1
+        results[i] = {
+            status = tonumber(status), bytes = tonumber(bytes), connects = tonumber(connects),
+            body = read_file(files[i]) or "",
+        }
+    end
+    return results
+end
+
 describe("reference server", function()
     setup(function()
         srv = launcher.start { api_key = API_KEY, tls = true, workers = 1 }
@@ -344,12 +386,229 @@ describe("reference server", function()
             assert.are.equal(28, res.exit)  -- curl: timeout
         end)
 
+        it("pass with a delay: runs the real API after the delay", function()
+            srv:enqueue { action = "pass", delay = 0.2 }
+            local res = request { body = VALID }
+            assert.are.equal(201, res.status)
+            assert.is_true(res.time >= 0.2)
+            assert.are.same({ res.json }, srv:subscriptions())
+        end)
+
+        it("partial: full Content-Length, half the body, then the connection closes", function()
+            local body = ("0123456789"):rep(10)
+            srv:enqueue { action = "partial", body = body, headers = { ["X-Custom"] = "yes" } }
+            local res = request { body = VALID }
+            assert.are.equal(18, res.exit)  -- curl: transfer closed with bytes remaining
+            assert.are.equal(201, res.status)
+            assert.are.equal("100", res.headers["content-length"])
+            assert.are.equal("yes", res.headers["x-custom"])
+            assert.are.equal(body:sub(1, 50), res.body)
+            assert.are.same({}, srv:subscriptions())
+            assert.are.same({}, srv:idempotency_keys())
+
+            srv:enqueue { action = "partial", status = 503, body = body, bytes = 7 }
+            res = request { base = srv.https_url, body = VALID, args = { "--cacert " .. quote(srv.ca_file) } }
+            assert.are.equal(18, res.exit)
+            assert.are.equal(503, res.status)
+            assert.are.equal(body:sub(1, 7), res.body)
+        end)
+
+        it("partial: cuts a kept-alive connection; the next request gets a new one", function()
+            srv:enqueue { action = "pass" }
+            srv:enqueue { action = "partial", body = ("x"):rep(40) }
+            local results = requests_on_one_connection { PATH, PATH, PATH }
+            assert.are.equal(3, #results)
+            assert.are.same({ 201, 201, 201 }, { results[1].status, results[2].status, results[3].status })
+            assert.are.equal(1, results[1].connects)
+            assert.are.equal(0, results[2].connects)  -- reused, then cut
+            assert.are.equal(("x"):rep(20), results[2].body)
+            assert.are.equal(1, results[3].connects)
+            assert.are.equal(2, #srv:subscriptions())
+            local recorded = srv:requests()
+            assert.are.equal(recorded[1].connection, recorded[2].connection)
+            assert.are_not.equal(recorded[2].connection, recorded[3].connection)
+        end)
+
+        it("create_then_partial: stores the subscription, then cuts its answer", function()
+            srv:enqueue { action = "create_then_partial" }
+            local res = request { body = VALID }
+            assert.are.equal(18, res.exit)
+            assert.are.equal(201, res.status)
+            assert.truthy(res.headers["x-request-id"])
+            local subs = srv:subscriptions()
+            assert.are.equal(1, #subs)
+            local full = cjson.encode(subs[1])  -- only for its length
+            assert.truthy(#res.body < #full)
+            assert.are.equal(subs[1].id, res.body:match('"id":"([^"]*)"'))
+        end)
+
         it("rejects a malformed script", function()
             assert.has_error(function()
                 srv:enqueue { action = "explode" }
             end)
             assert.has_error(function()
                 srv:enqueue { action = "respond" }
+            end)
+            assert.has_error(function()
+                srv:enqueue { action = "partial" }
+            end)
+            assert.has_error(function()
+                srv:enqueue { action = "create_then_partial", bytes = -1 }
+            end)
+        end)
+    end)
+
+    describe("Idempotency-Key", function()
+        it("replays the stored answer for the same key and body, creating nothing", function()
+            local first = request(with_key("key-1"))
+            local again = request(with_key("key-1"))
+            assert.are.equal(201, first.status)
+            assert.is_nil(first.headers["idempotent-replayed"])
+            assert.are.equal(201, again.status)
+            assert.are.equal(first.body, again.body)  -- same id, same secret, same bytes
+            assert.are.equal("true", again.headers["idempotent-replayed"])
+            assert.are.equal("application/json", again.headers["content-type"])
+            assert.truthy(again.headers["x-request-id"]:match("^req_%x+$"))
+            assert.are_not.equal(first.headers["x-request-id"], again.headers["x-request-id"])
+            assert.are.same({ first.json }, srv:subscriptions())
+            assert.are.same({ "key-1" }, srv:idempotency_keys())
+            assert.are.equal(2, #srv:requests())
+        end)
+
+        it("answers 422 for the same key with another body, creating nothing", function()
+            local first = request(with_key("key-2"))
+            local other = request(with_key("key-2", { body = { url = "https://example.com/other" } }))
+            assert.are.equal(422, other.status)
+            assert.are.equal(IDEMPOTENCY_MISMATCH, other.body)
+            assert.truthy(other.headers["x-request-id"])
+            -- byte-identical, not merely equivalent JSON
+            other = request(with_key("key-2", { body = cjson.encode(VALID) .. " " }))
+            assert.are.equal(422, other.status)
+            assert.are.same({ first.json }, srv:subscriptions())
+        end)
+
+        it("without the header, two creates make two subscriptions", function()
+            local a = request { body = VALID }
+            local b = request { body = VALID }
+            assert.are_not.equal(a.json.id, b.json.id)
+            assert.are.equal(2, #srv:subscriptions())
+            assert.are.same({}, srv:idempotency_keys())
+        end)
+
+        it("checks the API key first and stores no failed answer", function()
+            local res = request(with_key("key-3", { key = "sk_test_wrong" }))
+            assert.are.equal(401, res.status)
+            assert.are.same({}, srv:idempotency_keys())
+
+            res = request(with_key("key-3", { body = { url = "http://example.com/webhook" } }))
+            assert.are.equal(422, res.status)
+            assert.are.equal("url", res.json.error.param)
+            assert.are.same({}, srv:idempotency_keys())
+
+            -- a corrected retry with the same key goes through
+            res = request(with_key("key-3"))
+            assert.are.equal(201, res.status)
+            assert.is_nil(res.headers["idempotent-replayed"])
+            assert.are.same({ "key-3" }, srv:idempotency_keys())
+            assert.are.equal(1, #srv:subscriptions())
+        end)
+
+        it("a respond script answers without touching the store", function()
+            srv:enqueue { status = 503, body = "{}" }
+            assert.are.equal(503, request(with_key("key-4")).status)
+            assert.are.same({}, srv:idempotency_keys())
+            local res = request(with_key("key-4"))
+            assert.are.equal(201, res.status)
+            assert.is_nil(res.headers["idempotent-replayed"])
+        end)
+
+        it("create_then_drop stores the answer: the retry gets the subscription", function()
+            srv:enqueue { action = "create_then_drop" }
+            local dropped = request(with_key("key-5"))
+            assert.are.equal(52, dropped.exit)
+            local retry = request(with_key("key-5"))
+            assert.are.equal(201, retry.status)
+            assert.are.equal("true", retry.headers["idempotent-replayed"])
+            local subs = srv:subscriptions()
+            assert.are.equal(1, #subs)
+            assert.are.same(subs[1], retry.json)
+        end)
+
+        it("create_then_partial stores the answer: the retry gets it whole", function()
+            srv:enqueue { action = "create_then_partial" }
+            local cut = request(with_key("key-6"))
+            assert.are.equal(18, cut.exit)
+            local retry = request(with_key("key-6"))
+            assert.are.equal(201, retry.status)
+            assert.are.equal("true", retry.headers["idempotent-replayed"])
+            assert.are.equal(math.floor(#retry.body / 2), #cut.body)
+            assert.are.equal(retry.body:sub(1, #cut.body), cut.body)
+            local subs = srv:subscriptions()
+            assert.are.equal(1, #subs)
+            assert.are.same(subs[1], retry.json)
+        end)
+
+        it("is forgotten on reset", function()
+            local first = request(with_key("key-7"))
+            srv:reset()
+            assert.are.same({}, srv:idempotency_keys())
+            local res = request(with_key("key-7"))
+            assert.are.equal(201, res.status)
+            assert.are_not.equal(first.json.id, res.json.id)
+        end)
+    end)
+
+    describe("launcher options", function()
+        it("lean: validates and answers, records and stores nothing", function()
+            local lean = launcher.start { api_key = API_KEY, tls = false, lean = true }
+            local ok, err = pcall(function()
+                local ids = {}
+                for _ = 1, 2 do
+                    local res = request(with_key("key-lean", { base = lean.http_url }))
+                    assert.are.equal(201, res.status)
+                    assert.truthy(res.headers["x-request-id"]:match("^req_%x+$"))
+                    assert.is_nil(res.headers["idempotent-replayed"])
+                    ids[#ids + 1] = res.json.id
+                end
+                assert.are_not.equal(ids[1], ids[2])
+                assert.are.equal(422, request { base = lean.http_url, body = { url = "ftp://x" } }.status)
+                assert.are.equal(401, request { base = lean.http_url, key = false, body = VALID }.status)
+                assert.are.same({}, lean:requests())
+                assert.are.same({}, lean:subscriptions())
+                assert.are.same({}, lean:idempotency_keys())
+                -- scripts still apply
+                lean:enqueue { status = 503, body = "{}" }
+                assert.are.equal(503, request { base = lean.http_url, body = VALID }.status)
+            end)
+            lean:stop()
+            assert(ok, err)
+        end)
+
+        it("delay: every API request without a script waits that long", function()
+            local slow = launcher.start { api_key = API_KEY, tls = false, delay = 0.2 }
+            local ok, err = pcall(function()
+                local res = request { base = slow.http_url, body = VALID }
+                assert.are.equal(201, res.status)
+                assert.is_true(res.time >= 0.2)
+                res = request { base = slow.http_url, key = false, body = VALID }
+                assert.are.equal(401, res.status)
+                assert.is_true(res.time >= 0.2)
+                -- a queued script brings its own delay (none here)
+                slow:enqueue { status = 204, body = "" }
+                res = request { base = slow.http_url, body = VALID }
+                assert.are.equal(204, res.status)
+                assert.is_true(res.time < 0.2)
+            end)
+            slow:stop()
+            assert(ok, err)
+        end)
+
+        it("rejects bad options", function()
+            assert.has_error(function()
+                launcher.start { lean = "yes" }
+            end)
+            assert.has_error(function()
+                launcher.start { delay = -1 }
             end)
         end)
     end)

@@ -4,9 +4,12 @@
 -- describes it, records every API request it receives, and can be told, per
 -- request, to misbehave (answer something else, stall, trickle, hang up).
 -- Its state lives in one lua_shared_dict, so it is shared by all workers.
+-- It honours `Idempotency-Key` on creates the way the Cerca API is assumed to:
+-- a successful create is stored under its key and replayed for the same key
+-- and the same body.
 --
 -- Entry points, wired in the nginx.conf that spec/server/launcher.lua writes:
---   init()     init_by_lua: reads conf/server.json (the API key) in the prefix
+--   init()     init_by_lua: reads conf/server.json (API key, lean, delay) in the prefix
 --   api()      every request on the API ports
 --   control()  /__control/* on the HTTP port (never recorded)
 
@@ -14,8 +17,8 @@
 
 local cjson = require "cjson.safe"
 
-local type, pairs, ipairs, tonumber, tostring = type, pairs, ipairs, tonumber, tostring
-local concat = table.concat
+local type, pairs, ipairs, next, tonumber, tostring = type, pairs, ipairs, next, tonumber, tostring
+local concat, sort = table.concat, table.sort
 local byte, char, format = string.byte, string.char, string.format
 local floor = math.floor
 local io_open, os_date = io.open, os.date
@@ -47,9 +50,24 @@ local SUBSCRIPTION_FIELDS = {
 
 local ACTIONS = {
     respond = true, pass = true, drop = true, create_then_drop = true, trickle = true,
+    partial = true, create_then_partial = true,
 }
 
 local DEFAULT_TRICKLE_INTERVAL = 0.5
+
+-- The answer to a reused Idempotency-Key with another body. A literal, so
+-- that its bytes are fixed (cjson would order the members at random).
+local IDEMPOTENCY_MISMATCH = '{"error":{"type":"idempotency_error","message":'
+    .. '"Idempotency-Key was already used with a different request body"}}'
+
+-- Reason phrases for the status lines written by hand (`partial`).
+local REASONS = {
+    [200] = "OK", [201] = "Created", [202] = "Accepted", [204] = "No Content",
+    [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden",
+    [404] = "Not Found", [409] = "Conflict", [422] = "Unprocessable Entity",
+    [429] = "Too Many Requests", [500] = "Internal Server Error",
+    [502] = "Bad Gateway", [503] = "Service Unavailable", [504] = "Gateway Timeout",
+}
 
 local config = {}
 
@@ -111,10 +129,17 @@ local function _random_bytes(n)
     return bytes
 end
 
+local HEX_FORMATS = {}
+
+-- One string.format call rather than a closure per byte: this runs on every
+-- create, lean ones included.
 local function _random_hex(n)
-    return (_random_bytes(n):gsub(".", function(c)
-        return format("%02x", byte(c))
-    end))
+    local fmt = HEX_FORMATS[n]
+    if not fmt then
+        fmt = ("%02x"):rep(n)
+        HEX_FORMATS[n] = fmt
+    end
+    return format(fmt, byte(_random_bytes(n), 1, n))
 end
 
 local function _request_id()
@@ -243,6 +268,84 @@ local function _trickle(status, headers, body, interval)
         if not ngx.flush(true) then
             return ngx.exit(444)  -- the client is gone
         end
+    end
+    return ngx.exit(ngx.OK)
+end
+
+-- `base` with the headers of `extra` added, an `extra` header replacing the
+-- `base` one of the same name in any case.
+local function _merge_headers(base, extra)
+    if not extra or next(extra) == nil then
+        return base
+    end
+    local merged = {}
+    local replaced = {}
+    for name in pairs(extra) do
+        replaced[name:lower()] = true
+    end
+    for name, value in pairs(base) do
+        if not replaced[name:lower()] then
+            merged[name] = value
+        end
+    end
+    for name, value in pairs(extra) do
+        merged[name] = value
+    end
+    return merged
+end
+
+-- Sends the status line and headers with a Content-Length of the whole body,
+-- then only its first `bytes` bytes (default: half), then closes the
+-- connection: the client sees a transfer cut mid-body.
+--
+-- The response is written by hand on the raw downstream socket
+-- (ngx.req.socket(true)), and the request then ends with ngx.exit(ngx.OK).
+-- Acquiring the raw socket turns keep-alive off for the connection, so nginx
+-- closes it at once; on HTTPS it closes the TLS session properly
+-- (close_notify), so the only fault a client sees is the short body, whatever
+-- its TLS library. Through nginx's own output (ngx.print + ngx.flush), the
+-- request would have to end with ngx.exit(444): ngx.exit(ngx.OK) after a
+-- short body leaves a keep-alive connection open and the client waits for
+-- the missing bytes until keepalive_timeout; and 444 closes a TLS connection
+-- without close_notify, which OpenSSL reports as "unexpected eof while
+-- reading" (curl 7.88 still says "transfer closed", other clients may not).
+local function _partial(status, headers, body, bytes)
+    local length = #body
+    local sent = bytes or floor(length / 2)
+    if sent > length then
+        sent = length
+    end
+    headers = _merge_headers({
+        ["Content-Type"] = "application/json",
+        ["Content-Length"] = tostring(length),
+        ["Date"] = ngx.http_time(ngx.time()),
+    }, headers)
+    local names = {}
+    for name in pairs(headers) do
+        names[#names + 1] = name
+    end
+    sort(names)
+    local lines = { format("HTTP/1.1 %d %s", status, REASONS[status] or "") }
+    for _, name in ipairs(names) do
+        local value = headers[name]
+        for _, v in ipairs(type(value) == "table" and value or { value }) do
+            lines[#lines + 1] = name .. ": " .. tostring(v)
+        end
+    end
+    lines[#lines + 1] = ""
+    lines[#lines + 1] = body:sub(1, sent)
+
+    -- the request body has been read (recorded) already, as the raw socket
+    -- requires
+    local sock, err = ngx.req.socket(true)
+    if not sock then
+        ngx.log(ngx.ERR, "partial: cannot take the raw socket: ", err)
+        return ngx.exit(444)
+    end
+    local ok
+    ok, err = sock:send(concat(lines, "\r\n"))
+    if not ok then
+        ngx.log(ngx.INFO, "partial: send failed: ", err)  -- the client is gone
     end
     return ngx.exit(ngx.OK)
 end
@@ -404,16 +507,79 @@ local function _create_subscription(fleet_id, params)
         updatedAt = now,
         secret = "whsec_" .. ngx.encode_base64(_random_bytes(24)),
     }
-    _append("subscriptions", json)
+    if not config.lean then
+        _append("subscriptions", json)
+    end
     return json
 end
 
--- Runs the API on a recorded request; returns status and JSON body. A
--- successful create is stored whether or not its answer is then sent.
+local function _api_headers()
+    return { ["Content-Type"] = "application/json", ["X-Request-Id"] = _request_id() }
+end
+
+-- Idempotency --------------------------------------------------------------
+--
+-- A successful create sent with an Idempotency-Key is stored under
+-- "idempotency:<key>" as one string, so that a reader never sees half of it:
+-- "<status> <length of content type> <length of request body>\n", then the
+-- content type, the raw request body and the response body, byte for byte.
+-- The keys are also listed, in the order stored, in the list
+-- "idempotency_keys" (for GET /__control/idempotency_keys).
+
+-- The request's key; nil without one (an empty header counts as none) and in
+-- lean mode. A repeated header's values are joined by ", ".
+local function _idempotency_key()
+    if config.lean then
+        return nil
+    end
+    local value = ngx.req.get_headers()["idempotency-key"]
+    if type(value) == "table" then
+        value = concat(value, ", ")
+    end
+    if value == nil or value == "" then
+        return nil
+    end
+    return value
+end
+
+-- The stored answer for `key`: status, content type, request body, response
+-- body; nil when nothing is stored.
+local function _idempotency_lookup(key)
+    local entry = _dict():get("idempotency:" .. key)
+    if not entry then
+        return nil
+    end
+    local status, type_length, request_length, i = entry:match("^(%d+) (%d+) (%d+)\n()")
+    local type_end = i + tonumber(type_length)
+    local request_end = type_end + tonumber(request_length)
+    return tonumber(status), entry:sub(i, type_end - 1), entry:sub(type_end, request_end - 1),
+        entry:sub(request_end)
+end
+
+-- Stores a successful answer under `key`, unless a request with that key
+-- completed first (then the first one stays).
+local function _idempotency_store(key, request, status, content_type, body)
+    local entry = format("%d %d %d\n", status, #content_type, #request)
+        .. content_type .. request .. body
+    local ok, err = _dict():safe_add("idempotency:" .. key, entry)
+    if ok then
+        _append("idempotency_keys", cjson.encode(key))
+    elseif err ~= "exists" then
+        error(format("cannot store the answer for Idempotency-Key %s: %s", key, err))
+    end
+end
+
+-- Handling a request -------------------------------------------------------
+
+-- Runs the API on a request whose raw body is `raw`; returns status, headers
+-- and body. Checks in order: authentication, endpoint, Idempotency-Key (a
+-- stored answer is replayed, or the body differs: 422), then the request
+-- itself. A successful create is stored (and, with a key, its answer) whether
+-- or not that answer is then sent.
 local function _handle(raw)
     local auth_error = _authorization_error()
     if auth_error then
-        return 401, _error_body("authentication_error", auth_error)
+        return 401, _api_headers(), _error_body("authentication_error", auth_error)
     end
 
     local method = ngx.req.get_method()
@@ -422,31 +588,48 @@ local function _handle(raw)
     local path = ngx.var.request_uri:match("^[^?#]*")
     local segment = path:match("^/fleets/([^/]*)/webhooks$")
     if method ~= "POST" or not segment or segment == "" then
-        return 404, _error_body("not_found_error", format("no such endpoint: %s %s", method, path))
+        return 404, _api_headers(),
+            _error_body("not_found_error", format("no such endpoint: %s %s", method, path))
+    end
+
+    local key = _idempotency_key()
+    if key then
+        local status, content_type, request, body = _idempotency_lookup(key)
+        if status then
+            local headers = _api_headers()
+            if request ~= raw then
+                return 422, headers, IDEMPOTENCY_MISMATCH
+            end
+            headers["Content-Type"] = content_type
+            headers["Idempotent-Replayed"] = "true"
+            return status, headers, body
+        end
     end
 
     if not _is_json_content_type(ngx.req.get_headers()["content-type"]) then
-        return 400, _error_body("invalid_request_error",
+        return 400, _api_headers(), _error_body("invalid_request_error",
             "Content-Type must be application/json")
     end
     local params, err = cjson.decode(raw)
     if params == nil then
-        return 400, _error_body("invalid_request_error",
+        return 400, _api_headers(), _error_body("invalid_request_error",
             "request body is not valid JSON: " .. tostring(err))
     end
     if type(params) ~= "table" or raw:match("^%s*(.)") ~= "{" then
-        return 400, _error_body("invalid_request_error", "request body must be a JSON object")
+        return 400, _api_headers(),
+            _error_body("invalid_request_error", "request body must be a JSON object")
     end
 
     local message, param = _validation_error(params, raw)
     if message then
-        return 422, _error_body("invalid_request_error", message, param)
+        return 422, _api_headers(), _error_body("invalid_request_error", message, param)
     end
-    return 201, _create_subscription(_percent_decode(segment), params)
-end
-
-local function _api_headers()
-    return { ["Content-Type"] = "application/json", ["X-Request-Id"] = _request_id() }
+    local headers = _api_headers()
+    local body = _create_subscription(_percent_decode(segment), params)
+    if key then
+        _idempotency_store(key, raw, 201, headers["Content-Type"], body)
+    end
+    return 201, headers, body
 end
 
 -- Scripts ------------------------------------------------------------------
@@ -468,6 +651,9 @@ local function _check_script(script)
     if script.action == "respond" and not status then
         return nil, "action respond needs a status"
     end
+    if script.action == "partial" and script.body == nil then
+        return nil, "action partial needs a body"
+    end
     if script.body ~= nil and type(script.body) ~= "string" then
         return nil, "body must be a string"
     end
@@ -488,6 +674,10 @@ local function _check_script(script)
             return nil, field .. " must be a number of seconds >= 0"
         end
     end
+    local bytes = script.bytes
+    if bytes ~= nil and (type(bytes) ~= "number" or bytes < 0 or bytes ~= floor(bytes)) then
+        return nil, "bytes must be an integer >= 0"
+    end
     return script
 end
 
@@ -505,14 +695,24 @@ function _M.init()
     file:close()
     config = assert(cjson.decode(text), "invalid " .. path)
     assert(type(config.api_key) == "string", "api_key missing in " .. path)
+    config.lean = config.lean == true
+    config.delay = tonumber(config.delay) or 0
 end
 
 function _M.api()
-    -- recorded first, whatever happens next
-    local raw = _record()
-    local script = _next_script() or { action = "pass" }
-    if script.delay and script.delay > 0 then
-        ngx.sleep(script.delay)
+    -- recorded first, whatever happens next; in lean mode, nothing is
+    -- written to the shared dict at all (an empty script queue is only read)
+    local raw = config.lean and _read_body() or _record()
+    local script = _next_script()
+    local delay
+    if script then
+        delay = script.delay
+    else
+        script = { action = "pass" }
+        delay = config.delay
+    end
+    if delay and delay > 0 then
+        ngx.sleep(delay)
     end
 
     local action = script.action
@@ -523,19 +723,22 @@ function _M.api()
     elseif action == "trickle" and script.body then
         return _trickle(script.status or 201, script.headers, script.body,
             script.interval or DEFAULT_TRICKLE_INTERVAL)
+    elseif action == "partial" then
+        return _partial(script.status or 201, script.headers, script.body, script.bytes)
     end
 
-    local status, body = _handle(raw)
+    -- pass, create_then_drop, create_then_partial, trickle without a body:
+    -- the real API (Idempotency-Key included)
+    local status, headers, body = _handle(raw)
     if action == "create_then_drop" then
         return ngx.exit(444)
-    end
-    local headers = _api_headers()
-    if action == "trickle" then
-        for name, value in pairs(script.headers or {}) do
-            headers[name] = value
+    elseif action == "trickle" or action == "create_then_partial" then
+        status = script.status or status
+        headers = _merge_headers(headers, script.headers)
+        if action == "trickle" then
+            return _trickle(status, headers, body, script.interval or DEFAULT_TRICKLE_INTERVAL)
         end
-        return _trickle(script.status or status, headers, body,
-            script.interval or DEFAULT_TRICKLE_INTERVAL)
+        return _partial(status, headers, body, script.bytes)
     end
     return _send(status, headers, body)
 end
@@ -552,6 +755,10 @@ end
 
 CONTROL["GET /__control/subscriptions"] = function()
     return 200, _list_json("subscriptions")
+end
+
+CONTROL["GET /__control/idempotency_keys"] = function()
+    return 200, _list_json("idempotency_keys")
 end
 
 CONTROL["POST /__control/reset"] = function()

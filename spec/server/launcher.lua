@@ -4,6 +4,7 @@
 --   local launcher = require "spec.server.launcher"
 --   local srv = launcher.start { api_key = "sk_test_123", tls = true, workers = 1 }
 --   ... srv.http_url, srv.https_url, srv:requests(), srv:enqueue { status = 500 } ...
+--   (more options: lean = true for benchmarks, delay = <seconds> on every request)
 --   srv:stop()
 --
 -- Runs under Lua 5.4 and LuaJIT with the standard library and cjson only:
@@ -304,6 +305,11 @@ function Server:subscriptions()
     return self:_control("GET", "subscriptions")
 end
 
+-- The Idempotency-Keys under which an answer is stored, in the order stored.
+function Server:idempotency_keys()
+    return self:_control("GET", "idempotency_keys")
+end
+
 function Server:reset()
     self:_control("POST", "reset", {})
     return true
@@ -384,16 +390,27 @@ function M.start(opts)
     local api_key = opts.api_key or "sk_test_cerca"
     local workers = opts.workers or 1
     local tls = opts.tls ~= false
+    local lean = opts.lean == true
+    local delay = opts.delay or 0
     if type(api_key) ~= "string" or api_key == "" then
         error("api_key must be a non-empty string", 2)
     end
     if type(workers) ~= "number" or workers < 1 or workers % 1 ~= 0 then
         error("workers must be a positive integer", 2)
     end
+    if opts.lean ~= nil and type(opts.lean) ~= "boolean" then
+        error("lean must be a boolean", 2)
+    end
+    if type(delay) ~= "number" or delay < 0 or delay ~= delay or delay == math.huge then
+        error("delay must be a number of seconds >= 0", 2)
+    end
 
-    local srv = setmetatable({ api_key = api_key, prefix = _make_prefix() }, Server)
+    local srv = setmetatable({
+        api_key = api_key, lean = lean, delay = delay, prefix = _make_prefix(),
+    }, Server)
     local ok, err = pcall(function()
-        _write_file(srv.prefix .. "/conf/server.json", cjson.encode { api_key = api_key })
+        _write_file(srv.prefix .. "/conf/server.json",
+            cjson.encode { api_key = api_key, lean = lean, delay = delay })
         local o = {
             nginx = _nginx_binary(),
             workers = string.format("%d", workers),
