@@ -3,9 +3,11 @@
 -- offers the few things most specs need.
 local is_jit = type(jit) == "table"
 local abi = is_jit and "luajit" or "lua5.4"
+-- CERCA_BUILD picks another build of the core (make check-memory uses "asan").
+local build_dir = "./build/" .. (os.getenv("CERCA_BUILD") or abi)
 
 package.path = "./lua/?.lua;./lua/?/init.lua;./?.lua;" .. package.path
-package.cpath = "./build/" .. abi .. "/?.so;" .. package.cpath
+package.cpath = build_dir .. "/?.so;" .. package.cpath
 
 local helpers = {}
 
@@ -37,6 +39,29 @@ function helpers.now()
   return t
 end
 
+function helpers.sleep(seconds)
+  require("cerca.core").sleep(seconds)
+end
+
+-- A loopback port nothing listens on (checked against /proc/net/tcp*).
+function helpers.closed_port()
+  local used = {}
+  for _, f in ipairs { "/proc/net/tcp", "/proc/net/tcp6" } do
+    local fh = io.open(f)
+    if fh then
+      for line in fh:lines() do
+        local port = line:match("^%s*%d+: %x+:(%x+) ")
+        if port then used[tonumber(port, 16)] = true end
+      end
+      fh:close()
+    end
+  end
+  for port = 20000 + math.random(0, 9999), 65000 do
+    if not used[port] then return port end
+  end
+  error("no free port")
+end
+
 -- Runs a Lua snippet in a fresh interpreter of the same kind, with extra
 -- environment variables; returns its stdout and exit status.
 function helpers.run_lua(code, env)
@@ -49,7 +74,7 @@ function helpers.run_lua(code, env)
     parts[#parts + 1] = k .. "='" .. v:gsub("'", "'\\''") .. "'"
   end
   parts[#parts + 1] = "LUA_PATH='./lua/?.lua;./lua/?/init.lua;;'"
-  parts[#parts + 1] = "LUA_CPATH='./build/" .. abi .. "/?.so;;'"
+  parts[#parts + 1] = "LUA_CPATH='" .. build_dir .. "/?.so;;'"
   parts[#parts + 1] = helpers.interpreter .. " " .. tmp .. " 2>&1; echo \"exit:$?\""
   local p = io.popen(table.concat(parts, " "))
   local out = p:read("*a")

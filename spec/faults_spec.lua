@@ -1,0 +1,362 @@
+-- The fault suite: each way the network or the API can fail, and exactly
+-- what a create returns then. Nothing may be lost, nothing duplicated.
+local helpers = require "spec.helpers"
+local cerca = require "cerca"
+local cjson = require "cjson"
+
+local URL = "https://example.com/webhook"
+-- A server-named wait of 1 ms keeps retries fast where backoff is not the point.
+local SOON = { ["Retry-After-Ms"] = "1" }
+
+describe("faults", function()
+  local srv, client
+
+  setup(function()
+    srv = helpers.start_server()
+    client = helpers.client(srv)
+  end)
+
+  teardown(function()
+    if client then client:close() end
+    if srv then srv:stop() end
+  end)
+
+  before_each(function() srv:reset() end)
+
+  local function create(options, params)
+    local t0 = helpers.now()
+    local sub, err, res = client.webhooks.create("fleet_1", params or { url = URL }, options)
+    return sub, err, res, helpers.now() - t0
+  end
+
+  -- Every attempt of one call carried the same key and the same body.
+  local function same_call(reqs)
+    for i = 2, #reqs do
+      assert.are.equal(reqs[1].headers["idempotency-key"], reqs[i].headers["idempotency-key"])
+      assert.are.equal(reqs[1].body, reqs[i].body)
+    end
+  end
+
+  local function the_one_subscription(sub)
+    local stored = srv:subscriptions()
+    assert.are.equal(1, #stored)
+    assert.are.equal(stored[1].id, sub.id)
+    assert.are.equal(stored[1].secret, sub.secret)
+  end
+
+  describe("retried statuses", function()
+    it("500 once, then 201", function()
+      srv:enqueue { status = 500, body = "{}", headers = SOON }
+      local sub, err, res = create()
+      assert.is_nil(err)
+      assert.are.equal(2, res.attempts)
+      assert.are.equal(2, #srv:requests())
+      same_call(srv:requests())
+      the_one_subscription(sub)
+    end)
+
+    it("503 twice, then 201, waiting the exponential backoff", function()
+      srv:enqueue { status = 503, body = "{}" }
+      srv:enqueue { status = 503, body = "{}" }
+      local sub, err, res, elapsed = create()
+      assert.is_nil(err)
+      assert.are.equal(3, res.attempts)
+      -- 0.5 s then 1 s, each times a jitter factor in [0.75, 1].
+      assert.is_true(elapsed >= 0.375 + 0.75 and elapsed < 1.5 + 1, "elapsed " .. elapsed)
+      same_call(srv:requests())
+      the_one_subscription(sub)
+    end)
+
+    it("500 every time is server, after 3 attempts", function()
+      for _ = 1, 3 do srv:enqueue { status = 500, body = '{"error":{"message":"boom"}}', headers = SOON } end
+      local sub, err = create()
+      assert.is_nil(sub)
+      assert.are.equal("server", err.type)
+      assert.are.equal(500, err.status)
+      assert.are.equal("boom", err.message)
+      assert.are.equal(3, err.attempts)
+      assert.are.equal(3, #srv:requests())
+      assert.are.same({}, srv:subscriptions())
+    end)
+
+    it("429 with Retry-After: 1 waits at least 1 s", function()
+      srv:enqueue { status = 429, body = "{}", headers = { ["Retry-After"] = "1" } }
+      local sub, err, res, elapsed = create()
+      assert.is_nil(err)
+      assert.are.equal(2, res.attempts)
+      assert.is_true(elapsed >= 1 and elapsed < 2, "elapsed " .. elapsed)
+      the_one_subscription(sub)
+    end)
+
+    it("429 with retry-after-ms waits that long", function()
+      srv:enqueue { status = 429, body = "{}", headers = { ["Retry-After-Ms"] = "300", ["Retry-After"] = "5" } }
+      local _, err, res, elapsed = create()
+      assert.is_nil(err)
+      assert.are.equal(2, res.attempts)
+      assert.is_true(elapsed >= 0.3 and elapsed < 1, "elapsed " .. elapsed)
+    end)
+
+    it("does not wait a Retry-After over 60 s: the error carries it", function()
+      srv:enqueue { status = 429, body = "{}", headers = { ["Retry-After"] = "120" } }
+      local sub, err, _, elapsed = create()
+      assert.is_nil(sub)
+      assert.are.equal("rate_limit", err.type)
+      assert.are.equal(120, err.retry_after)
+      assert.are.equal(1, err.attempts)
+      assert.is_true(elapsed < 1)
+    end)
+
+    it("x-should-retry: false on a 503 is not retried", function()
+      srv:enqueue { status = 503, body = "{}", headers = { ["X-Should-Retry"] = "false" } }
+      local _, err = create()
+      assert.are.equal("server", err.type)
+      assert.are.equal(1, err.attempts)
+      assert.are.equal(1, #srv:requests())
+    end)
+
+    it("x-should-retry: true on a 400 is retried", function()
+      srv:enqueue { status = 400, body = "{}", headers = { ["X-Should-Retry"] = "true", ["Retry-After-Ms"] = "1" } }
+      local sub, err, res = create()
+      assert.is_nil(err)
+      assert.are.equal(2, res.attempts)
+      the_one_subscription(sub)
+    end)
+
+    it("max_retries = 0 makes one attempt", function()
+      srv:enqueue { status = 503, body = "{}", headers = SOON }
+      local _, err = create { max_retries = 0 }
+      assert.are.equal(1, err.attempts)
+      assert.are.equal(1, #srv:requests())
+    end)
+
+    it("an HTML 502 page is server, with the page kept", function()
+      local page = "<html><body><h1>502 Bad Gateway</h1></body></html>"
+      for _ = 1, 3 do
+        srv:enqueue { status = 502, body = page, headers = { ["Content-Type"] = "text/html", ["Retry-After-Ms"] = "1" } }
+      end
+      local _, err = create()
+      assert.are.equal("server", err.type)
+      assert.are.equal("HTTP 502 Bad Gateway", err.message)
+      assert.are.equal(page, err.body)
+      assert.are.equal("text/html", err.headers["content-type"])
+      assert.are.equal(3, err.attempts)
+    end)
+  end)
+
+  describe("lost answers", function()
+    -- On a fresh connection, a connection that closes without an answer is
+    -- our retry's business.
+    it("a connection reset before the answer is retried", function()
+      client:close()
+      srv:enqueue { action = "drop" }
+      local sub, err, res = create()
+      assert.is_nil(err)
+      assert.are.equal(2, res.attempts)
+      assert.are.equal(2, #srv:requests())
+      same_call(srv:requests())
+      the_one_subscription(sub)
+    end)
+
+    it("created, then dropped: the retry gets the same subscription, exactly one exists", function()
+      client:close()
+      srv:enqueue { action = "create_then_drop" }
+      local sub, err, res = create()
+      assert.is_nil(err)
+      assert.are.equal(2, res.attempts)
+      same_call(srv:requests())
+      the_one_subscription(sub)
+      assert.are.same({ srv:requests()[1].headers["idempotency-key"] }, srv:idempotency_keys())
+    end)
+
+    -- On a kept-alive connection, libcurl itself sends the request once more
+    -- on a new connection when the old one closes before any answer byte:
+    -- one attempt of ours, two requests, the same key, one subscription.
+    it("created, then dropped on a kept-alive connection: libcurl's re-send is just as safe", function()
+      assert(create())
+      srv:reset()
+      srv:enqueue { action = "create_then_drop" }
+      local sub, err, res = create()
+      assert.is_nil(err)
+      assert.are.equal(1, res.attempts)
+      local reqs = srv:requests()
+      assert.are.equal(2, #reqs)
+      assert.are_not.equal(reqs[1].connection, reqs[2].connection)
+      same_call(reqs)
+      the_one_subscription(sub)
+    end)
+
+    it("reset in the middle of the body: retried, the same subscription, exactly one exists", function()
+      srv:enqueue { action = "create_then_partial" }
+      local sub, err, res = create()
+      assert.is_nil(err)
+      assert.are.equal(2, res.attempts)
+      the_one_subscription(sub)
+    end)
+
+    it("reset in the middle of the body on every attempt: invalid_response, what arrived kept", function()
+      local body = cjson.encode { id = "wh_cut", secret = "whsec_" .. string.rep("s", 40) }
+      for _ = 1, 3 do srv:enqueue { action = "partial", body = body, bytes = 30, headers = SOON } end
+      local sub, err = create()
+      assert.is_nil(sub)
+      assert.are.equal("invalid_response", err.type)
+      assert.are.equal(201, err.status)
+      assert.are.equal(body:sub(1, 30), err.body)
+      assert.are.equal(3, err.attempts)
+      assert.matches("^the answer broke off after HTTP 201 %(", err.message)
+    end)
+
+    it("created, then dropped, over HTTPS too", function()
+      local c = helpers.client(srv, { base_url = srv.https_url, ca_file = srv.ca_file })
+      srv:enqueue { action = "create_then_partial" }
+      local sub, err, res = c.webhooks.create("fleet_1", { url = URL })
+      c:close()
+      assert.is_nil(err)
+      assert.are.equal(2, res.attempts)
+      the_one_subscription(sub)
+    end)
+  end)
+
+  describe("timeouts", function()
+    it("a stall longer than timeout is cut off within the bound", function()
+      srv:enqueue { status = 201, body = "{}", delay = 5 }
+      local _, err, _, elapsed = create { timeout = 0.5, max_retries = 0 }
+      assert.are.equal("timeout", err.type)
+      assert.are.equal(1, err.attempts)
+      assert.is_true(elapsed >= 0.5 and elapsed < 1.0, "elapsed " .. elapsed)
+    end)
+
+    it("a server that trickles bytes is cut off within the bound, the bytes kept", function()
+      srv:enqueue { action = "trickle", status = 201, body = string.rep("x", 100), interval = 0.1 }
+      local _, err, _, elapsed = create { timeout = 0.5, max_retries = 0 }
+      assert.are.equal("invalid_response", err.type)
+      assert.are.equal(201, err.status)
+      assert.matches("^x+$", err.body)
+      assert.is_true(elapsed >= 0.5 and elapsed < 1.0, "elapsed " .. elapsed)
+    end)
+
+    it("a timeout is retried with the same key", function()
+      srv:enqueue { action = "pass", delay = 2 }
+      local sub, err, res = create { timeout = 0.5 }
+      assert.is_nil(err)
+      assert.are.equal(2, res.attempts)
+      same_call(srv:requests())
+      -- The first attempt's create completes on the server after the client
+      -- gave up; its key is stored, so at most that one subscription exists.
+      helpers.sleep(2)
+      the_one_subscription(sub)
+    end)
+
+    it("the deadline bounds all attempts, backoff included", function()
+      for _ = 1, 3 do srv:enqueue { status = 503, body = "{}" } end
+      local _, err, _, elapsed = create { deadline = 0.8 }
+      assert.are.equal("server", err.type)
+      assert.are.equal(2, err.attempts)
+      assert.is_true(elapsed < 0.8, "elapsed " .. elapsed)
+    end)
+
+    it("the deadline cuts a stalled attempt", function()
+      srv:enqueue { status = 201, body = "{}", delay = 5 }
+      local _, err, _, elapsed = create { deadline = 0.5 }
+      assert.are.equal("timeout", err.type)
+      assert.is_true(elapsed >= 0.5 and elapsed < 1.0, "elapsed " .. elapsed)
+    end)
+
+    it("a closed port is connection, after 3 attempts", function()
+      local c = assert(cerca.new { api_key = "k", base_url = "http://127.0.0.1:" .. helpers.closed_port() })
+      local t0 = helpers.now()
+      local _, err = c.webhooks.create("fleet_1", { url = URL })
+      local elapsed = helpers.now() - t0
+      assert.are.equal("connection", err.type)
+      assert.are.equal(3, err.attempts)
+      assert.is_true(elapsed >= 0.375 + 0.75, "elapsed " .. elapsed)
+    end)
+  end)
+
+  describe("answers that cannot be used", function()
+    it("truncated JSON is invalid_response, not retried, body kept", function()
+      srv:enqueue { status = 201, body = '{"id":"wh_1","secret":"whsec_abc' }
+      local _, err = create()
+      assert.are.equal("invalid_response", err.type)
+      assert.are.equal('{"id":"wh_1","secret":"whsec_abc', err.body)
+      assert.are.equal(1, err.attempts)
+    end)
+
+    it("201 without secret is invalid_response, body kept", function()
+      local body = '{"id":"wh_1","fleetId":"fleet_1","url":"u","events":[],"enabled":true,'
+        .. '"createdAt":"t","updatedAt":"t"}'
+      srv:enqueue { status = 201, body = body }
+      local _, err = create()
+      assert.are.equal("invalid_response", err.type)
+      assert.are.equal(body, err.body)
+      assert.are.equal(1, err.attempts)
+    end)
+
+    it("a 2 MiB body is invalid_response, the first MiB kept", function()
+      local body = '{"secret":"whsec_big","pad":"' .. string.rep("p", 2 * 1024 * 1024) .. '"}'
+      srv:enqueue { status = 201, body = body }
+      local _, err = create()
+      assert.are.equal("invalid_response", err.type)
+      assert.are.equal(201, err.status)
+      assert.is_true(#err.body <= 1024 * 1024)
+      assert.are.equal(1, err.attempts)
+    end)
+
+    it("a wrong Content-Type does not lose a good answer", function()
+      local body = cjson.encode { id = "wh_ct", fleetId = "fleet_1", url = URL, events = {}, enabled = true,
+        createdAt = "t", updatedAt = "t", secret = "whsec_ct" }
+      srv:enqueue { status = 201, body = body, headers = { ["Content-Type"] = "text/html" } }
+      local sub, err = create()
+      assert.is_nil(err)
+      assert.are.equal("whsec_ct", sub.secret)
+    end)
+
+    it("a 307 to another host is not followed", function()
+      srv:enqueue { status = 307, body = "", headers = { Location = "https://attacker.example/fleets/fleet_1/webhooks" } }
+      local _, err = create()
+      assert.are.equal("api_status", err.type)
+      assert.are.equal(307, err.status)
+      assert.are.equal("https://attacker.example/fleets/fleet_1/webhooks", err.headers.location)
+      assert.are.equal(1, err.attempts)
+      assert.are.equal(1, #srv:requests())
+    end)
+  end)
+
+  describe("idempotency keys", function()
+    it("a caller's key is sent as given, and replays the same subscription", function()
+      local key = "order-7-webhook"
+      local first = assert(create { idempotency_key = key })
+      local again = assert(create { idempotency_key = key })
+      assert.are.equal(first.id, again.id)
+      assert.are.equal(first.secret, again.secret)
+      assert.are.equal(1, #srv:subscriptions())
+      for _, req in ipairs(srv:requests()) do assert.are.equal(key, req.headers["idempotency-key"]) end
+    end)
+
+    it("the same key with a different body is unprocessable_entity, not retried", function()
+      assert(create({ idempotency_key = "k-1" }, { url = URL }))
+      local sub, err = create({ idempotency_key = "k-1" }, { url = "https://example.com/other" })
+      assert.is_nil(sub)
+      assert.are.equal("unprocessable_entity", err.type)
+      assert.are.equal("Idempotency-Key was already used with a different request body", err.message)
+      assert.are.equal(1, err.attempts)
+      assert.are.equal(1, #srv:subscriptions())
+    end)
+
+    it("each call draws a new key", function()
+      assert(create())
+      assert(create())
+      local reqs = srv:requests()
+      assert.are_not.equal(reqs[1].headers["idempotency-key"], reqs[2].headers["idempotency-key"])
+      assert.are.equal(2, #srv:subscriptions())
+    end)
+
+    it("a bad key is refused before sending", function()
+      local _, err = create { idempotency_key = "two words" }
+      assert.are.equal("invalid_request", err.type)
+      assert.are.equal('options.idempotency_key must be 1 to 255 printable ASCII characters without spaces '
+        .. '(got "two words")', err.message)
+      assert.are.equal(0, err.attempts)
+      assert.are.same({}, srv:requests())
+    end)
+  end)
+end)
