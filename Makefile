@@ -21,15 +21,21 @@ SRC      = src/core.c src/http.c src/headers.c src/crypto.c
 HDR      = src/compat.h src/http.h src/headers.h src/crypto.h
 CORE_54  = build/lua5.4/cerca/core.so
 CORE_JIT = build/luajit/cerca/core.so
+CORE_SAN = build/asan/cerca/core.so
+LUA_SAN  = build/asan/lua-asan
+FUZZER   = build/fuzz/headers_fuzz
+SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_SECONDS ?= 60
 
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES = gcc libc6-dev make pkg-config curl openssl ca-certificates \
                lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
                lua-cjson lua-busted lua-check luarocks \
                libcurl4-openssl-dev libssl-dev \
-               nginx libnginx-mod-http-lua valgrind nodejs npm
+               nginx libnginx-mod-http-lua valgrind nodejs npm \
+               clang libclang-rt-14-dev
 
-.PHONY: help deps build test demo install lint memcheck contract clean
+.PHONY: help deps build test demo install lint check-memory fuzz clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -47,7 +53,7 @@ $(CORE_JIT): $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I$(LUA_INC_JIT) $(SRC) -o $@ $(LDFLAGS) $(LIBS)
 
-test: build ## lint, then the whole suite under Lua 5.4 and LuaJIT, and memcheck
+test: build $(CORE_SAN) $(LUA_SAN) $(FUZZER) ## lint, suite under Lua 5.4 and LuaJIT, memory checks, fuzz
 	@sh spec/tools/run-tests.sh
 
 demo: build ## create a subscription against the bundled reference server
@@ -59,8 +65,23 @@ lint: deps ## luacheck the Lua, compile the C warning-free
 	$(CC) $(CFLAGS) -I$(LUA_INC_54) -fsyntax-only $(SRC)
 	$(CC) $(CFLAGS) -I$(LUA_INC_JIT) -fsyntax-only $(SRC)
 
-memcheck: build ## run the core specs under valgrind memcheck
-	@sh spec/tools/memcheck.sh
+check-memory: build $(CORE_SAN) $(LUA_SAN) ## whole suite under valgrind, then under ASan+UBSan
+	@sh spec/tools/check-memory.sh
+
+$(CORE_SAN): $(SRC) $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -g -std=c99 -fPIC -fvisibility=hidden $(SANITIZE) $(WARN) -I$(LUA_INC_54) $(SRC) -o $@ $(LDFLAGS) $(LIBS)
+
+$(LUA_SAN): spec/tools/lua-asan.c
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -g $(SANITIZE) $(WARN) -I$(LUA_INC_54) $< -o $@ -llua5.4 -lm -ldl
+
+fuzz: deps $(FUZZER) ## fuzz the response header parser for FUZZ_SECONDS (default 60)
+	@sh spec/tools/fuzz.sh $(FUZZ_SECONDS)
+
+$(FUZZER): spec/fuzz/headers_fuzz.c src/headers.c src/headers.h
+	@mkdir -p $(dir $@)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc spec/fuzz/headers_fuzz.c src/headers.c -o $@
 
 install: build ## install into $(PREFIX) for Lua $(LUA_VERSION) (LUA_VERSION=5.1 for LuaJIT)
 	install -d $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/cerca $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/cerca

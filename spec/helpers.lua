@@ -12,7 +12,8 @@ package.cpath = build_dir .. "/?.so;" .. package.cpath
 local helpers = {}
 
 helpers.abi = abi
-helpers.interpreter = is_jit and "luajit" or "lua5.4"
+-- CERCA_LUA names the interpreter for child processes (make check-memory: the sanitized one).
+helpers.interpreter = os.getenv("CERCA_LUA") or (is_jit and "luajit" or "lua5.4")
 helpers.API_KEY = "sk_test_spec_0123456789"
 
 -- Every spec file that needs a server starts its own in setup().
@@ -26,7 +27,8 @@ end
 -- A client for `srv`, over HTTP unless `https` is set.
 function helpers.client(srv, opts)
   local cerca = require "cerca"
-  local o = { api_key = srv.api_key, base_url = srv.http_url }
+  -- Quiet unless a spec asks: spec/log_spec.lua covers the log lines.
+  local o = { api_key = srv.api_key, base_url = srv.http_url, log_level = "off" }
   for k, v in pairs(opts or {}) do o[k] = v end
   return assert(cerca.new(o))
 end

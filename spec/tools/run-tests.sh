@@ -1,6 +1,6 @@
 #!/bin/sh
 # The whole suite: lint, the busted specs under Lua 5.4 and under LuaJIT,
-# and the C core under valgrind. Ends with one line "N passed, N failed",
+# the suite again under valgrind and under ASan+UBSan, and a short fuzz run. Ends with one line "N passed, N failed",
 # summed over everything it ran; exits non-zero if anything failed.
 set -u
 cd "$(dirname "$0")/../.."
@@ -43,7 +43,8 @@ suite() {
 gate "lint (luacheck, warning-free C)" make --no-print-directory lint
 suite lua5.4
 suite luajit
-gate "memcheck (valgrind, Lua 5.4)" sh spec/tools/memcheck.sh
+gate "memory (valgrind, ASan+UBSan)" sh spec/tools/check-memory.sh
+gate "fuzz (header parser, 20 s)" sh spec/tools/fuzz.sh 20
 
 echo
 echo "$passed passed, $failed failed"

@@ -1,0 +1,155 @@
+-- Seeded random inputs (100,000 in all) against everything that reads
+-- caller or server data in Lua: argument validation, the retry headers,
+-- and log redaction. None may raise; what validation lets through must
+-- encode to JSON and to one path segment.
+require "spec.helpers"
+local core = require "cerca.core"
+local webhooks = require "cerca.webhooks"
+local retry = require "cerca.retry"
+local log = require "cerca.log"
+local errors = require "cerca.errors"
+
+local SEED = 20261128
+local random = math.random
+
+local function random_bytes(n, alphabet)
+  local t = {}
+  for i = 1, n do
+    if alphabet then
+      local k = random(#alphabet)
+      t[i] = alphabet:sub(k, k)
+    else
+      t[i] = string.char(random(0, 255))
+    end
+  end
+  return table.concat(t)
+end
+
+local URLISH = "https://example.com/ab%2F?#[]@!$&'()*+,;=:~-._ \t\r\n<>\"{}|\\^`\0\127\195\169\255"
+
+local function random_string()
+  local r = random()
+  if r < 0.3 then return random_bytes(random(0, 12)) end
+  if r < 0.5 then return random_bytes(random(0, 40), URLISH) end
+  if r < 0.6 then return webhooks.EVENTS[random(#webhooks.EVENTS)] end
+  if r < 0.7 then return "https://" .. random_bytes(random(0, 20), URLISH) end
+  if r < 0.8 then return "fleet_" .. random_bytes(random(0, 6), "abc123/.%? ") end
+  if r < 0.85 then return random_bytes(random(200, 2000), URLISH) end
+  return random_bytes(random(1, 8), "abcdefghijklmnopqrstuvwxyz._")
+end
+
+local NUMBERS = { 0, -0.0, 1, -1, 0.5, 1 / 0, -1 / 0, 0 / 0, 2 ^ 53, -2 ^ 63, 1e308, 3 }
+
+local random_value
+
+local function random_table(depth)
+  local t = {}
+  local shape = random()
+  local n = random(0, 5)
+  for i = 1, n do
+    if shape < 0.4 then
+      t[i] = random_value(depth + 1)
+    elseif shape < 0.8 then
+      t[random_string()] = random_value(depth + 1)
+    else
+      local k = random_value(depth + 1)
+      if k == nil or k ~= k then k = 1 end -- nil and NaN cannot be keys
+      t[k] = random_value(depth + 1)
+    end
+  end
+  if random() < 0.05 then t.self = t end -- a cycle
+  if random() < 0.05 then t[n + 2] = "hole" end
+  return t
+end
+
+function random_value(depth)
+  local r = random()
+  if depth > 6 then r = r * 0.6 end
+  if r < 0.1 then return nil end
+  if r < 0.15 then return random() < 0.5 end
+  if r < 0.25 then return NUMBERS[random(#NUMBERS)] end
+  if r < 0.55 then return random_string() end
+  if r < 0.58 then return print end
+  if r < 0.6 then return io.stdout end
+  if r < 0.62 then return core.null end
+  if r < 0.64 then return core.empty_array end
+  return random_table(depth)
+end
+
+-- Parameters: mostly near-valid, with one part replaced at random.
+local function random_params()
+  if random() < 0.1 then return random_value(0) end
+  local p = { url = "https://example.com/webhook" }
+  local r = random()
+  if r < 0.3 then p.url = random_value(0) end
+  if random() < 0.5 then
+    local events = {}
+    for i = 1, random(0, 6) do
+      events[i] = random() < 0.9 and webhooks.EVENTS[random(#webhooks.EVENTS)] or random_value(1)
+    end
+    p.events = events
+  elseif random() < 0.2 then
+    p.events = random_value(0)
+  end
+  if random() < 0.4 then p.extra_body = random_value(0) end
+  if random() < 0.05 then p[random_string()] = random_value(0) end
+  return p
+end
+
+describe("random inputs", function()
+  it("validation never raises, and what passes encodes and stays one path segment (60,000 calls)", function()
+    math.randomseed(SEED)
+    local passed, refused = 0, 0
+    for _ = 1, 60000 do
+      local fleet_id = random() < 0.7 and random_string() or random_value(0)
+      local params = random_params()
+      local ok, err = pcall(webhooks.check, fleet_id, params)
+      assert(ok, err)
+      if err then
+        assert.is_true(errors.is_error(err))
+        assert.are.equal("invalid_request", err.type)
+        assert.is_string(err.message)
+        assert.is_string(err.field)
+        refused = refused + 1
+      else
+        local path = webhooks.path(fleet_id)
+        assert.matches("^/fleets/[%w%-%._~%%]+/webhooks$", path)
+        local json, why = core.encode(webhooks.body(params))
+        assert(json, why)
+        assert.is_table(core.decode(json))
+        passed = passed + 1
+      end
+    end
+    print(("\nrandom inputs: %d argument sets passed validation, %d refused"):format(passed, refused))
+    assert.is_true(passed > 5000 and refused > 5000)
+  end)
+
+  it("the retry headers never raise and give a sane wait (20,000 header sets)", function()
+    math.randomseed(SEED + 1)
+    local DATEISH = "0123456789 :,-GMTSunJulNov" .. "abc.+e"
+    for _ = 1, 20000 do
+      local headers = {
+        ["retry-after"] = random() < 0.5 and random_bytes(random(0, 40), DATEISH) or random_string(),
+        ["retry-after-ms"] = random() < 0.3 and random_bytes(random(0, 8), "0123456789.-e ") or nil,
+        ["x-should-retry"] = random() < 0.2 and random_string() or nil,
+      }
+      local ok, wait = pcall(retry.server_delay, headers, 1784454000)
+      assert(ok, wait)
+      assert.is_true(wait == nil or (wait >= 0 and wait < 1e12 and wait == wait))
+      local ok2, again = pcall(retry.should_retry, { status = random(0, 600), headers = headers })
+      assert(ok2, again)
+      assert.is_boolean(again)
+    end
+  end)
+
+  it("redaction never raises and never lets the key through (20,000 lines)", function()
+    math.randomseed(SEED + 2)
+    for _ = 1, 20000 do
+      local key = "sk_" .. random_bytes(random(1, 12), "abcXYZ019_-")
+      local line = random_string() .. key .. random_string()
+      local ok, out = pcall(log.redact, line, key)
+      assert(ok, out)
+      assert.is_nil(out:find(key, 1, true))
+    end
+  end)
+end)
