@@ -132,7 +132,8 @@ describe("faults", function()
     it("an HTML 502 page is server, with the page kept", function()
       local page = "<html><body><h1>502 Bad Gateway</h1></body></html>"
       for _ = 1, 3 do
-        srv:enqueue { status = 502, body = page, headers = { ["Content-Type"] = "text/html", ["Retry-After-Ms"] = "1" } }
+        srv:enqueue { status = 502, body = page,
+          headers = { ["Content-Type"] = "text/html", ["Retry-After-Ms"] = "1" } }
       end
       local _, err = create()
       assert.are.equal("server", err.type)
@@ -311,7 +312,8 @@ describe("faults", function()
     end)
 
     it("a 307 to another host is not followed", function()
-      srv:enqueue { status = 307, body = "", headers = { Location = "https://attacker.example/fleets/fleet_1/webhooks" } }
+      srv:enqueue { status = 307, body = "",
+        headers = { Location = "https://attacker.example/fleets/fleet_1/webhooks" } }
       local _, err = create()
       assert.are.equal("api_status", err.type)
       assert.are.equal(307, err.status)
