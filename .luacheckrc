@@ -6,3 +6,7 @@ exclude_files = { "spec/contract/node_modules", "build" }
 
 files["spec"] = { std = "+busted" }
 files["spec/server/handler.lua"] = { globals = { "ngx" } }
+-- The OpenResty adapter reads nginx's API table when it runs inside nginx.
+files["lua/cerca/nginx.lua"] = { read_globals = { "ngx" } }
+files["lua/cerca/transport.lua"] = { read_globals = { "ngx" } }
+files["examples/openresty"] = { read_globals = { "ngx" } }

@@ -127,6 +127,17 @@ describe("webhooks.create", function()
       assert.are.equal("application/json", res.headers["content-type"])
     end)
 
+    it("re-encodes with cerca.encode_json in the contract's shape, [] included", function()
+      local sub = assert(client.webhooks.create("fleet_1", { url = URL, events = {} }))
+      local text = assert(cerca.encode_json(sub))
+      assert.matches('"events":%[%]', text)
+      assert.are.same(srv:subscriptions()[1], cjson.decode(text))
+      sub = assert(client.webhooks.create("fleet_1", { url = URL, events = { "agent.created" } }))
+      assert.matches('"events":%["agent.created"%]', cerca.encode_json(sub))
+      assert.are.equal('{"a":[]}', cerca.encode_json { a = cerca.empty_array })
+      assert.is_nil((cerca.encode_json { f = print }))
+    end)
+
     it("accepts any 2xx and reads Request-Id too", function()
       local body = cjson.encode { id = "wh_1", fleetId = "fleet_1", url = URL, events = {},
         enabled = false, createdAt = "t", updatedAt = "t", secret = "whsec_abc123" }

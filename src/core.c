@@ -3,7 +3,7 @@
  *
  *   core.new_session{ ca_file =, user_agent = }  -> session | nil, message
  *   session:request{ method, url, headers, body, timeout_ms,
- *                    connect_timeout_ms, max_body }            -> response
+ *                    connect_timeout_ms, max_body, decode }    -> response
  *   session:close()                                            (idempotent)
  *   core.encode(value) -> json | nil, message
  *   core.decode(json)  -> value | nil, message
@@ -214,7 +214,7 @@ static int l_session_request(lua_State *L)
     cerca_response rs;
     const char **lines;
     size_t i, n;
-    int res;
+    int res, decode;
 
     luaL_checktype(L, 2, LUA_TTABLE);
     if (!s->open)
@@ -247,6 +247,11 @@ static int l_session_request(lua_State *L)
     }
     rq.headers = lines;
     rq.nheaders = n;
+    /* decode = false: leave the JSON to the caller (the OpenResty adapter
+     * decodes in the request's own Lua VM, not the worker thread's). */
+    lua_getfield(L, 2, "decode");
+    decode = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    lua_pop(L, 1);
 
     cerca_http_perform(&s->http, &rq, &rs);
 
@@ -269,7 +274,7 @@ static int l_session_request(lua_State *L)
         lua_setfield(L, res, "error_message");
         lua_pushinteger(L, rs.curl_code);
         lua_setfield(L, res, "curl_code");
-    } else if (rs.body_len > 0) {
+    } else if (rs.body_len > 0 && decode) {
         /* decode(body) -> value | nil, message */
         lua_pushvalue(L, lua_upvalueindex(UV_DECODE));
         lua_pushlstring(L, rs.body, rs.body_len);

@@ -54,7 +54,7 @@ _M.DEFAULTS = {
 
 local CLIENT_OPTIONS = {
   "api_key", "base_url", "timeout", "connect_timeout", "max_retries",
-  "headers", "ca_file", "max_response_size", "logger", "log_level",
+  "headers", "ca_file", "max_response_size", "logger", "log_level", "thread_pool",
 }
 
 local CALL_OPTIONS = { "timeout", "connect_timeout", "max_retries", "headers", "idempotency_key", "deadline" }
@@ -197,17 +197,24 @@ function _M.new(opts)
   level, msg = log.level(level_name, level_field)
   if not level then return nil, config_error(level_field, msg) end
 
-  local ca_file = opts.ca_file
+  local ca_file, ca_field = opts.ca_file, "ca_file"
+  if ca_file == nil then ca_file, ca_field = getenv_nonempty("CERCA_CA_FILE"), "CERCA_CA_FILE" end
   if ca_file ~= nil then
     if type(ca_file) ~= "string" then
-      return nil, config_error("ca_file", format("ca_file must be the path of a PEM file (got %s)",
+      return nil, config_error(ca_field, format("%s must be the path of a PEM file (got %s)", ca_field,
         validate.describe(ca_file)))
     end
     local f, why = open(ca_file, "rb")
     if not f then
-      return nil, config_error("ca_file", format("ca_file cannot be read: %s", tostring(why)))
+      return nil, config_error(ca_field, format("%s cannot be read: %s", ca_field, tostring(why)))
     end
     f:close()
+  end
+
+  local pool = opts.thread_pool
+  if pool ~= nil and pool ~= false and (type(pool) ~= "string" or pool == "") then
+    return nil, config_error("thread_pool", format("thread_pool must be the name of an nginx thread_pool, "
+      .. "or false to run calls in the worker itself (got %s)", validate.describe(pool)))
   end
 
   local client = setmetatable({
@@ -217,6 +224,7 @@ function _M.new(opts)
     max_retries = opts.max_retries or _M.DEFAULTS.max_retries,
     max_response_size = opts.max_response_size or _M.DEFAULTS.max_response_size,
     ca_file = ca_file,
+    thread_pool = pool,
     user_agent = user_agent(),
     -- Kept apart from the fields a caller may print.
     _api_key = api_key,
@@ -310,6 +318,9 @@ local function outcome(res, max_response_size)
     end
     return nil, status_error(res, " (body truncated at max_response_size)")
   end
+  if res.error == "configuration" then
+    return nil, errors.new("configuration", res.error_message)
+  end
   if res.error then
     if ok then
       -- Headers said 2xx, then the body broke off: the call may well have
@@ -376,6 +387,8 @@ function Client:request(method, path, body, options)
   if msg then
     return nil, errors.new("invalid_request", msg, { field = match(msg, "^[%w_%.]+"), attempts = 0 })
   end
+  msg = transport.context_error()
+  if msg then return nil, errors.new("configuration", msg, { attempts = 0 }) end
   options = options or {}
   local encoded
   if body ~= nil then

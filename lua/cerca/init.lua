@@ -11,6 +11,7 @@
 local client = require "cerca.client"
 local core = require "cerca.core"
 local errors = require "cerca.errors"
+local json = require "cerca.json"
 local pretty = require "cerca.pretty"
 local webhooks = require "cerca.webhooks"
 
@@ -33,6 +34,11 @@ _M.new = client.new
 --- Multi-line rendering of a subscription or an error.
 -- @function pretty
 _M.pretty = pretty.pretty
+
+--- JSON text of a value (a subscription, say), lists kept as lists even
+-- when empty; nil and a message when it cannot be encoded.
+-- @function encode_json
+_M.encode_json = json.encode
 
 --- True when `v` is a cerca error.
 _M.is_error = errors.is_error

@@ -3,10 +3,15 @@
 -- `attempt(client, request)` returns the C core's response table
 -- (`status`, `headers`, `body`, `json` or `json_error`, and `error` /
 -- `error_message` when no usable answer arrived). It never raises for
--- anything the network does.
+-- anything the network does. Inside nginx, attempts go through
+-- `cerca.nginx` (the thread pool) instead of blocking the worker.
 -- @module cerca.transport
 
 local core = require "cerca.core"
+
+-- Inside nginx's Lua module (not the plain interpreter, nor a worker thread).
+local nginx = type(ngx) == "table" and type(ngx.run_worker_thread) == "function"
+  and require "cerca.nginx" or nil
 
 local _M = {}
 
@@ -21,7 +26,16 @@ local function session(client)
   return s, why
 end
 
+--- Why no call can be made from here (an nginx phase that cannot yield),
+-- or nil.
+function _M.context_error()
+  return nginx and nginx.context_error() or nil
+end
+
 function _M.attempt(client, request)
+  if nginx and nginx.offloads(client) then
+    return nginx.attempt(client, request)
+  end
   local s, why = session(client)
   if not s then
     return { status = 0, headers = {}, body = "", error = "internal", error_message = why }

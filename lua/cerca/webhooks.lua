@@ -7,6 +7,7 @@
 
 local core = require "cerca.core"
 local errors = require "cerca.errors"
+local json = require "cerca.json"
 local validate = require "cerca.validate"
 local pretty = require "cerca.pretty"
 
@@ -193,6 +194,7 @@ function _M.subscription(value)
   if value.secret == "" then
     return nil, "the answer's secret is empty"
   end
+  setmetatable(value.events, json.array_mt)
   return setmetatable(value, _M.Subscription)
 end
 

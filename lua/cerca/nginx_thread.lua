@@ -1,0 +1,31 @@
+--- Runs inside nginx's worker threads (`ngx.run_worker_thread`), each with a
+-- Lua VM of its own: one blocking HTTP attempt in the C core, off the
+-- worker's event loop. Sessions (libcurl handles, hence kept-alive
+-- connections) are cached per thread VM and reused by later calls.
+-- Only plain values cross the thread boundary: strings, numbers, booleans
+-- and tables of them.
+-- @module cerca.nginx_thread
+
+local core = require "cerca.core"
+
+local _M = {}
+
+local sessions = {}
+
+--- One attempt. Returns the C core's response table, undecoded.
+function _M.attempt(ca_file, user_agent, request)
+  local key = (ca_file or "") .. "\0" .. user_agent
+  local s = sessions[key]
+  if not s then
+    local why
+    s, why = core.new_session { ca_file = ca_file, user_agent = user_agent }
+    if not s then
+      return { status = 0, headers = {}, body = "", error = "internal", error_message = why }
+    end
+    sessions[key] = s
+  end
+  request.decode = false
+  return s:request(request)
+end
+
+return _M
