@@ -263,7 +263,8 @@ describe("faults", function()
     end)
 
     it("a closed port is connection, after 3 attempts", function()
-      local c = assert(cerca.new { api_key = "k", base_url = "http://127.0.0.1:" .. helpers.closed_port() })
+      local c = assert(cerca.new { api_key = "k", log_level = "off",
+        base_url = "http://127.0.0.1:" .. helpers.closed_port() })
       local t0 = helpers.now()
       local _, err = c.webhooks.create("fleet_1", { url = URL })
       local elapsed = helpers.now() - t0

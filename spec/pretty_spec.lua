@@ -107,7 +107,8 @@ describe("the API key", function()
   local KEY = "sk_live_do_not_print_0123456789"
 
   it("never appears in a client, an error or their renderings", function()
-    local client = assert(cerca.new { api_key = KEY, base_url = "http://127.0.0.1:1", timeout = 1 })
+    local client = assert(cerca.new { api_key = KEY, base_url = "http://127.0.0.1:1", timeout = 1,
+      log_level = "off" })
     local texts = { tostring(client), cerca.pretty(client) }
     local function collect(_, err)
       texts[#texts + 1] = tostring(err)
