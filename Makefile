@@ -23,7 +23,8 @@ CORE_54  = build/lua5.4/cerca/core.so
 CORE_JIT = build/luajit/cerca/core.so
 CORE_SAN = build/asan/cerca/core.so
 LUA_SAN  = build/asan/lua-asan
-FUZZER   = build/fuzz/headers_fuzz
+FUZZERS  = build/fuzz/headers_fuzz build/fuzz/base64_fuzz
+FUZZ_CC  = clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc
 SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_SECONDS ?= 60
 
@@ -53,7 +54,7 @@ $(CORE_JIT): $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I$(LUA_INC_JIT) $(SRC) -o $@ $(LDFLAGS) $(LIBS)
 
-test: build $(CORE_SAN) $(LUA_SAN) $(FUZZER) ## lint, suite under Lua 5.4 and LuaJIT, memory checks, fuzz
+test: build $(CORE_SAN) $(LUA_SAN) $(FUZZERS) ## lint, suite under Lua 5.4 and LuaJIT, memory checks, fuzz
 	@sh spec/tools/run-tests.sh
 
 demo: build ## create a subscription against the bundled reference server
@@ -76,12 +77,16 @@ $(LUA_SAN): spec/tools/lua-asan.c
 	@mkdir -p $(dir $@)
 	$(CC) -O1 -g $(SANITIZE) $(WARN) -I$(LUA_INC_54) $< -o $@ -llua5.4 -lm -ldl
 
-fuzz: deps $(FUZZER) ## fuzz the response header parser for FUZZ_SECONDS (default 60)
+fuzz: deps $(FUZZERS) ## fuzz each C parser for FUZZ_SECONDS (default 60) apiece
 	@sh spec/tools/fuzz.sh $(FUZZ_SECONDS)
 
-$(FUZZER): spec/fuzz/headers_fuzz.c src/headers.c src/headers.h
+build/fuzz/headers_fuzz: spec/fuzz/headers_fuzz.c src/headers.c src/headers.h
 	@mkdir -p $(dir $@)
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc spec/fuzz/headers_fuzz.c src/headers.c -o $@
+	$(FUZZ_CC) spec/fuzz/headers_fuzz.c src/headers.c -o $@
+
+build/fuzz/base64_fuzz: spec/fuzz/base64_fuzz.c src/crypto.c src/crypto.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) spec/fuzz/base64_fuzz.c src/crypto.c -o $@ -lcrypto
 
 install: build ## install into $(PREFIX) for Lua $(LUA_VERSION) (LUA_VERSION=5.1 for LuaJIT)
 	install -d $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/cerca $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/cerca

@@ -41,6 +41,7 @@ build = {
     ["cerca"] = "lua/cerca/init.lua",
     ["cerca.client"] = "lua/cerca/client.lua",
     ["cerca.clock"] = "lua/cerca/clock.lua",
+    ["cerca.deliveries"] = "lua/cerca/deliveries.lua",
     ["cerca.errors"] = "lua/cerca/errors.lua",
     ["cerca.json"] = "lua/cerca/json.lua",
     ["cerca.log"] = "lua/cerca/log.lua",

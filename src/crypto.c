@@ -1,5 +1,11 @@
 #include "crypto.h"
 
+#include <limits.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 int cerca_uuid4(char out[CERCA_UUID_LEN + 1])
@@ -19,4 +25,60 @@ int cerca_uuid4(char out[CERCA_UUID_LEN + 1])
     }
     out[o] = '\0';
     return 0;
+}
+
+static int is_b64_char(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
+}
+
+long cerca_base64_decode(const char *in, size_t len, unsigned char *out, size_t cap)
+{
+    size_t i, pad = 0, need;
+    int n;
+    /* EVP_DecodeBlock is lenient (white space, no padding check): vet the
+     * text first, so only canonical base64 reaches it. */
+    if (len == 0 || len % 4 != 0 || len > INT_MAX)
+        return -1;
+    if (in[len - 1] == '=')
+        pad = in[len - 2] == '=' ? 2 : 1;
+    for (i = 0; i < len - pad; i++)
+        if (!is_b64_char((unsigned char)in[i]))
+            return -1;
+    need = len / 4 * 3;
+    if (need > cap)
+        return -1;
+    n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)len);
+    if (n < 0)
+        return -1;
+    return (long)((size_t)n - pad);
+}
+
+void cerca_base64_encode(const unsigned char *in, size_t len, char *out)
+{
+    EVP_EncodeBlock((unsigned char *)out, in, (int)len);
+}
+
+int cerca_hmac_sha256(const unsigned char *key, size_t key_len, const char *data, size_t data_len,
+                      unsigned char out[CERCA_MAC_LEN])
+{
+    unsigned int out_len = 0;
+    if (key_len > INT_MAX)
+        return -1;
+    if (HMAC(EVP_sha256(), key, (int)key_len, (const unsigned char *)data, data_len, out, &out_len) ==
+            NULL ||
+        out_len != CERCA_MAC_LEN)
+        return -1;
+    return 0;
+}
+
+int cerca_mac_equal(const unsigned char *a, const unsigned char *b)
+{
+    return CRYPTO_memcmp(a, b, CERCA_MAC_LEN) == 0;
+}
+
+void cerca_cleanse(void *p, size_t len)
+{
+    OPENSSL_cleanse(p, len);
 }

@@ -12,6 +12,7 @@
 
 local clock = require "cerca.clock"
 local core = require "cerca.core"
+local deliveries = require "cerca.deliveries"
 local errors = require "cerca.errors"
 local log = require "cerca.log"
 local retry = require "cerca.retry"
@@ -235,6 +236,8 @@ function _M.new(opts)
 
   client.webhooks = {
     EVENTS = webhooks.EVENTS,
+    verify = deliveries.verify,
+    sign = deliveries.sign,
     create = function(fleet_id, params, options)
       return webhooks.create(client, fleet_id, params, options)
     end,

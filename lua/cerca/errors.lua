@@ -32,6 +32,12 @@ _M.TYPES = {
   timeout = "the attempt ran out of time",
   tls = "TLS handshake or certificate verification failed",
   invalid_response = "a 2xx answer that cannot be read; raw body kept in err.body",
+  -- webhooks.verify, receiving a delivery:
+  missing_header = "a webhook-id, -timestamp or -signature header is missing, empty or repeated",
+  invalid_signature = "no v1 signature matches the body and headers",
+  timestamp = "webhook-timestamp is not a number, or outside the tolerance",
+  invalid_secret = "the secret is not whsec_ and base64, or decodes to nothing",
+  invalid_payload = "the body is not a string, too large, or not a JSON object once verified",
 }
 
 local Error = {}

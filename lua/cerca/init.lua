@@ -10,6 +10,7 @@
 
 local client = require "cerca.client"
 local core = require "cerca.core"
+local deliveries = require "cerca.deliveries"
 local errors = require "cerca.errors"
 local json = require "cerca.json"
 local pretty = require "cerca.pretty"
@@ -56,6 +57,10 @@ end
 --- Webhook subscriptions through the default client.
 _M.webhooks = {
   EVENTS = webhooks.EVENTS,
+  --- Verifies a delivery's Standard Webhooks signature; see `cerca.deliveries.verify`.
+  verify = deliveries.verify,
+  --- The `webhook-signature` value for a payload; see `cerca.deliveries.sign`.
+  sign = deliveries.sign,
   --- Creates a webhook subscription for a fleet.
   -- @tparam string fleet_id
   -- @tparam table params `url` (required), `events`, `extra_body`

@@ -44,7 +44,7 @@ gate "lint (luacheck, warning-free C)" make --no-print-directory lint
 suite lua5.4
 suite luajit
 gate "memory (valgrind, ASan+UBSan)" sh spec/tools/check-memory.sh
-gate "fuzz (header parser, 20 s)" sh spec/tools/fuzz.sh 20
+gate "fuzz (header and base64 parsers, 15 s each)" sh spec/tools/fuzz.sh 15
 
 echo
 echo "$passed passed, $failed failed"

@@ -1,0 +1,154 @@
+--- Receiving deliveries: Standard Webhooks v1 signatures.
+--
+-- A delivery carries three headers: `webhook-id` (the message id),
+-- `webhook-timestamp` (seconds since the epoch) and `webhook-signature`
+-- (space-separated `v1,<base64>` entries). The signed bytes are
+-- `id .. "." .. timestamp .. "." .. raw_body`, the MAC is HMAC-SHA256 under
+-- the base64-decoded secret (after an optional `whsec_` prefix). The MAC,
+-- the base64 and the constant-time comparison happen in the C core, with
+-- OpenSSL; this module reads the headers and the options.
+-- @module cerca.deliveries
+
+local core = require "cerca.core"
+local errors = require "cerca.errors"
+
+local type = type
+local pairs = pairs
+local tonumber = tonumber
+local format = string.format
+local lower = string.lower
+local match = string.match
+local gmatch = string.gmatch
+local time = os.time
+
+local _M = {}
+
+_M.DEFAULT_TOLERANCE = 300          -- seconds, either side of now
+_M.DEFAULT_MAX_BODY = 1024 * 1024   -- bytes
+_M.MAX_SIGNATURES = 16              -- entries of webhook-signature examined
+
+local HEADERS = { "webhook-id", "webhook-timestamp", "webhook-signature" }
+
+local BAD_SECRET = "the secret is not valid: expected whsec_ followed by base64 of the key"
+
+local function fail(kind, message)
+  return nil, errors.new(kind, message)
+end
+
+-- The secret's key part: without "whsec_", as base64 text.
+local function key_of(secret)
+  if type(secret) ~= "string" then return nil end
+  return (match(secret, "^whsec_(.*)$") or secret)
+end
+
+-- The three headers, looked up whatever their letter case.
+local function read_headers(headers)
+  if type(headers) ~= "table" then
+    return nil, "headers must be a table of the request's headers"
+  end
+  local found = {}
+  for name, value in pairs(headers) do
+    local key = type(name) == "string" and lower(name)
+    if key == HEADERS[1] or key == HEADERS[2] or key == HEADERS[3] then
+      if found[key] ~= nil or type(value) ~= "string" then
+        return nil, format("%s was sent more than once; a delivery has exactly one", key)
+      end
+      found[key] = value
+    end
+  end
+  for _, name in pairs(HEADERS) do
+    if found[name] == nil or found[name] == "" then
+      return nil, format("the %s header is missing", name)
+    end
+  end
+  return found
+end
+
+--- The `webhook-signature` value for a payload: `"v1,<base64>"`.
+-- @tparam string raw_body the exact bytes sent
+-- @tparam string secret `whsec_...`
+-- @tparam string msg_id the `webhook-id`
+-- @param timestamp the `webhook-timestamp` (seconds; number or string)
+-- @treturn string|nil the header value
+-- @treturn[opt] table an `invalid_secret` error
+function _M.sign(raw_body, secret, msg_id, timestamp)
+  if type(raw_body) ~= "string" or type(msg_id) ~= "string"
+    or (type(timestamp) ~= "number" and type(timestamp) ~= "string") then
+    return fail("invalid_payload", "sign(raw_body, secret, msg_id, timestamp) takes strings "
+      .. "(the timestamp may be a number)")
+  end
+  if type(timestamp) == "number" then timestamp = format("%d", timestamp) end
+  local key = key_of(secret)
+  local mac = key and core.webhook_signature(key, msg_id .. "." .. timestamp .. "." .. raw_body)
+  if not mac then return fail("invalid_secret", BAD_SECRET) end
+  return "v1," .. mac
+end
+
+--- Verifies a delivery and decodes its JSON event.
+-- @tparam string raw_body the request body exactly as received
+-- @tparam table headers the request headers (any letter case)
+-- @tparam string secret the subscription's `whsec_...` secret
+-- @tparam[opt] table opts `tolerance` (seconds, default 300), `now`
+--   (seconds since the epoch, default the current time), `max_body` (bytes,
+--   default 1 MiB)
+-- @treturn table|nil the event
+-- @treturn[opt] table an error: `missing_header`, `invalid_signature`,
+--   `timestamp`, `invalid_secret` or `invalid_payload`
+function _M.verify(raw_body, headers, secret, opts)
+  opts = type(opts) == "table" and opts or {}
+  local max_body = tonumber(opts.max_body) or _M.DEFAULT_MAX_BODY
+  if type(raw_body) ~= "string" then
+    return fail("invalid_payload", "the body must be the raw request body, a string")
+  end
+  if #raw_body > max_body then
+    return fail("invalid_payload", format("the body is larger than %d bytes", max_body))
+  end
+  -- A secret that does not decode is a configuration fault: say so first,
+  -- whatever else is wrong with this delivery.
+  local key = key_of(secret)
+  if not key or not core.webhook_signature(key, "") then
+    return fail("invalid_secret", BAD_SECRET)
+  end
+
+  local h, why = read_headers(headers)
+  if not h then return fail("missing_header", why) end
+
+  local ts = match(h["webhook-timestamp"], "^%d+$") and tonumber(h["webhook-timestamp"])
+  if not ts then
+    return fail("timestamp", "webhook-timestamp is not a whole number of seconds")
+  end
+  local tolerance = tonumber(opts.tolerance) or _M.DEFAULT_TOLERANCE
+  local now = tonumber(opts.now) or time()
+  if ts < now - tolerance then
+    return fail("timestamp", format("the delivery is too old (%d s, tolerance %d s)", now - ts, tolerance))
+  end
+  if ts > now + tolerance then
+    return fail("timestamp", format("the delivery is from the future (%d s ahead, tolerance %d s)",
+      ts - now, tolerance))
+  end
+
+  local candidates, seen = {}, 0
+  for entry in gmatch(h["webhook-signature"], "%S+") do
+    seen = seen + 1
+    if seen > _M.MAX_SIGNATURES then break end
+    local version, sig = match(entry, "^([^,]+),(.+)$")
+    if version == "v1" then candidates[#candidates + 1] = sig end
+  end
+  if #candidates == 0 then
+    return fail("invalid_signature", "webhook-signature holds no v1 signature")
+  end
+  local content = h["webhook-id"] .. "." .. h["webhook-timestamp"] .. "." .. raw_body
+  if not core.webhook_verify(key, content, candidates) then
+    return fail("invalid_signature", "no signature matches: the body, the headers or the secret differ "
+      .. "from what was signed")
+  end
+
+  local event, json_why = core.decode(raw_body)
+  if type(event) ~= "table" then
+    return fail("invalid_payload", "the signed body is not a JSON object"
+      .. (json_why and (": " .. json_why) or ""))
+  end
+  return event
+end
+
+return _M

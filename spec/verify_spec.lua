@@ -1,0 +1,277 @@
+-- Receiving deliveries: Standard Webhooks v1 signatures, known answers and
+-- every way a delivery can be wrong.
+local helpers = require "spec.helpers"
+local cerca = require "cerca"
+local cjson = require "cjson"
+
+-- The Standard Webhooks reference test vector.
+local SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+local MSG_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+local TS = 1614265330
+local BODY = '{"test": 2432232314}'
+local SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+local function headers(overrides)
+  local h = { ["webhook-id"] = MSG_ID, ["webhook-timestamp"] = tostring(TS), ["webhook-signature"] = SIGNATURE }
+  for k, v in pairs(overrides or {}) do
+    if v == false then h[k] = nil else h[k] = v end
+  end
+  return h
+end
+
+local AT = { now = TS }
+
+local function refused(kind, message, body, h, secret, opts)
+  local event, err = cerca.webhooks.verify(body, h, secret, opts or AT)
+  assert.is_nil(event)
+  assert.is_true(cerca.is_error(err))
+  assert.are.equal(kind, err.type)
+  if message then assert.are.equal(message, err.message) end
+  return err
+end
+
+describe("webhooks.sign", function()
+  it("gives the reference signature", function()
+    assert.are.equal(SIGNATURE, cerca.webhooks.sign(BODY, SECRET, MSG_ID, TS))
+    assert.are.equal(SIGNATURE, cerca.webhooks.sign(BODY, SECRET, MSG_ID, tostring(TS)))
+  end)
+
+  it("takes the secret with or without whsec_", function()
+    assert.are.equal(SIGNATURE, cerca.webhooks.sign(BODY, SECRET:sub(7), MSG_ID, TS))
+  end)
+
+  it("returns invalid_secret for a secret that does not decode", function()
+    for _, bad in ipairs { "whsec_", "whsec_!!!!", "whsec_abc", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS", 42 } do
+      local sig, err = cerca.webhooks.sign(BODY, bad, MSG_ID, TS)
+      assert.is_nil(sig)
+      assert.are.equal("invalid_secret", err.type)
+    end
+  end)
+
+  it("returns invalid_payload for arguments of the wrong type, never raises", function()
+    local sig, err = cerca.webhooks.sign(nil, SECRET, MSG_ID, TS)
+    assert.is_nil(sig)
+    assert.are.equal("invalid_payload", err.type)
+  end)
+end)
+
+describe("webhooks.verify", function()
+  it("accepts the reference delivery and returns the event", function()
+    local event, err = cerca.webhooks.verify(BODY, headers(), SECRET, AT)
+    assert.is_nil(err)
+    assert.are.same({ test = 2432232314 }, event)
+  end)
+
+  it("takes headers in any letter case (a plain table, or nginx's)", function()
+    local h = { ["Webhook-Id"] = MSG_ID, ["WEBHOOK-TIMESTAMP"] = tostring(TS), ["webhook-Signature"] = SIGNATURE }
+    assert(cerca.webhooks.verify(BODY, h, SECRET, AT))
+  end)
+
+  describe("signatures", function()
+    it("refuses a signature with its last character changed", function()
+      refused("invalid_signature", "no signature matches: the body, the headers or the secret differ "
+        .. "from what was signed", BODY, headers { ["webhook-signature"] = SIGNATURE:sub(1, -3) .. "A=" }, SECRET)
+    end)
+
+    it("refuses the body re-serialised without the space", function()
+      refused("invalid_signature", nil, '{"test":2432232314}', headers(), SECRET)
+    end)
+
+    it("refuses another id or timestamp than the signed ones", function()
+      refused("invalid_signature", nil, BODY, headers { ["webhook-id"] = MSG_ID .. "x" }, SECRET)
+      refused("invalid_signature", nil, BODY, headers { ["webhook-timestamp"] = tostring(TS + 1) }, SECRET)
+    end)
+
+    it("refuses another secret", function()
+      refused("invalid_signature", nil, BODY, headers(), "whsec_" .. ("A"):rep(32))
+    end)
+
+    it("finds the valid entry among decoys", function()
+      local decoys = "v1,Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eHF1dXg= v1a,abc v2," .. SIGNATURE:sub(4)
+      assert(cerca.webhooks.verify(BODY, headers { ["webhook-signature"] = decoys .. " " .. SIGNATURE .. " v1,x" },
+        SECRET, AT))
+    end)
+
+    it("refuses only decoys", function()
+      refused("invalid_signature", nil, BODY,
+        headers { ["webhook-signature"] = "v1,Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eHF1dXg= v1,AAAA" }, SECRET)
+    end)
+
+    it("skips unknown versions, even one holding the right MAC", function()
+      refused("invalid_signature", "webhook-signature holds no v1 signature", BODY,
+        headers { ["webhook-signature"] = "v2," .. SIGNATURE:sub(4) .. " v1a," .. SIGNATURE:sub(4) }, SECRET)
+    end)
+
+    it("refuses garbage base64 in the signature", function()
+      for _, sig in ipairs { "v1,!!!!", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE", "v1,", "v1",
+        "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE==", "v1, g0hM9SsE", "v1,====" } do
+        refused("invalid_signature", nil, BODY, headers { ["webhook-signature"] = sig }, SECRET)
+      end
+    end)
+
+    it("examines a bounded number of entries", function()
+      local decoys = {}
+      for i = 1, 16 do decoys[i] = "v1,AAAA" end
+      refused("invalid_signature", nil, BODY,
+        headers { ["webhook-signature"] = table.concat(decoys, " ") .. " " .. SIGNATURE }, SECRET)
+      decoys[16] = SIGNATURE
+      assert(cerca.webhooks.verify(BODY, headers { ["webhook-signature"] = table.concat(decoys, " ") }, SECRET, AT))
+    end)
+  end)
+
+  describe("timestamps", function()
+    it("refuses an expired delivery", function()
+      refused("timestamp", "the delivery is too old (301 s, tolerance 300 s)", BODY, headers(), SECRET,
+        { now = TS + 301 })
+      assert(cerca.webhooks.verify(BODY, headers(), SECRET, { now = TS + 300 }))
+    end)
+
+    it("refuses a delivery from the future", function()
+      refused("timestamp", "the delivery is from the future (301 s ahead, tolerance 300 s)", BODY, headers(),
+        SECRET, { now = TS - 301 })
+      assert(cerca.webhooks.verify(BODY, headers(), SECRET, { now = TS - 300 }))
+    end)
+
+    it("takes another tolerance", function()
+      refused("timestamp", nil, BODY, headers(), SECRET, { now = TS + 11, tolerance = 10 })
+    end)
+
+    it("uses the current time by default", function()
+      refused("timestamp", nil, BODY, headers(), SECRET, {})
+      local now = os.time()
+      local h = headers { ["webhook-timestamp"] = tostring(now),
+        ["webhook-signature"] = cerca.webhooks.sign(BODY, SECRET, MSG_ID, now) }
+      assert(cerca.webhooks.verify(BODY, h, SECRET))
+    end)
+
+    it("refuses a timestamp that is not a whole number", function()
+      for _, ts in ipairs { "1614265330.5", "-1614265330", "0x6037", "abc", " 1614265330", "1e9" } do
+        refused("timestamp", "webhook-timestamp is not a whole number of seconds", BODY,
+          headers { ["webhook-timestamp"] = ts }, SECRET)
+      end
+    end)
+  end)
+
+  describe("headers", function()
+    it("refuses a missing or empty header, naming it", function()
+      for _, name in ipairs { "webhook-id", "webhook-timestamp", "webhook-signature" } do
+        refused("missing_header", "the " .. name .. " header is missing", BODY, headers { [name] = false }, SECRET)
+        refused("missing_header", "the " .. name .. " header is missing", BODY, headers { [name] = "" }, SECRET)
+      end
+    end)
+
+    it("refuses a header given as a list of values", function()
+      refused("missing_header", "webhook-signature was sent more than once; a delivery has exactly one", BODY,
+        headers { ["webhook-signature"] = { SIGNATURE, SIGNATURE } }, SECRET)
+    end)
+
+    it("refuses the same header twice in different cases", function()
+      local h = headers()
+      h["Webhook-Id"] = MSG_ID
+      refused("missing_header", "webhook-id was sent more than once; a delivery has exactly one", BODY, h, SECRET)
+    end)
+
+    it("refuses headers that are not a table", function()
+      refused("missing_header", "headers must be a table of the request's headers", BODY, "webhook-id: x", SECRET)
+    end)
+  end)
+
+  describe("secrets", function()
+    it("refuses garbage base64, or nothing, in the secret", function()
+      for _, bad in ipairs { "whsec_!!!!", "whsec_", "", "whsec_abc", "whsec_ MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n", nil, 7 } do
+        refused("invalid_secret", "the secret is not valid: expected whsec_ followed by base64 of the key",
+          BODY, headers(), bad)
+      end
+    end)
+
+    it("reports a bad secret before anything else", function()
+      refused("invalid_secret", nil, BODY, headers { ["webhook-signature"] = false }, "whsec_!!")
+    end)
+  end)
+
+  describe("bodies", function()
+    local function signed(body)
+      return headers { ["webhook-signature"] = cerca.webhooks.sign(body, SECRET, MSG_ID, TS) }
+    end
+
+    it("refuses an empty body, even correctly signed, as not JSON", function()
+      refused("invalid_payload", nil, "", signed(""), SECRET)
+    end)
+
+    it("refuses a signed body that is not a JSON object", function()
+      refused("invalid_payload", nil, "not json", signed("not json"), SECRET)
+      refused("invalid_payload", "the signed body is not a JSON object", "42", signed("42"), SECRET)
+    end)
+
+    it("verifies a large body", function()
+      local body = cjson.encode { type = "message.created", data = { text = ("x"):rep(900 * 1024) } }
+      local event = assert(cerca.webhooks.verify(body, signed(body), SECRET, AT))
+      assert.are.equal("message.created", event.type)
+    end)
+
+    it("refuses a body over the size limit before any work", function()
+      local body = ("x"):rep(1024 * 1024 + 1)
+      refused("invalid_payload", "the body is larger than 1048576 bytes", body, headers(), SECRET)
+      refused("invalid_payload", "the body is larger than 10 bytes", BODY, headers(), SECRET,
+        { now = TS, max_body = 10 })
+    end)
+
+    it("refuses a body that is not a string", function()
+      refused("invalid_payload", "the body must be the raw request body, a string", nil, headers(), SECRET)
+    end)
+  end)
+
+  it("is on clients too", function()
+    local client = assert(cerca.new { api_key = "k" })
+    assert.are.equal(SIGNATURE, client.webhooks.sign(BODY, SECRET, MSG_ID, TS))
+    assert(client.webhooks.verify(BODY, headers(), SECRET, AT))
+  end)
+
+  it("never raises, whatever it is given", function()
+    local values = { nil, true, 0, "", "x", {}, print, SECRET, BODY, headers(), { now = "x" } }
+    for i = 1, #values + 1 do
+      for j = 1, #values + 1 do
+        for k = 1, #values + 1 do
+          local ok = pcall(cerca.webhooks.verify, values[i], values[j], values[k], values[(i + j + k) % 11 + 1])
+          assert.is_true(ok)
+          ok = pcall(cerca.webhooks.sign, values[i], values[j], values[k], values[(i * j) % 11 + 1])
+          assert.is_true(ok)
+        end
+      end
+    end
+  end)
+end)
+
+describe("the plain Lua receiver (examples/receiver.lua, a CGI script)", function()
+  local function run(body, env)
+    local tmp = os.tmpname()
+    local f = assert(io.open(tmp, "wb"))
+    f:write(body)
+    f:close()
+    local vars = {}
+    for k, v in pairs(env) do vars[#vars + 1] = k .. "='" .. v:gsub("'", "'\\''") .. "'" end
+    local p = io.popen(("env %s CONTENT_LENGTH=%d REQUEST_METHOD=POST LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' "
+      .. "LUA_CPATH='./build/%s/?.so;;' %s examples/receiver.lua < %s 2>/dev/null")
+      :format(table.concat(vars, " "), #body, helpers.abi, helpers.interpreter, tmp))
+    local out = p:read("*a")
+    p:close()
+    os.remove(tmp)
+    return out
+  end
+
+  it("answers 204 to a signed delivery and 401 with a reason to a tampered one", function()
+    local now = os.time()
+    local body = '{"type":"agent.created","data":{"id":"agent_1"}}'
+    local env = {
+      CERCA_WEBHOOK_SECRET = SECRET,
+      HTTP_WEBHOOK_ID = "msg_1",
+      HTTP_WEBHOOK_TIMESTAMP = tostring(now),
+      HTTP_WEBHOOK_SIGNATURE = cerca.webhooks.sign(body, SECRET, "msg_1", now),
+    }
+    assert.are.equal("Status: 204 No Content\r\n\r\n", run(body, env))
+    local out = run(body:gsub("agent_1", "agent_2"), env)
+    assert.are.equal("Status: 401 Unauthorized\r\nContent-Type: text/plain\r\n\r\ninvalid_signature\n", out)
+    assert.is_nil(out:find(SECRET, 1, true))
+  end)
+end)
