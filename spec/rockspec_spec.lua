@@ -1,4 +1,5 @@
--- Installing with LuaRocks into a fresh tree gives a working library.
+-- Installing with LuaRocks into a fresh tree gives a working library, for
+-- Lua 5.4 and for LuaJIT (the 5.1 ABI, as OpenResty uses it).
 local helpers = require "spec.helpers"
 
 local function sh(cmd)
@@ -15,6 +16,9 @@ describe("rockspec/cerca-scm-1.rockspec", function()
   setup(function()
     srv = helpers.start_server { tls = false }
     work = assert(sh("mktemp -d")):gsub("%s+$", "")
+    -- Build from a copy, so nothing lands in the work tree.
+    local _, status = sh(("cp -r src lua rockspec '%s/'"):format(work))
+    assert(status == 0)
   end)
 
   teardown(function()
@@ -22,28 +26,38 @@ describe("rockspec/cerca-scm-1.rockspec", function()
     if work then sh("rm -rf '" .. work .. "'") end
   end)
 
-  it("installs with luarocks make into a fresh tree and works there under Lua 5.4", function()
-    -- Build from a copy, so nothing lands in the work tree.
-    local out, status = sh(("cp -r src lua rockspec '%s/' && cd '%s' && "
-      .. "luarocks --lua-version 5.4 --tree '%s/tree' make --deps-mode=none rockspec/cerca-scm-1.rockspec "
-      .. "CURL_INCDIR=/usr/include/$(gcc -print-multiarch) CURL_LIBDIR=/usr/lib/$(gcc -print-multiarch)")
-      :format(work, work, work))
+  -- luarocks make into work/tree-ABI, then a script run from / (so nothing
+  -- of the work tree is on the path) creates a subscription.
+  local function install_and_use(lua_version, interpreter, extra)
+    local tree = ("%s/tree-%s"):format(work, lua_version)
+    local out, status = sh(("cd '%s' && luarocks --lua-version %s --tree '%s' make --deps-mode=none "
+      .. "rockspec/cerca-scm-1.rockspec CURL_INCDIR=/usr/include/$(gcc -print-multiarch) "
+      .. "CURL_LIBDIR=/usr/lib/$(gcc -print-multiarch) %s"):format(work, lua_version, tree, extra))
     assert.are.equal(0, status, out)
     assert.matches("cerca scm%-1 is now installed", out)
 
-    local script = work .. "/use.lua"
+    local script = ("%s/use-%s.lua"):format(work, lua_version)
     local f = assert(io.open(script, "w"))
     f:write([[
       local cerca = require "cerca"
       local sub = assert(cerca.webhooks.create("fleet_rock", { url = "https://example.com/webhook" }))
-      io.write(package.searchpath("cerca.core", package.cpath), " ", sub.fleetId)
+      io.write(package.searchpath and package.searchpath("cerca.core", package.cpath)
+        or package.cpath:match("^([^?]*)") .. "cerca/core.so", " ", sub.fleetId)
     ]])
     f:close()
-    local tree = work .. "/tree"
+    local share, lib = ("%s/share/lua/%s"):format(tree, lua_version), ("%s/lib/lua/%s"):format(tree, lua_version)
     out, status = sh(("cd / && env CERCA_API_KEY='%s' CERCA_BASE_URL='%s' "
-      .. "LUA_PATH='%s/share/lua/5.4/?.lua;%s/share/lua/5.4/?/init.lua;;' LUA_CPATH='%s/lib/lua/5.4/?.so;;' "
-      .. "lua5.4 '%s'"):format(srv.api_key, srv.http_url, tree, tree, tree, script))
+      .. "LUA_PATH='%s/?.lua;%s/?/init.lua;;' LUA_CPATH='%s/?.so;;' %s '%s'")
+      :format(srv.api_key, srv.http_url, share, share, lib, interpreter, script))
     assert.are.equal(0, status, out)
-    assert.are.equal(tree .. "/lib/lua/5.4/cerca/core.so fleet_rock", out)
+    assert.are.equal(lib .. "/cerca/core.so fleet_rock", out)
+  end
+
+  it("installs with luarocks make and works under Lua 5.4", function()
+    install_and_use("5.4", "lua5.4", "")
+  end)
+
+  it("installs with luarocks make for the 5.1 ABI and works under LuaJIT", function()
+    install_and_use("5.1", "luajit", "LUA_INCDIR=/usr/include/luajit-2.1")
   end)
 end)
