@@ -33,12 +33,14 @@ build = {
   type = "builtin",
   modules = {
     ["cerca.core"] = {
-      sources = { "src/core.c", "src/http.c", "src/headers.c", "src/crypto.c" },
+      sources = { "src/core.c", "src/http.c", "src/headers.c", "src/crypto.c", "src/multi.c" },
       incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
       libraries = { "curl", "crypto", "pthread" },
     },
     ["cerca"] = "lua/cerca/init.lua",
+    ["cerca.batch"] = "lua/cerca/batch.lua",
+    ["cerca.call"] = "lua/cerca/call.lua",
     ["cerca.client"] = "lua/cerca/client.lua",
     ["cerca.clock"] = "lua/cerca/clock.lua",
     ["cerca.deliveries"] = "lua/cerca/deliveries.lua",

@@ -5,6 +5,9 @@
  *   session:request{ method, url, headers, body, timeout_ms,
  *                    connect_timeout_ms, max_body, decode }    -> response
  *   session:close()                                            (idempotent)
+ *   core.new_multi{ ca_file =, user_agent = }    -> multi | nil, message
+ *   multi:limit(n), multi:add(token, request), multi:close()
+ *   multi:poll(timeout_ms) -> { { token =, response = }, ... }, running
  *   core.encode(value) -> json | nil, message
  *   core.webhook_signature(secret_b64, content) -> base64 HMAC-SHA256
  *   core.webhook_verify(secret_b64, content, candidates) -> boolean
@@ -25,8 +28,10 @@
 #include "crypto.h"
 #include "headers.h"
 #include "http.h"
+#include "multi.h"
 
 #define SESSION_MT "cerca.core.session"
+#define MULTI_MT "cerca.core.multi"
 
 /* The one symbol the module exports (everything else is hidden). */
 #define CERCA_EXPORT __attribute__((visibility("default")))
@@ -209,77 +214,77 @@ static void push_headers(lua_State *L, const char *block, size_t len)
     cerca_headers_parse(block, len, add_header_field, L);
 }
 
-static int l_session_request(lua_State *L)
+/* Reads the request table at index t into rq. The strings stay owned by
+ * that table: it must stay alive (on the stack, or anchored) while the
+ * transfer runs. Leaves one value (the header pointer array) on the stack. */
+static void read_request(lua_State *L, int t, cerca_request *rq, int *decode)
 {
-    session *s = check_session(L);
-    cerca_request rq;
-    cerca_response rs;
     const char **lines;
     size_t i, n;
-    int res, decode;
-
-    luaL_checktype(L, 2, LUA_TTABLE);
-    if (!s->open)
-        return luaL_error(L, "request on a closed session");
-
-    memset(&rq, 0, sizeof rq);
-    lua_getfield(L, 2, "method");
-    rq.method = luaL_checkstring(L, -1);
-    lua_getfield(L, 2, "url");
-    rq.url = luaL_checkstring(L, -1);
-    lua_getfield(L, 2, "body");
+    luaL_checktype(L, t, LUA_TTABLE);
+    memset(rq, 0, sizeof *rq);
+    lua_getfield(L, t, "method");
+    rq->method = luaL_checkstring(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, t, "url");
+    rq->url = luaL_checkstring(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, t, "body");
     if (!lua_isnil(L, -1))
-        rq.body = luaL_checklstring(L, -1, &rq.body_len);
+        rq->body = luaL_checklstring(L, -1, &rq->body_len);
+    lua_pop(L, 1);
     /* Longer than ~24 days is "no practical limit"; libcurl takes a long. */
-    rq.timeout_ms = (long)bounded_field(L, 2, "timeout_ms", 60000, 2147483647.0);
-    rq.connect_timeout_ms = (long)bounded_field(L, 2, "connect_timeout_ms", 10000, 2147483647.0);
-    rq.max_body = (size_t)bounded_field(L, 2, "max_body", 1024 * 1024, 2147483647.0);
+    rq->timeout_ms = (long)bounded_field(L, t, "timeout_ms", 60000, 2147483647.0);
+    rq->connect_timeout_ms = (long)bounded_field(L, t, "connect_timeout_ms", 10000, 2147483647.0);
+    rq->max_body = (size_t)bounded_field(L, t, "max_body", 1024 * 1024, 2147483647.0);
+    /* decode = false: leave the JSON to the caller (the OpenResty adapter
+     * decodes in the request's own Lua VM, not the worker thread's). */
+    lua_getfield(L, t, "decode");
+    *decode = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    lua_pop(L, 1);
 
-    /* The header strings stay referenced by the request table, which
-     * stays on the stack until perform returns. */
-    lua_getfield(L, 2, "headers");
+    lua_getfield(L, t, "headers");
     n = lua_istable(L, -1) ? cerca_rawlen(L, -1) : 0;
     lines = (const char **)lua_newuserdata(L, (n ? n : 1) * sizeof *lines);
     for (i = 0; i < n; i++) {
         lua_rawgeti(L, -2, (int)i + 1);
         lines[i] = lua_tostring(L, -1);
         if (lines[i] == NULL)
-            return luaL_error(L, "headers[%d] must be a string", (int)i + 1);
+            luaL_error(L, "headers[%d] must be a string", (int)i + 1);
         lua_pop(L, 1);
     }
-    rq.headers = lines;
-    rq.nheaders = n;
-    /* decode = false: leave the JSON to the caller (the OpenResty adapter
-     * decodes in the request's own Lua VM, not the worker thread's). */
-    lua_getfield(L, 2, "decode");
-    decode = lua_isnil(L, -1) || lua_toboolean(L, -1);
-    lua_pop(L, 1);
+    lua_remove(L, -2); /* the headers table; its strings live in the request */
+    rq->headers = lines;
+    rq->nheaders = n;
+}
 
-    cerca_http_perform(&s->http, &rq, &rs);
-
+/* Pushes the response table of one attempt. */
+static void push_response(lua_State *L, const cerca_response *rs, int decode)
+{
+    int res;
     lua_createtable(L, 0, 10);
     res = lua_gettop(L);
-    lua_pushinteger(L, (lua_Integer)rs.status);
+    lua_pushinteger(L, (lua_Integer)rs->status);
     lua_setfield(L, res, "status");
-    push_headers(L, rs.headers, rs.headers_len);
+    push_headers(L, rs->headers, rs->headers_len);
     lua_setfield(L, res, "headers");
-    lua_pushlstring(L, rs.body, rs.body_len);
+    lua_pushlstring(L, rs->body, rs->body_len);
     lua_setfield(L, res, "body");
-    lua_pushnumber(L, rs.total_time);
+    lua_pushnumber(L, rs->total_time);
     lua_setfield(L, res, "time");
-    lua_pushinteger(L, (lua_Integer)rs.new_connects);
+    lua_pushinteger(L, (lua_Integer)rs->new_connects);
     lua_setfield(L, res, "new_connects");
-    if (rs.err != CERCA_OK) {
-        lua_pushstring(L, err_kind_names[rs.err]);
+    if (rs->err != CERCA_OK) {
+        lua_pushstring(L, err_kind_names[rs->err]);
         lua_setfield(L, res, "error");
-        lua_pushstring(L, rs.err_message);
+        lua_pushstring(L, rs->err_message);
         lua_setfield(L, res, "error_message");
-        lua_pushinteger(L, rs.curl_code);
+        lua_pushinteger(L, rs->curl_code);
         lua_setfield(L, res, "curl_code");
-    } else if (rs.body_len > 0 && decode) {
+    } else if (rs->body_len > 0 && decode) {
         /* decode(body) -> value | nil, message */
         lua_pushvalue(L, lua_upvalueindex(UV_DECODE));
-        lua_pushlstring(L, rs.body, rs.body_len);
+        lua_pushlstring(L, rs->body, rs->body_len);
         if (lua_pcall(L, 1, 2, 0) != 0) {
             lua_setfield(L, res, "json_error");
         } else if (lua_isnil(L, -2)) {
@@ -290,7 +295,144 @@ static int l_session_request(lua_State *L)
             lua_setfield(L, res, "json");
         }
     }
+}
+
+static int l_session_request(lua_State *L)
+{
+    session *s = check_session(L);
+    cerca_request rq;
+    cerca_response rs;
+    int decode;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (!s->open)
+        return luaL_error(L, "request on a closed session");
+    read_request(L, 2, &rq, &decode);
+    cerca_http_perform(&s->http, &rq, &rs);
+    push_response(L, &rs, decode);
     return 1;
+}
+
+/* ---- multi: concurrent attempts -------------------------------------- */
+
+typedef struct {
+    cerca_multi *m;
+    int anchors; /* registry ref of token -> request table (keeps bodies alive) */
+} multi;
+
+static multi *check_multi(lua_State *L)
+{
+    return (multi *)luaL_checkudata(L, 1, MULTI_MT);
+}
+
+/* new_multi{ ca_file =, user_agent = } -> multi | nil, message */
+static int l_new_multi(lua_State *L)
+{
+    const char *ca_file = NULL, *ua = NULL;
+    multi *mu;
+    if (!lua_isnoneornil(L, 1)) {
+        luaL_checktype(L, 1, LUA_TTABLE);
+        ca_file = opt_string_field(L, 1, "ca_file");
+        ua = opt_string_field(L, 1, "user_agent");
+    }
+    mu = (multi *)lua_newuserdata(L, sizeof *mu);
+    mu->m = NULL;
+    mu->anchors = LUA_NOREF;
+    luaL_getmetatable(L, MULTI_MT);
+    lua_setmetatable(L, -2);
+    mu->m = cerca_multi_new(ca_file, ua);
+    if (mu->m == NULL) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "cannot initialise libcurl");
+        return 2;
+    }
+    lua_newtable(L);
+    mu->anchors = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 1;
+}
+
+static multi *check_open_multi(lua_State *L)
+{
+    multi *mu = check_multi(L);
+    if (mu->m == NULL)
+        luaL_error(L, "use of a closed multi");
+    return mu;
+}
+
+/* multi:limit(max_connections) */
+static int l_multi_limit(lua_State *L)
+{
+    multi *mu = check_open_multi(L);
+    lua_Number n = luaL_checknumber(L, 2);
+    luaL_argcheck(L, n >= 1 && n <= 100000, 2, "must be from 1 to 100000");
+    cerca_multi_limit(mu->m, (long)n);
+    return 0;
+}
+
+/* multi:add(token, request) -> true | nil, message */
+static int l_multi_add(lua_State *L)
+{
+    multi *mu = check_open_multi(L);
+    lua_Integer token = luaL_checkinteger(L, 2);
+    cerca_request rq;
+    int decode;
+    read_request(L, 3, &rq, &decode);
+    if (cerca_multi_add(mu->m, (long)token, &rq) != 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "cannot start the transfer (out of memory)");
+        return 2;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, mu->anchors);
+    lua_pushvalue(L, 3);
+    lua_rawseti(L, -2, (int)token);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* multi:poll(timeout_ms) -> { { token =, response = }, ... }, running */
+static int l_multi_poll(lua_State *L)
+{
+    multi *mu = check_open_multi(L);
+    lua_Number timeout = luaL_optnumber(L, 2, 0);
+    cerca_response rs;
+    long token;
+    int running, n = 0, anchors, list;
+    running = cerca_multi_run(mu->m, timeout > 0 ? (long)(timeout > 60000 ? 60000 : timeout) : 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, mu->anchors);
+    anchors = lua_gettop(L);
+    lua_newtable(L);
+    list = lua_gettop(L);
+    while (cerca_multi_next_done(mu->m, &token, &rs)) {
+        int decode;
+        lua_rawgeti(L, anchors, (int)token);
+        lua_getfield(L, -1, "decode");
+        decode = lua_isnil(L, -1) || lua_toboolean(L, -1);
+        lua_pop(L, 2);
+        lua_pushnil(L);
+        lua_rawseti(L, anchors, (int)token);
+        lua_createtable(L, 0, 2);
+        lua_pushinteger(L, (lua_Integer)token);
+        lua_setfield(L, -2, "token");
+        push_response(L, &rs, decode);
+        lua_setfield(L, -2, "response");
+        lua_rawseti(L, list, ++n);
+    }
+    lua_pushinteger(L, running);
+    return 2;
+}
+
+/* close and __gc: one idempotent function. */
+static int l_multi_close(lua_State *L)
+{
+    multi *mu = check_multi(L);
+    if (mu->m != NULL) {
+        cerca_multi_free(mu->m);
+        mu->m = NULL;
+    }
+    if (mu->anchors != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, mu->anchors);
+        mu->anchors = LUA_NOREF;
+    }
+    return 0;
 }
 
 /* ---- clock and randomness ------------------------------------------- */
@@ -406,8 +548,17 @@ static const luaL_Reg session_methods[] = {
     {NULL, NULL},
 };
 
+static const luaL_Reg multi_methods[] = {
+    {"limit", l_multi_limit},
+    {"add", l_multi_add},
+    {"poll", l_multi_poll},
+    {"close", l_multi_close},
+    {NULL, NULL},
+};
+
 static const luaL_Reg module_functions[] = {
     {"new_session", l_new_session},
+    {"new_multi", l_new_multi},
     {"encode", l_encode},
     {"decode", l_decode},
     {"monotime", l_monotime},
@@ -493,6 +644,17 @@ int luaopen_cerca_core(lua_State *L)
 #endif
     lua_pushcfunction(L, l_session_tostring);
     lua_setfield(L, -2, "__tostring");
+
+    luaL_newmetatable(L, MULTI_MT);
+    lua_newtable(L);
+    set_closures(L, lua_gettop(L), multi_methods, uv);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_multi_close);
+    lua_setfield(L, -2, "__gc");
+#if LUA_VERSION_NUM >= 504
+    lua_pushcfunction(L, l_multi_close);
+    lua_setfield(L, -2, "__close");
+#endif
 
     lua_settop(L, m);
     return 1;

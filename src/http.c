@@ -165,7 +165,7 @@ static int add_header(cerca_http *h, const char *line)
     return 0;
 }
 
-static CURLcode prepare(cerca_http *h, const cerca_request *rq)
+CURLcode cerca_http_prepare(cerca_http *h, const cerca_request *rq)
 {
     CURL *e = h->easy;
     CURLcode rc = CURLE_OK;
@@ -203,7 +203,7 @@ static CURLcode prepare(cerca_http *h, const cerca_request *rq)
     return rc;
 }
 
-static void finish(cerca_http *h, CURLcode code, cerca_response *rs)
+void cerca_http_finish(cerca_http *h, CURLcode code, cerca_response *rs)
 {
     long status = 0, connects = 0;
     double total = 0;
@@ -230,10 +230,10 @@ static void finish(cerca_http *h, CURLcode code, cerca_response *rs)
 
 void cerca_http_perform(cerca_http *h, const cerca_request *rq, cerca_response *rs)
 {
-    CURLcode code = prepare(h, rq);
+    CURLcode code = cerca_http_prepare(h, rq);
     if (code == CURLE_OK)
         code = curl_easy_perform(h->easy);
-    finish(h, code, rs);
+    cerca_http_finish(h, code, rs);
 }
 
 void cerca_http_cleanup(cerca_http *h)

@@ -71,6 +71,13 @@ int cerca_http_init(cerca_http *h, const char *ca_file, const char *user_agent);
 /* Runs one attempt. Always fills rs; never raises, never longjmps. */
 void cerca_http_perform(cerca_http *h, const cerca_request *rq, cerca_response *rs);
 
+/* The two halves of an attempt, for a driver that performs it itself (the
+ * curl multi interface): prepare sets the handle up for `rq`; after the
+ * transfer, finish fills `rs` from the handle and the result `code`.
+ * rs stays valid until the next prepare on the handle. */
+CURLcode cerca_http_prepare(cerca_http *h, const cerca_request *rq);
+void cerca_http_finish(cerca_http *h, CURLcode code, cerca_response *rs);
+
 /* Idempotent: releases the handle and buffers, leaves h reusable for init. */
 void cerca_http_cleanup(cerca_http *h);
 

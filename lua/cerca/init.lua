@@ -73,6 +73,16 @@ _M.webhooks = {
     if not c then return nil, err end
     return c.webhooks.create(fleet_id, params, options)
   end,
+  --- Creates many subscriptions at once; see the README.
+  -- @tparam table items list of `{ fleet_id =, params =, options = }`
+  -- @tparam[opt] table opts `concurrency` (default 16), `on_result(i, result)`
+  -- @treturn table|nil results in input order
+  -- @treturn[opt] table the error when `items` or `opts` are wrong
+  create_many = function(items, opts)
+    local c, err = default()
+    if not c then return nil, err end
+    return c.webhooks.create_many(items, opts)
+  end,
 }
 
 return _M

@@ -43,12 +43,30 @@ function _M.attempt(client, request)
   return s:request(request)
 end
 
-function _M.close(client)
-  local s = client._session
-  if s then
-    client._session = nil
-    s:close()
+--- True inside nginx's Lua module, where calls must not block the worker.
+function _M.in_nginx()
+  return nginx ~= nil and ngx.get_phase() ~= "init"
+end
+
+--- The client's concurrent driver (a curl multi handle, kept between
+-- batches for its connection cache), limited to `max_connections`.
+function _M.multi(client, max_connections)
+  local m = client._multi
+  if not m then
+    local why
+    m, why = core.new_multi { ca_file = client.ca_file, user_agent = client.user_agent }
+    if not m then return nil, why end
+    client._multi = m
   end
+  m:limit(max_connections)
+  return m
+end
+
+function _M.close(client)
+  local s, m = client._session, client._multi
+  client._session, client._multi = nil, nil
+  if s then s:close() end
+  if m then m:close() end
 end
 
 return _M

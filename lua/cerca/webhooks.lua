@@ -16,6 +16,7 @@ local pairs = pairs
 local ipairs = ipairs
 local format = string.format
 local gsub = string.gsub
+local match = string.match
 local byte = string.byte
 local setmetatable = setmetatable
 
@@ -198,15 +199,9 @@ function _M.subscription(value)
   return setmetatable(value, _M.Subscription)
 end
 
---- Creates a subscription through `client`. See `cerca.webhooks.create`.
-function _M.create(client, fleet_id, params, options)
-  local err = _M.check(fleet_id, params)
-  if err then
-    err.attempts = 0
-    return nil, err
-  end
-  local res
-  res, err = client:request("POST", _M.path(fleet_id), _M.body(params), options)
+-- A create's response, as the subscription and the call's details, or
+-- as an error that keeps the raw answer.
+local function created(res, err)
   if not res then return nil, err end
   local sub, why = _M.subscription(res.json)
   if not sub then
@@ -218,6 +213,84 @@ function _M.create(client, fleet_id, params, options)
   end
   return sub, nil, { status = res.status, headers = res.headers, request_id = res.request_id,
     attempts = res.attempts }
+end
+
+--- Creates a subscription through `client`. See `cerca.webhooks.create`.
+function _M.create(client, fleet_id, params, options)
+  local err = _M.check(fleet_id, params)
+  if err then
+    err.attempts = 0
+    return nil, err
+  end
+  return created(client:request("POST", _M.path(fleet_id), _M.body(params), options))
+end
+
+local ITEM_KEYS = { "fleet_id", "params", "options" }
+local MANY_OPTIONS = { "concurrency", "on_result" }
+
+_M.DEFAULT_CONCURRENCY = 16
+
+--- Creates many subscriptions at once through `client`. See
+-- `cerca.webhooks.create_many`.
+-- @treturn table|nil results in input order: `{ ok = true, subscription =,
+--   response = }` or `{ ok = false, error = }`
+-- @treturn[opt] table an `invalid_request` error when `items` or `opts`
+--   themselves are wrong (nothing was sent)
+function _M.create_many(client, items, opts)
+  if type(items) ~= "table" then
+    return nil, invalid("items", format("items must be a list of { fleet_id =, params =, options = } tables "
+      .. "(got %s)", validate.describe(items)))
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    return nil, invalid("opts", format("opts must be a table (got %s); e.g. { concurrency = 16 }",
+      validate.describe(opts)))
+  end
+  opts = opts or {}
+  local msg = validate.known_keys(opts, "opts", MANY_OPTIONS)
+    or validate.integer(opts.concurrency, "opts.concurrency", 1, 1000)
+  if msg then return nil, invalid(match(msg, "^[%w_%.]+"), msg) end
+  local on_result = opts.on_result
+  if on_result ~= nil and type(on_result) ~= "function" then
+    return nil, invalid("opts.on_result", format("opts.on_result must be a function(i, result) (got %s)",
+      validate.describe(on_result)))
+  end
+
+  local results, specs, index_of = {}, {}, {}
+  local function report(i, result)
+    results[i] = result
+    -- A failing progress callback must not lose the results still to come.
+    if on_result then pcall(on_result, i, result) end
+  end
+  for i = 1, #items do
+    local item, err = items[i]
+    local where = format("items[%d]", i)
+    if type(item) ~= "table" then
+      err = invalid(where, format("%s must be a { fleet_id =, params =, options = } table (got %s)",
+        where, validate.describe(item)))
+    else
+      local bad = validate.known_keys(item, where, ITEM_KEYS)
+      err = (bad and invalid(where, bad)) or _M.check(item.fleet_id, item.params)
+    end
+    if err then
+      err.attempts = 0
+      err.item = i
+      report(i, { ok = false, error = err })
+    else
+      specs[#specs + 1] = { "POST", _M.path(item.fleet_id), _M.body(item.params), item.options }
+      index_of[#specs] = i
+    end
+  end
+
+  client:request_many(specs, opts.concurrency or _M.DEFAULT_CONCURRENCY, function(k, res, err)
+    local sub, e, response = created(res, err)
+    if sub then
+      report(index_of[k], { ok = true, subscription = sub, response = response })
+    else
+      e.item = index_of[k]
+      report(index_of[k], { ok = false, error = e })
+    end
+  end)
+  return results
 end
 
 return _M

@@ -1,0 +1,208 @@
+-- webhooks.create_many: many creates at once, each with the policy of one.
+local helpers = require "spec.helpers"
+local cerca = require "cerca"
+
+local URL = "https://example.com/webhook"
+
+local function items_for(n)
+  local items = {}
+  for i = 1, n do items[i] = { fleet_id = "fleet_" .. i, params = { url = URL } } end
+  return items
+end
+
+local function distinct_connections(reqs)
+  local seen, n = {}, 0
+  for _, r in ipairs(reqs) do
+    if not seen[r.connection] then
+      seen[r.connection] = true
+      n = n + 1
+    end
+  end
+  return n
+end
+
+describe("webhooks.create_many", function()
+  local srv, client
+
+  setup(function()
+    srv = helpers.start_server { tls = false, delay = 0.02 }
+    client = helpers.client(srv)
+  end)
+
+  teardown(function()
+    if client then client:close() end
+    if srv then srv:stop() end
+  end)
+
+  before_each(function() srv:reset() end)
+
+  it("returns one result per item, in input order", function()
+    local results = assert(client.webhooks.create_many(items_for(60), { concurrency = 10 }))
+    assert.are.equal(60, #results)
+    local stored = {}
+    for _, s in ipairs(srv:subscriptions()) do stored[s.id] = s end
+    for i = 1, 60 do
+      assert.is_true(results[i].ok)
+      local sub = results[i].subscription
+      assert.are.equal("fleet_" .. i, sub.fleetId)
+      assert.are.equal(stored[sub.id].secret, sub.secret)
+      assert.are.equal(201, results[i].response.status)
+      assert.are.equal(1, results[i].response.attempts)
+      assert.matches("^cerca.Subscription ", tostring(sub))
+    end
+    assert.are.equal(60, #srv:subscriptions())
+  end)
+
+  it("never has more than `concurrency` connections to the server", function()
+    local results = assert(client.webhooks.create_many(items_for(40), { concurrency = 5 }))
+    for i = 1, 40 do assert.is_true(results[i].ok) end
+    local reqs = srv:requests()
+    assert.are.equal(40, #reqs)
+    local n = distinct_connections(reqs)
+    assert.is_true(n >= 2 and n <= 5, n .. " connections")
+  end)
+
+  it("runs calls concurrently", function()
+    local t0 = helpers.now()
+    assert(client.webhooks.create_many(items_for(50), { concurrency = 25 }))
+    local elapsed = helpers.now() - t0
+    -- One after another: 50 x 20 ms = 1 s. Two waves of 25: about 40 ms.
+    assert.is_true(elapsed < 0.5, "elapsed " .. elapsed)
+  end)
+
+  it("fails an invalid item alone, before any traffic for it", function()
+    local items = items_for(5)
+    items[2] = { fleet_id = "fleet_2", params = { url = "http://example.com" } }
+    items[4] = "not an item"
+    items[5] = { fleet_id = "fleet_5", params = { url = URL }, optoins = {} }
+    local results = assert(client.webhooks.create_many(items))
+    assert.is_true(results[1].ok and results[3].ok)
+    assert.are.equal("invalid_request", results[2].error.type)
+    assert.are.equal("params.url must use https (got http://); deliveries are only sent to HTTPS endpoints",
+      results[2].error.message)
+    assert.are.equal(2, results[2].error.item)
+    assert.are.equal(0, results[2].error.attempts)
+    assert.are.equal('items[4] must be a { fleet_id =, params =, options = } table (got "not an item")',
+      results[4].error.message)
+    assert.are.equal('items[5]: unknown key "optoins"; did you mean "options"?', results[5].error.message)
+    assert.are.equal(2, #srv:requests())
+  end)
+
+  it("reports a server failure for its item only", function()
+    srv:enqueue { status = 401, body = '{"error":{"message":"bad key"}}' }
+    local results = assert(client.webhooks.create_many(items_for(3), { concurrency = 1 }))
+    assert.are.equal("authentication", results[1].error.type)
+    assert.are.equal("bad key", results[1].error.message)
+    assert.are.equal(1, results[1].error.item)
+    assert.is_true(results[2].ok and results[3].ok)
+  end)
+
+  it("retries inside a batch, each item under its own key", function()
+    for _ = 1, 3 do srv:enqueue { status = 503, body = "{}", headers = { ["Retry-After-Ms"] = "30" } } end
+    local results = assert(client.webhooks.create_many(items_for(10), { concurrency = 4 }))
+    local retried = 0
+    for i = 1, 10 do
+      assert.is_true(results[i].ok, tostring(results[i].error))
+      retried = retried + (results[i].response.attempts - 1)
+    end
+    assert.are.equal(3, retried)
+    local reqs = srv:requests()
+    assert.are.equal(13, #reqs)
+    local keys = {}
+    for _, r in ipairs(reqs) do
+      local k = r.headers["idempotency-key"]
+      keys[k] = (keys[k] or 0) + 1
+    end
+    local distinct = 0
+    for _ in pairs(keys) do distinct = distinct + 1 end
+    assert.are.equal(10, distinct)
+    assert.are.equal(10, #srv:subscriptions())
+  end)
+
+  it("recovers a create whose answer was lost, without duplicates", function()
+    srv:enqueue { action = "create_then_drop" }
+    srv:enqueue { action = "create_then_partial" }
+    local results = assert(client.webhooks.create_many(items_for(8), { concurrency = 4 }))
+    for i = 1, 8 do assert.is_true(results[i].ok, tostring(results[i].error)) end
+    assert.are.equal(8, #srv:subscriptions())
+  end)
+
+  it("gives up an item after its retries, as a single create does", function()
+    for _ = 1, 3 do srv:enqueue { status = 500, body = "{}", headers = { ["Retry-After-Ms"] = "1" } } end
+    local results = assert(client.webhooks.create_many(items_for(1), { concurrency = 2 }))
+    assert.are.equal("server", results[1].error.type)
+    assert.are.equal(3, results[1].error.attempts)
+  end)
+
+  it("applies per-item options", function()
+    srv:enqueue { status = 201, body = "{}", delay = 2 }
+    local items = items_for(2)
+    items[1].options = { timeout = 0.3, max_retries = 0 }
+    items[2].options = { idempotency_key = "batch-key-2" }
+    local results = assert(client.webhooks.create_many(items, { concurrency = 1 }))
+    assert.are.equal("timeout", results[1].error.type)
+    assert.is_true(results[2].ok)
+    assert.are.equal("batch-key-2", srv:requests()[2].headers["idempotency-key"])
+  end)
+
+  it("reports progress as items finish, and survives a failing callback", function()
+    local seen = {}
+    local results = assert(client.webhooks.create_many(items_for(12), {
+      concurrency = 3,
+      on_result = function(i, r)
+        seen[#seen + 1] = i
+        assert(r.ok)
+        if #seen == 5 then error("progress bar crashed") end
+      end,
+    }))
+    assert.are.equal(12, #seen)
+    table.sort(seen)
+    for i = 1, 12 do
+      assert.are.equal(i, seen[i])
+      assert.is_true(results[i].ok)
+    end
+  end)
+
+  it("refuses bad arguments as a whole, sending nothing", function()
+    local r, err = client.webhooks.create_many("fleet_1")
+    assert.is_nil(r)
+    assert.are.equal('items must be a list of { fleet_id =, params =, options = } tables (got "fleet_1")',
+      err.message)
+    r, err = client.webhooks.create_many(items_for(1), { concurrency = 0 })
+    assert.is_nil(r)
+    assert.are.equal("opts.concurrency must be a whole number from 1 to 1000 (got 0)", err.message)
+    r, err = client.webhooks.create_many(items_for(1), { concurency = 4 })
+    assert.is_nil(r)
+    assert.are.equal('opts: unknown key "concurency"; did you mean "concurrency"?', err.message)
+    r, err = client.webhooks.create_many(items_for(1), { on_result = true })
+    assert.is_nil(r)
+    assert.are.equal("opts.on_result must be a function(i, result) (got true)", err.message)
+    assert.are.same({}, srv:requests())
+  end)
+
+  it("returns an empty list for no items", function()
+    assert.are.same({}, client.webhooks.create_many({}))
+  end)
+
+  it("works through the default client", function()
+    local out, status = helpers.run_lua([[
+      local cerca = require "cerca"
+      local items = {}
+      for i = 1, 3 do items[i] = { fleet_id = "env_" .. i, params = { url = "https://example.com/h" } } end
+      local results = assert(cerca.webhooks.create_many(items))
+      for i = 1, 3 do io.write(results[i].subscription.fleetId, " ") end
+    ]], { CERCA_API_KEY = srv.api_key, CERCA_BASE_URL = srv.http_url })
+    assert.are.equal(0, status)
+    assert.are.equal("env_1 env_2 env_3 ", out)
+  end)
+
+  it("works over HTTPS", function()
+    local tls = helpers.start_server { tls = true }
+    local c = helpers.client(tls, { base_url = tls.https_url, ca_file = tls.ca_file })
+    local results = assert(c.webhooks.create_many(items_for(20), { concurrency = 4 }))
+    c:close()
+    for i = 1, 20 do assert.is_true(results[i].ok, tostring(results[i].error)) end
+    assert.is_true(distinct_connections(tls:requests()) <= 4)
+    tls:stop()
+  end)
+end)
