@@ -1,6 +1,5 @@
 -- webhooks.create_many: many creates at once, each with the policy of one.
 local helpers = require "spec.helpers"
-local cerca = require "cerca"
 
 local URL = "https://example.com/webhook"
 
