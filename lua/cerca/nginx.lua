@@ -45,14 +45,17 @@ function _M.attempt(client, request)
   local ok, res = ngx.run_worker_thread(pool, "cerca.nginx_thread", "attempt",
     client.ca_file, client.user_agent, request)
   if not ok then
+    -- Nothing was sent: the thread never ran the attempt. Both causes are
+    -- in nginx.conf (the pool, or lua_package_path/cpath for the thread).
     local message = tostring(res)
-    if message:find("no thread pool", 1, true) then
-      return { status = 0, headers = {}, body = "", error = "configuration",
-        error_message = format("nginx has no thread pool %q: add `thread_pool %s threads=16;` "
-          .. "to the main context of nginx.conf", pool, pool) }
+    if message:find("^thread pool .* not found") then
+      message = format("nginx has no thread pool %q: add `thread_pool %s threads=16;` "
+        .. "to the main context of nginx.conf", pool, pool)
+    else
+      message = "nginx's worker thread could not run the attempt (check lua_package_path and "
+        .. "lua_package_cpath): " .. message
     end
-    return { status = 0, headers = {}, body = "", error = "internal",
-      error_message = "the worker thread failed: " .. message }
+    return { status = 0, headers = {}, body = "", error = "configuration", error_message = message }
   end
   if not res.error and res.body ~= "" then
     local value, why = core.decode(res.body)

@@ -32,9 +32,22 @@ function _M.context_error()
   return nginx and nginx.context_error() or nil
 end
 
+-- In nginx's master (init_by_lua) a call may block, but its connection
+-- must not be kept: the workers forked later would share the socket.
+local function attempt_once(client, request)
+  local s, why = core.new_session { ca_file = client.ca_file, user_agent = client.user_agent }
+  if not s then
+    return { status = 0, headers = {}, body = "", error = "internal", error_message = why }
+  end
+  local res = s:request(request)
+  s:close()
+  return res
+end
+
 function _M.attempt(client, request)
-  if nginx and nginx.offloads(client) then
-    return nginx.attempt(client, request)
+  if nginx then
+    if nginx.offloads(client) then return nginx.attempt(client, request) end
+    if ngx.get_phase() == "init" then return attempt_once(client, request) end
   end
   local s, why = session(client)
   if not s then

@@ -441,4 +441,63 @@ function M.start(opts)
     return srv
 end
 
+-- Helpers for specs that run an nginx of their own -------------------------
+--
+-- The reference server's own machinery, public: a fresh prefix, free ports,
+-- starting nginx on them (retrying when a port turns out to be taken) and
+-- stopping it. spec/nginx/app.lua builds on these.
+
+M.quote = _quote
+M.execute = _execute
+M.capture = _capture
+M.read_file = _read_file
+M.write_file = _write_file
+M.sleep = _sleep
+-- pick_ports(n): n distinct loopback ports, free when picked.
+M.pick_ports = _pick_ports
+-- make_prefix(): a fresh temp directory (mode 0700) holding conf/, logs/,
+-- temp/ and tls/; stop_nginx removes it.
+M.make_prefix = _make_prefix
+
+-- Starts nginx as a daemon in `opts.prefix` (trailing slash optional) with
+-- the configuration `opts.conf(ports)` (a string, written to
+-- prefix/conf/nginx.conf), on `opts.ports` (default 1) ports picked by
+-- pick_ports, with `opts.env` (name -> value, or false to remove the
+-- variable) applied to the environment it inherits.
+-- Returns the ports. The configuration must keep its pid file at
+-- logs/nginx.pid, where stop_nginx looks.
+function M.start_nginx(opts)
+    local prefix = opts.prefix:gsub("/+$", "")
+    local conf = prefix .. "/conf/nginx.conf"
+    local log = prefix .. "/logs/start.log"
+    local env = {}
+    for name, value in pairs(opts.env or {}) do
+        env[#env + 1] = value == false and ("-u " .. name) or (name .. "=" .. _quote(value))
+    end
+    table.sort(env)
+    local command = (#env > 0 and ("env " .. table.concat(env, " ") .. " ") or "")
+        .. _quote(opts.nginx or _nginx_binary()) .. " -p " .. _quote(prefix .. "/")
+        .. " -c " .. _quote(conf) .. " > " .. _quote(log) .. " 2>&1"
+    for _ = 1, START_ATTEMPTS do
+        local ports = _pick_ports(opts.ports or 1)
+        _write_file(conf, opts.conf(ports))
+        local code = _execute(command)
+        if code == 0 then
+            return ports
+        end
+        local output = _read_file(log) or ""
+        if not output:find("Address already in use", 1, true) then
+            error("nginx failed to start (exit " .. code .. "): " .. output, 0)
+        end
+    end
+    error("nginx found no free port in " .. START_ATTEMPTS .. " attempts", 0)
+end
+
+-- Stops the nginx started in `prefix` exactly as Server:stop does (TERM,
+-- wait until it is gone) and removes a prefix made by make_prefix unless
+-- CERCA_SERVER_KEEP is set. Raises if nginx does not stop.
+function M.stop_nginx(prefix)
+    return Server.stop(setmetatable({ prefix = prefix:gsub("/+$", "") }, Server))
+end
+
 return M

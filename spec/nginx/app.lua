@@ -1,0 +1,179 @@
+-- An nginx running the SDK, for the specs of the OpenResty adapter: a
+-- fresh prefix laid out as examples/openresty/nginx.conf asks, a free port,
+-- and the curl command line as the HTTP client.
+--
+--   local app = require "spec.nginx.app"
+--   local a = app.start {
+--     conf = function(port) return conf_text end,  -- listens on 127.0.0.1:<port>
+--     env = { CERCA_API_KEY = "...", CERCA_BASE_URL = "...", CERCA_CA_FILE = false },
+--     files = { ["ca.pem"] = "/path/to/ca.pem" },   -- copied into the prefix:
+--     -- env = { CERCA_CA_FILE = "@PREFIX@/ca.pem" } names the copy
+--   }
+--   local res = a:request("POST", "/subscriptions", '{"fleet_id":...}')
+--   -- res.status, res.headers (lower-case names), res.body, res.time (seconds)
+--   a:error_log()
+--   a:stop()
+--
+-- The prefix holds `lua` -> lua/, `lib` -> build/luajit (nginx's Lua is
+-- LuaJIT whatever runs busted), `modules` -> nginx's modules, `app` ->
+-- spec/nginx/ (for handlers.lua), and logs/. Starting and stopping are the
+-- reference server launcher's (spec/server/launcher.lua).
+local launcher = require "spec.server.launcher"
+
+local quote = launcher.quote
+
+local M = {}
+
+local START_TIMEOUT = 5 -- seconds until the first answer
+
+local function repo_root()
+  return (launcher.capture("pwd"):gsub("%s+$", ""))
+end
+
+-- Runs curl; returns what it printed (its -w output, or its error), trimmed.
+local function curl(args)
+  local out = launcher.capture("curl -q -sS --noproxy '*' " .. args .. " 2>&1")
+  return (out:gsub("%s+$", ""))
+end
+
+local App = {}
+App.__index = App
+
+--- Starts nginx and waits until it answers. Raises when it cannot, with
+-- its error.log. opts.conf(port) returns the configuration text; opts.env
+-- sets (name -> value, "@PREFIX@" standing for the prefix) or removes
+-- (name -> false) environment variables;
+-- opts.files copies files into the prefix (name -> source path), readable
+-- by the workers, which do not run as root; opts.ready is the path asked
+-- until nginx answers (default /ping).
+function M.start(opts)
+  local prefix = launcher.make_prefix()
+  local a = setmetatable({ prefix = prefix }, App)
+  local ok, err = pcall(function()
+    local root = repo_root()
+    -- Workers run as `nobody` when nginx starts as root and the conf names
+    -- no user: they must be able to reach the SDK through the prefix.
+    local setup = {
+      "chmod 755 " .. quote(prefix),
+      "ln -s " .. quote(root .. "/lua") .. " " .. quote(prefix .. "/lua"),
+      "ln -s " .. quote(root .. "/build/luajit") .. " " .. quote(prefix .. "/lib"),
+      "ln -s /usr/lib/nginx/modules " .. quote(prefix .. "/modules"),
+      "ln -s " .. quote(root .. "/spec/nginx") .. " " .. quote(prefix .. "/app"),
+    }
+    for name, source in pairs(opts.files or {}) do
+      setup[#setup + 1] = "install -m 644 " .. quote(source) .. " " .. quote(prefix .. "/" .. name)
+    end
+    if launcher.execute(table.concat(setup, " && ")) ~= 0 then
+      error("cannot lay out the prefix " .. prefix, 0)
+    end
+    local env = {}
+    for name, value in pairs(opts.env or {}) do
+      env[name] = type(value) == "string" and value:gsub("@PREFIX@", prefix) or value
+    end
+    local ports = launcher.start_nginx {
+      prefix = prefix,
+      env = env,
+      conf = function(p) return opts.conf(p[1]) end,
+    }
+    a.port = ports[1]
+    a.url = "http://127.0.0.1:" .. a.port
+    -- nginx listens before its workers are up: wait for a first answer.
+    local waited = 0
+    local ready = quote(a.url .. (opts.ready or "/ping"))
+    while curl("-o /dev/null --max-time 1 -w '%{http_code}' " .. ready) == "000" do
+      if waited >= START_TIMEOUT then error("nginx does not answer on " .. a.url, 0) end
+      launcher.sleep(0.05)
+      waited = waited + 0.05
+    end
+  end)
+  if not ok then
+    local log = launcher.read_file(prefix .. "/logs/error.log") or ""
+    pcall(launcher.stop_nginx, prefix)
+    error("cannot start nginx: " .. tostring(err) .. (log ~= "" and ("\nerror.log:\n" .. log) or ""), 0)
+  end
+  return a
+end
+
+--- Where a file of the prefix is.
+function App:path(name)
+  return self.prefix .. "/" .. name
+end
+
+-- curl arguments of one request; its answer goes to files named after `tag`.
+function App:_args(method, path, body, tag, max_time)
+  local args = {
+    "--max-time " .. (max_time or 30),
+    "-X " .. method,
+    "-D " .. quote(self:path(tag .. ".headers")),
+    "-o " .. quote(self:path(tag .. ".body")),
+    "-w " .. quote("%{http_code} %{time_total}"),
+  }
+  if body then
+    launcher.write_file(self:path(tag .. ".request"), body)
+    args[#args + 1] = "-H 'Content-Type: application/json' --data-binary @" .. quote(self:path(tag .. ".request"))
+  end
+  args[#args + 1] = quote(self.url .. path)
+  return table.concat(args, " ")
+end
+
+-- The answer left in the files named after `tag` by a curl that wrote `out`.
+function App:_answer(out, tag)
+  local status, time = out:match("^(%d%d%d) ([%d%.]+)$")
+  if not status or status == "000" then
+    error("no answer from nginx: " .. out .. "\nerror.log:\n" .. self:error_log(), 0)
+  end
+  local headers = {}
+  for name, value in (launcher.read_file(self:path(tag .. ".headers")) or ""):gmatch("([%w%-]+):%s*([^\r\n]*)") do
+    headers[name:lower()] = value
+  end
+  return {
+    status = tonumber(status),
+    time = tonumber(time),
+    headers = headers,
+    body = launcher.read_file(self:path(tag .. ".body")) or "",
+  }
+end
+
+--- One request through curl: { status, headers, body, time } (time:
+-- curl's %{time_total}, seconds). Raises when nginx does not answer.
+function App:request(method, path, body, max_time)
+  return self:_answer(curl(self:_args(method, path, body, "answer", max_time)), "answer")
+end
+
+--- Starts a request in the background; `:wait()` on the returned handle
+-- gives its answer as App:request does.
+function App:spawn(method, path, body, max_time)
+  self._spawned = (self._spawned or 0) + 1
+  local tag = "spawned" .. self._spawned
+  local out = self:path(tag .. ".out")
+  launcher.execute("(curl -q -sS --noproxy '*' " .. self:_args(method, path, body, tag, max_time)
+    .. " > " .. quote(out .. ".tmp") .. " 2>&1; mv " .. quote(out .. ".tmp") .. " " .. quote(out)
+    .. ") > /dev/null 2>&1 &")
+  local app = self
+  return {
+    wait = function(_, timeout)
+      local waited = 0
+      while not launcher.read_file(out) do
+        if waited >= (timeout or 30) then error("the background request did not end", 0) end
+        launcher.sleep(0.02)
+        waited = waited + 0.02
+      end
+      return app:_answer((launcher.read_file(out):gsub("%s+$", "")), tag)
+    end,
+  }
+end
+
+--- The text of logs/error.log.
+function App:error_log()
+  return launcher.read_file(self:path("logs/error.log")) or ""
+end
+
+--- Stops nginx and removes the prefix (CERCA_SERVER_KEEP=1 keeps it).
+-- Idempotent.
+function App:stop()
+  if self._stopped then return true end
+  self._stopped = true
+  return launcher.stop_nginx(self.prefix)
+end
+
+return M

@@ -1,0 +1,97 @@
+-- The code the spec configurations (spec/nginx/*.conf) run inside nginx:
+-- creates against the reference server from the phases under test, each
+-- outcome reported as JSON, through a location or the `results` shared
+-- dict. Loaded by nginx's LuaJIT as `handlers` ($prefix/app/?.lua).
+-- luacheck: globals ngx
+local cerca = require "cerca"
+local cjson = require "cjson.safe"
+
+local URL = "https://example.com/webhook"
+
+local _M = {}
+
+-- A client from the environment (CERCA_API_KEY, CERCA_BASE_URL) running its
+-- attempts in the thread pool `pool`; "none" runs them in the worker itself.
+local function new_client(pool)
+  local options = {}
+  if pool == "none" then options.thread_pool = false else options.thread_pool = pool end
+  return assert(cerca.new(options))
+end
+
+-- One create, as a plain table that encodes to JSON.
+local function create(client, fleet)
+  local sub, err, res = client.webhooks.create(fleet, { url = URL })
+  if sub then
+    return { ok = true, id = sub.id, secret = sub.secret, attempts = res.attempts }
+  end
+  return { ok = false, type = err.type, message = err.message, attempts = err.attempts }
+end
+
+local function reply(value)
+  ngx.header["Content-Type"] = "application/json"
+  ngx.say(cjson.encode(value))
+end
+
+-- adapter.conf ---------------------------------------------------------------
+
+-- GET /create?pool=<thread pool>|none&fleet=<id>: one create.
+function _M.create()
+  local args = ngx.req.get_uri_args()
+  local client = new_client(args.pool)
+  local outcome = create(client, args.fleet or "fleet_1")
+  client:close()
+  reply(outcome)
+end
+
+-- GET /sequential?n=<count>&pool=<thread pool>: n creates one after the
+-- other with one client; answers how many succeeded and the first error.
+function _M.sequential()
+  local args = ngx.req.get_uri_args()
+  local client = new_client(args.pool)
+  local created, first_error = 0, nil
+  for i = 1, tonumber(args.n) do
+    local outcome = create(client, "fleet_seq_" .. i)
+    if outcome.ok then
+      created = created + 1
+    elseif not first_error then
+      first_error = outcome
+    end
+  end
+  client:close()
+  reply { created = created, first_error = first_error }
+end
+
+-- phases.conf ----------------------------------------------------------------
+
+-- Runs a create from the current phase and keeps its outcome under the
+-- phase's name; returns the outcome's JSON text.
+function _M.record(phase)
+  phase = phase or ngx.get_phase()
+  local client = new_client()
+  local outcome = create(client, "fleet_" .. phase)
+  client:close()
+  outcome.phase = ngx.get_phase()
+  local text = cjson.encode(outcome)
+  ngx.shared.results:set(phase, text)
+  return text
+end
+
+-- init_worker: a create called directly (refused), and one from a timer.
+function _M.init_worker()
+  _M.record()
+  assert(ngx.timer.at(0, function(premature)
+    if not premature then _M.record() end
+  end))
+end
+
+-- GET /results: every recorded outcome, by phase.
+function _M.results()
+  local dict = ngx.shared.results
+  local all = {}
+  for _, phase in ipairs(dict:get_keys(0)) do
+    all[phase] = cjson.decode(dict:get(phase))
+  end
+  reply(all)
+end
+
+return _M

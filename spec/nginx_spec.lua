@@ -1,0 +1,487 @@
+-- The OpenResty adapter inside a real nginx (Debian's nginx with its Lua
+-- module, the SDK built for LuaJIT), against the reference server, with the
+-- curl command line as the client: the shipped example configuration as it
+-- is, a worker that keeps serving while creates wait for the API, the phases
+-- where a call is refused, and connection reuse. nginx's Lua is LuaJIT
+-- whichever interpreter runs busted.
+local helpers = require "spec.helpers"
+local app = require "spec.nginx.app"
+local launcher = require "spec.server.launcher"
+local cjson = require "cjson"
+
+local EXAMPLE = "examples/openresty/nginx.conf"
+local LISTEN = "listen 127.0.0.1:8080;"
+local URL = "https://example.com/webhook"
+-- A server-named wait of 1 ms keeps retries fast where backoff is not the point.
+local SOON = { ["Retry-After-Ms"] = "1" }
+-- The contract's fields of a subscription, sorted.
+local FIELDS = { "createdAt", "enabled", "events", "fleetId", "id", "secret", "updatedAt", "url" }
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+local function lines(text)
+  local list = {}
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do list[#list + 1] = line end
+  return list
+end
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys)
+  return keys
+end
+
+-- The message of a create refused in an nginx phase (lua/cerca/nginx.lua).
+local function refused(phase)
+  return "cerca cannot call the API in nginx's " .. phase .. " phase: it cannot wait for the network there "
+    .. "without blocking the worker; run the call from a timer instead: ngx.timer.at(0, function() ... end)"
+end
+
+-- Configurations: the example with its port replaced, or a spec one.
+local function example_conf(port)
+  local conf, n = read(EXAMPLE):gsub(LISTEN:gsub("%p", "%%%0"), "listen 127.0.0.1:" .. port .. ";")
+  assert(n == 1, EXAMPLE .. " no longer holds `" .. LISTEN .. "` once")
+  return conf
+end
+
+local function spec_conf(name)
+  return function(port) return (read("spec/nginx/" .. name):gsub("@PORT@", port)) end
+end
+
+-- Polls `check` every 50 ms until it returns a true value, for up to `timeout` s.
+local function eventually(timeout, check)
+  local waited = 0
+  while true do
+    local value = check()
+    if value or waited >= timeout then return value end
+    helpers.sleep(0.05)
+    waited = waited + 0.05
+  end
+end
+
+local function count_connections(requests)
+  local seen, n = {}, 0
+  for _, r in ipairs(requests) do
+    if not seen[r.connection] then
+      seen[r.connection] = true
+      n = n + 1
+    end
+  end
+  return n
+end
+
+describe("nginx", function()
+  local srv
+  local running = {}  -- nginx instances not stopped yet
+  local logs = {}     -- error.log of every instance, taken when it stops
+  local issued = {}   -- every secret the reference server issued
+
+  -- Every variable the SDK or the example reads is set as given or removed:
+  -- a CERCA_* of the shell running busted must not leak into nginx.
+  local function env(vars)
+    local e = {
+      CERCA_API_KEY = srv.api_key, CERCA_BASE_URL = srv.http_url, CERCA_CA_FILE = false,
+      CERCA_LOG = "info", CERCA_BOOT_FLEET = false, CERCA_BOOT_URL = false, CERCA_WEBHOOK_SECRET = false,
+    }
+    for k, v in pairs(vars or {}) do e[k] = v end
+    return e
+  end
+
+  local function start(conf, vars, files)
+    local a = app.start { conf = conf, env = env(vars), files = files }
+    running[a] = true
+    return a
+  end
+
+  local function stop(a)
+    if not a or not running[a] then return end
+    running[a] = nil
+    logs[#logs + 1] = a:error_log()
+    a:stop()
+  end
+
+  setup(function()
+    srv = helpers.start_server()
+  end)
+
+  teardown(function()
+    for a in pairs(running) do pcall(stop, a) end
+    if srv then srv:stop() end
+  end)
+
+  after_each(function()
+    for _, s in ipairs(srv:subscriptions()) do issued[#issued + 1] = s.secret end
+  end)
+
+  local function post(a, body)
+    return a:request("POST", "/subscriptions", body)
+  end
+
+  local function decode(res)
+    local ok, value = pcall(cjson.decode, res.body)
+    assert(ok, "not JSON: " .. res.body)
+    return value
+  end
+
+  -- A create through plain Lua against the same scripts, for comparison.
+  local function plain_lua(scripts, fleet, url)
+    srv:reset()
+    for _, s in ipairs(scripts) do srv:enqueue(s) end
+    local client = helpers.client(srv)
+    local sub, err = client.webhooks.create(fleet, { url = url })
+    client:close()
+    srv:reset()
+    return sub, err
+  end
+
+  describe("the example configuration, verbatim", function()
+    local a
+
+    setup(function()
+      a = start(example_conf)
+    end)
+
+    teardown(function() stop(a) end)
+
+    before_each(function() srv:reset() end)
+
+    it("is the shipped file with the listen port changed, nothing else", function()
+      local shipped, used = lines(read(EXAMPLE)), lines(read(a:path("conf/nginx.conf")))
+      assert.are.equal(#shipped, #used)
+      local differ = {}
+      for i = 1, #shipped do
+        if shipped[i] ~= used[i] then differ[#differ + 1] = i end
+      end
+      assert.are.equal(1, #differ)
+      assert.are.equal("        " .. LISTEN, shipped[differ[1]])
+      assert.are.equal("        listen 127.0.0.1:" .. a.port .. ";", used[differ[1]])
+    end)
+
+    it("creates over HTTP: 201, the subscription with the secret the API stored", function()
+      local res = post(a, '{"fleet_id":"fleet_abc123","url":"' .. URL .. '","events":[]}')
+      assert.are.equal(201, res.status, res.body)
+      assert.are.equal("1", res.headers["x-cerca-attempts"])
+      assert.are.equal("application/json", res.headers["content-type"])
+      local sub = decode(res)
+      assert.are.same(FIELDS, sorted_keys(sub))
+      -- An empty events list goes out and comes back as a list.
+      assert.is_truthy(res.body:find('"events":[]', 1, true))
+      local reqs = srv:requests()
+      assert.are.equal(1, #reqs)
+      assert.are.equal("/fleets/fleet_abc123/webhooks", reqs[1].uri)
+      assert.is_truthy(reqs[1].body:find('"events":[]', 1, true))
+      local stored = srv:subscriptions()
+      assert.are.equal(1, #stored)
+      assert.are.equal(stored[1].id, sub.id)
+      assert.are.equal(stored[1].secret, sub.secret)
+      assert.are.equal("fleet_abc123", sub.fleetId)
+      assert.are.equal(URL, sub.url)
+      assert.is_true(sub.enabled)
+    end)
+
+    it("creates over HTTPS with CERCA_CA_FILE", function()
+      -- The workers run as nobody and cannot read srv.ca_file in the server's
+      -- private directory: the same file goes into the nginx prefix.
+      local https = start(example_conf, { CERCA_BASE_URL = srv.https_url, CERCA_CA_FILE = "@PREFIX@/ca.pem" },
+        { ["ca.pem"] = srv.ca_file })
+      finally(function() stop(https) end)
+      local res = post(https, cjson.encode { fleet_id = "fleet_tls", url = URL })
+      assert.are.equal(201, res.status, res.body)
+      assert.are.equal("1", res.headers["x-cerca-attempts"])
+      local reqs = srv:requests()
+      assert.are.equal(1, #reqs)
+      assert.are.equal("https", reqs[1].port)
+      assert.are.equal(srv:subscriptions()[1].secret, decode(res).secret)
+    end)
+
+    it("without CERCA_CA_FILE, fails TLS verification as plain Lua does; nothing reaches the API", function()
+      local https = start(example_conf, { CERCA_BASE_URL = srv.https_url })
+      finally(function() stop(https) end)
+      local res = post(https, cjson.encode { fleet_id = "fleet_tls", url = URL })
+      assert.are.equal(502, res.status, res.body)
+      local e = decode(res).error
+      assert.are.equal("tls", e.type)
+      assert.are.same({}, srv:requests())
+      local client = helpers.client(srv, { base_url = srv.https_url })
+      local _, err = client.webhooks.create("fleet_tls", { url = URL })
+      client:close()
+      assert.are.equal(err.message, e.message)
+    end)
+
+    -- The example answers { error = { type, message, status, request_id } }
+    -- with 400, 500, 502 or 504; what the SDK returned must be what a plain
+    -- Lua create returns for the same answers of the API.
+    describe("maps errors as plain Lua does", function()
+      local function both(scripts, input)
+        for _, s in ipairs(scripts) do srv:enqueue(s) end
+        local res = post(a, cjson.encode(input))
+        local reqs = srv:requests()
+        local _, err = plain_lua(scripts, input.fleet_id, input.url)
+        local e = decode(res).error
+        assert.are.equal(err.type, e.type)
+        assert.are.equal(err.message, e.message)
+        assert.are.equal(err.status, e.status)
+        return res, e, reqs
+      end
+
+      it("401: authentication", function()
+        local body = '{"error":{"type":"authentication_error","message":"Invalid API key"}}'
+        local res, e, reqs = both({ { status = 401, body = body } }, { fleet_id = "fleet_1", url = URL })
+        assert.are.equal(502, res.status)
+        assert.are.equal("authentication", e.type)
+        assert.are.equal("Invalid API key", e.message)
+        assert.are.equal(401, e.status)
+        assert.are.equal(1, #reqs)
+      end)
+
+      it("422: unprocessable_entity", function()
+        local body = '{"error":{"type":"invalid_request_error","message":"url is not allowed","param":"url"}}'
+        local res, e, reqs = both({ { status = 422, body = body } }, { fleet_id = "fleet_1", url = URL })
+        assert.are.equal(502, res.status)
+        assert.are.equal("unprocessable_entity", e.type)
+        assert.are.equal("url is not allowed", e.message)
+        assert.are.equal(422, e.status)
+        assert.are.equal(1, #reqs)
+      end)
+
+      it("500 every time: server, after 3 attempts", function()
+        local script = { status = 500, body = '{"error":{"message":"boom"}}', headers = SOON }
+        local res, e, reqs = both({ script, script, script }, { fleet_id = "fleet_1", url = URL })
+        assert.are.equal(502, res.status)
+        assert.are.equal("server", e.type)
+        assert.are.equal("boom", e.message)
+        assert.are.equal(3, #reqs)
+        for i = 2, 3 do
+          assert.are.equal(reqs[1].headers["idempotency-key"], reqs[i].headers["idempotency-key"])
+        end
+        -- The warning of a call that failed after retries reaches error.log.
+        assert.is_truthy(a:error_log():find("[warn]", 1, true))
+        assert.is_truthy(a:error_log():find("cerca: POST /fleets/fleet_1/webhooks failed after 3 attempts: "
+          .. "cerca: server (HTTP 500): boom", 1, true))
+      end)
+
+      it("invalid input: 400 invalid_request, nothing sent", function()
+        local res, e, reqs = both({}, { fleet_id = "fleet_1", url = "http://x" })
+        assert.are.equal(400, res.status)
+        assert.are.equal("invalid_request", e.type)
+        assert.are.same({}, reqs)
+      end)
+    end)
+
+    describe("retries", function()
+      it("503 with Retry-After-Ms, then 201: two attempts, one subscription", function()
+        srv:enqueue { status = 503, body = "{}", headers = { ["Retry-After-Ms"] = "50" } }
+        local res = post(a, cjson.encode { fleet_id = "fleet_1", url = URL })
+        assert.are.equal(201, res.status, res.body)
+        assert.are.equal("2", res.headers["x-cerca-attempts"])
+        local reqs = srv:requests()
+        assert.are.equal(2, #reqs)
+        assert.are.equal(reqs[1].headers["idempotency-key"], reqs[2].headers["idempotency-key"])
+        local stored = srv:subscriptions()
+        assert.are.equal(1, #stored)
+        assert.are.equal(stored[1].secret, decode(res).secret)
+      end)
+
+      it("an answer lost after the create: the retry gets the same subscription", function()
+        srv:enqueue { action = "create_then_drop" }
+        local res = post(a, cjson.encode { fleet_id = "fleet_1", url = URL })
+        assert.are.equal(201, res.status, res.body)
+        -- Two requests under one key. Whether the second is our retry
+        -- (X-Cerca-Attempts: 2) or libcurl's own re-send of a request whose
+        -- kept-alive connection closed unanswered (1) depends on the
+        -- connection the worker thread's session had: not asserted.
+        local reqs = srv:requests()
+        assert.are.equal(2, #reqs)
+        assert.are.equal(reqs[1].headers["idempotency-key"], reqs[2].headers["idempotency-key"])
+        assert.are.equal(reqs[1].body, reqs[2].body)
+        local stored = srv:subscriptions()
+        assert.are.equal(1, #stored)
+        assert.are.equal(stored[1].id, decode(res).id)
+        assert.are.equal(stored[1].secret, decode(res).secret)
+      end)
+    end)
+  end)
+
+  describe("the example's start-up registration", function()
+    it("makes one create, from one worker of several, and logs it with the secret redacted", function()
+      srv:reset()
+      local boot_url = "https://example.com/boot"
+      local a = start(example_conf, { CERCA_BOOT_FLEET = "fleet_boot", CERCA_BOOT_URL = boot_url })
+      finally(function() stop(a) end)
+      local line = eventually(5, function() return a:error_log():match("[^\n]*cerca: start%-up subscription[^\n]*") end)
+      assert.is_truthy(line, a:error_log())
+      -- Leave time for a second create, were another worker to make one.
+      helpers.sleep(0.5)
+      local reqs = srv:requests()
+      assert.are.equal(1, #reqs)
+      assert.are.equal("/fleets/fleet_boot/webhooks", reqs[1].uri)
+      local stored = srv:subscriptions()
+      assert.are.equal(1, #stored)
+      assert.are.equal(boot_url, stored[1].url)
+      -- worker_processes auto: one worker per CPU, 2 here.
+      local cpus = tonumber(launcher.capture("getconf _NPROCESSORS_ONLN"))
+      local _, workers = a:error_log():gsub("start worker process %d+", "")
+      assert.are.equal(cpus, workers)
+      local secret = stored[1].secret
+      assert.is_truthy(line:find("[notice]", 1, true), line)
+      assert.is_truthy(line:find(stored[1].id, 1, true), line)
+      assert.is_truthy(line:find("secret=whsec_\226\128\166" .. secret:sub(-4), 1, true), line)
+      assert.is_nil(a:error_log():find(secret:sub(7), 1, true))
+    end)
+  end)
+
+  describe("a one-worker nginx, creates from a content handler", function()
+    local a
+
+    setup(function()
+      a = start(spec_conf("adapter.conf"))
+    end)
+
+    teardown(function() stop(a) end)
+
+    before_each(function() srv:reset() end)
+
+    -- Starts /create?<query> against an API that answers after 2 s, and
+    -- returns once the API has the request (the create is in flight).
+    local function slow_create(query)
+      srv:enqueue { action = "pass", delay = 2 }
+      local t0 = helpers.now()
+      local pending = a:spawn("GET", "/create?" .. query)
+      assert.is_truthy(eventually(2, function() return #srv:requests() == 1 end), "the create did not start")
+      return pending, t0
+    end
+
+    it("answers /ping in under 100 ms while a create waits 2 s for the API", function()
+      local pending, t0 = slow_create("pool=cerca")
+      local worst, pings = 0, 20
+      for _ = 1, pings do
+        local res = a:request("GET", "/ping")
+        assert.are.equal(200, res.status)
+        worst = math.max(worst, res.time)
+        helpers.sleep(0.06)
+      end
+      -- The API answers 2 s after it got the request: every ping was made
+      -- while the create was in flight.
+      local last = helpers.now()
+      local res = pending:wait()
+      assert.are.equal(200, res.status)
+      local outcome = decode(res)
+      assert.is_true(outcome.ok, res.body)
+      assert.is_true(last - t0 < 2, "the pings took too long to be all during the create")
+      print(string.format("nginx non-blocking: worst /ping %.1f ms (%d pings) during a %.1f s create",
+        worst * 1000, pings, res.time))
+      assert.is_true(worst < 0.1, "worst /ping " .. worst .. " s")
+    end)
+
+    it("blocks the worker when the client runs without a thread pool (the contrast)", function()
+      local pending = slow_create("pool=none")
+      local worst = 0
+      for _ = 1, 3 do worst = math.max(worst, a:request("GET", "/ping").time) end
+      local res = pending:wait()
+      assert.is_true(decode(res).ok, res.body)
+      print(string.format("nginx blocking contrast: worst /ping %d ms", math.floor(worst * 1000)))
+      assert.is_true(worst > 1.5, "worst /ping " .. worst .. " s")
+    end)
+
+    it("writes one info line per attempt to error.log", function()
+      local res = a:request("GET", "/create?pool=cerca&fleet=fleet_logged")
+      assert.is_true(decode(res).ok, res.body)
+      assert.is_truthy(a:error_log():find("cerca: POST /fleets/fleet_logged/webhooks status=201 duration_ms=%d+ "
+        .. "attempt=1/3 request_id=req_%x+"))
+    end)
+
+    -- Attempts run in pooled Lua VMs of the thread pool; each VM keeps its
+    -- libcurl session, so sequential creates share a kept-alive connection.
+    for _, case in ipairs {
+      { pool = "cerca", threads = 16, label = "" },
+      { pool = "single", threads = 1, label = " (thread pool of 1)" },
+    } do
+      it("reuses connections over 100 sequential creates, pool of " .. case.threads, function()
+        local res = a:request("GET", "/sequential?n=100&pool=" .. case.pool)
+        assert.are.equal(200, res.status)
+        assert.are.same({ created = 100 }, decode(res))
+        local reqs = srv:requests()
+        assert.are.equal(100, #reqs)
+        local n = count_connections(reqs)
+        print(string.format("nginx: 100 sequential creates used %d connection(s)%s", n, case.label))
+        assert.is_true(n <= case.threads, n .. " connections")
+      end)
+    end
+
+    it("refuses a thread pool nginx does not have: configuration, naming the directive", function()
+      local res = a:request("GET", "/create?pool=missing")
+      local outcome = decode(res)
+      assert.is_false(outcome.ok)
+      assert.are.same({}, srv:requests())
+      assert.are.equal("configuration", outcome.type)
+      assert.are.equal('nginx has no thread pool "missing": add `thread_pool missing threads=16;` '
+        .. "to the main context of nginx.conf", outcome.message)
+    end)
+  end)
+
+  describe("phases", function()
+    local results, reqs
+
+    setup(function()
+      srv:reset()
+      local a = start(spec_conf("phases.conf"))
+      local ok, err = pcall(function()
+        for _, path in ipairs { "/set", "/filters", "/log" } do
+          assert.are.equal(200, a:request("GET", path).status)
+        end
+        -- log_by_lua and the timer run after their answer: wait for them.
+        results = eventually(5, function()
+          local all = cjson.decode(a:request("GET", "/results").body)
+          if all.log and all.timer then return all end
+        end)
+        assert(results, "the log phase or the timer never reported: " .. a:error_log())
+        reqs = srv:requests()
+      end)
+      stop(a)
+      assert(ok, err)
+    end)
+
+    it("init_by_lua (the master): a blocking create succeeds", function()
+      assert.is_true(results.init.ok, cjson.encode(results.init))
+      assert.are.equal("init", results.init.phase)
+      assert.are.equal("/fleets/fleet_init/webhooks", reqs[1].uri)
+    end)
+
+    it("a timer started in init_worker: the create succeeds", function()
+      assert.is_true(results.timer.ok, cjson.encode(results.timer))
+      assert.are.equal("/fleets/fleet_timer/webhooks", reqs[2].uri)
+    end)
+
+    for _, phase in ipairs { "init_worker", "set", "header_filter", "body_filter", "log" } do
+      it(phase .. ": refused with a configuration error that says to use a timer", function()
+        local r = results[phase]
+        assert.are.same({ ok = false, phase = phase, type = "configuration", attempts = 0,
+          message = refused(phase) }, r)
+      end)
+    end
+
+    it("nothing but the two allowed creates reached the API", function()
+      assert.are.equal(2, #reqs)
+    end)
+  end)
+
+  -- Last: every nginx above has stopped and left its error.log here.
+  describe("error logs", function()
+    it("never hold the API key or a secret the API issued", function()
+      assert.is_true(#logs >= 6 and #issued >= 200, #logs .. " logs, " .. #issued .. " secrets")
+      for _, log in ipairs(logs) do
+        assert.is_nil(log:find(srv.api_key, 1, true))
+        for _, secret in ipairs(issued) do
+          assert.is_nil(log:find(secret, 1, true))
+          assert.is_nil(log:find(secret:sub(7), 1, true))
+        end
+      end
+    end)
+  end)
+end)
