@@ -10,4 +10,5 @@ files["spec/server/handler.lua"] = { globals = { "ngx" } }
 files["lua/cerca/nginx.lua"] = { read_globals = { "ngx" } }
 files["lua/cerca/transport.lua"] = { read_globals = { "ngx" } }
 files["lua/cerca/batch.lua"] = { read_globals = { "ngx" } }
+files["bin/cerca"] = { std = "max" }
 files["examples/openresty"] = { read_globals = { "ngx" } }

@@ -9,16 +9,7 @@ local function items_for(n)
   return items
 end
 
-local function distinct_connections(reqs)
-  local seen, n = {}, 0
-  for _, r in ipairs(reqs) do
-    if not seen[r.connection] then
-      seen[r.connection] = true
-      n = n + 1
-    end
-  end
-  return n
-end
+local distinct_connections = helpers.distinct_connections
 
 describe("webhooks.create_many", function()
   local srv, client

@@ -64,6 +64,28 @@ function helpers.closed_port()
   error("no free port")
 end
 
+-- Runs a shell command; returns its output (stdout, and stderr unless
+-- redirected) and its exit status.
+function helpers.sh(cmd)
+  local p = io.popen(cmd .. " 2>&1; echo \"exit:$?\"")
+  local out = p:read("*a")
+  p:close()
+  local text, status = out:match("^(.*)exit:(%d+)%s*$")
+  return text, tonumber(status)
+end
+
+-- How many distinct connections the reference server's recorded requests came on.
+function helpers.distinct_connections(reqs)
+  local seen, n = {}, 0
+  for _, r in ipairs(reqs) do
+    if not seen[r.connection] then
+      seen[r.connection] = true
+      n = n + 1
+    end
+  end
+  return n
+end
+
 -- Runs a Lua snippet in a fresh interpreter of the same kind, with extra
 -- environment variables; returns its stdout and exit status.
 function helpers.run_lua(code, env)

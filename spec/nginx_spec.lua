@@ -65,16 +65,7 @@ local function eventually(timeout, check)
   end
 end
 
-local function count_connections(requests)
-  local seen, n = {}, 0
-  for _, r in ipairs(requests) do
-    if not seen[r.connection] then
-      seen[r.connection] = true
-      n = n + 1
-    end
-  end
-  return n
-end
+local count_connections = helpers.distinct_connections
 
 describe("nginx", function()
   local srv

@@ -2,13 +2,7 @@
 -- Lua 5.4 and for LuaJIT (the 5.1 ABI, as OpenResty uses it).
 local helpers = require "spec.helpers"
 
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1; echo \"exit:$?\"")
-  local out = p:read("*a")
-  p:close()
-  local text, status = out:match("^(.*)exit:(%d+)%s*$")
-  return text, tonumber(status)
-end
+local sh = helpers.sh
 
 describe("rockspec/cerca-scm-1.rockspec", function()
   local srv, work

@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "compat.h"
 #include "crypto.h"
@@ -463,6 +464,16 @@ static int l_sleep(lua_State *L)
     return 0;
 }
 
+/* isatty(fd): whether standard output (1) or error (2) is a terminal, for
+ * the command line's colours and progress bar. */
+static int l_isatty(lua_State *L)
+{
+    lua_Integer fd = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, fd >= 0 && fd <= 2, 1, "0, 1 or 2");
+    lua_pushboolean(L, isatty((int)fd));
+    return 1;
+}
+
 static int l_uuid4(lua_State *L)
 {
     char id[CERCA_UUID_LEN + 1];
@@ -564,6 +575,7 @@ static const luaL_Reg module_functions[] = {
     {"monotime", l_monotime},
     {"sleep", l_sleep},
     {"uuid4", l_uuid4},
+    {"isatty", l_isatty},
     {"webhook_signature", l_webhook_signature},
     {"webhook_verify", l_webhook_verify},
     {NULL, NULL},

@@ -362,24 +362,15 @@ end
 -- Starting -----------------------------------------------------------------
 
 local function _start_nginx(srv, o)
-    local conf = srv.prefix .. "/conf/nginx.conf"
-    local log = srv.prefix .. "/logs/start.log"
-    for _ = 1, START_ATTEMPTS do
-        local ports = _pick_ports(o.tls and 2 or 1)
-        o.http_port, o.https_port = ports[1], ports[2]
-        _write_file(conf, _nginx_conf(o))
-        -- output to a file, not a pipe: the daemon could keep a pipe open
-        local code = _execute(_quote(o.nginx) .. " -p " .. _quote(srv.prefix .. "/")
-            .. " -c " .. _quote(conf) .. " > " .. _quote(log) .. " 2>&1")
-        if code == 0 then
-            return ports
-        end
-        local output = _read_file(log) or ""
-        if not output:find("Address already in use", 1, true) then
-            error("nginx failed to start (exit " .. code .. "): " .. output, 0)
-        end
-    end
-    error("nginx found no free port in " .. START_ATTEMPTS .. " attempts", 0)
+    return M.start_nginx {
+        prefix = srv.prefix,
+        nginx = o.nginx,
+        ports = o.tls and 2 or 1,
+        conf = function(ports)
+            o.http_port, o.https_port = ports[1], ports[2]
+            return _nginx_conf(o)
+        end,
+    }
 end
 
 function M.start(opts)

@@ -1,0 +1,431 @@
+--- The `cerca` command line (bin/cerca is a two-line wrapper over `main`).
+--
+--   cerca webhooks create FLEET --url URL [--event NAME]... [--extra KEY=JSON]...
+--                               [--idempotency-key KEY] [--timeout SECONDS] [--json]
+--   cerca webhooks create --fleets-file FILE --url URL [--event NAME]...
+--                               [--concurrency N] [--json] [--out FILE]
+--   cerca webhooks events
+--   cerca --version | cerca help [COMMAND]
+--
+-- The API key comes from CERCA_API_KEY or --api-key-file, never from an
+-- argument (it would land in the shell's history). Errors are one line on
+-- stderr; the exit code says what kind (see EXIT).
+-- @module cerca.cli
+
+local cerca = require "cerca"
+local core = require "cerca.core"
+
+local type = type
+local ipairs = ipairs
+local tostring = tostring
+local tonumber = tonumber
+local format = string.format
+local rep = string.rep
+local match = string.match
+local concat = table.concat
+local floor = math.floor
+local getenv = os.getenv
+
+local _M = {}
+
+--- Exit codes.
+_M.EXIT = {
+  ok = 0,
+  usage = 2,        -- usage or validation error, configuration
+  auth = 3,         -- authentication or permission
+  api = 4,          -- any other API error
+  network = 5,      -- network, TLS or timeout
+  partial = 6,      -- a batch finished with some failures
+  internal = 1,     -- a bug in cerca
+}
+
+local EXIT_FOR_TYPE = {
+  invalid_request = "usage", configuration = "usage",
+  authentication = "auth", permission_denied = "auth",
+  connection = "network", timeout = "network", tls = "network",
+}
+
+local function exit_code(err)
+  return _M.EXIT[EXIT_FOR_TYPE[err.type] or "api"]
+end
+
+local HELP = {
+  main = [[
+cerca - create Cerca webhook subscriptions from a shell
+
+Usage:
+  cerca webhooks create FLEET --url URL [options]
+  cerca webhooks create --fleets-file FILE --url URL [options]
+  cerca webhooks events
+  cerca --version
+  cerca help [COMMAND]
+
+Environment:
+  CERCA_API_KEY    the API key (or --api-key-file FILE; never an argument)
+  CERCA_BASE_URL   the API's address (or --base-url URL)
+  CERCA_LOG        debug, info, warn (default) or off; log lines go to stderr
+  NO_COLOR         no colours, even on a terminal
+
+Exit codes:
+  0 success   2 usage or validation error   3 authentication or permission
+  4 other API error   5 network, TLS or timeout   6 batch with some failures
+
+Run 'cerca help webhooks create' for the options of create.
+]],
+  ["webhooks create"] = [[
+Usage:
+  cerca webhooks create FLEET --url URL [options]
+  cerca webhooks create --fleets-file FILE --url URL [options]
+
+Creates a webhook subscription for FLEET (or for every fleet listed in FILE,
+one id per line; blank lines and lines starting with # are skipped) that
+delivers events to URL. The subscription's signing secret is shown once.
+
+Options:
+  --url URL              HTTPS endpoint that receives deliveries (required)
+  --event NAME           subscribe to NAME (repeatable); none: every non-test event
+  --extra KEY=JSON       extra body field, its value as JSON (repeatable),
+                         e.g. --extra description='"ops"'
+  --idempotency-key KEY  key for the create (single fleet only); reuse it to
+                         repeat a create safely
+  --timeout SECONDS      time allowed for one attempt (default 60)
+  --json                 print the subscription as one JSON object (one per line
+                         in batch mode), nothing else on stdout
+  --base-url URL         the API's address (default CERCA_BASE_URL)
+  --api-key-file FILE    read the API key from FILE instead of CERCA_API_KEY
+Batch mode (--fleets-file):
+  --concurrency N        creates in flight at once (default 16)
+  --out FILE             append the results as JSON lines to FILE (created with
+                         mode 0600: it holds secrets) instead of stdout; fleets
+                         already recorded in FILE are skipped, so an interrupted
+                         run can be resumed without duplicates
+]],
+  ["webhooks events"] = [[
+Usage:
+  cerca webhooks events
+
+Lists the event names a subscription may list, one per line.
+]],
+}
+
+-- Output: the streams and how to write to them. Replaced by the specs'
+-- callers only through real processes: nothing here is global state.
+local function new_ui(env)
+  local ui = { out = io.stdout, err = io.stderr }
+  ui.no_color = (env("NO_COLOR") or "") ~= ""
+  ui.color_out = core.isatty(1) and not ui.no_color
+  ui.tty_err = core.isatty(2)
+  function ui.say(...) ui.out:write(...) end
+  function ui.warn(...) ui.err:write(...) end
+  return ui
+end
+
+local function usage_error(message)
+  return { usage = true, message = message }
+end
+
+-- Parses the arguments after `webhooks create`.
+local FLAGS_WITH_VALUE = {
+  ["--url"] = "url", ["--event"] = "event", ["--extra"] = "extra", ["--idempotency-key"] = "idempotency_key",
+  ["--timeout"] = "timeout", ["--fleets-file"] = "fleets_file", ["--concurrency"] = "concurrency",
+  ["--out"] = "out", ["--base-url"] = "base_url", ["--api-key-file"] = "api_key_file",
+}
+local REPEATABLE = { event = true, extra = true }
+local BOOLEAN_FLAGS = { ["--json"] = "json", ["--help"] = "help", ["-h"] = "help" }
+
+local function parse_create(args)
+  local o = { event = {}, extra = {}, fleets = {} }
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    local flag, inline = match(a, "^(%-%-[%w%-]+)=(.*)$")
+    flag = flag or a
+    if FLAGS_WITH_VALUE[flag] then
+      local key = FLAGS_WITH_VALUE[flag]
+      local value = inline
+      if value == nil then
+        i = i + 1
+        value = args[i]
+        if value == nil then return nil, usage_error(flag .. " needs a value") end
+      end
+      if REPEATABLE[key] then
+        o[key][#o[key] + 1] = value
+      elseif o[key] ~= nil then
+        return nil, usage_error(flag .. " was given twice")
+      else
+        o[key] = value
+      end
+    elseif BOOLEAN_FLAGS[a] then
+      o[BOOLEAN_FLAGS[a]] = true
+    elseif a == "--api-key" or match(a, "^%-%-api%-key=") then
+      return nil, usage_error("the API key is never taken as an argument (it would land in the shell's "
+        .. "history): set CERCA_API_KEY or use --api-key-file FILE")
+    elseif match(a, "^%-") and a ~= "-" then
+      return nil, usage_error("unknown option " .. a .. "; see 'cerca help webhooks create'")
+    else
+      o.fleets[#o.fleets + 1] = a
+    end
+    i = i + 1
+  end
+  return o
+end
+
+-- The create's parameters from the options (shared by both modes).
+local function params_of(o)
+  if not o.url then return nil, usage_error("--url is required: the HTTPS endpoint that receives deliveries") end
+  local params = { url = o.url }
+  if #o.event > 0 then params.events = o.event end
+  if #o.extra > 0 then
+    params.extra_body = {}
+    for _, kv in ipairs(o.extra) do
+      local key, json = match(kv, "^([^=]+)=(.*)$")
+      if not key then
+        return nil, usage_error(format("--extra %s: write KEY=JSON, e.g. --extra description='\"ops\"'", kv))
+      end
+      local value, why = core.decode(json)
+      if value == nil then
+        return nil, usage_error(format("--extra %s: the value is not JSON (%s); quote strings: %s='\"%s\"'",
+          key, why, key, json))
+      end
+      params.extra_body[key] = value
+    end
+  end
+  return params
+end
+
+local function read_file(path)
+  local f, why = io.open(path, "rb")
+  if not f then return nil, why end
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+local function client_of(o, env)
+  local opts = { base_url = o.base_url }
+  if o.api_key_file then
+    local text, why = read_file(o.api_key_file)
+    if not text then return nil, usage_error("--api-key-file: " .. tostring(why)) end
+    -- A key file usually ends with a newline; nothing else is trimmed.
+    opts.api_key = match(text, "^(.-)[\r\n]*$")
+  end
+  if o.timeout then
+    opts.timeout = tonumber(o.timeout)
+    if not opts.timeout then return nil, usage_error("--timeout takes a number of seconds") end
+  end
+  -- Errors reach the user as one line each: no log lines unless asked for.
+  if (env("CERCA_LOG") or "") == "" then opts.log_level = "off" end
+  return cerca.new(opts)
+end
+
+local function show_subscription(ui, sub, json)
+  if json then
+    ui.say(assert(cerca.encode_json(sub)), "\n")
+  else
+    ui.say(cerca.pretty(sub, { reveal_secret = true, color = ui.color_out }), "\n")
+    ui.warn("cerca: the secret above is shown once and will not be shown again: store it now\n")
+  end
+end
+
+local function create_one(ui, o, env)
+  if #o.fleets ~= 1 then
+    return nil, usage_error("give one FLEET, or --fleets-file FILE for many")
+  end
+  for _, flag in ipairs { "concurrency", "out" } do
+    if o[flag] then return nil, usage_error("--" .. flag .. " goes with --fleets-file") end
+  end
+  local params, perr = params_of(o)
+  if not params then return nil, perr end
+  local client, err = client_of(o, env)
+  if not client then return nil, err end
+  local sub, cerr = client.webhooks.create(o.fleets[1], params, { idempotency_key = o.idempotency_key })
+  client:close()
+  if not sub then return nil, cerr end
+  show_subscription(ui, sub, o.json)
+  return _M.EXIT.ok
+end
+
+-- Fleet ids of a fleets file: one per line, blank lines and # comments skipped.
+local function read_fleets(path)
+  local text, why = read_file(path)
+  if not text then return nil, usage_error("--fleets-file: " .. tostring(why)) end
+  local fleets = {}
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    line = match(line, "^%s*(.-)%s*$")
+    if line ~= "" and not match(line, "^#") then fleets[#fleets + 1] = line end
+  end
+  return fleets
+end
+
+-- Fleets already created according to an --out file (a resumed run).
+local function recorded_fleets(path)
+  local done = {}
+  local text = read_file(path)
+  if not text then return done end
+  for line in text:gmatch("[^\n]+") do
+    local record = core.decode(line)
+    if type(record) == "table" and type(record.fleetId) == "string" and type(record.secret) == "string" then
+      done[record.fleetId] = true
+    end
+  end
+  return done
+end
+
+local function shell_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+-- Opens --out for appending, creating it with mode 0600 (it holds secrets).
+local function open_private(path)
+  local ok = os.execute("umask 077 && : >> " .. shell_quote(path) .. " && chmod 600 " .. shell_quote(path))
+  if ok ~= true and ok ~= 0 then return nil, "cannot create " .. path end
+  return io.open(path, "ab")
+end
+
+local function progress(ui, done, total, failed)
+  local width = 30
+  local filled = total > 0 and floor(width * done / total) or width
+  ui.warn(format("\r[%s%s] %d/%d%s", rep("#", filled), rep(".", width - filled), done, total,
+    failed > 0 and format(" (%d failed)", failed) or ""))
+end
+
+local function error_record(fleet_id, err)
+  return { fleet_id = fleet_id, error = { type = err.type, message = err.message, status = err.status,
+    request_id = err.request_id } }
+end
+
+local function create_batch(ui, o, env)
+  if #o.fleets > 0 then return nil, usage_error("give FLEET or --fleets-file, not both") end
+  if o.idempotency_key then
+    return nil, usage_error("--idempotency-key is for a single fleet; each fleet of a batch gets its own key")
+  end
+  local concurrency = 16
+  if o.concurrency then
+    concurrency = tonumber(o.concurrency)
+    if not concurrency or concurrency % 1 ~= 0 or concurrency < 1 or concurrency > 1000 then
+      return nil, usage_error("--concurrency takes a whole number from 1 to 1000")
+    end
+  end
+  local params, perr = params_of(o)
+  if not params then return nil, perr end
+  local fleets, ferr = read_fleets(o.fleets_file)
+  if not fleets then return nil, ferr end
+  local client, err = client_of(o, env)
+  if not client then return nil, err end
+
+  local skip = o.out and recorded_fleets(o.out) or {}
+  local todo, skipped = {}, 0
+  for _, fleet in ipairs(fleets) do
+    if skip[fleet] then skipped = skipped + 1 else todo[#todo + 1] = fleet end
+  end
+
+  local sink = ui.out
+  if o.out then
+    local why
+    sink, why = open_private(o.out)
+    if not sink then return nil, usage_error("--out: " .. tostring(why)) end
+  end
+
+  local items = {}
+  for i, fleet in ipairs(todo) do items[i] = { fleet_id = fleet, params = params } end
+  local done, failed = 0, 0
+  local show_progress = ui.tty_err and #items > 0
+  if show_progress then progress(ui, 0, #items, 0) end
+  local results = client.webhooks.create_many(items, {
+    concurrency = concurrency,
+    on_result = function(i, r)
+      done = done + 1
+      -- Written as it arrives: an interrupted run keeps every secret so far.
+      if r.ok then
+        sink:write(assert(cerca.encode_json(r.subscription)), "\n")
+      else
+        failed = failed + 1
+        sink:write(assert(cerca.encode_json(error_record(todo[i], r.error))), "\n")
+        if not show_progress then ui.warn(format("cerca: %s: %s\n", todo[i], tostring(r.error))) end
+      end
+      sink:flush()
+      if show_progress then progress(ui, done, #items, failed) end
+    end,
+  })
+  client:close()
+  if o.out then sink:close() end
+  if show_progress then
+    ui.warn("\n")
+    for i, r in ipairs(results or {}) do
+      if not r.ok then ui.warn(format("cerca: %s: %s\n", todo[i], tostring(r.error))) end
+    end
+  end
+  ui.warn(format("cerca: %d created, %d failed, %d skipped (already in %s)%s\n", done - failed, failed,
+    skipped, o.out or "-", (done - failed > 0 and not o.out) and "; the secrets above are shown once" or ""))
+  return failed > 0 and _M.EXIT.partial or _M.EXIT.ok
+end
+
+local function webhooks_create(ui, args, env)
+  local o, err = parse_create(args)
+  if not o then return nil, err end
+  if o.help then
+    ui.say(HELP["webhooks create"])
+    return _M.EXIT.ok
+  end
+  if o.fleets_file then return create_batch(ui, o, env) end
+  return create_one(ui, o, env)
+end
+
+local function webhooks_events(ui, args)
+  if #args > 0 then return nil, usage_error("webhooks events takes no arguments") end
+  ui.say(concat(cerca.webhooks.EVENTS, "\n"), "\n")
+  return _M.EXIT.ok
+end
+
+local function help(ui, args)
+  local topic = concat(args, " ")
+  local text = HELP[topic ~= "" and topic or "main"]
+  if not text then return nil, usage_error("no help for '" .. topic .. "'; try 'cerca help'") end
+  ui.say(text)
+  return _M.EXIT.ok
+end
+
+local function slice(t, from)
+  local out = {}
+  for i = from, #t do out[#out + 1] = t[i] end
+  return out
+end
+
+local function dispatch(ui, args, env)
+  local a1, a2 = args[1], args[2]
+  if a1 == nil or a1 == "help" or a1 == "--help" or a1 == "-h" then return help(ui, slice(args, 2)) end
+  if a1 == "--version" then
+    ui.say(format("cerca %s (cerca-lua; %s; libcurl %s)\n", cerca.VERSION, _VERSION, core.curl_version))
+    return _M.EXIT.ok
+  end
+  if a1 == "webhooks" and a2 == "create" then return webhooks_create(ui, slice(args, 3), env) end
+  if a1 == "webhooks" and a2 == "events" then return webhooks_events(ui, slice(args, 3)) end
+  return nil, usage_error(format("unknown command '%s'; see 'cerca help'", concat(args, " ")))
+end
+
+--- Runs the command line; returns the exit code.
+-- @tparam table args the arguments (`arg` without the script name)
+-- @tparam[opt] function env reads an environment variable (default os.getenv)
+function _M.main(args, env)
+  env = env or getenv
+  local ui = new_ui(env)
+  local ok, code, err = xpcall(function() return dispatch(ui, args, env) end, debug.traceback)
+  if not ok then
+    -- A bug: one line, without the traceback's file paths and values.
+    ui.warn("cerca: internal error: ", (tostring(code):match("^[^\n]*")), "\n")
+    return _M.EXIT.internal
+  end
+  if code then return code end
+  if err.usage then
+    ui.warn("cerca: ", err.message, "\n")
+    return _M.EXIT.usage
+  end
+  if err.type == "configuration" and err.field == "CERCA_API_KEY" then
+    ui.warn("cerca: no API key: set CERCA_API_KEY, or use --api-key-file FILE\n")
+    return _M.EXIT.usage
+  end
+  ui.warn(tostring(err), "\n")
+  return exit_code(err)
+end
+
+return _M

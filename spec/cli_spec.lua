@@ -1,0 +1,260 @@
+-- The `cerca` command, installed with LuaRocks into a fresh tree and run
+-- against the reference server: output streams, exit codes, batch mode.
+local helpers = require "spec.helpers"
+local cjson = require "cjson"
+
+local sh = helpers.sh
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local t = f:read("*a")
+  f:close()
+  return t
+end
+
+local function write(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+local function lines(text)
+  local t = {}
+  for l in text:gmatch("[^\n]+") do t[#t + 1] = l end
+  return t
+end
+
+describe("the cerca command", function()
+  local srv, work, cerca_bin, tree_paths
+
+  setup(function()
+    srv = helpers.start_server()
+    work = (sh("mktemp -d")):gsub("%s+$", "")
+    local out, status = sh(("cp -r src lua rockspec bin %s/ && cd %s && luarocks --lua-version 5.4 --tree %s/tree "
+      .. "make --deps-mode=none rockspec/cerca-scm-1.rockspec CURL_INCDIR=/usr/include/$(gcc -print-multiarch) "
+      .. "CURL_LIBDIR=/usr/lib/$(gcc -print-multiarch) 2>&1"):format(q(work), q(work), q(work)))
+    assert(status == 0, out)
+    cerca_bin = work .. "/tree/bin/cerca"
+    -- As a user of a tree of their own does: put the tree on the Lua paths.
+    tree_paths = ("eval \"$(luarocks --lua-version 5.4 --tree %s path)\""):format(q(work .. "/tree"))
+  end)
+
+  teardown(function()
+    if srv then srv:stop() end
+    if work then sh("rm -rf " .. q(work)) end
+  end)
+
+  before_each(function() srv:reset() end)
+
+  -- Runs the installed command; returns stdout, stderr, exit code.
+  local function run(args, env)
+    local vars = { "CERCA_API_KEY=" .. q(srv.api_key), "CERCA_BASE_URL=" .. q(srv.http_url) }
+    for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. q(v) end
+    local err_file = work .. "/stderr"
+    local out, status = sh(("(cd %s && %s && env -u NO_COLOR -u CERCA_LOG %s %s %s 2>%s </dev/null)")
+      :format(q(work), tree_paths, table.concat(vars, " "), q(cerca_bin), args, q(err_file)))
+    return out, read(err_file) or "", status
+  end
+
+  local function assert_clean(...)
+    for _, text in ipairs { ... } do
+      assert.is_nil(text:find(srv.api_key, 1, true))
+      assert.is_nil(text:find("stack traceback", 1, true))
+      assert.is_nil(text:find("\27[", 1, true))
+    end
+  end
+
+  describe("single create", function()
+    it("shows the subscription with the whole secret once, and says so on stderr", function()
+      local out, err, status = run("webhooks create fleet_abc123 --url https://example.com/webhook")
+      assert.are.equal(0, status)
+      local stored = srv:subscriptions()[1]
+      assert.matches("^Webhook subscription " .. stored.id .. "\n", out)
+      assert.matches("  secret     " .. stored.secret .. "\n", out, 1, true)
+      assert.are.equal("cerca: the secret above is shown once and will not be shown again: store it now\n", err)
+      assert_clean(out, err)
+    end)
+
+    it("--json prints one JSON object and nothing else", function()
+      local out, err, status = run("webhooks create fleet_1 --url https://example.com/h --json "
+        .. "--event agent.created --event turn.failed --extra description='\"ops\"' --extra n=3")
+      assert.are.equal(0, status)
+      assert.are.equal("", err)
+      assert.are.equal(1, #lines(out))
+      local sub = cjson.decode(out)
+      assert.are.same(srv:subscriptions()[1], sub)
+      local body = cjson.decode(srv:requests()[1].body)
+      assert.are.same({ url = "https://example.com/h", events = { "agent.created", "turn.failed" },
+        description = "ops", n = 3 }, body)
+    end)
+
+    it("keeps an empty events list as [] in --json", function()
+      local out = run("webhooks create fleet_1 --url https://example.com/h --json")
+      assert.matches('"events":%[%]', out)
+    end)
+
+    it("sends --idempotency-key", function()
+      local _, _, status = run("webhooks create fleet_1 --url https://example.com/h --idempotency-key k-42")
+      assert.are.equal(0, status)
+      assert.are.equal("k-42", srv:requests()[1].headers["idempotency-key"])
+    end)
+
+    it("reads the key from --api-key-file, and never takes it as an argument", function()
+      write(work .. "/key", srv.api_key .. "\n")
+      local out, err, status = run("webhooks create fleet_1 --url https://example.com/h --json --api-key-file "
+        .. q(work .. "/key"), { CERCA_API_KEY = "sk_wrong" })
+      assert.are.equal(0, status, err)
+      assert.truthy(cjson.decode(out).id)
+      out, err, status = run("webhooks create fleet_1 --url https://example.com/h --api-key " .. srv.api_key)
+      assert.are.equal(2, status)
+      assert.are.equal("", out)
+      assert.are.equal("cerca: the API key is never taken as an argument (it would land in the shell's history): "
+        .. "set CERCA_API_KEY or use --api-key-file FILE\n", err)
+    end)
+  end)
+
+  describe("exit codes", function()
+    local function fails(code, args, env, script)
+      if script then srv:enqueue(script) end
+      local out, err, status = run(args or "webhooks create fleet_1 --url https://example.com/h", env)
+      assert.are.equal(code, status, err)
+      assert.are.equal("", out)
+      assert.are.equal(1, #lines(err), err)
+      assert_clean(out, err)
+      return err
+    end
+
+    it("2 for usage and validation errors, nothing sent", function()
+      assert.are.equal('cerca: invalid_request: params.events[1]: unknown event "thread.complete"; '
+        .. 'did you mean "thread.completed"?\n',
+        fails(2, "webhooks create fleet_1 --url https://example.com/h --event thread.complete"))
+      assert.are.equal("cerca: --url is required: the HTTPS endpoint that receives deliveries\n",
+        fails(2, "webhooks create fleet_1"))
+      assert.are.equal("cerca: unknown option --evnt; see 'cerca help webhooks create'\n",
+        fails(2, "webhooks create fleet_1 --url https://example.com/h --evnt x"))
+      assert.are.equal("cerca: no API key: set CERCA_API_KEY, or use --api-key-file FILE\n",
+        fails(2, nil, { CERCA_API_KEY = "" }))
+      fails(2, "webhooks create fleet_1 --url https://example.com/h --extra description=ops")
+      fails(2, "frobnicate")
+      assert.are.same({}, srv:requests())
+    end)
+
+    it("3 for authentication and permission", function()
+      assert.matches("^cerca: authentication %(HTTP 401%)", fails(3, nil, { CERCA_API_KEY = "sk_wrong" }))
+      fails(3, nil, nil, { status = 403, body = '{"error":{"message":"no"}}' })
+    end)
+
+    it("4 for other API errors", function()
+      fails(4, nil, nil, { status = 422, body = '{"error":{"message":"bad"}}' })
+      assert.are.equal("cerca: conflict (HTTP 409): taken\n",
+        fails(4, nil, nil, { status = 409, body = '{"error":{"message":"taken"}}',
+          headers = { ["X-Should-Retry"] = "false" } }))
+    end)
+
+    it("5 for network, TLS and timeouts", function()
+      fails(5, nil, { CERCA_BASE_URL = srv.https_url })
+      -- A timeout is retried: every attempt must stall.
+      srv:enqueue { status = 201, body = "{}", delay = 2 }
+      srv:enqueue { status = 201, body = "{}", delay = 2 }
+      fails(5, "webhooks create fleet_1 --url https://example.com/h --timeout 0.3", nil,
+        { status = 201, body = "{}", delay = 2 })
+    end)
+  end)
+
+  describe("batch mode", function()
+    local FLEETS = "fleet_a\n\n# a comment\nfleet_b\n  fleet_c  \nfleet_d\n"
+
+    it("creates one subscription per listed fleet, results to --out (mode 0600), a summary on stderr", function()
+      write(work .. "/fleets.txt", FLEETS)
+      local outfile = work .. "/out.jsonl"
+      os.remove(outfile)
+      local out, err, status = run("webhooks create --fleets-file " .. q(work .. "/fleets.txt")
+        .. " --url https://example.com/h --out " .. q(outfile) .. " --concurrency 2")
+      assert.are.equal(0, status, err)
+      assert.are.equal("", out)
+      assert.are.equal("cerca: 4 created, 0 failed, 0 skipped (already in " .. outfile .. ")\n", err)
+      assert.are.equal("600", (sh("stat -c %a " .. q(outfile))):gsub("%s+$", ""))
+      local got = {}
+      for _, l in ipairs(lines(read(outfile))) do
+        local r = cjson.decode(l)
+        got[r.fleetId] = r.secret
+      end
+      local stored = srv:subscriptions()
+      assert.are.equal(4, #stored)
+      for _, s in ipairs(stored) do assert.are.equal(s.secret, got[s.fleetId]) end
+    end)
+
+    it("exits 6 when some fail, and a re-run with the same --out resumes without duplicates", function()
+      write(work .. "/fleets.txt", FLEETS)
+      local outfile = work .. "/resume.jsonl"
+      os.remove(outfile)
+      srv:enqueue { status = 403, body = '{"error":{"message":"fleet locked"}}' }
+      local _, err, status = run("webhooks create --fleets-file " .. q(work .. "/fleets.txt")
+        .. " --url https://example.com/h --out " .. q(outfile) .. " --concurrency 1")
+      assert.are.equal(6, status)
+      assert.matches("cerca: fleet_a: cerca: permission_denied %(HTTP 403%): fleet locked", err)
+      assert.matches("cerca: 3 created, 1 failed, 0 skipped", err)
+      assert.are.equal(3, #srv:subscriptions())
+
+      srv:reset()
+      _, err, status = run("webhooks create --fleets-file " .. q(work .. "/fleets.txt")
+        .. " --url https://example.com/h --out " .. q(outfile))
+      assert.are.equal(0, status, err)
+      assert.matches("cerca: 1 created, 0 failed, 3 skipped", err)
+      local reqs = srv:requests()
+      assert.are.equal(1, #reqs)
+      assert.matches("/fleets/fleet_a/webhooks", reqs[1].uri, 1, true)
+    end)
+
+    it("--json writes one object per line to stdout, and only that", function()
+      write(work .. "/fleets.txt", "f1\nf2\nf3\n")
+      local out, err, status = run("webhooks create --fleets-file " .. q(work .. "/fleets.txt")
+        .. " --url https://example.com/h --json")
+      assert.are.equal(0, status)
+      local ls = lines(out)
+      assert.are.equal(3, #ls)
+      for _, l in ipairs(ls) do assert.truthy(cjson.decode(l).secret) end
+      assert.are.equal("cerca: 3 created, 0 failed, 0 skipped (already in -); the secrets above are shown once\n", err)
+    end)
+  end)
+
+  describe("on a terminal", function()
+    -- script(1) runs the command on a pseudo-terminal.
+    local function on_tty(args, env)
+      local vars = { "CERCA_API_KEY=" .. q(srv.api_key), "CERCA_BASE_URL=" .. q(srv.http_url) }
+      for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. q(v) end
+      local cmd = ("env -u NO_COLOR %s %s %s"):format(table.concat(vars, " "), q(cerca_bin), args)
+      return (sh("cd " .. q(work) .. " && " .. tree_paths .. " && script -qec " .. q(cmd) .. " /dev/null"))
+    end
+
+    it("uses colour, unless NO_COLOR is set", function()
+      local out = on_tty("webhooks create fleet_1 --url https://example.com/h")
+      assert.matches("\27[1mWebhook subscription", out, 1, true)
+      out = on_tty("webhooks create fleet_1 --url https://example.com/h", { NO_COLOR = "1" })
+      assert.matches("Webhook subscription", out, 1, true)
+      assert.is_nil(out:find("\27[", 1, true))
+    end)
+
+    it("draws a progress bar in batch mode", function()
+      write(work .. "/fleets.txt", "t1\nt2\n")
+      local out = on_tty("webhooks create --fleets-file fleets.txt --url https://example.com/h --out tty.jsonl")
+      assert.matches("\r[" .. ("#"):rep(30) .. "] 2/2", out, 1, true)
+    end)
+  end)
+
+  it("prints help, the events and its version", function()
+    local out, _, status = run("help")
+    assert.are.equal(0, status)
+    assert.matches("^cerca %- create Cerca webhook subscriptions", out)
+    out = run("help webhooks create")
+    assert.matches("%-%-fleets%-file", out)
+    out = run("webhooks events")
+    assert.are.equal(19, #lines(out))
+    assert.are.equal("agent.created", lines(out)[1])
+    out = run("--version")
+    assert.matches("^cerca 0%.1%.0 %(cerca%-lua; Lua 5%.4; libcurl %d", out)
+  end)
+end)
