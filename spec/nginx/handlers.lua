@@ -61,6 +61,23 @@ function _M.sequential()
   reply { created = created, first_error = first_error }
 end
 
+-- GET /many?n=<count>&concurrency=<c>: create_many over n fleets; answers
+-- how many succeeded, in input order.
+function _M.many()
+  local args = ngx.req.get_uri_args()
+  local client = new_client("cerca")
+  local items = {}
+  for i = 1, tonumber(args.n) do items[i] = { fleet_id = "fleet_many_" .. i, params = { url = URL } } end
+  local results = assert(client.webhooks.create_many(items, { concurrency = tonumber(args.concurrency) }))
+  local created, in_order = 0, true
+  for i, r in ipairs(results) do
+    if r.ok then created = created + 1 end
+    if not r.ok or r.subscription.fleetId ~= "fleet_many_" .. i then in_order = false end
+  end
+  client:close()
+  reply { created = created, in_order = in_order }
+end
+
 -- phases.conf ----------------------------------------------------------------
 
 -- Runs a create from the current phase and keeps its outcome under the
