@@ -5,6 +5,7 @@
 -- where a call is refused, and connection reuse. nginx's Lua is LuaJIT
 -- whichever interpreter runs busted.
 local helpers = require "spec.helpers"
+local cerca = require "cerca"
 local app = require "spec.nginx.app"
 local launcher = require "spec.server.launcher"
 local cjson = require "cjson"
@@ -296,6 +297,50 @@ describe("nginx", function()
         assert.are.equal(stored[1].id, decode(res).id)
         assert.are.equal(stored[1].secret, decode(res).secret)
       end)
+    end)
+  end)
+
+  describe("the example's /deliveries receiver", function()
+    local a
+    local SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+    setup(function()
+      a = start(example_conf, { CERCA_WEBHOOK_SECRET = SECRET })
+    end)
+
+    teardown(function() stop(a) end)
+
+    local function deliver(body, signed_body)
+      local now = os.time()
+      local sig = assert(cerca.webhooks.sign(signed_body or body, SECRET, "msg_nginx_1", now))
+      return a:request("POST", "/deliveries", body, nil, {
+        ["webhook-id"] = "msg_nginx_1", ["webhook-timestamp"] = tostring(now), ["webhook-signature"] = sig,
+      })
+    end
+
+    it("answers 204 to a delivery signed with cerca.webhooks.sign", function()
+      local res = deliver('{"type":"agent.created","data":{"id":"agent_1"}}')
+      assert.are.equal(204, res.status, res.body)
+    end)
+
+    it("reads a body nginx buffered to a temporary file", function()
+      local body = '{"type":"message.created","data":{"text":"' .. ("x"):rep(200 * 1024) .. '"}}'
+      assert.are.equal(204, deliver(body).status)
+      assert.is_truthy(a:error_log():find("buffered to a temporary file", 1, true))
+    end)
+
+    it("answers 401 and a short reason to a tampered delivery", function()
+      local signed = '{"type":"agent.created","data":{"id":"agent_1"}}'
+      local res = deliver(signed:gsub("agent_1", "agent_2"), signed)
+      assert.are.equal(401, res.status)
+      assert.are.equal("invalid_signature\n", res.body)
+      res = a:request("POST", "/deliveries", signed)
+      assert.are.equal(401, res.status)
+      assert.are.equal("missing_header\n", res.body)
+    end)
+
+    it("never logs the secret", function()
+      assert.is_nil(a:error_log():find(SECRET:sub(7), 1, true))
     end)
   end)
 

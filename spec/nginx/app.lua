@@ -100,7 +100,7 @@ function App:path(name)
 end
 
 -- curl arguments of one request; its answer goes to files named after `tag`.
-function App:_args(method, path, body, tag, max_time)
+function App:_args(method, path, body, tag, max_time, headers)
   local args = {
     "--max-time " .. (max_time or 30),
     "-X " .. method,
@@ -108,6 +108,9 @@ function App:_args(method, path, body, tag, max_time)
     "-o " .. quote(self:path(tag .. ".body")),
     "-w " .. quote("%{http_code} %{time_total}"),
   }
+  for name, value in pairs(headers or {}) do
+    args[#args + 1] = "-H " .. quote(name .. ": " .. value)
+  end
   if body then
     launcher.write_file(self:path(tag .. ".request"), body)
     args[#args + 1] = "-H 'Content-Type: application/json' --data-binary @" .. quote(self:path(tag .. ".request"))
@@ -135,9 +138,10 @@ function App:_answer(out, tag)
 end
 
 --- One request through curl: { status, headers, body, time } (time:
--- curl's %{time_total}, seconds). Raises when nginx does not answer.
-function App:request(method, path, body, max_time)
-  return self:_answer(curl(self:_args(method, path, body, "answer", max_time)), "answer")
+-- curl's %{time_total}, seconds), with extra request `headers` (name ->
+-- value) if given. Raises when nginx does not answer.
+function App:request(method, path, body, max_time, headers)
+  return self:_answer(curl(self:_args(method, path, body, "answer", max_time, headers)), "answer")
 end
 
 --- Starts a request in the background; `:wait()` on the returned handle
