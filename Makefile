@@ -31,12 +31,16 @@ FUZZ_SECONDS ?= 60
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES = gcc libc6-dev make pkg-config curl openssl ca-certificates \
                lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
-               lua-cjson lua-busted lua-check luarocks \
+               lua-cjson lua-busted lua-check luarocks lua-ldoc lua-discount \
                libcurl4-openssl-dev libssl-dev \
                nginx libnginx-mod-http-lua valgrind nodejs npm \
                clang libclang-rt-14-dev
 
-.PHONY: help deps build test demo install lint check-memory fuzz clean
+.PHONY: help deps build test demo install lint check-memory fuzz docs rock clean
+
+# The release rockspec `make rock` packs, and where the rock goes.
+ROCKSPEC ?= rockspec/cerca-0.1.0-1.rockspec
+ROCK_DIR ?= build
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -93,6 +97,28 @@ install: build ## install into $(PREFIX) for Lua $(LUA_VERSION) (LUA_VERSION=5.1
 	install -m 0644 lua/cerca/*.lua $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/cerca/
 	install -m 0755 $(if $(filter 5.1,$(LUA_VERSION)),$(CORE_JIT),$(CORE_54)) \
 	  $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/cerca/core.so
+	install -d $(DESTDIR)$(PREFIX)/bin
+	sed '1s|^#!.*|#!/usr/bin/env $(if $(filter 5.1,$(LUA_VERSION)),luajit,lua$(LUA_VERSION))|' bin/cerca \
+	  > $(DESTDIR)$(PREFIX)/bin/cerca
+	chmod 0755 $(DESTDIR)$(PREFIX)/bin/cerca
+
+docs: deps ## API reference (LDoc, config.ld) from lua/cerca into doc/
+	rm -rf doc
+	ldoc .
+
+rock: ## source rock of $(ROCKSPEC) from the working tree, into $(ROCK_DIR)/ (offline)
+	@sh rockspec/pack.sh $(ROCKSPEC) $(ROCK_DIR)
+
+# Benchmarks (bench/README.md): one table, printed and written to build/bench/results.md.
+.PHONY: bench
+BENCH_CEILING = build/bench/ceiling
+
+bench: build $(BENCH_CEILING) ## creates/s against a plain C client, HTTPS reuse, memory, cost (~5 min)
+	@lua5.4 bench/run.lua
+
+$(BENCH_CEILING): bench/ceiling.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 -O2 -g -Wall -Wextra -Werror $< -o $@ -lcurl -lcrypto
 
 clean: ## remove build output
-	rm -rf build
+	rm -rf build doc

@@ -16,6 +16,7 @@ layer validates arguments, maps failures to typed errors and keeps the signing
 secret out of logs.
 ]],
   license = "MIT",
+  homepage = "https://github.com/cerca-dev/cerca-lua",
   labels = { "webhooks", "http", "openresty", "api" },
 }
 
@@ -41,6 +42,7 @@ build = {
     ["cerca"] = "lua/cerca/init.lua",
     ["cerca.batch"] = "lua/cerca/batch.lua",
     ["cerca.call"] = "lua/cerca/call.lua",
+    ["cerca.cli"] = "lua/cerca/cli.lua",
     ["cerca.client"] = "lua/cerca/client.lua",
     ["cerca.clock"] = "lua/cerca/clock.lua",
     ["cerca.deliveries"] = "lua/cerca/deliveries.lua",
@@ -54,6 +56,11 @@ build = {
     ["cerca.transport"] = "lua/cerca/transport.lua",
     ["cerca.validate"] = "lua/cerca/validate.lua",
     ["cerca.webhooks"] = "lua/cerca/webhooks.lua",
+  },
+  install = {
+    -- The `cerca` command (LuaRocks puts a wrapper in the tree's bin/ that
+    -- runs it with the tree's interpreter and module paths).
+    bin = { cerca = "bin/cerca" },
   },
 }
 

@@ -11,7 +11,7 @@ describe("rockspec/cerca-scm-1.rockspec", function()
     srv = helpers.start_server { tls = false }
     work = assert(sh("mktemp -d")):gsub("%s+$", "")
     -- Build from a copy, so nothing lands in the work tree.
-    local _, status = sh(("cp -r src lua rockspec '%s/'"):format(work))
+    local _, status = sh(("cp -r src lua bin rockspec '%s/'"):format(work))
     assert(status == 0)
   end)
 

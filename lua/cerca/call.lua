@@ -2,11 +2,11 @@
 -- attempt. The single path (`Client:request`) and the batch path
 -- (`cerca.batch`) drive the same object, so both follow one policy:
 --
---   local c = call.new(client, method, path, body, options)  -- or nil, err
---   repeat
---     state, value = c:finish(<one attempt of c:next_request()>)
---   until state ~= "retry"      -- "retry": wait `value` seconds first
---   -- "done": value is the response; "failed": value is the error
+--     local c = call.new(client, method, path, body, options)  -- or nil, err
+--     repeat
+--       state, value = c:finish(<one attempt of c:next_request()>)
+--     until state ~= "retry"      -- "retry": wait `value` seconds first
+--     -- "done": value is the response; "failed": value is the error
 -- @module cerca.call
 
 local clock = require "cerca.clock"

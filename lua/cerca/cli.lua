@@ -1,11 +1,11 @@
 --- The `cerca` command line (bin/cerca is a two-line wrapper over `main`).
 --
---   cerca webhooks create FLEET --url URL [--event NAME]... [--extra KEY=JSON]...
---                               [--idempotency-key KEY] [--timeout SECONDS] [--json]
---   cerca webhooks create --fleets-file FILE --url URL [--event NAME]...
---                               [--concurrency N] [--json] [--out FILE]
---   cerca webhooks events
---   cerca --version | cerca help [COMMAND]
+--     cerca webhooks create FLEET --url URL [--event NAME]... [--extra KEY=JSON]...
+--                                 [--idempotency-key KEY] [--timeout SECONDS] [--json]
+--     cerca webhooks create --fleets-file FILE --url URL [--event NAME]...
+--                                 [--concurrency N] [--json] [--out FILE]
+--     cerca webhooks events
+--     cerca --version | cerca help [COMMAND]
 --
 -- The API key comes from CERCA_API_KEY or --api-key-file, never from an
 -- argument (it would land in the shell's history). Errors are one line on

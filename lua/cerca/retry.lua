@@ -54,6 +54,7 @@ function _M.should_retry(res)
 end
 
 --- Exponential backoff with jitter for retry number `n` (1, 2, ...).
+-- @tparam int n the retry number: 1 before the first retry
 -- @tparam[opt] function rand a uniform [0, 1) source (default math.random)
 function _M.backoff(n, rand)
   local base = min(_M.INITIAL_DELAY * 2 ^ (n - 1), _M.MAX_BACKOFF)

@@ -116,6 +116,7 @@ function _M.is_utf8(s)
 end
 
 --- Checks a non-empty text value with no control characters, valid UTF-8.
+-- @param v the value to check
 -- @tparam string field name for messages
 -- @tparam string example a good value, shown in the fix
 function _M.text(v, field, example)
@@ -196,6 +197,8 @@ end
 local TOKEN = "^[%w!#%$%%&'%*%+%-%.%^_`|~]+$"
 
 --- Checks a table of extra HTTP headers (name -> value).
+-- @param v the value to check (nil passes)
+-- @tparam string field name for messages
 -- @tparam table reserved lower-case names the caller may not set, each
 --   mapped to the fix to show
 function _M.headers(v, field, reserved)
@@ -254,7 +257,10 @@ end
 
 --- Checks that the keys of `t` are all in `known` (a list); suggests the
 -- closest one otherwise.
--- @tparam string hint appended to the message (where other keys belong)
+-- @tparam table t the table to check
+-- @tparam string field name for messages
+-- @tparam {string,...} known the allowed keys
+-- @tparam[opt] string hint appended to the message (where other keys belong)
 function _M.known_keys(t, field, known, hint)
   local allowed = {}
   for i = 1, #known do allowed[known[i]] = true end
@@ -323,6 +329,8 @@ local function json_value(v, path, depth, ctx)
 end
 
 --- Checks a value destined for the JSON body.
+-- @param v the value to check
+-- @tparam string path where it is, for messages
 -- @param null the JSON null sentinel
 -- @param empty_array the empty-array sentinel
 function _M.json_value(v, path, null, empty_array)
