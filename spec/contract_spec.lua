@@ -68,12 +68,13 @@ describe("the contract oracle", function()
   local SCHEMES_BAD = { "http://", "ftp://", "", "https:/", "https:", "https//" }
   local HOSTS_OK = { "example.com", "hooks.example.org", "127.0.0.1", "[::1]", "xn--bcher-kva.example",
     "user@example.com", "user:pw@example.com", "EXAMPLE.COM", "a-b.c_d.io", "[2001:db8::7]", "localhost" }
-  local HOSTS_BAD = { "", "exa mple.com", "b\195\188cher.de", "exa<mple.com" }
+  local HOSTS_BAD = { "", "exa mple.com", "b\195\188cher.de", "exa<mple.com", "[zz]", "ex[a]mple.com" }
   local PORTS_OK = { "", "", ":443", ":8443", ":1", ":65535", ":" }
   local PORTS_BAD = { ":0", ":65536", ":x", ":-1" }
   local PATHS_OK = { "", "/", "/webhook", "/a/b;c=d", "/~user/hook", "/hook?x=1&y=2", "/hook#frag", "/%20x",
     "/(x)*'!$,", "/hook/?q=%E2%82%AC", "//double", "/a@b:c", "/%41%42" }
-  local PATHS_BAD = { "/%zz", "/a<b", "/a|b", "/\195\169", "/a b", "/a\tb", "/a\"b", "/{x}", "/a^b", "/%4" }
+  local PATHS_BAD = { "/%zz", "/a<b", "/a|b", "/\195\169", "/a b", "/a\tb", "/a\"b", "/{x}", "/a^b", "/%4",
+    "/a[b]", "/?a[0]=1", "/#a#b" }
 
   local function either(hostile, ok, bad)
     if hostile and math.random() < 0.5 then return pick(bad) end

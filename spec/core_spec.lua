@@ -141,6 +141,29 @@ describe("cerca.core", function()
       assert.has_error(function() post(s, { timeout_ms = 0 / 0 }) end, "field 'timeout_ms' must be at least 1")
     end)
 
+    it("takes strings only where it keeps pointers to them", function()
+      local s = core.new_session()
+      assert.has_error(function() post(s, { url = 42 }) end, "field 'url' must be a string")
+      assert.has_error(function() post(s, { headers = { 7 } }) end, "headers[1] must be a string")
+    end)
+
+    it("refuses a multi token already in flight", function()
+      local m = assert(core.new_multi())
+      local req = { method = "POST", url = srv.http_url .. "/fleets/f/webhooks", body = "{}",
+        headers = { "Authorization: Bearer " .. srv.api_key } }
+      assert(m:add(1, req))
+      assert.has_error(function() m:add(1, req) end, "token 1 is already in flight")
+      local done = {}
+      for _ = 1, 100 do
+        for _, f in ipairs((m:poll(100))) do done[#done + 1] = f end
+        if #done > 0 then break end
+      end
+      assert.are.equal(1, #done)
+      assert.are.equal(1, done[1].token)
+      m:close()
+      m:close()
+    end)
+
     it("speaks http and https only", function()
       local res = post(core.new_session(), { url = "ftp://127.0.0.1/x" })
       assert.are.equal("url", res.error)

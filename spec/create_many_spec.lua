@@ -170,6 +170,46 @@ describe("webhooks.create_many", function()
     assert.are.same({}, srv:requests())
   end)
 
+  it("starts an item's deadline at its first attempt, not while it waits in the queue", function()
+    srv:enqueue { action = "pass", delay = 0.6 }
+    local items = items_for(3)
+    for i = 1, 3 do items[i].options = { deadline = 0.5 } end
+    local results = assert(client.webhooks.create_many(items, { concurrency = 1 }))
+    assert.are.equal("timeout", results[1].error.type)
+    assert.is_true(results[2].ok and results[3].ok)
+  end)
+
+  it("ends an item whose deadline passed between attempts, without raising", function()
+    srv:enqueue { status = 503, body = "{}", headers = { ["Retry-After-Ms"] = "400" } }
+    local items = items_for(1)
+    items[1].options = { deadline = 0.3 }
+    local results = assert(client.webhooks.create_many(items))
+    assert.are.equal("server", results[1].error.type)
+    assert.are.equal(1, results[1].error.attempts)
+  end)
+
+  it("keeps going when a callback closes the client, and the client works after", function()
+    local c = helpers.client(srv)
+    local results = assert(c.webhooks.create_many(items_for(6), {
+      concurrency = 3, on_result = function() c:close() end,
+    }))
+    for i = 1, 6 do assert.is_true(results[i].ok, tostring(results[i].error)) end
+    results = assert(c.webhooks.create_many(items_for(4), { concurrency = 2 }))
+    for i = 1, 4 do assert.are.equal("fleet_" .. i, results[i].subscription.fleetId) end
+    c:close()
+  end)
+
+  it("refuses two items under one idempotency key", function()
+    local items = items_for(2)
+    items[1].options = { idempotency_key = "deploy-1" }
+    items[2].options = { idempotency_key = "deploy-1" }
+    local results = assert(client.webhooks.create_many(items))
+    assert.is_true(results[1].ok)
+    assert.are.equal("items[2].options.idempotency_key is already used by items[1]; "
+      .. "each create needs a key of its own", results[2].error.message)
+    assert.are.equal(1, #srv:requests())
+  end)
+
   it("returns an empty list for no items", function()
     assert.are.same({}, client.webhooks.create_many({}))
   end)

@@ -248,6 +248,16 @@ describe("webhooks.create", function()
       assert.are.equal(body, err.body)
     end)
 
+    it("2xx whose events is not a list", function()
+      local body = '{"id":"wh_1","fleetId":"f","url":"u","events":{"a":1},"enabled":true,'
+        .. '"createdAt":"t","updatedAt":"t","secret":"whsec_kept"}'
+      srv:enqueue { status = 201, body = body }
+      local _, err = client.webhooks.create("fleet_1", { url = URL })
+      assert.are.equal("invalid_response", err.type)
+      assert.matches("the answer's events is not a list", err.message, 1, true)
+      assert.are.equal(body, err.body)
+    end)
+
     it("2xx larger than max_response_size", function()
       local c = helpers.client(srv, { max_response_size = 1000 })
       local big = '{"secret":"whsec_x","pad":"' .. string.rep("x", 5000) .. '"}'
@@ -340,6 +350,17 @@ describe("the default client", function()
     assert.are.equal(0, status)
     assert.are.equal("fleet_env 19", out)
     assert.are.equal("Bearer " .. srv.api_key, srv:requests()[1].headers.authorization)
+  end)
+
+  it("never sends a loopback http call through a proxy", function()
+    local out, status = helpers.run_lua([[
+      local cerca = require "cerca"
+      local sub, err = cerca.webhooks.create("fleet_proxy", { url = "https://example.com/webhook" })
+      io.write(sub and sub.fleetId or tostring(err))
+    ]], { CERCA_API_KEY = srv.api_key, CERCA_BASE_URL = srv.http_url,
+      http_proxy = "http://127.0.0.1:" .. helpers.closed_port(), no_proxy = "" })
+    assert.are.equal(0, status)
+    assert.are.equal("fleet_proxy", out)
   end)
 
   it("without CERCA_API_KEY returns a configuration error and sends nothing", function()

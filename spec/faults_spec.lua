@@ -206,6 +206,36 @@ describe("faults", function()
       assert.matches("^the answer broke off after HTTP 201 %(", err.message)
     end)
 
+    it("a 2xx cut off, then a failure: invalid_response keeps the 2xx's bytes and the key to repeat with", function()
+      srv:enqueue { action = "create_then_partial" }
+      srv:enqueue { status = 503, body = '{"error":{"message":"busy"}}', headers = { ["X-Should-Retry"] = "false" } }
+      local sub, err = create()
+      assert.is_nil(sub)
+      assert.are.equal("invalid_response", err.type)
+      assert.are.equal(201, err.status)
+      assert.are.equal(2, err.attempts)
+      assert.are.equal("server", err.last_error.type)
+      assert.matches("^the create succeeded %(HTTP 201%) on attempt 1 but its answer broke off", err.message)
+      local stored = srv:subscriptions()
+      assert.are.equal(1, #stored)
+      -- The first half of the answer that broke off.
+      assert.matches("^{", err.body)
+      assert.is_true(#err.body > 10)
+      assert.are.equal(srv:requests()[1].headers["idempotency-key"], err.idempotency_key)
+      -- Repeating with that key gets the subscription the API made.
+      local again = assert(create { idempotency_key = err.idempotency_key })
+      assert.are.equal(stored[1].id, again.id)
+      assert.are.equal(stored[1].secret, again.secret)
+      assert.are.equal(1, #srv:subscriptions())
+    end)
+
+    it("every error after an attempt carries the idempotency key", function()
+      srv:enqueue { status = 400, body = "{}" }
+      local _, err = create()
+      assert.matches("^%x+%-%x+%-4", err.idempotency_key)
+      assert.are.equal(srv:requests()[1].headers["idempotency-key"], err.idempotency_key)
+    end)
+
     it("created, then dropped, over HTTPS too", function()
       local c = helpers.client(srv, { base_url = srv.https_url, ca_file = srv.ca_file })
       srv:enqueue { action = "create_then_partial" }

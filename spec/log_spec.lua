@@ -155,6 +155,8 @@ describe("logging", function()
       assert.are.equal('{"secret":"[redacted]","id":"x"}', log.redact('{"secret":"abc\\"def","id":"x"}'))
       assert.are.equal('{"secret": "[redacted]', log.redact('{"secret": "cut-off-val'))
       assert.are.equal("token whsec_[redacted] end", log.redact("token whsec_ab+/c= end"))
+      -- A key that reads like a field name cannot shield a secret.
+      assert.are.equal('{"[redacted]":"[redacted]"}', log.redact('{"secret":"plain-value"}', "secret"))
     end)
   end)
 end)

@@ -137,6 +137,17 @@ describe("webhooks.create validation", function()
         "params.url", "fleet_1", { url = "https://example.com/a%zz" })
     end)
 
+    it("keeps brackets to IPv6 hosts and allows one fragment", function()
+      rejects('params.url holds "[" or "]" outside an IPv6 host; percent-encode them (%5B, %5D)',
+        "params.url", "fleet_1", { url = "https://example.com/?a[0]=1" })
+      rejects('params.url holds "[" or "]" outside an IPv6 host; percent-encode them (%5B, %5D)',
+        "params.url", "fleet_1", { url = "https://ex[a]mple.com/" })
+      rejects('params.url has a host in brackets that is not an IPv6 address (got "[zz]")',
+        "params.url", "fleet_1", { url = "https://[zz]/" })
+      rejects('params.url holds more than one "#"; percent-encode the others (%23)',
+        "params.url", "fleet_1", { url = "https://example.com/#a#b" })
+    end)
+
     it("checks the port", function()
       rejects('params.url has an invalid port (got ":99999"); use a number from 1 to 65535',
         "params.url", "fleet_1", { url = "https://example.com:99999/" })
@@ -215,6 +226,10 @@ describe("webhooks.create validation", function()
         "params.extra_body", "fleet_1", { url = URL, extra_body = { list = { 1, nil, 3, [5] = 5 } } })
       rejects("params.extra_body.mixed mixes list items and named keys; use one or the other",
         "params.extra_body", "fleet_1", { url = URL, extra_body = { mixed = { 1, k = 2 } } })
+      rejects("params.extra_body.k has a key that is not valid UTF-8; JSON text must be UTF-8",
+        "params.extra_body", "fleet_1", { url = URL, extra_body = { k = { ["\255"] = 1 } } })
+      rejects("params.extra_body.id has more digits than JSON numbers keep here (123456789012345); "
+        .. "send it as a string", "params.extra_body", "fleet_1", { url = URL, extra_body = { id = 123456789012345 } })
       rejects("params.extra_body.t has a key of type boolean (true); JSON objects need string keys",
         "params.extra_body", "fleet_1", { url = URL, extra_body = { t = { [true] = 1 } } })
       local loop = {}
@@ -251,6 +266,10 @@ describe("webhooks.create validation", function()
       rejects('options.headers["authorization"]: authorization cannot be set as a header; '
         .. "set the api_key option instead", "options.headers",
         "fleet_1", { url = URL }, { headers = { authorization = "Bearer other" } })
+      -- A key that is not a string is refused as it is, whatever tostring makes of it.
+      rejects("options.headers: 1e+300 is not a valid header name; use letters, digits and - only",
+        "options.headers", "fleet_1", { url = URL },
+        { headers = { [1e300] = "a\r\nX-Injected: yes", ["1e+300"] = "ok" } })
     end)
   end)
 end)

@@ -52,6 +52,11 @@ describe("webhooks.sign", function()
     local sig, err = cerca.webhooks.sign(nil, SECRET, MSG_ID, TS)
     assert.is_nil(sig)
     assert.are.equal("invalid_payload", err.type)
+    for _, ts in ipairs { 1.5, -1, 1e20, 0 / 0 } do
+      sig, err = cerca.webhooks.sign(BODY, SECRET, MSG_ID, ts)
+      assert.is_nil(sig)
+      assert.are.equal("the timestamp must be a whole number of seconds", err.message)
+    end
   end)
 end)
 
@@ -134,6 +139,8 @@ describe("webhooks.verify", function()
 
     it("takes another tolerance", function()
       refused("timestamp", nil, BODY, headers(), SECRET, { now = TS + 11, tolerance = 10 })
+      refused("timestamp", "the delivery is too old (1 s, tolerance 0.5 s)", BODY, headers(), SECRET,
+        { now = TS + 0.75, tolerance = 0.5 })
     end)
 
     it("uses the current time by default", function()
@@ -145,7 +152,8 @@ describe("webhooks.verify", function()
     end)
 
     it("refuses a timestamp that is not a whole number", function()
-      for _, ts in ipairs { "1614265330.5", "-1614265330", "0x6037", "abc", " 1614265330", "1e9" } do
+      for _, ts in ipairs { "1614265330.5", "-1614265330", "0x6037", "abc", " 1614265330", "1e9",
+        "99999999999999999999", "1614265330000" } do
         refused("timestamp", "webhook-timestamp is not a whole number of seconds", BODY,
           headers { ["webhook-timestamp"] = ts }, SECRET)
       end
@@ -202,6 +210,7 @@ describe("webhooks.verify", function()
     it("refuses a signed body that is not a JSON object", function()
       refused("invalid_payload", nil, "not json", signed("not json"), SECRET)
       refused("invalid_payload", "the signed body is not a JSON object", "42", signed("42"), SECRET)
+      refused("invalid_payload", "the signed body is not a JSON object", "[1,2]", signed("[1,2]"), SECRET)
     end)
 
     it("verifies a large body", function()

@@ -116,14 +116,23 @@ static session *check_session(lua_State *L)
     return (session *)luaL_checkudata(L, 1, SESSION_MT);
 }
 
-static const char *opt_string_field(lua_State *L, int t, const char *k)
+/* The string at t[k] (NULL when absent). Only true strings are taken: a
+ * number converted here would be a string nothing references once popped. */
+static const char *string_field(lua_State *L, int t, const char *k, int required, size_t *len)
 {
     const char *s = NULL;
     lua_getfield(L, t, k);
-    if (!lua_isnil(L, -1))
-        s = luaL_checkstring(L, -1);
+    if (lua_type(L, -1) == LUA_TSTRING)
+        s = lua_tolstring(L, -1, len);
+    else if (required || !lua_isnil(L, -1))
+        luaL_error(L, "field '%s' must be a string", k);
     lua_pop(L, 1);
     return s;
+}
+
+static const char *opt_string_field(lua_State *L, int t, const char *k)
+{
+    return string_field(L, t, k, 0, NULL);
 }
 
 /* A positive number field, at most `max`; converted only once in range,
@@ -224,15 +233,13 @@ static void read_request(lua_State *L, int t, cerca_request *rq, int *decode)
     size_t i, n;
     luaL_checktype(L, t, LUA_TTABLE);
     memset(rq, 0, sizeof *rq);
-    lua_getfield(L, t, "method");
-    rq->method = luaL_checkstring(L, -1);
-    lua_pop(L, 1);
-    lua_getfield(L, t, "url");
-    rq->url = luaL_checkstring(L, -1);
-    lua_pop(L, 1);
-    lua_getfield(L, t, "body");
-    if (!lua_isnil(L, -1))
-        rq->body = luaL_checklstring(L, -1, &rq->body_len);
+    rq->method = string_field(L, t, "method", 1, NULL);
+    rq->url = string_field(L, t, "url", 1, NULL);
+    rq->body = string_field(L, t, "body", 0, &rq->body_len);
+    /* Loopback plain-http calls never go through a proxy: the key would
+     * cross the network in clear text. */
+    lua_getfield(L, t, "no_proxy");
+    rq->no_proxy = lua_toboolean(L, -1);
     lua_pop(L, 1);
     /* Longer than ~24 days is "no practical limit"; libcurl takes a long. */
     rq->timeout_ms = (long)bounded_field(L, t, "timeout_ms", 60000, 2147483647.0);
@@ -249,9 +256,9 @@ static void read_request(lua_State *L, int t, cerca_request *rq, int *decode)
     lines = (const char **)lua_newuserdata(L, (n ? n : 1) * sizeof *lines);
     for (i = 0; i < n; i++) {
         lua_rawgeti(L, -2, (int)i + 1);
-        lines[i] = lua_tostring(L, -1);
-        if (lines[i] == NULL)
+        if (lua_type(L, -1) != LUA_TSTRING)
             luaL_error(L, "headers[%d] must be a string", (int)i + 1);
+        lines[i] = lua_tostring(L, -1);
         lua_pop(L, 1);
     }
     lua_remove(L, -2); /* the headers table; its strings live in the request */
@@ -375,16 +382,24 @@ static int l_multi_add(lua_State *L)
     multi *mu = check_open_multi(L);
     lua_Integer token = luaL_checkinteger(L, 2);
     cerca_request rq;
-    int decode;
+    int decode, anchors;
     read_request(L, 3, &rq, &decode);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, mu->anchors);
+    anchors = lua_gettop(L);
+    lua_rawgeti(L, anchors, (int)token);
+    if (!lua_isnil(L, -1))
+        return luaL_error(L, "token %d is already in flight", (int)token);
+    lua_pop(L, 1);
+    /* Anchored first: libcurl reads the body from the request's string. */
+    lua_pushvalue(L, 3);
+    lua_rawseti(L, anchors, (int)token);
     if (cerca_multi_add(mu->m, (long)token, &rq) != 0) {
+        lua_pushnil(L);
+        lua_rawseti(L, anchors, (int)token);
         lua_pushnil(L);
         lua_pushliteral(L, "cannot start the transfer (out of memory)");
         return 2;
     }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, mu->anchors);
-    lua_pushvalue(L, 3);
-    lua_rawseti(L, -2, (int)token);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -403,11 +418,14 @@ static int l_multi_poll(lua_State *L)
     lua_newtable(L);
     list = lua_gettop(L);
     while (cerca_multi_next_done(mu->m, &token, &rs)) {
-        int decode;
+        int decode = 1;
         lua_rawgeti(L, anchors, (int)token);
-        lua_getfield(L, -1, "decode");
-        decode = lua_isnil(L, -1) || lua_toboolean(L, -1);
-        lua_pop(L, 2);
+        if (lua_istable(L, -1)) {
+            lua_getfield(L, -1, "decode");
+            decode = lua_isnil(L, -1) || lua_toboolean(L, -1);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
         lua_pushnil(L);
         lua_rawseti(L, anchors, (int)token);
         lua_createtable(L, 0, 2);

@@ -190,6 +190,8 @@ CURLcode cerca_http_prepare(cerca_http *h, const cerca_request *rq)
     SET(CURLOPT_TIMEOUT_MS, rq->timeout_ms);
     SET(CURLOPT_CONNECTTIMEOUT_MS, rq->connect_timeout_ms);
     SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)rq->max_body);
+    /* NULL restores libcurl's default: proxies from the environment. */
+    SET(CURLOPT_NOPROXY, rq->no_proxy ? "*" : NULL);
     if (strcmp(rq->method, "GET") == 0) {
         SET(CURLOPT_HTTPGET, 1L);
     } else {

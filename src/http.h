@@ -39,6 +39,7 @@ typedef struct {
     long timeout_ms;
     long connect_timeout_ms;
     size_t max_body;   /* response body cap in bytes */
+    int no_proxy;      /* bypass any proxy from the environment */
 } cerca_request;
 
 typedef struct {

@@ -15,6 +15,7 @@ local errors = require "cerca.errors"
 local transport = require "cerca.transport"
 
 local pairs = pairs
+local select = select
 local ipairs = ipairs
 local next = next
 local min = math.min
@@ -25,12 +26,7 @@ local _M = {}
 -- With nothing finishing, look again at least this often (ms).
 local IDLE_POLL_MS = 1000
 
-local function run_multi(client, specs, concurrency, on_done)
-  local multi, why = transport.multi(client, concurrency)
-  if not multi then
-    for k = 1, #specs do on_done(k, nil, errors.new("connection", why, { attempts = 0 })) end
-    return
-  end
+local function run_multi(client, multi, specs, concurrency, on_done)
   local calls, queue, waiting = {}, {}, {}
   for k, spec in ipairs(specs) do
     local c, err = call.new(client, spec[1], spec[2], spec[3], spec[4])
@@ -57,11 +53,16 @@ local function run_multi(client, specs, concurrency, on_done)
     while in_flight < concurrency and head <= #queue do
       local k = queue[head]
       head = head + 1
-      local ok, add_why = multi:add(k, calls[k]:next_request())
-      if ok then
-        in_flight = in_flight + 1
+      local request = calls[k]:next_request()
+      if not request then
+        on_done(k, nil, select(2, calls[k]:expire()))
       else
-        on_done(k, nil, errors.new("connection", add_why, { attempts = calls[k].attempt }))
+        local ok, add_why = multi:add(k, request)
+        if ok then
+          in_flight = in_flight + 1
+        else
+          on_done(k, nil, errors.new("connection", add_why, { attempts = calls[k].attempt }))
+        end
       end
     end
     if in_flight == 0 and head > #queue and not next(waiting) then return end
@@ -105,13 +106,29 @@ end
 
 --- Runs `specs` (a list of `{ method, path, body, options }`), at most
 -- `concurrency` at a time; calls `on_done(k, response)` or
--- `on_done(k, nil, err)` once per spec, as each ends.
+-- `on_done(k, nil, err)` once per spec, as each ends. `on_done` must not
+-- raise (the caller wraps user callbacks).
 function _M.run(client, specs, concurrency, on_done)
   if #specs == 0 then return end
+  local refused = transport.context_error()
+  if refused then
+    for k = 1, #specs do on_done(k, nil, errors.new("configuration", refused, { attempts = 0 })) end
+    return
+  end
   if transport.in_nginx() then
     return run_light_threads(client, specs, concurrency, on_done)
   end
-  return run_multi(client, specs, concurrency, on_done)
+  local multi, why = transport.take_multi(client, concurrency)
+  if not multi then
+    for k = 1, #specs do on_done(k, nil, errors.new("connection", why, { attempts = 0 })) end
+    return
+  end
+  -- The batch owns the handle while it runs: a client:close() from a
+  -- callback cannot pull it from under transfers in flight. On any way out,
+  -- the handle goes back to the client, or is closed if it cannot be kept.
+  local ok, err = pcall(run_multi, client, multi, specs, concurrency, on_done)
+  transport.give_back_multi(client, multi, not ok)
+  if not ok then error(err, 0) end
 end
 
 return _M

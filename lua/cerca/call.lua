@@ -227,10 +227,13 @@ function _M.new(client, method, path, body, options)
   return setmetatable({
     method = method,
     path = path,
+    key = key,
     attempt = 0,
     attempts = (options.max_retries or client.max_retries) + 1,
     timeout = options.timeout or client.timeout,
-    deadline = options.deadline and (clock.now() + options.deadline),
+    -- The deadline runs from the first attempt, not from the time a batch
+    -- queued the call.
+    deadline_seconds = options.deadline,
     max_response_size = client.max_response_size,
     log = lg,
     request = {
@@ -240,25 +243,55 @@ function _M.new(client, method, path, body, options)
       body = encoded,
       connect_timeout_ms = ceil((options.connect_timeout or client.connect_timeout) * 1000),
       max_body = client.max_response_size,
+      no_proxy = client.no_proxy,
     },
   }, Call)
 end
 
+-- Less than this is left of the deadline: no attempt is worth starting.
+local MIN_BUDGET = 0.001
+
 --- The request table for the next attempt (its timeout is what is left of
--- `timeout` and of the deadline).
+-- `timeout` and of the deadline), or nil when the deadline has passed:
+-- then `expire()` ends the call.
 function Call:next_request()
-  self.attempt = self.attempt + 1
+  local now = clock.now()
+  if self.deadline_seconds and not self.deadline then self.deadline = now + self.deadline_seconds end
   local budget = self.timeout
-  if self.deadline then budget = min(budget, self.deadline - clock.now()) end
+  if self.deadline then budget = min(budget, self.deadline - now) end
+  if budget < MIN_BUDGET then return nil end
+  self.attempt = self.attempt + 1
   self.request.timeout_ms = ceil(budget * 1000)
-  self.started = clock.now()
+  self.started = now
   return self.request
+end
+
+--- Ends a call whose deadline passed before its next attempt could start.
+-- @treturn string "failed"
+-- @treturn table a `timeout` error
+function Call:expire()
+  return self:_give_up(errors.new("timeout", format("the deadline (%g s) passed before attempt %d could start",
+    self.deadline_seconds, self.attempt + 1)))
 end
 
 -- The end of a call that will not be retried: count the attempts, and warn
 -- about what a user must not miss.
 function Call:_give_up(err)
+  local created = self.created
+  if created and err.type ~= "invalid_response" then
+    -- An earlier attempt got a 2xx that broke off: the API did create. Its
+    -- bytes matter more than the later failure.
+    err = errors.new("invalid_response", format("the create succeeded (HTTP %d) on attempt %d but its "
+      .. "answer broke off, and the later attempts failed (last: %s); what arrived is kept in err.body: "
+      .. "repeat the call with err.idempotency_key to get the subscription", created.status, created.attempt,
+      tostring(err)), {
+        status = created.status, headers = created.headers, body = created.body,
+        request_id = created.request_id, last_error = err,
+      })
+  end
   err.attempts = self.attempt
+  -- The key a repeat must carry to find what this call may have made.
+  if self.key and self.attempt > 0 then err.idempotency_key = self.key end
   local lg = self.log
   if err.type == "invalid_response" then
     lg:write("warn", format("%s %s: %s", self.method, self.path, err.message))
@@ -276,6 +309,10 @@ function Call:finish(res)
   local elapsed = clock.now() - self.started
   local value, err = outcome(res, self.max_response_size)
   local method, path, lg = self.method, self.path, self.log
+  if res.error and res.status >= 200 and res.status < 300 and not self.created then
+    self.created = { status = res.status, headers = res.headers, body = res.body,
+      request_id = request_id(res.headers), attempt = self.attempt }
+  end
   local attempt, attempts = self.attempt, self.attempts
   if value then
     log_attempt(lg, method, path, res, attempt, attempts, elapsed)
@@ -294,7 +331,7 @@ function Call:finish(res)
     log_attempt(lg, method, path, res, attempt, attempts, elapsed)
     return self:_give_up(err)
   end
-  if self.deadline and clock.now() + wait >= self.deadline then
+  if self.deadline and clock.now() + wait + MIN_BUDGET >= self.deadline then
     log_attempt(lg, method, path, res, attempt, attempts, elapsed)
     return self:_give_up(err)
   end

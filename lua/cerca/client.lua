@@ -177,6 +177,9 @@ function _M.new(opts)
 
   local client = setmetatable({
     base_url = base_url,
+    -- Plain http is allowed for loopback hosts only; those calls never go
+    -- through a proxy, which would carry the key in clear text.
+    no_proxy = find(base_url, "^[Hh][Tt][Tt][Pp]://") ~= nil,
     timeout = opts.timeout or _M.DEFAULTS.timeout,
     connect_timeout = opts.connect_timeout or _M.DEFAULTS.connect_timeout,
     max_retries = opts.max_retries or _M.DEFAULTS.max_retries,
@@ -222,7 +225,13 @@ function Client:request(method, path, body, options)
   local c, err = call.new(self, method, path, body, options)
   if not c then return nil, err end
   while true do
-    local state, value = c:finish(transport.attempt(self, c:next_request()))
+    local request = c:next_request()
+    local state, value
+    if request then
+      state, value = c:finish(transport.attempt(self, request))
+    else
+      state, value = c:expire()
+    end
     if state == "retry" then
       clock.sleep(value)
     elseif state == "done" then

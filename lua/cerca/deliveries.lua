@@ -77,7 +77,12 @@ function _M.sign(raw_body, secret, msg_id, timestamp)
     return fail("invalid_payload", "sign(raw_body, secret, msg_id, timestamp) takes strings "
       .. "(the timestamp may be a number)")
   end
-  if type(timestamp) == "number" then timestamp = format("%d", timestamp) end
+  if type(timestamp) == "number" then
+    if timestamp ~= timestamp or timestamp < 0 or timestamp >= 1e15 or timestamp % 1 ~= 0 then
+      return fail("invalid_payload", "the timestamp must be a whole number of seconds")
+    end
+    timestamp = format("%.0f", timestamp)
+  end
   local key = key_of(secret)
   local mac = key and core.webhook_signature(key, msg_id .. "." .. timestamp .. "." .. raw_body)
   if not mac then return fail("invalid_secret", BAD_SECRET) end
@@ -113,17 +118,19 @@ function _M.verify(raw_body, headers, secret, opts)
   local h, why = read_headers(headers)
   if not h then return fail("missing_header", why) end
 
-  local ts = match(h["webhook-timestamp"], "^%d+$") and tonumber(h["webhook-timestamp"])
+  -- Twelve digits reach the year 33658: longer is garbage, not a time.
+  local ts = match(h["webhook-timestamp"], "^%d%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?$")
+    and tonumber(h["webhook-timestamp"])
   if not ts then
     return fail("timestamp", "webhook-timestamp is not a whole number of seconds")
   end
   local tolerance = tonumber(opts.tolerance) or _M.DEFAULT_TOLERANCE
   local now = tonumber(opts.now) or time()
   if ts < now - tolerance then
-    return fail("timestamp", format("the delivery is too old (%d s, tolerance %d s)", now - ts, tolerance))
+    return fail("timestamp", format("the delivery is too old (%.0f s, tolerance %g s)", now - ts, tolerance))
   end
   if ts > now + tolerance then
-    return fail("timestamp", format("the delivery is from the future (%d s ahead, tolerance %d s)",
+    return fail("timestamp", format("the delivery is from the future (%.0f s ahead, tolerance %g s)",
       ts - now, tolerance))
   end
 
@@ -144,7 +151,8 @@ function _M.verify(raw_body, headers, secret, opts)
   end
 
   local event, json_why = core.decode(raw_body)
-  if type(event) ~= "table" then
+  -- An event is an object; a JSON array decodes to a table too.
+  if type(event) ~= "table" or not match(raw_body, "^%s*{") then
     return fail("invalid_payload", "the signed body is not a JSON object"
       .. (json_why and (": " .. json_why) or ""))
   end

@@ -47,12 +47,13 @@ end
 -- @tparam string s the text
 -- @tparam[opt] string api_key removed wherever it appears
 function _M.redact(s, api_key)
-  if api_key and api_key ~= "" then s = replace_plain(s, api_key, REDACTED) end
+  -- Secrets first: a key that happens to read "secret" must not hide them.
   s = gsub(s, "([Aa]uthorization:%s*)[^;\r\n]*", "%1" .. REDACTED)
   -- "secret": "..." in JSON, including one cut off before its closing quote.
   s = gsub(s, '("secret"%s*:%s*")(.-[^\\])"', '%1' .. REDACTED .. '"')
   s = gsub(s, '("secret"%s*:%s*")[^"]*$', '%1' .. REDACTED)
   s = gsub(s, "whsec_[%w%+/=_%-]+", "whsec_" .. REDACTED)
+  if api_key and api_key ~= "" then s = replace_plain(s, api_key, REDACTED) end
   return s
 end
 

@@ -61,23 +61,38 @@ function _M.in_nginx()
   return nginx ~= nil and ngx.get_phase() ~= "init"
 end
 
---- The client's concurrent driver (a curl multi handle, kept between
--- batches for its connection cache), limited to `max_connections`.
-function _M.multi(client, max_connections)
+--- Takes the client's concurrent driver (a curl multi handle, kept
+-- between batches for its connection cache), limited to
+-- `max_connections`; the batch gives it back with `give_back_multi`.
+function _M.take_multi(client, max_connections)
   local m = client._multi
+  client._multi = nil
   if not m then
     local why
     m, why = core.new_multi { ca_file = client.ca_file, user_agent = client.user_agent }
     if not m then return nil, why end
-    client._multi = m
   end
   m:limit(max_connections)
+  client._closes_seen = client._closes or 0
   return m
+end
+
+--- Gives the handle back to the client, or closes it: after a failed
+-- batch (transfers may be left in it), when the client was closed during
+-- the batch, or in nginx's master (workers must not inherit connections).
+function _M.give_back_multi(client, m, broken)
+  if broken or (client._closes or 0) ~= client._closes_seen or client._multi
+    or (nginx and ngx.get_phase() == "init") then
+    m:close()
+  else
+    client._multi = m
+  end
 end
 
 function _M.close(client)
   local s, m = client._session, client._multi
   client._session, client._multi = nil, nil
+  client._closes = (client._closes or 0) + 1
   if s then s:close() end
   if m then m:close() end
 end

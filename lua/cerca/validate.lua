@@ -175,13 +175,26 @@ function _M.parse_url(v, field, example)
   if not authority then
     return nil, format("%s must be an absolute URL with a host (got %s); pass e.g. %q", field, describe(v), example)
   end
-  local hostport = match(authority, "^.*@(.*)$") or authority
+  local userinfo, hostport = match(authority, "^(.*)@(.*)$")
+  hostport = hostport or authority
   local host, port = match(hostport, "^(%[[^%]]*%])(.*)$")
   if not host then
     host, port = match(hostport, "^([^:]*)(.*)$")
   end
   if host == "" then
     return nil, format("%s must name a host (got %s); pass e.g. %q", field, describe(v), example)
+  end
+  -- "[" and "]" belong around an IPv6 host only; "#" starts the one fragment.
+  local beyond = sub(rest, #authority + 3)
+  if find(host, "^%[") and not find(host, "^%[[%x:%.]+%]$") then
+    return nil, format("%s has a host in brackets that is not an IPv6 address (got %s)", field, describe(host))
+  end
+  if find(beyond, "[%[%]]") or find(userinfo or "", "[%[%]]") or find(port, "[%[%]]")
+    or (not find(host, "^%[") and find(host, "[%[%]]")) then
+    return nil, format("%s holds \"[\" or \"]\" outside an IPv6 host; percent-encode them (%%5B, %%5D)", field)
+  end
+  if find(beyond, "#.*#") then
+    return nil, format("%s holds more than one \"#\"; percent-encode the others (%%23)", field)
   end
   if port ~= "" then
     local digits = match(port, "^:(%d*)$")
@@ -206,13 +219,20 @@ function _M.headers(v, field, reserved)
   if type(v) ~= "table" then
     return format("%s must be a table of name = value strings (got %s)", field, describe(v))
   end
+  -- Checked key by key as they are (never through tostring, which could
+  -- make two keys one), in a stable order for the message.
   local names = {}
-  for name in pairs(v) do names[#names + 1] = tostring(name) end
+  for name in pairs(v) do
+    if type(name) ~= "string" then
+      return format("%s: %s is not a valid header name; use letters, digits and - only", field, describe(name))
+    end
+    names[#names + 1] = name
+  end
   sort(names)
   for _, name in ipairs(names) do
     local value = v[name]
     local where = format("%s[%q]", field, name)
-    if type(name) ~= "string" or not find(name, TOKEN) then
+    if not find(name, TOKEN) then
       return format("%s: %s is not a valid header name; use letters, digits and - only", where, describe(name))
     end
     local fix = reserved[lower(name)]
@@ -290,6 +310,12 @@ local function json_value(v, path, depth, ctx)
     if v ~= v or v == huge or v == -huge then
       return format("%s must be a finite number (got %s)", path, tostring(v))
     end
+    -- The JSON encoder writes 14 significant digits: a number that needs
+    -- more would arrive changed.
+    if tonumber(format("%.14g", v)) ~= v then
+      return format("%s has more digits than JSON numbers keep here (%s); send it as a string", path,
+        format("%.17g", v))
+    end
   elseif t == "boolean" then
     return nil
   elseif v == ctx.null or v == ctx.empty_array then
@@ -305,6 +331,9 @@ local function json_value(v, path, depth, ctx)
         ints = ints + 1
         if k > max_key then max_key = k end
       elseif type(k) == "string" then
+        if not _M.is_utf8(k) then
+          return format("%s has a key that is not valid UTF-8; JSON text must be UTF-8", path)
+        end
         strings = strings + 1
       else
         return format("%s has a key of type %s (%s); JSON objects need string keys",

@@ -187,9 +187,13 @@ function _M.subscription(value)
         value[name] == nil and "missing" or ("a " .. type(value[name])), want)
     end
   end
-  for i, e in ipairs(value.events) do
+  local n = #value.events
+  for k, e in pairs(value.events) do
+    if type(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0 then
+      return nil, "the answer's events is not a list"
+    end
     if type(e) ~= "string" then
-      return nil, format("the answer's events[%d] is not a string", i)
+      return nil, format("the answer's events[%d] is not a string", k)
     end
   end
   if value.secret == "" then
@@ -255,7 +259,7 @@ function _M.create_many(client, items, opts)
       validate.describe(on_result)))
   end
 
-  local results, specs, index_of = {}, {}, {}
+  local results, specs, index_of, key_owner = {}, {}, {}, {}
   local function report(i, result)
     results[i] = result
     -- A failing progress callback must not lose the results still to come.
@@ -270,6 +274,15 @@ function _M.create_many(client, items, opts)
     else
       local bad = validate.known_keys(item, where, ITEM_KEYS)
       err = (bad and invalid(where, bad)) or _M.check(item.fleet_id, item.params)
+      -- One key names one create: two items under it would both get the
+      -- first one's subscription.
+      local key = not err and type(item.options) == "table" and item.options.idempotency_key
+      if key and key_owner[key] then
+        err = invalid(where .. ".options.idempotency_key", format("%s.options.idempotency_key is already "
+          .. "used by items[%d]; each create needs a key of its own", where, key_owner[key]))
+      elseif key then
+        key_owner[key] = i
+      end
     end
     if err then
       err.attempts = 0
