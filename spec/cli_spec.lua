@@ -102,6 +102,17 @@ describe("the cerca command", function()
       assert.are.equal("k-42", srv:requests()[1].headers["idempotency-key"])
     end)
 
+    it("puts the subscription on stderr, exit 7, when stdout cannot be written", function()
+      for _, flag in ipairs { "", " --json" } do
+        srv:reset()
+        local _, err, status = run("webhooks create fleet_1 --url https://example.com/h" .. flag .. " >/dev/full")
+        assert.are.equal(7, status, err)
+        assert.matches("^cerca: could not write to stdout %(", err)
+        local rescued = cjson.decode(lines(err)[#lines(err)])
+        assert.are.equal(srv:subscriptions()[1].secret, rescued.secret)
+      end
+    end)
+
     it("reads the key from --api-key-file, and never takes it as an argument", function()
       write(work .. "/key", srv.api_key .. "\n")
       local out, err, status = run("webhooks create fleet_1 --url https://example.com/h --json --api-key-file "
@@ -177,11 +188,17 @@ describe("the cerca command", function()
       assert.are.equal("", out)
       assert.are.equal("cerca: 4 created, 0 failed, 0 skipped (already in " .. outfile .. ")\n", err)
       assert.are.equal("600", (sh("stat -c %a " .. q(outfile))):gsub("%s+$", ""))
-      local got = {}
+      local got, pending = {}, 0
       for _, l in ipairs(lines(read(outfile))) do
         local r = cjson.decode(l)
-        got[r.fleetId] = r.secret
+        if r.pending then
+          pending = pending + 1
+          assert.matches("^%x+%-", r.idempotency_key)
+        else
+          got[r.fleetId] = r.secret
+        end
       end
+      assert.are.equal(4, pending)
       local stored = srv:subscriptions()
       assert.are.equal(4, #stored)
       for _, s in ipairs(stored) do assert.are.equal(s.secret, got[s.fleetId]) end
@@ -207,6 +224,32 @@ describe("the cerca command", function()
       local reqs = srv:requests()
       assert.are.equal(1, #reqs)
       assert.matches("/fleets/fleet_a/webhooks", reqs[1].uri, 1, true)
+    end)
+
+    it("repeats an unanswered create under the same key on resume: no duplicate", function()
+      write(work .. "/fleets.txt", "fleet_a\nfleet_a\n")
+      local outfile = work .. "/lost.jsonl"
+      os.remove(outfile)
+      -- Every attempt creates, then the answer is lost.
+      for _ = 1, 3 do srv:enqueue { action = "create_then_drop" } end
+      local _, err, status = run("webhooks create --fleets-file " .. q(work .. "/fleets.txt")
+        .. " --url https://example.com/h --out " .. q(outfile))
+      assert.are.equal(6, status, err)
+      assert.are.equal(1, #srv:subscriptions())
+      local records = lines(read(outfile))
+      assert.are.equal(2, #records) -- the pending key, then the error
+      local key = cjson.decode(records[1]).idempotency_key
+      assert.are.equal(key, cjson.decode(records[2]).idempotency_key)
+
+      _, err, status = run("webhooks create --fleets-file " .. q(work .. "/fleets.txt")
+        .. " --url https://example.com/h --out " .. q(outfile))
+      assert.are.equal(0, status, err)
+      assert.matches("cerca: 1 created, 0 failed, 0 skipped", err)
+      assert.are.equal(1, #srv:subscriptions())
+      local reqs = srv:requests()
+      assert.are.equal(key, reqs[#reqs].headers["idempotency-key"])
+      local last = cjson.decode(lines(read(outfile))[4])
+      assert.are.equal(srv:subscriptions()[1].secret, last.secret)
     end)
 
     it("--json writes one object per line to stdout, and only that", function()

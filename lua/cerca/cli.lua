@@ -36,6 +36,7 @@ _M.EXIT = {
   api = 4,          -- any other API error
   network = 5,      -- network, TLS or timeout
   partial = 6,      -- a batch finished with some failures
+  output = 7,       -- the results could not be written (they went to stderr)
   internal = 1,     -- a bug in cerca
 }
 
@@ -69,6 +70,7 @@ Environment:
 Exit codes:
   0 success   2 usage or validation error   3 authentication or permission
   4 other API error   5 network, TLS or timeout   6 batch with some failures
+  7 the results could not be written (they were printed on stderr instead)
 
 Run 'cerca help webhooks create' for the options of create.
 ]],
@@ -96,9 +98,11 @@ Options:
 Batch mode (--fleets-file):
   --concurrency N        creates in flight at once (default 16)
   --out FILE             append the results as JSON lines to FILE (created with
-                         mode 0600: it holds secrets) instead of stdout; fleets
-                         already recorded in FILE are skipped, so an interrupted
-                         run can be resumed without duplicates
+                         mode 0600: it holds secrets) instead of stdout. Each
+                         fleet's idempotency key is recorded there before its
+                         create is sent: a re-run skips the fleets already
+                         created and repeats the others under the same keys,
+                         so an interrupted run is resumed without duplicates
 ]],
   ["webhooks events"] = [[
 Usage:
@@ -218,13 +222,31 @@ local function client_of(o, env)
   return cerca.new(opts)
 end
 
+-- Writes and flushes `text` to `file`; true, or nil and why.
+local function put(file, text)
+  local ok, why = file:write(text)
+  if ok then ok, why = file:flush() end
+  if not ok then return nil, why or "write failed" end
+  return true
+end
+
+-- When the results cannot be written where they should go, they go to
+-- stderr: a secret must not be lost to a full disk or a closed pipe.
+local function rescue(ui, where, why, text)
+  ui.warn(format("cerca: could not write to %s (%s); what follows was not written there and holds "
+    .. "secrets: store it now\n", where, tostring(why)), text)
+  return _M.EXIT.output
+end
+
 local function show_subscription(ui, sub, json)
-  if json then
-    ui.say(assert(cerca.encode_json(sub)), "\n")
-  else
-    ui.say(cerca.pretty(sub, { reveal_secret = true, color = ui.color_out }), "\n")
+  local json_text = assert(cerca.encode_json(sub)) .. "\n"
+  local text = json and json_text or (cerca.pretty(sub, { reveal_secret = true, color = ui.color_out }) .. "\n")
+  local ok, why = put(ui.out, text)
+  if not ok then return rescue(ui, "stdout", why, json_text) end
+  if not json then
     ui.warn("cerca: the secret above is shown once and will not be shown again: store it now\n")
   end
+  return _M.EXIT.ok
 end
 
 local function create_one(ui, o, env)
@@ -241,34 +263,42 @@ local function create_one(ui, o, env)
   local sub, cerr = client.webhooks.create(o.fleets[1], params, { idempotency_key = o.idempotency_key })
   client:close()
   if not sub then return nil, cerr end
-  show_subscription(ui, sub, o.json)
-  return _M.EXIT.ok
+  return show_subscription(ui, sub, o.json)
 end
 
--- Fleet ids of a fleets file: one per line, blank lines and # comments skipped.
+-- Fleet ids of a fleets file: one per line, blank lines and # comments
+-- skipped, each id once.
 local function read_fleets(path)
   local text, why = read_file(path)
   if not text then return nil, usage_error("--fleets-file: " .. tostring(why)) end
-  local fleets = {}
+  local fleets, seen = {}, {}
   for line in (text .. "\n"):gmatch("([^\n]*)\n") do
     line = match(line, "^%s*(.-)%s*$")
-    if line ~= "" and not match(line, "^#") then fleets[#fleets + 1] = line end
+    if line ~= "" and not match(line, "^#") and not seen[line] then
+      seen[line] = true
+      fleets[#fleets + 1] = line
+    end
   end
   return fleets
 end
 
--- Fleets already created according to an --out file (a resumed run).
-local function recorded_fleets(path)
-  local done = {}
+-- What an --out file says of earlier runs: the fleets created (a record
+-- with a secret), and the idempotency key each other fleet was sent under.
+local function recorded(path)
+  local created, keys = {}, {}
   local text = read_file(path)
-  if not text then return done end
+  if not text then return created, keys end
   for line in text:gmatch("[^\n]+") do
-    local record = core.decode(line)
-    if type(record) == "table" and type(record.fleetId) == "string" and type(record.secret) == "string" then
-      done[record.fleetId] = true
+    local r = core.decode(line)
+    if type(r) == "table" then
+      if type(r.fleetId) == "string" and type(r.secret) == "string" then
+        created[r.fleetId] = true
+      elseif type(r.fleet_id) == "string" and type(r.idempotency_key) == "string" then
+        keys[r.fleet_id] = keys[r.fleet_id] or r.idempotency_key
+      end
     end
   end
-  return done
+  return created, keys
 end
 
 local function shell_quote(s)
@@ -289,9 +319,9 @@ local function progress(ui, done, total, failed)
     failed > 0 and format(" (%d failed)", failed) or ""))
 end
 
-local function error_record(fleet_id, err)
-  return { fleet_id = fleet_id, error = { type = err.type, message = err.message, status = err.status,
-    request_id = err.request_id } }
+local function error_record(fleet_id, err, key)
+  return { fleet_id = fleet_id, idempotency_key = err.idempotency_key or key, error = { type = err.type,
+    message = err.message, status = err.status, request_id = err.request_id } }
 end
 
 local function create_batch(ui, o, env)
@@ -313,21 +343,44 @@ local function create_batch(ui, o, env)
   local client, err = client_of(o, env)
   if not client then return nil, err end
 
-  local skip = o.out and recorded_fleets(o.out) or {}
+  local created, keys = {}, {}
+  if o.out then created, keys = recorded(o.out) end
   local todo, skipped = {}, 0
   for _, fleet in ipairs(fleets) do
-    if skip[fleet] then skipped = skipped + 1 else todo[#todo + 1] = fleet end
+    if created[fleet] then skipped = skipped + 1 else todo[#todo + 1] = fleet end
   end
 
-  local sink = ui.out
+  local sink, where = ui.out, "stdout"
   if o.out then
     local why
     sink, why = open_private(o.out)
     if not sink then return nil, usage_error("--out: " .. tostring(why)) end
+    where = o.out
+  end
+  local unwritten, write_error = {}, nil
+  local function record(value)
+    local line = assert(cerca.encode_json(value)) .. "\n"
+    if write_error then
+      unwritten[#unwritten + 1] = line
+      return
+    end
+    local ok, why = put(sink, line)
+    if not ok then
+      write_error = why
+      unwritten[#unwritten + 1] = line
+    end
   end
 
+  -- Every fleet's key is drawn (or taken from the earlier run) and recorded
+  -- before anything is sent: whatever happens next, a re-run repeats each
+  -- create under the same key, and the API answers it without a duplicate.
   local items = {}
-  for i, fleet in ipairs(todo) do items[i] = { fleet_id = fleet, params = params } end
+  for i, fleet in ipairs(todo) do
+    local key = keys[fleet] or core.uuid4()
+    items[i] = { fleet_id = fleet, params = params, options = { idempotency_key = key } }
+    if o.out then record { fleet_id = fleet, idempotency_key = key, pending = true } end
+  end
+
   local done, failed = 0, 0
   local show_progress = ui.tty_err and #items > 0
   if show_progress then progress(ui, 0, #items, 0) end
@@ -337,13 +390,12 @@ local function create_batch(ui, o, env)
       done = done + 1
       -- Written as it arrives: an interrupted run keeps every secret so far.
       if r.ok then
-        sink:write(assert(cerca.encode_json(r.subscription)), "\n")
+        record(r.subscription)
       else
         failed = failed + 1
-        sink:write(assert(cerca.encode_json(error_record(todo[i], r.error))), "\n")
+        record(error_record(todo[i], r.error, items[i].options.idempotency_key))
         if not show_progress then ui.warn(format("cerca: %s: %s\n", todo[i], tostring(r.error))) end
       end
-      sink:flush()
       if show_progress then progress(ui, done, #items, failed) end
     end,
   })
@@ -357,6 +409,7 @@ local function create_batch(ui, o, env)
   end
   ui.warn(format("cerca: %d created, %d failed, %d skipped (already in %s)%s\n", done - failed, failed,
     skipped, o.out or "-", (done - failed > 0 and not o.out) and "; the secrets above are shown once" or ""))
+  if write_error then return rescue(ui, where, write_error, table.concat(unwritten)) end
   return failed > 0 and _M.EXIT.partial or _M.EXIT.ok
 end
 
