@@ -113,7 +113,7 @@ rock: ## source rock of $(ROCKSPEC) from the working tree, into $(ROCK_DIR)/ (of
 .PHONY: bench
 BENCH_CEILING = build/bench/ceiling
 
-bench: build $(BENCH_CEILING) ## creates/s against a plain C client, HTTPS reuse, memory, cost (~5 min)
+bench: build $(BENCH_CEILING) ## creates/s against a plain C client, HTTPS reuse, memory, cost (~3 min)
 	@lua5.4 bench/run.lua
 
 $(BENCH_CEILING): bench/ceiling.c

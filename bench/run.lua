@@ -1,0 +1,567 @@
+--- `make bench`: runs every benchmark, prints one table and writes it to
+-- build/bench/results.md. bench/README.md says what each row means.
+--
+-- Runs under lua5.4 from the repository root, after `make build` and the
+-- ceiling's compilation (build/bench/ceiling). Every figure is the median of
+-- several runs, each run a fresh process; contenders that are compared run
+-- interleaved, in a rotating order, within each round.
+--
+-- Environment knobs (defaults in brackets):
+--   BENCH_ROUNDS      rounds of the throughput runs [7]
+--   BENCH_CREATES     timed creates per throughput run [3000]
+--   BENCH_CPU         where client and server run: same (one CPU for both),
+--                     split (one CPU each) or none (the scheduler decides) [same]
+--   BENCH_MEMORY      creates of the memory run [100000]; 1,000 is its first reading
+--   BENCH_CALLGRIND   creates per callgrind run [2000]
+require "bench.env"  -- module paths
+local launcher = require "spec.server.launcher"
+
+local format = string.format
+
+local function knob(name, default)
+  local v = os.getenv(name)
+  if v == nil or v == "" then return default end
+  return tonumber(v) or v
+end
+
+local ROUNDS = knob("BENCH_ROUNDS", 7)
+local CREATES = knob("BENCH_CREATES", 3000)
+local WARMUP = 200
+-- A new TLS connection per call costs a handshake (~2 ms here): fewer creates.
+local FRESH_CREATES = math.max(50, math.floor(CREATES / 10))
+-- create_many: 1000 creates, 50 in flight, each answered after 20 ms.
+local MANY_CREATES, MANY_CONCURRENCY, MANY_DELAY = 1000, 50, 0.02
+local MANY_IDEAL = math.ceil(MANY_CREATES / MANY_CONCURRENCY) * MANY_DELAY
+local FRESH_WARMUP = 20
+local CPU_MODE = knob("BENCH_CPU", "same")
+local MEMORY_ROUNDS = 3
+local MEMORY_FIRST, MEMORY_LAST = 1000, knob("BENCH_MEMORY", 100000)
+local REQUIRE_REPS = 41
+local CALLGRIND_ROUNDS = 3
+local CALLGRIND_CREATES = knob("BENCH_CALLGRIND", 2000)
+local OUT_DIR = "build/bench"
+local CEILING = OUT_DIR .. "/ceiling"
+
+local function progress(...)
+  io.stderr:write("bench: ", format(...), "\n")
+end
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", [['\'']]) .. "'"
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+local function median(list)
+  local s = {}
+  for i, v in ipairs(list) do s[i] = v end
+  table.sort(s)
+  local n = #s
+  if n == 0 then return nil end
+  if n % 2 == 1 then return s[(n + 1) / 2] end
+  return (s[n / 2] + s[n / 2 + 1]) / 2
+end
+
+-- Runs a command; returns its RESULT fields (numbers where they parse), or
+-- raises with the command's output.
+local function run(command)
+  local pipe = assert(io.popen(command .. " 2>&1"))
+  local output = pipe:read("*a")
+  pipe:close()
+  local line = output:match("RESULT ([^\n]*)")
+  if not line then
+    error(format("benchmark process failed: %s\n%s", command, output), 0)
+  end
+  local fields = {}
+  for k, v in line:gmatch("([%w_]+)=(%S+)") do fields[k] = tonumber(v) or v end
+  return fields
+end
+
+-- Servers ------------------------------------------------------------------
+
+-- Every server the benchmarks use, started on first use. One worker: a
+-- kept-alive connection is served by a single nginx worker whatever their
+-- number, so a second worker would only take the client's CPU away.
+local SERVERS = {
+  lean = { lean = true, tls = true, delay = 0, workers = 1 },
+  -- create_many runs against a server that answers after 20 ms.
+  slow = { lean = true, tls = false, delay = MANY_DELAY, workers = 1 },
+  -- Records what it receives: for the checks, never timed.
+  recording = { lean = false, tls = true, delay = 0, workers = 1 },
+}
+local started = {}
+
+local function worker_pids(srv)
+  local master = (read_file(srv.prefix .. "/logs/nginx.pid") or ""):match("%d+")
+  local children = master and read_file(format("/proc/%s/task/%s/children", master, master)) or ""
+  local pids = {}
+  for pid in children:gmatch("%d+") do pids[#pids + 1] = pid end
+  return pids
+end
+
+-- CPU placement: the client's command prefix, and the servers' workers
+-- pinned to match. By default both share one CPU: a sequential client and
+-- its server take turns anyway, and on a virtual machine a wake-up across
+-- CPUs can cost more than the request itself (on the 2-vCPU machine this
+-- was written on, the ceiling made ~11,500 creates/s on one CPU, ~4,500/s
+-- split over two, and anything in between when the scheduler chose). On one
+-- CPU the figures are the CPU work of client, server and kernel, and stable.
+local client_prefix = ""
+local function nproc()
+  local p = io.popen("nproc")
+  local n = tonumber(p:read("*a")) or 1
+  p:close()
+  return n
+end
+local NPROC = nproc()
+-- Other work on the machine shows in the figures: say how busy it was.
+local LOAD_AT_START = (read_file("/proc/loadavg") or "?"):match("^(%S+)")
+local SERVER_CPU, CLIENT_CPU
+if CPU_MODE == "same" then
+  SERVER_CPU, CLIENT_CPU = NPROC - 1, NPROC - 1
+elseif CPU_MODE == "split" and NPROC >= 2 then
+  SERVER_CPU, CLIENT_CPU = NPROC - 2, NPROC - 1
+elseif CPU_MODE ~= "none" then
+  error("BENCH_CPU must be same, split or none (split needs two CPUs)", 0)
+end
+if CLIENT_CPU then client_prefix = "taskset -c " .. CLIENT_CPU .. " " end
+
+local function server(name)
+  if started[name] then return started[name] end
+  progress("starting the %s server", name)
+  local srv = launcher.start(SERVERS[name])
+  started[name] = srv
+  srv.workers = worker_pids(srv)
+  if SERVER_CPU then
+    for _, pid in ipairs(srv.workers) do
+      os.execute(format("taskset -pc %d %s > /dev/null", SERVER_CPU, pid))
+    end
+  end
+  return srv
+end
+
+local function stop_servers()
+  for name, srv in pairs(started) do
+    pcall(srv.stop, srv)
+    started[name] = nil
+  end
+end
+
+-- CPU seconds the server's workers have used so far.
+local CLK_TCK = 100
+do
+  local p = io.popen("getconf CLK_TCK")
+  CLK_TCK = tonumber(p:read("*a")) or CLK_TCK
+  p:close()
+end
+local function server_cpu(srv)
+  local ticks = 0
+  for _, pid in ipairs(srv.workers) do
+    local stat = read_file("/proc/" .. pid .. "/stat") or ""
+    -- utime and stime: fields 14 and 15, counted after the ")" that ends the name
+    local utime, stime = stat:match("%) %S+" .. string.rep(" %S+", 10) .. " (%d+) (%d+)")
+    ticks = ticks + (tonumber(utime) or 0) + (tonumber(stime) or 0)
+  end
+  return ticks / CLK_TCK
+end
+
+-- Contenders ----------------------------------------------------------------
+
+-- The cerca driver under interpreter `lua`, against `url`.
+local function driver(lua, srv, url, count, warmup, extra)
+  return format("%s bench/creates.lua --url %s --key %s --count %d --warmup %d%s", lua,
+    shell_quote(url), shell_quote(srv.api_key), count, warmup, extra or "")
+end
+
+local function ceiling(srv, url, count, warmup, extra)
+  return format("%s%s -w %d %s %s %d", CEILING, extra or "", warmup, shell_quote(url),
+    shell_quote(srv.api_key), count)
+end
+
+-- A command run on the client's CPU (not for valgrind, which would then
+-- trace taskset instead).
+local function pinned(command)
+  return client_prefix .. command
+end
+
+local function ca(srv) return " --ca " .. shell_quote(srv.ca_file) end
+
+-- Sequential creates: each contender is one process per round, timed inside,
+-- running `command(server, contender)`; `creates` and `warmup` are its timed
+-- and untimed creates, `connections` what it should open while timed:
+-- "none" (the default: it reuses one), "each" (one per create) or "any".
+-- The HTTPS rows use the server's 127.0.0.1 address (its certificate names
+-- it), as the HTTP rows do, so that both connect the same way.
+local CONTENDERS = {
+  { name = "http_lua54", what = "cerca, Lua 5.4, HTTP", server = "lean",
+    command = function(s, c) return driver("lua5.4", s, s.http_url, c.creates, c.warmup) end },
+  { name = "http_luajit", what = "cerca, LuaJIT, HTTP", server = "lean",
+    command = function(s, c) return driver("luajit", s, s.http_url, c.creates, c.warmup) end },
+  { name = "http_core", what = "C core alone (session:request loop), Lua 5.4, HTTP", server = "lean",
+    command = function(s, c) return driver("lua5.4", s, s.http_url, c.creates, c.warmup, " --core-only") end },
+  { name = "http_ceiling", what = "C ceiling, HTTP", server = "lean",
+    command = function(s, c) return ceiling(s, s.http_url, c.creates, c.warmup) end },
+  { name = "https_lua54", what = "cerca, Lua 5.4, HTTPS, reused connection", server = "lean",
+    command = function(s, c) return driver("lua5.4", s, s.https_ip_url, c.creates, c.warmup, ca(s)) end },
+  { name = "https_ceiling", what = "C ceiling, HTTPS, reused connection", server = "lean",
+    command = function(s, c)
+      return ceiling(s, s.https_ip_url, c.creates, c.warmup, " -c " .. shell_quote(s.ca_file))
+    end },
+  { name = "https_fresh", what = "C ceiling, HTTPS, new connection per create", server = "lean",
+    creates = FRESH_CREATES, warmup = FRESH_WARMUP, connections = "each",
+    command = function(s, c)
+      return ceiling(s, s.https_ip_url, c.creates, c.warmup, " -f -c " .. shell_quote(s.ca_file))
+    end },
+  { name = "many_lua54", what = "create_many, Lua 5.4, 50 in flight, server delay 20 ms", server = "slow",
+    creates = MANY_CREATES, warmup = 0, connections = "any",
+    command = function(s, c)
+      return format("lua5.4 bench/create_many.lua --url %s --key %s --count %d --concurrency %d",
+        shell_quote(s.http_url), shell_quote(s.api_key), c.creates, MANY_CONCURRENCY)
+    end },
+}
+for _, c in ipairs(CONTENDERS) do
+  c.creates = c.creates or CREATES
+  c.warmup = c.warmup or WARMUP
+  c.connections = c.connections or "none"
+end
+
+-- runs[name][round] = { rate =, seconds =, creates =, connects =, cpu_seconds =, server_seconds = }
+local runs = {}
+
+local function throughput_rounds()
+  for _, c in ipairs(CONTENDERS) do runs[c.name] = {} end
+  for round = 1, ROUNDS do
+    -- Rotate the order, so that no contender always runs first or last.
+    for i = 0, #CONTENDERS - 1 do
+      local c = CONTENDERS[(i + round - 1) % #CONTENDERS + 1]
+      local srv = server(c.server)
+      local cpu_before = server_cpu(srv)
+      local r = run(pinned(c.command(srv, c)))
+      r.server_seconds = server_cpu(srv) - cpu_before
+      r.rate = r.creates / r.seconds
+      runs[c.name][round] = r
+      progress("round %d/%d  %-14s %8.0f creates/s", round, ROUNDS, c.name, r.rate)
+    end
+  end
+end
+
+-- The median over rounds of f(run of a, run of b): ratios are taken within
+-- a round, where the two ran side by side.
+local function per_round(a, b, f)
+  local values = {}
+  for round = 1, ROUNDS do values[round] = f(runs[a][round], runs[b] and runs[b][round]) end
+  return median(values), values
+end
+
+local function rate(name)
+  return per_round(name, nil, function(r) return r.rate end)
+end
+
+local function ratio(a, b)
+  return per_round(a, b, function(x, y) return x.rate / y.rate end)
+end
+
+-- Memory ----------------------------------------------------------------------
+
+local memory = {}
+
+local function memory_runs()
+  local srv = server("lean")
+  for round = 1, MEMORY_ROUNDS do
+    local r = run(pinned(driver("lua5.4", srv, srv.http_url, MEMORY_LAST, 0, " --rss-after " .. MEMORY_FIRST)))
+    memory[round] = r.rss_kib_last - r.rss_kib_first
+    progress("memory %d/%d  RSS %d KiB after %d creates, %d KiB after %d", round, MEMORY_ROUNDS,
+      r.rss_kib_first, MEMORY_FIRST, r.rss_kib_last, MEMORY_LAST)
+  end
+end
+
+-- require time ---------------------------------------------------------------
+
+local require_time = { cjson = {}, cerca = {} }
+
+local function require_runs()
+  for i = 1, REQUIRE_REPS do
+    -- Alternate which module goes first.
+    local order = i % 2 == 1 and { "cjson", "cerca" } or { "cerca", "cjson" }
+    for _, name in ipairs(order) do
+      local r = run(pinned("lua5.4 bench/require_time.lua " .. name))
+      table.insert(require_time[name], r.seconds)
+    end
+  end
+  progress("require: %d fresh processes each for cjson and cerca", REQUIRE_REPS)
+end
+
+-- Instructions per create (callgrind) -----------------------------------------
+
+local instructions = { cerca = {}, core = {}, ceiling = {} }
+
+-- Total instructions (Ir) of `command` under callgrind.
+local function callgrind_ir(command)
+  local out = os.tmpname()
+  run("valgrind --tool=callgrind --callgrind-out-file=" .. shell_quote(out) .. " " .. command)
+  local text = read_file(out) or ""
+  os.remove(out)
+  local ir = tonumber(text:match("\nsummary: (%d+)") or text:match("\ntotals: (%d+)"))
+  if not ir then error("no callgrind summary for: " .. command, 0) end
+  return ir
+end
+
+local function callgrind_runs()
+  local srv = server("lean")
+  local n = CALLGRIND_CREATES
+  local commands = {
+    cerca = function(count) return driver("lua5.4", srv, srv.http_url, count, 0) end,
+    core = function(count) return driver("lua5.4", srv, srv.http_url, count, 0, " --core-only") end,
+    ceiling = function(count) return ceiling(srv, srv.http_url, count, 0) end,
+  }
+  for round = 1, CALLGRIND_ROUNDS do
+    for _, name in ipairs { "cerca", "core", "ceiling" } do
+      local with = callgrind_ir(commands[name](n))
+      local without = callgrind_ir(commands[name](0))
+      instructions[name][round] = (with - without) / n
+      progress("callgrind %d/%d  %-8s %.0f instructions per create", round, CALLGRIND_ROUNDS, name,
+        instructions[name][round])
+    end
+  end
+end
+
+-- Checks (not timed) -----------------------------------------------------------
+
+local checks = {}
+
+local function check(ok, text)
+  checks[#checks + 1] = (ok and "ok: " or "SUSPICIOUS: ") .. text
+end
+
+-- What the server received from cerca: one connection per client, no
+-- Expect header, a distinct Idempotency-Key per create; and no create
+-- stalled the way a Nagle / delayed-ACK interplay would (~40 ms).
+local function recording_checks()
+  local srv = server("recording")
+  local n = 200
+  for _, case in ipairs {
+    { lua = "lua5.4", name = "Lua 5.4", port = "http", url = srv.http_url, extra = "" },
+    { lua = "lua5.4", name = "Lua 5.4", port = "https", url = srv.https_ip_url, extra = ca(srv) },
+    { lua = "luajit", name = "LuaJIT", port = "http", url = srv.http_url, extra = "" },
+  } do
+    srv:reset()
+    local r = run(pinned(driver(case.lua, srv, case.url, n, 0, " --latencies" .. case.extra)))
+    local requests = srv:requests()
+    local connections, keys, expect, distinct = {}, {}, 0, 0
+    for _, rq in ipairs(requests) do
+      connections[rq.connection] = true
+      if rq.headers.expect then expect = expect + 1 end
+      local key = rq.headers["idempotency-key"]
+      if key and not keys[key] then distinct = distinct + 1 end
+      if key then keys[key] = true end
+    end
+    local conns = 0
+    for _ in pairs(connections) do conns = conns + 1 end
+    local label = format("cerca (%s) over %s, %d creates", case.name, case.port:upper(), n)
+    check(#requests == n and conns == 1 and expect == 0 and distinct == n and r.max_ms < 40,
+      format("%s: %d requests on %d connection(s), %d with an Expect header, %d distinct Idempotency-Keys;"
+        .. " latency median %.2f ms, p99 %.2f ms, max %.2f ms (a Nagle / delayed-ACK stall shows as ~40 ms)",
+        label, #requests, conns, expect, distinct, r.p50_ms, r.p99_ms, r.max_ms))
+  end
+end
+
+-- The table ---------------------------------------------------------------------
+
+-- Each format shows a value with its unit, or bare (for the range of the
+-- runs). Ratios are truncated, not rounded, so that a ratio shown as 0.80
+-- is at least 0.80 and its PASS / MISS never contradicts what is printed.
+local function fmt_rate(v, bare) return format(bare and "%.0f" or "%.0f creates/s", v) end
+local function fmt_ratio(v) return format("%.2f", math.floor(v * 100) / 100) end
+local function fmt_kib(v, bare) return format(bare and "%.0f" or "%.0f KiB", v) end
+local function fmt_ms(v, bare) return format(bare and "%.2f" or "%.2f ms", v) end
+local function fmt_times(v) return format("%.1fx", v) end
+local function fmt_count(v) return format("%.0f", v) end
+
+local function passes(value, target)
+  if target.min then return value >= target.min end
+  return value < target.below
+end
+
+local function scaled(list, k)
+  local out = {}
+  for i, v in ipairs(list) do out[i] = v * k end
+  return out
+end
+
+local function of(list) return median(list), list end
+
+-- Each row: id, label, its figure (a function of the measurements returning
+-- the median and the values it is the median of), how to show it, and its
+-- target, if any.
+local ROWS = {
+  { "1a", "Sequential creates/s, HTTP, cerca under Lua 5.4", function() return rate("http_lua54") end, fmt_rate },
+  { "1b", "Sequential creates/s, HTTP, cerca under LuaJIT", function() return rate("http_luajit") end, fmt_rate },
+  { "1c", "Sequential creates/s, HTTP, C ceiling (bench/ceiling.c)",
+    function() return rate("http_ceiling") end, fmt_rate },
+  { "1d", "cerca (Lua 5.4) / ceiling, HTTP", function() return ratio("http_lua54", "http_ceiling") end,
+    fmt_ratio, { min = 0.90, text = ">= 0.90" } },
+  { "1e", "cerca (LuaJIT) / ceiling, HTTP", function() return ratio("http_luajit", "http_ceiling") end, fmt_ratio },
+  { "1f", "C core alone (Lua 5.4, no Lua layer) / ceiling, HTTP",
+    function() return ratio("http_core", "http_ceiling") end, fmt_ratio },
+  { "2a", "Sequential creates/s, HTTPS, cerca (Lua 5.4), reused connection",
+    function() return rate("https_lua54") end, fmt_rate },
+  { "2b", "Sequential creates/s, HTTPS, C ceiling, reused connection",
+    function() return rate("https_ceiling") end, fmt_rate },
+  { "2c", "Sequential creates/s, HTTPS, C ceiling, new connection per create",
+    function() return rate("https_fresh") end, fmt_rate },
+  { "2d", "HTTPS: cerca reusing / new connection per create",
+    function() return ratio("https_lua54", "https_fresh") end, fmt_ratio, { min = 5, text = ">= 5" } },
+  { "2e", "cerca (Lua 5.4): HTTPS with reuse / HTTP", function() return ratio("https_lua54", "http_lua54") end,
+    fmt_ratio, { min = 0.8, text = ">= 0.80" } },
+  { "3a", "create_many: 1000 creates, 50 in flight, server delay 20 ms: seconds",
+    function() return per_round("many_lua54", nil, function(r) return r.seconds end) end,
+    function(v) return format("%.3f s", v) end },
+  { "3b", "create_many: ideal (ceil(1000/50) x 20 ms = 0.4 s) / actual",
+    function() return per_round("many_lua54", nil, function(r) return MANY_IDEAL / r.seconds end) end,
+    fmt_ratio, { min = 0.80, text = ">= 0.80" } },
+  { "4a", format("RSS growth from %d to %d sequential creates (Lua 5.4)", MEMORY_FIRST, MEMORY_LAST),
+    function() return of(memory) end, fmt_kib, { below = 1024, text = "< 1024 KiB" } },
+  { "4b", 'require "cerca" (fresh process, CPU time)',
+    function() return of(scaled(require_time.cerca, 1000)) end, fmt_ms },
+  { "4c", 'require "cjson" (fresh process, CPU time)',
+    function() return of(scaled(require_time.cjson, 1000)) end, fmt_ms },
+  { "4d", 'require "cerca" / require "cjson" (ratio of the medians)',
+    function() return median(require_time.cerca) / median(require_time.cjson) end, fmt_times },
+  { "4e", "Instructions per create, cerca (Lua 5.4), callgrind",
+    function() return of(instructions.cerca) end, fmt_count },
+  { "4f", "Instructions per create, C core alone (Lua 5.4, no Lua layer), callgrind",
+    function() return of(instructions.core) end, fmt_count },
+  { "4g", "Instructions per create, C ceiling, callgrind",
+    function() return of(instructions.ceiling) end, fmt_count },
+}
+
+-- " (lowest to highest)" of the runs behind a median.
+local function range(values, show)
+  if not values or #values < 2 then return "" end
+  local lo, hi = math.huge, -math.huge
+  for _, v in ipairs(values) do
+    lo, hi = math.min(lo, v), math.max(hi, v)
+  end
+  return format(" (%s to %s)", show(lo, true), show(hi, true))
+end
+
+local function table_lines()
+  local lines = {
+    "| # | Figure | Measured (range of the runs) | Target | Result |",
+    "|---|--------|---------:|--------|--------|",
+  }
+  for _, row in ipairs(ROWS) do
+    local id, label, value_of, show, target = row[1], row[2], row[3], row[4], row[5]
+    local measured, result
+    if row.pending then
+      measured, result = "(pending)", "PENDING"
+    else
+      local value, values = value_of()
+      measured = show(value) .. range(values, show)
+      result = target and target.text and (target.min or target.below)
+        and (passes(value, target) and "PASS" or "MISS") or "-"
+    end
+    lines[#lines + 1] = format("| %s | %s | %s | %s | %s |", id, label, measured,
+      target and target.text or "-", result)
+  end
+  return lines
+end
+
+-- What each throughput contender did per create: wall time, its own CPU
+-- time, the server's CPU time, and the connections it opened while timed.
+local function detail_lines()
+  local lines = { "Per create (medians over the rounds):", "" }
+  for _, c in ipairs(CONTENDERS) do
+    local rs = runs[c.name]
+    local wall, cpu, srv, conns = {}, {}, {}, {}
+    for round, r in ipairs(rs) do
+      wall[round] = r.seconds / r.creates * 1e6
+      cpu[round] = (r.cpu_seconds or 0) / r.creates * 1e6
+      -- The server also served the untimed creates.
+      srv[round] = r.server_seconds / (r.creates + c.warmup) * 1e6
+      conns[round] = tonumber(r.connects) or -1
+    end
+    local connects = median(conns)
+    lines[#lines + 1] = format("- %s: %.1f us round trip, %.1f us client CPU, %.1f us server CPU;"
+      .. " %s new connection(s) in %d timed creates", c.what, median(wall), median(cpu), median(srv),
+      connects < 0 and "unknown" or format("%.0f", connects), c.creates)
+  end
+  return lines
+end
+
+local function setup_lines()
+  local placement = {
+    same = "client and server worker pinned to CPU " .. tostring(CLIENT_CPU),
+    split = format("client on CPU %s, server worker on CPU %s", tostring(CLIENT_CPU), tostring(SERVER_CPU)),
+    none = "placed by the scheduler",
+  }
+  return {
+    format("Setup: reference server in lean mode, 1 nginx worker, no delay; %s (BENCH_CPU=%s); %d CPUs;"
+      .. " load average at the start %s.", placement[CPU_MODE], CPU_MODE, NPROC, LOAD_AT_START),
+    format("Throughput: %d rounds, contenders interleaved in rotating order; %d timed creates per run"
+      .. " after %d untimed (new-connection runs: %d after %d).", ROUNDS, CREATES, WARMUP, FRESH_CREATES,
+      FRESH_WARMUP),
+    format("Memory: %d runs. require: %d fresh processes per module. callgrind: %d rounds of %d creates"
+      .. " minus 0.", MEMORY_ROUNDS, REQUIRE_REPS, CALLGRIND_ROUNDS, CALLGRIND_CREATES),
+  }
+end
+
+local function connection_checks()
+  for _, c in ipairs(CONTENDERS) do
+    for round, r in ipairs(runs[c.name]) do
+      local n = tonumber(r.connects)
+      if c.connections == "any" then
+        break
+      elseif n == nil then
+        check(false, format("%s, round %d: connections not observed", c.what, round))
+        break
+      elseif (c.connections == "each" and n ~= r.creates) or (c.connections == "none" and n ~= 0) then
+        check(false, format("%s, round %d: %d new connection(s) in %d timed creates", c.what, round, n, r.creates))
+        break
+      end
+    end
+  end
+end
+
+-- Measures everything; returns the text to print.
+local function measure()
+  local t0 = os.time()
+  recording_checks()
+  throughput_rounds()
+  connection_checks()
+  memory_runs()
+  require_runs()
+  callgrind_runs()
+
+  local lines = table_lines()
+  lines[#lines + 1] = ""
+  for _, l in ipairs(detail_lines()) do lines[#lines + 1] = l end
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = "Checks:"
+  lines[#lines + 1] = ""
+  for _, c in ipairs(checks) do lines[#lines + 1] = "- " .. c end
+  lines[#lines + 1] = ""
+  for _, l in ipairs(setup_lines()) do lines[#lines + 1] = l end
+  lines[#lines + 1] = format("Run took %d s.", os.time() - t0)
+  return table.concat(lines, "\n") .. "\n"
+end
+
+-- The servers stop before anything is printed: a reader that goes away
+-- early (`make bench | head`) must not leave nginx running.
+local ok, text = pcall(measure)
+stop_servers()
+if not ok then
+  io.stderr:write("bench: ", tostring(text), "\n")
+  os.exit(1)
+end
+os.execute("mkdir -p " .. OUT_DIR)
+local f = assert(io.open(OUT_DIR .. "/results.md", "w"))
+f:write("# cerca-lua benchmarks (`make bench`, ", os.date("!%Y-%m-%d %H:%M UTC"), ")\n\n", text)
+f:close()
+io.write(text)
