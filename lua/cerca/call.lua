@@ -123,14 +123,25 @@ end
 local TRANSPORT_TYPES = { timeout = "timeout", tls = "tls" }
 
 -- Maps one attempt's outcome to a response or an error.
+-- What an error keeps of the answer: status, headers, raw body, request id.
+local function answer_fields(res)
+  local answered = res.status > 0
+  return {
+    status = answered and res.status or nil, headers = answered and res.headers or nil,
+    body = answered and res.body or nil, request_id = request_id(res.headers),
+  }
+end
+
 local function outcome(res, max_response_size)
   local status, headers = res.status, res.headers
   local ok = status >= 200 and status < 300
-  local answered = status > 0
-  local fields = {
-    status = answered and status or nil, headers = answered and headers or nil,
-    body = answered and res.body or nil, request_id = request_id(headers),
-  }
+  if ok and not res.error and res.json ~= nil then
+    -- The common case first, without building what only errors need.
+    return {
+      status = status, headers = headers, request_id = request_id(headers), json = res.json, body = res.body,
+    }
+  end
+  local fields = answer_fields(res)
   if res.error == "too_large" then
     if ok or status == 0 then
       return nil, errors.new("invalid_response", format("the answer is larger than max_response_size "
@@ -154,13 +165,8 @@ local function outcome(res, max_response_size)
     return nil, errors.new(TRANSPORT_TYPES[res.error] or "connection", res.error_message, fields)
   end
   if not ok then return nil, status_error(res) end
-  if res.json == nil then
-    return nil, errors.new("invalid_response", format("the answer (HTTP %d) is not JSON: %s; "
-      .. "the raw answer is kept in err.body", status, res.json_error or "empty body"), fields)
-  end
-  return {
-    status = status, headers = headers, request_id = fields.request_id, json = res.json, body = res.body,
-  }
+  return nil, errors.new("invalid_response", format("the answer (HTTP %d) is not JSON: %s; "
+    .. "the raw answer is kept in err.body", status, res.json_error or "empty body"), fields)
 end
 
 -- One log line per attempt: what was sent, what came back, what happens next.

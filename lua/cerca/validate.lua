@@ -19,6 +19,7 @@ local sort = table.sort
 local huge = math.huge
 local min = math.min
 local floor = math.floor
+local setmetatable = setmetatable
 local max = math.max
 local ipairs = ipairs
 local tonumber = tonumber
@@ -137,7 +138,7 @@ end
 
 -- Characters a URI may hold as they are (RFC 3986: unreserved, gen-delims,
 -- sub-delims); "%" is checked separately for its two hex digits.
-local URI_CHAR = "[%w%-%._~:/%?#%[%]@!%$&'%(%)%*%+,;=]"
+local NOT_URI_CHAR = "[^%w%-%._~:/%?#%[%]@!%$&'%(%)%*%+,;=%%]"
 
 --- Parses an absolute http(s) URL strictly (RFC 3986 characters only).
 -- @return scheme (lower case), host, or nil and a message
@@ -145,27 +146,29 @@ function _M.parse_url(v, field, example)
   if type(v) ~= "string" then
     return nil, format("%s must be a string (got %s); pass e.g. %q", field, describe(v), example)
   end
-  local ws = find(v, "[%s%c]")
-  if ws then
-    return nil, format("%s contains whitespace or a control character at position %d; "
-      .. "percent-encode it (a space is %%20)", field, ws)
-  end
-  local nonascii = find(v, "[\128-\255]")
-  if nonascii then
-    return nil, format("%s contains a non-ASCII byte at position %d; "
-      .. "percent-encode it, and write an international host name in its xn-- (punycode) form", field, nonascii)
-  end
-  for i = 1, #v do
-    local ch = sub(v, i, i)
-    if ch == "%" then
-      if not find(v, "^%x%x", i + 1) then
-        return nil, format("%s has a %% at position %d not followed by two hex digits; "
-          .. "write a literal %% as %%25", field, i)
-      end
-    elseif not find(ch, URI_CHAR) then
-      return nil, format("%s contains %q at position %d, which a URL may not hold; "
-        .. "percent-encode it", field, ch, i)
+  -- One scan finds the first character a URL may not hold as it is; only
+  -- then is it worth saying what is wrong with it.
+  local bad = find(v, NOT_URI_CHAR)
+  if bad then
+    local ch = sub(v, bad, bad)
+    if find(ch, "[%s%c]") then
+      return nil, format("%s contains whitespace or a control character at position %d; "
+        .. "percent-encode it (a space is %%20)", field, bad)
     end
+    if byte(ch) >= 128 then
+      return nil, format("%s contains a non-ASCII byte at position %d; "
+        .. "percent-encode it, and write an international host name in its xn-- (punycode) form", field, bad)
+    end
+    return nil, format("%s contains %q at position %d, which a URL may not hold; "
+      .. "percent-encode it", field, ch, bad)
+  end
+  local pct = find(v, "%", 1, true)
+  while pct do
+    if not find(v, "^%x%x", pct + 1) then
+      return nil, format("%s has a %% at position %d not followed by two hex digits; "
+        .. "write a literal %% as %%25", field, pct)
+    end
+    pct = find(v, "%", pct + 3, true)
   end
   local scheme, rest = match(v, "^(%a[%w%+%-%.]*):(.*)$")
   if not scheme then
@@ -281,9 +284,15 @@ end
 -- @tparam string field name for messages
 -- @tparam {string,...} known the allowed keys
 -- @tparam[opt] string hint appended to the message (where other keys belong)
+local allowed_sets = setmetatable({}, { __mode = "k" })
+
 function _M.known_keys(t, field, known, hint)
-  local allowed = {}
-  for i = 1, #known do allowed[known[i]] = true end
+  local allowed = allowed_sets[known]
+  if not allowed then
+    allowed = {}
+    for i = 1, #known do allowed[known[i]] = true end
+    allowed_sets[known] = allowed
+  end
   local bad = {}
   for k in pairs(t) do
     if not allowed[k] then bad[#bad + 1] = k end

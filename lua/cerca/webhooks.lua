@@ -52,6 +52,25 @@ local function invalid(field, message)
   return errors.new("invalid_request", message, { field = field })
 end
 
+-- The error for events[i]: not a string, reserved, unknown or repeated.
+local function event_error(i, name, first_at)
+  local field = format("params.events[%d]", i)
+  if type(name) ~= "string" then
+    return invalid(field, format("%s must be an event name string (got %s)", field, validate.describe(name)))
+  end
+  if name == TEST_EVENT then
+    return invalid(field, format("%s: %q is reserved for the test endpoint and cannot be subscribed to; "
+      .. "remove it", field, TEST_EVENT))
+  end
+  if first_at then
+    return invalid(field, format("%s: %q is already listed at params.events[%d]; list each event once",
+      field, name, first_at))
+  end
+  local guess = validate.suggest(name, _M.EVENTS)
+  return invalid(field, format("%s: unknown event %s; %s", field, validate.describe(name),
+    guess and format("did you mean %q?", guess) or "see cerca.webhooks.EVENTS for the 19 names"))
+end
+
 local function check_events(events)
   if events == nil then return nil end
   if type(events) ~= "table" then
@@ -68,23 +87,8 @@ local function check_events(events)
   local seen = {}
   for i = 1, n do
     local name = events[i]
-    local field = format("params.events[%d]", i)
-    if type(name) ~= "string" then
-      return invalid(field, format("%s must be an event name string (got %s)", field, validate.describe(name)))
-    end
-    if name == TEST_EVENT then
-      return invalid(field, format("%s: %q is reserved for the test endpoint and cannot be subscribed to; "
-        .. "remove it", field, TEST_EVENT))
-    end
-    if not KNOWN_EVENT[name] then
-      local guess = validate.suggest(name, _M.EVENTS)
-      return invalid(field, format("%s: unknown event %s; %s", field, validate.describe(name),
-        guess and format("did you mean %q?", guess) or "see cerca.webhooks.EVENTS for the 19 names"))
-    end
-    if seen[name] then
-      return invalid(field, format("%s: %q is already listed at params.events[%d]; list each event once",
-        field, name, seen[name]))
-    end
+    -- KNOWN_EVENT holds strings only, never webhook.test.
+    if not KNOWN_EVENT[name] or seen[name] then return event_error(i, name, seen[name]) end
     seen[name] = i
   end
 end
