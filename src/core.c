@@ -639,6 +639,23 @@ static void set_closures(lua_State *L, int t, const luaL_Reg *l, int first)
     lua_pop(L, 1);
 }
 
+/* Pushes the metatable `name`: methods (closing over the upvalues at uv)
+ * in __index, and `close` as __gc and, under 5.4, __close. */
+static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction close,
+                      int uv)
+{
+    luaL_newmetatable(L, name);
+    lua_newtable(L);
+    set_closures(L, lua_gettop(L), methods, uv);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, close);
+    lua_setfield(L, -2, "__gc");
+#if LUA_VERSION_NUM >= 504
+    lua_pushcfunction(L, close);
+    lua_setfield(L, -2, "__close");
+#endif
+}
+
 int luaopen_cerca_core(lua_State *L)
 {
     int m, cjson, uv;
@@ -662,29 +679,10 @@ int luaopen_cerca_core(lua_State *L)
     lua_pushstring(L, curl_version_info(CURLVERSION_NOW)->version);
     lua_setfield(L, m, "curl_version");
 
-    luaL_newmetatable(L, SESSION_MT);
-    lua_newtable(L);
-    set_closures(L, lua_gettop(L), session_methods, uv);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_session_close);
-    lua_setfield(L, -2, "__gc");
-#if LUA_VERSION_NUM >= 504
-    lua_pushcfunction(L, l_session_close);
-    lua_setfield(L, -2, "__close");
-#endif
+    new_class(L, SESSION_MT, session_methods, l_session_close, uv);
     lua_pushcfunction(L, l_session_tostring);
     lua_setfield(L, -2, "__tostring");
-
-    luaL_newmetatable(L, MULTI_MT);
-    lua_newtable(L);
-    set_closures(L, lua_gettop(L), multi_methods, uv);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_multi_close);
-    lua_setfield(L, -2, "__gc");
-#if LUA_VERSION_NUM >= 504
-    lua_pushcfunction(L, l_multi_close);
-    lua_setfield(L, -2, "__close");
-#endif
+    new_class(L, MULTI_MT, multi_methods, l_multi_close, uv);
 
     lua_settop(L, m);
     return 1;
