@@ -113,6 +113,32 @@ describe("the cerca command", function()
       end
     end)
 
+    it("rescues the subscription to stderr when stdout is a pipe nobody reads", function()
+      local err_file = work .. "/pipe.err"
+      local _, status = sh(("(cd %s && %s && env CERCA_API_KEY=%s CERCA_BASE_URL=%s %s webhooks create fleet_1 "
+        .. "--url https://example.com/h --json 2>%s; echo $? > %s.rc) | (exec 0<&-; sleep 1)")
+        :format(q(work), tree_paths, q(srv.api_key), q(srv.http_url), q(cerca_bin), q(err_file), q(err_file)))
+      assert.are.equal(0, status)
+      assert.are.equal("7", (read(err_file .. ".rc"):gsub("%s+$", "")))
+      local err = read(err_file)
+      assert.matches("^cerca: could not write to stdout %(", err)
+      assert.are.equal(srv:subscriptions()[1].secret, cjson.decode(lines(err)[#lines(err)]).secret)
+    end)
+
+    it("names the key to repeat with when the create may have happened", function()
+      srv:enqueue { action = "create_then_partial" }
+      srv:enqueue { status = 503, body = "{}", headers = { ["X-Should-Retry"] = "false" } }
+      local out, err, status = run("webhooks create fleet_1 --url https://example.com/h --json")
+      assert.are.equal(4, status)
+      assert.are.equal("", out)
+      local key = err:match("repeat with %-%-idempotency%-key (%S+) to get it without a duplicate\n$")
+      assert.is_truthy(key, err)
+      out, err, status = run("webhooks create fleet_1 --url https://example.com/h --json --idempotency-key " .. key)
+      assert.are.equal(0, status, err)
+      assert.are.equal(srv:subscriptions()[1].secret, cjson.decode(out).secret)
+      assert.are.equal(1, #srv:subscriptions())
+    end)
+
     it("reads the key from --api-key-file, and never takes it as an argument", function()
       write(work .. "/key", srv.api_key .. "\n")
       local out, err, status = run("webhooks create fleet_1 --url https://example.com/h --json --api-key-file "
@@ -149,6 +175,8 @@ describe("the cerca command", function()
       assert.are.equal("cerca: no API key: set CERCA_API_KEY, or use --api-key-file FILE\n",
         fails(2, nil, { CERCA_API_KEY = "" }))
       fails(2, "webhooks create fleet_1 --url https://example.com/h --extra description=ops")
+      assert.are.equal("cerca: configuration: timeout must be at least 0.001 seconds (got 0.0005)\n",
+        fails(2, "webhooks create fleet_1 --url https://example.com/h --timeout 0.0005"))
       fails(2, "frobnicate")
       assert.are.same({}, srv:requests())
     end)

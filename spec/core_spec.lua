@@ -32,6 +32,21 @@ describe("cerca.core", function()
     end)
   end)
 
+  describe("canonical encoding (cerca.json)", function()
+    local json = require "cerca.json"
+
+    it("writes object keys sorted at every depth, lists in order", function()
+      assert.are.equal('{"a":[3,1,{"x":null,"y":"z"}],"b":[],"c":{},"d":true}',
+        json.encode_canonical { d = true, c = {}, b = core.empty_array, a = { 3, 1, { y = "z", x = core.null } } })
+      assert.are.equal('"x"', json.encode_canonical "x")
+    end)
+
+    it("returns nil and a message for what JSON cannot hold", function()
+      assert.is_nil((json.encode_canonical { f = print }))
+      assert.is_nil((json.encode_canonical { [true] = 1 }))
+    end)
+  end)
+
   describe("decode", function()
     it("decodes JSON", function()
       assert.are.same({ a = { 1, 2 }, b = "x" }, core.decode '{"a":[1,2],"b":"x"}')

@@ -363,6 +363,31 @@ describe("the default client", function()
     assert.are.equal("fleet_proxy", out)
   end)
 
+  it("sends the same bytes for the same call from every process, so a repeat under its key works", function()
+    srv:reset()
+    local ids = {}
+    for i = 1, 6 do
+      local out, status = helpers.run_lua([[
+        local cerca = require "cerca"
+        local sub, err = cerca.webhooks.create("fleet_repeat", {
+          url = "https://example.com/webhook", events = { "agent.created", "turn.failed" },
+          extra_body = { description = "ops", owner = { team = "a", tags = { "x" }, level = 2 }, zone = "eu" },
+        }, { idempotency_key = "repeat-key-1" })
+        io.write(sub and sub.id or tostring(err))
+      ]], { CERCA_API_KEY = srv.api_key, CERCA_BASE_URL = srv.http_url })
+      assert.are.equal(0, status)
+      ids[i] = out
+    end
+    for i = 2, 6 do assert.are.equal(ids[1], ids[i]) end
+    assert.matches("^wh_", ids[1])
+    assert.are.equal(1, #srv:subscriptions())
+    local reqs = srv:requests()
+    for i = 2, #reqs do assert.are.equal(reqs[1].body, reqs[i].body) end
+    assert.are.equal('{"description":"ops","events":["agent.created","turn.failed"],'
+      .. '"owner":{"level":2,"tags":["x"],"team":"a"},"url":"https:\\/\\/example.com\\/webhook","zone":"eu"}',
+      reqs[1].body)
+  end)
+
   it("without CERCA_API_KEY returns a configuration error and sends nothing", function()
     srv:reset()
     local out, status = helpers.run_lua([[

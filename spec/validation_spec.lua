@@ -250,6 +250,8 @@ describe("webhooks.create validation", function()
     it("checks each option", function()
       rejects("options.timeout must be a positive number of seconds (got 0)", "options.timeout",
         "fleet_1", { url = URL }, { timeout = 0 })
+      rejects("options.timeout must be at least 0.001 seconds (got 0.0005)", "options.timeout",
+        "fleet_1", { url = URL }, { timeout = 0.0005 })
       rejects("options.connect_timeout must be a positive number of seconds (got inf)",
         "options.connect_timeout", "fleet_1", { url = URL }, { connect_timeout = math.huge })
       rejects("options.max_retries must be a whole number from 0 to 10 (got 1.5)", "options.max_retries",

@@ -21,6 +21,7 @@
 #define _GNU_SOURCE /* memmem, clock_gettime, nanosleep */
 #include <ctype.h>
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -492,6 +493,16 @@ static int l_isatty(lua_State *L)
     return 1;
 }
 
+/* ignore_sigpipe(): a write to a closed pipe then fails with EPIPE, which
+ * the command line can report (and rescue its output from), instead of the
+ * process dying silently with the secrets it was printing. */
+static int l_ignore_sigpipe(lua_State *L)
+{
+    (void)L;
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
 static int l_uuid4(lua_State *L)
 {
     char id[CERCA_UUID_LEN + 1];
@@ -594,6 +605,7 @@ static const luaL_Reg module_functions[] = {
     {"sleep", l_sleep},
     {"uuid4", l_uuid4},
     {"isatty", l_isatty},
+    {"ignore_sigpipe", l_ignore_sigpipe},
     {"webhook_signature", l_webhook_signature},
     {"webhook_verify", l_webhook_verify},
     {NULL, NULL},

@@ -61,7 +61,9 @@ local function run_multi(client, multi, specs, concurrency, on_done)
         if ok then
           in_flight = in_flight + 1
         else
-          on_done(k, nil, errors.new("connection", add_why, { attempts = calls[k].attempt }))
+          -- Never sent: not an attempt; the call ends as any other does.
+          calls[k].attempt = calls[k].attempt - 1
+          on_done(k, nil, select(2, calls[k]:_give_up(errors.new("connection", add_why))))
         end
       end
     end
@@ -118,7 +120,7 @@ function _M.run(client, specs, concurrency, on_done)
   if transport.in_nginx() then
     return run_light_threads(client, specs, concurrency, on_done)
   end
-  local multi, why = transport.take_multi(client, concurrency)
+  local multi, why, closes_seen = transport.take_multi(client, concurrency)
   if not multi then
     for k = 1, #specs do on_done(k, nil, errors.new("connection", why, { attempts = 0 })) end
     return
@@ -127,7 +129,7 @@ function _M.run(client, specs, concurrency, on_done)
   -- callback cannot pull it from under transfers in flight. On any way out,
   -- the handle goes back to the client, or is closed if it cannot be kept.
   local ok, err = pcall(run_multi, client, multi, specs, concurrency, on_done)
-  transport.give_back_multi(client, multi, not ok)
+  transport.give_back_multi(client, multi, closes_seen, not ok)
   if not ok then error(err, 0) end
 end
 

@@ -12,6 +12,7 @@
 local clock = require "cerca.clock"
 local core = require "cerca.core"
 local errors = require "cerca.errors"
+local json = require "cerca.json"
 local retry = require "cerca.retry"
 local transport = require "cerca.transport"
 local validate = require "cerca.validate"
@@ -87,10 +88,10 @@ local function request_id(headers)
 end
 
 -- The message of an API error body, if it has a readable one.
-local function api_message(json)
-  if type(json) ~= "table" then return nil end
-  local e = json.error
-  local m = (type(e) == "table" and e.message) or json.message or e
+local function api_message(answer)
+  if type(answer) ~= "table" then return nil end
+  local e = answer.error
+  local m = (type(e) == "table" and e.message) or answer.message or e
   if type(m) ~= "string" or m == "" then return nil end
   m = gsub(m, "%c", " ")
   if #m > 500 then m = sub(m, 1, 497) .. "..." end
@@ -203,7 +204,7 @@ function _M.new(client, method, path, body, options)
   local encoded
   if body ~= nil then
     local why
-    encoded, why = core.encode(body)
+    encoded, why = json.encode_canonical(body)
     if not encoded then
       return nil, errors.new("invalid_request", "the body cannot be encoded as JSON: " .. why, { attempts = 0 })
     end
@@ -276,8 +277,8 @@ end
 -- @treturn string "failed"
 -- @treturn table a `timeout` error
 function Call:expire()
-  return self:_give_up(errors.new("timeout", format("the deadline (%g s) passed before attempt %d could start",
-    self.deadline_seconds, self.attempt + 1)))
+  return self:_give_up(errors.new("timeout", format("no time was left for attempt %d (%s)", self.attempt + 1,
+    self.deadline_seconds and format("deadline %g s", self.deadline_seconds) or "timeout under 1 ms")))
 end
 
 -- The end of a call that will not be retried: count the attempts, and warn

@@ -46,6 +46,9 @@ local EXIT_FOR_TYPE = {
   connection = "network", timeout = "network", tls = "network",
 }
 
+-- Failures after which the create may have happened on the API's side.
+local REPEATABLE_TYPES = { invalid_response = true, connection = true, timeout = true, server = true }
+
 local function exit_code(err)
   return _M.EXIT[EXIT_FOR_TYPE[err.type] or "api"]
 end
@@ -307,7 +310,7 @@ end
 
 -- Opens --out for appending, creating it with mode 0600 (it holds secrets).
 local function open_private(path)
-  local ok = os.execute("umask 077 && : >> " .. shell_quote(path) .. " && chmod 600 " .. shell_quote(path))
+  local ok = os.execute("umask 077 && : >> " .. shell_quote(path) .. " && chmod 600 -- " .. shell_quote(path))
   if ok ~= true and ok ~= 0 then return nil, "cannot create " .. path end
   return io.open(path, "ab")
 end
@@ -379,6 +382,14 @@ local function create_batch(ui, o, env)
     local key = keys[fleet] or core.uuid4()
     items[i] = { fleet_id = fleet, params = params, options = { idempotency_key = key } }
     if o.out then record { fleet_id = fleet, idempotency_key = key, pending = true } end
+  end
+  if write_error then
+    -- Without the keys on disk a re-run could not repeat these creates
+    -- safely: send nothing.
+    client:close()
+    sink:close()
+    ui.warn(format("cerca: could not write to %s (%s); nothing was sent\n", where, tostring(write_error)))
+    return _M.EXIT.output
   end
 
   local done, failed = 0, 0
@@ -461,6 +472,7 @@ end
 -- @tparam[opt] function env reads an environment variable (default os.getenv)
 function _M.main(args, env)
   env = env or getenv
+  core.ignore_sigpipe()
   local ui = new_ui(env)
   local ok, code, err = xpcall(function() return dispatch(ui, args, env) end, debug.traceback)
   if not ok then
@@ -477,7 +489,13 @@ function _M.main(args, env)
     ui.warn("cerca: no API key: set CERCA_API_KEY, or use --api-key-file FILE\n")
     return _M.EXIT.usage
   end
-  ui.warn(tostring(err), "\n")
+  local hint = ""
+  if err.idempotency_key and REPEATABLE_TYPES[err.type] then
+    -- The API may have made the subscription: the same key gets it back.
+    hint = "; the subscription may exist: repeat with --idempotency-key " .. err.idempotency_key
+      .. " to get it without a duplicate"
+  end
+  ui.warn(tostring(err), hint, "\n")
   return exit_code(err)
 end
 

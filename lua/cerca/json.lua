@@ -11,6 +11,9 @@ local core = require "cerca.core"
 
 local type = type
 local pairs = pairs
+local ipairs = ipairs
+local sort = table.sort
+local concat = table.concat
 local next = next
 local getmetatable = getmetatable
 
@@ -42,6 +45,55 @@ end
 --- JSON text of `value`, or nil and a message.
 function _M.encode(value)
   return core.encode(wire(value, 0))
+end
+
+-- Appends the canonical text of v to out; nil, or a message.
+local function canonical(v, out, depth)
+  if type(v) ~= "table" or v == core.empty_array or v == core.null or depth > 64 then
+    local text, why = core.encode(v)
+    if not text then return why end
+    out[#out + 1] = text
+    return nil
+  end
+  local n = #v
+  if n > 0 or (getmetatable(v) == _M.array_mt and next(v) == nil) then
+    out[#out + 1] = "["
+    for i = 1, n do
+      if i > 1 then out[#out + 1] = "," end
+      local why = canonical(v[i], out, depth + 1)
+      if why then return why end
+    end
+    out[#out + 1] = "]"
+    return nil
+  end
+  local keys = {}
+  for k in pairs(v) do
+    if type(k) ~= "string" then return "object keys must be strings" end
+    keys[#keys + 1] = k
+  end
+  sort(keys)
+  out[#out + 1] = "{"
+  for i, k in ipairs(keys) do
+    if i > 1 then out[#out + 1] = "," end
+    out[#out + 1] = core.encode(k)
+    out[#out + 1] = ":"
+    local why = canonical(v[k], out, depth + 1)
+    if why then return why end
+  end
+  out[#out + 1] = "}"
+  return nil
+end
+
+--- Canonical JSON text of `value`: object keys in sorted order at every
+-- depth, so that the same value gives the same bytes in every process (a
+-- repeat under an idempotency key must send the body the API stored).
+-- @treturn string|nil the text
+-- @treturn[opt] string why it cannot be encoded
+function _M.encode_canonical(value)
+  local out = {}
+  local why = canonical(value, out, 0)
+  if why then return nil, why end
+  return concat(out)
 end
 
 return _M

@@ -63,7 +63,8 @@ end
 
 --- Takes the client's concurrent driver (a curl multi handle, kept
 -- between batches for its connection cache), limited to
--- `max_connections`; the batch gives it back with `give_back_multi`.
+-- `max_connections`; the batch gives it back with `give_back_multi`,
+-- passing the third value (how many closes the client had seen).
 function _M.take_multi(client, max_connections)
   local m = client._multi
   client._multi = nil
@@ -73,15 +74,14 @@ function _M.take_multi(client, max_connections)
     if not m then return nil, why end
   end
   m:limit(max_connections)
-  client._closes_seen = client._closes or 0
-  return m
+  return m, nil, client._closes or 0
 end
 
 --- Gives the handle back to the client, or closes it: after a failed
 -- batch (transfers may be left in it), when the client was closed during
 -- the batch, or in nginx's master (workers must not inherit connections).
-function _M.give_back_multi(client, m, broken)
-  if broken or (client._closes or 0) ~= client._closes_seen or client._multi
+function _M.give_back_multi(client, m, closes_seen, broken)
+  if broken or (client._closes or 0) ~= closes_seen or client._multi
     or (nginx and ngx.get_phase() == "init") then
     m:close()
   else

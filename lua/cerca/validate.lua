@@ -268,6 +268,9 @@ function _M.seconds(v, field)
   if type(v) ~= "number" or v ~= v or v <= 0 or v == huge then
     return format("%s must be a positive number of seconds (got %s)", field, describe(v))
   end
+  if v < 0.001 then
+    return format("%s must be at least 0.001 seconds (got %s)", field, describe(v))
+  end
 end
 
 --- Checks a whole number within [lo, hi].
