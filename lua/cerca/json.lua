@@ -47,9 +47,33 @@ function _M.encode(value)
   return core.encode(wire(value, 0))
 end
 
+-- Encoded object keys, by key: bodies repeat the same few names.
+local encoded_keys, cached_keys = {}, 0
+
+local function encoded_key(k)
+  local text = encoded_keys[k]
+  if text then return text end
+  text = core.encode(k)
+  if cached_keys < 1024 then
+    encoded_keys[k] = text
+    cached_keys = cached_keys + 1
+  end
+  return text
+end
+
+-- True when no item of the list v is a table (cjson then writes it as is,
+-- in order: one call for the whole list).
+local function flat(v, n)
+  for i = 1, n do
+    local item = v[i]
+    if type(item) == "table" and item ~= core.empty_array then return false end
+  end
+  return true
+end
+
 -- Appends the canonical text of v to out; nil, or a message.
 local function canonical(v, out, depth)
-  if type(v) ~= "table" or v == core.empty_array or v == core.null or depth > 64 then
+  if type(v) ~= "table" or v == core.empty_array or depth > 64 then
     local text, why = core.encode(v)
     if not text then return why end
     out[#out + 1] = text
@@ -57,6 +81,12 @@ local function canonical(v, out, depth)
   end
   local n = #v
   if n > 0 or (getmetatable(v) == _M.array_mt and next(v) == nil) then
+    if n > 0 and flat(v, n) then
+      local text, why = core.encode(v)
+      if not text then return why end
+      out[#out + 1] = text
+      return nil
+    end
     out[#out + 1] = "["
     for i = 1, n do
       if i > 1 then out[#out + 1] = "," end
@@ -75,7 +105,7 @@ local function canonical(v, out, depth)
   out[#out + 1] = "{"
   for i, k in ipairs(keys) do
     if i > 1 then out[#out + 1] = "," end
-    out[#out + 1] = core.encode(k)
+    out[#out + 1] = encoded_key(k)
     out[#out + 1] = ":"
     local why = canonical(v[k], out, depth + 1)
     if why then return why end
