@@ -9,19 +9,7 @@ local PATH = "/fleets/fleet_abc123/webhooks"
 
 local srv
 
-local function quote(s)
-    return "'" .. tostring(s):gsub("'", [['\'']]) .. "'"
-end
-
-local function read_file(path)
-    local file = io.open(path, "rb")
-    if not file then
-        return nil
-    end
-    local text = file:read("*a")
-    file:close()
-    return text
-end
+local quote, read_file = launcher.quote, launcher.read_file
 
 -- One request with curl. `opts` (all optional):
 --   method ("POST"), path (PATH), base (srv.http_url), body (string or a

@@ -17,24 +17,7 @@ package.path = script_dir .. "/../../?.lua;" .. package.path
 
 local launcher = require "spec.server.launcher"
 
-local function quote(s)
-    return "'" .. tostring(s):gsub("'", [['\'']]) .. "'"
-end
-
--- The exit status of os.execute as a shell would give it, under Lua 5.1
--- (raw wait status) and 5.2+ ((ok, "exit"|"signal", n)) alike.
-local function exit_code(a, how, n)
-    if type(a) == "number" then
-        if a % 256 ~= 0 then
-            return 128 + a % 128
-        end
-        return math.floor(a / 256)
-    end
-    if how == "signal" then
-        return 128 + n
-    end
-    return n or (a and 0 or 1)
-end
+local quote, execute = launcher.quote, launcher.execute
 
 if not arg or #arg == 0 then
     io.stderr:write("usage: lua5.4 spec/server/with_server.lua CMD [ARGS...]\n")
@@ -58,7 +41,7 @@ for i = 1, #arg do
     words[#words + 1] = quote(arg[i])
 end
 
-local code = exit_code(os.execute(table.concat(words, " ")))
+local code = execute(table.concat(words, " "))
 
 local stopped, err = pcall(srv.stop, srv)
 if not stopped then
