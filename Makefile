@@ -43,7 +43,7 @@ ROCKSPEC ?= rockspec/cerca-0.1.0-1.rockspec
 ROCK_DIR ?= build
 
 help: ## list the targets
-	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 deps: ## install missing Debian packages (apt-get; needs root)
 	@sh spec/tools/deps.sh $(DEB_PACKAGES)
@@ -70,7 +70,7 @@ lint: deps ## luacheck the Lua, compile the C warning-free
 	$(CC) $(CFLAGS) -I$(LUA_INC_54) -fsyntax-only $(SRC)
 	$(CC) $(CFLAGS) -I$(LUA_INC_JIT) -fsyntax-only $(SRC)
 
-check-memory: build $(CORE_SAN) $(LUA_SAN) ## whole suite under valgrind, then under ASan+UBSan
+check-memory: build $(CORE_SAN) $(LUA_SAN) ## specs under valgrind, then under ASan+UBSan (C core, in-process)
 	@sh spec/tools/check-memory.sh
 
 $(CORE_SAN): $(SRC) $(HDR)
@@ -113,7 +113,7 @@ rock: ## source rock of $(ROCKSPEC) from the working tree, into $(ROCK_DIR)/ (of
 .PHONY: bench
 BENCH_CEILING = build/bench/ceiling
 
-bench: build $(BENCH_CEILING) ## creates/s against a plain C client, HTTPS reuse, memory, cost (~3 min)
+bench: build $(BENCH_CEILING) ## the benchmark table: vs a plain C client, HTTPS, create_many, cost (~2 min)
 	@lua5.4 bench/run.lua
 
 $(BENCH_CEILING): bench/ceiling.c
