@@ -154,15 +154,23 @@ static lua_Number bounded_field(lua_State *L, int t, const char *k, lua_Number d
     return n > max ? max : n;
 }
 
+/* The options of new_session and new_multi: { ca_file =, user_agent = },
+ * both optional. The strings stay owned by the table at index 1. */
+static void read_handle_options(lua_State *L, const char **ca_file, const char **ua)
+{
+    *ca_file = *ua = NULL;
+    if (lua_isnoneornil(L, 1))
+        return;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    *ca_file = opt_string_field(L, 1, "ca_file");
+    *ua = opt_string_field(L, 1, "user_agent");
+}
+
 static int l_new_session(lua_State *L)
 {
-    const char *ca_file = NULL, *ua = NULL;
+    const char *ca_file, *ua;
     session *s;
-    if (!lua_isnoneornil(L, 1)) {
-        luaL_checktype(L, 1, LUA_TTABLE);
-        ca_file = opt_string_field(L, 1, "ca_file");
-        ua = opt_string_field(L, 1, "user_agent");
-    }
+    read_handle_options(L, &ca_file, &ua);
     s = (session *)lua_newuserdata(L, sizeof *s);
     s->open = 0;
     luaL_getmetatable(L, SESSION_MT);
@@ -336,13 +344,9 @@ static multi *check_multi(lua_State *L)
 /* new_multi{ ca_file =, user_agent = } -> multi | nil, message */
 static int l_new_multi(lua_State *L)
 {
-    const char *ca_file = NULL, *ua = NULL;
+    const char *ca_file, *ua;
     multi *mu;
-    if (!lua_isnoneornil(L, 1)) {
-        luaL_checktype(L, 1, LUA_TTABLE);
-        ca_file = opt_string_field(L, 1, "ca_file");
-        ua = opt_string_field(L, 1, "user_agent");
-    }
+    read_handle_options(L, &ca_file, &ua);
     mu = (multi *)lua_newuserdata(L, sizeof *mu);
     mu->m = NULL;
     mu->anchors = LUA_NOREF;
