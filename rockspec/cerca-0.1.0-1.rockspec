@@ -52,6 +52,7 @@ build = {
     ["cerca.nginx"] = "lua/cerca/nginx.lua",
     ["cerca.nginx_thread"] = "lua/cerca/nginx_thread.lua",
     ["cerca.pretty"] = "lua/cerca/pretty.lua",
+    ["cerca.redact"] = "lua/cerca/redact.lua",
     ["cerca.retry"] = "lua/cerca/retry.lua",
     ["cerca.transport"] = "lua/cerca/transport.lua",
     ["cerca.validate"] = "lua/cerca/validate.lua",

@@ -7,6 +7,11 @@ local prism = require "spec.contract.prism"
 local cerca = require "cerca"
 
 local URL = "https://example.com/webhook"
+-- The contract's example answer names fleet "<string>": a create for that
+-- fleet is one the example answers. For any other fleet the library must
+-- refuse the example as another call's answer (a 201 all the same, which
+-- is what shows the oracle accepted the request).
+local EXAMPLE_FLEET = "<string>"
 
 describe("the contract oracle", function()
   local server, client
@@ -30,7 +35,7 @@ describe("the contract oracle", function()
   end
 
   it("accepts the smallest create, and the library reads the example answer", function()
-    local sub, err, res = client.webhooks.create("fleet_abc123", { url = URL })
+    local sub, err, res = client.webhooks.create(EXAMPLE_FLEET, { url = URL })
     assert.is_nil(err)
     assert.are.equal(201, res.status)
     assert.are.equal("cerca.Subscription <string> fleet=<string> url=<string> events=all events "
@@ -39,11 +44,21 @@ describe("the contract oracle", function()
   end)
 
   it("accepts every event, an empty list, and extra fields", function()
-    assert_seed_example(assert(client.webhooks.create("fleet_abc123", { url = URL, events = cerca.webhooks.EVENTS })))
-    assert_seed_example(assert(client.webhooks.create("fleet_abc123", { url = URL, events = {} })))
-    assert_seed_example(assert(client.webhooks.create("fleet_abc123", {
+    assert_seed_example(assert(client.webhooks.create(EXAMPLE_FLEET, { url = URL, events = cerca.webhooks.EVENTS })))
+    assert_seed_example(assert(client.webhooks.create(EXAMPLE_FLEET, { url = URL, events = {} })))
+    assert_seed_example(assert(client.webhooks.create(EXAMPLE_FLEET, {
       url = URL, extra_body = { description = "ops", tags = cerca.empty_array, meta = { a = cerca.null } },
     })))
+  end)
+
+  it("answers another fleet's create with the example, which the library refuses as not its answer", function()
+    local sub, err = client.webhooks.create("fleet_abc123", { url = URL })
+    assert.is_nil(sub)
+    assert.are.equal("invalid_response", err.type)
+    assert.are.equal(201, err.status)
+    assert.matches("the answer names another fleet than the one asked for", err.message, 1, true)
+    assert.is_string(err.idempotency_key)
+    assert.is_nil(err.body)
   end)
 
   it("refuses what the library would refuse too (the oracle is strict)", function()
@@ -149,9 +164,13 @@ describe("the contract oracle", function()
       if err and err.type == "invalid_request" then
         refused = refused + 1
       else
-        assert(sub, "the library sent fleet_id=" .. show(fleet_id) .. " params=" .. show(params)
+        -- Accepted: a 201, read as the example (fleet "<string>") or
+        -- refused as another fleet's answer.
+        local other_fleet = err and err.type == "invalid_response" and err.status == 201
+          and err.message:find("names another fleet", 1, true)
+        assert(sub or other_fleet, "the library sent fleet_id=" .. show(fleet_id) .. " params=" .. show(params)
           .. " and the oracle refused it: " .. tostring(err) .. " " .. tostring(err and err.body))
-        assert.are.equal("whsec_abc123", sub.secret)
+        if sub then assert.are.equal("whsec_abc123", sub.secret) end
         accepted = accepted + 1
       end
     end

@@ -234,8 +234,10 @@ describe("webhooks.create", function()
       local _, err = client.webhooks.create("fleet_1", { url = URL })
       assert.are.equal("invalid_response", err.type)
       assert.are.equal("the create succeeded (HTTP 201) but the answer's secret is missing, not a string; "
-        .. "the raw answer is kept in err.body", err.message)
+        .. "the raw answer is kept in err.body: repeat the call with err.idempotency_key to get the "
+        .. "subscription", err.message)
       assert.are.equal(body, err.body)
+      assert.are.equal(srv:requests()[1].headers["idempotency-key"], err.idempotency_key)
     end)
 
     it("2xx with a field of the wrong type", function()

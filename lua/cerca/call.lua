@@ -13,6 +13,7 @@ local clock = require "cerca.clock"
 local core = require "cerca.core"
 local errors = require "cerca.errors"
 local json = require "cerca.json"
+local redact = require "cerca.redact"
 local retry = require "cerca.retry"
 local transport = require "cerca.transport"
 local validate = require "cerca.validate"
@@ -24,6 +25,7 @@ local setmetatable = setmetatable
 local format = string.format
 local lower = string.lower
 local match = string.match
+local find = string.find
 local gsub = string.gsub
 local sub = string.sub
 local concat = table.concat
@@ -144,6 +146,10 @@ local function outcome(res, max_response_size)
   end
   local fields = answer_fields(res)
   if res.error == "too_large" then
+    if res.headers_too_large then
+      return nil, errors.new("invalid_response", format("the answer's headers are larger than %d bytes; "
+        .. "what arrived of its body is kept in err.body", res.headers_too_large), fields)
+    end
     if ok or status == 0 then
       return nil, errors.new("invalid_response", format("the answer is larger than max_response_size "
         .. "(%d bytes); what arrived is kept in err.body", max_response_size), fields)
@@ -194,7 +200,11 @@ Call.__index = Call
 -- @treturn table|nil the call
 -- @treturn[opt] table the error (nothing was sent)
 function _M.new(client, method, path, body, options)
-  local msg = check_call_options(options)
+  -- Read once: what is checked is what is sent.
+  local copy, msg, where = validate.snapshot(options, "options")
+  if msg then return nil, errors.new("invalid_request", msg, { field = where, attempts = 0 }) end
+  options = copy
+  msg = check_call_options(options)
   if msg then
     return nil, errors.new("invalid_request", msg, { field = match(msg, "^[%w_%.]+"), attempts = 0 })
   end
@@ -229,7 +239,12 @@ function _M.new(client, method, path, body, options)
 
   local lg = client._log
   if lg:enabled("debug") then
-    lg:write("debug", format("%s %s headers: %s; body: %s", method, path, concat(lines, "; "), encoded or ""))
+    local shown = {}
+    for i = 1, #lines do
+      -- The credential is left out where it is written, not found later.
+      shown[i] = find(lines[i], "^[Aa]uthorization:") and "Authorization: " .. redact.REDACTED or lines[i]
+    end
+    lg:write("debug", format("%s %s headers: %s; body: %s", method, path, concat(shown, "; "), encoded or ""))
   end
   return setmetatable({
     method = method,
@@ -237,6 +252,7 @@ function _M.new(client, method, path, body, options)
     key = key,
     attempt = 0,
     attempts = (options.max_retries or client.max_retries) + 1,
+    secrets = client._secrets,
     timeout = options.timeout or client.timeout,
     -- The deadline runs from the first attempt, not from the time a batch
     -- queued the call.
@@ -297,8 +313,12 @@ function Call:_give_up(err)
       })
   end
   err.attempts = self.attempt
-  -- The key a repeat must carry to find what this call may have made.
+  -- The key a repeat must carry to find what this call may have made, and
+  -- whether any attempt's request reached a server (if none did, nothing
+  -- can have been made).
   if self.key and self.attempt > 0 then err.idempotency_key = self.key end
+  if self.request_sent then err.request_sent = true end
+  errors.scrub(err, self.secrets)
   local lg = self.log
   if err.type == "invalid_response" then
     lg:write("warn", format("%s %s: %s", self.method, self.path, err.message))
@@ -314,6 +334,7 @@ end
 --   error) or "retry" (value: seconds to wait before the next attempt)
 function Call:finish(res)
   local elapsed = clock.now() - self.started
+  if res.request_sent then self.request_sent = true end
   local value, err = outcome(res, self.max_response_size)
   local method, path, lg = self.method, self.path, self.log
   if res.error and res.status >= 200 and res.status < 300 and not self.created then
@@ -324,6 +345,13 @@ function Call:finish(res)
   if value then
     log_attempt(lg, method, path, res, attempt, attempts, elapsed)
     value.attempts = attempt
+    value.idempotency_key = self.key
+    -- An answer that echoes the API key does not hand it on.
+    local secrets = self.secrets
+    redact.value(value.headers, secrets)
+    redact.value(value.json, secrets)
+    if value.request_id then value.request_id = redact.known(value.request_id, secrets) end
+    value.body = redact.known(value.body, secrets)
     return "done", value
   end
   local again, why = retry.should_retry(res)

@@ -16,12 +16,14 @@ local core = require "cerca.core"
 local deliveries = require "cerca.deliveries"
 local errors = require "cerca.errors"
 local log = require "cerca.log"
+local redact = require "cerca.redact"
 local validate = require "cerca.validate"
 local transport = require "cerca.transport"
 local webhooks = require "cerca.webhooks"
 
 local type = type
 local setmetatable = setmetatable
+local getmetatable = getmetatable
 local tostring = tostring
 local format = string.format
 local match = string.match
@@ -83,8 +85,17 @@ local function check_api_key(key, field)
   end
 end
 
+-- Longer base URLs are refused: no API address is near this long.
+local MAX_BASE_URL = 2048
+
 local function normalise_base_url(url, field)
-  local scheme, host = validate.parse_url(url, field, _M.DEFAULT_BASE_URL)
+  -- Credentials in the URL would be printed wherever the URL is (the
+  -- client's tostring, messages): refused, without repeating them.
+  if type(url) == "string" and find(url, "^[^/]*//[^/%?#]*@") then
+    return nil, config_error(field, format("%s must not hold a user name or password (user:password@host); "
+      .. "the API key is the only credential: pass it as api_key or CERCA_API_KEY", field))
+  end
+  local scheme, host = validate.parse_url(url, field, _M.DEFAULT_BASE_URL, MAX_BASE_URL)
   if not scheme then return nil, config_error(field, host) end
   if scheme ~= "https" and scheme ~= "http" then
     return nil, config_error(field, format("%s must use https (got %s://)", field, scheme))
@@ -124,7 +135,11 @@ function _M.new(opts)
     return nil, config_error("options", format("cerca.new takes a table of options (got %s)",
       validate.describe(opts)))
   end
-  local msg = validate.known_keys(opts, "cerca.new", CLIENT_OPTIONS)
+  -- Read once: what is checked below is what the client keeps.
+  local msg
+  opts, msg = validate.snapshot(opts, "cerca.new options")
+  if not opts then return nil, config_error("options", msg) end
+  msg = validate.known_keys(opts, "cerca.new", CLIENT_OPTIONS)
   if msg then return nil, config_error("options", msg) end
 
   local api_key = opts.api_key
@@ -175,6 +190,7 @@ function _M.new(opts)
       .. "or false to run calls in the worker itself (got %s)", validate.describe(pool)))
   end
 
+  local secrets = redact.list(api_key)
   local client = setmetatable({
     base_url = base_url,
     -- Plain http is allowed for loopback hosts only; those calls never go
@@ -187,31 +203,43 @@ function _M.new(opts)
     ca_file = ca_file,
     thread_pool = pool,
     user_agent = user_agent(),
-    -- Kept apart from the fields a caller may print.
+    -- Kept apart from the fields a caller may print. `_headers` is the
+    -- checked copy: changing the caller's table later changes nothing.
     _api_key = api_key,
+    _secrets = secrets,
     _headers = opts.headers,
     _header_lines = call.header_lines(api_key, opts.headers),
-    _log = log.new(level, opts.logger, api_key),
+    _log = log.new(level, opts.logger, secrets),
   }, Client)
 
   client.webhooks = {
     EVENTS = webhooks.EVENTS,
     verify = deliveries.verify,
     sign = deliveries.sign,
-    create = function(fleet_id, params, options)
+    create = errors.protect(function(fleet_id, params, options)
       return webhooks.create(client, fleet_id, params, options)
-    end,
-    create_many = function(items, batch_opts)
+    end),
+    create_many = errors.protect(function(items, batch_opts)
       return webhooks.create_many(client, items, batch_opts)
-    end,
+    end),
   }
   return client
+end
+_M.new = errors.protect(_M.new)
+
+local function not_a_client(method)
+  return errors.new("invalid_request", format("%s is a method: call it with a colon, client:%s(...)",
+    method, method), { field = "self" })
 end
 
 --- Releases the client's connection. The client stays usable: the next
 -- call opens a new one.
+-- @treturn true|nil
+-- @treturn[opt] table the error when called without the client
 function Client:close()
+  if getmetatable(self) ~= Client then return nil, not_a_client("close") end
   transport.close(self)
+  return true
 end
 
 --- Sends one API call, retrying as `cerca.retry` decides, and reads the answer.
@@ -222,6 +250,7 @@ end
 -- @treturn table|nil `{ status, headers, request_id, json, body, attempts }`
 -- @treturn[opt] table the error (`err.attempts`: how many attempts were made)
 function Client:request(method, path, body, options)
+  if getmetatable(self) ~= Client then return nil, not_a_client("request") end
   local c, err = call.new(self, method, path, body, options)
   if not c then return nil, err end
   while true do
@@ -248,7 +277,13 @@ end
 -- @tparam number concurrency calls in flight at most
 -- @tparam function on_done `on_done(i, value, err)` as each call ends
 function Client:request_many(specs, concurrency, on_done)
+  if getmetatable(self) ~= Client then return nil, not_a_client("request_many") end
   return batch.run(self, specs, concurrency, on_done)
 end
+
+-- No public method raises: a fault inside becomes `nil, err`.
+Client.close = errors.protect(Client.close)
+Client.request = errors.protect(Client.request)
+Client.request_many = errors.protect(Client.request_many)
 
 return _M

@@ -11,6 +11,7 @@
 
 local core = require "cerca.core"
 local errors = require "cerca.errors"
+local validate = require "cerca.validate"
 
 local type = type
 local pairs = pairs
@@ -31,8 +32,31 @@ local HEADERS = { "webhook-id", "webhook-timestamp", "webhook-signature" }
 
 local BAD_SECRET = "the secret is not valid: expected whsec_ followed by base64 of the key"
 
-local function fail(kind, message)
-  return nil, errors.new(kind, message)
+local function fail(kind, message, field)
+  return nil, errors.new(kind, message, field and { field = field } or nil)
+end
+
+local VERIFY_OPTIONS = { "tolerance", "now", "max_body" }
+local NO_OPTIONS = {}
+
+-- The checked options of verify (a plain copy), or nil, a message and the
+-- field: a bad option fails the verification, it is never ignored.
+local function verify_options(opts)
+  if opts == nil then return NO_OPTIONS end
+  if type(opts) ~= "table" then
+    return nil, format("opts must be a table (got %s); e.g. { tolerance = 300 }", validate.describe(opts)), "opts"
+  end
+  local copy, why = validate.snapshot(opts, "opts")
+  if not copy then return nil, why, "opts" end
+  local msg = validate.known_keys(copy, "opts", VERIFY_OPTIONS)
+  if msg then return nil, msg, "opts" end
+  msg = validate.number(copy.tolerance, "opts.tolerance", 0, 1e9)
+  if msg then return nil, msg, "opts.tolerance" end
+  msg = validate.number(copy.now, "opts.now", 0, 1e15)
+  if msg then return nil, msg, "opts.now" end
+  msg = validate.integer(copy.max_body, "opts.max_body", 0, 2 ^ 40)
+  if msg then return nil, msg, "opts.max_body" end
+  return copy
 end
 
 -- The secret's key part: without "whsec_", as base64 text.
@@ -100,8 +124,10 @@ end
 -- @treturn[opt] table an error: `missing_header`, `invalid_signature`,
 --   `timestamp`, `invalid_secret` or `invalid_payload`
 function _M.verify(raw_body, headers, secret, opts)
-  opts = type(opts) == "table" and opts or {}
-  local max_body = tonumber(opts.max_body) or _M.DEFAULT_MAX_BODY
+  local why, field
+  opts, why, field = verify_options(opts)
+  if not opts then return fail("invalid_request", why, field) end
+  local max_body = opts.max_body or _M.DEFAULT_MAX_BODY
   if type(raw_body) ~= "string" then
     return fail("invalid_payload", "the body must be the raw request body, a string")
   end
@@ -115,7 +141,8 @@ function _M.verify(raw_body, headers, secret, opts)
     return fail("invalid_secret", BAD_SECRET)
   end
 
-  local h, why = read_headers(headers)
+  local h
+  h, why = read_headers(headers)
   if not h then return fail("missing_header", why) end
 
   -- Twelve digits reach the year 33658: longer is garbage, not a time.
@@ -124,8 +151,8 @@ function _M.verify(raw_body, headers, secret, opts)
   if not ts then
     return fail("timestamp", "webhook-timestamp is not a whole number of seconds")
   end
-  local tolerance = tonumber(opts.tolerance) or _M.DEFAULT_TOLERANCE
-  local now = tonumber(opts.now) or time()
+  local tolerance = opts.tolerance or _M.DEFAULT_TOLERANCE
+  local now = opts.now or time()
   if ts < now - tolerance then
     return fail("timestamp", format("the delivery is too old (%.0f s, tolerance %g s)", now - ts, tolerance))
   end
@@ -158,5 +185,9 @@ function _M.verify(raw_body, headers, secret, opts)
   end
   return event
 end
+
+-- No public function raises: a fault inside becomes `nil, err`.
+_M.sign = errors.protect(_M.sign)
+_M.verify = errors.protect(_M.verify)
 
 return _M

@@ -4,10 +4,15 @@
 -- a table made here: `type` (machine readable), `message`, and where known
 -- `status`, `request_id`, `headers`, `body` (the raw response text) and
 -- `field` (the argument a validation error is about). `tostring(err)` is one
--- line. No error ever holds the API key: nothing here reads request headers.
+-- line, its control characters escaped. No error holds the API key: the
+-- call layer passes every error that may carry an answer through `scrub`.
 -- @module cerca.errors
 
+local pretty = require "cerca.pretty"
+local redact = require "cerca.redact"
+
 local setmetatable = setmetatable
+local pcall = pcall
 local getmetatable = getmetatable
 local tostring = tostring
 local type = type
@@ -38,21 +43,24 @@ _M.TYPES = {
   timestamp = "webhook-timestamp is not a number, or outside the tolerance",
   invalid_secret = "the secret is not whsec_ and base64, or decodes to nothing",
   invalid_payload = "the body is not a string, too large, or not a JSON object once verified",
+  internal = "a fault inside cerca (please report it); the call may have been sent: see err.idempotency_key",
 }
 
 local Error = {}
 Error.__index = Error
 Error.__name = "cerca.Error"
 
+local printable = pretty.printable
+
 function Error.__tostring(err)
-  local parts = { "cerca: ", err.type }
-  if err.status and err.status > 0 then
+  local parts = { "cerca: ", printable(tostring(err.type)) }
+  if type(err.status) == "number" and err.status > 0 then
     parts[#parts + 1] = " (HTTP " .. tostring(err.status) .. ")"
   end
   parts[#parts + 1] = ": "
-  parts[#parts + 1] = err.message
+  parts[#parts + 1] = printable(tostring(err.message))
   if err.request_id then
-    parts[#parts + 1] = " (request id " .. err.request_id .. ")"
+    parts[#parts + 1] = " (request id " .. printable(tostring(err.request_id)) .. ")"
   end
   return concat(parts)
 end
@@ -70,6 +78,34 @@ function _M.new(kind, message, fields)
     end
   end
   return setmetatable(err, Error)
+end
+
+--- Removes secrets from every string an error carries: known ones
+-- (`cerca.redact.list`) everywhere, and recognisable ones (`whsec_`
+-- tokens, ...) from the message and the request id. The raw body keeps an
+-- answer's secret: it is how a create that cannot be read is recovered.
+-- Used on every error that may hold what a server sent.
+-- @treturn table the error
+function _M.scrub(err, secrets)
+  err.message = redact.text(err.message, secrets)
+  if type(err.request_id) == "string" then err.request_id = redact.text(err.request_id, secrets) end
+  if type(err.body) == "string" then err.body = redact.known(err.body, secrets) end
+  if type(err.headers) == "table" then redact.value(err.headers, secrets) end
+  if _M.is_error(err.last_error) then _M.scrub(err.last_error, secrets) end
+  return err
+end
+
+local function settle(ok, ...)
+  if ok then return ... end
+  local why = ...
+  why = type(why) == "string" and why or type(why)
+  return nil, _M.new("internal", "cerca failed unexpectedly: " .. why .. "; please report it")
+end
+
+--- `fn` made safe to call: a fault inside it is returned as `nil, err`
+-- (type `internal`) instead of raised. Public functions are wrapped in it.
+function _M.protect(fn)
+  return function(...) return settle(pcall(fn, ...)) end
 end
 
 --- True when `v` is an error made by `new`.

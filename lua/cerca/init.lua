@@ -32,14 +32,21 @@ local _M = {
 -- @treturn[opt] table a `configuration` error
 _M.new = client.new
 
---- Multi-line rendering of a subscription or an error.
+--- Multi-line rendering of a subscription or an error; control characters
+-- escaped.
 -- @function pretty
-_M.pretty = pretty.pretty
+_M.pretty = errors.protect(pretty.pretty)
 
---- JSON text of a value (a subscription, say), lists kept as lists even
--- when empty; nil and a message when it cannot be encoded.
+--- JSON text of a value (a subscription, say): keys sorted, lists kept as
+-- lists even when empty, `1e999` for a number beyond the range of doubles;
+-- nil and a message when it cannot be encoded.
 -- @function encode_json
-_M.encode_json = json.encode
+_M.encode_json = errors.protect(json.encode)
+
+--- Text safe to print on a terminal: control characters, bidirectional
+-- overrides and bytes that are not UTF-8 escaped (`\x1b`, `\u{9b}`).
+-- @function printable
+_M.printable = pretty.printable
 
 --- True when `v` is a cerca error.
 _M.is_error = errors.is_error
@@ -68,21 +75,21 @@ _M.webhooks = {
   -- @treturn table|nil the subscription
   -- @treturn[opt] table the error
   -- @treturn[opt] table on success: `{ status, headers, request_id }`
-  create = function(fleet_id, params, options)
+  create = errors.protect(function(fleet_id, params, options)
     local c, err = default()
     if not c then return nil, err end
     return c.webhooks.create(fleet_id, params, options)
-  end,
+  end),
   --- Creates many subscriptions at once; see the README.
   -- @tparam table items list of `{ fleet_id =, params =, options = }`
   -- @tparam[opt] table opts `concurrency` (default 16), `on_result(i, result)`
   -- @treturn table|nil results in input order
   -- @treturn[opt] table the error when `items` or `opts` are wrong
-  create_many = function(items, opts)
+  create_many = errors.protect(function(items, opts)
     local c, err = default()
     if not c then return nil, err end
     return c.webhooks.create_many(items, opts)
-  end,
+  end),
 }
 
 return _M

@@ -16,36 +16,15 @@ local sort = table.sort
 local concat = table.concat
 local next = next
 local getmetatable = getmetatable
+local format = string.format
+local gsub = string.gsub
+local byte = string.byte
+local huge = math.huge
 
 local _M = {}
 
 --- Marks a table as a JSON array.
 _M.array_mt = { __name = "cerca.array" }
-
--- v, or a copy of it in which every empty marked list is the core's
--- empty-array sentinel. Tables without such a list are not copied.
-local function wire(v, depth)
-  if type(v) ~= "table" or v == core.empty_array or depth > 64 then return v end
-  if getmetatable(v) == _M.array_mt and next(v) == nil then return core.empty_array end
-  local copy
-  for k, item in pairs(v) do
-    local w = wire(item, depth + 1)
-    if w ~= item then
-      copy = copy or {}
-      copy[k] = w
-    end
-  end
-  if not copy then return v end
-  for k, item in pairs(v) do
-    if copy[k] == nil then copy[k] = item end
-  end
-  return copy
-end
-
---- JSON text of `value`, or nil and a message.
-function _M.encode(value)
-  return core.encode(wire(value, 0))
-end
 
 -- Encoded object keys, by key: bodies repeat the same few names.
 local encoded_keys, cached_keys = {}, 0
@@ -61,20 +40,27 @@ local function encoded_key(k)
   return text
 end
 
--- True when no item of the list v is a table (cjson then writes it as is,
--- in order: one call for the whole list).
+-- A number beyond the range of doubles (1e999 in an answer) decodes to
+-- an infinity, which JSON cannot write as such: it is written back as the
+-- out-of-range literal every JSON reader turns into the same value again.
+local OVERFLOW = { [huge] = "1e999", [-huge] = "-1e999" }
+
+-- True when no item of the list v is a table or an infinity (cjson then
+-- writes it as is, in order: one call for the whole list).
 local function flat(v, n)
   for i = 1, n do
     local item = v[i]
-    if type(item) == "table" and item ~= core.empty_array then return false end
+    if (type(item) == "table" and item ~= core.empty_array) or OVERFLOW[item] then return false end
   end
   return true
 end
 
--- Appends the canonical text of v to out; nil, or a message.
-local function canonical(v, out, depth)
+-- Appends the canonical text of v to out; nil, or a message. `overflow`:
+-- infinities are written as 1e999 (output) instead of refused (requests).
+local function canonical(v, out, depth, overflow)
   if type(v) ~= "table" or v == core.empty_array or depth > 64 then
-    local text, why = core.encode(v)
+    local text, why
+    if overflow and OVERFLOW[v] then text = OVERFLOW[v] else text, why = core.encode(v) end
     if not text then return why end
     out[#out + 1] = text
     return nil
@@ -90,7 +76,7 @@ local function canonical(v, out, depth)
     out[#out + 1] = "["
     for i = 1, n do
       if i > 1 then out[#out + 1] = "," end
-      local why = canonical(v[i], out, depth + 1)
+      local why = canonical(v[i], out, depth + 1, overflow)
       if why then return why end
     end
     out[#out + 1] = "]"
@@ -107,7 +93,7 @@ local function canonical(v, out, depth)
     if i > 1 then out[#out + 1] = "," end
     out[#out + 1] = encoded_key(k)
     out[#out + 1] = ":"
-    local why = canonical(v[k], out, depth + 1)
+    local why = canonical(v[k], out, depth + 1, overflow)
     if why then return why end
   end
   out[#out + 1] = "}"
@@ -121,9 +107,32 @@ end
 -- @treturn[opt] string why it cannot be encoded
 function _M.encode_canonical(value)
   local out = {}
-  local why = canonical(value, out, 0)
+  local why = canonical(value, out, 0, false)
   if why then return nil, why end
   return concat(out)
+end
+
+-- Characters cjson leaves as they are that a terminal would act on: DEL,
+-- the C1 controls and the bidirectional overrides, written as \u escapes
+-- (the same JSON value).
+local function escape_controls(text)
+  text = gsub(text, "\127", "\\u007f")
+  text = gsub(text, "\194([\128-\159])", function(c) return format("\\u%04x", byte(c)) end)
+  text = gsub(text, "\226\128([\170-\174])", function(c) return format("\\u%04x", 0x2000 + byte(c) - 0x80) end)
+  return (gsub(text, "\226\129([\166-\169])", function(c) return format("\\u%04x", 0x2040 + byte(c) - 0x80) end))
+end
+
+--- JSON text of `value` for output (a subscription printed or stored):
+-- keys sorted, lists kept as lists even when empty, an infinity decoded
+-- from an out-of-range number written back as `1e999`, and no character a
+-- terminal would act on. Anything cerca decoded can be written.
+-- @treturn string|nil the text
+-- @treturn[opt] string why it cannot be encoded
+function _M.encode(value)
+  local out = {}
+  local why = canonical(value, out, 0, true)
+  if why then return nil, why end
+  return escape_controls(concat(out))
 end
 
 return _M

@@ -3,7 +3,8 @@
 -- Secrets are shown as a hint (`whsec_…c123`) unless the caller asks for
 -- them with `reveal_secret`; error bodies are never printed (a 2xx body
 -- may hold the secret), only their size. The API key is never held by the
--- values rendered here.
+-- values rendered here. Every value is passed through `printable`: what a
+-- server sent cannot drive the terminal it is printed on.
 -- @module cerca.pretty
 
 local type = type
@@ -22,6 +23,81 @@ local _M = {}
 
 local ELLIPSIS = "\226\128\166" -- U+2026
 
+local byte = string.byte
+local find = string.find
+local char = string.char
+
+-- Code points that change how a terminal shows what follows them: C1
+-- controls (U+0080..U+009F, CSI among them) and the bidirectional
+-- overrides and isolates.
+local function is_control_point(cp)
+  return (cp >= 0x80 and cp <= 0x9F) or (cp >= 0x202A and cp <= 0x202E) or (cp >= 0x2066 and cp <= 0x2069)
+end
+
+-- Length and code point of the UTF-8 sequence at s[i], or nil if invalid.
+local function utf8_at(s, i, n)
+  local c = byte(s, i)
+  local len, lo, hi, cp
+  if c >= 0xC2 and c <= 0xDF then len, lo, hi, cp = 2, 0x80, 0xBF, c - 0xC0
+  elseif c == 0xE0 then len, lo, hi, cp = 3, 0xA0, 0xBF, c - 0xE0
+  elseif c == 0xED then len, lo, hi, cp = 3, 0x80, 0x9F, c - 0xE0
+  elseif c >= 0xE1 and c <= 0xEF then len, lo, hi, cp = 3, 0x80, 0xBF, c - 0xE0
+  elseif c == 0xF0 then len, lo, hi, cp = 4, 0x90, 0xBF, c - 0xF0
+  elseif c >= 0xF1 and c <= 0xF3 then len, lo, hi, cp = 4, 0x80, 0xBF, c - 0xF0
+  elseif c == 0xF4 then len, lo, hi, cp = 4, 0x80, 0x8F, c - 0xF0
+  else return nil end
+  if i + len - 1 > n then return nil end
+  local c2 = byte(s, i + 1)
+  if c2 < lo or c2 > hi then return nil end
+  cp = cp * 64 + (c2 - 0x80)
+  for k = i + 2, i + len - 1 do
+    local ck = byte(s, k)
+    if ck < 0x80 or ck > 0xBF then return nil end
+    cp = cp * 64 + (ck - 0x80)
+  end
+  return len, cp
+end
+
+--- `s` safe to print on a terminal: control characters (C0, DEL, C1),
+-- bidirectional overrides and bytes that are not UTF-8 are written as
+-- `\xNN` or `\u{NNNN}`; everything else is unchanged.
+-- @tparam string s
+-- @treturn string
+function _M.printable(s)
+  if not find(s, "[^\32-\126]") then return s end
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local c = byte(s, i)
+    if c >= 32 and c <= 126 then
+      out[#out + 1] = char(c)
+      i = i + 1
+    elseif c < 128 then
+      out[#out + 1] = format("\\x%02x", c)
+      i = i + 1
+    else
+      local len, cp = utf8_at(s, i, n)
+      if not len then
+        out[#out + 1] = format("\\x%02x", c)
+        i = i + 1
+      elseif is_control_point(cp) then
+        out[#out + 1] = format("\\u{%04x}", cp)
+        i = i + len
+      else
+        out[#out + 1] = sub(s, i, i + len - 1)
+        i = i + len
+      end
+    end
+  end
+  return concat(out)
+end
+
+local printable = _M.printable
+
+-- Any value as printable text.
+local function text(v)
+  return printable(tostring(v))
+end
+
 -- Keys whose values are never printed whole.
 local SECRET_KEYS = { secret = true, api_key = true, _api_key = true, authorization = true }
 
@@ -38,16 +114,18 @@ function _M.redact(secret)
 end
 
 local function events_text(events)
-  if type(events) ~= "table" then return tostring(events) end
+  if type(events) ~= "table" then return text(events) end
   if #events == 0 then return "all events" end
-  return concat(events, ", ")
+  local names = {}
+  for i = 1, #events do names[i] = text(events[i]) end
+  return concat(names, ", ")
 end
 
 --- One line for a subscription; the secret redacted.
 function _M.subscription_line(sub_)
   return format("cerca.Subscription %s fleet=%s url=%s events=%s enabled=%s secret=%s",
-    tostring(sub_.id), tostring(sub_.fleetId), tostring(sub_.url), events_text(sub_.events),
-    tostring(sub_.enabled), _M.redact(sub_.secret))
+    text(sub_.id), text(sub_.fleetId), text(sub_.url), events_text(sub_.events),
+    text(sub_.enabled), text(_M.redact(sub_.secret)))
 end
 
 local COLORS = { title = "\27[1m", key = "\27[36m", secret = "\27[33m", bad = "\27[31m", reset = "\27[0m" }
@@ -59,13 +137,14 @@ end
 
 -- Aligned "key  value" rows under a title.
 local function block(title, rows, paint)
-  local width = 0
-  for _, row in ipairs(rows) do
-    if #row[1] > width then width = #row[1] end
+  local keys, width = {}, 0
+  for i, row in ipairs(rows) do
+    keys[i] = text(row[1])
+    if #keys[i] > width then width = #keys[i] end
   end
   local out = { title }
-  for _, row in ipairs(rows) do
-    out[#out + 1] = "  " .. paint("key", row[1]) .. rep(" ", width - #row[1] + 2) .. row[2]
+  for i, row in ipairs(rows) do
+    out[#out + 1] = "  " .. paint("key", keys[i]) .. rep(" ", width - #keys[i] + 2) .. row[2]
   end
   return concat(out, "\n")
 end
@@ -76,20 +155,20 @@ local function sorted_extra_keys(t, known)
   local seen, extra = {}, {}
   for _, k in ipairs(known) do seen[k] = true end
   for k in pairs(t) do
-    if not seen[k] then extra[#extra + 1] = tostring(k) end
+    if not seen[k] then extra[#extra + 1] = k end
   end
-  sort(extra)
+  sort(extra, function(a, b) return tostring(a) < tostring(b) end)
   return extra
 end
 
 local function value_text(k, v, opts, paint)
   if SECRET_KEYS[k] and v ~= nil then
-    if k == "secret" and opts.reveal_secret then return paint("secret", tostring(v)) end
-    return paint("secret", _M.redact(v))
+    if k == "secret" and opts.reveal_secret then return paint("secret", text(v)) end
+    return paint("secret", text(_M.redact(v)))
   end
   if k == "events" then return events_text(v) end
   if type(v) == "table" then return "(table)" end
-  return tostring(v)
+  return text(v)
 end
 
 local function render_subscription(s, opts, paint)
@@ -100,7 +179,7 @@ local function render_subscription(s, opts, paint)
   for _, k in ipairs(sorted_extra_keys(s, SUBSCRIPTION_ORDER)) do
     rows[#rows + 1] = { k, value_text(k, s[k], opts, paint) }
   end
-  local out = block(paint("title", "Webhook subscription " .. tostring(s.id)), rows, paint)
+  local out = block(paint("title", "Webhook subscription " .. text(s.id)), rows, paint)
   if not opts.reveal_secret then
     out = out .. "\n  (the secret is shown once, at create: read sub.secret to store it)"
   end
@@ -117,7 +196,7 @@ local function render_error(e, opts, paint)
   if e.body ~= nil then
     rows[#rows + 1] = { "body", format("%d bytes (in err.body)", #tostring(e.body)) }
   end
-  return block(paint("bad", "cerca error: " .. tostring(e.type)), rows, paint)
+  return block(paint("bad", "cerca error: " .. text(e.type)), rows, paint)
 end
 
 local function render_table(t, opts, paint)
@@ -125,7 +204,7 @@ local function render_table(t, opts, paint)
   for _, k in ipairs(sorted_extra_keys(t, {})) do
     rows[#rows + 1] = { k, value_text(k, t[k], opts, paint) }
   end
-  return block(paint("title", tostring(t)), rows, paint)
+  return block(paint("title", text(t)), rows, paint)
 end
 
 --- Multi-line rendering of a subscription, an error, or any table.
@@ -141,7 +220,7 @@ function _M.pretty(value, opts)
   if name == "cerca.Subscription" then return render_subscription(value, opts, paint) end
   if name == "cerca.Error" then return render_error(value, opts, paint) end
   if type(value) == "table" then return render_table(value, opts, paint) end
-  return tostring(value)
+  return text(value)
 end
 
 return _M

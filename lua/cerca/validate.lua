@@ -15,6 +15,7 @@ local find = string.find
 local lower = string.lower
 local match = string.match
 local sub = string.sub
+local gsub = string.gsub
 local sort = table.sort
 local huge = math.huge
 local min = math.min
@@ -23,6 +24,13 @@ local setmetatable = setmetatable
 local max = math.max
 local ipairs = ipairs
 local tonumber = tonumber
+
+local json = require "cerca.json"
+local core = require "cerca.core"
+
+local pcall = pcall
+local getmetatable = getmetatable
+local error = error
 
 local _M = {}
 
@@ -58,11 +66,15 @@ local function distance(a, b)
   return prev[lb]
 end
 
+-- Longer words get no suggestion: the edit distance costs the product of
+-- the lengths, and no name cerca knows is near this long.
+_M.MAX_SUGGEST_LENGTH = 64
+
 --- The candidate closest to `word`, or nil when none is plausibly meant.
 -- @tparam string word what the caller wrote
 -- @tparam table candidates a list of valid names
 function _M.suggest(word, candidates)
-  if type(word) ~= "string" then return nil end
+  if type(word) ~= "string" or #word > _M.MAX_SUGGEST_LENGTH then return nil end
   local best, best_d = nil, huge
   local w = lower(word)
   for i = 1, #candidates do
@@ -120,12 +132,16 @@ end
 -- @param v the value to check
 -- @tparam string field name for messages
 -- @tparam string example a good value, shown in the fix
-function _M.text(v, field, example)
+-- @tparam[opt] number max_bytes the longest value accepted
+function _M.text(v, field, example, max_bytes)
   if type(v) ~= "string" then
     return format("%s must be a non-empty string (got %s); pass e.g. %q", field, describe(v), example)
   end
   if v == "" then
     return format("%s must not be empty; pass e.g. %q", field, example)
+  end
+  if max_bytes and #v > max_bytes then
+    return format("%s is %d bytes long; at most %d are accepted", field, #v, max_bytes)
   end
   local at, b = _M.control_char(v)
   if at then
@@ -140,11 +156,23 @@ end
 -- sub-delims); "%" is checked separately for its two hex digits.
 local NOT_URI_CHAR = "[^%w%-%._~:/%?#%[%]@!%$&'%(%)%*%+,;=%%]"
 
+-- A URL for messages: credentials before an "@" are never repeated.
+local function describe_url(v)
+  local masked, n = gsub(v, "^([^/]*//)[^/%?#]*@", "%1***@")
+  if n == 0 then masked = gsub(v, "^[^/%?#]*@", "***@") end
+  return describe(masked)
+end
+
 --- Parses an absolute http(s) URL strictly (RFC 3986 characters only).
+-- Messages never repeat the URL's user:password part.
+-- @tparam[opt] number max_bytes the longest URL accepted
 -- @return scheme (lower case), host, or nil and a message
-function _M.parse_url(v, field, example)
+function _M.parse_url(v, field, example, max_bytes)
   if type(v) ~= "string" then
     return nil, format("%s must be a string (got %s); pass e.g. %q", field, describe(v), example)
+  end
+  if max_bytes and #v > max_bytes then
+    return nil, format("%s is %d bytes long; at most %d are accepted", field, #v, max_bytes)
   end
   -- One scan finds the first character a URL may not hold as it is; only
   -- then is it worth saying what is wrong with it.
@@ -172,11 +200,11 @@ function _M.parse_url(v, field, example)
   end
   local scheme, rest = match(v, "^(%a[%w%+%-%.]*):(.*)$")
   if not scheme then
-    return nil, format("%s must be an absolute URL (got %s); pass e.g. %q", field, describe(v), example)
+    return nil, format("%s must be an absolute URL (got %s); pass e.g. %q", field, describe_url(v), example)
   end
   local authority = match(rest, "^//([^/%?#]*)")
   if not authority then
-    return nil, format("%s must be an absolute URL with a host (got %s); pass e.g. %q", field, describe(v), example)
+    return nil, format("%s must be an absolute URL with a host (got %s); pass e.g. %q", field, describe_url(v), example)
   end
   local userinfo, hostport = match(authority, "^(.*)@(.*)$")
   hostport = hostport or authority
@@ -185,7 +213,7 @@ function _M.parse_url(v, field, example)
     host, port = match(hostport, "^([^:]*)(.*)$")
   end
   if host == "" then
-    return nil, format("%s must name a host (got %s); pass e.g. %q", field, describe(v), example)
+    return nil, format("%s must name a host (got %s); pass e.g. %q", field, describe_url(v), example)
   end
   -- "[" and "]" belong around an IPv6 host only; "#" starts the one fragment.
   local beyond = sub(rest, #authority + 3)
@@ -273,6 +301,14 @@ function _M.seconds(v, field)
   end
 end
 
+--- Checks a finite number within [lo, hi] (NaN and infinities refused).
+function _M.number(v, field, lo, hi)
+  if v == nil then return nil end
+  if type(v) ~= "number" or v ~= v or v < lo or v > hi then
+    return format("%s must be a number from %s to %s (got %s)", field, tostring(lo), tostring(hi), describe(v))
+  end
+end
+
 --- Checks a whole number within [lo, hi].
 function _M.integer(v, field, lo, hi)
   if v == nil then return nil end
@@ -310,6 +346,61 @@ function _M.known_keys(t, field, known, hint)
 end
 
 local MAX_DEPTH = 32
+-- Entries read from one argument at most: a __pairs that never ends
+-- cannot hang the caller.
+local MAX_ENTRIES = 1000000
+
+-- Raised inside `snapshot` to stop the copy with a message of ours.
+local Stop = {}
+
+-- Where a copy stopped, for its message: the field and the first key below it.
+local function stop(ctx, message)
+  local first = ctx.first
+  local where = ctx.field
+  if type(first) == "string" then
+    where = where .. "." .. first
+  elseif first ~= nil then
+    where = where .. "[" .. tostring(first) .. "]"
+  end
+  Stop.message, Stop.where = format(message, where), where
+  error(Stop)
+end
+
+local function copy(v, depth, ctx)
+  if type(v) ~= "table" or v == core.empty_array then return v end
+  -- Two levels more than JSON values may nest, so that their own check
+  -- (json_value) is the one that speaks of a deep value.
+  if depth > MAX_DEPTH + 2 then
+    stop(ctx, "%s nests deeper than " .. MAX_DEPTH .. " levels (or refers to itself)")
+  end
+  local out = {}
+  for k, item in pairs(v) do
+    ctx.left = ctx.left - 1
+    if ctx.left < 0 then stop(ctx, "%s holds more than " .. MAX_ENTRIES .. " entries") end
+    if depth == 0 then ctx.first = k end
+    out[copy(k, depth + 1, ctx)] = copy(item, depth + 1, ctx)
+  end
+  -- Lists decoded by cerca keep their mark (an empty one stays [] in JSON).
+  if getmetatable(v) == json.array_mt then setmetatable(out, json.array_mt) end
+  return out
+end
+
+--- A plain copy of an argument, read once: tables are walked with `pairs`
+-- (so a `__pairs` runs once), and the copy has no metatable (except the
+-- JSON list mark), so what is checked afterwards is exactly what is sent.
+-- @param v the argument
+-- @tparam string field its name, for messages
+-- @return the copy, or nil, a message (a metamethod that raised, or an
+--   absurd size) and the field it is about
+function _M.snapshot(v, field)
+  if type(v) ~= "table" then return v end
+  local ok, result = pcall(copy, v, 0, { left = MAX_ENTRIES, field = field })
+  if ok then return result end
+  if result == Stop then return nil, Stop.message, Stop.where end
+  local why = type(result) == "string" and result or ("a " .. type(result))
+  if #why > 200 then why = sub(why, 1, 197) .. "..." end
+  return nil, format("%s could not be read: a metamethod raised an error (%s)", field, why), field
+end
 
 -- Checks that v can be sent as JSON exactly as the caller means it.
 local function json_value(v, path, depth, ctx)

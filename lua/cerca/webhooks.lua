@@ -8,6 +8,7 @@
 local core = require "cerca.core"
 local errors = require "cerca.errors"
 local json = require "cerca.json"
+local redact = require "cerca.redact"
 local validate = require "cerca.validate"
 local pretty = require "cerca.pretty"
 
@@ -19,6 +20,7 @@ local gsub = string.gsub
 local match = string.match
 local byte = string.byte
 local setmetatable = setmetatable
+local rawget = rawget
 
 local _M = {}
 
@@ -40,6 +42,12 @@ local KNOWN_EVENT = {}
 for _, name in ipairs(_M.EVENTS) do KNOWN_EVENT[name] = true end
 
 local PARAM_KEYS = { "url", "events", "extra_body" }
+
+-- Longest values accepted: far beyond any real one, short enough that a
+-- value passed through from a request cannot cost real time to check.
+_M.MAX_FLEET_ID_BYTES = 1024
+_M.MAX_URL_BYTES = 8192
+local MAX_EVENT_NAME_BYTES = 64
 
 -- Fields every create answer must carry, and their Lua types.
 local REQUIRED_FIELDS = {
@@ -65,6 +73,10 @@ local function event_error(i, name, first_at)
   if first_at then
     return invalid(field, format("%s: %q is already listed at params.events[%d]; list each event once",
       field, name, first_at))
+  end
+  if #name > MAX_EVENT_NAME_BYTES then
+    return invalid(field, format("%s is %d bytes long, which no event name is; "
+      .. "see cerca.webhooks.EVENTS for the 19 names", field, #name))
   end
   local guess = validate.suggest(name, _M.EVENTS)
   return invalid(field, format("%s: unknown event %s; %s", field, validate.describe(name),
@@ -115,11 +127,11 @@ end
 
 --- Checks the arguments of `create`; returns nil or an `invalid_request` error.
 function _M.check(fleet_id, params)
-  if type(fleet_id) == "table" and fleet_id.create then
+  if type(fleet_id) == "table" and rawget(fleet_id, "create") then
     return invalid("fleet_id", "fleet_id must be a string (got the webhooks table); "
       .. "call create with a dot: client.webhooks.create(fleet_id, params)")
   end
-  local msg = validate.text(fleet_id, "fleet_id", "fleet_abc123")
+  local msg = validate.text(fleet_id, "fleet_id", "fleet_abc123", _M.MAX_FLEET_ID_BYTES)
   if msg then return invalid("fleet_id", msg) end
   if fleet_id == "." or fleet_id == ".." then
     -- Even percent-encoded, URL handling reads these as path steps.
@@ -136,7 +148,7 @@ function _M.check(fleet_id, params)
     return invalid("params.url", "params.url is required; pass the HTTPS endpoint that will receive "
       .. "deliveries, e.g. \"https://example.com/webhook\"")
   end
-  local scheme, err = validate.parse_url(params.url, "params.url", "https://example.com/webhook")
+  local scheme, err = validate.parse_url(params.url, "params.url", "https://example.com/webhook", _M.MAX_URL_BYTES)
   if not scheme then return invalid("params.url", err) end
   if scheme ~= "https" then
     return invalid("params.url", format("params.url must use https (got %s://); "
@@ -208,29 +220,48 @@ function _M.subscription(value)
 end
 
 -- A create's response, as the subscription and the call's details, or
--- as an error that keeps the raw answer.
-local function created(res, err)
+-- as an error that keeps the raw answer and the key to repeat the call with.
+local function created(fleet_id, res, err)
   if not res then return nil, err end
+  local fields = { status = res.status, headers = res.headers, body = res.body, request_id = res.request_id,
+    attempts = res.attempts, idempotency_key = res.idempotency_key, request_sent = true }
   local sub, why = _M.subscription(res.json)
   if not sub then
     return nil, errors.new("invalid_response", "the create succeeded (HTTP " .. res.status
-      .. ") but " .. why .. "; the raw answer is kept in err.body", {
-        status = res.status, headers = res.headers, body = res.body, request_id = res.request_id,
-        attempts = res.attempts,
-      })
+      .. ") but " .. why .. "; the raw answer is kept in err.body: repeat the call with "
+      .. "err.idempotency_key to get the subscription", fields)
   end
-  return sub, nil, { status = res.status, headers = res.headers, request_id = res.request_id,
-    attempts = res.attempts }
+  if sub.fleetId ~= fleet_id then
+    -- Not this call's answer (a connection shared across fork(), a proxy
+    -- that mixed answers up): neither a success nor something to keep.
+    fields.body = nil
+    return nil, errors.new("invalid_response", "the answer names another fleet than the one asked for "
+      .. "(fleetId " .. validate.describe(sub.fleetId) .. "), so it is not this call's answer and was "
+      .. "dropped; repeat the call with err.idempotency_key to get this fleet's subscription", fields)
+  end
+  -- The secret is printed only where it is asked for: never inside the
+  -- other fields, nor in the answer's headers.
+  local secrets = redact.list(sub.secret)
+  for k, v in pairs(sub) do
+    if k ~= "secret" and (type(v) == "string" or type(v) == "table") then sub[k] = redact.value(v, secrets) end
+  end
+  redact.value(res.headers, secrets)
+  local request_id = res.request_id and redact.known(res.request_id, secrets)
+  return sub, nil, { status = res.status, headers = res.headers, request_id = request_id,
+    attempts = res.attempts, idempotency_key = res.idempotency_key }
 end
 
 --- Creates a subscription through `client`. See `cerca.webhooks.create`.
 function _M.create(client, fleet_id, params, options)
+  local copy, why, where = validate.snapshot(params, "params")
+  if why then return nil, errors.new("invalid_request", why, { field = where, attempts = 0 }) end
+  params = copy
   local err = _M.check(fleet_id, params)
   if err then
     err.attempts = 0
     return nil, err
   end
-  return created(client:request("POST", _M.path(fleet_id), _M.body(params), options))
+  return created(fleet_id, client:request("POST", _M.path(fleet_id), _M.body(params), options))
 end
 
 local ITEM_KEYS = { "fleet_id", "params", "options" }
@@ -245,6 +276,11 @@ _M.DEFAULT_CONCURRENCY = 16
 -- @treturn[opt] table an `invalid_request` error when `items` or `opts`
 --   themselves are wrong (nothing was sent)
 function _M.create_many(client, items, opts)
+  local why, where
+  items, why, where = validate.snapshot(items, "items")
+  if why then return nil, invalid(where, why) end
+  opts, why, where = validate.snapshot(opts, "opts")
+  if why then return nil, invalid(where, why) end
   if type(items) ~= "table" then
     return nil, invalid("items", format("items must be a list of { fleet_id =, params =, options = } tables "
       .. "(got %s)", validate.describe(items)))
@@ -299,7 +335,7 @@ function _M.create_many(client, items, opts)
   end
 
   client:request_many(specs, opts.concurrency or _M.DEFAULT_CONCURRENCY, function(k, res, err)
-    local sub, e, response = created(res, err)
+    local sub, e, response = created(items[index_of[k]].fleet_id, res, err)
     if sub then
       report(index_of[k], { ok = true, subscription = sub, response = response })
     else

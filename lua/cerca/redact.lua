@@ -1,0 +1,226 @@
+--- Redaction: the one place that removes secrets from what leaves cerca.
+--
+-- Two kinds of secret are removed:
+--
+-- * **known values** (the client's API key, a subscription's secret): every
+--   occurrence, whole, however the text writes it: as is, JSON-escaped
+--   (`\/`, `\\`, `\"`, `\u00XX`), or percent-encoded (`%2F`), in any mix;
+-- * **recognisable shapes**, for secrets cerca does not hold: the value of an
+--   `Authorization:` header, `"secret": "..."` in JSON, and `whsec_` tokens,
+--   each removed to the end of the value (a `\/` or a `;` inside it does
+--   not stop the match).
+--
+-- `text` is for text that people read (log lines, messages); `value` walks
+-- a decoded answer and removes known values from its strings.
+-- @module cerca.redact
+
+local type = type
+local select = select
+local pairs = pairs
+local byte = string.byte
+local find = string.find
+local sub = string.sub
+local gsub = string.gsub
+local char = string.char
+local tonumber = tonumber
+local concat = table.concat
+local sort = table.sort
+
+local _M = {}
+
+_M.REDACTED = "[redacted]"
+local REDACTED = _M.REDACTED
+
+local BACKSLASH, PERCENT, LOWER_U = 92, 37, 117
+
+-- JSON may escape these three with a backslash alone.
+local SHORT_ESCAPE = { [34] = true, [47] = true, [92] = true }
+
+-- Length of `secret` written at position i of `text`, each of its bytes as
+-- is, as a JSON escape or percent-encoded; nil when it is not there.
+local function match_at(text, i, secret)
+  local j = i
+  for k = 1, #secret do
+    local c, t = byte(secret, k), byte(text, j)
+    if t == c then
+      j = j + 1
+    elseif t == BACKSLASH then
+      local n = byte(text, j + 1)
+      if n == c and SHORT_ESCAPE[c] then
+        j = j + 2
+      elseif n == LOWER_U and find(text, "^00%x%x", j + 2) and tonumber(sub(text, j + 4, j + 5), 16) == c then
+        j = j + 6
+      else
+        return nil
+      end
+    elseif t == PERCENT and find(text, "^%x%x", j + 1) and tonumber(sub(text, j + 1, j + 2), 16) == c then
+      j = j + 3
+    else
+      return nil
+    end
+  end
+  return j - i
+end
+
+-- Every plain occurrence of `needle` in `s` replaced; s itself when none.
+local function replace_plain(s, needle)
+  local i, j = find(s, needle, 1, true)
+  if not i then return s end
+  local out, start = {}, 1
+  while i do
+    out[#out + 1] = sub(s, start, i - 1)
+    out[#out + 1] = REDACTED
+    start = j + 1
+    i, j = find(s, needle, start, true)
+  end
+  out[#out + 1] = sub(s, start)
+  return concat(out)
+end
+
+-- Adds to `spans` the {from, to} of every place `secret` is written in `s`.
+local function secret_spans(s, secret, spans)
+  local first = byte(secret, 1)
+  if not find(s, "[\\%%]") then
+    -- Plain text holds no escape: a plain search finds every occurrence.
+    local i, j = find(s, secret, 1, true)
+    while i do
+      spans[#spans + 1] = { i, j }
+      i, j = find(s, secret, j + 1, true)
+    end
+    return
+  end
+  -- Only where the text holds the secret's first byte or an escape can
+  -- it start: jump from one such place to the next.
+  local starts = "[" .. gsub(char(first), "%W", "%%%0") .. "\\%%]"
+  local i = find(s, starts)
+  while i do
+    local len = match_at(s, i, secret)
+    if len then
+      spans[#spans + 1] = { i, i + len - 1 }
+      i = find(s, starts, i + len)
+    else
+      i = find(s, starts, i + 1)
+    end
+  end
+end
+
+-- Adds the span of each value matched by `pattern` (whose two position
+-- captures bound the value).
+local function pattern_spans(s, pattern, spans)
+  for from, to in s:gmatch(pattern) do
+    if to > from then spans[#spans + 1] = { from, to - 1 } end
+  end
+end
+
+-- Adds the span of each JSON "secret" string value, to its closing quote
+-- (escapes skipped) or to the end of a text cut off inside it.
+local function json_secret_spans(s, spans)
+  local _, j = find(s, '"secret"%s*:%s*"')
+  while j do
+    local k = j + 1
+    while true do
+      local q = find(s, '["\\]', k)
+      if not q then k = #s + 1 break end
+      if byte(s, q) == BACKSLASH then k = q + 2 else k = q break end
+    end
+    if k > j + 1 then spans[#spans + 1] = { j + 1, k - 1 } end
+    _, j = find(s, '"secret"%s*:%s*"', k)
+  end
+end
+
+-- Bytes a whsec_ secret may hold in any of its written forms (base64,
+-- base64url, JSON escapes, percent-encoding).
+local TOKEN_BYTES = "[%w%+/=_%-\\%%%.]"
+local WHSEC = "whsec_()" .. TOKEN_BYTES .. "+()"
+local AUTHORIZATION = "[Aa][Uu][Tt][Hh][Oo][Rr][Ii][Zz][Aa][Tt][Ii][Oo][Nn]:[ \t]*()[^\r\n;]*()"
+
+--- Removes known secrets and recognisable ones from a text. Every place to
+-- hide is found in the original text first, then overlapping places are
+-- hidden as one: no match can cut another short.
+-- @tparam string s the text
+-- @tparam[opt] table secrets known secret values (`list`)
+-- @treturn string
+function _M.text(s, secrets)
+  local spans = {}
+  if secrets then
+    for i = 1, #secrets do secret_spans(s, secrets[i], spans) end
+  end
+  json_secret_spans(s, spans)
+  pattern_spans(s, WHSEC, spans)
+  pattern_spans(s, AUTHORIZATION, spans)
+  if #spans == 0 then return s end
+  sort(spans, function(a, b) return a[1] < b[1] end)
+  local out, pos = {}, 1
+  local from, to = spans[1][1], spans[1][2]
+  for i = 2, #spans + 1 do
+    local span = spans[i]
+    if span and span[1] <= to + 1 then
+      if span[2] > to then to = span[2] end
+    else
+      out[#out + 1] = sub(s, pos, from - 1)
+      out[#out + 1] = REDACTED
+      pos = to + 1
+      if span then from, to = span[1], span[2] end
+    end
+  end
+  out[#out + 1] = sub(s, pos)
+  return concat(out)
+end
+
+-- `secret` removed from `s` in every way it may be written.
+local function remove_secret(s, secret)
+  local spans = {}
+  secret_spans(s, secret, spans)
+  if #spans == 0 then return s end
+  local out, pos = {}, 1
+  for i = 1, #spans do
+    out[#out + 1] = sub(s, pos, spans[i][1] - 1)
+    out[#out + 1] = REDACTED
+    pos = spans[i][2] + 1
+  end
+  out[#out + 1] = sub(s, pos)
+  return concat(out)
+end
+
+--- Removes known secrets from the text of a raw answer (kept for the user:
+-- nothing else is changed).
+function _M.known(s, secrets)
+  for i = 1, #secrets do s = remove_secret(s, secrets[i]) end
+  return s
+end
+
+local function value(v, secrets, depth)
+  if type(v) == "string" then
+    for i = 1, #secrets do v = replace_plain(v, secrets[i]) end
+    return v
+  end
+  if type(v) ~= "table" or depth > 64 then return v end
+  for k, item in pairs(v) do
+    if type(item) == "string" or type(item) == "table" then
+      local clean = value(item, secrets, depth + 1)
+      if clean ~= item then v[k] = clean end
+    end
+  end
+  return v
+end
+
+--- Removes known secrets from every string of a decoded value, in place
+-- (decoded strings hold no escapes: plain matching finds every form).
+-- @return the value
+function _M.value(v, secrets)
+  return value(v, secrets, 0)
+end
+
+--- A list of known secrets: the non-empty strings given, longest first (a
+-- secret that holds another is removed whole).
+function _M.list(...)
+  local out = {}
+  for i = 1, select("#", ...) do
+    local s = select(i, ...)
+    if type(s) == "string" and s ~= "" then out[#out + 1] = s end
+  end
+  sort(out, function(a, b) return #a > #b end)
+  return out
+end
+
+return _M
