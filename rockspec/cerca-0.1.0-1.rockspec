@@ -34,7 +34,8 @@ build = {
   type = "builtin",
   modules = {
     ["cerca.core"] = {
-      sources = { "src/core.c", "src/http.c", "src/headers.c", "src/crypto.c", "src/multi.c" },
+      sources = { "src/core.c", "src/http.c", "src/headers.c", "src/crypto.c", "src/multi.c",
+                  "src/journal.c" },
       incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
       libraries = { "curl", "crypto", "pthread" },

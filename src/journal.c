@@ -1,0 +1,300 @@
+/*
+ * The journal: a private append-only file (see journal.h). Every check is
+ * made on the open descriptor (fstat), so what is checked is what is
+ * written; a path check before opening only keeps devices from being
+ * opened at all (opening some, a watchdog or a tape, has effects).
+ */
+#define _POSIX_C_SOURCE 200809L
+#define _FILE_OFFSET_BITS 64
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "journal.h"
+
+#define JOURNAL_MT "cerca.core.journal"
+#define PRIVATE_MODE 0600
+/* The largest max_bytes taken: 1 TiB, far beyond any journal, and exact
+ * in a double and a size_t on 64-bit systems. */
+#define MAX_LIMIT 1099511627776.0
+
+typedef struct {
+    int fd; /* -1 once closed */
+    size_t max_bytes;
+    char path[1]; /* the path as given, NUL-terminated (allocated longer) */
+} journal;
+
+/* What a file that is not a regular file is, for the messages. */
+static const char *file_kind(mode_t mode)
+{
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISCHR(mode))
+        return "a character device";
+    if (S_ISBLK(mode))
+        return "a block device";
+    if (S_ISFIFO(mode))
+        return "a FIFO (named pipe)";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    if (S_ISLNK(mode))
+        return "a symbolic link";
+    return "not a regular file";
+}
+
+/* With the message on top of the stack: pushes nil under it and the kind
+ * over it; returns 3. */
+static int refuse(lua_State *L, const char *kind)
+{
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    lua_pushstring(L, kind);
+    return 3;
+}
+
+static int refuse_mode(lua_State *L, const char *path, mode_t mode)
+{
+    lua_pushfstring(L, "%s is %s; give the path of a regular file", path, file_kind(mode));
+    return refuse(L, S_ISLNK(mode) ? "symlink" : "not_regular");
+}
+
+/* "256 MiB", "64 KiB" or "1000 bytes", for the messages. */
+static void push_size(lua_State *L, size_t n)
+{
+    char buf[48];
+    if (n >= 1048576 && n % 1048576 == 0)
+        snprintf(buf, sizeof buf, "%zu MiB", n / 1048576);
+    else if (n >= 1024 && n % 1024 == 0)
+        snprintf(buf, sizeof buf, "%zu KiB", n / 1024);
+    else
+        snprintf(buf, sizeof buf, "%zu bytes", n);
+    lua_pushstring(L, buf);
+}
+
+static int close_fd(int fd)
+{
+    /* close() is not retried on EINTR: on Linux the descriptor is gone. */
+    return close(fd);
+}
+
+/* Closes the journal's descriptor after a refusal (the message and kind
+ * are pushed afterwards, so errno is read before). */
+static void drop_fd(journal *j)
+{
+    close_fd(j->fd);
+    j->fd = -1;
+}
+
+/* core.open_journal(path, max_bytes) */
+static int l_open_journal(lua_State *L)
+{
+    size_t len;
+    const char *path = luaL_checklstring(L, 1, &len);
+    lua_Number max = luaL_checknumber(L, 2);
+    struct stat st;
+    journal *j;
+    int fd, flags, e;
+
+    if (!(max >= 1 && max <= MAX_LIMIT && max <= (lua_Number)(SIZE_MAX / 2)) ||
+        max != (lua_Number)(size_t)max)
+        return luaL_argerror(L, 2, "a whole number of bytes from 1 to 2^40");
+    if (strlen(path) != len) {
+        lua_pushliteral(L, "the path holds a NUL byte; give the path of a regular file");
+        return refuse(L, "system");
+    }
+    /* Devices and FIFOs are refused before they are opened. */
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return refuse_mode(L, path, st.st_mode);
+
+    /* The userdata first: once open, the descriptor is never without an
+     * owner (an error raised below leaves it to __gc). */
+    j = (journal *)lua_newuserdata(L, sizeof *j + len);
+    j->fd = -1;
+    j->max_bytes = (size_t)max;
+    memcpy(j->path, path, len + 1);
+    luaL_getmetatable(L, JOURNAL_MT);
+    lua_setmetatable(L, -2);
+
+    do
+        fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, PRIVATE_MODE);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        e = errno;
+        if (e == ELOOP) {
+            lua_pushfstring(L, "%s is a symbolic link; give the path of a regular file", path);
+            return refuse(L, "symlink");
+        }
+        if (e == EISDIR) {
+            lua_pushfstring(L, "%s is a directory; give the path of a regular file", path);
+            return refuse(L, "not_regular");
+        }
+        lua_pushfstring(L, "cannot open %s: %s; give the path of a regular file you can write", path,
+                        strerror(e));
+        return refuse(L, "system");
+    }
+    j->fd = fd;
+    if (fstat(fd, &st) != 0)
+        goto system_error;
+    if (!S_ISREG(st.st_mode)) {
+        drop_fd(j);
+        return refuse_mode(L, path, st.st_mode);
+    }
+    if (st.st_uid != geteuid()) {
+        drop_fd(j);
+        lua_pushfstring(L, "%s belongs to another user (uid %d); give a file of your own or a new path",
+                        path, (int)st.st_uid);
+        return refuse(L, "not_owner");
+    }
+    if (st.st_nlink != 1) {
+        drop_fd(j);
+        lua_pushfstring(L, "%s has %d hard links (it is also another file); give a file with one link or "
+                        "a new path", path, (int)st.st_nlink);
+        return refuse(L, "hard_links");
+    }
+    flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0)
+        goto system_error;
+    if ((st.st_mode & 07777) != PRIVATE_MODE && fchmod(fd, PRIVATE_MODE) != 0)
+        goto system_error;
+    return 1;
+
+system_error:
+    e = errno;
+    drop_fd(j);
+    lua_pushfstring(L, "cannot set up %s: %s; give the path of a regular file you can write", path,
+                    strerror(e));
+    return refuse(L, "system");
+}
+
+static journal *check_open(lua_State *L)
+{
+    journal *j = (journal *)luaL_checkudata(L, 1, JOURNAL_MT);
+    if (j->fd < 0)
+        luaL_error(L, "attempt to use a closed journal");
+    return j;
+}
+
+/* Reads up to `cap` bytes from offset 0; the count, or -1 (errno set). */
+static long read_all(int fd, char *buf, size_t cap)
+{
+    size_t got = 0;
+    while (got < cap) {
+        ssize_t n = pread(fd, buf + got, cap - got, (off_t)got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    return (long)got;
+}
+
+/* journal:read() -> content | nil, message, kind */
+static int l_journal_read(lua_State *L)
+{
+    journal *j = check_open(L);
+    for (;;) {
+        struct stat st;
+        size_t size;
+        char *buf;
+        long got;
+        if (fstat(j->fd, &st) != 0)
+            break;
+        if (st.st_size < 0 || (unsigned long long)st.st_size > (unsigned long long)j->max_bytes) {
+            push_size(L, j->max_bytes);
+            lua_pushfstring(L, "%s is larger than %s, the most that is read back", j->path,
+                            lua_tostring(L, -1));
+            lua_remove(L, -2);
+            return refuse(L, "too_large");
+        }
+        size = (size_t)st.st_size;
+        /* One byte more than the size: a file that grew is read again. */
+        buf = (char *)lua_newuserdata(L, size + 1);
+        got = read_all(j->fd, buf, size + 1);
+        if (got < 0)
+            break;
+        if ((size_t)got <= size) {
+            lua_pushlstring(L, buf, (size_t)got);
+            return 1;
+        }
+        lua_pop(L, 1);
+    }
+    {
+        int e = errno;
+        lua_pushfstring(L, "cannot read %s: %s", j->path, strerror(e));
+        return refuse(L, "system");
+    }
+}
+
+/* journal:write(text) -> true | nil, message */
+static int l_journal_write(lua_State *L)
+{
+    journal *j = check_open(L);
+    size_t len, done = 0;
+    const char *text = luaL_checklstring(L, 2, &len);
+    while (done < len) {
+        ssize_t n = write(j->fd, text + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            lua_pushnil(L);
+            lua_pushstring(L, n < 0 ? strerror(errno) : "nothing was written");
+            return 2;
+        }
+        done += (size_t)n;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* close, __gc and __close: one idempotent function. */
+static int l_journal_close(lua_State *L)
+{
+    journal *j = (journal *)luaL_checkudata(L, 1, JOURNAL_MT);
+    if (j->fd >= 0) {
+        close_fd(j->fd);
+        j->fd = -1;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_journal_tostring(lua_State *L)
+{
+    journal *j = (journal *)luaL_checkudata(L, 1, JOURNAL_MT);
+    lua_pushfstring(L, "cerca.core.journal (%s): %p", j->fd >= 0 ? "open" : "closed", (void *)j);
+    return 1;
+}
+
+static const luaL_Reg journal_methods[] = {
+    { "read", l_journal_read },
+    { "write", l_journal_write },
+    { "close", l_journal_close },
+    { NULL, NULL },
+};
+
+void cerca_journal_register(lua_State *L, int module)
+{
+    luaL_newmetatable(L, JOURNAL_MT);
+    lua_newtable(L);
+    cerca_setfuncs(L, journal_methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_journal_close);
+    lua_setfield(L, -2, "__gc");
+#if LUA_VERSION_NUM >= 504
+    lua_pushcfunction(L, l_journal_close);
+    lua_setfield(L, -2, "__close");
+#endif
+    lua_pushcfunction(L, l_journal_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_open_journal);
+    lua_setfield(L, module, "open_journal");
+}
