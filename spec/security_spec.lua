@@ -1,0 +1,430 @@
+-- The promises of the README's Security section, tried as a hostile
+-- server, a careless caller and an attacker would: a created subscription
+-- is never lost, the API key and the secret are never printed, input is
+-- read once and what was checked is what is sent, and no public function
+-- raises. Every case runs against the reference server on 127.0.0.1.
+local helpers = require "spec.helpers"
+local cerca = require "cerca"
+local cjson = require "cjson"
+
+local URL = "https://example.com/webhook"
+-- A key with the characters that escapes and patterns trip on: "/" (JSON
+-- writes it "\/"), ";" (ends a header parameter) and "=".
+local KEY = "sk_live/Ab;c=D9x"
+local ESCAPED_KEY = "sk_live\\/Ab;c=D9x"
+local KEY_TAIL = ";c=D9x"
+local SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+local LUA54 = _VERSION == "Lua 5.4" and type(jit) ~= "table"
+
+local function subscription_body(fields)
+  local sub = { id = "wh_1", fleetId = "fleet_1", url = URL, events = { "agent.created" }, enabled = true,
+    createdAt = "2026-12-01T00:00:00Z", updatedAt = "2026-12-01T00:00:00Z", secret = SECRET }
+  for k, v in pairs(fields or {}) do sub[k] = v end
+  return cjson.encode(sub)
+end
+
+-- Every string reachable from v (keys and values), for "never anywhere" checks.
+local function strings_of(v, out, seen)
+  out, seen = out or {}, seen or {}
+  if type(v) == "string" then
+    out[#out + 1] = v
+  elseif type(v) == "table" and not seen[v] then
+    seen[v] = true
+    for k, x in pairs(v) do
+      strings_of(k, out, seen)
+      strings_of(x, out, seen)
+    end
+  end
+  return out
+end
+
+local function assert_nowhere(needle, ...)
+  for i = 1, select("#", ...) do
+    for _, s in ipairs(strings_of((select(i, ...)))) do
+      assert.is_nil(s:find(needle, 1, true), ("%q found in %q"):format(needle, s))
+    end
+  end
+end
+
+describe("security", function()
+  local srv, client, lines
+
+  setup(function()
+    srv = helpers.start_server { api_key = KEY }
+  end)
+
+  teardown(function()
+    if srv then srv:stop() end
+  end)
+
+  before_each(function()
+    srv:reset()
+    lines = {}
+    client = helpers.client(srv, { log_level = "debug", max_retries = 0,
+      logger = function(_, line) lines[#lines + 1] = line end })
+  end)
+
+  after_each(function()
+    client:close()
+  end)
+
+  local function log_text() return table.concat(lines, "\n") end
+
+  describe("a subscription is never lost", function()
+    it("a number JSON cannot carry back stays encodable: 1e999 out, the same value in", function()
+      srv:enqueue { status = 201, body = subscription_body():gsub("}$", ',"big":1e999,"small":[-1e999,2]}') }
+      local sub = assert(client.webhooks.create("fleet_1", { url = URL }))
+      assert.are.equal(math.huge, sub.big)
+      local text = assert(cerca.encode_json(sub))
+      assert.matches('"big":1e999', text, 1, true)
+      assert.matches('"small":[-1e999,2]', text, 1, true)
+      assert.matches(SECRET, text, 1, true)
+      local back = cjson.decode(text)
+      assert.are.equal(math.huge, back.big)
+      assert.are.equal(-math.huge, back.small[1])
+    end)
+
+    for _, case in ipairs {
+      { "no secret", subscription_body():gsub(',?"secret":"[^"]*"', "") },
+      { "a secret that is not a string", subscription_body():gsub('"secret":"[^"]*"', '"secret":42') },
+      { "null", "null" },
+      { "an array", "[1,2]" },
+      { "an empty body", "" },
+    } do
+      it("an unusable 2xx (" .. case[1] .. ") keeps the raw answer and the key to repeat with", function()
+        srv:enqueue { status = 201, body = case[2] }
+        local sub, err = client.webhooks.create("fleet_1", { url = URL })
+        assert.is_nil(sub)
+        assert.are.equal("invalid_response", err.type)
+        assert.are.equal(201, err.status)
+        assert.are.equal(case[2], err.body)
+        assert.are.equal(srv:requests()[1].headers["idempotency-key"], err.idempotency_key)
+        assert.is_true(err.request_sent)
+      end)
+    end
+
+    it("an answer that names another fleet is not this call's answer", function()
+      srv:enqueue { status = 201, body = subscription_body { fleetId = "fleet_other" } }
+      local sub, err = client.webhooks.create("fleet_1", { url = URL })
+      assert.is_nil(sub)
+      assert.are.equal("invalid_response", err.type)
+      assert.matches("names another fleet", err.message, 1, true)
+      assert.are.equal(srv:requests()[1].headers["idempotency-key"], err.idempotency_key)
+      -- Another call's secret is not handed to this caller.
+      assert.is_nil(err.body)
+      assert_nowhere(SECRET, err)
+    end)
+
+    it("in a batch too, an answer for another fleet fails its item alone", function()
+      srv:enqueue { status = 201, body = subscription_body { fleetId = "fleet_other" } }
+      local results = client.webhooks.create_many({
+        { fleet_id = "fleet_1", params = { url = URL } },
+      }, { concurrency = 1 })
+      assert.is_false(results[1].ok)
+      assert.matches("names another fleet", results[1].error.message, 1, true)
+      assert.is_string(results[1].error.idempotency_key)
+    end)
+  end)
+
+  describe("the API key is never printed", function()
+    local function echo_error(status, body, headers)
+      srv:enqueue { status = status, body = body, headers = headers }
+      local sub, err = client.webhooks.create("fleet_1", { url = URL })
+      assert.is_nil(sub)
+      return err
+    end
+
+    local function assert_key_gone(err)
+      for _, form in ipairs { KEY, ESCAPED_KEY, KEY_TAIL } do
+        assert_nowhere(form, err, { tostring(err), cerca.pretty(err) }, lines)
+      end
+    end
+
+    it("echoed in a 401 message, JSON-escaped, and in X-Request-Id", function()
+      local err = echo_error(401, '{"error":{"message":"bad key ' .. ESCAPED_KEY .. '"}}',
+        { ["X-Request-Id"] = "req_" .. KEY })
+      assert.are.equal("authentication", err.type)
+      assert.are.equal("bad key [redacted]", err.message)
+      assert.are.equal("req_[redacted]", err.request_id)
+      assert_key_gone(err)
+    end)
+
+    it("written with \\u escapes, or percent-encoded in a Location", function()
+      local unicode = KEY:gsub("_", "\\u005f"):gsub("/", "\\u002F")
+      local err = echo_error(403, '{"message":"' .. unicode .. '","also":"' .. unicode .. '"}')
+      assert.are.equal("[redacted]", err.message)
+      assert_key_gone(err)
+      assert.is_nil(err.body:find(unicode, 1, true))
+      err = echo_error(302, "{}", { Location = "https://x.example/?k=" .. KEY:gsub("[/;=]", function(c)
+        return ("%%%02X"):format(c:byte()) end) })
+      assert.matches("Location: https://x.example/?k=[redacted]", err.message, 1, true)
+      assert_key_gone(err)
+    end)
+
+    it("echoed by a successful create, in its headers and its fields", function()
+      srv:enqueue { status = 201, body = subscription_body { url = "https://example.com/" .. KEY },
+        headers = { ["X-Request-Id"] = KEY } }
+      local sub, _, res = client.webhooks.create("fleet_1", { url = URL })
+      assert.is_table(sub)
+      assert.are.equal(SECRET, sub.secret)
+      for _, form in ipairs { KEY, ESCAPED_KEY, KEY_TAIL } do
+        assert_nowhere(form, sub, res, { tostring(sub), cerca.pretty(sub) }, lines)
+      end
+    end)
+
+    it("debug lines hide the whole key and whole whsec_ tokens, punctuation and \\/ included", function()
+      srv:enqueue { status = 201, body = subscription_body():gsub("}$", ',"note":"whsec_ab\\/cdXYZW+q="}') }
+      assert(client.webhooks.create("fleet_1", { url = URL }))
+      local text = log_text()
+      assert.matches("Authorization: [redacted]", text, 1, true)
+      assert.is_nil(text:find(KEY_TAIL, 1, true), text)
+      assert.is_nil(text:find("cdXYZW", 1, true), text)
+      assert.is_nil(text:find(SECRET:sub(7), 1, true), text)
+    end)
+  end)
+
+  describe("the secret is never printed where it was not asked for", function()
+    it("echoed in X-Request-Id and in another field of the answer", function()
+      srv:enqueue { status = 201, body = subscription_body { id = "wh_" .. SECRET },
+        headers = { ["X-Request-Id"] = SECRET } }
+      local sub, _, res = client.webhooks.create("fleet_1", { url = URL })
+      assert.are.equal(SECRET, sub.secret)
+      sub.secret = nil
+      assert_nowhere(SECRET:sub(7), sub, res)
+      sub.secret = SECRET
+      assert_nowhere(SECRET:sub(7), { tostring(sub), cerca.pretty(sub) }, lines)
+    end)
+
+    it("echoed in an error's message and request id", function()
+      srv:enqueue { status = 500, body = '{"error":{"message":"leaked ' .. SECRET .. '"}}',
+        headers = { ["X-Request-Id"] = SECRET } }
+      local _, err = client.webhooks.create("fleet_1", { url = URL })
+      assert_nowhere(SECRET:sub(7), { err.message, err.request_id, tostring(err), cerca.pretty(err) }, lines)
+    end)
+  end)
+
+  describe("credentials in base_url", function()
+    it("are refused, and the refusal does not repeat them", function()
+      for _, url in ipairs { "https://user:pa55word@api.example", "https://:pa55word@api.example/v1",
+        "http://user:pa55word@127.0.0.1:8080", "https://user:pa55word@", "https://u:pa55word@h?x#y" } do
+        local c, err = cerca.new { api_key = "k", base_url = url }
+        assert.is_nil(c)
+        assert.are.equal("configuration", err.type)
+        assert.are.equal("base_url", err.field)
+        assert.matches("must not hold a user name or password", err.message, 1, true)
+        assert_nowhere("pa55word", err, { tostring(err), cerca.pretty(err) })
+      end
+      local out = helpers.run_lua([[
+        local _, err = require("cerca").new { api_key = "k" }
+        io.write(err.field, ": ", tostring(err))
+      ]], { CERCA_BASE_URL = "https://me:pa55word@api.example" })
+      assert.matches("^CERCA_BASE_URL: ", out)
+      assert.is_nil(out:find("pa55word", 1, true))
+    end)
+  end)
+
+  describe("what a server sends cannot drive the terminal", function()
+    it("escapes control characters in tostring and pretty, of subscriptions and errors", function()
+      srv:enqueue { status = 201, body = subscription_body { id = "wh_\27[2J\27]0;pwned\7",
+        url = "https://example.com/\194\155" .. "31m\226\128\174" } }
+      local sub = assert(client.webhooks.create("fleet_1", { url = URL }))
+      for _, text in ipairs { tostring(sub), cerca.pretty(sub), cerca.pretty(sub, { reveal_secret = true }) } do
+        assert.is_nil(text:find("[%z\1-\9\11-\31\127]"), text)
+        assert.is_nil(text:find("\194\155", 1, true))
+        assert.is_nil(text:find("\226\128\174", 1, true))
+        assert.matches("wh_\\x1b[2J\\x1b]0;pwned\\x07", text, 1, true)
+        assert.matches("\\u{009b}31m\\u{202e}", text, 1, true)
+      end
+      assert.matches("\\u009b", assert(cerca.encode_json(sub)), 1, true)
+      -- nginx would escape the byte in a header it writes: the answer goes out raw.
+      srv:enqueue { action = "raw", body = "HTTP/1.1 500 Internal Server Error\r\nX-Request-Id: r\27[1m\r\n"
+        .. "Content-Type: application/json\r\nContent-Length: 25\r\n\r\n" .. '{"error":{"message":"x"}}' }
+      local _, err = client.webhooks.create("fleet_1", { url = URL })
+      assert.are.equal("cerca: server (HTTP 500): x (request id r\\x1b[1m)", tostring(err))
+      assert.is_nil(cerca.pretty(err):find("\27", 1, true))
+    end)
+  end)
+
+  describe("input is read once: what was checked is what is sent", function()
+    it("changing the client's headers table after cerca.new changes nothing on the wire", function()
+      local headers = { ["X-Team"] = "ops" }
+      local c = helpers.client(srv, { headers = headers })
+      headers["X-Team"] = "ops\r\nAuthorization: Bearer evil"
+      headers["X-New"] = "late"
+      assert(c.webhooks.create("fleet_1", { url = URL }))
+      assert(c.webhooks.create("fleet_1", { url = URL }, { headers = { ["X-Call"] = "1" } }))
+      c:close()
+      for _, r in ipairs(srv:requests()) do
+        assert.are.equal("ops", r.headers["x-team"])
+        assert.is_nil(r.headers["x-new"])
+        assert.is_nil(r.raw_header:find("evil", 1, true))
+        assert.are.equal("Bearer " .. KEY, r.headers["authorization"])
+      end
+    end)
+
+    it("per-call headers whose __pairs answers differently the second time", function()
+      local calls = 0
+      local headers = setmetatable({}, { __pairs = function()
+        calls = calls + 1
+        local t = calls == 1 and { ["X-A"] = "ok" } or { ["X-A"] = "x\r\nAuthorization: Bearer evil" }
+        return next, t, nil
+      end })
+      local sub, err = client.webhooks.create("fleet_1", { url = URL }, { headers = headers })
+      assert.is_nil(err)
+      assert.is_table(sub)
+      local r = srv:requests()[1]
+      assert.is_nil(r.raw_header:find("evil", 1, true))
+      if LUA54 then
+        assert.are.equal(1, calls)
+        assert.are.equal("ok", r.headers["x-a"])
+      end
+    end)
+
+    it("options and params whose __index answers differently each time never reach the core", function()
+      local n = 0
+      local tricky = { __index = function(_, k)
+        n = n + 1
+        if k == "connect_timeout" or k == "timeout" then return n == 1 and 5 or "soon" end
+        if k == "url" then return n == 1 and URL or "http://evil.example/" end
+      end }
+      local sub, err = client.webhooks.create("fleet_1", setmetatable({ url = URL }, tricky),
+        setmetatable({}, tricky))
+      assert.is_nil(err)
+      assert.are.equal(URL, cjson.decode(srv:requests()[1].body).url)
+      assert.is_table(sub)
+    end)
+  end)
+
+  describe("bounded checks", function()
+    it("a 1 MiB event name is refused at once, without a suggestion", function()
+      local name = string.rep("agent.created", 80660)
+      local t0 = helpers.now()
+      local _, err = client.webhooks.create("fleet_1", { url = URL, events = { name } })
+      local elapsed = helpers.now() - t0
+      assert.are.equal("params.events[1]", err.field)
+      assert.matches("bytes long, which no event name is", err.message, 1, true)
+      assert.is_true(elapsed < 0.5, "took " .. elapsed .. " s")
+      t0 = helpers.now()
+      _, err = client.webhooks.create("fleet_1", { url = URL, [string.rep("u", 2 ^ 20)] = 1 })
+      elapsed = helpers.now() - t0
+      assert.are.equal("invalid_request", err.type)
+      assert.is_true(elapsed < 0.5, "took " .. elapsed .. " s")
+      assert.are.same({}, srv:requests())
+    end)
+
+    it("fleet ids and URLs of absurd length are refused before anything is sent", function()
+      local _, err = client.webhooks.create(string.rep("f", 1025), { url = URL })
+      assert.are.equal("fleet_id is 1025 bytes long; at most 1024 are accepted", err.message)
+      _, err = client.webhooks.create("fleet_1", { url = URL .. "?" .. string.rep("q", 9000) })
+      assert.are.equal("params.url", err.field)
+      assert.are.same({}, srv:requests())
+    end)
+  end)
+
+  describe("no public function raises", function()
+    it("methods called with a dot, and faults inside, come back as nil, err", function()
+      local ok, r1, e1 = pcall(client.close)
+      assert.is_true(ok)
+      assert.is_nil(r1)
+      assert.are.equal("invalid_request", e1.type)
+      assert.matches("client:close", e1.message, 1, true)
+      ok, r1, e1 = pcall(client.request, nil, "POST", "/x")
+      assert.is_true(ok)
+      assert.is_nil(r1)
+      assert.matches("client:request", e1.message, 1, true)
+      local hostile = setmetatable({}, { __tostring = function() error("boom") end })
+      ok, r1, e1 = pcall(cerca.pretty, hostile)
+      assert.is_true(ok)
+      assert.is_nil(r1)
+      assert.are.equal("internal", e1.type)
+      ok, r1, e1 = pcall(cerca.encode_json, { f = function() end })
+      assert.is_true(ok)
+      assert.is_nil(r1)
+      assert.is_string(e1)
+    end)
+
+    it("a caller's __index that raises is never run: arguments are read with pairs", function()
+      local raising = setmetatable({}, { __index = function() error("no fields for you") end })
+      local ok, sub, err = pcall(client.webhooks.create, "fleet_1", raising)
+      assert.is_true(ok, tostring(sub))
+      assert.are.equal("params.url", err.field)
+      ok, sub, err = pcall(client.webhooks.create, "fleet_1", { url = URL }, raising)
+      assert.is_true(ok, tostring(sub))
+      assert.is_nil(err)
+      ok, sub, err = pcall(cerca.webhooks.verify, "{}", {}, SECRET, raising)
+      assert.is_true(ok, tostring(sub))
+      assert.are.equal("missing_header", err.type)
+    end)
+
+    it("a caller's __pairs that raises is an invalid_request, nothing sent (Lua 5.4 runs __pairs)", function()
+      local raising = setmetatable({}, { __pairs = function() error("no pairs for you") end })
+      local calls = {
+        function() return client.webhooks.create("fleet_1", raising) end,
+        function() return client.webhooks.create("fleet_1", { url = URL }, raising) end,
+        function() return client.webhooks.create_many(raising) end,
+        function() return cerca.new(raising) end,
+        function() return cerca.webhooks.verify("{}", {}, SECRET, raising) end,
+      }
+      for i, f in ipairs(calls) do
+        local ok, r, err = pcall(f)
+        assert.is_true(ok, "call " .. i .. " raised: " .. tostring(r))
+        if LUA54 then
+          assert.is_nil(r)
+          assert.is_true(err.type == "invalid_request" or err.type == "configuration", tostring(err))
+          assert.matches("could not be read: a metamethod raised an error", err.message, 1, true)
+        end
+      end
+      if LUA54 then assert.are.same({}, srv:requests()) end
+    end)
+  end)
+
+  describe("verify fails closed on bad options", function()
+    local body = '{"type":"agent.created"}'
+    local function headers_at(ts)
+      return { ["webhook-id"] = "msg_1", ["webhook-timestamp"] = tostring(ts),
+        ["webhook-signature"] = assert(cerca.webhooks.sign(body, SECRET, "msg_1", ts)) }
+    end
+
+    it("NaN tolerance, now or max_body is refused, never read as no limit", function()
+      local nan = 0 / 0
+      for _, opts in ipairs { { tolerance = nan }, { now = nan }, { max_body = nan }, { tolerance = math.huge },
+        { tolerance = -1 }, { now = "later" }, { max_body = 1.5 } } do
+        local event, err = cerca.webhooks.verify(body, headers_at(1), SECRET, opts)
+        assert.is_nil(event)
+        assert.are.equal("invalid_request", err.type)
+        assert.matches("^opts%.", err.field)
+      end
+    end)
+
+    it("an unknown option name is refused with a suggestion", function()
+      local event, err = cerca.webhooks.verify(body, headers_at(os.time()), SECRET, { tolerence = 10 })
+      assert.is_nil(event)
+      assert.are.equal("invalid_request", err.type)
+      assert.are.equal('opts: unknown key "tolerence"; did you mean "tolerance"?', err.message)
+      event, err = cerca.webhooks.verify(body, headers_at(os.time()), SECRET, "fast")
+      assert.is_nil(event)
+      assert.are.equal("opts", err.field)
+    end)
+
+    it("good options still verify", function()
+      local now = os.time()
+      assert.is_table(cerca.webhooks.verify(body, headers_at(now - 100), SECRET, { tolerance = 200, now = now,
+        max_body = 100 }))
+    end)
+  end)
+
+  describe("request_sent says whether a create may exist", function()
+    it("is true once a request reached the server, absent when none could", function()
+      srv:enqueue { status = 500, body = "{}" }
+      local _, err = client.webhooks.create("fleet_1", { url = URL })
+      assert.is_true(err.request_sent)
+      local closed = helpers.client(srv, { base_url = "http://127.0.0.1:" .. helpers.closed_port(),
+        max_retries = 1 })
+      _, err = closed.webhooks.create("fleet_1", { url = URL }, { })
+      closed:close()
+      assert.are.equal("connection", err.type)
+      assert.is_nil(err.request_sent)
+      assert.is_string(err.idempotency_key)
+    end)
+  end)
+end)
