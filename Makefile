@@ -27,6 +27,11 @@ FUZZERS  = build/fuzz/headers_fuzz build/fuzz/base64_fuzz
 FUZZ_CC  = clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc
 SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_SECONDS ?= 60
+# Test-only helper module (fork, waitpid, _exit) for the fork-safety specs.
+POSIX_54  = build/lua5.4/spec_posix.so
+POSIX_JIT = build/luajit/spec_posix.so
+POSIX_SAN = build/asan/spec_posix.so
+POSIXES   = $(POSIX_54) $(POSIX_JIT) $(POSIX_SAN)
 
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES = gcc libc6-dev make pkg-config curl openssl ca-certificates \
@@ -58,7 +63,7 @@ $(CORE_JIT): $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I$(LUA_INC_JIT) $(SRC) -o $@ $(LDFLAGS) $(LIBS)
 
-test: build $(CORE_SAN) $(LUA_SAN) $(FUZZERS) ## lint, suite under Lua 5.4 and LuaJIT, memory checks, fuzz
+test: build $(CORE_SAN) $(LUA_SAN) $(FUZZERS) $(POSIXES) ## lint, suite under Lua 5.4 and LuaJIT, memory checks, fuzz
 	@sh spec/tools/run-tests.sh
 
 demo: build ## create a subscription against the bundled reference server
@@ -70,7 +75,7 @@ lint: deps ## luacheck the Lua, compile the C warning-free
 	$(CC) $(CFLAGS) -I$(LUA_INC_54) -fsyntax-only $(SRC)
 	$(CC) $(CFLAGS) -I$(LUA_INC_JIT) -fsyntax-only $(SRC)
 
-check-memory: build $(CORE_SAN) $(LUA_SAN) ## specs under valgrind, then under ASan+UBSan (C core, in-process)
+check-memory: build $(CORE_SAN) $(LUA_SAN) $(POSIX_54) $(POSIX_SAN) ## specs under valgrind, then under ASan+UBSan (C core, in-process)
 	@sh spec/tools/check-memory.sh
 
 $(CORE_SAN): $(SRC) $(HDR)
@@ -80,6 +85,18 @@ $(CORE_SAN): $(SRC) $(HDR)
 $(LUA_SAN): spec/tools/lua-asan.c
 	@mkdir -p $(dir $@)
 	$(CC) -O1 -g $(SANITIZE) $(WARN) -I$(LUA_INC_54) $< -o $@ -llua5.4 -lm -ldl
+
+$(POSIX_54): spec/tools/posix.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -I$(LUA_INC_54) $< -o $@ $(LDFLAGS)
+
+$(POSIX_JIT): spec/tools/posix.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -I$(LUA_INC_JIT) $< -o $@ $(LDFLAGS)
+
+$(POSIX_SAN): spec/tools/posix.c
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -g -std=c99 -fPIC -fvisibility=hidden $(SANITIZE) $(WARN) -I$(LUA_INC_54) $< -o $@ $(LDFLAGS)
 
 fuzz: deps $(FUZZERS) ## fuzz each C parser for FUZZ_SECONDS (default 60) apiece
 	@sh spec/tools/fuzz.sh $(FUZZ_SECONDS)

@@ -291,6 +291,10 @@ static void push_response(lua_State *L, const cerca_response *rs, int decode)
     lua_setfield(L, res, "time");
     lua_pushinteger(L, (lua_Integer)rs->new_connects);
     lua_setfield(L, res, "new_connects");
+    /* Whether request bytes reached a socket: if so, the server may have
+     * acted on the request, whatever came back. */
+    lua_pushboolean(L, rs->request_sent);
+    lua_setfield(L, res, "request_sent");
     if (rs->err != CERCA_OK) {
         lua_pushstring(L, err_kind_names[rs->err]);
         lua_setfield(L, res, "error");

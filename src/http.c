@@ -1,10 +1,14 @@
+#define _POSIX_C_SOURCE 200809L /* getpid, strdup */
 #include "http.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-/* Response headers are small; anything near this is hostile. */
+/* Response headers are small; anything near this is hostile. The cap is
+ * on every header byte of an attempt, interim (1xx) answers included. */
 #define CERCA_MAX_HEADER_BYTES (64 * 1024)
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -19,6 +23,31 @@ int cerca_http_global_init(void)
 {
     pthread_once(&global_once, global_init_once);
     return global_status == CURLE_OK ? 0 : -1;
+}
+
+/* Handles inherited through fork and given up (cerca_abandon). A lock-free
+ * push: a mutex could be left locked in a child by a thread of the parent
+ * that held it at fork time. Never popped. */
+typedef struct abandoned {
+    struct abandoned *next;
+    void *handle;
+} abandoned;
+
+static abandoned *abandoned_list;
+
+void cerca_abandon(void *curl_handle)
+{
+    abandoned *a;
+    if (curl_handle == NULL)
+        return;
+    a = malloc(sizeof *a);
+    if (a == NULL)
+        return; /* lost for good; still never touched */
+    a->handle = curl_handle;
+    a->next = __atomic_load_n(&abandoned_list, __ATOMIC_RELAXED);
+    while (!__atomic_compare_exchange_n(&abandoned_list, &a->next, a, 1, __ATOMIC_RELEASE,
+                                        __ATOMIC_RELAXED))
+        ;
 }
 
 static void buf_reset(cerca_buf *b, size_t limit)
@@ -63,39 +92,52 @@ static int buf_append(cerca_buf *b, const char *p, size_t n)
 
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
-    cerca_buf *b = ud;
+    cerca_http *h = ud;
     size_t bytes = size * n;
-    return buf_append(b, p, bytes) == 0 ? bytes : 0;
+    h->body_started = 1;
+    return buf_append(&h->body, p, bytes) == 0 ? bytes : 0;
 }
 
+/* libcurl hands over one header line per call: those of every response of
+ * the attempt (1xx interim answers, a proxy's CONNECT answer), then any
+ * trailers. All of them count against the cap; only the latest response's
+ * block is kept for parsing. */
 static size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
-    cerca_buf *b = ud;
+    cerca_http *h = ud;
     size_t bytes = size * n;
-    /* A new status line starts a new response (1xx interim answers):
-     * keep only the headers of the final one. */
-    if (bytes >= 5 && memcmp(p, "HTTP/", 5) == 0)
-        b->len = 0;
-    return buf_append(b, p, bytes) == 0 ? bytes : 0;
+    if (bytes > CERCA_MAX_HEADER_BYTES - h->header_bytes) {
+        h->headers.overflow = 1;
+        return 0;
+    }
+    h->header_bytes += bytes;
+    /* A status line right after the blank line that ended a block, before
+     * any body, starts the next response: the block starts over. Any other
+     * line, whatever it begins with, belongs to the current one. */
+    if (h->header_block_done && !h->body_started && bytes >= 5 && memcmp(p, "HTTP/", 5) == 0)
+        h->headers.len = 0;
+    h->header_block_done = (bytes == 2 && p[0] == '\r' && p[1] == '\n') || (bytes == 1 && p[0] == '\n');
+    return buf_append(&h->headers, p, bytes) == 0 ? bytes : 0;
 }
 
-int cerca_http_init(cerca_http *h, const char *ca_file, const char *user_agent)
+static char *dup_or_null(const char *s)
 {
-    CURL *e;
-    memset(h, 0, sizeof *h);
-    if (cerca_http_global_init() != 0)
-        return -1;
-    e = curl_easy_init();
+    return s != NULL ? strdup(s) : NULL;
+}
+
+/* Makes h->easy with the settings that hold for every attempt. */
+static int setup_easy(cerca_http *h)
+{
+    CURL *e = curl_easy_init();
     if (e == NULL)
         return -1;
     h->easy = e;
-    /* Settings that hold for every attempt on this handle. */
     if (curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_ERRORBUFFER, h->errbuf) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) != CURLE_OK ||
-        curl_easy_setopt(e, CURLOPT_WRITEDATA, &h->body) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, h) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK ||
-        curl_easy_setopt(e, CURLOPT_HEADERDATA, &h->headers) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_HEADERDATA, h) != CURLE_OK ||
         /* Never follow redirects: the key must not travel to another host. */
         curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK ||
@@ -107,19 +149,58 @@ int cerca_http_init(cerca_http *h, const char *ca_file, const char *user_agent)
         curl_easy_setopt(e, CURLOPT_PROTOCOLS,
                          (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS)) != CURLE_OK ||
 #endif
-        (user_agent != NULL &&
-         curl_easy_setopt(e, CURLOPT_USERAGENT, user_agent) != CURLE_OK) ||
+        (h->user_agent != NULL &&
+         curl_easy_setopt(e, CURLOPT_USERAGENT, h->user_agent) != CURLE_OK) ||
         /* CAINFO replaces the default bundle file, while the default CA
          * directory stays in force: the file adds trust, it never narrows it. */
-        (ca_file != NULL &&
-         curl_easy_setopt(e, CURLOPT_CAINFO, ca_file) != CURLE_OK)) {
+        (h->ca_file != NULL &&
+         curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file) != CURLE_OK)) {
+        curl_easy_cleanup(e);
+        h->easy = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int cerca_http_init(cerca_http *h, const char *ca_file, const char *user_agent)
+{
+    memset(h, 0, sizeof *h);
+    h->pid = getpid();
+    if (cerca_http_global_init() != 0)
+        return -1;
+    h->ca_file = dup_or_null(ca_file);
+    h->user_agent = dup_or_null(user_agent);
+    if ((ca_file != NULL && h->ca_file == NULL) || (user_agent != NULL && h->user_agent == NULL) ||
+        setup_easy(h) != 0) {
         cerca_http_cleanup(h);
         return -1;
     }
     return 0;
 }
 
-static cerca_err_kind classify(CURLcode code, const cerca_http *h)
+int cerca_http_forked(const cerca_http *h)
+{
+    return h->pid != getpid();
+}
+
+/* Gives up the handle of another process (h came through fork) and makes
+ * one of this process; also retries a handle that could not be made. */
+static int own_handle(cerca_http *h)
+{
+    if (h->easy != NULL && !cerca_http_forked(h))
+        return 0;
+    if (cerca_http_forked(h)) {
+        cerca_abandon(h->easy);
+        h->easy = NULL;
+        /* Plain memory (the child's copy): freeing it touches no socket. */
+        curl_slist_free_all(h->header_list);
+        h->header_list = NULL;
+        h->pid = getpid();
+    }
+    return setup_easy(h);
+}
+
+static cerca_err_kind classify(CURLcode code, const cerca_http *h, int request_sent)
 {
     switch (code) {
     case CURLE_OK:
@@ -147,7 +228,9 @@ static cerca_err_kind classify(CURLcode code, const cerca_http *h)
                                                          : CERCA_ERR_INTERNAL;
     case CURLE_URL_MALFORMAT:
     case CURLE_UNSUPPORTED_PROTOCOL:
-        return CERCA_ERR_URL;
+        /* Once the request is out, this is the answer: not HTTP (libcurl
+         * says "unsupported protocol" for bytes without a status line). */
+        return request_sent ? CERCA_ERR_CONNECTION : CERCA_ERR_URL;
     case CURLE_OUT_OF_MEMORY:
     case CURLE_BAD_FUNCTION_ARGUMENT:
         return CERCA_ERR_INTERNAL;
@@ -173,6 +256,9 @@ CURLcode cerca_http_prepare(cerca_http *h, const cerca_request *rq)
 
     buf_reset(&h->body, rq->max_body);
     buf_reset(&h->headers, CERCA_MAX_HEADER_BYTES);
+    h->header_bytes = 0;
+    h->header_block_done = 1; /* the first line is a status line */
+    h->body_started = 0;
     h->errbuf[0] = '\0';
 
     for (i = 0; i < rq->nheaders; i++)
@@ -207,21 +293,41 @@ CURLcode cerca_http_prepare(cerca_http *h, const cerca_request *rq)
 
 void cerca_http_finish(cerca_http *h, CURLcode code, cerca_response *rs)
 {
-    long status = 0, connects = 0;
+    long status = 0, connects = 0, request_size = 0;
     double total = 0;
     curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_getinfo(h->easy, CURLINFO_TOTAL_TIME, &total);
     curl_easy_getinfo(h->easy, CURLINFO_NUM_CONNECTS, &connects);
+    /* Bytes of the request written to the socket on this attempt (libcurl
+     * counts what its send calls took, reset per transfer): above zero,
+     * the server may have the request, whatever came back. */
+    curl_easy_getinfo(h->easy, CURLINFO_REQUEST_SIZE, &request_size);
 
     curl_slist_free_all(h->header_list);
     h->header_list = NULL;
 
+    /* An interim (1xx) status is no answer: a transfer that failed after
+     * one got no final status line. */
+    if (code != CURLE_OK && status >= 100 && status < 200)
+        status = 0;
     rs->status = status;
     rs->curl_code = (int)code;
-    rs->err = classify(code, h);
+    rs->request_sent = request_size > 0;
+    rs->err = classify(code, h, rs->request_sent);
     rs->err_message = NULL;
-    if (rs->err != CERCA_OK)
-        rs->err_message = h->errbuf[0] ? h->errbuf : curl_easy_strerror(code);
+    if (rs->err != CERCA_OK) {
+        char message[CURL_ERROR_SIZE];
+        const char *why = h->errbuf[0] ? h->errbuf : curl_easy_strerror(code);
+        if (h->headers.overflow) {
+            snprintf(message, sizeof message, "the response headers are larger than %d bytes",
+                     CERCA_MAX_HEADER_BYTES);
+            why = memcpy(h->errbuf, message, sizeof message);
+        } else if (rs->err == CERCA_ERR_CONNECTION && code == CURLE_UNSUPPORTED_PROTOCOL) {
+            snprintf(message, sizeof message, "the answer is not HTTP (%.200s)", why);
+            why = memcpy(h->errbuf, message, sizeof message);
+        }
+        rs->err_message = why;
+    }
     rs->body = h->body.data != NULL ? h->body.data : "";
     rs->body_len = h->body.len;
     rs->headers = h->headers.data != NULL ? h->headers.data : "";
@@ -232,7 +338,16 @@ void cerca_http_finish(cerca_http *h, CURLcode code, cerca_response *rs)
 
 void cerca_http_perform(cerca_http *h, const cerca_request *rq, cerca_response *rs)
 {
-    CURLcode code = cerca_http_prepare(h, rq);
+    CURLcode code;
+    if (own_handle(h) != 0) {
+        memset(rs, 0, sizeof *rs);
+        rs->err = CERCA_ERR_INTERNAL;
+        rs->curl_code = (int)CURLE_FAILED_INIT;
+        rs->err_message = "cannot initialise libcurl";
+        rs->body = rs->headers = "";
+        return;
+    }
+    code = cerca_http_prepare(h, rq);
     if (code == CURLE_OK)
         code = curl_easy_perform(h->easy);
     cerca_http_finish(h, code, rs);
@@ -241,11 +356,19 @@ void cerca_http_perform(cerca_http *h, const cerca_request *rq, cerca_response *
 void cerca_http_cleanup(cerca_http *h)
 {
     if (h->easy != NULL) {
-        curl_easy_cleanup(h->easy);
+        /* Another process's handle is only given up: cleaning it up could
+         * write on the parent's connection (TLS close_notify). */
+        if (cerca_http_forked(h))
+            cerca_abandon(h->easy);
+        else
+            curl_easy_cleanup(h->easy);
         h->easy = NULL;
     }
     curl_slist_free_all(h->header_list);
     h->header_list = NULL;
     buf_free(&h->body);
     buf_free(&h->headers);
+    free(h->ca_file);
+    free(h->user_agent);
+    h->ca_file = h->user_agent = NULL;
 }

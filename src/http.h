@@ -7,16 +7,17 @@
 #define CERCA_HTTP_H
 
 #include <stddef.h>
+#include <sys/types.h>
 #include <curl/curl.h>
 
 /* Why an attempt produced no usable HTTP response. */
 typedef enum {
     CERCA_OK = 0,
-    CERCA_ERR_CONNECTION, /* refused, reset, closed early, DNS, proxy */
+    CERCA_ERR_CONNECTION, /* refused, reset, closed early, DNS, proxy, not HTTP */
     CERCA_ERR_TIMEOUT,    /* connect or whole-attempt timeout */
     CERCA_ERR_TLS,        /* handshake or certificate verification */
     CERCA_ERR_TOO_LARGE,  /* body or headers over the cap */
-    CERCA_ERR_URL,        /* malformed URL or scheme we do not speak */
+    CERCA_ERR_URL,        /* malformed URL or scheme we do not speak (nothing sent) */
     CERCA_ERR_INTERNAL    /* out of memory, libcurl misuse */
 } cerca_err_kind;
 
@@ -53,14 +54,23 @@ typedef struct {
     size_t headers_len;
     double total_time; /* seconds */
     long new_connects; /* connections opened by this attempt */
+    int request_sent;  /* request bytes reached a socket on this attempt */
 } cerca_response;
 
 typedef struct {
     CURL *easy;
     struct curl_slist *header_list; /* owned for the duration of one attempt */
     cerca_buf body;
-    cerca_buf headers;
+    cerca_buf headers;     /* the header block of the latest response */
+    size_t header_bytes;   /* header bytes of every response of the attempt */
+    int header_block_done; /* the last header line was the blank one */
+    int body_started;
     char errbuf[CURL_ERROR_SIZE];
+    /* The process that made `easy`, and what it was made with: a forked
+     * child makes a handle of its own (see cerca_http_perform). */
+    pid_t pid;
+    char *ca_file;
+    char *user_agent;
 } cerca_http;
 
 /* Process-wide libcurl initialisation; safe to call from several threads. */
@@ -69,7 +79,11 @@ int cerca_http_global_init(void);
 /* Returns 0 on success; on failure h is left cleaned up. */
 int cerca_http_init(cerca_http *h, const char *ca_file, const char *user_agent);
 
-/* Runs one attempt. Always fills rs; never raises, never longjmps. */
+/* Runs one attempt. Always fills rs; never raises, never longjmps.
+ * In a process forked since the handle was made, the inherited libcurl
+ * handle is abandoned (see cerca_abandon) and a fresh one made first: the
+ * child opens connections of its own and never reads, writes or closes
+ * the parent's. */
 void cerca_http_perform(cerca_http *h, const cerca_request *rq, cerca_response *rs);
 
 /* The two halves of an attempt, for a driver that performs it itself (the
@@ -79,7 +93,21 @@ void cerca_http_perform(cerca_http *h, const cerca_request *rq, cerca_response *
 CURLcode cerca_http_prepare(cerca_http *h, const cerca_request *rq);
 void cerca_http_finish(cerca_http *h, CURLcode code, cerca_response *rs);
 
-/* Idempotent: releases the handle and buffers, leaves h reusable for init. */
+/* Idempotent: releases the handle and buffers, leaves h reusable for init.
+ * In a forked child the inherited libcurl handle is abandoned, not cleaned
+ * up: curl_easy_cleanup could write on the parent's connection (a TLS
+ * close_notify) and so end it for the parent. */
 void cerca_http_cleanup(cerca_http *h);
+
+/* 1 when h's libcurl handle was made by another process (h was inherited
+ * through fork), else 0. */
+int cerca_http_forked(const cerca_http *h);
+
+/* Keeps a libcurl handle (easy or multi) of another process, inherited
+ * through fork, for good: it is never used, cleaned up or freed, since any
+ * of that could act on connections the parent still uses. Held in a
+ * process-wide list, so that it stays reachable (leak checkers report it
+ * as such, not as lost). NULL is ignored. */
+void cerca_abandon(void *curl_handle);
 
 #endif

@@ -50,7 +50,7 @@ local SUBSCRIPTION_FIELDS = {
 
 local ACTIONS = {
     respond = true, pass = true, drop = true, create_then_drop = true, trickle = true,
-    partial = true, create_then_partial = true,
+    partial = true, create_then_partial = true, raw = true,
 }
 
 local DEFAULT_TRICKLE_INTERVAL = 0.5
@@ -346,6 +346,25 @@ local function _partial(status, headers, body, bytes)
     ok, err = sock:send(concat(lines, "\r\n"))
     if not ok then
         ngx.log(ngx.INFO, "partial: send failed: ", err)  -- the client is gone
+    end
+    return ngx.exit(ngx.OK)
+end
+
+-- Sends `bytes` verbatim on the raw downstream socket, then closes the
+-- connection: no status line, headers or framing of nginx's own. For
+-- answers no HTTP server would give (garbage, endless interim answers,
+-- header lines of any shape). Closes as `_partial` does, and for the same
+-- reasons.
+local function _raw(bytes)
+    local sock, err = ngx.req.socket(true)
+    if not sock then
+        ngx.log(ngx.ERR, "raw: cannot take the raw socket: ", err)
+        return ngx.exit(444)
+    end
+    local ok
+    ok, err = sock:send(bytes)
+    if not ok then
+        ngx.log(ngx.INFO, "raw: send failed: ", err)  -- the client is gone
     end
     return ngx.exit(ngx.OK)
 end
@@ -651,8 +670,8 @@ local function _check_script(script)
     if script.action == "respond" and not status then
         return nil, "action respond needs a status"
     end
-    if script.action == "partial" and script.body == nil then
-        return nil, "action partial needs a body"
+    if (script.action == "partial" or script.action == "raw") and script.body == nil then
+        return nil, "action " .. script.action .. " needs a body"
     end
     if script.body ~= nil and type(script.body) ~= "string" then
         return nil, "body must be a string"
@@ -725,6 +744,8 @@ function _M.api()
             script.interval or DEFAULT_TRICKLE_INTERVAL)
     elseif action == "partial" then
         return _partial(script.status or 201, script.headers, script.body, script.bytes)
+    elseif action == "raw" then
+        return _raw(script.body)
     end
 
     -- pass, create_then_drop, create_then_partial, trickle without a body:

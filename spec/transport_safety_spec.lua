@@ -1,0 +1,373 @@
+-- Transport safety of the C core: libcurl handles never cross a fork(),
+-- the response says whether the request reached the wire, and every
+-- response header byte counts against the header cap.
+local helpers = require "spec.helpers"
+local core = require "cerca.core"
+local cjson = require "cjson"
+local posix = require "spec_posix"  -- spec/tools/posix.c, built by the Makefile
+
+local URL = "https://example.com/webhook"
+
+-- Runs fn in a forked child; returns the child's exit status and what fn
+-- returned (a JSON-able table), passed back through a temporary file. The
+-- child never returns into busted: it ends with _exit, whatever happens.
+local function in_child(fn)
+  local path = os.tmpname()
+  local pid = assert(posix.fork())
+  if pid == 0 then
+    local ok, result = pcall(fn)
+    local f = io.open(path, "w")
+    if f then
+      f:write(cjson.encode(ok and result or { failed = tostring(result) }))
+      f:close()
+    end
+    posix._exit(ok and 0 or 1)
+  end
+  local status = assert(posix.waitpid(pid))
+  local f = assert(io.open(path))
+  local text = f:read("*a")
+  f:close()
+  os.remove(path)
+  return status, text ~= "" and cjson.decode(text) or {}
+end
+
+-- The recorded requests whose URI names `fleet`.
+local function requests_for(reqs, fleet)
+  local found = {}
+  for _, r in ipairs(reqs) do
+    if r.uri == "/fleets/" .. fleet .. "/webhooks" then found[#found + 1] = r end
+  end
+  return found
+end
+
+local function connections(reqs)
+  local set = {}
+  for _, r in ipairs(reqs) do set[r.connection] = true end
+  return set
+end
+
+local function fleets_of(results)
+  local fleets = {}
+  for i, r in ipairs(results) do
+    fleets[i] = r.ok and r.subscription.fleetId or ("error: " .. tostring(r.error))
+  end
+  return fleets
+end
+
+describe("transport safety", function()
+  local srv
+
+  setup(function() srv = helpers.start_server() end)
+  teardown(function() if srv then srv:stop() end end)
+  before_each(function() srv:reset() end)
+
+  local function new_client(scheme)
+    if scheme == "https" then
+      return helpers.client(srv, { base_url = srv.https_url, ca_file = srv.ca_file })
+    end
+    return helpers.client(srv)
+  end
+
+  -- A request the C core can send as is.
+  local function request(extra)
+    local req = {
+      method = "POST", url = srv.http_url .. "/fleets/f/webhooks",
+      headers = { "Authorization: Bearer " .. srv.api_key, "Content-Type: application/json" },
+      body = '{"url":"' .. URL .. '"}', timeout_ms = 5000, connect_timeout_ms = 2000,
+    }
+    for k, v in pairs(extra or {}) do req[k] = v end
+    return req
+  end
+
+  -- Polls `m` until every token in `want` is done or `seconds` pass.
+  local function poll_all(m, want, seconds)
+    local got, deadline = {}, core.monotime() + seconds
+    local missing = #want
+    while missing > 0 and core.monotime() < deadline do
+      for _, f in ipairs((m:poll(100))) do
+        got[f.token] = f.response
+        missing = missing - 1
+      end
+    end
+    return got
+  end
+
+  describe("fork", function()
+    for _, scheme in ipairs { "http", "https" } do
+      it("a child never uses the session's kept-alive connection, nor closes it (" .. scheme .. ")", function()
+        local client = new_client(scheme)
+        assert(client.webhooks.create("parent_1", { url = URL }))
+        local status, got = in_child(function()
+          local sub, err = client.webhooks.create("child_1", { url = URL })
+          client:close()
+          return sub and { fleet = sub.fleetId } or { err = tostring(err) }
+        end)
+        assert.are.equal(0, status, got.failed)
+        assert.are.equal("child_1", got.fleet, got.err)
+        local sub = assert(client.webhooks.create("parent_2", { url = URL }))
+        assert.are.equal("parent_2", sub.fleetId)
+        client:close()
+
+        local reqs = srv:requests()
+        assert.are.equal(3, #reqs)
+        local first, child, last = requests_for(reqs, "parent_1")[1], requests_for(reqs, "child_1")[1],
+          requests_for(reqs, "parent_2")[1]
+        -- The child opened a connection of its own...
+        assert.are_not.equal(first.connection, child.connection)
+        -- ... and left the parent's alone (no close_notify, no stolen bytes).
+        assert.are.equal(first.connection, last.connection)
+        local fleets = {}
+        for _, s in ipairs(srv:subscriptions()) do fleets[#fleets + 1] = s.fleetId end
+        table.sort(fleets)
+        assert.are.same({ "child_1", "parent_1", "parent_2" }, fleets)
+      end)
+
+      it("a child never uses create_many's kept-alive connections, nor closes them (" .. scheme .. ")", function()
+        local client = new_client(scheme)
+        local function many(a, b)
+          return client.webhooks.create_many {
+            { fleet_id = a, params = { url = URL } }, { fleet_id = b, params = { url = URL } },
+          }
+        end
+        assert.are.same({ "parent_1", "parent_2" }, fleets_of(many("parent_1", "parent_2")))
+        local status, got = in_child(function()
+          local fleets = fleets_of(many("child_1", "child_2"))
+          client:close()
+          return fleets
+        end)
+        assert.are.equal(0, status, got.failed)
+        assert.are.same({ "child_1", "child_2" }, got)
+        assert.are.same({ "parent_3", "parent_4" }, fleets_of(many("parent_3", "parent_4")))
+        client:close()
+
+        local reqs = srv:requests()
+        assert.are.equal(6, #reqs)
+        local before = connections(requests_for(reqs, "parent_1"))
+        for c in pairs(connections(requests_for(reqs, "parent_2"))) do before[c] = true end
+        for _, fleet in ipairs { "child_1", "child_2" } do
+          assert.is_nil(before[requests_for(reqs, fleet)[1].connection], fleet .. " came on a parent's connection")
+        end
+        for _, fleet in ipairs { "parent_3", "parent_4" } do
+          assert.is_true(before[requests_for(reqs, fleet)[1].connection], fleet .. " came on a new connection")
+        end
+        assert.are.equal(6, #srv:subscriptions())
+      end)
+    end
+
+    it("transfers in flight at the fork stay the parent's; the child gets them back failed", function()
+      srv:enqueue { action = "pass", delay = 0.5 }
+      srv:enqueue { action = "pass", delay = 0.5 }
+      local m = assert(core.new_multi {})
+      assert(m:add(1, request { url = srv.http_url .. "/fleets/parent_1/webhooks" }))
+      assert(m:add(2, request { url = srv.http_url .. "/fleets/parent_2/webhooks" }))
+      local deadline = core.monotime() + 5
+      while #srv:requests() < 2 and core.monotime() < deadline do
+        assert.are.same({}, (m:poll(50)))
+      end
+      assert.are.equal(2, #srv:requests())
+
+      local status, got = in_child(function()
+        local seen = {}
+        for token, res in pairs(poll_all(m, { 1, 2 }, 5)) do
+          seen[#seen + 1] = { token = token, error = res.error, status = res.status,
+            request_sent = res.request_sent, message = res.error_message }
+        end
+        table.sort(seen, function(a, b) return a.token < b.token end)
+        assert(m:add(3, request { url = srv.http_url .. "/fleets/child_1/webhooks" }))
+        local own = poll_all(m, { 3 }, 5)[3]
+        m:close()
+        return { seen = seen, own = own and own.status }
+      end)
+      assert.are.equal(0, status, got.failed)
+      assert.are.equal(2, #got.seen)
+      for i, s in ipairs(got.seen) do
+        assert.are.equal(i, s.token)
+        assert.are.equal("internal", s.error)
+        assert.are.equal(0, s.status)
+        assert.is_true(s.request_sent)
+        assert.matches("forked", s.message)
+      end
+      assert.are.equal(201, got.own)
+
+      local mine = poll_all(m, { 1, 2 }, 5)
+      m:close()
+      assert.are.equal(201, mine[1] and mine[1].status)
+      assert.are.equal(201, mine[2] and mine[2].status)
+      assert.are.equal("parent_1", mine[1].json.fleetId)
+      assert.are.equal("parent_2", mine[2].json.fleetId)
+      local reqs = srv:requests()
+      assert.are.equal(3, #reqs)
+      local parents = connections(requests_for(reqs, "parent_1"))
+      for c in pairs(connections(requests_for(reqs, "parent_2"))) do parents[c] = true end
+      assert.is_nil(parents[requests_for(reqs, "child_1")[1].connection])
+    end)
+
+    it("a session or multi closed in a child without use leaves the parent's connections alone (https)", function()
+      local s = assert(core.new_session { ca_file = srv.ca_file })
+      local m = assert(core.new_multi { ca_file = srv.ca_file })
+      local url = srv.https_url .. "/fleets/f/webhooks"
+      assert.are.equal(201, s:request(request { url = url }).status)
+      assert(m:add(1, request { url = url }))
+      assert.are.equal(201, poll_all(m, { 1 }, 5)[1].status)
+      local status, got = in_child(function()
+        s:close()
+        m:close()
+        return {}
+      end)
+      assert.are.equal(0, status, got.failed)
+      assert.are.equal(201, s:request(request { url = url }).status)
+      assert(m:add(2, request { url = url }))
+      assert.are.equal(201, poll_all(m, { 2 }, 5)[2].status)
+      s:close()
+      m:close()
+      local reqs = srv:requests()
+      assert.are.equal(4, #reqs)
+      assert.are.equal(reqs[1].connection, reqs[3].connection)
+      assert.are.equal(reqs[2].connection, reqs[4].connection)
+    end)
+  end)
+
+  describe("request_sent", function()
+    local GARBAGE = "garbage without status line\r\n\r\n"
+
+    it("garbage after the request was sent is a connection error, retried under one key", function()
+      for _ = 1, 3 do srv:enqueue { action = "raw", body = GARBAGE } end
+      local client = new_client("http")
+      local sub, err = client.webhooks.create("fleet_1", { url = URL })
+      client:close()
+      assert.is_nil(sub)
+      assert.are.equal("connection", err.type)
+      assert.are.equal(3, err.attempts)
+      local reqs = srv:requests()
+      assert.are.equal(3, #reqs)
+      for i = 2, 3 do
+        assert.are.equal(reqs[1].headers["idempotency-key"], reqs[i].headers["idempotency-key"])
+      end
+      assert.is_string(reqs[1].headers["idempotency-key"])
+    end)
+
+    it("the C core says the request was sent and the answer is not HTTP", function()
+      srv:enqueue { action = "raw", body = GARBAGE }
+      local s = assert(core.new_session {})
+      local res = s:request(request())
+      s:close()
+      assert.are.equal("connection", res.error)
+      assert.is_true(res.request_sent)
+      assert.are.equal(0, res.status)
+      assert.matches("not HTTP", res.error_message)
+    end)
+
+    it("is false when the connection was refused", function()
+      local s = assert(core.new_session {})
+      local res = s:request(request { url = "http://127.0.0.1:" .. helpers.closed_port() .. "/fleets/f/webhooks" })
+      s:close()
+      assert.are.equal("connection", res.error)
+      assert.is_false(res.request_sent)
+    end)
+
+    it("is false, and the error stays url, for a scheme nothing was sent to", function()
+      local s = assert(core.new_session {})
+      local res = s:request(request { url = "gopher://127.0.0.1/" })
+      s:close()
+      assert.are.equal("url", res.error)
+      assert.is_false(res.request_sent)
+    end)
+
+    it("is true on an answer", function()
+      local s = assert(core.new_session {})
+      local res = s:request(request())
+      s:close()
+      assert.are.equal(201, res.status)
+      assert.is_nil(res.error)
+      assert.is_true(res.request_sent)
+    end)
+
+    it("is reported by multi:poll too", function()
+      srv:enqueue { action = "raw", body = GARBAGE }
+      local m = assert(core.new_multi {})
+      assert(m:add(1, request()))
+      assert(m:add(2, request { url = "http://127.0.0.1:" .. helpers.closed_port() .. "/fleets/f/webhooks" }))
+      local got = poll_all(m, { 1, 2 }, 5)
+      m:close()
+      assert.are.equal("connection", got[1].error)
+      assert.is_true(got[1].request_sent)
+      assert.matches("not HTTP", got[1].error_message)
+      assert.are.equal("connection", got[2].error)
+      assert.is_false(got[2].request_sent)
+    end)
+  end)
+
+  describe("response header cap", function()
+    local SUBSCRIPTION = '{"id":"wh_0123456789abcdef01234567","fleetId":"fleet_1","url":"' .. URL .. '",'
+      .. '"events":[],"enabled":true,"createdAt":"2025-01-01T00:00:00.000Z",'
+      .. '"updatedAt":"2025-01-01T00:00:00.000Z","secret":"whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3"}'
+    local FINAL = "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nX-Final: yes\r\n"
+      .. "Content-Length: " .. #SUBSCRIPTION .. "\r\n\r\n" .. SUBSCRIPTION
+
+    -- n interim answers, each with about `size` bytes of headers.
+    local function interims(n, size)
+      local parts = {}
+      for i = 1, n do
+        parts[i] = "HTTP/1.1 100 Continue\r\nX-Interim: " .. i .. "\r\nX-Pad: " .. ("p"):rep(size) .. "\r\n\r\n"
+      end
+      return table.concat(parts)
+    end
+
+    local function attempt(raw)
+      srv:enqueue { action = "raw", body = raw }
+      local s = assert(core.new_session {})
+      local res = s:request(request())
+      s:close()
+      return res
+    end
+
+    it("keeps only the final answer's headers after interim answers within the cap", function()
+      local res = attempt(interims(3, 1000) .. FINAL)
+      assert.is_nil(res.error)
+      assert.are.equal(201, res.status)
+      assert.are.equal("yes", res.headers["x-final"])
+      assert.is_nil(res.headers["x-interim"])
+      assert.is_nil(res.headers["x-pad"])
+      assert.are.equal("fleet_1", res.json.fleetId)
+
+      srv:enqueue { action = "raw", body = interims(3, 1000) .. FINAL }
+      local client = new_client("http")
+      local sub, err = client.webhooks.create("fleet_1", { url = URL })
+      client:close()
+      assert.is_nil(err)
+      assert.are.equal("fleet_1", sub.fleetId)
+    end)
+
+    it("counts the header bytes of every interim answer", function()
+      local raw = interims(10, 10 * 1024) .. FINAL
+      local res = attempt(raw)
+      assert.are.equal("too_large", res.error)
+      assert.matches("header", res.error_message)
+
+      srv:enqueue { action = "raw", body = raw }
+      local client = new_client("http")
+      local sub, err = client.webhooks.create("fleet_1", { url = URL })
+      client:close()
+      assert.is_nil(sub)
+      assert.is_table(err)
+      assert.are.equal(2, #srv:requests())  -- one attempt each: not retried
+    end)
+
+    it("counts header lines that begin with HTTP/ inside one answer", function()
+      local lines = { "HTTP/1.1 201 Created" }
+      for i = 1, 100 do lines[#lines + 1] = "HTTP/1.1-Pad-" .. i .. ": " .. ("p"):rep(1024) end
+      local raw = table.concat(lines, "\r\n") .. "\r\nContent-Type: application/json\r\n"
+        .. "Content-Length: " .. #SUBSCRIPTION .. "\r\n\r\n" .. SUBSCRIPTION
+      local res = attempt(raw)
+      assert.are.equal("too_large", res.error)
+    end)
+
+    it("a header line that begins with HTTP/ does not wipe the headers before it", function()
+      local raw = "HTTP/1.1 201 Created\r\nX-Request-Id: req_early\r\nHTTP/1.1-Odd: x\r\n"
+        .. "Content-Type: application/json\r\nContent-Length: " .. #SUBSCRIPTION .. "\r\n\r\n" .. SUBSCRIPTION
+      local res = attempt(raw)
+      assert.is_nil(res.error)
+      assert.are.equal("req_early", res.headers["x-request-id"])
+    end)
+  end)
+end)
