@@ -349,7 +349,10 @@ describe("transport safety", function()
       local sub, err = client.webhooks.create("fleet_1", { url = URL })
       client:close()
       assert.is_nil(sub)
-      assert.is_table(err)
+      assert.are.equal("invalid_response", err.type)
+      assert.matches("^the response headers are larger than 65536 bytes", err.message)
+      assert.is_true(err.request_sent)
+      assert.are.equal(srv:requests()[2].headers["idempotency-key"], err.idempotency_key)
       assert.are.equal(2, #srv:requests())  -- one attempt each: not retried
     end)
 

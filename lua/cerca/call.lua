@@ -146,9 +146,11 @@ local function outcome(res, max_response_size)
   end
   local fields = answer_fields(res)
   if res.error == "too_large" then
-    if res.headers_too_large then
-      return nil, errors.new("invalid_response", format("the answer's headers are larger than %d bytes; "
-        .. "what arrived of its body is kept in err.body", res.headers_too_large), fields)
+    if find(res.error_message or "", "^the response headers") then
+      -- The cap on headers (the C core's, interim answers included): the
+      -- request was sent, the answer is not one to read.
+      return nil, errors.new("invalid_response", res.error_message .. "; what arrived of the body is kept "
+        .. "in err.body", fields)
     end
     if ok or status == 0 then
       return nil, errors.new("invalid_response", format("the answer is larger than max_response_size "

@@ -276,11 +276,11 @@ _M.DEFAULT_CONCURRENCY = 16
 -- @treturn[opt] table an `invalid_request` error when `items` or `opts`
 --   themselves are wrong (nothing was sent)
 function _M.create_many(client, items, opts)
-  local why, where
-  items, why, where = validate.snapshot(items, "items")
-  if why then return nil, invalid(where, why) end
-  opts, why, where = validate.snapshot(opts, "opts")
-  if why then return nil, invalid(where, why) end
+  local why, about
+  items, why, about = validate.snapshot(items, "items")
+  if why then return nil, invalid(about, why) end
+  opts, why, about = validate.snapshot(opts, "opts")
+  if why then return nil, invalid(about, why) end
   if type(items) ~= "table" then
     return nil, invalid("items", format("items must be a list of { fleet_id =, params =, options = } tables "
       .. "(got %s)", validate.describe(items)))
