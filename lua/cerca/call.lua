@@ -189,7 +189,10 @@ local function log_attempt(lg, method, path, res, attempt, attempts, elapsed, ne
   if next_wait then line = format("%s retry_in=%.2fs reason=%q", line, next_wait, why) end
   lg:write("info", line)
   if lg:enabled("debug") then
-    lg:write("debug", format("%s %s response body: %s", method, path, res.body))
+    -- The answer's own secret is removed wherever the body repeats it.
+    local answer = res.json
+    local secret = type(answer) == "table" and type(answer.secret) == "string" and answer.secret or nil
+    lg:write("debug", redact.text(format("%s %s response body: %s", method, path, res.body), redact.list(secret)))
   end
 end
 
