@@ -17,8 +17,8 @@ CFLAGS  += -std=c99 -fPIC -fvisibility=hidden $(WARN)
 LDFLAGS += -shared
 LIBS     = -lcurl -lcrypto -lpthread
 
-SRC      = src/core.c src/http.c src/headers.c src/crypto.c src/multi.c
-HDR      = src/compat.h src/http.h src/headers.h src/crypto.h src/multi.h
+SRC      = src/core.c src/http.c src/headers.c src/crypto.c src/multi.c src/journal.c
+HDR      = src/compat.h src/http.h src/headers.h src/crypto.h src/multi.h src/journal.h
 CORE_54  = build/lua5.4/cerca/core.so
 CORE_JIT = build/luajit/cerca/core.so
 CORE_SAN = build/asan/cerca/core.so

@@ -30,6 +30,7 @@
 #include "crypto.h"
 #include "headers.h"
 #include "http.h"
+#include "journal.h"
 #include "multi.h"
 
 #define SESSION_MT "cerca.core.session"
@@ -703,6 +704,7 @@ int luaopen_cerca_core(lua_State *L)
     lua_pushcfunction(L, l_session_tostring);
     lua_setfield(L, -2, "__tostring");
     new_class(L, MULTI_MT, multi_methods, l_multi_close, uv);
+    cerca_journal_register(L, m);
 
     lua_settop(L, m);
     return 1;
