@@ -131,7 +131,7 @@ describe("the cerca command", function()
       local out, err, status = run("webhooks create fleet_1 --url https://example.com/h --json")
       assert.are.equal(4, status)
       assert.are.equal("", out)
-      local key = err:match("repeat with %-%-idempotency%-key (%S+) to get it without a duplicate\n$")
+      local key = err:match("repeat with %-%-idempotency%-key (%S+) to get it without a duplicate\n")
       assert.is_truthy(key, err)
       out, err, status = run("webhooks create fleet_1 --url https://example.com/h --json --idempotency-key " .. key)
       assert.are.equal(0, status, err)
@@ -289,6 +289,109 @@ describe("the cerca command", function()
       assert.are.equal(3, #ls)
       for _, l in ipairs(ls) do assert.truthy(cjson.decode(l).secret) end
       assert.are.equal("cerca: 3 created, 0 failed, 0 skipped (already in -); the secrets above are shown once\n", err)
+    end)
+  end)
+
+  -- The hostile-answer cases run the command from the checkout under the
+  -- interpreter running the suite (Lua 5.4, then LuaJIT), as well as the
+  -- installed one above.
+  describe("hostile answers", function()
+    local root = (sh("pwd")):gsub("%s+$", "")
+    local build = root .. "/build/" .. helpers.abi
+    local function run_here(args, env)
+      local vars = { "CERCA_API_KEY=" .. q(srv.api_key), "CERCA_BASE_URL=" .. q(srv.http_url),
+        "LUA_PATH=" .. q(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"), "LUA_CPATH=" .. q(build .. "/?.so;;") }
+      for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. q(v) end
+      local err_file = work .. "/stderr"
+      local out, status = sh(("(cd %s && env -u NO_COLOR -u CERCA_LOG %s %s %s %s 2>%s </dev/null)")
+        :format(q(work), table.concat(vars, " "), helpers.interpreter, q(root .. "/bin/cerca"), args, q(err_file)))
+      return out, read(err_file) or "", status
+    end
+
+    local function sub_body(fleet, extra)
+      return cjson.encode { id = "wh_" .. fleet, fleetId = fleet, url = "https://example.com/h", events = {},
+        enabled = true, createdAt = "t", updatedAt = "t", secret = "whsec_" .. fleet .. "Secret0123" }
+        :gsub("}$", extra or "}")
+    end
+
+    it("prints a created subscription holding 1e999, secret included, exit 0", function()
+      for _, flag in ipairs { "", " --json" } do
+        srv:enqueue { status = 201, body = sub_body("fleet_1", ',"big":1e999}') }
+        local out, err, status = run_here("webhooks create fleet_1 --url https://example.com/h" .. flag)
+        assert.are.equal(0, status, err)
+        assert.matches("whsec_fleet_1Secret0123", out, 1, true)
+        if flag ~= "" then assert.are.equal(math.huge, cjson.decode(out).big) end
+      end
+    end)
+
+    it("writes every created subscription of a batch, 1e999 and all, and counts only what it wrote", function()
+      write(work .. "/two.txt", "fleet_1\nfleet_2\n")
+      local outfile = work .. "/big.jsonl"
+      os.remove(outfile)
+      srv:enqueue { status = 201, body = sub_body("fleet_1", ',"big":1e999}') }
+      srv:enqueue { status = 201, body = sub_body("fleet_2", ',"big":-1e999}') }
+      local _, err, status = run_here("webhooks create --fleets-file " .. q(work .. "/two.txt")
+        .. " --url https://example.com/h --concurrency 1 --out " .. q(outfile))
+      assert.are.equal(0, status, err)
+      assert.matches("2 created, 0 failed", err, 1, true)
+      local secrets = {}
+      for _, l in ipairs(lines(read(outfile))) do
+        local r = cjson.decode(l)
+        if r.secret then secrets[#secrets + 1] = r.secret end
+      end
+      assert.are.same({ "whsec_fleet_1Secret0123", "whsec_fleet_2Secret0123" }, secrets)
+    end)
+
+    it("an unusable 2xx: the key to repeat with, and the raw answer kept on stderr or in --out", function()
+      local raw = '{"id":"wh_1","fleetId":"fleet_1","secret":"whsec_only_copy"}'
+      srv:enqueue { status = 201, body = raw }
+      local out, err, status = run_here("webhooks create fleet_1 --url https://example.com/h --json")
+      assert.are.equal(4, status)
+      assert.are.equal("", out)
+      local key = srv:requests()[1].headers["idempotency-key"]
+      assert.matches("repeat with --idempotency-key " .. key .. " to get it without a duplicate", err, 1, true)
+      assert.matches(raw, err, 1, true)
+
+      srv:reset()
+      write(work .. "/one.txt", "fleet_1\n")
+      local outfile = work .. "/unusable.jsonl"
+      os.remove(outfile)
+      srv:enqueue { status = 201, body = raw }
+      out, err, status = run_here("webhooks create --fleets-file " .. q(work .. "/one.txt")
+        .. " --url https://example.com/h --out " .. q(outfile))
+      assert.are.equal(6, status, err)
+      assert.are.equal("", out)
+      local last = cjson.decode(lines(read(outfile))[2])
+      assert.are.equal(raw, last.error.answer)
+      assert.are.equal(srv:requests()[1].headers["idempotency-key"], last.idempotency_key)
+    end)
+
+    it("says the subscription may exist only when a request may have reached the API", function()
+      local _, err, status = run_here("webhooks create fleet_1 --url https://example.com/h",
+        { CERCA_BASE_URL = "http://127.0.0.1:" .. helpers.closed_port() })
+      assert.are.equal(5, status)
+      assert.is_nil(err:find("may exist", 1, true), err)
+      assert.is_nil(err:find("--idempotency-key", 1, true), err)
+      for _ = 1, 3 do srv:enqueue { status = 503, body = "{}", headers = { ["Retry-After-Ms"] = "1" } } end
+      _, err, status = run_here("webhooks create fleet_1 --url https://example.com/h")
+      assert.are.equal(4, status)
+      assert.matches("the subscription may exist: repeat with --idempotency-key", err, 1, true)
+    end)
+
+    it("escapes what the server sends before it reaches the terminal", function()
+      srv:enqueue { status = 201, body = sub_body("fleet_1"):gsub('"wh_fleet_1"', '"wh_\\u001b[2J\\u009b1m"') }
+      local out, err, status = run_here("webhooks create fleet_1 --url https://example.com/h")
+      assert.are.equal(0, status, err)
+      assert.matches("wh_\\x1b[2J\\u{009b}1m", out, 1, true)
+      assert.is_nil(out:find("[%z\1-\9\11-\31\127]"))
+      assert.is_nil(out:find("\194\155", 1, true))
+      -- A usage error repeats what was typed: escaped too.
+      out, err, status = run_here(
+        [[webhooks create fleet_1 --url https://example.com/h --extra "$(printf 'x=\033[31m')"]])
+      assert.are.equal(2, status)
+      assert.are.equal("", out)
+      assert.matches("\\x1b[31m", err, 1, true)
+      assert.is_nil(err:find("\27", 1, true), err)
     end)
   end)
 

@@ -100,12 +100,14 @@ Options:
   --api-key-file FILE    read the API key from FILE instead of CERCA_API_KEY
 Batch mode (--fleets-file):
   --concurrency N        creates in flight at once (default 16)
-  --out FILE             append the results as JSON lines to FILE (created with
-                         mode 0600: it holds secrets) instead of stdout. Each
-                         fleet's idempotency key is recorded there before its
-                         create is sent: a re-run skips the fleets already
-                         created and repeats the others under the same keys,
-                         so an interrupted run is resumed without duplicates
+  --out FILE             append the results as JSON lines to FILE instead of
+                         stdout. FILE holds secrets: it must be a regular file
+                         of yours, not a symbolic link, and is created (or set
+                         to) mode 0600. Each fleet's idempotency key is
+                         recorded there before its create is sent: a re-run
+                         skips the fleets already created and repeats the
+                         others under the same keys, so an interrupted run is
+                         resumed without duplicates
 ]],
   ["webhooks events"] = [[
 Usage:
@@ -200,21 +202,50 @@ local function params_of(o)
   return params
 end
 
-local function read_file(path)
+-- The most read from each file: a device or an endless pipe given as one
+-- ends there, with a usage error, instead of filling the memory.
+local API_KEY_FILE_MAX, API_KEY_FILE_MAX_TEXT = 64 * 1024, "64 KiB"
+local FLEETS_FILE_MAX, FLEETS_FILE_MAX_TEXT = 64 * 1024 * 1024, "64 MiB"
+local OUT_MAX = 256 * 1024 * 1024 -- checked (and named in the message) by core.open_journal
+
+-- The content of `path`, at most `max` bytes (`max_text` names the figure);
+-- or nil, why (naming the path), and "too_large" when there is more. Pipes
+-- work (<(...)): the file is read in chunks to its end, never asked its size.
+local function read_file(path, max, max_text)
   local f, why = io.open(path, "rb")
   if not f then return nil, why end
-  local text = f:read("*a")
-  f:close()
-  return text
+  local parts, size = {}, 0
+  while true do
+    local want = max + 1 - size
+    local chunk, rerr = f:read(want > 65536 and 65536 or want)
+    if not chunk then
+      f:close()
+      if rerr then return nil, path .. ": " .. tostring(rerr) end
+      return concat(parts)
+    end
+    size = size + #chunk
+    if size > max then
+      f:close()
+      return nil, path .. ": more than " .. max_text, "too_large"
+    end
+    parts[#parts + 1] = chunk
+  end
 end
 
 local function client_of(o, env)
   local opts = { base_url = o.base_url }
   if o.api_key_file then
-    local text, why = read_file(o.api_key_file)
+    local text, why, too_large = read_file(o.api_key_file, API_KEY_FILE_MAX, API_KEY_FILE_MAX_TEXT)
+    if too_large then
+      return nil, usage_error("--api-key-file " .. why .. ", the most a key file may hold; give the file "
+        .. "that holds the API key")
+    end
     if not text then return nil, usage_error("--api-key-file: " .. tostring(why)) end
-    -- A key file usually ends with a newline; nothing else is trimmed.
-    opts.api_key = match(text, "^(.-)[\r\n]*$")
+    -- A key file usually ends with a newline; nothing else is trimmed (in
+    -- linear time: a pattern would backtrack over a long run of newlines).
+    local last = #text
+    while last > 0 and (text:byte(last) == 10 or text:byte(last) == 13) do last = last - 1 end
+    opts.api_key = text:sub(1, last)
   end
   if o.timeout then
     opts.timeout = tonumber(o.timeout)
@@ -241,9 +272,20 @@ local function rescue(ui, where, why, text)
   return _M.EXIT.output
 end
 
+-- The JSON line of a subscription. Whatever cerca returned as created is
+-- written: should a field ever resist encoding, the fields that identify
+-- the subscription and its secret (strings by the time a create succeeds)
+-- are written instead of nothing.
+local function subscription_json(sub)
+  local text = cerca.encode_json(sub)
+  if text then return text end
+  return cerca.encode_json { id = sub.id, fleetId = sub.fleetId, url = sub.url, secret = sub.secret }
+end
+
 local function show_subscription(ui, sub, json)
-  local json_text = assert(cerca.encode_json(sub)) .. "\n"
-  local text = json and json_text or (cerca.pretty(sub, { reveal_secret = true, color = ui.color_out }) .. "\n")
+  local json_text = subscription_json(sub) .. "\n"
+  local shown = not json and cerca.pretty(sub, { reveal_secret = true, color = ui.color_out })
+  local text = shown and (shown .. "\n") or json_text
   local ok, why = put(ui.out, text)
   if not ok then return rescue(ui, "stdout", why, json_text) end
   if not json then
@@ -272,11 +314,24 @@ end
 -- Fleet ids of a fleets file: one per line, blank lines and # comments
 -- skipped, each id once.
 local function read_fleets(path)
-  local text, why = read_file(path)
+  local text, why, too_large = read_file(path, FLEETS_FILE_MAX, FLEETS_FILE_MAX_TEXT)
+  if too_large then
+    return nil, usage_error("--fleets-file " .. why .. ", the most a fleets file may hold; give a file of "
+      .. "fleet ids, one per line (split a longer list over several runs)")
+  end
   if not text then return nil, usage_error("--fleets-file: " .. tostring(why)) end
   local fleets, seen = {}, {}
   for line in (text .. "\n"):gmatch("([^\n]*)\n") do
-    line = match(line, "^%s*(.-)%s*$")
+    -- Trimmed in linear time (a pattern would backtrack over long blanks).
+    local first, last = line:find("%S"), #line
+    if first then
+      local b = line:byte(last)
+      while b == 32 or (b >= 9 and b <= 13) do
+        last = last - 1
+        b = line:byte(last)
+      end
+    end
+    line = first and line:sub(first, last) or ""
     if line ~= "" and not match(line, "^#") and not seen[line] then
       seen[line] = true
       fleets[#fleets + 1] = line
@@ -287,10 +342,15 @@ end
 
 -- What an --out file says of earlier runs: the fleets created (a record
 -- with a secret), and the idempotency key each other fleet was sent under.
-local function recorded(path)
+-- Read from the open journal (see open_private); nil, nil and a usage
+-- error when it cannot be read back.
+local function recorded(journal)
   local created, keys = {}, {}
-  local text = read_file(path)
-  if not text then return created, keys end
+  local text, why, kind = journal:read()
+  if not text then
+    return nil, nil, usage_error("--out " .. why .. (kind == "too_large" and "; give a new --out file, and a "
+      .. "--fleets-file of the fleets not created in this one" or ""))
+  end
   for line in text:gmatch("[^\n]+") do
     local r = core.decode(line)
     if type(r) == "table" then
@@ -304,15 +364,14 @@ local function recorded(path)
   return created, keys
 end
 
-local function shell_quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
--- Opens --out for appending, creating it with mode 0600 (it holds secrets).
+-- Opens --out for appending and reading back (it holds secrets): a regular
+-- file of ours, not through a symbolic link, created with mode 0600 (set
+-- to 0600 when it exists with another mode). A journal, or nil and a
+-- usage error naming the file and the fix.
 local function open_private(path)
-  local ok = os.execute("umask 077 && : >> " .. shell_quote(path) .. " && chmod 600 -- " .. shell_quote(path))
-  if ok ~= true and ok ~= 0 then return nil, "cannot create " .. path end
-  return io.open(path, "ab")
+  local journal, why = core.open_journal(path, OUT_MAX)
+  if not journal then return nil, usage_error("--out " .. why) end
+  return journal
 end
 
 local function progress(ui, done, total, failed)
@@ -322,9 +381,16 @@ local function progress(ui, done, total, failed)
     failed > 0 and format(" (%d failed)", failed) or ""))
 end
 
+-- An answer that could not be used may still hold the subscription's
+-- secret: its raw text is kept with the error.
+local function kept_answer(err)
+  if err.type == "invalid_response" and type(err.body) == "string" and err.body ~= "" then return err.body end
+end
+
 local function error_record(fleet_id, err, key)
   return { fleet_id = fleet_id, idempotency_key = err.idempotency_key or key, error = { type = err.type,
-    message = err.message, status = err.status, request_id = err.request_id } }
+    message = err.message, status = err.status, request_id = err.request_id,
+    request_sent = err.request_sent or false, answer = kept_answer(err) } }
 end
 
 local function create_batch(ui, o, env)
@@ -346,28 +412,34 @@ local function create_batch(ui, o, env)
   local client, err = client_of(o, env)
   if not client then return nil, err end
 
-  local created, keys = {}, {}
-  if o.out then created, keys = recorded(o.out) end
+  -- The --out file is opened and read back before anything is sent: a
+  -- refusal is a usage error.
+  local created, keys, journal = {}, {}, nil
+  if o.out then
+    local jerr
+    journal, jerr = open_private(o.out)
+    if journal then created, keys, jerr = recorded(journal) end
+    if jerr then
+      client:close()
+      if journal then journal:close() end
+      return nil, jerr
+    end
+  end
   local todo, skipped = {}, 0
   for _, fleet in ipairs(fleets) do
     if created[fleet] then skipped = skipped + 1 else todo[#todo + 1] = fleet end
   end
 
-  local sink, where = ui.out, "stdout"
-  if o.out then
-    local why
-    sink, why = open_private(o.out)
-    if not sink then return nil, usage_error("--out: " .. tostring(why)) end
-    where = o.out
-  end
+  local where = o.out or "stdout"
   local unwritten, write_error = {}, nil
   local function record(value)
-    local line = assert(cerca.encode_json(value)) .. "\n"
+    local line = (value.secret and subscription_json(value) or cerca.encode_json(value)) .. "\n"
     if write_error then
       unwritten[#unwritten + 1] = line
       return
     end
-    local ok, why = put(sink, line)
+    local ok, why
+    if journal then ok, why = journal:write(line) else ok, why = put(ui.out, line) end
     if not ok then
       write_error = why
       unwritten[#unwritten + 1] = line
@@ -387,7 +459,7 @@ local function create_batch(ui, o, env)
     -- Without the keys on disk a re-run could not repeat these creates
     -- safely: send nothing.
     client:close()
-    sink:close()
+    journal:close()
     ui.warn(format("cerca: could not write to %s (%s); nothing was sent\n", where, tostring(write_error)))
     return _M.EXIT.output
   end
@@ -405,17 +477,17 @@ local function create_batch(ui, o, env)
       else
         failed = failed + 1
         record(error_record(todo[i], r.error, items[i].options.idempotency_key))
-        if not show_progress then ui.warn(format("cerca: %s: %s\n", todo[i], tostring(r.error))) end
+        if not show_progress then ui.warn(format("cerca: %s: %s\n", cerca.printable(todo[i]), tostring(r.error))) end
       end
       if show_progress then progress(ui, done, #items, failed) end
     end,
   })
   client:close()
-  if o.out then sink:close() end
+  if journal then journal:close() end
   if show_progress then
     ui.warn("\n")
     for i, r in ipairs(results or {}) do
-      if not r.ok then ui.warn(format("cerca: %s: %s\n", todo[i], tostring(r.error))) end
+      if not r.ok then ui.warn(format("cerca: %s: %s\n", cerca.printable(todo[i]), tostring(r.error))) end
     end
   end
   ui.warn(format("cerca: %d created, %d failed, %d skipped (already in %s)%s\n", done - failed, failed,
@@ -482,7 +554,7 @@ function _M.main(args, env)
   end
   if code then return code end
   if err.usage then
-    ui.warn("cerca: ", err.message, "\n")
+    ui.warn("cerca: ", cerca.printable(err.message), "\n")
     return _M.EXIT.usage
   end
   if err.type == "configuration" and err.field == "CERCA_API_KEY" then
@@ -490,12 +562,18 @@ function _M.main(args, env)
     return _M.EXIT.usage
   end
   local hint = ""
-  if err.idempotency_key and REPEATABLE_TYPES[err.type] then
-    -- The API may have made the subscription: the same key gets it back.
+  if err.idempotency_key and err.request_sent and REPEATABLE_TYPES[err.type] then
+    -- A request reached the API, which may have made the subscription: the
+    -- same key gets it back. When none did, there is nothing to get back.
     hint = "; the subscription may exist: repeat with --idempotency-key " .. err.idempotency_key
       .. " to get it without a duplicate"
   end
   ui.warn(tostring(err), hint, "\n")
+  local answer = kept_answer(err)
+  if answer then
+    ui.warn(format("cerca: the answer as received (%d bytes; it may hold the subscription's secret):\n%s\n",
+      #answer, cerca.printable(answer)))
+  end
   return exit_code(err)
 end
 

@@ -1,0 +1,413 @@
+-- The files the `cerca` command reads and writes: --out (the resume journal,
+-- which holds secrets), --fleets-file and --api-key-file. Devices, FIFOs,
+-- symbolic links, other users' files and endless input are refused with a
+-- usage error before anything is sent. The command is installed with
+-- LuaRocks into a fresh tree, as in cli_spec.lua; core.open_journal, the C
+-- object under --out, is also used directly.
+local helpers = require "spec.helpers"
+local core = require "cerca.core"
+local cjson = require "cjson"
+
+local sh = helpers.sh
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local t = f:read("*a")
+  f:close()
+  return t
+end
+
+local function write(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+local function trim(s) return (s:gsub("%s+$", "")) end
+
+-- "600 root", the mode and owner of a path (not followed).
+local function mode_owner(path)
+  return trim((sh("stat -c '%a %U' " .. q(path))))
+end
+
+describe("core.open_journal", function()
+  local dir
+
+  before_each(function()
+    dir = trim((sh("mktemp -d")))
+  end)
+
+  after_each(function()
+    sh("rm -rf " .. q(dir))
+  end)
+
+  it("creates a file with mode 0600, appends, and reads the whole of it back", function()
+    local path = dir .. "/j.jsonl"
+    local j = assert(core.open_journal(path, 1024))
+    assert.are.equal("600", (mode_owner(path):match("^%d+")))
+    assert.are.equal("", j:read())
+    assert.is_true(j:write("one\n"))
+    assert.is_true(j:write(""))
+    assert.is_true(j:write(("x"):rep(100000):sub(1, 1000)))
+    assert.are.equal("one\n" .. ("x"):rep(1000), j:read())
+    assert.is_true(j:close())
+    assert.are.equal("one\n" .. ("x"):rep(1000), read(path))
+  end)
+
+  it("refuses to read back more than max_bytes, naming the file and the figure", function()
+    local path = dir .. "/big"
+    write(path, ("y"):rep(2049))
+    local j = assert(core.open_journal(path, 2048))
+    local text, err, kind = j:read()
+    assert.is_nil(text)
+    assert.are.equal(path .. " is larger than 2 KiB, the most that is read back", err)
+    assert.are.equal("too_large", kind)
+    j:close()
+    j = assert(core.open_journal(path, 2049))
+    assert.are.equal(2049, #j:read())
+    j:close()
+  end)
+
+  it("sets an existing file of ours with a looser mode to 0600, keeping its content", function()
+    local path = dir .. "/loose"
+    write(path, "kept\n")
+    sh("chmod 666 " .. q(path))
+    local j = assert(core.open_journal(path, 1024))
+    assert.are.equal("600", (mode_owner(path):match("^%d+")))
+    assert.are.equal("kept\n", j:read())
+    j:close()
+  end)
+
+  it("refuses devices, FIFOs, directories and sockets, saying what they are", function()
+    sh("mkfifo " .. q(dir .. "/fifo"))
+    local cases = {
+      ["/dev/zero"] = "a character device", ["/dev/full"] = "a character device",
+      [dir .. "/fifo"] = "a FIFO (named pipe)", [dir] = "a directory",
+    }
+    for path, what in pairs(cases) do
+      local j, err, kind = core.open_journal(path, 1024)
+      assert.is_nil(j)
+      assert.are.equal(path .. " is " .. what .. "; give the path of a regular file", err)
+      assert.are.equal("not_regular", kind)
+    end
+  end)
+
+  it("refuses a symbolic link, even a dangling one, and leaves its target alone", function()
+    local target, link = dir .. "/target", dir .. "/link"
+    write(target, "target\n")
+    sh("chmod 644 " .. q(target) .. " && ln -s target " .. q(link) .. " && ln -s nowhere " .. q(dir .. "/dangling"))
+    for _, path in ipairs { link, dir .. "/dangling" } do
+      local j, err, kind = core.open_journal(path, 1024)
+      assert.is_nil(j)
+      assert.are.equal(path .. " is a symbolic link; give the path of a regular file", err)
+      assert.are.equal("symlink", kind)
+    end
+    assert.are.equal("644 root", mode_owner(target))
+    assert.are.equal("target\n", read(target))
+    assert.is_nil(read(dir .. "/nowhere"))
+  end)
+
+  it("refuses a file of another user, and a file with another link", function()
+    local theirs = dir .. "/theirs"
+    write(theirs, "theirs\n")
+    sh("chmod 644 " .. q(theirs) .. " && chown nobody " .. q(theirs))
+    local j, err, kind = core.open_journal(theirs, 1024)
+    assert.is_nil(j)
+    assert.are.equal(theirs .. " belongs to another user (uid 65534); give a file of your own or a new path", err)
+    assert.are.equal("not_owner", kind)
+    assert.are.equal("644 nobody", mode_owner(theirs))
+
+    local mine = dir .. "/mine"
+    write(mine, "mine\n")
+    sh("ln " .. q(mine) .. " " .. q(dir .. "/alias"))
+    j, err, kind = core.open_journal(dir .. "/alias", 1024)
+    assert.is_nil(j)
+    assert.are.equal(dir .. "/alias has 2 hard links (it is also another file); give a file with one link "
+      .. "or a new path", err)
+    assert.are.equal("hard_links", kind)
+  end)
+
+  it("says why a path cannot be opened", function()
+    local j, err, kind = core.open_journal(dir .. "/no/such", 1024)
+    assert.is_nil(j)
+    assert.are.equal("cannot open " .. dir .. "/no/such: No such file or directory; give the path of a "
+      .. "regular file you can write", err)
+    assert.are.equal("system", kind)
+  end)
+
+  it("raises for a caller's bug: a bad max_bytes, a closed journal", function()
+    assert.has_error(function() core.open_journal(dir .. "/x", 0) end)
+    assert.has_error(function() core.open_journal(dir .. "/x", 1.5) end)
+    assert.has_error(function() core.open_journal(dir .. "/x") end)
+    assert.has_error(function() core.open_journal(nil, 10) end)
+    local j = assert(core.open_journal(dir .. "/x", 10))
+    assert.is_true(j:close())
+    assert.is_true(j:close())
+    assert.matches("^cerca%.core%.journal %(closed%)", tostring(j))
+    assert.has_error(function() j:read() end, "attempt to use a closed journal")
+    assert.has_error(function() j:write("x") end, "attempt to use a closed journal")
+  end)
+
+  it("closes its descriptor when collected (and, under 5.4, at the end of a <close> scope)", function()
+    local pid = read("/proc/self/stat"):match("^(%d+)")
+    local function open_fds(path)
+      local out = sh("ls -l /proc/" .. pid .. "/fd")
+      local n = 0
+      for _ in out:gmatch("%-> " .. path:gsub("%p", "%%%0") .. "\n") do n = n + 1 end
+      return n
+    end
+    local path = dir .. "/gc"
+    -- Opened in a function, so nothing on this stack keeps it.
+    local function open_and_drop() assert(core.open_journal(path, 10)) end
+    open_and_drop()
+    assert.are.equal(1, open_fds(path))
+    collectgarbage()
+    collectgarbage()
+    assert.are.equal(0, open_fds(path))
+    if _VERSION == "Lua 5.4" then
+      local scoped = assert(load([[
+        local core, path, count = ...
+        do
+          local j <close> = assert(core.open_journal(path, 10))
+          assert(count(path) == 1)
+        end
+        return count(path)
+      ]]))
+      assert.are.equal(0, scoped(core, path, open_fds))
+    end
+  end)
+end)
+
+describe("the cerca command's files", function()
+  local srv, work, cerca_bin, tree_paths
+
+  setup(function()
+    srv = helpers.start_server()
+    work = trim((sh("mktemp -d")))
+    local out, status = sh(("cp -r src lua rockspec bin %s/ && cd %s && luarocks --lua-version 5.4 --tree %s/tree "
+      .. "make --deps-mode=none rockspec/cerca-scm-1.rockspec CURL_INCDIR=/usr/include/$(gcc -print-multiarch) "
+      .. "CURL_LIBDIR=/usr/lib/$(gcc -print-multiarch) 2>&1"):format(q(work), q(work), q(work)))
+    assert(status == 0, out)
+    cerca_bin = work .. "/tree/bin/cerca"
+    tree_paths = ("eval \"$(luarocks --lua-version 5.4 --tree %s path)\""):format(q(work .. "/tree"))
+  end)
+
+  teardown(function()
+    if srv then srv:stop() end
+    if work then sh("rm -rf " .. q(work)) end
+  end)
+
+  before_each(function() srv:reset() end)
+
+  -- Runs the installed command under bash (for <(...)), bounded in time and
+  -- memory so that a regression fails instead of hanging or exhausting the
+  -- machine: `timeout` exits 124. `args` is shell text; opts: `umask`,
+  -- `api_key`, `tail` (shell text after the command's redirections).
+  -- Returns stdout, stderr, exit code.
+  local function run(args, opts)
+    opts = opts or {}
+    local err_file = work .. "/stderr"
+    local cmd = ("cd %s && %s && ulimit -v 2000000 && umask %s && env -u NO_COLOR -u CERCA_LOG "
+      .. "CERCA_API_KEY=%s CERCA_BASE_URL=%s timeout 10 %s %s 2>%s </dev/null %s")
+      :format(q(work), tree_paths, opts.umask or "022", q(opts.api_key or srv.api_key), q(srv.http_url),
+        q(cerca_bin), args, q(err_file), opts.tail or "")
+    local out, status = sh("bash -c " .. q(cmd))
+    return out, read(err_file) or "", status
+  end
+
+  -- Writes the fleets file; returns its path, quoted for the shell.
+  local function fleets_file(text)
+    local path = work .. "/fleets.txt"
+    write(path, text or "fleet_a\nfleet_b\n")
+    return q(path)
+  end
+
+  -- A batch create that must be refused with exactly `message`, exit 2,
+  -- nothing on stdout and nothing sent.
+  local function refused(out_arg, message)
+    local out, err, status = run("webhooks create --fleets-file " .. fleets_file()
+      .. " --url https://example.com/h --out " .. out_arg)
+    assert.are.equal(2, status, err)
+    assert.are.equal("", out)
+    assert.are.equal("cerca: " .. message .. "\n", err)
+    assert.are.same({}, srv:requests())
+  end
+
+  describe("--out", function()
+    it("refuses /dev/zero and /dev/full at once: exit 2, nothing sent", function()
+      refused("/dev/zero", "--out /dev/zero is a character device; give the path of a regular file")
+      refused("/dev/full", "--out /dev/full is a character device; give the path of a regular file")
+    end)
+
+    it("refuses a FIFO without hanging", function()
+      local fifo = work .. "/results.fifo"
+      sh("rm -f " .. q(fifo) .. " && mkfifo " .. q(fifo))
+      refused(q(fifo), "--out " .. fifo .. " is a FIFO (named pipe); give the path of a regular file")
+    end)
+
+    it("refuses /dev/stdout piped to cat without hanging", function()
+      local out_file = work .. "/cat.out"
+      local _, err, status = run("webhooks create --fleets-file " .. fleets_file()
+        .. " --url https://example.com/h --out /dev/stdout",
+        { tail = "| cat > " .. q(out_file) .. "; exit ${PIPESTATUS[0]}" })
+      assert.are.equal(2, status, err)
+      assert.are.equal("cerca: --out /dev/stdout is a symbolic link; give the path of a regular file\n", err)
+      assert.are.equal("", read(out_file))
+      assert.are.same({}, srv:requests())
+    end)
+
+    it("refuses a symbolic link to a file of ours: the target's mode and content stay", function()
+      local target, link = work .. "/target.jsonl", work .. "/link.jsonl"
+      write(target, "not secret\n")
+      sh(("rm -f %s && chmod 644 %s && ln -s %s %s"):format(q(link), q(target), q(target), q(link)))
+      refused(q(link), "--out " .. link .. " is a symbolic link; give the path of a regular file")
+      assert.are.equal("644 root", mode_owner(target))
+      assert.are.equal("not secret\n", read(target))
+    end)
+
+    it("refuses a dangling symbolic link, and creates nothing at its target", function()
+      local link = work .. "/dangling.jsonl"
+      sh(("rm -f %s && ln -s %s %s"):format(q(link), q(work .. "/planted.jsonl"), q(link)))
+      refused(q(link), "--out " .. link .. " is a symbolic link; give the path of a regular file")
+      assert.is_nil(read(work .. "/planted.jsonl"))
+    end)
+
+    it("refuses a file owned by another user: its mode, owner and content stay", function()
+      local theirs = work .. "/nobody.jsonl"
+      write(theirs, "nobody's\n")
+      sh(("chmod 644 %s && chown nobody %s"):format(q(theirs), q(theirs)))
+      refused(q(theirs), "--out " .. theirs .. " belongs to another user (uid 65534); give a file of your own "
+        .. "or a new path")
+      assert.are.equal("644 nobody", mode_owner(theirs))
+      assert.are.equal("nobody's\n", read(theirs))
+    end)
+
+    it("refuses a second link to a file", function()
+      local mine, alias = work .. "/mine.jsonl", work .. "/alias.jsonl"
+      write(mine, "")
+      sh(("rm -f %s && ln %s %s"):format(q(alias), q(mine), q(alias)))
+      refused(q(alias), "--out " .. alias .. " has 2 hard links (it is also another file); give a file with one "
+        .. "link or a new path")
+      assert.are.equal("", read(mine))
+    end)
+
+    it("refuses a directory", function()
+      refused(q(work), "--out " .. work .. " is a directory; give the path of a regular file")
+    end)
+
+    it("refuses a file too large to read back, before reading it", function()
+      local big = work .. "/big.jsonl"
+      sh("rm -f " .. q(big) .. " && truncate -s 300M " .. q(big))
+      refused(q(big), "--out " .. big .. " is larger than 256 MiB, the most that is read back; give a new --out "
+        .. "file, and a --fleets-file of the fleets not created in this one")
+      sh("rm -f " .. q(big))
+    end)
+
+    it("creates a new file with mode 0600 even under umask 000", function()
+      local outfile = work .. "/new.jsonl"
+      os.remove(outfile)
+      local _, err, status = run("webhooks create --fleets-file " .. fleets_file()
+        .. " --url https://example.com/h --out " .. q(outfile), { umask = "000" })
+      assert.are.equal(0, status, err)
+      assert.are.equal("600 root", mode_owner(outfile))
+      local secrets = 0
+      for l in read(outfile):gmatch("[^\n]+") do
+        if cjson.decode(l).secret then secrets = secrets + 1 end
+      end
+      assert.are.equal(2, secrets)
+    end)
+
+    it("sets an existing file of ours to 0600 and resumes from it", function()
+      local outfile = work .. "/loose.jsonl"
+      os.remove(outfile)
+      local _, err, status = run("webhooks create --fleets-file " .. fleets_file("fleet_a\n")
+        .. " --url https://example.com/h --out " .. q(outfile))
+      assert.are.equal(0, status, err)
+      sh("chmod 666 " .. q(outfile))
+      srv:reset()
+      _, err, status = run("webhooks create --fleets-file " .. fleets_file("fleet_a\nfleet_b\n")
+        .. " --url https://example.com/h --out " .. q(outfile))
+      assert.are.equal(0, status, err)
+      assert.matches("cerca: 1 created, 0 failed, 1 skipped", err)
+      assert.are.equal("600 root", mode_owner(outfile))
+      assert.are.equal(1, #srv:requests())
+    end)
+  end)
+
+  describe("--fleets-file", function()
+    it("ends /dev/zero with a usage error naming the bound", function()
+      local out, err, status = run("webhooks create --fleets-file /dev/zero --url https://example.com/h")
+      assert.are.equal(2, status, err)
+      assert.are.equal("", out)
+      assert.are.equal("cerca: --fleets-file /dev/zero: more than 64 MiB, the most a fleets file may hold; give "
+        .. "a file of fleet ids, one per line (split a longer list over several runs)\n", err)
+      assert.are.same({}, srv:requests())
+    end)
+
+    it("ends an endless pipe the same way", function()
+      local _, err, status = run("webhooks create --fleets-file <(yes fleet_1) --url https://example.com/h")
+      assert.are.equal(2, status, err)
+      assert.matches("^cerca: %-%-fleets%-file /dev/fd/%d+: more than 64 MiB, the most a fleets file may hold", err)
+      assert.are.same({}, srv:requests())
+    end)
+
+    it("reads a pipe (process substitution)", function()
+      local out, err, status = run("webhooks create --fleets-file <(printf 'fleet_1\\n') "
+        .. "--url https://example.com/h --json")
+      assert.are.equal(0, status, err)
+      assert.are.equal("fleet_1", cjson.decode(out).fleetId)
+      assert.are.equal(1, #srv:subscriptions())
+    end)
+
+    it("trims lines in linear time, whatever blanks they hold", function()
+      -- A pattern that trims both ends backtracks over the inner blanks.
+      local out, err, status = run("webhooks create --fleets-file " .. fleets_file("# a" .. (" "):rep(200000)
+        .. "b\n" .. (" "):rep(1000) .. "fleet_x" .. ("\t"):rep(1000) .. "\n") .. " --url https://example.com/h --json")
+      assert.are.equal(0, status, err)
+      assert.are.equal("fleet_x", cjson.decode(out).fleetId)
+    end)
+
+    it("says what is wrong with a directory", function()
+      local _, err, status = run("webhooks create --fleets-file " .. q(work) .. " --url https://example.com/h")
+      assert.are.equal(2, status, err)
+      assert.are.equal("cerca: --fleets-file: " .. work .. ": Is a directory\n", err)
+    end)
+  end)
+
+  describe("--api-key-file", function()
+    it("ends /dev/zero with a usage error naming the bound", function()
+      local out, err, status = run("webhooks create fleet_1 --url https://example.com/h --api-key-file /dev/zero")
+      assert.are.equal(2, status, err)
+      assert.are.equal("", out)
+      assert.are.equal("cerca: --api-key-file /dev/zero: more than 64 KiB, the most a key file may hold; give the "
+        .. "file that holds the API key\n", err)
+      assert.are.same({}, srv:requests())
+    end)
+
+    it("reads a pipe, and trims the line ends of a key file", function()
+      local out, err, status = run("webhooks create fleet_1 --url https://example.com/h --json --api-key-file "
+        .. "<(printf '%s\\n' " .. q(srv.api_key) .. ")", { api_key = "sk_wrong" })
+      assert.are.equal(0, status, err)
+      assert.are.equal("fleet_1", cjson.decode(out).fleetId)
+      local key = work .. "/key"
+      write(key, srv.api_key .. ("\r\n"):rep(3))
+      out, err, status = run("webhooks create fleet_1 --url https://example.com/h --json --api-key-file "
+        .. q(key), { api_key = "sk_wrong" })
+      assert.are.equal(0, status, err)
+      assert.are.equal("fleet_1", cjson.decode(out).fleetId)
+    end)
+
+    it("answers at once for a key file of many line breaks and then text", function()
+      -- A pattern that trims the line ends backtracks here in quadratic time.
+      local key = work .. "/key"
+      write(key, ("\n"):rep(60000) .. "sk_x")
+      local _, err, status = run("webhooks create fleet_1 --url https://example.com/h --api-key-file " .. q(key))
+      assert.are.equal(2, status, err)
+      assert.matches("^cerca: configuration: the API key", err)
+      assert.are.same({}, srv:requests())
+    end)
+  end)
+end)
