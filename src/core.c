@@ -12,6 +12,8 @@
  *   core.webhook_signature(secret_b64, content) -> base64 HMAC-SHA256
  *   core.webhook_verify(secret_b64, content, candidates) -> boolean
  *   core.decode(json)  -> value | nil, message
+ *   core.open_journal(path, max_bytes) -> journal | nil, message, kind
+ *                      (journal.c: the command line's private --out file)
  *   core.empty_array, core.null, core.curl_version
  *
  * One attempt, no policy: retries, validation and error types live in Lua.
