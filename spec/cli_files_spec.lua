@@ -10,21 +10,7 @@ local cjson = require "cjson"
 
 local sh = helpers.sh
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local t = f:read("*a")
-  f:close()
-  return t
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local q, read, write = helpers.q, helpers.read, helpers.write
 
 local function trim(s) return (s:gsub("%s+$", "")) end
 
@@ -186,13 +172,7 @@ describe("the cerca command's files", function()
 
   setup(function()
     srv = helpers.start_server()
-    work = trim((sh("mktemp -d")))
-    local out, status = sh(("cp -r src lua rockspec bin %s/ && cd %s && luarocks --lua-version 5.4 --tree %s/tree "
-      .. "make --deps-mode=none rockspec/cerca-scm-1.rockspec CURL_INCDIR=/usr/include/$(gcc -print-multiarch) "
-      .. "CURL_LIBDIR=/usr/lib/$(gcc -print-multiarch) 2>&1"):format(q(work), q(work), q(work)))
-    assert(status == 0, out)
-    cerca_bin = work .. "/tree/bin/cerca"
-    tree_paths = ("eval \"$(luarocks --lua-version 5.4 --tree %s path)\""):format(q(work .. "/tree"))
+    work, cerca_bin, tree_paths = helpers.install_command()
   end)
 
   teardown(function()

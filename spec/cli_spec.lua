@@ -5,21 +5,7 @@ local cjson = require "cjson"
 
 local sh = helpers.sh
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local t = f:read("*a")
-  f:close()
-  return t
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local q, read, write = helpers.q, helpers.read, helpers.write
 
 local function lines(text)
   local t = {}
@@ -32,14 +18,7 @@ describe("the cerca command", function()
 
   setup(function()
     srv = helpers.start_server()
-    work = (sh("mktemp -d")):gsub("%s+$", "")
-    local out, status = sh(("cp -r src lua rockspec bin %s/ && cd %s && luarocks --lua-version 5.4 --tree %s/tree "
-      .. "make --deps-mode=none rockspec/cerca-scm-1.rockspec CURL_INCDIR=/usr/include/$(gcc -print-multiarch) "
-      .. "CURL_LIBDIR=/usr/lib/$(gcc -print-multiarch) 2>&1"):format(q(work), q(work), q(work)))
-    assert(status == 0, out)
-    cerca_bin = work .. "/tree/bin/cerca"
-    -- As a user of a tree of their own does: put the tree on the Lua paths.
-    tree_paths = ("eval \"$(luarocks --lua-version 5.4 --tree %s path)\""):format(q(work .. "/tree"))
+    work, cerca_bin, tree_paths = helpers.install_command()
   end)
 
   teardown(function()

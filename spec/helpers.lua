@@ -108,4 +108,40 @@ function helpers.run_lua(code, env)
   return body, tonumber(status)
 end
 
+-- Quotes a value for the shell.
+function helpers.q(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- The content of a file, or nil.
+function helpers.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local t = f:read("*a")
+  f:close()
+  return t
+end
+
+function helpers.write(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+-- Installs the `cerca` command with LuaRocks (Lua 5.4) into a fresh tree
+-- under a new temporary folder `work`, from a copy of the checkout. Returns
+-- work, the command's path, and the shell text that puts the tree on the
+-- Lua paths, as a user of a tree of their own does.
+function helpers.install_command()
+  local q = helpers.q
+  local work = (helpers.sh("mktemp -d")):gsub("%s+$", "")
+  local out, status = helpers.sh(("cp -r src lua rockspec bin %s/ && cd %s && luarocks --lua-version 5.4 "
+    .. "--tree %s/tree make --deps-mode=none rockspec/cerca-scm-1.rockspec "
+    .. "CURL_INCDIR=/usr/include/$(gcc -print-multiarch) CURL_LIBDIR=/usr/lib/$(gcc -print-multiarch) 2>&1")
+    :format(q(work), q(work), q(work)))
+  assert(status == 0, out)
+  return work, work .. "/tree/bin/cerca",
+    ("eval \"$(luarocks --lua-version 5.4 --tree %s path)\""):format(q(work .. "/tree"))
+end
+
 return helpers
