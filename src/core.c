@@ -4,6 +4,8 @@
  *   core.new_session{ ca_file =, user_agent = }  -> session | nil, message
  *   session:request{ method, url, headers, body, timeout_ms,
  *                    connect_timeout_ms, max_body, decode }    -> response
+ *     response: status, headers (lower-case names), raw_headers, body,
+ *               json | json_error, request_sent, error, error_message
  *   session:close()                                            (idempotent)
  *   core.new_multi{ ca_file =, user_agent = }    -> multi | nil, message
  *   multi:limit(n), multi:add(token, request), multi:close()
@@ -288,6 +290,10 @@ static void push_response(lua_State *L, const cerca_response *rs, int decode)
     lua_setfield(L, res, "status");
     push_headers(L, rs->headers, rs->headers_len);
     lua_setfield(L, res, "headers");
+    /* The block as received: one string in which Lua can look for an echo
+     * of a secret at once, instead of header by header. */
+    lua_pushlstring(L, rs->headers, rs->headers_len);
+    lua_setfield(L, res, "raw_headers");
     lua_pushlstring(L, rs->body, rs->body_len);
     lua_setfield(L, res, "body");
     lua_pushnumber(L, rs->total_time);

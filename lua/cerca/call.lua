@@ -142,6 +142,7 @@ local function outcome(res, max_response_size)
     -- The common case first, without building what only errors need.
     return {
       status = status, headers = headers, request_id = request_id(headers), json = res.json, body = res.body,
+      raw_headers = res.raw_headers,
     }
   end
   local fields = answer_fields(res)
@@ -351,12 +352,17 @@ function Call:finish(res)
     log_attempt(lg, method, path, res, attempt, attempts, elapsed)
     value.attempts = attempt
     value.idempotency_key = self.key
-    -- An answer that echoes the API key does not hand it on.
+    -- An answer that echoes the API key does not hand it on. (The headers
+    -- and the decoded body can hold it only if the raw text can.)
     local secrets = self.secrets
-    redact.value(value.headers, secrets)
-    redact.value(value.json, secrets)
-    if value.request_id then value.request_id = redact.known(value.request_id, secrets) end
-    value.body = redact.known(value.body, secrets)
+    if not redact.absent(value.raw_headers or "", secrets) then
+      redact.fields(value.headers, secrets)
+      value.request_id = request_id(value.headers)
+    end
+    if not redact.absent(value.body, secrets) then
+      redact.value(value.json, secrets)
+      value.body = redact.known(value.body, secrets)
+    end
     return "done", value
   end
   local again, why = retry.should_retry(res)

@@ -15,11 +15,12 @@
 -- @module cerca.redact
 
 local type = type
-local select = select
 local pairs = pairs
 local byte = string.byte
 local find = string.find
 local sub = string.sub
+local gmatch = string.gmatch
+local match = string.match
 local gsub = string.gsub
 local char = string.char
 local tonumber = tonumber
@@ -182,11 +183,70 @@ local function remove_secret(s, secret)
   return concat(out)
 end
 
+-- The longest run of a secret without the bytes JSON may write another
+-- way (/, \, "): text that lacks that run, and holds no \u or % escape,
+-- cannot hold the secret in any form. Plain searches, done in C: the
+-- common case (an answer that does not echo a secret) costs little.
+local function probe(secret)
+  -- The text before the first such byte is usually long enough (secrets
+  -- and keys are mostly letters and digits).
+  local head = match(secret, '^[^/\\"]*')
+  if #head >= 16 or #head == #secret then return head end
+  local best = head
+  for run in gmatch(secret, '[^/\\"]+') do
+    if #run > #best then best = run end
+  end
+  return best
+end
+
+-- How many times the probes of `secrets` occur in `s` at most (a bound on
+-- how often a secret is written there); nil when escapes make it unknown.
+local function occurrences(s, secrets)
+  if find(s, "\\u", 1, true) or find(s, "%", 1, true) then return nil end
+  local most = 0
+  for i = 1, #secrets do
+    local p = secrets.probes[i]
+    if p == "" then return nil end
+    local n, j = 0, find(s, p, 1, true)
+    while j do
+      n = n + 1
+      j = find(s, p, j + 1, true)
+    end
+    if n > most then most = n end
+  end
+  return most
+end
+
+--- True when none of `secrets` can be written in `s`, in any form.
+function _M.absent(s, secrets)
+  return occurrences(s, secrets) == 0
+end
+
 --- Removes known secrets from the text of a raw answer (kept for the user:
 -- nothing else is changed).
 function _M.known(s, secrets)
+  if occurrences(s, secrets) == 0 then return s end
   for i = 1, #secrets do s = remove_secret(s, secrets[i]) end
   return s
+end
+
+--- Removes known secrets from the string values of a flat table (headers),
+-- in place.
+function _M.fields(t, secrets)
+  local probes = secrets.probes
+  for k, v in pairs(t) do
+    if type(v) == "string" then
+      local maybe = find(v, "%", 1, true)
+      for i = 1, #probes do
+        if maybe or probes[i] == "" or find(v, probes[i], 1, true) then maybe = true break end
+      end
+      if maybe then
+        for i = 1, #secrets do v = remove_secret(v, secrets[i]) end
+        t[k] = v
+      end
+    end
+  end
+  return t
 end
 
 local function value(v, secrets, depth)
@@ -211,15 +271,23 @@ function _M.value(v, secrets)
   return value(v, secrets, 0)
 end
 
---- A list of known secrets: the non-empty strings given, longest first (a
--- secret that holds another is removed whole).
-function _M.list(...)
-  local out = {}
-  for i = 1, select("#", ...) do
-    local s = select(i, ...)
-    if type(s) == "string" and s ~= "" then out[#out + 1] = s end
+--- A list of known secrets: the non-empty strings among `a` and `b`,
+-- longest first (a secret that holds another is removed whole), with what
+-- finds them fast.
+function _M.list(a, b)
+  local out
+  if type(a) ~= "string" or a == "" then a, b = b, nil end
+  if type(b) ~= "string" or b == "" then b = nil end
+  if not a or a == "" then
+    out = {}
+  elseif b then
+    out = #a >= #b and { a, b } or { b, a }
+  else
+    out = { a }
   end
-  sort(out, function(a, b) return #a > #b end)
+  local probes = {}
+  for i = 1, #out do probes[i] = probe(out[i]) end
+  out.probes = probes
   return out
 end
 

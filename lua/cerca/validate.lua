@@ -385,6 +385,33 @@ local function copy(v, depth, ctx)
   return out
 end
 
+-- True when no table of `v` has a metatable cerca does not know: then
+-- nothing but the caller's own code can change it, and no code of the
+-- caller runs between cerca's checks and its use of the value within one
+-- synchronous call. No metamethod is run to find out.
+local function is_plain(v, depth, left)
+  local mt = getmetatable(v)
+  if (mt ~= nil and mt ~= json.array_mt) or depth > MAX_DEPTH + 2 then return false end
+  for k, item in next, v do
+    left = left - 1
+    if left < 0 then return false end
+    if type(k) == "table" then return false end
+    if type(item) == "table" and item ~= core.empty_array then
+      left = is_plain(item, depth + 1, left)
+      if not left then return false end
+    end
+  end
+  return left
+end
+
+--- An argument used within one synchronous call: itself when it is plain
+-- (no metatable cerca does not know, anywhere in it), else `snapshot(v)`.
+-- A value kept, or used after a yield, needs `snapshot`.
+function _M.settled(v, field)
+  if type(v) ~= "table" or is_plain(v, 0, 1000) then return v end
+  return _M.snapshot(v, field)
+end
+
 --- A plain copy of an argument, read once: tables are walked with `pairs`
 -- (so a `__pairs` runs once), and the copy has no metatable (except the
 -- JSON list mark), so what is checked afterwards is exactly what is sent.
@@ -394,7 +421,8 @@ end
 --   absurd size) and the field it is about
 function _M.snapshot(v, field)
   if type(v) ~= "table" then return v end
-  local ok, result = pcall(copy, v, 0, { left = MAX_ENTRIES, field = field })
+  local ctx = { left = MAX_ENTRIES, field = field }
+  local ok, result = pcall(copy, v, 0, ctx)
   if ok then return result end
   if result == Stop then return nil, Stop.message, Stop.where end
   local why = type(result) == "string" and result or ("a " .. type(result))

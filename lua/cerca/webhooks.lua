@@ -18,6 +18,7 @@ local ipairs = ipairs
 local format = string.format
 local gsub = string.gsub
 local match = string.match
+local find = string.find
 local byte = string.byte
 local setmetatable = setmetatable
 local rawget = rawget
@@ -219,6 +220,17 @@ function _M.subscription(value)
   return setmetatable(value, _M.Subscription)
 end
 
+-- Whether a decoded value holds `secret` in one of its strings (decoded
+-- strings have no escapes: a plain search is exact).
+local function holds(v, secret, depth)
+  if type(v) == "string" then return find(v, secret, 1, true) ~= nil end
+  if type(v) ~= "table" or depth > 64 then return false end
+  for _, item in pairs(v) do
+    if holds(item, secret, depth + 1) then return true end
+  end
+  return false
+end
+
 -- A create's response, as the subscription and the call's details, or
 -- as an error that keeps the raw answer and the key to repeat the call with.
 local function created(fleet_id, res, err)
@@ -241,19 +253,26 @@ local function created(fleet_id, res, err)
   end
   -- The secret is printed only where it is asked for: never inside the
   -- other fields, nor in the answer's headers.
-  local secrets = redact.list(sub.secret)
+  local secret = sub.secret
   for k, v in pairs(sub) do
-    if k ~= "secret" and (type(v) == "string" or type(v) == "table") then sub[k] = redact.value(v, secrets) end
+    if k ~= "secret" and holds(v, secret, 0) then sub[k] = redact.value(v, redact.list(secret)) end
   end
-  redact.value(res.headers, secrets)
-  local request_id = res.request_id and redact.known(res.request_id, secrets)
-  return sub, nil, { status = res.status, headers = res.headers, request_id = request_id,
+  -- Headers are raw text: the secret may stand there as is, or escaped.
+  local raw = res.raw_headers or ""
+  if find(raw, secret, 1, true) or find(raw, "%", 1, true) or find(raw, "\\", 1, true) then
+    redact.fields(res.headers, redact.list(secret))
+    res.request_id = res.headers["x-request-id"] or res.headers["request-id"]
+  end
+  return sub, nil, { status = res.status, headers = res.headers,
+    request_id = res.request_id,
     attempts = res.attempts, idempotency_key = res.idempotency_key }
 end
 
 --- Creates a subscription through `client`. See `cerca.webhooks.create`.
 function _M.create(client, fleet_id, params, options)
-  local copy, why, where = validate.snapshot(params, "params")
+  -- Checked, then turned into the body before anything else runs: a plain
+  -- table needs no copy; one with metamethods is read once into one.
+  local copy, why, where = validate.settled(params, "params")
   if why then return nil, errors.new("invalid_request", why, { field = where, attempts = 0 }) end
   params = copy
   local err = _M.check(fleet_id, params)
