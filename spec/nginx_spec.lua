@@ -85,8 +85,8 @@ describe("nginx", function()
     return e
   end
 
-  local function start(conf, vars, files)
-    local a = app.start { conf = conf, env = env(vars), files = files }
+  local function start(conf, vars, files, setup_commands)
+    local a = app.start { conf = conf, env = env(vars), files = files, setup = setup_commands }
     running[a] = true
     return a
   end
@@ -469,6 +469,25 @@ describe("nginx", function()
       assert.is_true(elapsed < 2.5, "create_many took " .. elapsed .. " s")
       assert.is_true(worst < 0.1, "worst /ping " .. worst .. " s")
       assert.is_true(count_connections(srv:requests()) <= 4)
+    end)
+
+    it("names the file nginx's worker user cannot read when the thread pool cannot load cerca", function()
+      -- The SDK only in a folder only root can read: the master loads it
+      -- (init_by_lua), the thread pool's Lua VMs, as nobody, cannot.
+      local private = start(function(port)
+        return (spec_conf("adapter.conf")(port)
+          :gsub('lua_package_path "[^"]*"', 'lua_package_path "$prefix/private/?.lua;$prefix/private/?/init.lua;'
+            .. '$prefix/app/?.lua;;"')
+          :gsub('require "cerca"\n', 'require "cerca"; require "cerca.nginx"\n'))
+      end, nil, nil, { "cp -R @PREFIX@/lua @PREFIX@/private", "chmod 700 @PREFIX@/private" })
+      local outcome = decode(private:request("GET", "/create?pool=cerca"))
+      stop(private)
+      assert.is_false(outcome.ok)
+      assert.are.equal("configuration", outcome.type)
+      -- ($prefix ends with a slash: the path nginx makes holds "//".)
+      assert.matches("nginx's worker user cannot read " .. private.prefix
+        .. "/private/cerca/nginx_thread.lua (permission denied)", (outcome.message:gsub("//+", "/")), 1, true)
+      assert.are.same({}, srv:requests())
     end)
 
     it("refuses a thread pool nginx does not have: configuration, naming the directive", function()

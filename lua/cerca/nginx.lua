@@ -38,6 +38,31 @@ function _M.offloads(client)
   return client.thread_pool ~= false and ngx.get_phase() ~= "init"
 end
 
+--- Why the thread pool's Lua VMs cannot load `module`, or nil when it
+-- looks loadable. They load it from files, as nginx's worker user (`user`
+-- directive; `nobody` when nginx starts as root): a file there that this
+-- user cannot read is named, so is a path that holds no such file.
+function _M.unloadable(module)
+  local name = module:gsub("%.", "/")
+  local denied
+  for template in package.path:gmatch("[^;]+") do
+    local path = template:gsub("%?", name)
+    local f, why = io.open(path, "rb")
+    if f then
+      f:close()
+      return nil
+    end
+    if not denied and type(why) == "string" and why:find("Permission denied", 1, true) then denied = path end
+  end
+  if denied then
+    return format("nginx's worker user cannot read %s (permission denied), so the thread pool cannot load "
+      .. "%s: install cerca where the user of nginx's `user` directive (nobody, when nginx starts as root) "
+      .. "can read it, or make the files and their folders readable by that user", denied, module)
+  end
+  return format("%s is on none of the paths of lua_package_path (%s): add the folder cerca is installed in",
+    module, package.path)
+end
+
 --- One attempt in the thread pool; the JSON is decoded here, in the
 -- request's own VM (cjson's null cannot cross the thread boundary).
 function _M.attempt(client, request)
@@ -52,8 +77,8 @@ function _M.attempt(client, request)
       message = format("nginx has no thread pool %q: add `thread_pool %s threads=16;` "
         .. "to the main context of nginx.conf", pool, pool)
     else
-      message = "nginx's worker thread could not run the attempt (check lua_package_path and "
-        .. "lua_package_cpath): " .. message
+      message = _M.unloadable("cerca.nginx_thread") or ("nginx's worker thread could not run the attempt "
+        .. "(check lua_package_path and lua_package_cpath): " .. message)
     end
     return { status = 0, headers = {}, body = "", error = "configuration", error_message = message }
   end

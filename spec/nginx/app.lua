@@ -14,9 +14,9 @@
 --   a:error_log()
 --   a:stop()
 --
--- The prefix holds `lua` -> lua/, `lib` -> build/luajit (nginx's Lua is
--- LuaJIT whatever runs busted), `modules` -> nginx's modules, `app` ->
--- spec/nginx/ (for handlers.lua), and logs/. Starting and stopping are the
+-- The prefix holds copies of lua/ (`lua`), of build/luajit's core (`lib`:
+-- nginx's Lua is LuaJIT whatever runs busted) and of spec/nginx/ (`app`,
+-- for handlers.lua), a link to nginx's modules (`modules`), and logs/. Starting and stopping are the
 -- reference server launcher's (spec/server/launcher.lua).
 local launcher = require "spec.server.launcher"
 
@@ -44,24 +44,31 @@ App.__index = App
 -- sets (name -> value, "@PREFIX@" standing for the prefix) or removes
 -- (name -> false) environment variables;
 -- opts.files copies files into the prefix (name -> source path), readable
--- by the workers, which do not run as root; opts.ready is the path asked
--- until nginx answers (default /ping).
+-- by the workers, which do not run as root; opts.setup is a list of shell
+-- commands run once the prefix is laid out ("@PREFIX@" standing for it);
+-- opts.ready is the path asked until nginx answers (default /ping).
 function M.start(opts)
   local prefix = launcher.make_prefix()
   local a = setmetatable({ prefix = prefix }, App)
   local ok, err = pcall(function()
     local root = repo_root()
     -- Workers run as `nobody` when nginx starts as root and the conf names
-    -- no user: they must be able to reach the SDK through the prefix.
+    -- no user: they must be able to read the SDK. Copies, not links, so
+    -- that a checkout only root can read (/root is 0700) works as well.
     local setup = {
       "chmod 755 " .. quote(prefix),
-      "ln -s " .. quote(root .. "/lua") .. " " .. quote(prefix .. "/lua"),
-      "ln -s " .. quote(root .. "/build/luajit") .. " " .. quote(prefix .. "/lib"),
+      "cp -R " .. quote(root .. "/lua") .. " " .. quote(prefix .. "/lua"),
+      "mkdir -p " .. quote(prefix .. "/lib/cerca"),
+      "cp " .. quote(root .. "/build/luajit/cerca/core.so") .. " " .. quote(prefix .. "/lib/cerca/core.so"),
       "ln -s /usr/lib/nginx/modules " .. quote(prefix .. "/modules"),
-      "ln -s " .. quote(root .. "/spec/nginx") .. " " .. quote(prefix .. "/app"),
+      "cp -R " .. quote(root .. "/spec/nginx") .. " " .. quote(prefix .. "/app"),
+      "chmod -R a+rX " .. quote(prefix .. "/lua") .. " " .. quote(prefix .. "/lib") .. " " .. quote(prefix .. "/app"),
     }
     for name, source in pairs(opts.files or {}) do
       setup[#setup + 1] = "install -m 644 " .. quote(source) .. " " .. quote(prefix .. "/" .. name)
+    end
+    for _, command in ipairs(opts.setup or {}) do
+      setup[#setup + 1] = (command:gsub("@PREFIX@", prefix))
     end
     if launcher.execute(table.concat(setup, " && ")) ~= 0 then
       error("cannot lay out the prefix " .. prefix, 0)
