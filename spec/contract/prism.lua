@@ -2,7 +2,7 @@
 -- the seed contract.
 --
 --   local prism = require "spec.contract.prism"
---   prism.install()                  -- npm install, only when needed
+--   prism.install()                  -- npm ci of the locked tree, only when needed
 --   local p = assert(prism.start())  -- { url = "http://127.0.0.1:PORT", pid, log }
 --   ...
 --   p:stop()
@@ -113,16 +113,24 @@ local function is_prism(url)
     and body:find("stoplight.io/prism/errors#NO_PATH_MATCHED_ERROR", 1, true) ~= nil
 end
 
---- Installs Prism into spec/contract/node_modules unless it is already there.
+local LOCK = DIR .. "/package-lock.json"
+-- The lock file node_modules was installed from (a copy, written after a
+-- successful `npm ci`): another lock file means another tree to install.
+local INSTALLED_LOCK = DIR .. "/node_modules/.cerca-installed-lock.json"
+
+--- Installs Prism into spec/contract/node_modules, exactly as the committed
+-- lock file says (`npm ci`), unless that very tree is already there.
 -- Raises an error carrying npm's output when the installation fails.
 function M.install()
-  if file_exists(PRISM_BIN) then
+  local lock = read_file(LOCK)
+  if file_exists(PRISM_BIN) and lock and read_file(INSTALLED_LOCK) == lock then
     return
   end
-  local out, status = run("cd " .. quote(DIR) .. " && " .. QUIET_ENV .. " npm install")
+  local out, status = run("cd " .. quote(DIR) .. " && " .. QUIET_ENV .. " npm ci --no-audit --no-fund")
   if status ~= 0 or not file_exists(PRISM_BIN) then
-    error("npm install failed in " .. DIR .. " (exit " .. status .. "):\n" .. out, 2)
+    error("npm ci failed in " .. DIR .. " (exit " .. status .. "):\n" .. out, 2)
   end
+  run("cp " .. quote(LOCK) .. " " .. quote(INSTALLED_LOCK))
 end
 
 local Server = {}

@@ -232,10 +232,11 @@ describe("contract oracle (Prism mock of the seed)", function()
       end
     end)
 
-    it("nothing at all for malformed JSON: the request hangs", function()
+    it("400 invalid_json for malformed JSON", function()
       local res = send({ body = '{"url":', max_time = 2 })
-      assert.are.equal(28, res.exit) -- curl: operation timed out
-      assert.are.equal(0, res.status)
+      assert.are.equal(0, res.exit)
+      assert.are.equal(400, res.status)
+      assert.matches('"invalid_json"', res.body, 1, true)
       assert_created(send({ body = VALID_BODY })) -- and the server still serves
     end)
   end)
