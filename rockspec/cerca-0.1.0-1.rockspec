@@ -26,7 +26,11 @@ dependencies = {
 }
 
 external_dependencies = {
-  CURL = { header = "curl/curl.h", library = "curl" },
+  -- The library only: Debian and Ubuntu keep curl/curl.h in the multiarch
+  -- folder (/usr/include/x86_64-linux-gnu), which LuaRocks does not search
+  -- but the compiler does. libcurl.so comes with the -dev package, so the
+  -- check still says when the headers are missing.
+  CURL = { library = "curl" },
   OPENSSL = { header = "openssl/rand.h", library = "crypto" },
 }
 

@@ -136,9 +136,7 @@ function helpers.install_command()
   local q = helpers.q
   local work = (helpers.sh("mktemp -d")):gsub("%s+$", "")
   local out, status = helpers.sh(("cp -r src lua rockspec bin %s/ && cd %s && luarocks --lua-version 5.4 "
-    .. "--tree %s/tree make --deps-mode=none rockspec/cerca-scm-1.rockspec "
-    .. "CURL_INCDIR=/usr/include/$(gcc -print-multiarch) CURL_LIBDIR=/usr/lib/$(gcc -print-multiarch) 2>&1")
-    :format(q(work), q(work), q(work)))
+    .. "--tree %s/tree make --deps-mode=none rockspec/cerca-scm-1.rockspec 2>&1"):format(q(work), q(work), q(work)))
   assert(status == 0, out)
   return work, work .. "/tree/bin/cerca",
     ("eval \"$(luarocks --lua-version 5.4 --tree %s path)\""):format(q(work .. "/tree"))

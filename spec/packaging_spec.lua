@@ -10,7 +10,6 @@ local sh = helpers.sh
 local SCM = "rockspec/cerca-scm-1.rockspec"
 local RELEASE = "rockspec/cerca-0.1.0-1.rockspec"
 local ROCK = "cerca-0.1.0-1.src.rock"
-local MULTIARCH = "CURL_INCDIR=/usr/include/$(gcc -print-multiarch) CURL_LIBDIR=/usr/lib/$(gcc -print-multiarch)"
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
@@ -116,8 +115,9 @@ describe("packaging", function()
     assert.matches("\ncerca%-0%.1%.0%-1%.rockspec\n", "\n" .. out)
     assert.is_nil(out:find("cerca-lua/.git/", 1, true))
 
-    out, status = sh(("cd / && luarocks --lua-version 5.4 --tree %s install --deps-mode=none %s %s")
-      :format(q(tree), q(rock), MULTIARCH))
+    -- The plain command: no variable to find libcurl's header.
+    out, status = sh(("cd / && luarocks --lua-version 5.4 --tree %s install --deps-mode=none %s")
+      :format(q(tree), q(rock)))
     assert.are.equal(0, status, out)
     assert.matches("cerca 0%.1%.0%-1 is now installed", out)
 

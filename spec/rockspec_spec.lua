@@ -25,8 +25,7 @@ describe("rockspec/cerca-scm-1.rockspec", function()
   local function install_and_use(lua_version, interpreter, extra)
     local tree = ("%s/tree-%s"):format(work, lua_version)
     local out, status = sh(("cd '%s' && luarocks --lua-version %s --tree '%s' make --deps-mode=none "
-      .. "rockspec/cerca-scm-1.rockspec CURL_INCDIR=/usr/include/$(gcc -print-multiarch) "
-      .. "CURL_LIBDIR=/usr/lib/$(gcc -print-multiarch) %s"):format(work, lua_version, tree, extra))
+      .. "rockspec/cerca-scm-1.rockspec %s"):format(work, lua_version, tree, extra))
     assert.are.equal(0, status, out)
     assert.matches("cerca scm%-1 is now installed", out)
 
@@ -47,8 +46,14 @@ describe("rockspec/cerca-scm-1.rockspec", function()
     assert.are.equal(lib .. "/cerca/core.so fleet_rock", out)
   end
 
-  it("installs with luarocks make and works under Lua 5.4", function()
+  it("installs with the plain luarocks make (no variables) and works under Lua 5.4", function()
     install_and_use("5.4", "lua5.4", "")
+  end)
+
+  it("still takes CURL_INCDIR and CURL_LIBDIR for a libcurl elsewhere", function()
+    sh(("rm -rf '%s/tree-5.4'"):format(work))
+    install_and_use("5.4", "lua5.4", "CURL_INCDIR=/usr/include/$(gcc -print-multiarch) "
+      .. "CURL_LIBDIR=/usr/lib/$(gcc -print-multiarch)")
   end)
 
   it("installs with luarocks make for the 5.1 ABI and works under LuaJIT", function()
