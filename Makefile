@@ -1,7 +1,7 @@
 # cerca-lua: build, test and demo. `make help` lists the targets.
 #
-# The C core is built once per Lua ABI we support:
-#   build/lua5.4/cerca/core.so   (Lua 5.4)
+# The C core is built once per Lua the rockspec claims:
+#   build/lua5.X/cerca/core.so   (Lua 5.1, 5.2, 5.3, 5.4: Debian's liblua5.X-dev)
 #   build/luajit/cerca/core.so   (LuaJIT / OpenResty, Lua 5.1 API)
 
 LUA_INC_54  ?= /usr/include/lua5.4
@@ -19,8 +19,11 @@ LIBS     = -lcurl -lcrypto -lpthread
 
 SRC      = src/core.c src/http.c src/headers.c src/crypto.c src/multi.c src/journal.c
 HDR      = src/compat.h src/http.h src/headers.h src/crypto.h src/multi.h src/journal.h
+# PUC Lua versions; LuaJIT is built apart (OpenResty's headers).
+LUA_VERSIONS = 5.1 5.2 5.3 5.4
 CORE_54  = build/lua5.4/cerca/core.so
 CORE_JIT = build/luajit/cerca/core.so
+CORES    = $(foreach v,$(LUA_VERSIONS),build/lua$(v)/cerca/core.so) $(CORE_JIT)
 CORE_SAN = build/asan/cerca/core.so
 LUA_SAN  = build/asan/lua-asan
 FUZZERS  = build/fuzz/headers_fuzz build/fuzz/base64_fuzz
@@ -31,11 +34,12 @@ FUZZ_SECONDS ?= 60
 POSIX_54  = build/lua5.4/spec_posix.so
 POSIX_JIT = build/luajit/spec_posix.so
 POSIX_SAN = build/asan/spec_posix.so
-POSIXES   = $(POSIX_54) $(POSIX_JIT) $(POSIX_SAN)
+POSIXES   = $(foreach v,$(LUA_VERSIONS),build/lua$(v)/spec_posix.so) $(POSIX_JIT) $(POSIX_SAN)
 
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES = gcc libc6-dev make pkg-config curl openssl ca-certificates \
                lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
+               lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev \
                lua-cjson lua-busted lua-check luarocks lua-ldoc lua-discount \
                libcurl4-openssl-dev libssl-dev \
                nginx libnginx-mod-http-lua valgrind nodejs npm \
@@ -53,17 +57,17 @@ help: ## list the targets
 deps: ## install missing Debian packages (apt-get; needs root)
 	@sh spec/tools/deps.sh $(DEB_PACKAGES)
 
-build: deps $(CORE_54) $(CORE_JIT) ## build the C core for Lua 5.4 and LuaJIT
+build: deps $(CORES) ## build the C core for Lua 5.1 to 5.4 and LuaJIT
 
-$(CORE_54): $(SRC) $(HDR)
+build/lua%/cerca/core.so: $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -I$(LUA_INC_54) $(SRC) -o $@ $(LDFLAGS) $(LIBS)
+	$(CC) $(CFLAGS) -I/usr/include/lua$* $(SRC) -o $@ $(LDFLAGS) $(LIBS)
 
 $(CORE_JIT): $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I$(LUA_INC_JIT) $(SRC) -o $@ $(LDFLAGS) $(LIBS)
 
-test: build $(CORE_SAN) $(LUA_SAN) $(FUZZERS) $(POSIXES) ## lint, suite under Lua 5.4 and LuaJIT, memory checks, fuzz
+test: build $(CORE_SAN) $(LUA_SAN) $(FUZZERS) $(POSIXES) ## lint, suite under Lua 5.1-5.4 and LuaJIT, memory checks, fuzz
 	@sh spec/tools/run-tests.sh
 
 demo: build ## create a subscription against the bundled reference server
@@ -86,9 +90,9 @@ $(LUA_SAN): spec/tools/lua-asan.c
 	@mkdir -p $(dir $@)
 	$(CC) -O1 -g $(SANITIZE) $(WARN) -I$(LUA_INC_54) $< -o $@ -llua5.4 -lm -ldl
 
-$(POSIX_54): spec/tools/posix.c
+build/lua%/spec_posix.so: spec/tools/posix.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -I$(LUA_INC_54) $< -o $@ $(LDFLAGS)
+	$(CC) $(CFLAGS) -I/usr/include/lua$* $< -o $@ $(LDFLAGS)
 
 $(POSIX_JIT): spec/tools/posix.c
 	@mkdir -p $(dir $@)

@@ -47,7 +47,8 @@ describe("webhooks.create", function()
       assert.are.equal(tostring(#req.body), req.headers["content-length"])
       assert.are.equal("ops", req.headers["x-team"])
       assert.are.equal(srv.http_url:match("//(.*)$"), req.headers.host)
-      local lua = helpers.abi == "luajit" and "Lua 5%.1; LuaJIT [%w%.%-]+" or "Lua 5%.4"
+      local lua = helpers.abi == "luajit" and "Lua 5%.1; LuaJIT [%w%.%-]+"
+        or ("Lua " .. _VERSION:match("%d+%.%d+"):gsub("%.", "%%."))
       assert.matches("^cerca%-lua/0%.1%.0 %(" .. lua .. "; libcurl %d+%.%d+%.%d+%)$", req.headers["user-agent"])
     end)
 

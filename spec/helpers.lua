@@ -2,7 +2,9 @@
 -- the C core built for the running interpreter on the module paths, and
 -- offers the few things most specs need.
 local is_jit = type(jit) == "table"
-local abi = is_jit and "luajit" or "lua5.4"
+-- "luajit", or "lua5.1" to "lua5.4": the build of the core, and the
+-- interpreter's command, for the Lua running the specs.
+local abi = is_jit and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
 -- CERCA_BUILD picks another build of the core (make check-memory uses "asan").
 local build_dir = "./build/" .. (os.getenv("CERCA_BUILD") or abi)
 
@@ -13,7 +15,7 @@ local helpers = {}
 
 helpers.abi = abi
 -- CERCA_LUA names the interpreter for child processes (make check-memory: the sanitized one).
-helpers.interpreter = os.getenv("CERCA_LUA") or (is_jit and "luajit" or "lua5.4")
+helpers.interpreter = os.getenv("CERCA_LUA") or abi
 helpers.API_KEY = "sk_test_spec_0123456789"
 
 -- Every spec file that needs a server starts its own in setup().

@@ -1,5 +1,6 @@
 -- Installing with LuaRocks into a fresh tree gives a working library, for
--- Lua 5.4 and for LuaJIT (the 5.1 ABI, as OpenResty uses it).
+-- every Lua the rockspec claims (5.1 to 5.4) and for LuaJIT (the 5.1 ABI, as
+-- OpenResty uses it).
 local helpers = require "spec.helpers"
 
 local sh = helpers.sh
@@ -23,13 +24,13 @@ describe("rockspec/cerca-scm-1.rockspec", function()
   -- luarocks make into work/tree-ABI, then a script run from / (so nothing
   -- of the work tree is on the path) creates a subscription.
   local function install_and_use(lua_version, interpreter, extra)
-    local tree = ("%s/tree-%s"):format(work, lua_version)
+    local tree = ("%s/tree-%s"):format(work, interpreter)
     local out, status = sh(("cd '%s' && luarocks --lua-version %s --tree '%s' make --deps-mode=none "
       .. "rockspec/cerca-scm-1.rockspec %s"):format(work, lua_version, tree, extra))
     assert.are.equal(0, status, out)
     assert.matches("cerca scm%-1 is now installed", out)
 
-    local script = ("%s/use-%s.lua"):format(work, lua_version)
+    local script = ("%s/use-%s.lua"):format(work, interpreter)
     local f = assert(io.open(script, "w"))
     f:write([[
       local cerca = require "cerca"
@@ -51,10 +52,16 @@ describe("rockspec/cerca-scm-1.rockspec", function()
   end)
 
   it("still takes CURL_INCDIR and CURL_LIBDIR for a libcurl elsewhere", function()
-    sh(("rm -rf '%s/tree-5.4'"):format(work))
+    sh(("rm -rf '%s/tree-lua5.4'"):format(work))
     install_and_use("5.4", "lua5.4", "CURL_INCDIR=/usr/include/$(gcc -print-multiarch) "
       .. "CURL_LIBDIR=/usr/lib/$(gcc -print-multiarch)")
   end)
+
+  for _, v in ipairs { "5.1", "5.2", "5.3" } do
+    it("installs with the plain luarocks make and works under Lua " .. v, function()
+      install_and_use(v, "lua" .. v, "")
+    end)
+  end
 
   it("installs with luarocks make for the 5.1 ABI and works under LuaJIT", function()
     install_and_use("5.1", "luajit", "LUA_INCDIR=/usr/include/luajit-2.1")

@@ -14,7 +14,9 @@ local KEY = "sk_live/Ab;c=D9x"
 local ESCAPED_KEY = "sk_live\\/Ab;c=D9x"
 local KEY_TAIL = ";c=D9x"
 local SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-local LUA54 = _VERSION == "Lua 5.4" and type(jit) ~= "table"
+-- Lua 5.2 to 5.4 run a __pairs metamethod; Lua 5.1 and LuaJIT do not.
+local RUNS_PAIRS = false
+for _ in pairs(setmetatable({}, { __pairs = function() return next, { true }, nil end })) do RUNS_PAIRS = true end
 
 local function subscription_body(fields)
   local sub = { id = "wh_1", fleetId = "fleet_1", url = URL, events = { "agent.created" }, enabled = true,
@@ -274,7 +276,7 @@ describe("security", function()
       assert.is_table(sub)
       local r = srv:requests()[1]
       assert.is_nil(r.raw_header:find("evil", 1, true))
-      if LUA54 then
+      if RUNS_PAIRS then
         assert.are.equal(1, calls)
         assert.are.equal("ok", r.headers["x-a"])
       end
@@ -356,7 +358,7 @@ describe("security", function()
       assert.are.equal("missing_header", err.type)
     end)
 
-    it("a caller's __pairs that raises is an invalid_request, nothing sent (Lua 5.4 runs __pairs)", function()
+    it("a caller's __pairs that raises is an invalid_request, nothing sent (where Lua runs __pairs)", function()
       local raising = setmetatable({}, { __pairs = function() error("no pairs for you") end })
       local calls = {
         function() return client.webhooks.create("fleet_1", raising) end,
@@ -368,13 +370,13 @@ describe("security", function()
       for i, f in ipairs(calls) do
         local ok, r, err = pcall(f)
         assert.is_true(ok, "call " .. i .. " raised: " .. tostring(r))
-        if LUA54 then
+        if RUNS_PAIRS then
           assert.is_nil(r)
           assert.is_true(err.type == "invalid_request" or err.type == "configuration", tostring(err))
           assert.matches("could not be read: a metamethod raised an error", err.message, 1, true)
         end
       end
-      if LUA54 then assert.are.same({}, srv:requests()) end
+      if RUNS_PAIRS then assert.are.same({}, srv:requests()) end
     end)
   end)
 
