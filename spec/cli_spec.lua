@@ -118,6 +118,22 @@ describe("the cerca command", function()
       assert.are.equal(1, #srv:subscriptions())
     end)
 
+    it("takes --ca-file, and CERCA_CA_FILE, for an HTTPS API signed by another CA", function()
+      local out, err, status = run("webhooks create fleet_1 --url https://example.com/h --json --ca-file "
+        .. q(srv.ca_file), { CERCA_BASE_URL = srv.https_url })
+      assert.are.equal(0, status, err)
+      assert.are.equal(srv:subscriptions()[1].secret, cjson.decode(out).secret)
+      out, err, status = run("webhooks create fleet_2 --url https://example.com/h --json",
+        { CERCA_BASE_URL = srv.https_url, CERCA_CA_FILE = srv.ca_file })
+      assert.are.equal(0, status, err)
+      assert.are.equal(srv:subscriptions()[2].secret, cjson.decode(out).secret)
+      out, err, status = run("webhooks create fleet_3 --url https://example.com/h --ca-file /nonexistent",
+        { CERCA_BASE_URL = srv.https_url })
+      assert.are.equal(2, status)
+      assert.are.equal("", out)
+      assert.matches("^cerca: %-%-ca%-file", err)
+    end)
+
     it("reads the key from --api-key-file, and never takes it as an argument", function()
       write(work .. "/key", srv.api_key .. "\n")
       local out, err, status = run("webhooks create fleet_1 --url https://example.com/h --json --api-key-file "
@@ -144,9 +160,15 @@ describe("the cerca command", function()
     end
 
     it("2 for usage and validation errors, nothing sent", function()
-      assert.are.equal('cerca: invalid_request: params.events[1]: unknown event "thread.complete"; '
-        .. 'did you mean "thread.completed"?\n',
+      -- Errors name the flag the user typed, not the library's field.
+      assert.are.equal('cerca: --event: unknown event "thread.complete"; did you mean "thread.completed"?\n',
         fails(2, "webhooks create fleet_1 --url https://example.com/h --event thread.complete"))
+      assert.are.equal("cerca: --url must use https (got http://); deliveries are only sent to HTTPS endpoints\n",
+        fails(2, "webhooks create fleet_1 --url http://example.com/h"))
+      assert.are.equal("cerca: --idempotency-key must be 1 to 255 printable ASCII characters without spaces "
+        .. '(got "a b")\n', fails(2, "webhooks create fleet_1 --url https://example.com/h --idempotency-key 'a b'"))
+      assert.are.equal("cerca: --extra url: url is a named parameter; set params.url instead\n",
+        fails(2, "webhooks create fleet_1 --url https://example.com/h --extra url='\"x\"'"))
       assert.are.equal("cerca: --url is required: the HTTPS endpoint that receives deliveries\n",
         fails(2, "webhooks create fleet_1"))
       assert.are.equal("cerca: unknown option --evnt; see 'cerca help webhooks create'\n",
@@ -154,7 +176,7 @@ describe("the cerca command", function()
       assert.are.equal("cerca: no API key: set CERCA_API_KEY, or use --api-key-file FILE\n",
         fails(2, nil, { CERCA_API_KEY = "" }))
       fails(2, "webhooks create fleet_1 --url https://example.com/h --extra description=ops")
-      assert.are.equal("cerca: configuration: timeout must be at least 0.001 seconds (got 0.0005)\n",
+      assert.are.equal("cerca: --timeout must be at least 0.001 seconds (got 0.0005)\n",
         fails(2, "webhooks create fleet_1 --url https://example.com/h --timeout 0.0005"))
       fails(2, "frobnicate")
       assert.are.same({}, srv:requests())
@@ -267,7 +289,7 @@ describe("the cerca command", function()
       local ls = lines(out)
       assert.are.equal(3, #ls)
       for _, l in ipairs(ls) do assert.truthy(cjson.decode(l).secret) end
-      assert.are.equal("cerca: 3 created, 0 failed, 0 skipped (already in -); the secrets above are shown once\n", err)
+      assert.are.equal("cerca: 3 created, 0 failed; the secrets above are shown once\n", err)
     end)
   end)
 
@@ -399,11 +421,27 @@ describe("the cerca command", function()
   end)
 
   it("prints help, the events and its version", function()
-    local out, _, status = run("help")
-    assert.are.equal(0, status)
+    local out, err, status = run("help")
+    assert.are.equal(0, status, err)
     assert.matches("^cerca %- create Cerca webhook subscriptions", out)
+    assert.matches("CERCA_CA_FILE", out, 1, true)
     out = run("help webhooks create")
     assert.matches("%-%-fleets%-file", out)
+    assert.matches("--ca-file FILE", out, 1, true)
+    -- Help for any prefix of a command: every command under it.
+    for _, args in ipairs { "help webhooks", "webhooks --help" } do
+      out, err, status = run(args)
+      assert.are.equal(0, status, err)
+      assert.matches("cerca webhooks create FLEET", out, 1, true)
+      assert.matches("cerca webhooks events", out, 1, true)
+    end
+    -- No command, or half of one: the usage, on stderr, exit 2.
+    for _, args in ipairs { "", "webhooks" } do
+      out, err, status = run(args)
+      assert.are.equal(2, status)
+      assert.are.equal("", out)
+      assert.matches("Usage:", err, 1, true)
+    end
     out = run("webhooks events")
     assert.are.equal(19, #lines(out))
     assert.are.equal("agent.created", lines(out)[1])

@@ -49,6 +49,37 @@ local EXIT_FOR_TYPE = {
 -- Failures after which the create may have happened on the API's side.
 local REPEATABLE_TYPES = { invalid_response = true, connection = true, timeout = true, server = true }
 
+-- The library's names of what was refused, and the flag or argument the
+-- user typed for each: errors name what the user can change.
+local FLAG_OF = {
+  { "^params%.url$", "--url" },
+  { "^params%.events%[%d+%]$", "--event" },
+  { "^params%.events$", "--event" },
+  { "^params%.extra_body%.(.+)$", "--extra %1" },
+  { "^params%.extra_body$", "--extra" },
+  { "^options%.idempotency_key$", "--idempotency-key" },
+  { "^options%.timeout$", "--timeout" },
+  { "^timeout$", "--timeout" },
+  { "^fleet_id$", "FLEET" },
+  { "^base_url$", "--base-url" },
+  { "^ca_file$", "--ca-file" },
+  { "^api_key$", "the API key (--api-key-file)" },
+}
+
+-- `err`'s message with the library's field name at its start replaced by
+-- the flag, or nil when it names none of them.
+local function flag_message(err)
+  local field, message = err.field, err.message
+  if type(field) ~= "string" or type(message) ~= "string" then return nil end
+  for _, pair in ipairs(FLAG_OF) do
+    local flag, n = field:gsub(pair[1], pair[2])
+    if n > 0 then
+      if message:sub(1, #field) == field then return flag .. message:sub(#field + 1) end
+      return flag .. ": " .. message
+    end
+  end
+end
+
 local function exit_code(err)
   return _M.EXIT[EXIT_FOR_TYPE[err.type] or "api"]
 end
@@ -67,6 +98,7 @@ Usage:
 Environment:
   CERCA_API_KEY    the API key (or --api-key-file FILE; never an argument)
   CERCA_BASE_URL   the API's address (or --base-url URL)
+  CERCA_CA_FILE    a PEM file of CAs to trust besides the system's (or --ca-file FILE)
   CERCA_LOG        debug, info, warn (default) or off; log lines go to stderr
   NO_COLOR         no colours, even on a terminal
 
@@ -97,6 +129,8 @@ Options:
   --json                 print the subscription as one JSON object (one per line
                          in batch mode), nothing else on stdout
   --base-url URL         the API's address (default CERCA_BASE_URL)
+  --ca-file FILE         a PEM file of CAs to trust besides the system's
+                         (default CERCA_CA_FILE)
   --api-key-file FILE    read the API key from FILE instead of CERCA_API_KEY
 Batch mode (--fleets-file):
   --concurrency N        creates in flight at once (default 16)
@@ -137,7 +171,7 @@ end
 local FLAGS_WITH_VALUE = {
   ["--url"] = "url", ["--event"] = "event", ["--extra"] = "extra", ["--idempotency-key"] = "idempotency_key",
   ["--timeout"] = "timeout", ["--fleets-file"] = "fleets_file", ["--concurrency"] = "concurrency",
-  ["--out"] = "out", ["--base-url"] = "base_url", ["--api-key-file"] = "api_key_file",
+  ["--out"] = "out", ["--base-url"] = "base_url", ["--api-key-file"] = "api_key_file", ["--ca-file"] = "ca_file",
 }
 local REPEATABLE = { event = true, extra = true }
 local BOOLEAN_FLAGS = { ["--json"] = "json", ["--help"] = "help", ["-h"] = "help" }
@@ -233,7 +267,7 @@ local function read_file(path, max, max_text)
 end
 
 local function client_of(o, env)
-  local opts = { base_url = o.base_url }
+  local opts = { base_url = o.base_url, ca_file = o.ca_file }
   if o.api_key_file then
     local text, why, too_large = read_file(o.api_key_file, API_KEY_FILE_MAX, API_KEY_FILE_MAX_TEXT)
     if too_large then
@@ -490,8 +524,9 @@ local function create_batch(ui, o, env)
       if not r.ok then ui.warn(format("cerca: %s: %s\n", cerca.printable(todo[i]), tostring(r.error))) end
     end
   end
-  ui.warn(format("cerca: %d created, %d failed, %d skipped (already in %s)%s\n", done - failed, failed,
-    skipped, o.out or "-", (done - failed > 0 and not o.out) and "; the secrets above are shown once" or ""))
+  ui.warn(format("cerca: %d created, %d failed%s%s\n", done - failed, failed,
+    o.out and format(", %d skipped (already in %s)", skipped, cerca.printable(o.out)) or "",
+    (done - failed > 0 and not o.out) and "; the secrets above are shown once" or ""))
   if write_error then return rescue(ui, where, write_error, table.concat(unwritten)) end
   return failed > 0 and _M.EXIT.partial or _M.EXIT.ok
 end
@@ -513,9 +548,23 @@ local function webhooks_events(ui, args)
   return _M.EXIT.ok
 end
 
+-- The help of `topic` and of every command it begins ("webhooks" gives
+-- "webhooks create" and "webhooks events"), in the order of HELP_ORDER.
+local HELP_ORDER = { "webhooks create", "webhooks events" }
+
+local function help_text(topic)
+  if topic == "" then return HELP.main end
+  if HELP[topic] then return HELP[topic] end
+  local texts = {}
+  for _, name in ipairs(HELP_ORDER) do
+    if name:sub(1, #topic + 1) == topic .. " " then texts[#texts + 1] = HELP[name] end
+  end
+  if #texts > 0 then return concat(texts, "\n") end
+end
+
 local function help(ui, args)
   local topic = concat(args, " ")
-  local text = HELP[topic ~= "" and topic or "main"]
+  local text = help_text(topic)
   if not text then return nil, usage_error("no help for '" .. topic .. "'; try 'cerca help'") end
   ui.say(text)
   return _M.EXIT.ok
@@ -529,13 +578,22 @@ end
 
 local function dispatch(ui, args, env)
   local a1, a2 = args[1], args[2]
-  if a1 == nil or a1 == "help" or a1 == "--help" or a1 == "-h" then return help(ui, slice(args, 2)) end
+  if a1 == nil then
+    -- No command is a usage error: the usage goes to stderr.
+    ui.warn(HELP.main)
+    return _M.EXIT.usage
+  end
+  if a1 == "help" or a1 == "--help" or a1 == "-h" then return help(ui, slice(args, 2)) end
   if a1 == "--version" then
     ui.say(format("cerca %s (cerca-lua; %s; libcurl %s)\n", cerca.VERSION, _VERSION, core.curl_version))
     return _M.EXIT.ok
   end
   if a1 == "webhooks" and a2 == "create" then return webhooks_create(ui, slice(args, 3), env) end
   if a1 == "webhooks" and a2 == "events" then return webhooks_events(ui, slice(args, 3)) end
+  if a1 == "webhooks" and (a2 == nil or a2 == "--help" or a2 == "-h") then
+    ui[a2 and "say" or "warn"](help_text("webhooks"))
+    return a2 and _M.EXIT.ok or _M.EXIT.usage
+  end
   return nil, usage_error(format("unknown command '%s'; see 'cerca help'", concat(args, " ")))
 end
 
@@ -555,6 +613,10 @@ function _M.main(args, env)
   if code then return code end
   if err.usage then
     ui.warn("cerca: ", cerca.printable(err.message), "\n")
+    return _M.EXIT.usage
+  end
+  if (err.type == "invalid_request" or err.type == "configuration") and flag_message(err) then
+    ui.warn("cerca: ", cerca.printable(flag_message(err)), "\n")
     return _M.EXIT.usage
   end
   if err.type == "configuration" and err.field == "CERCA_API_KEY" then
