@@ -63,7 +63,6 @@ local FLAG_OF = {
   { "^fleet_id$", "FLEET" },
   { "^base_url$", "--base-url" },
   { "^ca_file$", "--ca-file" },
-  { "^api_key$", "the API key (--api-key-file)" },
 }
 
 -- `err`'s message with the library's field name at its start replaced by
