@@ -45,7 +45,7 @@ DEB_PACKAGES = gcc libc6-dev make pkg-config curl openssl ca-certificates \
                nginx libnginx-mod-http-lua valgrind nodejs npm \
                clang libclang-rt-14-dev
 
-.PHONY: help deps build test demo install lint check-memory fuzz docs rock clean
+.PHONY: help deps build test demo serve install lint check-memory fuzz docs rock clean
 
 # The release rockspec `make rock` packs, and where the rock goes.
 ROCKSPEC ?= rockspec/cerca-0.1.0-1.rockspec
@@ -73,6 +73,9 @@ test: build $(CORE_SAN) $(LUA_SAN) $(FUZZERS) $(POSIXES) ## lint, suite under Lu
 demo: build ## create a subscription against the bundled reference server
 	@lua5.4 spec/server/with_server.lua env LUA_PATH="lua/?.lua;lua/?/init.lua;;" \
 	  LUA_CPATH="build/lua5.4/?.so;;" lua5.4 examples/create.lua
+
+serve: build ## run the reference server on 127.0.0.1 until Enter or Ctrl-C, to try cerca by hand
+	@lua5.4 spec/server/serve.lua
 
 lint: deps ## luacheck the Lua, compile the C warning-free
 	luacheck -q .
