@@ -126,8 +126,8 @@ install: build ## install into $(PREFIX) for Lua $(LUA_VERSION) (LUA_VERSION=5.1
 	  > $(DESTDIR)$(PREFIX)/bin/cerca
 	chmod 0755 $(DESTDIR)$(PREFIX)/bin/cerca
 
-docs: deps ## API reference (LDoc, config.ld) from lua/cerca into doc/
-	rm -rf doc
+docs: deps ## API reference (LDoc, config.ld) from lua/cerca into build/doc/
+	rm -rf build/doc
 	ldoc .
 
 rock: ## source rock of $(ROCKSPEC) from the working tree, into $(ROCK_DIR)/ (offline)
@@ -145,4 +145,4 @@ $(BENCH_CEILING): bench/ceiling.c
 	$(CC) -std=c99 -O2 -g -Wall -Wextra -Werror $< -o $@ -lcurl -lcrypto
 
 clean: ## remove build output
-	rm -rf build doc
+	rm -rf build

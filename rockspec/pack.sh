@@ -36,6 +36,17 @@ case "$url" in
   *) echo "pack: $rockspec: not a git source ($url)" >&2; exit 1 ;;
 esac
 
+# A release is packed from its tagged commit (doc/releasing.md): say so
+# when the repository has no such tag, or the working tree is not it.
+if git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  if ! tagged=$(git -C "$root" rev-parse -q --verify "refs/tags/$ref^{commit}"); then
+    echo "pack: note: this repository has no tag $ref; the rock is packed from the working tree" \
+      "(to release: tag the release commit first, see doc/releasing.md)" >&2
+  elif [ "$tagged" != "$(git -C "$root" rev-parse HEAD)" ] || [ -n "$(git -C "$root" status --porcelain)" ]; then
+    echo "pack: note: the working tree is not the commit tagged $ref; the rock holds the working tree" >&2
+  fi
+fi
+
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT INT TERM
 
