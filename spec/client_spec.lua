@@ -130,6 +130,23 @@ describe("cerca.new", function()
     end)
   end)
 
+  describe("under an nginx without ngx.run_worker_thread", function()
+    it("refuses calls (they would block the worker), nothing sent", function()
+      local port = helpers.closed_port()
+      local out, status = helpers.run_lua(([[
+        ngx = { get_phase = function() return "content" end }  -- an older lua-nginx-module
+        local cerca = require "cerca"
+        local c = assert(cerca.new { api_key = "k", base_url = "http://127.0.0.1:%d", log_level = "off" })
+        local sub, err = c.webhooks.create("fleet_1", { url = "https://example.com/h" })
+        io.write(tostring(sub), " ", err.type, " ", err.attempts, " ", err.message)
+      ]]):format(port))
+      assert.are.equal(0, status, out)
+      assert.are.equal("nil configuration 0 cerca needs ngx.run_worker_thread to call the API from nginx "
+        .. "without blocking the worker: use lua-nginx-module 0.10.21 or newer (OpenResty 1.21.4 or newer), "
+        .. "built on Linux", out)
+    end)
+  end)
+
   describe("ca_file", function()
     it("must be readable", function()
       refuses("ca_file cannot be read: /nonexistent/ca.pem: No such file or directory", "ca_file",

@@ -8,6 +8,11 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+/* HMAC(), CRYPTO_memcmp and RAND_bytes as cerca uses them: OpenSSL 1.1.1 on. */
+#if OPENSSL_VERSION_NUMBER < 0x10101000L
+#error "cerca needs OpenSSL 1.1.1 or newer"
+#endif
+
 int cerca_uuid4(char out[CERCA_UUID_LEN + 1])
 {
     static const char hex[] = "0123456789abcdef";

@@ -10,6 +10,11 @@
 #include <sys/types.h>
 #include <curl/curl.h>
 
+/* curl_multi_poll (7.66.0) is the oldest feature cerca uses. */
+#if LIBCURL_VERSION_NUM < 0x074200
+#error "cerca needs libcurl 7.66.0 or newer"
+#endif
+
 /* Why an attempt produced no usable HTTP response. */
 typedef enum {
     CERCA_OK = 0,

@@ -10,8 +10,13 @@
 local core = require "cerca.core"
 
 -- Inside nginx's Lua module (not the plain interpreter, nor a worker thread).
-local nginx = type(ngx) == "table" and type(ngx.run_worker_thread) == "function"
-  and require "cerca.nginx" or nil
+local in_nginx = type(ngx) == "table" and type(ngx.get_phase) == "function"
+-- The adapter needs ngx.run_worker_thread (lua-nginx-module 0.10.21,
+-- OpenResty 1.21.4): without it, a call would block the worker.
+local nginx = in_nginx and type(ngx.run_worker_thread) == "function" and require "cerca.nginx" or nil
+
+local NO_THREADS = "cerca needs ngx.run_worker_thread to call the API from nginx without blocking the "
+  .. "worker: use lua-nginx-module 0.10.21 or newer (OpenResty 1.21.4 or newer), built on Linux"
 
 local _M = {}
 
@@ -29,7 +34,9 @@ end
 --- Why no call can be made from here (an nginx phase that cannot yield),
 -- or nil.
 function _M.context_error()
-  return nginx and nginx.context_error() or nil
+  if nginx then return nginx.context_error() end
+  if in_nginx and ngx.get_phase() ~= "init" then return NO_THREADS end
+  return nil
 end
 
 -- In nginx's master (init_by_lua) a call may block, but its connection
