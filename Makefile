@@ -126,9 +126,10 @@ install: build ## install into $(PREFIX) for Lua $(LUA_VERSION) (LUA_VERSION=5.1
 	  > $(DESTDIR)$(PREFIX)/bin/cerca
 	chmod 0755 $(DESTDIR)$(PREFIX)/bin/cerca
 
-docs: deps ## API reference (LDoc, config.ld) from lua/cerca into build/doc/
-	rm -rf build/doc
-	ldoc .
+docs: deps ## API reference of the public API (LDoc, config.ld) into build/doc/; fails on any LDoc warning
+	@rm -rf build/doc
+	@ldoc . > build/ldoc.log 2>&1; status=$$?; cat build/ldoc.log; \
+	  if [ $$status -ne 0 ] || grep -q ':[0-9]*: ' build/ldoc.log; then echo "docs: LDoc warnings above" >&2; exit 1; fi
 
 rock: ## source rock of $(ROCKSPEC) from the working tree, into $(ROCK_DIR)/ (offline)
 	@sh rockspec/pack.sh $(ROCKSPEC) $(ROCK_DIR)

@@ -60,6 +60,21 @@ describe("packaging", function()
     if work then sh("rm -rf " .. q(work)) end
   end)
 
+  it("make docs builds the public API reference without an LDoc warning", function()
+    local out, status = sh("make --no-print-directory docs")
+    assert.are.equal(0, status, out)
+    local index = assert(io.open("build/doc/index.html")):read("*a")
+    local text = index:gsub("<[^>]+>", "")
+    -- The signatures users call, and no internal module.
+    for _, signature in ipairs { "webhooks.create (fleet_id, params[, options])",
+      "webhooks.create_many (items[, opts])", "webhooks.verify (raw_body, headers, secret[, opts])",
+      "new ([options])", "pretty (value[, opts])" } do
+      assert.matches(signature, text, 1, true)
+    end
+    assert.is_nil(text:find("cerca.call", 1, true))
+    assert.is_nil(text:find("@tparam", 1, true))
+  end)
+
   it("both rockspecs pass luarocks lint", function()
     for _, spec in ipairs { SCM, RELEASE } do
       local out, status = sh("luarocks lint " .. spec)

@@ -5,7 +5,8 @@
 --
 -- `cerca.webhooks` is bound to a default client configured from the
 -- environment (`CERCA_API_KEY`, `CERCA_BASE_URL`), made on first use;
--- `cerca.new(options)` makes a client of your own.
+-- `cerca.new(options)` makes a client of your own, whose `client.webhooks`
+-- has the same functions. No function raises: every failure is `nil, err`.
 -- @module cerca
 
 local client = require "cerca.client"
@@ -16,39 +17,60 @@ local json = require "cerca.json"
 local pretty = require "cerca.pretty"
 local webhooks = require "cerca.webhooks"
 
-local _M = {
-  VERSION = client.VERSION,
-  --- JSON null, for `extra_body` values.
-  null = core.null,
-  --- An empty JSON array, for `extra_body` values (an empty table is `{}`).
-  empty_array = core.empty_array,
-  --- The error types, each with what it means.
-  ERROR_TYPES = errors.TYPES,
-}
+local _M = {}
 
---- Makes a client. See the README's table of options.
--- @tparam[opt] table options
--- @treturn table|nil client
--- @treturn[opt] table a `configuration` error
+--- The library's version, `"0.1.0"`.
+_M.VERSION = client.VERSION
+
+--- JSON null, for `extra_body` values.
+_M.null = core.null
+
+--- An empty JSON array, for `extra_body` values (an empty table is `{}`).
+_M.empty_array = core.empty_array
+
+--- Every `err.type` cerca returns, each mapped to what it means.
+_M.ERROR_TYPES = errors.TYPES
+
+--- Makes a client of your own.
+-- @function new
+-- @tparam[opt] table options `api_key`, `base_url`, `timeout`,
+--   `connect_timeout`, `max_retries`, `headers`, `ca_file`,
+--   `max_response_size`, `log_level`, `logger`, `thread_pool` (the README's
+--   table of client options)
+-- @treturn table|nil the client: `client.webhooks.create(...)` and
+--   `client.webhooks.create_many(...)` as below, and `client:close()`, which
+--   drops its kept-alive connection (it stays usable)
+-- @treturn[opt] table a `configuration` error naming the option
 _M.new = client.new
 
---- Multi-line rendering of a subscription or an error; control characters
--- escaped.
+--- Multi-line rendering of a subscription, an error or a table; the secret
+-- shown as a hint unless `reveal_secret`, control characters escaped.
 -- @function pretty
+-- @param value what to render
+-- @tparam[opt] table opts `color` (ANSI colours), `reveal_secret`
+-- @treturn string|nil the text
+-- @treturn[opt] table an `internal` error
 _M.pretty = errors.protect(pretty.pretty)
 
 --- JSON text of a value (a subscription, say): keys sorted, lists kept as
--- lists even when empty, `1e999` for a number beyond the range of doubles;
--- nil and a message when it cannot be encoded.
+-- lists even when empty, `1e999` for a number beyond the range of doubles.
 -- @function encode_json
+-- @param value what to encode
+-- @treturn string|nil the JSON text
+-- @treturn[opt] string why it cannot be encoded
 _M.encode_json = errors.protect(json.encode)
 
 --- Text safe to print on a terminal: control characters, bidirectional
--- overrides and bytes that are not UTF-8 escaped (`\x1b`, `\u{9b}`).
+-- overrides and bytes that are not UTF-8 escaped (`\x1b`, `\u{009b}`).
 -- @function printable
+-- @tparam string s the text
+-- @treturn string
 _M.printable = pretty.printable
 
---- True when `v` is a cerca error.
+--- True when `v` is an error made by cerca.
+-- @function is_error
+-- @param v any value
+-- @treturn boolean
 _M.is_error = errors.is_error
 
 local default_client
@@ -61,35 +83,69 @@ local function default()
   return c, err
 end
 
---- Webhook subscriptions through the default client.
-_M.webhooks = {
-  EVENTS = webhooks.EVENTS,
-  --- Verifies a delivery's Standard Webhooks signature; see `cerca.deliveries.verify`.
-  verify = deliveries.verify,
-  --- The `webhook-signature` value for a payload; see `cerca.deliveries.sign`.
-  sign = deliveries.sign,
-  --- Creates a webhook subscription for a fleet.
-  -- @tparam string fleet_id
-  -- @tparam table params `url` (required), `events`, `extra_body`
-  -- @tparam[opt] table options per-call options (`timeout`, ...)
-  -- @treturn table|nil the subscription
-  -- @treturn[opt] table the error
-  -- @treturn[opt] table on success: `{ status, headers, request_id }`
-  create = errors.protect(function(fleet_id, params, options)
-    local c, err = default()
-    if not c then return nil, err end
-    return c.webhooks.create(fleet_id, params, options)
-  end),
-  --- Creates many subscriptions at once; see the README.
-  -- @tparam table items list of `{ fleet_id =, params =, options = }`
-  -- @tparam[opt] table opts `concurrency` (default 16), `on_result(i, result)`
-  -- @treturn table|nil results in input order
-  -- @treturn[opt] table the error when `items` or `opts` are wrong
-  create_many = errors.protect(function(items, opts)
-    local c, err = default()
-    if not c then return nil, err end
-    return c.webhooks.create_many(items, opts)
-  end),
-}
+local api = {}
+
+--- The 19 event names a subscription may list, in the contract's order.
+-- @table webhooks.EVENTS
+api.EVENTS = webhooks.EVENTS
+
+--- Creates a webhook subscription for a fleet (through the default client;
+-- `client.webhooks.create` takes the same arguments).
+-- @function webhooks.create
+-- @tparam string fleet_id the fleet, e.g. `"fleet_abc123"`
+-- @tparam table params `url` (required, https), `events` (a list of names
+--   from `webhooks.EVENTS`; omitted: every non-test event), `extra_body`
+-- @tparam[opt] table options `timeout`, `connect_timeout`, `max_retries`,
+--   `headers`, `idempotency_key`, `deadline`
+-- @treturn table|nil the subscription: `id`, `fleetId`, `url`, `events`,
+--   `enabled`, `createdAt`, `updatedAt`, `secret` (shown once: store it)
+-- @treturn[opt] table the error (`err.type`, `err.message`, and
+--   `err.idempotency_key` to repeat the call with)
+-- @treturn[opt] table on success: `status`, `headers`, `request_id`,
+--   `attempts`, `idempotency_key`
+api.create = errors.protect(function(fleet_id, params, options)
+  local c, err = default()
+  if not c then return nil, err end
+  return c.webhooks.create(fleet_id, params, options)
+end)
+
+--- Creates many subscriptions at once, each as `create` would.
+-- @function webhooks.create_many
+-- @tparam table items a list of `{ fleet_id =, params =, options = }`
+-- @tparam[opt] table opts `concurrency` (default 16, 1 to 1000),
+--   `on_result(i, result)` (called as each item ends)
+-- @treturn table|nil the results in input order: `{ ok = true,
+--   subscription =, response = }` or `{ ok = false, error = }`
+-- @treturn[opt] table the error when `items` or `opts` are wrong
+api.create_many = errors.protect(function(items, opts)
+  local c, err = default()
+  if not c then return nil, err end
+  return c.webhooks.create_many(items, opts)
+end)
+
+--- Verifies a delivery's Standard Webhooks v1 signature and decodes its event.
+-- @function webhooks.verify
+-- @tparam string raw_body the request body exactly as received
+-- @tparam table headers the request's headers (any letter case)
+-- @tparam string secret the subscription's `whsec_...` secret
+-- @tparam[opt] table opts `tolerance` (seconds, default 300), `now`,
+--   `max_body` (bytes, default 1 MiB)
+-- @treturn table|nil the event
+-- @treturn[opt] table the error: `missing_header`, `invalid_signature`,
+--   `timestamp`, `invalid_secret`, `invalid_payload` or `invalid_request`
+api.verify = deliveries.verify
+
+--- The `webhook-signature` value of a payload, `"v1,<base64>"` (for tests
+-- and senders).
+-- @function webhooks.sign
+-- @tparam string raw_body the exact bytes sent
+-- @tparam string secret `whsec_...`
+-- @tparam string msg_id the `webhook-id`
+-- @param timestamp the `webhook-timestamp`, seconds (number or string)
+-- @treturn string|nil the header value
+-- @treturn[opt] table the error
+api.sign = deliveries.sign
+
+_M.webhooks = api
 
 return _M
