@@ -116,15 +116,22 @@ build/fuzz/base64_fuzz: spec/fuzz/base64_fuzz.c src/crypto.c src/crypto.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) spec/fuzz/base64_fuzz.c src/crypto.c -o $@ -lcrypto
 
-install: build ## install into $(PREFIX) for Lua $(LUA_VERSION) (LUA_VERSION=5.1 for LuaJIT)
+# What `make install` puts in place for LUA_VERSION: 5.1 means LuaJIT (as
+# OpenResty uses it), 5.2 to 5.4 that PUC Lua.
+INSTALL_CORE = $(if $(filter 5.1,$(LUA_VERSION)),$(CORE_JIT),build/lua$(LUA_VERSION)/cerca/core.so)
+INSTALL_LUA  = $(if $(filter 5.1,$(LUA_VERSION)),luajit,lua$(LUA_VERSION))
+BINDIR       = $(DESTDIR)$(PREFIX)/bin
+
+install: build ## install into $(PREFIX) for Lua $(LUA_VERSION) (5.1: LuaJIT); versions live side by side
 	install -d $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/cerca $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/cerca
 	install -m 0644 lua/cerca/*.lua $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/cerca/
-	install -m 0755 $(if $(filter 5.1,$(LUA_VERSION)),$(CORE_JIT),$(CORE_54)) \
-	  $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/cerca/core.so
-	install -d $(DESTDIR)$(PREFIX)/bin
-	sed '1s|^#!.*|#!/usr/bin/env $(if $(filter 5.1,$(LUA_VERSION)),luajit,lua$(LUA_VERSION))|' bin/cerca \
-	  > $(DESTDIR)$(PREFIX)/bin/cerca
-	chmod 0755 $(DESTDIR)$(PREFIX)/bin/cerca
+	install -m 0755 $(INSTALL_CORE) $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/cerca/core.so
+	install -d $(BINDIR)
+	sed '1s|^#!.*|#!/usr/bin/env $(INSTALL_LUA)|' bin/cerca > $(BINDIR)/cerca-$(LUA_VERSION)
+	chmod 0755 $(BINDIR)/cerca-$(LUA_VERSION)
+	@# `cerca` is the 5.4 command, or the first one installed.
+	@if [ "$(LUA_VERSION)" = 5.4 ] || [ ! -e $(BINDIR)/cerca ]; then \
+	  ln -sf cerca-$(LUA_VERSION) $(BINDIR)/cerca; echo "$(BINDIR)/cerca -> cerca-$(LUA_VERSION)"; fi
 
 docs: deps ## API reference of the public API (LDoc, config.ld) into build/doc/; fails on any LDoc warning
 	@rm -rf build/doc
@@ -145,5 +152,5 @@ $(BENCH_CEILING): bench/ceiling.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c99 -O2 -g -Wall -Wextra -Werror $< -o $@ -lcurl -lcrypto
 
-clean: ## remove build output
-	rm -rf build
+clean: ## remove build output (also what `luarocks make` leaves in the checkout)
+	rm -rf build cerca src/*.o

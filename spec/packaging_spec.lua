@@ -75,6 +75,24 @@ describe("packaging", function()
     assert.is_nil(text:find("@tparam", 1, true))
   end)
 
+  it("make install puts each Lua's library and command side by side", function()
+    local dest = work .. "/dest"
+    for _, v in ipairs { "5.4", "5.1", "5.3" } do
+      local out, status = sh(("make --no-print-directory install DESTDIR=%s LUA_VERSION=%s"):format(q(dest), v))
+      assert.are.equal(0, status, out)
+    end
+    local bin = dest .. "/usr/local/bin/"
+    local out = sh("readlink " .. q(bin .. "cerca"))
+    assert.are.equal("cerca-5.4\n", out)
+    for v, lua in pairs { ["5.4"] = "Lua 5.4", ["5.1"] = "Lua 5.1", ["5.3"] = "Lua 5.3" } do
+      local share, lib = dest .. "/usr/local/share/lua/" .. v, dest .. "/usr/local/lib/lua/" .. v
+      local version, status = sh(("cd / && env LUA_PATH=%s LUA_CPATH=%s %s --version"):format(
+        q(share .. "/?.lua;" .. share .. "/?/init.lua;;"), q(lib .. "/?.so;;"), q(bin .. "cerca-" .. v)))
+      assert.are.equal(0, status, version)
+      assert.matches("(cerca-lua; " .. lua, version, 1, true)
+    end
+  end)
+
   it("both rockspecs pass luarocks lint", function()
     for _, spec in ipairs { SCM, RELEASE } do
       local out, status = sh("luarocks lint " .. spec)
