@@ -11,6 +11,7 @@ local launcher = require "spec.server.launcher"
 local cjson = require "cjson"
 
 local EXAMPLE = "examples/openresty/nginx.conf"
+local DEBIAN_LOADER = "examples/openresty/debian.conf"
 local LISTEN = "listen 127.0.0.1:8080;"
 local URL = "https://example.com/webhook"
 -- A server-named wait of 1 ms keeps retries fast where backoff is not the point.
@@ -86,7 +87,16 @@ describe("nginx", function()
   end
 
   local function start(conf, vars, files, setup_commands)
-    local a = app.start { conf = conf, env = env(vars), files = files, setup = setup_commands }
+    local main
+    if conf == example_conf and not app.lua_built_in() then
+      -- A loadable Lua module (Debian): the shipped loader, verbatim, which
+      -- includes the example (conf/nginx.conf).
+      setup_commands = setup_commands or {}
+      setup_commands[#setup_commands + 1] = "install -m 644 " .. DEBIAN_LOADER .. " @PREFIX@/conf/debian.conf"
+      main = "debian.conf"
+    end
+    local a = app.start { conf = function(port) return app.for_binary(conf(port)) end, env = env(vars),
+      files = files, setup = setup_commands, main = main }
     running[a] = true
     return a
   end
@@ -153,6 +163,9 @@ describe("nginx", function()
       assert.are.equal(1, #differ)
       assert.are.equal("        " .. LISTEN, shipped[differ[1]])
       assert.are.equal("        listen 127.0.0.1:" .. a.port .. ";", used[differ[1]])
+      if not app.lua_built_in() then
+        assert.are.equal(read(DEBIAN_LOADER), read(a:path("conf/debian.conf")))
+      end
     end)
 
     it("creates over HTTP: 201, the subscription with the secret the API stored", function()

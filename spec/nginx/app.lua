@@ -26,6 +26,28 @@ local M = {}
 
 local START_TIMEOUT = 5 -- seconds until the first answer
 
+--- The nginx binary the SDK's specs run: CERCA_SDK_NGINX, else the reference
+-- server's (CERCA_NGINX, else Debian's). Any nginx with the Lua module, built
+-- in (OpenResty) or loadable (Debian's libnginx-mod-http-lua).
+M.binary = os.getenv("CERCA_SDK_NGINX") or os.getenv("CERCA_NGINX") or "/usr/sbin/nginx"
+
+--- True when the binary has the Lua module built in (no load_module needed).
+function M.lua_built_in()
+  if M._built_in == nil then
+    local v = launcher.capture(quote(M.binary) .. " -V 2>&1")
+    M._built_in = v:find("lua%-nginx%-module") ~= nil or v:find("ngx_lua") ~= nil
+  end
+  return M._built_in
+end
+
+--- A configuration text fit for the binary: the load_module lines of the
+-- Lua module and the NDK dropped where the module is built in.
+function M.for_binary(text)
+  if not M.lua_built_in() then return text end
+  return (text:gsub("\nload_module [^\n]*ndk_http_module%.so;", "\n")
+    :gsub("\nload_module [^\n]*ngx_http_lua_module%.so;", "\n"))
+end
+
 local function repo_root()
   return (launcher.capture("pwd"):gsub("%s+$", ""))
 end
@@ -46,7 +68,8 @@ App.__index = App
 -- opts.files copies files into the prefix (name -> source path), readable
 -- by the workers, which do not run as root; opts.setup is a list of shell
 -- commands run once the prefix is laid out ("@PREFIX@" standing for it);
--- opts.ready is the path asked until nginx answers (default /ping).
+-- opts.ready is the path asked until nginx answers (default /ping);
+-- opts.main is another file of conf/ to start from (see launcher.start_nginx).
 function M.start(opts)
   local prefix = launcher.make_prefix()
   local a = setmetatable({ prefix = prefix }, App)
@@ -80,6 +103,8 @@ function M.start(opts)
     local ports = launcher.start_nginx {
       prefix = prefix,
       env = env,
+      nginx = M.binary,
+      main = opts.main,
       conf = function(p) return opts.conf(p[1]) end,
     }
     a.port = ports[1]

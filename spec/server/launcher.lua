@@ -454,12 +454,15 @@ M.make_prefix = _make_prefix
 -- the configuration `opts.conf(ports)` (a string, written to
 -- prefix/conf/nginx.conf), on `opts.ports` (default 1) ports picked by
 -- pick_ports, with `opts.env` (name -> value, or false to remove the
--- variable) applied to the environment it inherits.
+-- variable) applied to the environment it inherits; `opts.nginx` names the
+-- binary and `opts.main` another file of conf/ to start from.
 -- Returns the ports. The configuration must keep its pid file at
 -- logs/nginx.pid, where stop_nginx looks.
 function M.start_nginx(opts)
     local prefix = opts.prefix:gsub("/+$", "")
     local conf = prefix .. "/conf/nginx.conf"
+    -- opts.main: another file of conf/ to start from (it may include nginx.conf).
+    local main = opts.main and (prefix .. "/conf/" .. opts.main) or conf
     local log = prefix .. "/logs/start.log"
     local env = {}
     for name, value in pairs(opts.env or {}) do
@@ -468,7 +471,7 @@ function M.start_nginx(opts)
     table.sort(env)
     local command = (#env > 0 and ("env " .. table.concat(env, " ") .. " ") or "")
         .. _quote(opts.nginx or _nginx_binary()) .. " -p " .. _quote(prefix .. "/")
-        .. " -c " .. _quote(conf) .. " > " .. _quote(log) .. " 2>&1"
+        .. " -c " .. _quote(main) .. " > " .. _quote(log) .. " 2>&1"
     for _ = 1, START_ATTEMPTS do
         local ports = _pick_ports(opts.ports or 1)
         _write_file(conf, opts.conf(ports))
