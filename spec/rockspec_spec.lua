@@ -63,7 +63,12 @@ describe("rockspec/cerca-scm-1.rockspec", function()
     end)
   end
 
-  it("installs with luarocks make for the 5.1 ABI and works under LuaJIT", function()
+  it("installs with the plain luarocks make for the 5.1 ABI and works under LuaJIT", function()
+    install_and_use("5.1", "luajit", "")
+  end)
+
+  it("installs for the 5.1 ABI against LuaJIT's own headers too (LUA_INCDIR)", function()
+    sh(("rm -rf '%s/tree-luajit'"):format(work))
     install_and_use("5.1", "luajit", "LUA_INCDIR=/usr/include/luajit-2.1")
   end)
 end)
