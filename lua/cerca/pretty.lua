@@ -7,6 +7,8 @@
 -- server sent cannot drive the terminal it is printed on.
 -- @module cerca.pretty
 
+local utf8_at = require("cerca.validate").utf8_at
+
 local type = type
 local pairs = pairs
 local ipairs = ipairs
@@ -32,30 +34,6 @@ local char = string.char
 -- overrides and isolates.
 local function is_control_point(cp)
   return (cp >= 0x80 and cp <= 0x9F) or (cp >= 0x202A and cp <= 0x202E) or (cp >= 0x2066 and cp <= 0x2069)
-end
-
--- Length and code point of the UTF-8 sequence at s[i], or nil if invalid.
-local function utf8_at(s, i, n)
-  local c = byte(s, i)
-  local len, lo, hi, cp
-  if c >= 0xC2 and c <= 0xDF then len, lo, hi, cp = 2, 0x80, 0xBF, c - 0xC0
-  elseif c == 0xE0 then len, lo, hi, cp = 3, 0xA0, 0xBF, c - 0xE0
-  elseif c == 0xED then len, lo, hi, cp = 3, 0x80, 0x9F, c - 0xE0
-  elseif c >= 0xE1 and c <= 0xEF then len, lo, hi, cp = 3, 0x80, 0xBF, c - 0xE0
-  elseif c == 0xF0 then len, lo, hi, cp = 4, 0x90, 0xBF, c - 0xF0
-  elseif c >= 0xF1 and c <= 0xF3 then len, lo, hi, cp = 4, 0x80, 0xBF, c - 0xF0
-  elseif c == 0xF4 then len, lo, hi, cp = 4, 0x80, 0x8F, c - 0xF0
-  else return nil end
-  if i + len - 1 > n then return nil end
-  local c2 = byte(s, i + 1)
-  if c2 < lo or c2 > hi then return nil end
-  cp = cp * 64 + (c2 - 0x80)
-  for k = i + 2, i + len - 1 do
-    local ck = byte(s, k)
-    if ck < 0x80 or ck > 0xBF then return nil end
-    cp = cp * 64 + (ck - 0x80)
-  end
-  return len, cp
 end
 
 --- `s` safe to print on a terminal: control characters (C0, DEL, C1),

@@ -135,20 +135,8 @@ local TOKEN_BYTES = "[%w%+/=_%-\\%%%.]"
 local WHSEC = "whsec_()" .. TOKEN_BYTES .. "+()"
 local AUTHORIZATION = "[Aa][Uu][Tt][Hh][Oo][Rr][Ii][Zz][Aa][Tt][Ii][Oo][Nn]:[ \t]*()[^\r\n;]*()"
 
---- Removes known secrets and recognisable ones from a text. Every place to
--- hide is found in the original text first, then overlapping places are
--- hidden as one: no match can cut another short.
--- @tparam string s the text
--- @tparam[opt] table secrets known secret values (`list`)
--- @treturn string
-function _M.text(s, secrets)
-  local spans = {}
-  if secrets then
-    for i = 1, #secrets do secret_spans(s, secrets[i], spans) end
-  end
-  json_secret_spans(s, spans)
-  pattern_spans(s, WHSEC, spans)
-  pattern_spans(s, AUTHORIZATION, spans)
+-- `s` with every span hidden; spans that overlap or touch are hidden as one.
+local function hide(s, spans)
   if #spans == 0 then return s end
   sort(spans, function(a, b) return a[1] < b[1] end)
   local out, pos = {}, 1
@@ -168,19 +156,25 @@ function _M.text(s, secrets)
   return concat(out)
 end
 
--- `secret` removed from `s` in every way it may be written.
-local function remove_secret(s, secret)
+-- The spans of every known secret in `s`.
+local function known_spans(s, secrets)
   local spans = {}
-  secret_spans(s, secret, spans)
-  if #spans == 0 then return s end
-  local out, pos = {}, 1
-  for i = 1, #spans do
-    out[#out + 1] = sub(s, pos, spans[i][1] - 1)
-    out[#out + 1] = REDACTED
-    pos = spans[i][2] + 1
-  end
-  out[#out + 1] = sub(s, pos)
-  return concat(out)
+  for i = 1, #secrets do secret_spans(s, secrets[i], spans) end
+  return spans
+end
+
+--- Removes known secrets and recognisable ones from a text. Every place to
+-- hide is found in the original text first, then overlapping places are
+-- hidden as one: no match can cut another short.
+-- @tparam string s the text
+-- @tparam[opt] table secrets known secret values (`list`)
+-- @treturn string
+function _M.text(s, secrets)
+  local spans = secrets and known_spans(s, secrets) or {}
+  json_secret_spans(s, spans)
+  pattern_spans(s, WHSEC, spans)
+  pattern_spans(s, AUTHORIZATION, spans)
+  return hide(s, spans)
 end
 
 -- The longest run of a secret without the bytes JSON may write another
@@ -199,6 +193,16 @@ local function probe(secret)
   return best
 end
 
+-- How many times `needle` stands in `s`.
+local function count(s, needle)
+  local n, j = 0, find(s, needle, 1, true)
+  while j do
+    n = n + 1
+    j = find(s, needle, j + 1, true)
+  end
+  return n
+end
+
 -- How many times the probes of `secrets` occur in `s` at most (a bound on
 -- how often a secret is written there); nil when escapes make it unknown.
 local function occurrences(s, secrets)
@@ -207,11 +211,7 @@ local function occurrences(s, secrets)
   for i = 1, #secrets do
     local p = secrets.probes[i]
     if p == "" then return nil end
-    local n, j = 0, find(s, p, 1, true)
-    while j do
-      n = n + 1
-      j = find(s, p, j + 1, true)
-    end
+    local n = count(s, p)
     if n > most then most = n end
   end
   return most
@@ -226,8 +226,18 @@ end
 -- nothing else is changed).
 function _M.known(s, secrets)
   if occurrences(s, secrets) == 0 then return s end
-  for i = 1, #secrets do s = remove_secret(s, secrets[i]) end
-  return s
+  return hide(s, known_spans(s, secrets))
+end
+
+--- True when the raw JSON text `s` writes `secret` at most once (in the
+-- field that holds it): then no other decoded string can hold it. JSON
+-- writes a base64 secret as is, or with "/" as "\/"; a \u escape anywhere
+-- leaves it undecided (false).
+function _M.written_once(s, secret)
+  if find(secret, '[\\"]') or find(s, "\\u", 1, true) then return false end
+  local n = count(s, secret)
+  if find(secret, "/", 1, true) then n = n + count(s, (gsub(secret, "/", "\\/"))) end
+  return n <= 1
 end
 
 --- Removes known secrets from the string values of a flat table (headers),
@@ -241,8 +251,7 @@ function _M.fields(t, secrets)
         if maybe or probes[i] == "" or find(v, probes[i], 1, true) then maybe = true break end
       end
       if maybe then
-        for i = 1, #secrets do v = remove_secret(v, secrets[i]) end
-        t[k] = v
+        t[k] = hide(v, known_spans(v, secrets))
       end
     end
   end

@@ -98,32 +98,44 @@ function _M.control_char(s, allow_tab)
   end
 end
 
+--- The UTF-8 sequence starting at byte `i` of `s` (`n` = `#s`): its length
+-- and code point, or nil when it is not well-formed (overlong, surrogate,
+-- beyond U+10FFFF, cut short).
+function _M.utf8_at(s, i, n)
+  local c = byte(s, i)
+  if c < 0x80 then return 1, c end
+  local len, lo, hi, cp
+  if c >= 0xC2 and c <= 0xDF then len, lo, hi, cp = 2, 0x80, 0xBF, c - 0xC0
+  elseif c == 0xE0 then len, lo, hi, cp = 3, 0xA0, 0xBF, c - 0xE0
+  elseif c == 0xED then len, lo, hi, cp = 3, 0x80, 0x9F, c - 0xE0
+  elseif c >= 0xE1 and c <= 0xEF then len, lo, hi, cp = 3, 0x80, 0xBF, c - 0xE0
+  elseif c == 0xF0 then len, lo, hi, cp = 4, 0x90, 0xBF, c - 0xF0
+  elseif c >= 0xF1 and c <= 0xF3 then len, lo, hi, cp = 4, 0x80, 0xBF, c - 0xF0
+  elseif c == 0xF4 then len, lo, hi, cp = 4, 0x80, 0x8F, c - 0xF0
+  else return nil end
+  if i + len - 1 > n then return nil end
+  local c2 = byte(s, i + 1)
+  if c2 < lo or c2 > hi then return nil end
+  cp = cp * 64 + (c2 - 0x80)
+  for k = i + 2, i + len - 1 do
+    local ck = byte(s, k)
+    if ck < 0x80 or ck > 0xBF then return nil end
+    cp = cp * 64 + (ck - 0x80)
+  end
+  return len, cp
+end
+
+local utf8_at = _M.utf8_at
+
 --- True when `s` is well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF).
 function _M.is_utf8(s)
+  -- ASCII text needs no walk.
+  if not find(s, "[\128-\255]") then return true end
   local i, n = 1, #s
   while i <= n do
-    local c = byte(s, i)
-    if c < 0x80 then
-      i = i + 1
-    else
-      local len, lo, hi
-      if c >= 0xC2 and c <= 0xDF then len, lo, hi = 2, 0x80, 0xBF
-      elseif c == 0xE0 then len, lo, hi = 3, 0xA0, 0xBF
-      elseif c == 0xED then len, lo, hi = 3, 0x80, 0x9F
-      elseif c >= 0xE1 and c <= 0xEF then len, lo, hi = 3, 0x80, 0xBF
-      elseif c == 0xF0 then len, lo, hi = 4, 0x90, 0xBF
-      elseif c >= 0xF1 and c <= 0xF3 then len, lo, hi = 4, 0x80, 0xBF
-      elseif c == 0xF4 then len, lo, hi = 4, 0x80, 0x8F
-      else return false end
-      if i + len - 1 > n then return false end
-      local c2 = byte(s, i + 1)
-      if c2 < lo or c2 > hi then return false end
-      for k = i + 2, i + len - 1 do
-        local ck = byte(s, k)
-        if ck < 0x80 or ck > 0xBF then return false end
-      end
-      i = i + len
-    end
+    local len = utf8_at(s, i, n)
+    if not len then return false end
+    i = i + len
   end
   return true
 end

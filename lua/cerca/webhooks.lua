@@ -231,26 +231,6 @@ local function holds(v, secret, depth)
   return false
 end
 
--- How many times `needle` stands in `s`.
-local function count(s, needle)
-  local n, j = 0, find(s, needle, 1, true)
-  while j do
-    n = n + 1
-    j = find(s, needle, j + 1, true)
-  end
-  return n
-end
-
--- True when the raw answer writes `secret` once (in its "secret" field):
--- then no other decoded field can hold it. JSON writes a base64 secret as
--- is, or with "/" as "\/"; a \u escape anywhere leaves it undecided.
-local function written_once(body, secret)
-  if find(secret, '[\\"]') or find(body, "\\u", 1, true) then return false end
-  local n = count(body, secret)
-  if find(secret, "/", 1, true) then n = n + count(body, (gsub(secret, "/", "\\/"))) end
-  return n <= 1
-end
-
 -- A create's response, as the subscription and the call's details, or
 -- as an error that keeps the raw answer and the key to repeat the call with.
 local function created(fleet_id, res, err)
@@ -274,7 +254,7 @@ local function created(fleet_id, res, err)
   -- The secret is printed only where it is asked for: never inside the
   -- other fields, nor in the answer's headers.
   local secret = sub.secret
-  if not written_once(res.body, secret) then
+  if not redact.written_once(res.body, secret) then
     for k, v in pairs(sub) do
       if k ~= "secret" and holds(v, secret, 0) then sub[k] = redact.value(v, redact.list(secret)) end
     end
