@@ -35,6 +35,8 @@ POSIX_54  = build/lua5.4/spec_posix.so
 POSIX_JIT = build/luajit/spec_posix.so
 POSIX_SAN = build/asan/spec_posix.so
 POSIXES   = $(foreach v,$(LUA_VERSIONS),build/lua$(v)/spec_posix.so) $(POSIX_JIT) $(POSIX_SAN)
+# An nginx with the Lua module built in (as OpenResty's), for the nginx specs.
+NGINX_BUILTIN = build/nginx-builtin/sbin/nginx
 
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES = gcc libc6-dev make pkg-config curl openssl ca-certificates \
@@ -43,6 +45,7 @@ DEB_PACKAGES = gcc libc6-dev make pkg-config curl openssl ca-certificates \
                lua-cjson lua-busted lua-check luarocks lua-ldoc lua-discount \
                libcurl4-openssl-dev libssl-dev \
                nginx libnginx-mod-http-lua valgrind nodejs npm \
+               libpcre3-dev zlib1g-dev \
                clang libclang-rt-14-dev
 
 .PHONY: help deps build test demo serve install lint check-memory fuzz docs rock clean
@@ -67,7 +70,7 @@ $(CORE_JIT): $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I$(LUA_INC_JIT) $(SRC) -o $@ $(LDFLAGS) $(LIBS)
 
-test: build $(CORE_SAN) $(LUA_SAN) $(FUZZERS) $(POSIXES) ## lint, suite under Lua 5.1-5.4 and LuaJIT, memory checks, fuzz
+test: build $(CORE_SAN) $(LUA_SAN) $(FUZZERS) $(POSIXES) $(NGINX_BUILTIN) ## lint, suite under Lua 5.1-5.4 and LuaJIT, memory checks, fuzz
 	@sh spec/tools/run-tests.sh
 
 demo: build ## create a subscription against the bundled reference server
@@ -92,6 +95,9 @@ $(CORE_SAN): $(SRC) $(HDR)
 $(LUA_SAN): spec/tools/lua-asan.c
 	@mkdir -p $(dir $@)
 	$(CC) -O1 -g $(SANITIZE) $(WARN) -I$(LUA_INC_54) $< -o $@ -llua5.4 -lm -ldl
+
+$(NGINX_BUILTIN): spec/tools/build-nginx.sh
+	@sh spec/tools/build-nginx.sh build/nginx-builtin
 
 build/lua%/spec_posix.so: spec/tools/posix.c
 	@mkdir -p $(dir $@)

@@ -1,5 +1,6 @@
 #!/bin/sh
 # The whole suite: lint, the busted specs under Lua 5.4 and under LuaJIT
+# (the nginx specs twice: Debian's loadable Lua module, then one built in)
 # (and, but for the nginx and LuaRocks ones, under Lua 5.1, 5.2 and 5.3),
 # the suite again under valgrind and under ASan+UBSan, and a short fuzz run. Ends with one line "N passed, N failed",
 # summed over everything it ran; exits non-zero if anything failed.
@@ -27,7 +28,7 @@ gate() {
 suite() {
   lua=$1
   shift
-  echo "== busted under $lua $*"
+  echo "== busted under $lua $*${CERCA_SDK_NGINX:+ (SDK in $CERCA_SDK_NGINX)}"
   out=$(mktemp)
   "$lua" /usr/bin/busted "$@" 2>&1 | tee "$out"
   summary=$(grep -E '^[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$out" | tail -n 1)
@@ -46,6 +47,11 @@ suite() {
 gate "lint (luacheck, warning-free C)" make --no-print-directory lint
 suite lua5.4
 suite luajit
+# The SDK inside an nginx whose Lua module is built in (as OpenResty ships
+# it), where the run above loaded Debian's module.
+export CERCA_SDK_NGINX="$PWD/build/nginx-builtin/sbin/nginx"
+suite luajit --pattern=nginx_spec
+unset CERCA_SDK_NGINX
 # The other versions the rockspec claims: every spec but those of the SDK
 # inside nginx (nginx's Lua is LuaJIT) and of the LuaRocks installs (they
 # install for each version themselves, from the two runs above).
