@@ -48,7 +48,7 @@ DEB_PACKAGES = gcc libc6-dev make pkg-config curl openssl ca-certificates \
                libpcre3-dev zlib1g-dev \
                clang libclang-rt-14-dev
 
-.PHONY: help deps build test demo serve install lint check-memory fuzz docs rock clean
+.PHONY: help deps build test demo serve install lint check-memory fuzz docs rock rock-build rock-install clean
 
 # The release rockspec `make rock` packs, and where the rock goes.
 ROCKSPEC ?= rockspec/cerca-0.1.0-1.rockspec
@@ -158,5 +158,25 @@ $(BENCH_CEILING): bench/ceiling.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c99 -O2 -g -Wall -Wextra -Werror $< -o $@ -lcurl -lcrypto
 
-clean: ## remove build output (also what `luarocks make` leaves in the checkout)
-	rm -rf build cerca src/*.o
+# What LuaRocks runs (the rockspec's `make` build): `make rock-build` with
+# its CC, CFLAGS, LIBFLAG and the include/library folders it found, then
+# `make rock-install` with the rock's LUADIR and LIBDIR. The core is built in
+# build/rock/, so `luarocks make` leaves the checkout as it found it. No
+# -Werror here: a user's newer compiler must not fail an install.
+ROCK_CORE = build/rock/cerca/core.so
+LIBFLAG  ?= -shared
+ROCK_INC  = $(foreach d,$(LUA_INCDIR) $(CURL_INCDIR) $(OPENSSL_INCDIR),-I$(d))
+ROCK_LIB  = $(foreach d,$(CURL_LIBDIR) $(OPENSSL_LIBDIR),-L$(d))
+
+rock-build: ## (LuaRocks) build the core with LuaRocks' variables, into build/rock/
+	@mkdir -p $(dir $(ROCK_CORE))
+	$(CC) $(CFLAGS) -std=c99 -fvisibility=hidden -Wall -Wextra $(ROCK_INC) $(SRC) \
+	  -o $(ROCK_CORE) $(LIBFLAG) $(ROCK_LIB) $(LIBS)
+
+rock-install: ## (LuaRocks) install the modules into the rock's LUADIR and LIBDIR
+	install -d $(LUADIR)/cerca $(LIBDIR)/cerca
+	install -m 0644 lua/cerca/*.lua $(LUADIR)/cerca/
+	install -m 0755 $(ROCK_CORE) $(LIBDIR)/cerca/core.so
+
+clean: ## remove build output
+	rm -rf build

@@ -35,33 +35,25 @@ external_dependencies = {
 }
 
 build = {
-  type = "builtin",
-  modules = {
-    ["cerca.core"] = {
-      sources = { "src/core.c", "src/http.c", "src/headers.c", "src/crypto.c", "src/multi.c",
-                  "src/journal.c" },
-      incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
-      libraries = { "curl", "crypto", "pthread" },
-    },
-    ["cerca"] = "lua/cerca/init.lua",
-    ["cerca.batch"] = "lua/cerca/batch.lua",
-    ["cerca.call"] = "lua/cerca/call.lua",
-    ["cerca.cli"] = "lua/cerca/cli.lua",
-    ["cerca.client"] = "lua/cerca/client.lua",
-    ["cerca.clock"] = "lua/cerca/clock.lua",
-    ["cerca.deliveries"] = "lua/cerca/deliveries.lua",
-    ["cerca.errors"] = "lua/cerca/errors.lua",
-    ["cerca.json"] = "lua/cerca/json.lua",
-    ["cerca.log"] = "lua/cerca/log.lua",
-    ["cerca.nginx"] = "lua/cerca/nginx.lua",
-    ["cerca.nginx_thread"] = "lua/cerca/nginx_thread.lua",
-    ["cerca.pretty"] = "lua/cerca/pretty.lua",
-    ["cerca.redact"] = "lua/cerca/redact.lua",
-    ["cerca.retry"] = "lua/cerca/retry.lua",
-    ["cerca.transport"] = "lua/cerca/transport.lua",
-    ["cerca.validate"] = "lua/cerca/validate.lua",
-    ["cerca.webhooks"] = "lua/cerca/webhooks.lua",
+  -- The Makefile's rock-build and rock-install targets: the core is compiled
+  -- in build/rock/, so a `luarocks make` leaves the checkout clean, and
+  -- lua/cerca/*.lua are installed as they are (no module list to keep).
+  type = "make",
+  build_target = "rock-build",
+  build_variables = {
+    CC = "$(CC)",
+    CFLAGS = "$(CFLAGS)",
+    LIBFLAG = "$(LIBFLAG)",
+    LUA_INCDIR = "$(LUA_INCDIR)",
+    CURL_INCDIR = "$(CURL_INCDIR)",
+    CURL_LIBDIR = "$(CURL_LIBDIR)",
+    OPENSSL_INCDIR = "$(OPENSSL_INCDIR)",
+    OPENSSL_LIBDIR = "$(OPENSSL_LIBDIR)",
+  },
+  install_target = "rock-install",
+  install_variables = {
+    LUADIR = "$(LUADIR)",
+    LIBDIR = "$(LIBDIR)",
   },
   install = {
     -- The `cerca` command (LuaRocks puts a wrapper in the tree's bin/ that

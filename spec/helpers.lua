@@ -137,7 +137,7 @@ end
 function helpers.install_command()
   local q = helpers.q
   local work = (helpers.sh("mktemp -d")):gsub("%s+$", "")
-  local out, status = helpers.sh(("cp -r src lua rockspec bin %s/ && cd %s && luarocks --lua-version 5.4 "
+  local out, status = helpers.sh(("cp -r Makefile src lua rockspec bin %s/ && cd %s && luarocks --lua-version 5.4 "
     .. "--tree %s/tree make --deps-mode=none rockspec/cerca-scm-1.rockspec 2>&1"):format(q(work), q(work), q(work)))
   assert(status == 0, out)
   return work, work .. "/tree/bin/cerca",

@@ -65,7 +65,7 @@ describe("the README's commands", function()
       -- A checkout, and a LuaRocks configuration of our own: the rock goes
       -- to a tree of the spec's, and dependencies come from Debian (no
       -- LuaRocks server is reachable), as --deps-mode=none would say.
-      local _, status = sh(("cp -r src lua bin rockspec %s/"):format(q(work)))
+      local _, status = sh(("cp -r Makefile src lua bin rockspec %s/"):format(q(work)))
       assert(status == 0)
       local tree = work .. "/tree"
       write(work .. "/config.lua", ("rocks_trees = { { name = 'spec', root = %q } }\ndeps_mode = 'none'\n")

@@ -1,19 +1,23 @@
 -- Installing with LuaRocks into a fresh tree gives a working library, for
 -- every Lua the rockspec claims (5.1 to 5.4) and for LuaJIT (the 5.1 ABI, as
--- OpenResty uses it).
+-- OpenResty uses it), from a checkout that stays clean.
 local helpers = require "spec.helpers"
 
 local sh = helpers.sh
 
 describe("rockspec/cerca-scm-1.rockspec", function()
-  local srv, work
+  local srv, work, checkout
 
   setup(function()
     srv = helpers.start_server { tls = false }
     work = assert(sh("mktemp -d")):gsub("%s+$", "")
-    -- Build from a copy, so nothing lands in the work tree.
-    local _, status = sh(("cp -r src lua bin rockspec '%s/'"):format(work))
-    assert(status == 0)
+    -- Build from a checkout of its own (what git tracks, committed), so that
+    -- nothing lands in the work tree and what luarocks leaves behind shows.
+    checkout = work .. "/checkout"
+    local out, status = sh(("mkdir '%s' && git ls-files -z | xargs -0 tar cf - | tar xf - -C '%s' && cd '%s' && "
+      .. "git init -q && git add -A && git -c user.name=t -c user.email=t@t commit -qm tracked")
+      :format(checkout, checkout, checkout))
+    assert(status == 0, out)
   end)
 
   teardown(function()
@@ -26,7 +30,7 @@ describe("rockspec/cerca-scm-1.rockspec", function()
   local function install_and_use(lua_version, interpreter, extra)
     local tree = ("%s/tree-%s"):format(work, interpreter)
     local out, status = sh(("cd '%s' && luarocks --lua-version %s --tree '%s' make --deps-mode=none "
-      .. "rockspec/cerca-scm-1.rockspec %s"):format(work, lua_version, tree, extra))
+      .. "rockspec/cerca-scm-1.rockspec %s"):format(checkout, lua_version, tree, extra))
     assert.are.equal(0, status, out)
     assert.matches("cerca scm%-1 is now installed", out)
 
@@ -45,9 +49,18 @@ describe("rockspec/cerca-scm-1.rockspec", function()
       :format(srv.api_key, srv.http_url, share, share, lib, interpreter, script))
     assert.are.equal(0, status, out)
     assert.are.equal(lib .. "/cerca/core.so fleet_rock", out)
+
+    -- Every module of lua/cerca is installed, and nothing else.
+    local shipped = assert(sh(("cd '%s/lua/cerca' && ls"):format(checkout)))
+    local installed = assert(sh(("cd '%s/cerca' && ls"):format(share)))
+    assert.are.equal(shipped, installed)
+    -- The checkout is as it was: the core was built in build/ (ignored).
+    out = assert(sh(("cd '%s' && git status --porcelain --ignored"):format(checkout)))
+    assert.are.equal("!! build/\n", out)
   end
 
-  it("installs with the plain luarocks make (no variables) and works under Lua 5.4", function()
+  it("installs with the plain luarocks make (no variables), works under Lua 5.4 and leaves the checkout clean",
+    function()
     install_and_use("5.4", "lua5.4", "")
   end)
 
