@@ -431,11 +431,12 @@ local function create_batch(ui, o, env)
   if o.idempotency_key then
     return nil, usage_error("--idempotency-key is for a single fleet; each fleet of a batch gets its own key")
   end
-  local concurrency = 16
+  local range = cerca.webhooks.CONCURRENCY
+  local concurrency = range.default
   if o.concurrency then
     concurrency = tonumber(o.concurrency)
-    if not concurrency or concurrency % 1 ~= 0 or concurrency < 1 or concurrency > 1000 then
-      return nil, usage_error("--concurrency takes a whole number from 1 to 1000")
+    if not concurrency or concurrency % 1 ~= 0 or concurrency < range.min or concurrency > range.max then
+      return nil, usage_error(format("--concurrency takes a whole number from %d to %d", range.min, range.max))
     end
   end
   local params, perr = params_of(o)

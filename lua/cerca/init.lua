@@ -89,6 +89,11 @@ local api = {}
 -- @table webhooks.EVENTS
 api.EVENTS = webhooks.EVENTS
 
+--- How many creates `create_many` keeps in flight: `default` (16), `min` (1)
+-- and `max` (1000).
+-- @table webhooks.CONCURRENCY
+api.CONCURRENCY = webhooks.CONCURRENCY
+
 --- Creates a webhook subscription for a fleet (through the default client;
 -- `client.webhooks.create` takes the same arguments).
 -- @function webhooks.create

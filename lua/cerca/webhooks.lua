@@ -288,7 +288,10 @@ end
 local ITEM_KEYS = { "fleet_id", "params", "options" }
 local MANY_OPTIONS = { "concurrency", "on_result" }
 
-_M.DEFAULT_CONCURRENCY = 16
+--- How many creates `create_many` keeps in flight: the default and the range
+-- (the command line's `--concurrency` takes the same).
+_M.CONCURRENCY = { default = 16, min = 1, max = 1000 }
+local CONCURRENCY = _M.CONCURRENCY
 
 --- Creates many subscriptions at once through `client`. See
 -- `cerca.webhooks.create_many`.
@@ -307,12 +310,12 @@ function _M.create_many(client, items, opts)
       .. "(got %s)", validate.describe(items)))
   end
   if opts ~= nil and type(opts) ~= "table" then
-    return nil, invalid("opts", format("opts must be a table (got %s); e.g. { concurrency = 16 }",
-      validate.describe(opts)))
+    return nil, invalid("opts", format("opts must be a table (got %s); e.g. { concurrency = %d }",
+      validate.describe(opts), CONCURRENCY.default))
   end
   opts = opts or {}
   local msg = validate.known_keys(opts, "opts", MANY_OPTIONS)
-    or validate.integer(opts.concurrency, "opts.concurrency", 1, 1000)
+    or validate.integer(opts.concurrency, "opts.concurrency", CONCURRENCY.min, CONCURRENCY.max)
   if msg then return nil, invalid(match(msg, "^[%w_%.]+"), msg) end
   local on_result = opts.on_result
   if on_result ~= nil and type(on_result) ~= "function" then
@@ -355,7 +358,7 @@ function _M.create_many(client, items, opts)
     end
   end
 
-  client:request_many(specs, opts.concurrency or _M.DEFAULT_CONCURRENCY, function(k, res, err)
+  client:request_many(specs, opts.concurrency or CONCURRENCY.default, function(k, res, err)
     local sub, e, response = created(items[index_of[k]].fleet_id, res, err)
     if sub then
       report(index_of[k], { ok = true, subscription = sub, response = response })
