@@ -8,7 +8,6 @@ files["spec"] = { std = "+busted" }
 files["spec/server/handler.lua"] = { globals = { "ngx" } }
 -- The OpenResty adapter reads nginx's API table when it runs inside nginx.
 files["lua/cerca/nginx.lua"] = { read_globals = { "ngx" } }
-files["lua/cerca/transport.lua"] = { read_globals = { "ngx" } }
-files["lua/cerca/batch.lua"] = { read_globals = { "ngx" } }
+files["lua/cerca/runtime.lua"] = { read_globals = { "ngx" } }
 files["bin/cerca"] = { std = "max" }
 files["examples/openresty"] = { read_globals = { "ngx" } }

@@ -5,6 +5,7 @@
 require "spec.helpers"
 local core = require "cerca.core"
 local webhooks = require "cerca.webhooks"
+local outcome = require "cerca.outcome"
 local retry = require "cerca.retry"
 local log = require "cerca.log"
 local errors = require "cerca.errors"
@@ -136,9 +137,11 @@ describe("random inputs", function()
       local ok, wait = pcall(retry.server_delay, headers, 1784454000)
       assert(ok, wait)
       assert.is_true(wait == nil or (wait >= 0 and wait < 1e12 and wait == wait))
-      local ok2, again = pcall(retry.should_retry, { status = random(0, 600), headers = headers })
-      assert(ok2, again)
-      assert.is_boolean(again)
+      local ok2, value, failure = pcall(outcome.classify, { status = random(0, 600), headers = headers, body = "" },
+        1024)
+      assert(ok2, value)
+      assert.is_nil(value) -- no JSON: never a response
+      assert.is_boolean(failure.retryable)
     end
   end)
 

@@ -1,16 +1,28 @@
 -- The retry policy on its own: what is retried and how long to wait.
 require "spec.helpers"
+local outcome = require "cerca.outcome"
 local retry = require "cerca.retry"
 
 describe("cerca.retry", function()
-  describe("should_retry", function()
+  -- What is retried is decided where an answer is classified (cerca.outcome);
+  -- retry.next_wait decides on that classification only.
+  describe("what is retried (outcome.classify)", function()
     local function res(status, headers, err)
-      return { status = status, headers = headers or {}, error = err }
+      return { status = status, headers = headers or {}, body = "", error = err, error_message = err }
+    end
+    local function failure(r)
+      local value, f = outcome.classify(r, 1024)
+      assert.is_nil(value)
+      return f
+    end
+    local function should_retry(r)
+      local f = failure(r)
+      return f.retryable, f.reason
     end
 
     it("retries 408, 409, 429 and every 5xx", function()
       for _, status in ipairs { 408, 409, 429, 500, 501, 502, 503, 504, 599 } do
-        local again, why = retry.should_retry(res(status))
+        local again, why = should_retry(res(status))
         assert.is_true(again, status)
         assert.are.equal("HTTP " .. status, why)
       end
@@ -18,27 +30,49 @@ describe("cerca.retry", function()
 
     it("does not retry other statuses", function()
       for _, status in ipairs { 200, 201, 204, 301, 307, 400, 401, 403, 404, 410, 422, 451 } do
-        assert.is_false(retry.should_retry(res(status)), status)
+        assert.is_false(should_retry(res(status)), status)
       end
     end)
 
     it("retries connection failures and timeouts, also after a 2xx status line", function()
-      assert.is_true(retry.should_retry(res(0, nil, "connection")))
-      assert.is_true(retry.should_retry(res(0, nil, "timeout")))
-      assert.is_true(retry.should_retry(res(201, nil, "connection")))
+      assert.is_true(should_retry(res(0, nil, "connection")))
+      assert.is_true(should_retry(res(0, nil, "timeout")))
+      assert.is_true(should_retry(res(201, nil, "connection")))
+      -- A 2xx that broke off: the API made it; the error says so.
+      local f = failure(res(201, nil, "connection"))
+      assert.is_true(f.created)
+      assert.are.equal("invalid_response", f.error.type)
+      assert.is_nil(failure(res(0, nil, "connection")).created)
     end)
 
     it("does not retry TLS failures, oversized answers or bad URLs", function()
       for _, kind in ipairs { "tls", "too_large", "url", "internal" } do
-        assert.is_false(retry.should_retry(res(0, nil, kind)), kind)
+        assert.is_false(should_retry(res(0, nil, kind)), kind)
       end
     end)
 
     it("lets x-should-retry override the decision", function()
-      assert.is_false(retry.should_retry(res(503, { ["x-should-retry"] = "false" })))
-      assert.is_true(retry.should_retry(res(400, { ["x-should-retry"] = "true" })))
-      assert.is_true(retry.should_retry(res(400, { ["x-should-retry"] = "TRUE" })))
-      assert.is_true(retry.should_retry(res(503, { ["x-should-retry"] = "maybe" })))
+      assert.is_false(should_retry(res(503, { ["x-should-retry"] = "false" })))
+      assert.is_true(should_retry(res(400, { ["x-should-retry"] = "true" })))
+      assert.is_true(should_retry(res(400, { ["x-should-retry"] = "TRUE" })))
+      assert.is_true(should_retry(res(503, { ["x-should-retry"] = "maybe" })))
+    end)
+  end)
+
+  describe("next_wait", function()
+    it("ends the call on a failure that is not retryable, or on the last attempt", function()
+      assert.is_nil(retry.next_wait({ retryable = false }, 1, 3, {}))
+      assert.is_nil(retry.next_wait({ retryable = true }, 3, 3, {}))
+      local wait = retry.next_wait({ retryable = true }, 1, 3, {})
+      assert.is_true(wait >= 0.375 and wait <= 0.5, tostring(wait))
+    end)
+
+    it("waits what the server names, unless it is longer than MAX_SERVER_DELAY", function()
+      assert.are.equal(2, retry.next_wait({ retryable = true }, 1, 3, { ["retry-after"] = "2" }))
+      local wait, asked = retry.next_wait({ retryable = true }, 1, 3,
+        { ["retry-after"] = tostring(retry.MAX_SERVER_DELAY + 1) })
+      assert.is_nil(wait)
+      assert.are.equal(retry.MAX_SERVER_DELAY + 1, asked)
     end)
   end)
 

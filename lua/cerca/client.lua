@@ -1,24 +1,24 @@
---- The client: configuration, and the loop that drives one API call.
+--- The client: its configuration, checked once, and its runtime.
 --
 --   client:request(method, path, body, options)
---     -> cerca.call prepares the call (options, body encoded once,
---        idempotency key drawn once)
---     -> attempt loop: transport.attempt (one HTTP exchange in the C core),
---        then call:finish says done, failed, or retry after a wait
+--     -> cerca.call prepares the call from the client's profile (options,
+--        body encoded once, idempotency key drawn once)
+--     -> call:run(runtime): one attempt at a time through the runtime
+--        chosen when the client was made (cerca.runtime: plain Lua, or
+--        cerca.nginx), until done, failed, or a wait and the next one
 --   client:request_many(...) does the same for many calls at once
---   (cerca.batch).
+--   (runtime:run_many).
 -- @module cerca.client
 
-local batch = require "cerca.batch"
 local call = require "cerca.call"
-local clock = require "cerca.clock"
 local core = require "cerca.core"
 local deliveries = require "cerca.deliveries"
 local errors = require "cerca.errors"
 local log = require "cerca.log"
+local prepare = require "cerca.prepare"
 local redact = require "cerca.redact"
+local runtime = require "cerca.runtime"
 local validate = require "cerca.validate"
-local transport = require "cerca.transport"
 local webhooks = require "cerca.webhooks"
 
 local type = type
@@ -26,7 +26,6 @@ local setmetatable = setmetatable
 local getmetatable = getmetatable
 local tostring = tostring
 local format = string.format
-local match = string.match
 local gsub = string.gsub
 local find = string.find
 local getenv = os.getenv
@@ -96,7 +95,7 @@ local function normalise_base_url(url, field)
       .. "the API key is the only credential: pass it as api_key or CERCA_API_KEY", field))
   end
   local scheme, host = validate.parse_url(url, field, _M.DEFAULT_BASE_URL, MAX_BASE_URL)
-  if not scheme then return nil, config_error(field, host) end
+  if not scheme then return nil, config_error(host.field, host.message) end
   if scheme ~= "https" and scheme ~= "http" then
     return nil, config_error(field, format("%s must use https (got %s://)", field, scheme))
   end
@@ -139,8 +138,8 @@ function _M.new(opts)
   local msg
   opts, msg = validate.snapshot(opts, "cerca.new options")
   if not opts then return nil, config_error("options", msg) end
-  msg = validate.known_keys(opts, "cerca.new", CLIENT_OPTIONS)
-  if msg then return nil, config_error("options", msg) end
+  local bad = validate.known_keys(opts, "cerca.new", CLIENT_OPTIONS)
+  if bad then return nil, config_error("options", bad.message) end
 
   local api_key = opts.api_key
   local key_field = "api_key"
@@ -153,12 +152,12 @@ function _M.new(opts)
   base_url, err = normalise_base_url(base_url or _M.DEFAULT_BASE_URL, base_field)
   if not base_url then return nil, err end
 
-  msg = validate.seconds(opts.timeout, "timeout")
+  bad = validate.seconds(opts.timeout, "timeout")
     or validate.seconds(opts.connect_timeout, "connect_timeout")
     or validate.integer(opts.max_retries, "max_retries", 0, 10)
     or validate.integer(opts.max_response_size, "max_response_size", 1, 2 ^ 31)
-    or validate.headers(opts.headers, "headers", call.RESERVED_HEADERS)
-  if msg then return nil, config_error(match(msg, "^[%w_]+"), msg) end
+    or validate.headers(opts.headers, "headers", prepare.RESERVED_HEADERS)
+  if bad then return nil, config_error(bad.field, bad.message) end
 
   if opts.logger ~= nil and type(opts.logger) ~= "function" then
     return nil, config_error("logger", format("logger must be a function(level, line) (got %s)",
@@ -191,26 +190,41 @@ function _M.new(opts)
   end
 
   local secrets = redact.list(api_key)
+  local ua = user_agent()
+  local rt = runtime.new { ca_file = ca_file, user_agent = ua, thread_pool = pool }
   local client = setmetatable({
     base_url = base_url,
-    -- Plain http is allowed for loopback hosts only; those calls never go
-    -- through a proxy, which would carry the key in clear text.
-    no_proxy = find(base_url, "^[Hh][Tt][Tt][Pp]://") ~= nil,
     timeout = opts.timeout or _M.DEFAULTS.timeout,
     connect_timeout = opts.connect_timeout or _M.DEFAULTS.connect_timeout,
     max_retries = opts.max_retries or _M.DEFAULTS.max_retries,
     max_response_size = opts.max_response_size or _M.DEFAULTS.max_response_size,
     ca_file = ca_file,
     thread_pool = pool,
-    user_agent = user_agent(),
-    -- Kept apart from the fields a caller may print. `_headers` is the
-    -- checked copy: changing the caller's table later changes nothing.
-    _api_key = api_key,
-    _secrets = secrets,
-    _headers = opts.headers,
-    _header_lines = call.header_lines(api_key, opts.headers),
-    _log = log.new(level, opts.logger, secrets),
+    user_agent = ua,
+    _runtime = rt,
   }, Client)
+
+  -- What every call of this client starts from (cerca.call). The API key
+  -- stays in the header lines; `client_headers` is the checked copy:
+  -- changing the caller's table later changes nothing.
+  local client_headers = opts.headers
+  local header_lines = prepare.header_lines(api_key, client_headers)
+  client._profile = {
+    url = base_url,
+    timeout = client.timeout,
+    connect_timeout = client.connect_timeout,
+    max_retries = client.max_retries,
+    max_response_size = client.max_response_size,
+    -- Plain http is allowed for loopback hosts only; those calls never go
+    -- through a proxy, which would carry the key in clear text.
+    no_proxy = find(base_url, "^[Hh][Tt][Tt][Pp]://") ~= nil,
+    header_lines = function(call_headers)
+      if not call_headers then return header_lines end
+      return prepare.header_lines(api_key, client_headers, call_headers)
+    end,
+    secrets = secrets,
+    log = log.new(level, opts.logger or rt.log_sink, secrets),
+  }
 
   client.webhooks = {
     EVENTS = webhooks.EVENTS,
@@ -238,8 +252,12 @@ end
 -- @treturn[opt] table the error when called without the client
 function Client:close()
   if getmetatable(self) ~= Client then return nil, not_a_client("close") end
-  transport.close(self)
+  self._runtime:close()
   return true
+end
+
+local function refused(message)
+  return errors.new("configuration", message, { attempts = 0 })
 end
 
 --- Sends one API call, retrying as `cerca.retry` decides, and reads the answer.
@@ -251,34 +269,41 @@ end
 -- @treturn[opt] table the error (`err.attempts`: how many attempts were made)
 function Client:request(method, path, body, options)
   if getmetatable(self) ~= Client then return nil, not_a_client("request") end
-  local c, err = call.new(self, method, path, body, options)
+  local c, err = call.new(self._profile, method, path, body, options)
   if not c then return nil, err end
-  while true do
-    local request = c:next_request()
-    local state, value
-    if request then
-      state, value = c:finish(transport.attempt(self, request))
-    else
-      state, value = c:expire()
-    end
-    if state == "retry" then
-      clock.sleep(value)
-    elseif state == "done" then
-      return value
-    else
-      return nil, value
-    end
-  end
+  local rt = self._runtime
+  local why = rt:context_error()
+  if why then return nil, refused(why) end
+  return c:run(rt)
 end
 
 --- Sends many calls at once (curl multi; under nginx, light threads),
 -- each with the same policy as `request`.
 -- @tparam table specs list of `{ method, path, body, options }`
 -- @tparam number concurrency calls in flight at most
--- @tparam function on_done `on_done(i, value, err)` as each call ends
+-- @tparam function on_done `on_done(i, value, err)` as each call ends; it
+--   must not raise (the caller wraps user callbacks)
 function Client:request_many(specs, concurrency, on_done)
   if getmetatable(self) ~= Client then return nil, not_a_client("request_many") end
-  return batch.run(self, specs, concurrency, on_done)
+  if #specs == 0 then return end
+  local rt = self._runtime
+  local why = rt:context_error()
+  if why then
+    for k = 1, #specs do on_done(k, nil, refused(why)) end
+    return
+  end
+  local calls, keys = {}, {}
+  for k = 1, #specs do
+    local spec = specs[k]
+    local c, err = call.new(self._profile, spec[1], spec[2], spec[3], spec[4])
+    if c then
+      calls[k] = c
+      keys[#keys + 1] = k
+    else
+      on_done(k, nil, err)
+    end
+  end
+  if #keys > 0 then return rt:run_many(calls, keys, concurrency, on_done) end
 end
 
 -- No public method raises: a fault inside becomes `nil, err`.

@@ -48,14 +48,11 @@ local function verify_options(opts)
   end
   local copy, why = validate.snapshot(opts, "opts")
   if not copy then return nil, why, "opts" end
-  local msg = validate.known_keys(copy, "opts", VERIFY_OPTIONS)
-  if msg then return nil, msg, "opts" end
-  msg = validate.number(copy.tolerance, "opts.tolerance", 0, 1e9)
-  if msg then return nil, msg, "opts.tolerance" end
-  msg = validate.number(copy.now, "opts.now", 0, 1e15)
-  if msg then return nil, msg, "opts.now" end
-  msg = validate.integer(copy.max_body, "opts.max_body", 0, 2 ^ 40)
-  if msg then return nil, msg, "opts.max_body" end
+  local bad = validate.known_keys(copy, "opts", VERIFY_OPTIONS)
+    or validate.number(copy.tolerance, "opts.tolerance", 0, 1e9)
+    or validate.number(copy.now, "opts.now", 0, 1e15)
+    or validate.integer(copy.max_body, "opts.max_body", 0, 2 ^ 40)
+  if bad then return nil, bad.message, bad.field end
   return copy
 end
 

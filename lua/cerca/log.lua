@@ -2,8 +2,8 @@
 --
 -- Levels: `debug` < `info` < `warn` < `off`. The level comes from the
 -- client's `log_level` option, else `CERCA_LOG`, else `warn`. Lines go to the
--- client's `logger(level, line)`, else to `log.sink` (stderr; the OpenResty
--- adapter points it at `ngx.log`). Every line passes through `cerca.redact`
+-- client's `logger(level, line)`, else to its runtime's sink (stderr in
+-- plain Lua, `ngx.log` inside nginx). Every line passes through `cerca.redact`
 -- first: the API key however it is written, the `Authorization` value,
 -- `secret` values in JSON and whole `whsec_` tokens never reach a sink.
 -- @module cerca.log
@@ -13,17 +13,12 @@ local redact = require "cerca.redact"
 local type = type
 local format = string.format
 local getenv = os.getenv
-local stderr = io.stderr
+local pcall = pcall
 
 local _M = {}
 
 _M.LEVELS = { debug = 1, info = 2, warn = 3, off = 4 }
 _M.DEFAULT_LEVEL = "warn"
-
---- Where lines go when the client has no `logger`. Replaceable.
-function _M.sink(_, line)
-  stderr:write(line, "\n")
-end
 
 --- Removes secrets from a line of text (see `cerca.redact`).
 -- @tparam string s the text
@@ -49,9 +44,10 @@ end
 
 --- A logger bound to one client: `log:write(level, line)`.
 -- @tparam number level the threshold
--- @tparam[opt] function logger the client's `logger`
+-- @tparam function sink `sink(level, line)`: the client's `logger`, or its
+--   runtime's
 -- @tparam table secrets known secrets (`cerca.redact.list`) removed from every line
-function _M.new(level, logger, secrets)
+function _M.new(level, sink, secrets)
   return {
     level = level,
     enabled = function(self, name) return _M.LEVELS[name] >= self.level end,
@@ -59,7 +55,7 @@ function _M.new(level, logger, secrets)
       if _M.LEVELS[name] < self.level then return end
       line = redact.text("cerca: " .. line, secrets)
       -- A logger that fails must not turn a successful create into a loss.
-      pcall(logger or _M.sink, name, line)
+      pcall(sink, name, line)
     end,
   }
 end

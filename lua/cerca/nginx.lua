@@ -1,20 +1,27 @@
---- The OpenResty / nginx adapter: the same API, never stalling a worker.
+--- The nginx runtime (see `cerca.runtime`): the same API, never stalling a
+-- worker.
 --
--- Loaded by `cerca.transport` when the code runs inside nginx's Lua module.
--- In the phases that can yield (rewrite, access, content, timers) each HTTP
--- attempt runs in nginx's thread pool (`ngx.run_worker_thread`), keeping the
--- HTTP in the C core while the worker goes on serving other requests; the
--- waits between retries use `ngx.sleep`. In `init_by_lua` (the master,
--- before any request) a blocking call is fine and runs directly. Other
--- phases cannot wait without blocking the worker: calls there are refused.
+-- Chosen for a client made inside nginx's Lua module. In the phases that
+-- can yield (rewrite, access, content, timers) each HTTP attempt runs in
+-- nginx's thread pool (`ngx.run_worker_thread`), keeping the HTTP in the C
+-- core while the worker goes on serving other requests; the waits between
+-- retries use `ngx.sleep`; many calls at once run in light threads; log
+-- lines go to `ngx.log`. In `init_by_lua` (the master, before any request)
+-- a blocking call is fine: it runs as in plain Lua, keeping no connection
+-- for the workers forked later. Other phases cannot wait without blocking
+-- the worker: calls there are refused.
 -- @module cerca.nginx
 
 local core = require "cerca.core"
-local clock = require "cerca.clock"
-local log = require "cerca.log"
+local runtime = require "cerca.runtime"
+local transport = require "cerca.transport"
 
 local ngx = ngx
+local type = type
+local tostring = tostring
+local setmetatable = setmetatable
 local format = string.format
+local min = math.min
 
 local _M = {}
 
@@ -24,18 +31,46 @@ _M.DEFAULT_THREAD_POOL = "cerca"
 -- Phases where a request may wait for the network without blocking.
 local YIELDABLE = { rewrite = true, access = true, content = true, timer = true }
 
---- Why no call can be made in the current phase, or nil when it can.
-function _M.context_error()
+-- The runtime needs ngx.run_worker_thread (lua-nginx-module 0.10.21,
+-- OpenResty 1.21.4): without it, a call would block the worker.
+local HAS_THREADS = type(ngx.run_worker_thread) == "function"
+
+local NO_THREADS = "cerca needs ngx.run_worker_thread to call the API from nginx without blocking the "
+  .. "worker: use lua-nginx-module 0.10.21 or newer (OpenResty 1.21.4 or newer), built on Linux"
+
+local LEVELS = { debug = ngx.DEBUG, info = ngx.INFO, warn = ngx.WARN }
+
+-- The one test of the phase that may block: nginx's master, before forking.
+local function in_master()
+  return ngx.get_phase() == "init"
+end
+
+local Nginx = {}
+Nginx.__index = Nginx
+
+--- The nginx runtime of one client.
+-- @tparam table conn `ca_file`, `user_agent`, `thread_pool` (false: attempts
+--   run in the worker itself, blocking it)
+function _M.new(conn)
+  return setmetatable({
+    conn = conn,
+    pool = conn.thread_pool or _M.DEFAULT_THREAD_POOL,
+    offload = conn.thread_pool ~= false,
+    -- In the master: a connection per attempt, none kept.
+    master = runtime.plain(conn, false),
+    -- thread_pool = false: attempts in the worker itself, on a kept session.
+    here = runtime.plain(conn),
+  }, Nginx)
+end
+
+function Nginx.context_error()
+  if in_master() then return nil end
+  if not HAS_THREADS then return NO_THREADS end
   local phase = ngx.get_phase()
-  if phase == "init" or YIELDABLE[phase] then return nil end
+  if YIELDABLE[phase] then return nil end
   return format("cerca cannot call the API in nginx's %s phase: it cannot wait for the network there "
     .. "without blocking the worker; run the call from a timer instead: "
     .. "ngx.timer.at(0, function() ... end)", phase)
-end
-
---- Whether this call's attempts go to the thread pool (false: run here).
-function _M.offloads(client)
-  return client.thread_pool ~= false and ngx.get_phase() ~= "init"
 end
 
 --- Why the thread pool's Lua VMs cannot load `module`, or nil when it
@@ -63,12 +98,12 @@ function _M.unloadable(module)
     module, package.path)
 end
 
---- One attempt in the thread pool; the JSON is decoded here, in the
+-- One attempt in the thread pool; the JSON is decoded here, in the
 -- request's own VM (cjson's null cannot cross the thread boundary).
-function _M.attempt(client, request)
-  local pool = client.thread_pool or _M.DEFAULT_THREAD_POOL
+local function in_thread_pool(self, request)
+  local pool = self.pool
   local ok, res = ngx.run_worker_thread(pool, "cerca.nginx_thread", "attempt",
-    client.ca_file, client.user_agent, request)
+    self.conn.ca_file, self.conn.user_agent, request)
   if not ok then
     -- Nothing was sent: the thread never ran the attempt. Both causes are
     -- in nginx.conf (the pool, or lua_package_path/cpath for the thread).
@@ -80,7 +115,7 @@ function _M.attempt(client, request)
       message = _M.unloadable("cerca.nginx_thread") or ("nginx's worker thread could not run the attempt "
         .. "(check lua_package_path and lua_package_cpath): " .. message)
     end
-    return { status = 0, headers = {}, body = "", error = "configuration", error_message = message }
+    return transport.failed("configuration", message)
   end
   if not res.error and res.body ~= "" then
     local value, why = core.decode(res.body)
@@ -89,16 +124,41 @@ function _M.attempt(client, request)
   return res
 end
 
-local LEVELS = { debug = ngx.DEBUG, info = ngx.INFO, warn = ngx.WARN }
+function Nginx:attempt(request)
+  if in_master() then return self.master:attempt(request) end
+  if self.offload then return in_thread_pool(self, request) end
+  return self.here:attempt(request)
+end
 
--- Waits and log lines go through nginx once this module is loaded.
-clock.sleep = function(seconds)
-  if ngx.get_phase() == "init" then return core.sleep(seconds) end
+function Nginx.sleep(_, seconds)
+  if in_master() then return core.sleep(seconds) end
   return ngx.sleep(seconds)
 end
 
-log.sink = function(level, line)
+function Nginx.log_sink(level, line)
   ngx.log(LEVELS[level] or ngx.WARN, line)
+end
+
+--- Many calls at once: `concurrency` light threads, each running calls one
+-- after another as a single create does (in the master, as in plain Lua).
+function Nginx:run_many(calls, keys, concurrency, on_done)
+  if in_master() then return self.master:run_many(calls, keys, concurrency, on_done) end
+  local taken = 0
+  local function worker()
+    while taken < #keys do
+      taken = taken + 1
+      local k = keys[taken]
+      on_done(k, calls[k]:run(self))
+    end
+  end
+  local threads = {}
+  for i = 1, min(concurrency, #keys) do threads[i] = ngx.thread.spawn(worker) end
+  for i = 1, #threads do ngx.thread.wait(threads[i]) end
+end
+
+function Nginx:close()
+  self.master:close()
+  self.here:close()
 end
 
 return _M

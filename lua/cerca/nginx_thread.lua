@@ -6,7 +6,7 @@
 -- and tables of them.
 -- @module cerca.nginx_thread
 
-local core = require "cerca.core"
+local transport = require "cerca.transport"
 
 local _M = {}
 
@@ -18,10 +18,8 @@ function _M.attempt(ca_file, user_agent, request)
   local s = sessions[key]
   if not s then
     local why
-    s, why = core.new_session { ca_file = ca_file, user_agent = user_agent }
-    if not s then
-      return { status = 0, headers = {}, body = "", error = "internal", error_message = why }
-    end
+    s, why = transport.open { ca_file = ca_file, user_agent = user_agent }
+    if not s then return transport.failed("internal", why) end
     sessions[key] = s
   end
   request.decode = false

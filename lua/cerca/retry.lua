@@ -1,16 +1,15 @@
---- The retry policy: what is retried, and how long to wait before.
+--- The retry policy: whether another attempt is made, and when.
 --
--- One place for every rule (the client's attempt loop only asks):
+-- It decides on a failure as `cerca.outcome` classified it (what is worth
+-- retrying is decided there, by what happened), never on the raw answer:
 --
--- * retried: no answer (connection refused, reset, closed early), a
---   timeout, a 2xx whose body broke off (safe: the same idempotency key is
---   sent again, so the API replays the subscription it made), and the
---   statuses 408, 409, 429 and 5xx;
--- * a response header `x-should-retry: true|false` overrides that;
+-- * a failure that is not `retryable`, or the last allowed attempt, ends
+--   the call;
 -- * the wait before retry n is `min(0.5 * 2^(n-1), 8)` seconds times a
 --   jitter factor in [0.75, 1], unless the server names one
 --   (`retry-after-ms`, then `Retry-After` in seconds or as an HTTP date);
--- * a server-named wait over `MAX_SERVER_DELAY` is not waited for.
+-- * a server-named wait over `MAX_SERVER_DELAY` is not waited for: the call
+--   ends, and the error says how long the server asked for.
 -- @module cerca.retry
 
 local type = type
@@ -27,31 +26,6 @@ local _M = {}
 _M.INITIAL_DELAY = 0.5     -- seconds, before the first retry
 _M.MAX_BACKOFF = 8         -- seconds, cap of the exponential backoff
 _M.MAX_SERVER_DELAY = 60   -- seconds; a longer Retry-After ends the call
-
-local RETRY_STATUS = { [408] = true, [409] = true, [429] = true }
-local RETRY_TRANSPORT = { connection = true, timeout = true }
-
---- Whether an attempt's outcome is worth another attempt.
--- @tparam table res the C core's response table
--- @treturn boolean
--- @treturn[opt] string why, for the log
-function _M.should_retry(res)
-  local override = res.headers and res.headers["x-should-retry"]
-  if override then
-    override = lower(override)
-    if override == "true" then return true, "x-should-retry: true" end
-    if override == "false" then return false end
-  end
-  if res.error then
-    if RETRY_TRANSPORT[res.error] then return true, res.error end
-    return false
-  end
-  local status = res.status
-  if RETRY_STATUS[status] or (status >= 500 and status <= 599) then
-    return true, "HTTP " .. status
-  end
-  return false
-end
 
 --- Exponential backoff with jitter for retry number `n` (1, 2, ...).
 -- @tparam int n the retry number: 1 before the first retry
@@ -129,6 +103,20 @@ function _M.delay(n, headers)
   local server = _M.server_delay(headers)
   if server then return server, true end
   return _M.backoff(n), false
+end
+
+--- Whether to make another attempt after a failed one, and when.
+-- @tparam table failure the failure `cerca.outcome.classify` returned
+-- @tparam int attempt the attempt that failed (1 for the first)
+-- @tparam int attempts how many attempts the call may make
+-- @tparam[opt] table headers the answer's lower-case headers
+-- @treturn number|nil seconds to wait before the next attempt; nil: none
+-- @treturn[opt] number the server's wait, when it was too long to wait for
+function _M.next_wait(failure, attempt, attempts, headers)
+  if not failure.retryable or attempt >= attempts then return nil end
+  local wait, from_server = _M.delay(attempt, headers)
+  if from_server and wait > _M.MAX_SERVER_DELAY then return nil, wait end
+  return wait
 end
 
 return _M

@@ -1,8 +1,9 @@
 --- Argument checks shared by the client and the resources.
 --
--- Each check returns nothing when the value is good, or one message that
--- names the field and says how to fix it. The callers turn that message into
--- an error of their own type (`invalid_request` or `configuration`).
+-- Each check returns nothing when the value is good, or a problem:
+-- `{ field = <the argument it is about>, message = <naming the field and the
+-- fix> }`. The callers turn a problem into an error of their own type
+-- (`invalid_request` or `configuration`).
 -- @module cerca.validate
 
 local type = type
@@ -33,6 +34,15 @@ local getmetatable = getmetatable
 local error = error
 
 local _M = {}
+
+--- A check's finding: the field it is about, and a message that names it and
+-- says how to fix it.
+-- @tparam string field the argument, e.g. `"options.timeout"`
+-- @tparam string fmt the message, a `string.format` pattern
+function _M.problem(field, fmt, ...)
+  return { field = field, message = format(fmt, ...) }
+end
+local problem = _M.problem
 
 --- Short description of a value for "(got ...)" in messages. Never prints
 -- a whole long string.
@@ -147,20 +157,20 @@ end
 -- @tparam[opt] number max_bytes the longest value accepted
 function _M.text(v, field, example, max_bytes)
   if type(v) ~= "string" then
-    return format("%s must be a non-empty string (got %s); pass e.g. %q", field, describe(v), example)
+    return problem(field, "%s must be a non-empty string (got %s); pass e.g. %q", field, describe(v), example)
   end
   if v == "" then
-    return format("%s must not be empty; pass e.g. %q", field, example)
+    return problem(field, "%s must not be empty; pass e.g. %q", field, example)
   end
   if max_bytes and #v > max_bytes then
-    return format("%s is %d bytes long; at most %d are accepted", field, #v, max_bytes)
+    return problem(field, "%s is %d bytes long; at most %d are accepted", field, #v, max_bytes)
   end
   local at, b = _M.control_char(v)
   if at then
-    return format("%s contains a control character (byte %d at position %d); remove it", field, b, at)
+    return problem(field, "%s contains a control character (byte %d at position %d); remove it", field, b, at)
   end
   if not _M.is_utf8(v) then
-    return format("%s is not valid UTF-8; pass the text encoded as UTF-8", field)
+    return problem(field, "%s is not valid UTF-8; pass the text encoded as UTF-8", field)
   end
 end
 
@@ -178,13 +188,13 @@ end
 --- Parses an absolute http(s) URL strictly (RFC 3986 characters only).
 -- Messages never repeat the URL's user:password part.
 -- @tparam[opt] number max_bytes the longest URL accepted
--- @return scheme (lower case), host, or nil and a message
+-- @return scheme (lower case), host, or nil and a problem
 function _M.parse_url(v, field, example, max_bytes)
   if type(v) ~= "string" then
-    return nil, format("%s must be a string (got %s); pass e.g. %q", field, describe(v), example)
+    return nil, problem(field, "%s must be a string (got %s); pass e.g. %q", field, describe(v), example)
   end
   if max_bytes and #v > max_bytes then
-    return nil, format("%s is %d bytes long; at most %d are accepted", field, #v, max_bytes)
+    return nil, problem(field, "%s is %d bytes long; at most %d are accepted", field, #v, max_bytes)
   end
   -- One scan finds the first character a URL may not hold as it is; only
   -- then is it worth saying what is wrong with it.
@@ -192,31 +202,32 @@ function _M.parse_url(v, field, example, max_bytes)
   if bad then
     local ch = sub(v, bad, bad)
     if find(ch, "[%s%c]") then
-      return nil, format("%s contains whitespace or a control character at position %d; "
+      return nil, problem(field, "%s contains whitespace or a control character at position %d; "
         .. "percent-encode it (a space is %%20)", field, bad)
     end
     if byte(ch) >= 128 then
-      return nil, format("%s contains a non-ASCII byte at position %d; "
+      return nil, problem(field, "%s contains a non-ASCII byte at position %d; "
         .. "percent-encode it, and write an international host name in its xn-- (punycode) form", field, bad)
     end
-    return nil, format("%s contains %q at position %d, which a URL may not hold; "
+    return nil, problem(field, "%s contains %q at position %d, which a URL may not hold; "
       .. "percent-encode it", field, ch, bad)
   end
   local pct = find(v, "%", 1, true)
   while pct do
     if not find(v, "^%x%x", pct + 1) then
-      return nil, format("%s has a %% at position %d not followed by two hex digits; "
+      return nil, problem(field, "%s has a %% at position %d not followed by two hex digits; "
         .. "write a literal %% as %%25", field, pct)
     end
     pct = find(v, "%", pct + 3, true)
   end
   local scheme, rest = match(v, "^(%a[%w%+%-%.]*):(.*)$")
   if not scheme then
-    return nil, format("%s must be an absolute URL (got %s); pass e.g. %q", field, describe_url(v), example)
+    return nil, problem(field, "%s must be an absolute URL (got %s); pass e.g. %q", field, describe_url(v), example)
   end
   local authority = match(rest, "^//([^/%?#]*)")
   if not authority then
-    return nil, format("%s must be an absolute URL with a host (got %s); pass e.g. %q", field, describe_url(v), example)
+    return nil, problem(field, "%s must be an absolute URL with a host (got %s); pass e.g. %q", field,
+      describe_url(v), example)
   end
   local userinfo, hostport = match(authority, "^(.*)@(.*)$")
   hostport = hostport or authority
@@ -225,25 +236,25 @@ function _M.parse_url(v, field, example, max_bytes)
     host, port = match(hostport, "^([^:]*)(.*)$")
   end
   if host == "" then
-    return nil, format("%s must name a host (got %s); pass e.g. %q", field, describe_url(v), example)
+    return nil, problem(field, "%s must name a host (got %s); pass e.g. %q", field, describe_url(v), example)
   end
   -- "[" and "]" belong around an IPv6 host only; "#" starts the one fragment.
   local beyond = sub(rest, #authority + 3)
   if find(host, "^%[") and not find(host, "^%[[%x:%.]+%]$") then
-    return nil, format("%s has a host in brackets that is not an IPv6 address (got %s)", field, describe(host))
+    return nil, problem(field, "%s has a host in brackets that is not an IPv6 address (got %s)", field, describe(host))
   end
   if find(beyond, "[%[%]]") or find(userinfo or "", "[%[%]]") or find(port, "[%[%]]")
     or (not find(host, "^%[") and find(host, "[%[%]]")) then
-    return nil, format("%s holds \"[\" or \"]\" outside an IPv6 host; percent-encode them (%%5B, %%5D)", field)
+    return nil, problem(field, "%s holds \"[\" or \"]\" outside an IPv6 host; percent-encode them (%%5B, %%5D)", field)
   end
   if find(beyond, "#.*#") then
-    return nil, format("%s holds more than one \"#\"; percent-encode the others (%%23)", field)
+    return nil, problem(field, "%s holds more than one \"#\"; percent-encode the others (%%23)", field)
   end
   if port ~= "" then
     local digits = match(port, "^:(%d*)$")
     local number = tonumber(digits)
     if not digits or (digits ~= "" and (number < 1 or number > 65535)) then
-      return nil, format("%s has an invalid port (got %s); use a number from 1 to 65535", field, describe(port))
+      return nil, problem(field, "%s has an invalid port (got %s); use a number from 1 to 65535", field, describe(port))
     end
   end
   return lower(scheme), lower(host)
@@ -260,14 +271,14 @@ local TOKEN = "^[%w!#%$%%&'%*%+%-%.%^_`|~]+$"
 function _M.headers(v, field, reserved)
   if v == nil then return nil end
   if type(v) ~= "table" then
-    return format("%s must be a table of name = value strings (got %s)", field, describe(v))
+    return problem(field, "%s must be a table of name = value strings (got %s)", field, describe(v))
   end
   -- Checked key by key as they are (never through tostring, which could
   -- make two keys one), in a stable order for the message.
   local names = {}
   for name in pairs(v) do
     if type(name) ~= "string" then
-      return format("%s: %s is not a valid header name; use letters, digits and - only", field, describe(name))
+      return problem(field, "%s: %s is not a valid header name; use letters, digits and - only", field, describe(name))
     end
     names[#names + 1] = name
   end
@@ -276,18 +287,18 @@ function _M.headers(v, field, reserved)
     local value = v[name]
     local where = format("%s[%q]", field, name)
     if not find(name, TOKEN) then
-      return format("%s: %s is not a valid header name; use letters, digits and - only", where, describe(name))
+      return problem(field, "%s: %s is not a valid header name; use letters, digits and - only", where, describe(name))
     end
     local fix = reserved[lower(name)]
     if fix then
-      return format("%s: %s cannot be set as a header; %s", where, name, fix)
+      return problem(field, "%s: %s cannot be set as a header; %s", where, name, fix)
     end
     if type(value) ~= "string" then
-      return format("%s must be a string (got %s)", where, describe(value))
+      return problem(field, "%s must be a string (got %s)", where, describe(value))
     end
     local at, b = _M.control_char(value, true)
     if at then
-      return format("%s contains a control character (byte %d at position %d); "
+      return problem(field, "%s contains a control character (byte %d at position %d); "
         .. "CR, LF and NUL would split the request, remove them", where, b, at)
     end
   end
@@ -297,7 +308,7 @@ end
 function _M.idempotency_key(v, field)
   if v == nil then return nil end
   if type(v) ~= "string" or #v < 1 or #v > 255 or find(v, "[^\33-\126]") then
-    return format("%s must be 1 to 255 printable ASCII characters without spaces (got %s)",
+    return problem(field, "%s must be 1 to 255 printable ASCII characters without spaces (got %s)",
       field, describe(v))
   end
 end
@@ -306,10 +317,10 @@ end
 function _M.seconds(v, field)
   if v == nil then return nil end
   if type(v) ~= "number" or v ~= v or v <= 0 or v == huge then
-    return format("%s must be a positive number of seconds (got %s)", field, describe(v))
+    return problem(field, "%s must be a positive number of seconds (got %s)", field, describe(v))
   end
   if v < 0.001 then
-    return format("%s must be at least 0.001 seconds (got %s)", field, describe(v))
+    return problem(field, "%s must be at least 0.001 seconds (got %s)", field, describe(v))
   end
 end
 
@@ -317,7 +328,7 @@ end
 function _M.number(v, field, lo, hi)
   if v == nil then return nil end
   if type(v) ~= "number" or v ~= v or v < lo or v > hi then
-    return format("%s must be a number from %s to %s (got %s)", field, tostring(lo), tostring(hi), describe(v))
+    return problem(field, "%s must be a number from %s to %s (got %s)", field, tostring(lo), tostring(hi), describe(v))
   end
 end
 
@@ -325,7 +336,7 @@ end
 function _M.integer(v, field, lo, hi)
   if v == nil then return nil end
   if type(v) ~= "number" or v ~= floor(v) or v < lo or v > hi then
-    return format("%s must be a whole number from %d to %d (got %s)", field, lo, hi, describe(v))
+    return problem(field, "%s must be a whole number from %d to %d (got %s)", field, lo, hi, describe(v))
   end
 end
 
@@ -352,7 +363,7 @@ function _M.known_keys(t, field, known, hint)
   sort(bad, function(a, b) return tostring(a) < tostring(b) end)
   local key = bad[1]
   local guess = _M.suggest(key, known)
-  return format("%s: unknown key %s%s%s", field, describe(key),
+  return problem(field, "%s: unknown key %s%s%s", field, describe(key),
     guess and format("; did you mean %q?", guess) or "",
     hint and ("; " .. hint) or "")
 end
@@ -447,16 +458,16 @@ local function json_value(v, path, depth, ctx)
   local t = type(v)
   if t == "string" then
     if not _M.is_utf8(v) then
-      return format("%s is not valid UTF-8; JSON text must be UTF-8", path)
+      return problem(ctx.root, "%s is not valid UTF-8; JSON text must be UTF-8", path)
     end
   elseif t == "number" then
     if v ~= v or v == huge or v == -huge then
-      return format("%s must be a finite number (got %s)", path, tostring(v))
+      return problem(ctx.root, "%s must be a finite number (got %s)", path, tostring(v))
     end
     -- The JSON encoder writes 14 significant digits: a number that needs
     -- more would arrive changed.
     if tonumber(format("%.14g", v)) ~= v then
-      return format("%s has more digits than JSON numbers keep here (%s); send it as a string", path,
+      return problem(ctx.root, "%s has more digits than JSON numbers keep here (%s); send it as a string", path,
         format("%.17g", v))
     end
   elseif t == "boolean" then
@@ -465,7 +476,7 @@ local function json_value(v, path, depth, ctx)
     return nil
   elseif t == "table" then
     if depth >= MAX_DEPTH then
-      return format("%s nests deeper than %d levels (or refers to itself)", ctx.root, MAX_DEPTH)
+      return problem(ctx.root, "%s nests deeper than %d levels (or refers to itself)", ctx.root, MAX_DEPTH)
     end
     -- A list has only keys 1..n; an object only string keys.
     local ints, strings, max_key = 0, 0, 0
@@ -475,19 +486,19 @@ local function json_value(v, path, depth, ctx)
         if k > max_key then max_key = k end
       elseif type(k) == "string" then
         if not _M.is_utf8(k) then
-          return format("%s has a key that is not valid UTF-8; JSON text must be UTF-8", path)
+          return problem(ctx.root, "%s has a key that is not valid UTF-8; JSON text must be UTF-8", path)
         end
         strings = strings + 1
       else
-        return format("%s has a key of type %s (%s); JSON objects need string keys",
+        return problem(ctx.root, "%s has a key of type %s (%s); JSON objects need string keys",
           path, type(k), describe(k))
       end
     end
     if ints > 0 and strings > 0 then
-      return format("%s mixes list items and named keys; use one or the other", path)
+      return problem(ctx.root, "%s mixes list items and named keys; use one or the other", path)
     end
     if ints ~= max_key then
-      return format("%s is a list with holes; JSON arrays cannot hold nil", path)
+      return problem(ctx.root, "%s is a list with holes; JSON arrays cannot hold nil", path)
     end
     for k, item in pairs(v) do
       local sub_path = (type(k) == "number") and format("%s[%d]", path, k) or format("%s.%s", path, k)
@@ -495,7 +506,7 @@ local function json_value(v, path, depth, ctx)
       if msg then return msg end
     end
   else
-    return format("%s is a %s, which cannot be sent as JSON; "
+    return problem(ctx.root, "%s is a %s, which cannot be sent as JSON; "
       .. "use a string, number, boolean, table or cerca.null", path, t)
   end
 end

@@ -17,7 +17,6 @@ local pairs = pairs
 local ipairs = ipairs
 local format = string.format
 local gsub = string.gsub
-local match = string.match
 local find = string.find
 local byte = string.byte
 local setmetatable = setmetatable
@@ -122,8 +121,8 @@ local function check_extra_body(extra)
         .. "set params.%s instead", k, k, k))
     end
   end
-  local msg = validate.json_value(extra, "params.extra_body", core.null, core.empty_array)
-  if msg then return invalid("params.extra_body", msg) end
+  local bad = validate.json_value(extra, "params.extra_body", core.null, core.empty_array)
+  if bad then return invalid(bad.field, bad.message) end
 end
 
 --- Checks the arguments of `create`; returns nil or an `invalid_request` error.
@@ -132,8 +131,8 @@ function _M.check(fleet_id, params)
     return invalid("fleet_id", "fleet_id must be a string (got the webhooks table); "
       .. "call create with a dot: client.webhooks.create(fleet_id, params)")
   end
-  local msg = validate.text(fleet_id, "fleet_id", "fleet_abc123", _M.MAX_FLEET_ID_BYTES)
-  if msg then return invalid("fleet_id", msg) end
+  local bad = validate.text(fleet_id, "fleet_id", "fleet_abc123", _M.MAX_FLEET_ID_BYTES)
+  if bad then return invalid(bad.field, bad.message) end
   if fleet_id == "." or fleet_id == ".." then
     -- Even percent-encoded, URL handling reads these as path steps.
     return invalid("fleet_id", format('fleet_id cannot be "%s", which a URL reads as a path step; '
@@ -143,14 +142,15 @@ function _M.check(fleet_id, params)
     return invalid("params", format("params must be a table (got %s); "
       .. "pass { url = \"https://example.com/webhook\" }", validate.describe(params)))
   end
-  msg = validate.known_keys(params, "params", PARAM_KEYS, "other body fields go in params.extra_body")
-  if msg then return invalid("params", msg) end
+  bad = validate.known_keys(params, "params", PARAM_KEYS, "other body fields go in params.extra_body")
+  if bad then return invalid(bad.field, bad.message) end
   if params.url == nil then
     return invalid("params.url", "params.url is required; pass the HTTPS endpoint that will receive "
       .. "deliveries, e.g. \"https://example.com/webhook\"")
   end
-  local scheme, err = validate.parse_url(params.url, "params.url", "https://example.com/webhook", _M.MAX_URL_BYTES)
-  if not scheme then return invalid("params.url", err) end
+  local scheme
+  scheme, bad = validate.parse_url(params.url, "params.url", "https://example.com/webhook", _M.MAX_URL_BYTES)
+  if not scheme then return invalid(bad.field, bad.message) end
   if scheme ~= "https" then
     return invalid("params.url", format("params.url must use https (got %s://); "
       .. "deliveries are only sent to HTTPS endpoints", scheme))
@@ -314,9 +314,9 @@ function _M.create_many(client, items, opts)
       validate.describe(opts), CONCURRENCY.default))
   end
   opts = opts or {}
-  local msg = validate.known_keys(opts, "opts", MANY_OPTIONS)
+  local bad = validate.known_keys(opts, "opts", MANY_OPTIONS)
     or validate.integer(opts.concurrency, "opts.concurrency", CONCURRENCY.min, CONCURRENCY.max)
-  if msg then return nil, invalid(match(msg, "^[%w_%.]+"), msg) end
+  if bad then return nil, invalid(bad.field, bad.message) end
   local on_result = opts.on_result
   if on_result ~= nil and type(on_result) ~= "function" then
     return nil, invalid("opts.on_result", format("opts.on_result must be a function(i, result) (got %s)",
@@ -336,8 +336,8 @@ function _M.create_many(client, items, opts)
       err = invalid(where, format("%s must be a { fleet_id =, params =, options = } table (got %s)",
         where, validate.describe(item)))
     else
-      local bad = validate.known_keys(item, where, ITEM_KEYS)
-      err = (bad and invalid(where, bad)) or _M.check(item.fleet_id, item.params)
+      local unknown = validate.known_keys(item, where, ITEM_KEYS)
+      err = (unknown and invalid(unknown.field, unknown.message)) or _M.check(item.fleet_id, item.params)
       -- One key names one create: two items under it would both get the
       -- first one's subscription.
       local key = not err and type(item.options) == "table" and item.options.idempotency_key

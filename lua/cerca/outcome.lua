@@ -1,0 +1,183 @@
+--- What one attempt's answer means: the one place that reads the C core's
+-- response table, and the one place that knows HTTP statuses.
+--
+-- `classify(res, max_response_size)` turns the table into either a response
+-- (`status`, `headers`, `request_id`, `json`, `body`, `raw_headers`) or a
+-- failure:
+--
+--     { error = <typed error>, retryable = <boolean>, reason = <for the log>,
+--       created = <true when a 2xx arrived and then the answer broke off> }
+--
+-- What is retried is decided here, by what happened: no answer
+-- (`connection`), a `timeout`, a 2xx whose body broke off (the same
+-- idempotency key is sent again, so the API replays the subscription it
+-- made), and the statuses 408, 409, 429 and 5xx; a response header
+-- `x-should-retry: true|false` overrides that. How long to wait, and how
+-- many attempts, is `cerca.retry`'s.
+-- @module cerca.outcome
+
+local errors = require "cerca.errors"
+
+local type = type
+local format = string.format
+local find = string.find
+local gsub = string.gsub
+local lower = string.lower
+local sub = string.sub
+
+local _M = {}
+
+-- The error type of each non-2xx status that has one of its own.
+local STATUS_TYPES = {
+  [401] = "authentication",
+  [403] = "permission_denied",
+  [404] = "not_found",
+  [409] = "conflict",
+  [422] = "unprocessable_entity",
+  [429] = "rate_limit",
+}
+
+-- Statuses worth another attempt, besides 5xx.
+local RETRY_STATUS = { [408] = true, [409] = true, [429] = true }
+
+-- The C core's transport errors: their type, and whether to try again.
+local TRANSPORT = {
+  connection = { type = "connection", retryable = true },
+  timeout = { type = "timeout", retryable = true },
+  tls = { type = "tls", retryable = false },
+}
+
+-- Reason phrases for messages when the API gives none of its own.
+local REASONS = {
+  [301] = "Moved Permanently", [302] = "Found", [303] = "See Other",
+  [307] = "Temporary Redirect", [308] = "Permanent Redirect",
+  [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden",
+  [404] = "Not Found", [405] = "Method Not Allowed", [408] = "Request Timeout",
+  [409] = "Conflict", [413] = "Content Too Large", [415] = "Unsupported Media Type",
+  [422] = "Unprocessable Content", [429] = "Too Many Requests",
+  [500] = "Internal Server Error", [502] = "Bad Gateway",
+  [503] = "Service Unavailable", [504] = "Gateway Timeout",
+}
+
+--- The error type for a non-2xx status.
+function _M.type_for_status(status)
+  return STATUS_TYPES[status] or (status >= 500 and status <= 599 and "server") or "api_status"
+end
+
+--- The request id an answer's headers carry, or nil.
+function _M.request_id(headers)
+  return headers["x-request-id"] or headers["request-id"]
+end
+local request_id = _M.request_id
+
+-- The message of an API error body, if it has a readable one.
+local function api_message(answer)
+  if type(answer) ~= "table" then return nil end
+  local e = answer.error
+  local m = (type(e) == "table" and e.message) or answer.message or e
+  if type(m) ~= "string" or m == "" then return nil end
+  m = gsub(m, "%c", " ")
+  if #m > 500 then m = sub(m, 1, 497) .. "..." end
+  return m
+end
+
+-- What an error keeps of the answer: status, headers, raw body, request id.
+local function answer_fields(res)
+  local answered = res.status > 0
+  return {
+    status = answered and res.status or nil, headers = answered and res.headers or nil,
+    body = answered and res.body or nil, request_id = request_id(res.headers),
+  }
+end
+
+local function status_error(res, note)
+  local status = res.status
+  local message = api_message(res.json)
+    or ("HTTP " .. status .. (REASONS[status] and (" " .. REASONS[status]) or ""))
+  if status >= 300 and status < 400 and res.headers.location then
+    message = message .. "; redirects are not followed (Location: " .. res.headers.location .. ")"
+  end
+  return errors.new(_M.type_for_status(status), message .. (note or ""), {
+    status = status, headers = res.headers, body = res.body, request_id = request_id(res.headers),
+  })
+end
+
+-- The error of an attempt that gave no usable response, and whether the
+-- kind of failure is worth another attempt (before any x-should-retry).
+local function failure_of(res, max_response_size)
+  local status, kind = res.status, res.error
+  local ok = status >= 200 and status < 300
+  local fields = answer_fields(res)
+  if kind == "too_large" then
+    if find(res.error_message or "", "^the response headers") then
+      -- The cap on headers (the C core's, interim answers included): the
+      -- request was sent, the answer is not one to read.
+      return errors.new("invalid_response", res.error_message .. "; what arrived of the body is kept "
+        .. "in err.body", fields), false
+    end
+    if ok or status == 0 then
+      return errors.new("invalid_response", format("the answer is larger than max_response_size "
+        .. "(%d bytes); what arrived is kept in err.body", max_response_size), fields), false
+    end
+    return status_error(res, " (body truncated at max_response_size)"), false
+  end
+  if kind == "configuration" then
+    return errors.new("configuration", res.error_message), false
+  end
+  if kind then
+    if ok then
+      -- Headers said 2xx, then the body broke off: the call may well have
+      -- succeeded, so keep every byte that arrived, and ask again with the
+      -- same key to get the subscription.
+      return errors.new("invalid_response", format("the answer broke off after HTTP %d (%s); "
+        .. "what arrived is kept in err.body", status, res.error_message), fields), TRANSPORT[kind] ~= nil
+        and TRANSPORT[kind].retryable
+    end
+    if kind == "url" then
+      return errors.new("configuration", "the request URL is not usable: " .. res.error_message, fields), false
+    end
+    local t = TRANSPORT[kind]
+    return errors.new(t and t.type or "connection", res.error_message, fields), t ~= nil and t.retryable
+  end
+  if not ok then
+    return status_error(res), RETRY_STATUS[status] or (status >= 500 and status <= 599)
+  end
+  return errors.new("invalid_response", format("the answer (HTTP %d) is not JSON: %s; "
+    .. "the raw answer is kept in err.body", status, res.json_error or "empty body"), fields), false
+end
+
+--- Classifies one attempt's response table (the C core's).
+-- @tparam table res `status`, `headers`, `body`, `json` or `json_error`,
+--   `error` and `error_message` when no usable answer arrived
+-- @tparam number max_response_size the cap, named in messages
+-- @treturn table|nil the response
+-- @treturn[opt] table the failure: `error`, `retryable`, `reason`, `created`
+function _M.classify(res, max_response_size)
+  local status, headers = res.status, res.headers
+  if status >= 200 and status < 300 and not res.error and res.json ~= nil then
+    -- The common case first, without building what only failures need.
+    return {
+      status = status, headers = headers, request_id = request_id(headers), json = res.json, body = res.body,
+      raw_headers = res.raw_headers,
+    }
+  end
+  local err, retryable = failure_of(res, max_response_size)
+  local reason = retryable and (res.error or ("HTTP " .. status)) or nil
+  local override = headers and headers["x-should-retry"]
+  if override then
+    override = lower(override)
+    if override == "true" then
+      retryable, reason = true, "x-should-retry: true"
+    elseif override == "false" then
+      retryable, reason = false, nil
+    end
+  end
+  return nil, {
+    error = err,
+    retryable = retryable or false,
+    reason = reason,
+    created = res.error ~= nil and status >= 200 and status < 300 or nil,
+  }
+end
+
+return _M

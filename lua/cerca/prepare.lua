@@ -1,0 +1,128 @@
+--- One call's request, made once before its first attempt: the per-call
+-- options checked, the body encoded once, the idempotency key drawn once,
+-- the header lines assembled. Every attempt sends these same bytes.
+-- @module cerca.prepare
+
+local core = require "cerca.core"
+local errors = require "cerca.errors"
+local json = require "cerca.json"
+local validate = require "cerca.validate"
+
+local type = type
+local pairs = pairs
+local lower = string.lower
+local ceil = math.ceil
+
+local _M = {}
+
+_M.CALL_OPTIONS = { "timeout", "connect_timeout", "max_retries", "headers", "idempotency_key", "deadline" }
+
+-- Headers the library owns, with the way to get what the caller wanted.
+_M.RESERVED_HEADERS = {
+  authorization = "set the api_key option instead",
+  host = "set the base_url option instead",
+  ["content-type"] = "the body is always JSON",
+  ["content-length"] = "it is computed from the body",
+  ["transfer-encoding"] = "it is chosen by libcurl",
+  expect = "it is managed by the library",
+  ["idempotency-key"] = "set options.idempotency_key instead",
+}
+
+-- Header lines from a name -> value table, overriding `into` by lower-case name.
+local function merge_headers(into, order, headers)
+  for name, value in pairs(headers) do
+    local key = lower(name)
+    if not into[key] then order[#order + 1] = key end
+    into[key] = name .. ": " .. value
+  end
+end
+
+--- The header lines of a call: the library's, then the client's, then the
+-- call's own (a later one replaces an earlier one of the same name).
+function _M.header_lines(api_key, client_headers, call_headers)
+  local by_name, order = {}, {}
+  merge_headers(by_name, order, {
+    Authorization = "Bearer " .. api_key,
+    ["Content-Type"] = "application/json",
+    Accept = "application/json",
+  })
+  if client_headers then merge_headers(by_name, order, client_headers) end
+  if call_headers then merge_headers(by_name, order, call_headers) end
+  local lines = {}
+  for i = 1, #order do lines[i] = by_name[order[i]] end
+  return lines
+end
+
+local function check_options(options)
+  if options == nil then return nil end
+  if type(options) ~= "table" then
+    return validate.problem("options", "options must be a table (got %s); e.g. { timeout = 10 }",
+      validate.describe(options))
+  end
+  return validate.known_keys(options, "options", _M.CALL_OPTIONS)
+    or validate.seconds(options.timeout, "options.timeout")
+    or validate.seconds(options.connect_timeout, "options.connect_timeout")
+    or validate.integer(options.max_retries, "options.max_retries", 0, 10)
+    or validate.headers(options.headers, "options.headers", _M.RESERVED_HEADERS)
+    or validate.seconds(options.deadline, "options.deadline")
+    or validate.idempotency_key(options.idempotency_key, "options.idempotency_key")
+end
+
+local function refused(kind, message, field)
+  return nil, errors.new(kind, message, { field = field, attempts = 0 })
+end
+
+--- Prepares a call. `profile` is what the client gives every call (see
+-- `cerca.client`): `url`, `timeout`, `connect_timeout`, `max_retries`,
+-- `max_response_size`, `no_proxy`, and `header_lines(call_headers)`.
+-- @treturn table|nil the plan: `request` (the table each attempt hands to
+--   the C core), `key`, `attempts`, `timeout`, `deadline`
+-- @treturn[opt] table the error (nothing was sent)
+function _M.call(profile, method, path, body, options)
+  -- Read once: what is checked is what is sent.
+  local copy, msg, where = validate.snapshot(options, "options")
+  if msg then return refused("invalid_request", msg, where) end
+  options = copy
+  local bad = check_options(options)
+  if bad then return refused("invalid_request", bad.message, bad.field) end
+  options = options or {}
+  local encoded
+  if body ~= nil then
+    local why
+    encoded, why = json.encode_canonical(body)
+    if not encoded then return refused("invalid_request", "the body cannot be encoded as JSON: " .. why) end
+  end
+  local lines = profile.header_lines(options.headers)
+  -- One key for the whole call: a retry of a create that did happen gets
+  -- the same subscription back instead of a second one.
+  local key = options.idempotency_key
+  if key == nil and method == "POST" then
+    key = core.uuid4()
+    if not key then
+      return refused("configuration", "cannot draw an idempotency key: the random generator failed")
+    end
+  end
+  if key then
+    local with_key = { "Idempotency-Key: " .. key }
+    for i = 1, #lines do with_key[i + 1] = lines[i] end
+    lines = with_key
+  end
+  return {
+    key = key,
+    attempts = (options.max_retries or profile.max_retries) + 1,
+    timeout = options.timeout or profile.timeout,
+    -- Runs from the first attempt, not from the time a batch queued the call.
+    deadline = options.deadline,
+    request = {
+      method = method,
+      url = profile.url .. path,
+      headers = lines,
+      body = encoded,
+      connect_timeout_ms = ceil((options.connect_timeout or profile.connect_timeout) * 1000),
+      max_body = profile.max_response_size,
+      no_proxy = profile.no_proxy,
+    },
+  }
+end
+
+return _M
