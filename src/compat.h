@@ -10,8 +10,8 @@
 
 #if LUA_VERSION_NUM < 502
 
-/* LuaJIT 2.1 already ships luaL_setfuncs/luaL_testudata in its 5.2 API
- * subset only when built with LUAJIT_ENABLE_LUA52COMPAT; do not rely on it. */
+/* LuaJIT 2.1 already ships luaL_setfuncs in its 5.2 API subset only when
+ * built with LUAJIT_ENABLE_LUA52COMPAT; do not rely on it. */
 static inline void cerca_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
 {
     luaL_checkstack(L, nup, "too many upvalues");
@@ -25,25 +25,11 @@ static inline void cerca_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
     lua_pop(L, nup);
 }
 
-static inline void *cerca_testudata(lua_State *L, int idx, const char *tname)
-{
-    void *p = lua_touserdata(L, idx);
-    if (p != NULL && lua_getmetatable(L, idx)) {
-        luaL_getmetatable(L, tname);
-        if (!lua_rawequal(L, -1, -2))
-            p = NULL;
-        lua_pop(L, 2);
-        return p;
-    }
-    return NULL;
-}
-
 #define cerca_rawlen(L, i) lua_objlen((L), (i))
 
 #else
 
 #define cerca_setfuncs(L, l, nup) luaL_setfuncs((L), (l), (nup))
-#define cerca_testudata(L, i, t) luaL_testudata((L), (i), (t))
 #define cerca_rawlen(L, i) lua_rawlen((L), (i))
 
 #endif
