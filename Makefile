@@ -18,7 +18,7 @@ LDFLAGS += -shared
 LIBS     = -lcurl -lcrypto -lpthread
 
 SRC      = src/core.c src/http.c src/headers.c src/crypto.c src/multi.c src/journal.c
-HDR      = src/compat.h src/http.h src/headers.h src/crypto.h src/multi.h src/journal.h
+HDR      = src/compat.h src/core.h src/http.h src/headers.h src/crypto.h src/multi.h src/journal.h
 # PUC Lua versions; LuaJIT is built apart (OpenResty's headers).
 LUA_VERSIONS = 5.1 5.2 5.3 5.4
 CORE_54  = build/lua5.4/cerca/core.so

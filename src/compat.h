@@ -1,6 +1,7 @@
 /*
  * One place for the differences between the Lua C APIs we build against:
- * Lua 5.4 and the 5.1 API of LuaJIT (OpenResty's branch included).
+ * Lua 5.1 to 5.4, and the 5.1 API of LuaJIT (OpenResty's branch included).
+ * No other file tests a Lua version.
  */
 #ifndef CERCA_COMPAT_H
 #define CERCA_COMPAT_H
@@ -33,5 +34,18 @@ static inline void cerca_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
 #define cerca_rawlen(L, i) lua_rawlen((L), (i))
 
 #endif
+
+/* Sets f as the __close metamethod of the table on top of the stack, where
+ * Lua has to-be-closed variables (5.4 on); nothing before. */
+static inline void cerca_set_close(lua_State *L, lua_CFunction f)
+{
+#if LUA_VERSION_NUM >= 504
+    lua_pushcfunction(L, f);
+    lua_setfield(L, -2, "__close");
+#else
+    (void)L;
+    (void)f;
+#endif
+}
 
 #endif

@@ -30,7 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "compat.h"
+#include "core.h"
 #include "crypto.h"
 #include "headers.h"
 #include "http.h"
@@ -613,6 +613,14 @@ static const luaL_Reg multi_methods[] = {
     {NULL, NULL},
 };
 
+static const cerca_class session_class = {
+    SESSION_MT, session_methods, l_session_close, l_session_tostring,
+};
+
+static const cerca_class multi_class = {
+    MULTI_MT, multi_methods, l_multi_close, NULL,
+};
+
 static const luaL_Reg module_functions[] = {
     {"new_session", l_new_session},
     {"new_multi", l_new_multi},
@@ -656,33 +664,32 @@ static void push_empty_array(lua_State *L)
     lua_rawset(L, -3);
 }
 
-/* Sets the functions of `l` into the table at index t, each closing over
- * the (encode, decode, empty_array) values at index first..first+2. */
-static void set_closures(lua_State *L, int t, const luaL_Reg *l, int first)
+/* ---- registration ---------------------------------------------------- */
+
+void cerca_set_functions(lua_State *L, int t, const luaL_Reg *l, int uv, int nup)
 {
+    int i;
     lua_pushvalue(L, t);
-    lua_pushvalue(L, first);
-    lua_pushvalue(L, first + 1);
-    lua_pushvalue(L, first + 2);
-    cerca_setfuncs(L, l, 3);
+    for (i = 0; i < nup; i++)
+        lua_pushvalue(L, uv + i);
+    cerca_setfuncs(L, l, nup);
     lua_pop(L, 1);
 }
 
-/* Pushes the metatable `name`: methods (closing over the upvalues at uv)
- * in __index, and `close` as __gc and, under 5.4, __close. */
-static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction close,
-                      int uv)
+void cerca_register_class(lua_State *L, const cerca_class *c, int uv, int nup)
 {
-    luaL_newmetatable(L, name);
+    luaL_newmetatable(L, c->name);
     lua_newtable(L);
-    set_closures(L, lua_gettop(L), methods, uv);
+    cerca_set_functions(L, lua_gettop(L), c->methods, uv, nup);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, close);
+    lua_pushcfunction(L, c->close);
     lua_setfield(L, -2, "__gc");
-#if LUA_VERSION_NUM >= 504
-    lua_pushcfunction(L, close);
-    lua_setfield(L, -2, "__close");
-#endif
+    cerca_set_close(L, c->close);
+    if (c->tostring != NULL) {
+        lua_pushcfunction(L, c->tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
+    lua_pop(L, 1);
 }
 
 int luaopen_cerca_core(lua_State *L)
@@ -700,7 +707,7 @@ int luaopen_cerca_core(lua_State *L)
     lua_getfield(L, cjson, "decode"); /* uv + 1 */
     push_empty_array(L);              /* uv + 2 */
 
-    set_closures(L, m, module_functions, uv);
+    cerca_set_functions(L, m, module_functions, uv, 3);
     lua_pushvalue(L, uv + 2);
     lua_setfield(L, m, "empty_array");
     lua_getfield(L, cjson, "null");
@@ -708,10 +715,8 @@ int luaopen_cerca_core(lua_State *L)
     lua_pushstring(L, curl_version_info(CURLVERSION_NOW)->version);
     lua_setfield(L, m, "curl_version");
 
-    new_class(L, SESSION_MT, session_methods, l_session_close, uv);
-    lua_pushcfunction(L, l_session_tostring);
-    lua_setfield(L, -2, "__tostring");
-    new_class(L, MULTI_MT, multi_methods, l_multi_close, uv);
+    cerca_register_class(L, &session_class, uv, 3);
+    cerca_register_class(L, &multi_class, uv, 3);
     cerca_journal_register(L, m);
 
     lua_settop(L, m);

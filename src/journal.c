@@ -15,6 +15,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "core.h"
 #include "journal.h"
 
 #define JOURNAL_MT "cerca.core.journal"
@@ -280,21 +281,13 @@ static const luaL_Reg journal_methods[] = {
     { NULL, NULL },
 };
 
+static const cerca_class journal_class = {
+    JOURNAL_MT, journal_methods, l_journal_close, l_journal_tostring,
+};
+
 void cerca_journal_register(lua_State *L, int module)
 {
-    luaL_newmetatable(L, JOURNAL_MT);
-    lua_newtable(L);
-    cerca_setfuncs(L, journal_methods, 0);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_journal_close);
-    lua_setfield(L, -2, "__gc");
-#if LUA_VERSION_NUM >= 504
-    lua_pushcfunction(L, l_journal_close);
-    lua_setfield(L, -2, "__close");
-#endif
-    lua_pushcfunction(L, l_journal_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
+    cerca_register_class(L, &journal_class, 0, 0);
     lua_pushcfunction(L, l_open_journal);
     lua_setfield(L, module, "open_journal");
 }
