@@ -17,8 +17,10 @@ CFLAGS  += -std=c99 -fPIC -fvisibility=hidden $(WARN)
 LDFLAGS += -shared
 LIBS     = -lcurl -lcrypto -lpthread
 
-SRC      = src/core.c src/http.c src/headers.c src/crypto.c src/multi.c src/journal.c
-HDR      = src/compat.h src/http.h src/headers.h src/crypto.h src/multi.h src/journal.h
+# The Lua side (core.h) over the plain-C layers (no Lua inside).
+SRC      = src/core.c src/session.c src/lmulti.c src/lhttp.c src/sys.c src/lcrypto.c src/journal.c \
+           src/http.c src/headers.c src/crypto.c src/multi.c
+HDR      = src/compat.h src/core.h src/http.h src/headers.h src/crypto.h src/multi.h
 # PUC Lua versions; LuaJIT is built apart (OpenResty's headers).
 LUA_VERSIONS = 5.1 5.2 5.3 5.4
 CORE_54  = build/lua5.4/cerca/core.so

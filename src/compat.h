@@ -1,6 +1,7 @@
 /*
  * One place for the differences between the Lua C APIs we build against:
- * Lua 5.4 and the 5.1 API of LuaJIT (OpenResty's branch included).
+ * Lua 5.1 to 5.4, and the 5.1 API of LuaJIT (OpenResty's branch included).
+ * No other file tests a Lua version.
  */
 #ifndef CERCA_COMPAT_H
 #define CERCA_COMPAT_H
@@ -10,8 +11,8 @@
 
 #if LUA_VERSION_NUM < 502
 
-/* LuaJIT 2.1 already ships luaL_setfuncs/luaL_testudata in its 5.2 API
- * subset only when built with LUAJIT_ENABLE_LUA52COMPAT; do not rely on it. */
+/* LuaJIT 2.1 already ships luaL_setfuncs in its 5.2 API subset only when
+ * built with LUAJIT_ENABLE_LUA52COMPAT; do not rely on it. */
 static inline void cerca_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
 {
     luaL_checkstack(L, nup, "too many upvalues");
@@ -25,27 +26,26 @@ static inline void cerca_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
     lua_pop(L, nup);
 }
 
-static inline void *cerca_testudata(lua_State *L, int idx, const char *tname)
-{
-    void *p = lua_touserdata(L, idx);
-    if (p != NULL && lua_getmetatable(L, idx)) {
-        luaL_getmetatable(L, tname);
-        if (!lua_rawequal(L, -1, -2))
-            p = NULL;
-        lua_pop(L, 2);
-        return p;
-    }
-    return NULL;
-}
-
 #define cerca_rawlen(L, i) lua_objlen((L), (i))
 
 #else
 
 #define cerca_setfuncs(L, l, nup) luaL_setfuncs((L), (l), (nup))
-#define cerca_testudata(L, i, t) luaL_testudata((L), (i), (t))
 #define cerca_rawlen(L, i) lua_rawlen((L), (i))
 
 #endif
+
+/* Sets f as the __close metamethod of the table on top of the stack, where
+ * Lua has to-be-closed variables (5.4 on); nothing before. */
+static inline void cerca_set_close(lua_State *L, lua_CFunction f)
+{
+#if LUA_VERSION_NUM >= 504
+    lua_pushcfunction(L, f);
+    lua_setfield(L, -2, "__close");
+#else
+    (void)L;
+    (void)f;
+#endif
+}
 
 #endif

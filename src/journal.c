@@ -1,8 +1,23 @@
 /*
- * The journal: a private append-only file (see journal.h). Every check is
- * made on the open descriptor (fstat), so what is checked is what is
- * written; a path check before opening only keeps devices from being
- * opened at all (opening some, a watchdog or a tape, has effects).
+ * A private append-only file, for results that hold secrets (the command
+ * line's --out file), opened so that it cannot be anything else:
+ *
+ *   core.open_journal(path, max_bytes) -> journal | nil, message, kind
+ *   journal:read()       -> the whole current content | nil, message, kind
+ *                           (refused when larger than max_bytes)
+ *   journal:write(text)  -> true | nil, message      (all of it, appended)
+ *   journal:close()      -> true                     (idempotent; also __gc,
+ *                                                     and __close under 5.4)
+ *
+ * The file is opened without following a symbolic link, must be a regular
+ * file with one link owned by the effective user, is created with mode 0600
+ * (whatever the umask) and is set to 0600 when its mode is anything else.
+ * `kind` names the refusal: "symlink", "not_regular", "not_owner",
+ * "hard_links", "too_large" or "system".
+ *
+ * Every check is made on the open descriptor (fstat), so what is checked is
+ * what is written; a path check before opening only keeps devices from
+ * being opened at all (opening some, a watchdog or a tape, has effects).
  */
 #define _POSIX_C_SOURCE 200809L
 #define _FILE_OFFSET_BITS 64
@@ -15,7 +30,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "journal.h"
+#include "core.h"
 
 #define JOURNAL_MT "cerca.core.journal"
 #define PRIVATE_MODE 0600
@@ -280,21 +295,17 @@ static const luaL_Reg journal_methods[] = {
     { NULL, NULL },
 };
 
-void cerca_journal_register(lua_State *L, int module)
+static const cerca_class journal_class = {
+    JOURNAL_MT, journal_methods, l_journal_close, l_journal_tostring,
+};
+
+static const luaL_Reg journal_functions[] = {
+    { "open_journal", l_open_journal },
+    { NULL, NULL },
+};
+
+void cerca_journal_open(lua_State *L, int module)
 {
-    luaL_newmetatable(L, JOURNAL_MT);
-    lua_newtable(L);
-    cerca_setfuncs(L, journal_methods, 0);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_journal_close);
-    lua_setfield(L, -2, "__gc");
-#if LUA_VERSION_NUM >= 504
-    lua_pushcfunction(L, l_journal_close);
-    lua_setfield(L, -2, "__close");
-#endif
-    lua_pushcfunction(L, l_journal_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
-    lua_pushcfunction(L, l_open_journal);
-    lua_setfield(L, module, "open_journal");
+    cerca_set_functions(L, module, journal_functions, 0, 0);
+    cerca_register_class(L, &journal_class, 0, 0);
 }

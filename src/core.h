@@ -1,0 +1,86 @@
+/*
+ * What the files of cerca.core's Lua side share. Internal: nothing declared
+ * here leaves the module (the build hides every symbol but
+ * luaopen_cerca_core).
+ *
+ * luaopen_cerca_core (core.c) makes the module table and calls each
+ * concern's open function, which sets that concern's functions in the
+ * table and registers its metatables:
+ *
+ *   core.c     encode, decode, empty_array, null (the JSON bridge)
+ *   session.c  new_session and the session userdata
+ *   lmulti.c   new_multi and the multi userdata
+ *   sys.c      monotime, sleep, isatty, ignore_sigpipe, curl_version
+ *   lcrypto.c  uuid4, webhook_signature, webhook_verify
+ *   journal.c  open_journal and the journal userdata
+ *
+ * lhttp.c reads request tables and builds response tables for session.c
+ * and lmulti.c. The files without Lua (http.c, multi.c, headers.c,
+ * crypto.c) include none of this.
+ */
+#ifndef CERCA_CORE_H
+#define CERCA_CORE_H
+
+#include "compat.h"
+#include "http.h"
+
+/* The values the JSON-using functions close over, at these upvalue
+ * indices: the encode and decode functions of the module's private
+ * lua-cjson instance and the empty-array sentinel (see core.c). */
+#define CERCA_UV_ENCODE 1
+#define CERCA_UV_DECODE 2
+#define CERCA_UV_EMPTY_ARRAY 3
+#define CERCA_NUP 3
+
+/* ---- registration (core.c) ------------------------------------------ */
+
+/* Sets the functions of `l` into the table at (absolute) index t, each
+ * closing over the nup values at uv .. uv + nup - 1 (none when nup is 0). */
+void cerca_set_functions(lua_State *L, int t, const luaL_Reg *l, int uv, int nup);
+
+/* A userdata's metatable. */
+typedef struct {
+    const char *name;        /* its registry name, for luaL_checkudata */
+    const luaL_Reg *methods; /* its __index table (`close` among them) */
+    lua_CFunction close;     /* idempotent: also __gc, and __close where Lua has it */
+    lua_CFunction tostring;  /* __tostring, or NULL */
+} cerca_class;
+
+/* Registers the metatable of `c`, its methods closing over the nup values
+ * at uv (as cerca_set_functions). Leaves the stack as it found it. */
+void cerca_register_class(lua_State *L, const cerca_class *c, int uv, int nup);
+
+/* ---- the concerns ---------------------------------------------------- */
+
+/* Each sets its functions in the module table at (absolute) index `module`
+ * and registers its metatables; session and multi functions close over the
+ * CERCA_NUP values at uv. Each leaves the stack as it found it. */
+void cerca_session_open(lua_State *L, int module, int uv);
+void cerca_lmulti_open(lua_State *L, int module, int uv);
+void cerca_sys_open(lua_State *L, int module);
+void cerca_lcrypto_open(lua_State *L, int module);
+void cerca_journal_open(lua_State *L, int module);
+
+/* ---- requests and responses (lhttp.c) -------------------------------- */
+
+/* The options of new_session and new_multi at index 1: { ca_file =,
+ * user_agent = }, the table and both fields optional. The strings stay
+ * owned by that table. Raises on a field of the wrong type. */
+void cerca_read_handle_options(lua_State *L, const char **ca_file, const char **user_agent);
+
+/* Reads the request table at (absolute) index t into rq, and whether its
+ * answer is decoded as JSON into *decode. The strings stay owned by that
+ * table: it must stay alive (on the stack, or anchored) while the transfer
+ * runs. Leaves one value (the header pointer array) on the stack. Raises
+ * on a malformed request. */
+void cerca_read_request(lua_State *L, int t, cerca_request *rq, int *decode);
+
+/* Whether the request table at index t wants its answer decoded as JSON:
+ * unless its `decode` field is false. */
+int cerca_request_decodes(lua_State *L, int t);
+
+/* Pushes the response table of one attempt. Called from a function that
+ * closes over the CERCA_NUP values: decoding uses CERCA_UV_DECODE. */
+void cerca_push_response(lua_State *L, const cerca_response *rs, int decode);
+
+#endif

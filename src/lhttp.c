@@ -1,0 +1,196 @@
+/*
+ * The Lua form of http.h's request and response, for sessions and multi
+ * handles alike:
+ *
+ *   request:  { method, url, headers = { "Name: value", ... }, body,
+ *               timeout_ms, connect_timeout_ms, max_body, no_proxy, decode }
+ *   response: status, headers (lower-case names), raw_headers, body, time,
+ *             new_connects, request_sent, json | json_error,
+ *             error, error_message, curl_code
+ *
+ * A request is read into plain C before libcurl runs; a response is built
+ * after it returned, so no Lua error can unwind through libcurl.
+ */
+#include <ctype.h>
+#include <string.h>
+
+#include "core.h"
+#include "headers.h"
+
+static const char *const err_kind_names[] = {
+    NULL, "connection", "timeout", "tls", "too_large", "url", "internal",
+};
+
+/* ---- reading --------------------------------------------------------- */
+
+/* The string at t[k] (NULL when absent). Only true strings are taken: a
+ * number converted here would be a string nothing references once popped. */
+static const char *string_field(lua_State *L, int t, const char *k, int required, size_t *len)
+{
+    const char *s = NULL;
+    lua_getfield(L, t, k);
+    if (lua_type(L, -1) == LUA_TSTRING)
+        s = lua_tolstring(L, -1, len);
+    else if (required || !lua_isnil(L, -1))
+        luaL_error(L, "field '%s' must be a string", k);
+    lua_pop(L, 1);
+    return s;
+}
+
+static const char *opt_string_field(lua_State *L, int t, const char *k)
+{
+    return string_field(L, t, k, 0, NULL);
+}
+
+/* A positive number field, at most `max`; converted only once in range,
+ * since a C cast of an out-of-range double is undefined. */
+static lua_Number bounded_field(lua_State *L, int t, const char *k, lua_Number dflt,
+                                lua_Number max)
+{
+    lua_Number n = dflt;
+    lua_getfield(L, t, k);
+    if (!lua_isnil(L, -1)) {
+        if (!lua_isnumber(L, -1))
+            luaL_error(L, "field '%s' must be a number", k);
+        n = lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
+    if (!(n >= 1)) /* also catches NaN */
+        luaL_error(L, "field '%s' must be at least 1", k);
+    return n > max ? max : n;
+}
+
+void cerca_read_handle_options(lua_State *L, const char **ca_file, const char **user_agent)
+{
+    *ca_file = *user_agent = NULL;
+    if (lua_isnoneornil(L, 1))
+        return;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    *ca_file = opt_string_field(L, 1, "ca_file");
+    *user_agent = opt_string_field(L, 1, "user_agent");
+}
+
+/* decode = false: leave the JSON to the caller (the OpenResty adapter
+ * decodes in the request's own Lua VM, not the worker thread's). */
+int cerca_request_decodes(lua_State *L, int t)
+{
+    int decode;
+    lua_getfield(L, t, "decode");
+    decode = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return decode;
+}
+
+void cerca_read_request(lua_State *L, int t, cerca_request *rq, int *decode)
+{
+    const char **lines;
+    size_t i, n;
+    luaL_checktype(L, t, LUA_TTABLE);
+    memset(rq, 0, sizeof *rq);
+    rq->method = string_field(L, t, "method", 1, NULL);
+    rq->url = string_field(L, t, "url", 1, NULL);
+    rq->body = string_field(L, t, "body", 0, &rq->body_len);
+    /* Loopback plain-http calls never go through a proxy: the key would
+     * cross the network in clear text. */
+    lua_getfield(L, t, "no_proxy");
+    rq->no_proxy = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    /* Longer than ~24 days is "no practical limit"; libcurl takes a long. */
+    rq->timeout_ms = (long)bounded_field(L, t, "timeout_ms", 60000, 2147483647.0);
+    rq->connect_timeout_ms = (long)bounded_field(L, t, "connect_timeout_ms", 10000, 2147483647.0);
+    rq->max_body = (size_t)bounded_field(L, t, "max_body", 1024 * 1024, 2147483647.0);
+    *decode = cerca_request_decodes(L, t);
+
+    lua_getfield(L, t, "headers");
+    n = lua_istable(L, -1) ? cerca_rawlen(L, -1) : 0;
+    lines = (const char **)lua_newuserdata(L, (n ? n : 1) * sizeof *lines);
+    for (i = 0; i < n; i++) {
+        lua_rawgeti(L, -2, (int)i + 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "headers[%d] must be a string", (int)i + 1);
+        lines[i] = lua_tostring(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_remove(L, -2); /* the headers table; its strings live in the request */
+    rq->headers = lines;
+    rq->nheaders = n;
+}
+
+/* ---- building -------------------------------------------------------- */
+
+/* Adds one header to the table on top of the stack: lower-case name;
+ * repeated fields joined with ", " as RFC 9110 allows. */
+static int add_header_field(void *ud, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    lua_State *L = ud;
+    luaL_Buffer b;
+    size_t i;
+    luaL_buffinit(L, &b);
+    for (i = 0; i < nlen; i++)
+        luaL_addchar(&b, (char)tolower((unsigned char)name[i]));
+    luaL_pushresult(&b);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, -3);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushlstring(L, value, vlen);
+    } else {
+        lua_pushliteral(L, ", ");
+        lua_pushlstring(L, value, vlen);
+        lua_concat(L, 3);
+    }
+    lua_rawset(L, -3);
+    return 0;
+}
+
+static void push_headers(lua_State *L, const char *block, size_t len)
+{
+    lua_newtable(L);
+    cerca_headers_parse(block, len, add_header_field, L);
+}
+
+void cerca_push_response(lua_State *L, const cerca_response *rs, int decode)
+{
+    int res;
+    lua_createtable(L, 0, 10);
+    res = lua_gettop(L);
+    lua_pushinteger(L, (lua_Integer)rs->status);
+    lua_setfield(L, res, "status");
+    push_headers(L, rs->headers, rs->headers_len);
+    lua_setfield(L, res, "headers");
+    /* The block as received: one string in which Lua can look for an echo
+     * of a secret at once, instead of header by header. */
+    lua_pushlstring(L, rs->headers, rs->headers_len);
+    lua_setfield(L, res, "raw_headers");
+    lua_pushlstring(L, rs->body, rs->body_len);
+    lua_setfield(L, res, "body");
+    lua_pushnumber(L, rs->total_time);
+    lua_setfield(L, res, "time");
+    lua_pushinteger(L, (lua_Integer)rs->new_connects);
+    lua_setfield(L, res, "new_connects");
+    /* Whether request bytes reached a socket: if so, the server may have
+     * acted on the request, whatever came back. */
+    lua_pushboolean(L, rs->request_sent);
+    lua_setfield(L, res, "request_sent");
+    if (rs->err != CERCA_OK) {
+        lua_pushstring(L, err_kind_names[rs->err]);
+        lua_setfield(L, res, "error");
+        lua_pushstring(L, rs->err_message);
+        lua_setfield(L, res, "error_message");
+        lua_pushinteger(L, rs->curl_code);
+        lua_setfield(L, res, "curl_code");
+    } else if (rs->body_len > 0 && decode) {
+        /* decode(body) -> value | nil, message */
+        lua_pushvalue(L, lua_upvalueindex(CERCA_UV_DECODE));
+        lua_pushlstring(L, rs->body, rs->body_len);
+        if (lua_pcall(L, 1, 2, 0) != 0) {
+            lua_setfield(L, res, "json_error");
+        } else if (lua_isnil(L, -2)) {
+            lua_setfield(L, res, "json_error");
+            lua_pop(L, 1);
+        } else {
+            lua_pop(L, 1);
+            lua_setfield(L, res, "json");
+        }
+    }
+}

@@ -1,0 +1,162 @@
+/*
+ * Concurrent attempts: the curl multi layer (multi.c) as a Lua userdata.
+ *
+ *   core.new_multi{ ca_file =, user_agent = }   -> multi | nil, message
+ *   multi:limit(max_connections)
+ *   multi:add(token, request)                  -> true | nil, message
+ *   multi:poll(timeout_ms) -> { { token =, response = }, ... }, running
+ *   multi:close()                              (idempotent; also __gc,
+ *                                               and __close under 5.4)
+ *
+ * Requests and responses are those of sessions (lhttp.c). A request table
+ * stays anchored, by its token, until its transfer is reported done: its
+ * strings are what libcurl reads.
+ */
+#include "core.h"
+#include "multi.h"
+
+#define MULTI_MT "cerca.core.multi"
+
+typedef struct {
+    cerca_multi *m;
+    int anchors; /* registry ref of token -> request table (keeps bodies alive) */
+} multi;
+
+static multi *check_multi(lua_State *L)
+{
+    return (multi *)luaL_checkudata(L, 1, MULTI_MT);
+}
+
+static int l_new_multi(lua_State *L)
+{
+    const char *ca_file, *ua;
+    multi *mu;
+    cerca_read_handle_options(L, &ca_file, &ua);
+    mu = (multi *)lua_newuserdata(L, sizeof *mu);
+    mu->m = NULL;
+    mu->anchors = LUA_NOREF;
+    luaL_getmetatable(L, MULTI_MT);
+    lua_setmetatable(L, -2);
+    mu->m = cerca_multi_new(ca_file, ua);
+    if (mu->m == NULL) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "cannot initialise libcurl");
+        return 2;
+    }
+    lua_newtable(L);
+    mu->anchors = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 1;
+}
+
+static multi *check_open_multi(lua_State *L)
+{
+    multi *mu = check_multi(L);
+    if (mu->m == NULL)
+        luaL_error(L, "use of a closed multi");
+    return mu;
+}
+
+static int l_multi_limit(lua_State *L)
+{
+    multi *mu = check_open_multi(L);
+    lua_Number n = luaL_checknumber(L, 2);
+    luaL_argcheck(L, n >= 1 && n <= 100000, 2, "must be from 1 to 100000");
+    cerca_multi_limit(mu->m, (long)n);
+    return 0;
+}
+
+static int l_multi_add(lua_State *L)
+{
+    multi *mu = check_open_multi(L);
+    lua_Integer token = luaL_checkinteger(L, 2);
+    cerca_request rq;
+    int decode, anchors;
+    cerca_read_request(L, 3, &rq, &decode);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, mu->anchors);
+    anchors = lua_gettop(L);
+    lua_rawgeti(L, anchors, (int)token);
+    if (!lua_isnil(L, -1))
+        return luaL_error(L, "token %d is already in flight", (int)token);
+    lua_pop(L, 1);
+    /* Anchored first: libcurl reads the body from the request's string. */
+    lua_pushvalue(L, 3);
+    lua_rawseti(L, anchors, (int)token);
+    if (cerca_multi_add(mu->m, (long)token, &rq) != 0) {
+        lua_pushnil(L);
+        lua_rawseti(L, anchors, (int)token);
+        lua_pushnil(L);
+        lua_pushliteral(L, "cannot start the transfer (out of memory)");
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_multi_poll(lua_State *L)
+{
+    multi *mu = check_open_multi(L);
+    lua_Number timeout = luaL_optnumber(L, 2, 0);
+    cerca_response rs;
+    long token;
+    int running, n = 0, anchors, list;
+    running = cerca_multi_run(mu->m, timeout > 0 ? (long)(timeout > 60000 ? 60000 : timeout) : 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, mu->anchors);
+    anchors = lua_gettop(L);
+    lua_newtable(L);
+    list = lua_gettop(L);
+    while (cerca_multi_next_done(mu->m, &token, &rs)) {
+        int decode = 1;
+        lua_rawgeti(L, anchors, (int)token);
+        if (lua_istable(L, -1))
+            decode = cerca_request_decodes(L, -1);
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        lua_rawseti(L, anchors, (int)token);
+        lua_createtable(L, 0, 2);
+        lua_pushinteger(L, (lua_Integer)token);
+        lua_setfield(L, -2, "token");
+        cerca_push_response(L, &rs, decode);
+        lua_setfield(L, -2, "response");
+        lua_rawseti(L, list, ++n);
+    }
+    lua_pushinteger(L, running);
+    return 2;
+}
+
+/* close, __gc and __close: one idempotent function. */
+static int l_multi_close(lua_State *L)
+{
+    multi *mu = check_multi(L);
+    if (mu->m != NULL) {
+        cerca_multi_free(mu->m);
+        mu->m = NULL;
+    }
+    if (mu->anchors != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, mu->anchors);
+        mu->anchors = LUA_NOREF;
+    }
+    return 0;
+}
+
+static const luaL_Reg multi_methods[] = {
+    {"limit", l_multi_limit},
+    {"add", l_multi_add},
+    {"poll", l_multi_poll},
+    {"close", l_multi_close},
+    {NULL, NULL},
+};
+
+static const cerca_class multi_class = {
+    MULTI_MT, multi_methods, l_multi_close, NULL,
+};
+
+static const luaL_Reg multi_functions[] = {
+    {"new_multi", l_new_multi},
+    {NULL, NULL},
+};
+
+void cerca_lmulti_open(lua_State *L, int module, int uv)
+{
+    cerca_set_functions(L, module, multi_functions, uv, CERCA_NUP);
+    cerca_register_class(L, &multi_class, uv, CERCA_NUP);
+}
