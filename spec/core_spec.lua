@@ -67,6 +67,47 @@ describe("cerca.core", function()
     end)
   end)
 
+  describe("decode_response", function()
+    -- What nginx's worker threads hand back undecoded, decoded as a session
+    -- would have: the same rule, in one C function.
+    it("decodes the body of an answer into json, or says why not in json_error", function()
+      local res = { status = 201, headers = {}, body = '{"id":"wh_1","events":[]}' }
+      assert.are.equal(res, core.decode_response(res))
+      assert.are.same({ id = "wh_1", events = {} }, res.json)
+      assert.is_nil(res.json_error)
+      res = core.decode_response { status = 502, headers = {}, body = "<html>" }
+      assert.is_nil(res.json)
+      assert.is_string(res.json_error)
+    end)
+
+    it("leaves an answer that failed, or has no body, as it is", function()
+      local res = core.decode_response { status = 200, headers = {}, body = '{"a":1}', error = "connection" }
+      assert.is_nil(res.json)
+      assert.is_nil(res.json_error)
+      res = core.decode_response { status = 204, headers = {}, body = "" }
+      assert.is_nil(res.json)
+      assert.is_nil(res.json_error)
+    end)
+
+    it("decodes as the session does: cerca.null for null, and a session's answer is the same", function()
+      local srv = helpers.start_server { tls = false }
+      local s = core.new_session()
+      local req = { method = "POST", url = srv.http_url .. "/fleets/f/webhooks",
+        headers = { "Authorization: Bearer " .. srv.api_key, "Content-Type: application/json" },
+        body = '{"url":"https://example.com/h"}', timeout_ms = 5000, connect_timeout_ms = 5000, max_body = 65536 }
+      local decoded = s:request(req)
+      req.decode = false
+      req.headers[#req.headers + 1] = "Idempotency-Key: k-decode-response"
+      local raw = s:request(req)
+      s:close()
+      srv:stop()
+      assert.is_nil(raw.json)
+      core.decode_response(raw)
+      assert.are.same(decoded.json.events, raw.json.events)
+      assert.are.equal(core.null, core.decode_response({ status = 200, headers = {}, body = '{"a":null}' }).json.a)
+    end)
+  end)
+
   describe("uuid4", function()
     it("makes random version 4 UUIDs", function()
       local seen = {}

@@ -5,6 +5,7 @@
  *
  *   core.encode(value) -> json | nil, message
  *   core.decode(json)  -> value | nil, message
+ *   core.decode_response(res) -> res, its body decoded (see lhttp.c)
  *   core.empty_array, core.null
  *
  * One attempt, no policy: retries, validation and error types live in Lua.
@@ -108,6 +109,7 @@ static void push_empty_array(lua_State *L)
 static const luaL_Reg json_functions[] = {
     {"encode", l_encode},
     {"decode", l_decode},
+    {"decode_response", cerca_decode_response},
     {NULL, NULL},
 };
 

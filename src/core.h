@@ -7,7 +7,8 @@
  * concern's open function, which sets that concern's functions in the
  * table and registers its metatables:
  *
- *   core.c     encode, decode, empty_array, null (the JSON bridge)
+ *   core.c     encode, decode, decode_response, empty_array, null (the JSON
+ *              bridge)
  *   session.c  new_session and the session userdata
  *   lmulti.c   new_multi and the multi userdata
  *   sys.c      monotime, sleep, isatty, ignore_sigpipe, curl_version
@@ -82,5 +83,10 @@ int cerca_request_decodes(lua_State *L, int t);
 /* Pushes the response table of one attempt. Called from a function that
  * closes over the CERCA_NUP values: decoding uses CERCA_UV_DECODE. */
 void cerca_push_response(lua_State *L, const cerca_response *rs, int decode);
+
+/* core.decode_response(res) -> res: decodes the body of a response table
+ * made with decode = false (by another Lua VM: nginx's worker threads), as
+ * cerca_push_response would have. Closes over the CERCA_NUP values. */
+int cerca_decode_response(lua_State *L);
 
 #endif

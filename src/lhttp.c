@@ -149,6 +149,26 @@ static void push_headers(lua_State *L, const char *block, size_t len)
     cerca_headers_parse(block, len, add_header_field, L);
 }
 
+/* The one place an answer's body becomes `json` or `json_error`: pops the
+ * body string on top of the stack and sets the field in the response table
+ * at (absolute) index res. Runs in a function that closes over the
+ * CERCA_NUP values (CERCA_UV_DECODE). */
+static void set_json(lua_State *L, int res)
+{
+    /* decode(body) -> value | nil, message */
+    lua_pushvalue(L, lua_upvalueindex(CERCA_UV_DECODE));
+    lua_insert(L, -2);
+    if (lua_pcall(L, 1, 2, 0) != 0) {
+        lua_setfield(L, res, "json_error");
+    } else if (lua_isnil(L, -2)) {
+        lua_setfield(L, res, "json_error");
+        lua_pop(L, 1);
+    } else {
+        lua_pop(L, 1);
+        lua_setfield(L, res, "json");
+    }
+}
+
 void cerca_push_response(lua_State *L, const cerca_response *rs, int decode)
 {
     int res;
@@ -180,17 +200,25 @@ void cerca_push_response(lua_State *L, const cerca_response *rs, int decode)
         lua_pushinteger(L, rs->curl_code);
         lua_setfield(L, res, "curl_code");
     } else if (rs->body_len > 0 && decode) {
-        /* decode(body) -> value | nil, message */
-        lua_pushvalue(L, lua_upvalueindex(CERCA_UV_DECODE));
         lua_pushlstring(L, rs->body, rs->body_len);
-        if (lua_pcall(L, 1, 2, 0) != 0) {
-            lua_setfield(L, res, "json_error");
-        } else if (lua_isnil(L, -2)) {
-            lua_setfield(L, res, "json_error");
-            lua_pop(L, 1);
-        } else {
-            lua_pop(L, 1);
-            lua_setfield(L, res, "json");
-        }
+        set_json(L, res);
     }
+}
+
+int cerca_decode_response(lua_State *L)
+{
+    int failed, empty;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_getfield(L, 1, "error");
+    failed = !lua_isnil(L, -1);
+    lua_getfield(L, 1, "body");
+    empty = lua_type(L, -1) != LUA_TSTRING || cerca_rawlen(L, -1) == 0;
+    if (failed || empty) {
+        lua_settop(L, 1);
+        return 1;
+    }
+    lua_remove(L, 2);
+    set_json(L, 1);
+    return 1;
 }

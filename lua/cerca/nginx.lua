@@ -117,11 +117,7 @@ local function in_thread_pool(self, request)
     end
     return transport.failed("configuration", message)
   end
-  if not res.error and res.body ~= "" then
-    local value, why = core.decode(res.body)
-    if value == nil then res.json_error = why else res.json = value end
-  end
-  return res
+  return core.decode_response(res)
 end
 
 function Nginx:attempt(request)
