@@ -127,8 +127,6 @@ local function block(title, rows, paint)
   return concat(out, "\n")
 end
 
-local SUBSCRIPTION_ORDER = { "id", "fleetId", "url", "events", "enabled", "createdAt", "updatedAt", "secret" }
-
 local function sorted_extra_keys(t, known)
   local seen, extra = {}, {}
   for _, k in ipairs(known) do seen[k] = true end
@@ -149,12 +147,15 @@ local function value_text(k, v, opts, paint)
   return text(v)
 end
 
-local function render_subscription(s, opts, paint)
-  local rows = {}
-  for _, k in ipairs(SUBSCRIPTION_ORDER) do
-    rows[#rows + 1] = { k, value_text(k, s[k], opts, paint) }
+-- `fields`: the subscription's own fields in order (cerca.webhooks.FIELDS,
+-- carried by its metatable); other fields follow, sorted.
+local function render_subscription(s, fields, opts, paint)
+  local rows, known = {}, {}
+  for i, f in ipairs(fields) do
+    known[i] = f[1]
+    rows[i] = { f[1], value_text(f[1], s[f[1]], opts, paint) }
   end
-  for _, k in ipairs(sorted_extra_keys(s, SUBSCRIPTION_ORDER)) do
+  for _, k in ipairs(sorted_extra_keys(s, known)) do
     rows[#rows + 1] = { k, value_text(k, s[k], opts, paint) }
   end
   local out = block(paint("title", "Webhook subscription " .. text(s.id)), rows, paint)
@@ -195,7 +196,7 @@ function _M.pretty(value, opts)
   local paint = painter(opts.color)
   local mt = getmetatable(value)
   local name = type(mt) == "table" and mt.__name
-  if name == "cerca.Subscription" then return render_subscription(value, opts, paint) end
+  if name == "cerca.Subscription" then return render_subscription(value, mt.fields, opts, paint) end
   if name == "cerca.Error" then return render_error(value, opts, paint) end
   if type(value) == "table" then return render_table(value, opts, paint) end
   return text(value)

@@ -49,12 +49,14 @@ _M.MAX_FLEET_ID_BYTES = 1024
 _M.MAX_URL_BYTES = 8192
 local MAX_EVENT_NAME_BYTES = 64
 
--- Fields every create answer must carry, and their Lua types.
-local REQUIRED_FIELDS = {
+--- A subscription's fields, in the order they are shown, each with the Lua
+-- type every create answer must give it (other fields are kept as they come).
+_M.FIELDS = {
   { "id", "string" }, { "fleetId", "string" }, { "url", "string" },
   { "events", "table" }, { "enabled", "boolean" }, { "createdAt", "string" },
   { "updatedAt", "string" }, { "secret", "string" },
 }
+local FIELDS = _M.FIELDS
 
 local function invalid(field, message)
   return errors.new("invalid_request", message, { field = field })
@@ -187,6 +189,8 @@ end
 --- Subscriptions carry this metatable: `tostring` gives one redacted line.
 _M.Subscription = {
   __name = "cerca.Subscription",
+  -- What cerca.pretty shows, in order.
+  fields = FIELDS,
   __tostring = function(sub) return pretty.subscription_line(sub) end,
 }
 
@@ -197,7 +201,7 @@ function _M.subscription(value)
   if type(value) ~= "table" then
     return nil, "the answer is not a JSON object"
   end
-  for _, f in ipairs(REQUIRED_FIELDS) do
+  for _, f in ipairs(FIELDS) do
     local name, want = f[1], f[2]
     if type(value[name]) ~= want then
       return nil, format("the answer's %s is %s, not a %s", name,
