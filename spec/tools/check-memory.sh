@@ -36,6 +36,7 @@ rc=$?
 tail -n 1 "$log.out" | sed 's/^/memcheck: /'
 grep -E "ERROR SUMMARY|definitely lost|indirectly lost" "$log" | sed 's/^==[0-9]*== */memcheck: /'
 if [ "$rc" -ne 0 ]; then
+  tail -n 20 "$log.out" >&2
   echo "memcheck: FAILED (exit $rc); logs in $log and $log.out" >&2
   status=1
 else
@@ -49,7 +50,12 @@ CERCA_BUILD=asan CERCA_LUA=build/asan/lua-asan ASAN_OPTIONS=detect_leaks=1:abort
 rc=$?
 tail -n 1 "$out" | sed 's/^/sanitizers: /'
 if [ "$rc" -ne 0 ] || grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$out"; then
-  grep -E -A20 "ERROR: (Address|Leak)Sanitizer|runtime error:" "$out" | head -60 >&2
+  if grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$out"; then
+    grep -E -A20 "ERROR: (Address|Leak)Sanitizer|runtime error:" "$out" | head -60 >&2
+  else
+    # No report of a checker (an abort, a crash): the end of the log says where.
+    tail -n 40 "$out" >&2
+  fi
   echo "sanitizers: FAILED (exit $rc); log in $out" >&2
   status=1
 else
