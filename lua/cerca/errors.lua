@@ -113,18 +113,4 @@ function _M.is_error(v)
   return type(v) == "table" and getmetatable(v) == Error
 end
 
-local STATUS_TYPES = {
-  [401] = "authentication",
-  [403] = "permission_denied",
-  [404] = "not_found",
-  [409] = "conflict",
-  [422] = "unprocessable_entity",
-  [429] = "rate_limit",
-}
-
---- The error type for a non-2xx status.
-function _M.type_for_status(status)
-  return STATUS_TYPES[status] or (status >= 500 and status <= 599 and "server") or "api_status"
-end
-
 return _M
