@@ -5,10 +5,9 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
-/* HMAC(), CRYPTO_memcmp and RAND_bytes as cerca uses them: OpenSSL 1.1.1 on. */
+/* EVP_MD_CTX_new, CRYPTO_memcmp and RAND_bytes as cerca uses them: OpenSSL 1.1.1 on. */
 #if OPENSSL_VERSION_NUMBER < 0x10101000L
 #error "cerca needs OpenSSL 1.1.1 or newer"
 #endif
@@ -65,17 +64,105 @@ void cerca_base64_encode(const unsigned char *in, size_t len, char *out)
     EVP_EncodeBlock((unsigned char *)out, in, (int)len);
 }
 
-int cerca_hmac_sha256(const unsigned char *key, size_t key_len, const char *data, size_t data_len,
-                      unsigned char out[CERCA_MAC_LEN])
+#define SHA256_BLOCK 64
+
+void cerca_hmac_free(cerca_hmac *h)
 {
-    unsigned int out_len = 0;
-    if (key_len > INT_MAX)
+    EVP_MD_CTX_free(h->inner);
+    EVP_MD_CTX_free(h->outer);
+    EVP_MD_CTX_free(h->work);
+    h->inner = h->outer = h->work = NULL;
+}
+
+/* RFC 2104: the key padded (or first hashed) to one block, XORed with the
+ * pad byte, is the first block each state absorbs. */
+static int absorb_pad(EVP_MD_CTX *ctx, const unsigned char *k0, unsigned char pad)
+{
+    unsigned char block[SHA256_BLOCK];
+    int i, ok;
+    for (i = 0; i < SHA256_BLOCK; i++)
+        block[i] = (unsigned char)(k0[i] ^ pad);
+    ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 && EVP_DigestUpdate(ctx, block, sizeof block) == 1;
+    OPENSSL_cleanse(block, sizeof block);
+    return ok;
+}
+
+int cerca_hmac_init(cerca_hmac *h, const unsigned char *key, size_t key_len)
+{
+    unsigned char k0[SHA256_BLOCK];
+    int ok;
+    memset(k0, 0, sizeof k0);
+    h->inner = EVP_MD_CTX_new();
+    h->outer = EVP_MD_CTX_new();
+    h->work = EVP_MD_CTX_new();
+    ok = h->inner != NULL && h->outer != NULL && h->work != NULL;
+    if (ok && key_len > SHA256_BLOCK)
+        ok = EVP_Digest(key, key_len, k0, NULL, EVP_sha256(), NULL) == 1;
+    else if (ok)
+        memcpy(k0, key, key_len);
+    ok = ok && absorb_pad(h->inner, k0, 0x36) && absorb_pad(h->outer, k0, 0x5c);
+    OPENSSL_cleanse(k0, sizeof k0);
+    if (!ok) {
+        cerca_hmac_free(h);
         return -1;
-    if (HMAC(EVP_sha256(), key, (int)key_len, (const unsigned char *)data, data_len, out, &out_len) ==
-            NULL ||
-        out_len != CERCA_MAC_LEN)
-        return -1;
+    }
     return 0;
+}
+
+int cerca_hmac_parts(cerca_hmac *h, size_t n, const char *const *parts, const size_t *lens,
+                     unsigned char out[CERCA_MAC_LEN])
+{
+    unsigned char inner[CERCA_MAC_LEN];
+    unsigned int len = 0;
+    size_t i;
+    int ok = EVP_MD_CTX_copy_ex(h->work, h->inner) == 1;
+    for (i = 0; ok && i < n; i++)
+        ok = EVP_DigestUpdate(h->work, parts[i], lens[i]) == 1;
+    ok = ok && EVP_DigestFinal_ex(h->work, inner, &len) == 1 && len == CERCA_MAC_LEN &&
+         EVP_MD_CTX_copy_ex(h->work, h->outer) == 1 && EVP_DigestUpdate(h->work, inner, sizeof inner) == 1 &&
+         EVP_DigestFinal_ex(h->work, out, &len) == 1 && len == CERCA_MAC_LEN;
+    return ok ? 0 : -1;
+}
+
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+
+int cerca_signature_match(const char *header, size_t len, size_t max_entries,
+                          const unsigned char mac[CERCA_MAC_LEN])
+{
+    /* Room for a longer decoding, which then does not match. */
+    unsigned char candidate[CERCA_MAC_LEN + 3];
+    size_t i = 0, seen = 0;
+    int any_v1 = 0, found = 0;
+    while (i < len) {
+        size_t start, comma;
+        while (i < len && is_space(header[i]))
+            i++;
+        if (i == len)
+            break;
+        if (++seen > max_entries)
+            break;
+        start = i;
+        while (i < len && !is_space(header[i]))
+            i++;
+        /* version,signature: the version runs to the first comma and is
+         * not empty, the signature after it is not empty either. */
+        for (comma = start; comma < i && header[comma] != ','; comma++)
+            ;
+        if (comma == start || comma + 1 >= i)
+            continue;
+        if (comma - start != 2 || header[start] != 'v' || header[start + 1] != '1')
+            continue;
+        any_v1 = 1;
+        if (cerca_base64_decode(header + comma + 1, i - comma - 1, candidate, sizeof candidate) ==
+            CERCA_MAC_LEN)
+            found |= cerca_mac_equal(mac, candidate);
+    }
+    if (found)
+        return 1;
+    return any_v1 ? 0 : -1;
 }
 
 int cerca_mac_equal(const unsigned char *a, const unsigned char *b)

@@ -3,18 +3,28 @@
  * signatures.
  *
  *   core.uuid4() -> random UUID | nil, message
- *   core.webhook_signature(secret_b64, content)
- *       -> base64 HMAC-SHA256 | nil, "invalid_secret"
- *   core.webhook_verify(secret_b64, content, { base64 MAC, ... })
- *       -> true | false | nil, "invalid_secret"
+ *   core.webhook_key(secret_b64) -> key | nil, "invalid_secret"
+ *       the secret without its "whsec_" prefix, decoded once: the key
+ *       keeps the HMAC states it leads to, not the decoded bytes
+ *   key:sign(id, timestamp, body) -> base64 HMAC-SHA256 of id.timestamp.body
+ *   key:verify(id, timestamp, body, signature_header, max_entries)
+ *       -> true | false, "mismatch" | false, "no_v1"
+ *       (see cerca_signature_match in crypto.h)
+ *   key:close(), also __gc and __close: frees the states
  *
- * The secret is given without its "whsec_" prefix; its decoded bytes are
- * wiped once used.
+ * The signed content is hashed in its three parts: it is never built as
+ * one string.
  */
 #include "core.h"
 #include "crypto.h"
 
+#define KEY_MT "cerca.core.webhook_key"
 #define MAX_KEY_BYTES 1024
+
+typedef struct {
+    cerca_hmac hmac;
+    int open;
+} webhook_key;
 
 static int l_uuid4(lua_State *L)
 {
@@ -28,72 +38,124 @@ static int l_uuid4(lua_State *L)
     return 1;
 }
 
-/* Decodes the base64 secret at index 1 (prefix already removed) and MACs
- * the content at index 2. Returns 0, or -1 when the secret is unusable. */
-static int mac_of(lua_State *L, unsigned char mac[CERCA_MAC_LEN])
+static webhook_key *check_key(lua_State *L)
 {
-    size_t secret_len, content_len;
-    const char *secret = luaL_checklstring(L, 1, &secret_len);
-    const char *content = luaL_checklstring(L, 2, &content_len);
-    unsigned char key[MAX_KEY_BYTES];
-    long key_len = cerca_base64_decode(secret, secret_len, key, sizeof key);
-    int rc = -1;
-    if (key_len > 0)
-        rc = cerca_hmac_sha256(key, (size_t)key_len, content, content_len, mac);
-    cerca_cleanse(key, sizeof key);
-    return rc;
+    return (webhook_key *)luaL_checkudata(L, 1, KEY_MT);
 }
 
-static int l_webhook_signature(lua_State *L)
+static int l_webhook_key(lua_State *L)
 {
-    unsigned char mac[CERCA_MAC_LEN];
-    char b64[CERCA_MAC_B64_LEN + 1];
-    if (mac_of(L, mac) != 0) {
+    size_t secret_len;
+    const char *secret = luaL_checklstring(L, 1, &secret_len);
+    unsigned char key[MAX_KEY_BYTES];
+    long key_len = cerca_base64_decode(secret, secret_len, key, sizeof key);
+    webhook_key *k = (webhook_key *)lua_newuserdata(L, sizeof *k);
+    int rc = -1;
+    k->open = 0;
+    luaL_getmetatable(L, KEY_MT);
+    lua_setmetatable(L, -2);
+    if (key_len > 0)
+        rc = cerca_hmac_init(&k->hmac, key, (size_t)key_len);
+    cerca_cleanse(key, sizeof key);
+    if (rc != 0) {
         lua_pushnil(L);
         lua_pushliteral(L, "invalid_secret");
         return 2;
     }
+    k->open = 1;
+    return 1;
+}
+
+/* The MAC of the id (2), timestamp (3) and body (4) arguments. */
+static void mac_of(lua_State *L, webhook_key *k, unsigned char mac[CERCA_MAC_LEN])
+{
+    const char *parts[5];
+    size_t lens[5];
+    int i;
+    if (!k->open)
+        luaL_error(L, "use of a closed webhook key");
+    for (i = 0; i < 3; i++) {
+        parts[2 * i] = luaL_checklstring(L, 2 + i, &lens[2 * i]);
+        if (i < 2) {
+            parts[2 * i + 1] = ".";
+            lens[2 * i + 1] = 1;
+        }
+    }
+    if (cerca_hmac_parts(&k->hmac, 5, parts, lens, mac) != 0)
+        luaL_error(L, "HMAC-SHA256 failed");
+}
+
+static int l_key_sign(lua_State *L)
+{
+    unsigned char mac[CERCA_MAC_LEN];
+    char b64[CERCA_MAC_B64_LEN + 1];
+    mac_of(L, check_key(L), mac);
     cerca_base64_encode(mac, sizeof mac, b64);
     lua_pushlstring(L, b64, CERCA_MAC_B64_LEN);
     return 1;
 }
 
-/* Each candidate is decoded strictly and compared in constant time; one
- * that is not base64 of exactly 32 bytes never matches. */
-static int l_webhook_verify(lua_State *L)
+static int l_key_verify(lua_State *L)
 {
-    unsigned char mac[CERCA_MAC_LEN], candidate[CERCA_MAC_LEN + 3];
-    size_t i, n;
-    int found = 0;
-    luaL_checktype(L, 3, LUA_TTABLE);
-    if (mac_of(L, mac) != 0) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "invalid_secret");
-        return 2;
+    unsigned char mac[CERCA_MAC_LEN];
+    size_t header_len;
+    const char *header;
+    lua_Integer max_entries;
+    int match;
+    webhook_key *k = check_key(L);
+    header = luaL_checklstring(L, 5, &header_len);
+    max_entries = luaL_checkinteger(L, 6);
+    mac_of(L, k, mac);
+    match = cerca_signature_match(header, header_len, max_entries > 0 ? (size_t)max_entries : 0, mac);
+    cerca_cleanse(mac, sizeof mac);
+    lua_pushboolean(L, match == 1);
+    if (match == 1)
+        return 1;
+    if (match == 0)
+        lua_pushliteral(L, "mismatch");
+    else
+        lua_pushliteral(L, "no_v1");
+    return 2;
+}
+
+/* close, __gc and __close: one idempotent function. */
+static int l_key_close(lua_State *L)
+{
+    webhook_key *k = check_key(L);
+    if (k->open) {
+        cerca_hmac_free(&k->hmac);
+        k->open = 0;
     }
-    n = cerca_rawlen(L, 3);
-    for (i = 1; i <= n && !found; i++) {
-        size_t len;
-        const char *text;
-        lua_rawgeti(L, 3, (int)i);
-        text = lua_tolstring(L, -1, &len);
-        if (text != NULL &&
-            cerca_base64_decode(text, len, candidate, sizeof candidate) == CERCA_MAC_LEN)
-            found = cerca_mac_equal(mac, candidate);
-        lua_pop(L, 1);
-    }
-    lua_pushboolean(L, found);
+    return 0;
+}
+
+static int l_key_tostring(lua_State *L)
+{
+    /* Nothing of the key: only whether it is usable. */
+    webhook_key *k = check_key(L);
+    lua_pushfstring(L, "cerca.core.webhook_key (%s): %p", k->open ? "open" : "closed", (void *)k);
     return 1;
 }
 
+static const luaL_Reg key_methods[] = {
+    {"sign", l_key_sign},
+    {"verify", l_key_verify},
+    {"close", l_key_close},
+    {NULL, NULL},
+};
+
+static const cerca_class key_class = {
+    KEY_MT, key_methods, l_key_close, l_key_tostring,
+};
+
 static const luaL_Reg crypto_functions[] = {
     {"uuid4", l_uuid4},
-    {"webhook_signature", l_webhook_signature},
-    {"webhook_verify", l_webhook_verify},
+    {"webhook_key", l_webhook_key},
     {NULL, NULL},
 };
 
 void cerca_lcrypto_open(lua_State *L, int module)
 {
     cerca_set_functions(L, module, crypto_functions, 0, 0);
+    cerca_register_class(L, &key_class, 0, 0);
 }

@@ -5,8 +5,9 @@
 -- (space-separated `v1,<base64>` entries). The signed bytes are
 -- `id .. "." .. timestamp .. "." .. raw_body`, the MAC is HMAC-SHA256 under
 -- the base64-decoded secret (after an optional `whsec_` prefix). The MAC,
--- the base64 and the constant-time comparison happen in the C core, with
--- OpenSSL; this module reads the headers and the options.
+-- the base64, the parsing of the signature list and the constant-time
+-- comparison happen in the C core, with OpenSSL, on a key decoded once per
+-- secret; this module reads the headers and the options.
 -- @module cerca.deliveries
 
 local core = require "cerca.core"
@@ -19,7 +20,6 @@ local tonumber = tonumber
 local format = string.format
 local lower = string.lower
 local match = string.match
-local gmatch = string.gmatch
 local time = os.time
 
 local _M = {}
@@ -56,33 +56,52 @@ local function verify_options(opts)
   return copy
 end
 
--- The secret's key part: without "whsec_", as base64 text.
+-- Decoded keys by secret, so that a secret is decoded (and its HMAC states
+-- made) once, not on every delivery. Bounded: a program verifies for a few
+-- subscriptions; past the bound the cache starts over.
+local MAX_KEYS = 64
+local keys, key_count = {}, 0
+
+-- The key of a `whsec_...` secret (the prefix is optional), or nil when
+-- the secret is not base64 of a key.
 local function key_of(secret)
   if type(secret) ~= "string" then return nil end
-  return (match(secret, "^whsec_(.*)$") or secret)
+  local key = keys[secret]
+  if key then return key end
+  key = core.webhook_key(match(secret, "^whsec_(.*)$") or secret)
+  if not key then return nil end
+  if key_count >= MAX_KEYS then keys, key_count = {}, 0 end
+  keys[secret], key_count = key, key_count + 1
+  return key
 end
 
--- The three headers, looked up whatever their letter case.
+-- The lengths of the three names: only a name of one of these lengths is
+-- lower-cased and compared (most headers are not looked at twice).
+local NAME_LENGTH = { [#HEADERS[1]] = true, [#HEADERS[2]] = true, [#HEADERS[3]] = true }
+local WANTED = { [HEADERS[1]] = 1, [HEADERS[2]] = 2, [HEADERS[3]] = 3 }
+
+-- The three headers (id, timestamp, signature), looked up whatever their
+-- letter case; one sent twice (in two spellings, or as a list) is refused.
 local function read_headers(headers)
   if type(headers) ~= "table" then
     return nil, "headers must be a table of the request's headers"
   end
   local found = {}
   for name, value in pairs(headers) do
-    local key = type(name) == "string" and lower(name)
-    if key == HEADERS[1] or key == HEADERS[2] or key == HEADERS[3] then
-      if found[key] ~= nil or type(value) ~= "string" then
-        return nil, format("%s was sent more than once; a delivery has exactly one", key)
+    local i = type(name) == "string" and NAME_LENGTH[#name] and WANTED[lower(name)]
+    if i then
+      if found[i] ~= nil or type(value) ~= "string" then
+        return nil, format("%s was sent more than once; a delivery has exactly one", HEADERS[i])
       end
-      found[key] = value
+      found[i] = value
     end
   end
-  for _, name in pairs(HEADERS) do
-    if found[name] == nil or found[name] == "" then
-      return nil, format("the %s header is missing", name)
+  for i = 1, 3 do
+    if found[i] == nil or found[i] == "" then
+      return nil, format("the %s header is missing", HEADERS[i])
     end
   end
-  return found
+  return found[1], found[2], found[3]
 end
 
 --- The `webhook-signature` value for a payload: `"v1,<base64>"`.
@@ -105,9 +124,8 @@ function _M.sign(raw_body, secret, msg_id, timestamp)
     timestamp = format("%.0f", timestamp)
   end
   local key = key_of(secret)
-  local mac = key and core.webhook_signature(key, msg_id .. "." .. timestamp .. "." .. raw_body)
-  if not mac then return fail("invalid_secret", BAD_SECRET) end
-  return "v1," .. mac
+  if not key then return fail("invalid_secret", BAD_SECRET) end
+  return "v1," .. key:sign(msg_id, timestamp, raw_body)
 end
 
 --- Verifies a delivery and decodes its JSON event.
@@ -134,17 +152,13 @@ function _M.verify(raw_body, headers, secret, opts)
   -- A secret that does not decode is a configuration fault: say so first,
   -- whatever else is wrong with this delivery.
   local key = key_of(secret)
-  if not key or not core.webhook_signature(key, "") then
-    return fail("invalid_secret", BAD_SECRET)
-  end
+  if not key then return fail("invalid_secret", BAD_SECRET) end
 
-  local h
-  h, why = read_headers(headers)
-  if not h then return fail("missing_header", why) end
+  local id, timestamp, signature = read_headers(headers)
+  if not id then return fail("missing_header", timestamp) end
 
   -- Twelve digits reach the year 33658: longer is garbage, not a time.
-  local ts = match(h["webhook-timestamp"], "^%d%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?$")
-    and tonumber(h["webhook-timestamp"])
+  local ts = match(timestamp, "^%d%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?$") and tonumber(timestamp)
   if not ts then
     return fail("timestamp", "webhook-timestamp is not a whole number of seconds")
   end
@@ -158,18 +172,11 @@ function _M.verify(raw_body, headers, secret, opts)
       ts - now, tolerance))
   end
 
-  local candidates, seen = {}, 0
-  for entry in gmatch(h["webhook-signature"], "%S+") do
-    seen = seen + 1
-    if seen > _M.MAX_SIGNATURES then break end
-    local version, sig = match(entry, "^([^,]+),(.+)$")
-    if version == "v1" then candidates[#candidates + 1] = sig end
-  end
-  if #candidates == 0 then
-    return fail("invalid_signature", "webhook-signature holds no v1 signature")
-  end
-  local content = h["webhook-id"] .. "." .. h["webhook-timestamp"] .. "." .. raw_body
-  if not core.webhook_verify(key, content, candidates) then
+  local ok, no_match = key:verify(id, timestamp, raw_body, signature, _M.MAX_SIGNATURES)
+  if not ok then
+    if no_match == "no_v1" then
+      return fail("invalid_signature", "webhook-signature holds no v1 signature")
+    end
     return fail("invalid_signature", "no signature matches: the body, the headers or the secret differ "
       .. "from what was signed")
   end
