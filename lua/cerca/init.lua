@@ -7,12 +7,16 @@
 -- environment (`CERCA_API_KEY`, `CERCA_BASE_URL`), made on first use;
 -- `cerca.new(options)` makes a client of your own, whose `client.webhooks`
 -- has the same functions. No function raises: every failure is `nil, err`.
+--
+-- @{cerca.journal} is the private append-only file of JSON lines the
+-- `cerca` command writes its results to (`--out`).
 -- @module cerca
 
 local client = require "cerca.client"
 local core = require "cerca.core"
 local deliveries = require "cerca.deliveries"
 local errors = require "cerca.errors"
+local journal = require "cerca.journal"
 local json = require "cerca.json"
 local pretty = require "cerca.pretty"
 local webhooks = require "cerca.webhooks"
@@ -111,6 +115,8 @@ end
 system.ignore_sigpipe = core.ignore_sigpipe
 
 _M.system = system
+
+_M.journal = journal
 
 --- Text safe to print on a terminal: control characters, bidirectional
 -- overrides and bytes that are not UTF-8 escaped (`\x1b`, `\u{009b}`).
