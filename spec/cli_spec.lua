@@ -449,3 +449,17 @@ describe("the cerca command", function()
     assert.matches("^cerca 0%.1%.0 %(cerca%-lua; Lua 5%.4; libcurl %d", out)
   end)
 end)
+
+describe("the command's modules", function()
+  it("use the library through its public module only: each requires cerca and its own parts", function()
+    local files = (helpers.sh("ls lua/cerca/cli.lua lua/cerca/cli_*.lua")):gsub("%s+$", "")
+    local n = 0
+    for file in files:gmatch("%S+") do
+      n = n + 1
+      for name in helpers.read(file):gmatch("require%s*%(?%s*[\"']([^\"']+)[\"']") do
+        assert.is_truthy(name == "cerca" or name:match("^cerca%.cli_%w+$"), file .. " requires " .. name)
+      end
+    end
+    assert.is_true(n >= 3, files)
+  end)
+end)
