@@ -2,6 +2,7 @@
 -- against the reference server: output streams, exit codes, batch mode.
 local helpers = require "spec.helpers"
 local cjson = require "cjson"
+local cerca = require "cerca"
 
 local sh = helpers.sh
 
@@ -427,6 +428,7 @@ describe("the cerca command", function()
     assert.matches("CERCA_CA_FILE", out, 1, true)
     out = run("help webhooks create")
     assert.matches("%-%-fleets%-file", out)
+    assert.matches("creates in flight at once (default " .. cerca.webhooks.CONCURRENCY.default .. ")", out, 1, true)
     assert.matches("--ca-file FILE", out, 1, true)
     -- Help for any prefix of a command: every command under it.
     for _, args in ipairs { "help webhooks", "webhooks --help" } do

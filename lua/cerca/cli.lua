@@ -100,7 +100,7 @@ Options:
                          (default CERCA_CA_FILE)
   --api-key-file FILE    read the API key from FILE instead of CERCA_API_KEY
 Batch mode (--fleets-file):
-  --concurrency N        creates in flight at once (default 16)
+  --concurrency N        creates in flight at once (default ]] .. cerca.webhooks.CONCURRENCY.default .. [[)
   --out FILE             append the results as JSON lines to FILE instead of
                          stdout. FILE holds secrets: it must be a regular file
                          of yours, not a symbolic link, and is created (or set
