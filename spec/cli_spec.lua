@@ -2,6 +2,7 @@
 -- against the reference server: output streams, exit codes, batch mode.
 local helpers = require "spec.helpers"
 local cjson = require "cjson"
+local cerca = require "cerca"
 
 local sh = helpers.sh
 
@@ -427,6 +428,7 @@ describe("the cerca command", function()
     assert.matches("CERCA_CA_FILE", out, 1, true)
     out = run("help webhooks create")
     assert.matches("%-%-fleets%-file", out)
+    assert.matches("creates in flight at once (default " .. cerca.webhooks.CONCURRENCY.default .. ")", out, 1, true)
     assert.matches("--ca-file FILE", out, 1, true)
     -- Help for any prefix of a command: every command under it.
     for _, args in ipairs { "help webhooks", "webhooks --help" } do
@@ -447,5 +449,19 @@ describe("the cerca command", function()
     assert.are.equal("agent.created", lines(out)[1])
     out = run("--version")
     assert.matches("^cerca 0%.1%.0 %(cerca%-lua; Lua 5%.4; libcurl %d", out)
+  end)
+end)
+
+describe("the command's modules", function()
+  it("use the library through its public module only: each requires cerca and its own parts", function()
+    local files = (helpers.sh("ls lua/cerca/cli.lua lua/cerca/cli_*.lua")):gsub("%s+$", "")
+    local n = 0
+    for file in files:gmatch("%S+") do
+      n = n + 1
+      for name in helpers.read(file):gmatch("require%s*%(?%s*[\"']([^\"']+)[\"']") do
+        assert.is_truthy(name == "cerca" or name:match("^cerca%.cli_%w+$"), file .. " requires " .. name)
+      end
+    end
+    assert.is_true(n >= 3, files)
   end)
 end)

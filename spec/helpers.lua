@@ -130,6 +130,11 @@ function helpers.write(path, text)
   f:close()
 end
 
+-- "600 root": the mode and owner of a path (a link itself, not followed).
+function helpers.mode_owner(path)
+  return ((helpers.sh("stat -c '%a %U' " .. helpers.q(path))):gsub("%s+$", ""))
+end
+
 -- Installs the `cerca` command with LuaRocks (Lua 5.4) into a fresh tree
 -- under a new temporary folder `work`, from a copy of the checkout. Returns
 -- work, the command's path, and the shell text that puts the tree on the

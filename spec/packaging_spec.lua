@@ -63,16 +63,31 @@ describe("packaging", function()
   it("make docs builds the public API reference without an LDoc warning", function()
     local out, status = sh("make --no-print-directory docs")
     assert.are.equal(0, status, out)
-    local index = assert(io.open("build/doc/index.html")):read("*a")
-    local text = index:gsub("<[^>]+>", "")
+    -- The index lists the public modules, each on a page of its own.
+    local function page(path)
+      local f = assert(io.open("build/doc/" .. path))
+      local text = f:read("*a"):gsub("<[^>]+>", "")
+      f:close()
+      return text
+    end
+    local index, text, journal = page("index.html"), page("modules/cerca.html"), page("modules/cerca.journal.html")
+    assert.matches("cerca.journal", index, 1, true)
     -- The signatures users call, and no internal module.
     for _, signature in ipairs { "webhooks.create (fleet_id, params[, options])",
       "webhooks.create_many (items[, opts])", "webhooks.verify (raw_body, headers, secret[, opts])",
-      "new ([options])", "pretty (value[, opts])" } do
+      "new ([options])", "pretty (value[, opts])", "decode_json (text)", "new_idempotency_key ()",
+      "system.isatty (fd)", "system.ignore_sigpipe ()", "LIBCURL_VERSION" } do
       assert.matches(signature, text, 1, true)
     end
-    assert.is_nil(text:find("cerca.call", 1, true))
-    assert.is_nil(text:find("@tparam", 1, true))
+    for _, signature in ipairs { "open (path[, max_bytes])", "Journal:append (record)", "Journal:records ()",
+      "Journal:close ()" } do
+      assert.matches(signature, journal, 1, true)
+    end
+    for _, t in ipairs { index, text, journal } do
+      assert.is_nil(t:find("cerca.call", 1, true))
+      assert.is_nil(t:find("cerca.cli", 1, true))
+      assert.is_nil(t:find("@tparam", 1, true))
+    end
   end)
 
   it("make install puts each Lua's library and command side by side", function()

@@ -7,15 +7,21 @@
 -- environment (`CERCA_API_KEY`, `CERCA_BASE_URL`), made on first use;
 -- `cerca.new(options)` makes a client of your own, whose `client.webhooks`
 -- has the same functions. No function raises: every failure is `nil, err`.
+--
+-- @{cerca.journal} is the private append-only file of JSON lines the
+-- `cerca` command writes its results to (`--out`).
 -- @module cerca
 
 local client = require "cerca.client"
 local core = require "cerca.core"
 local deliveries = require "cerca.deliveries"
 local errors = require "cerca.errors"
+local journal = require "cerca.journal"
 local json = require "cerca.json"
 local pretty = require "cerca.pretty"
 local webhooks = require "cerca.webhooks"
+
+local type = type
 
 local _M = {}
 
@@ -59,6 +65,58 @@ _M.pretty = errors.protect(pretty.pretty)
 -- @treturn string|nil the JSON text
 -- @treturn[opt] string why it cannot be encoded
 _M.encode_json = errors.protect(json.encode)
+
+--- The value of a JSON text: the counterpart of `encode_json`, through the
+-- decoder cerca reads the API's answers with. `null` is `cerca.null`;
+-- `NaN`, `Infinity` and hex numbers are refused, nesting is capped at 128
+-- levels. `[]` and `{}` both give an empty table (write `cerca.empty_array`
+-- to encode `[]`).
+-- @function decode_json
+-- @tparam string text the JSON text
+-- @return the value (a table, string, number, boolean or `cerca.null`), or nil
+-- @treturn[opt] string why the text is not JSON
+_M.decode_json = function(text)
+  if type(text) ~= "string" then return nil, "the JSON text must be a string, not a " .. type(text) end
+  return core.decode(text)
+end
+
+--- A fresh idempotency key: a random UUIDv4, as cerca draws for every
+-- create given none. Keep it (in a file, a database) and pass it as the
+-- `idempotency_key` option of `create` to repeat a create, from this
+-- process or another, without making a second subscription.
+-- @function new_idempotency_key
+-- @treturn string|nil the key, e.g. `"9b2f3c1e-7a4d-4c8b-9e1f-2d3c4b5a6f70"`
+-- @treturn[opt] string why none could be drawn (the random generator failed)
+_M.new_idempotency_key = core.uuid4
+
+--- The version of libcurl cerca runs on: a string such as `"7.88.1"`.
+_M.LIBCURL_VERSION = core.curl_version
+
+local system = {}
+
+--- For command-line programs (the `cerca` command uses it): whether
+-- standard input (0), output (1) or error (2) is a terminal, to decide on
+-- colours and progress bars.
+-- @function system.isatty
+-- @tparam number fd 0, 1 or 2
+-- @treturn boolean|nil true on a terminal
+-- @treturn[opt] string why, when `fd` is not 0, 1 or 2
+system.isatty = function(fd)
+  if fd ~= 0 and fd ~= 1 and fd ~= 2 then return nil, "fd must be 0, 1 or 2" end
+  return core.isatty(fd)
+end
+
+--- For command-line programs (the `cerca` command uses it): ignores
+-- SIGPIPE in the whole process, so that a write to a closed pipe fails
+-- with an error the program can handle (and rescue what it was writing,
+-- secrets included) instead of killing it silently. It changes a setting
+-- of the process: not for a library's host (nginx, an application).
+-- @function system.ignore_sigpipe
+system.ignore_sigpipe = core.ignore_sigpipe
+
+_M.system = system
+
+_M.journal = journal
 
 --- Text safe to print on a terminal: control characters, bidirectional
 -- overrides and bytes that are not UTF-8 escaped (`\x1b`, `\u{009b}`).

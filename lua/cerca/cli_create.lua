@@ -1,0 +1,248 @@
+--- `cerca webhooks create`: one create, or a batch from `--fleets-file`,
+-- and where their results go (stdout, the `--out` journal, or stderr when
+-- neither can be written: a secret is never lost). Each function returns
+-- the name of its exit code in `cerca.cli.EXIT` ("ok", "partial",
+-- "output"), or nil and an error (a usage error or the library's).
+-- @module cerca.cli_create
+
+local cerca = require "cerca"
+local cli_args = require "cerca.cli_args"
+
+local type = type
+local ipairs = ipairs
+local tostring = tostring
+local format = string.format
+local rep = string.rep
+local concat = table.concat
+local floor = math.floor
+
+local usage_error = cli_args.usage_error
+
+local _M = {}
+
+-- Writes and flushes `text` to `file`; true, or nil and why.
+local function put(file, text)
+  local ok, why = file:write(text)
+  if ok then ok, why = file:flush() end
+  if not ok then return nil, why or "write failed" end
+  return true
+end
+
+-- When the results cannot be written where they should go, they go to
+-- stderr: a secret must not be lost to a full disk or a closed pipe.
+local function rescue(ui, where, why, text)
+  ui.warn(format("cerca: could not write to %s (%s); what follows was not written there and holds "
+    .. "secrets: store it now\n", where, tostring(why)), text)
+  return "output"
+end
+
+-- The JSON text of a subscription. Whatever cerca returned as created is
+-- written: should a field ever resist encoding, the fields that identify
+-- the subscription and its secret (strings by the time a create succeeds)
+-- are written instead of nothing.
+local function subscription_json(sub)
+  local text = cerca.encode_json(sub)
+  if text then return text end
+  return cerca.encode_json { id = sub.id, fleetId = sub.fleetId, url = sub.url, secret = sub.secret }
+end
+
+local function show_subscription(ui, sub, json)
+  local json_text = subscription_json(sub) .. "\n"
+  local shown = not json and cerca.pretty(sub, { reveal_secret = true, color = ui.color_out })
+  local text = shown and (shown .. "\n") or json_text
+  local ok, why = put(ui.out, text)
+  if not ok then return rescue(ui, "stdout", why, json_text) end
+  if not json then
+    ui.warn("cerca: the secret above is shown once and will not be shown again: store it now\n")
+  end
+  return "ok"
+end
+
+-- The client for the options, or nil and an error.
+local function client_of(o, env)
+  local opts, err = cli_args.client_options(o, env)
+  if not opts then return nil, err end
+  return cerca.new(opts)
+end
+
+--- One create, for the one FLEET given.
+-- @tparam table ui the output streams (`out`, `say`, `warn`, `color_out`, `tty_err`)
+-- @tparam table o the options (`cerca.cli_args.parse_create`)
+-- @tparam function env reads an environment variable
+function _M.one(ui, o, env)
+  if #o.fleets ~= 1 then
+    return nil, usage_error("give one FLEET, or --fleets-file FILE for many")
+  end
+  for _, flag in ipairs { "concurrency", "out" } do
+    if o[flag] then return nil, usage_error("--" .. flag .. " goes with --fleets-file") end
+  end
+  local params, perr = cli_args.params(o)
+  if not params then return nil, perr end
+  local client, err = client_of(o, env)
+  if not client then return nil, err end
+  local sub, cerr = client.webhooks.create(o.fleets[1], params, { idempotency_key = o.idempotency_key })
+  client:close()
+  if not sub then return nil, cerr end
+  return show_subscription(ui, sub, o.json)
+end
+
+-- What an --out journal says of earlier runs: the fleets created (a record
+-- with a secret), and the idempotency key each other fleet was sent under;
+-- or nil, nil and a usage error when it cannot be read back.
+local function resumed(journal)
+  local created, keys = {}, {}
+  local records, why, kind = journal:records()
+  if not records then
+    return nil, nil, usage_error("--out " .. why .. (kind == "too_large" and "; give a new --out file, and a "
+      .. "--fleets-file of the fleets not created in this one" or ""))
+  end
+  for _, r in ipairs(records) do
+    if type(r.fleetId) == "string" and type(r.secret) == "string" then
+      created[r.fleetId] = true
+    elseif type(r.fleet_id) == "string" and type(r.idempotency_key) == "string" then
+      keys[r.fleet_id] = keys[r.fleet_id] or r.idempotency_key
+    end
+  end
+  return created, keys
+end
+
+-- Opens --out (see cerca.journal: a private file, append-only) and reads
+-- back what earlier runs recorded there: the journal, the fleets created
+-- and the keys sent under; or nil and a usage error naming the file and
+-- the fix.
+local function open_out(path)
+  local journal, why = cerca.journal.open(path)
+  if not journal then return nil, usage_error("--out " .. why) end
+  local created, keys, err = resumed(journal)
+  if not created then
+    journal:close()
+    return nil, err
+  end
+  return journal, created, keys
+end
+
+local function progress(ui, done, total, failed)
+  local width = 30
+  local filled = total > 0 and floor(width * done / total) or width
+  ui.warn(format("\r[%s%s] %d/%d%s", rep("#", filled), rep(".", width - filled), done, total,
+    failed > 0 and format(" (%d failed)", failed) or ""))
+end
+
+--- The raw text of an answer that could not be used: it may still hold
+-- the subscription's secret, and is kept with the error (nil when none).
+function _M.kept_answer(err)
+  if err.type == "invalid_response" and type(err.body) == "string" and err.body ~= "" then return err.body end
+end
+
+local function error_record(fleet_id, err, key)
+  return { fleet_id = fleet_id, idempotency_key = err.idempotency_key or key, error = { type = err.type,
+    message = err.message, status = err.status, request_id = err.request_id,
+    request_sent = err.request_sent or false, answer = _M.kept_answer(err) } }
+end
+
+--- A create for each fleet of `--fleets-file`, through `create_many`; the
+-- results as JSON lines on stdout or in the `--out` journal, from which a
+-- re-run resumes.
+-- @tparam table ui the output streams
+-- @tparam table o the options
+-- @tparam function env reads an environment variable
+function _M.batch(ui, o, env)
+  if #o.fleets > 0 then return nil, usage_error("give FLEET or --fleets-file, not both") end
+  if o.idempotency_key then
+    return nil, usage_error("--idempotency-key is for a single fleet; each fleet of a batch gets its own key")
+  end
+  local concurrency, cerr = cli_args.concurrency(o)
+  if not concurrency then return nil, cerr end
+  local params, perr = cli_args.params(o)
+  if not params then return nil, perr end
+  local fleets, ferr = cli_args.fleets(o)
+  if not fleets then return nil, ferr end
+  local client, err = client_of(o, env)
+  if not client then return nil, err end
+
+  -- The --out file is opened and read back before anything is sent: a
+  -- refusal is a usage error.
+  local created, keys, journal = {}, {}, nil
+  if o.out then
+    local jcreated, jkeys
+    journal, jcreated, jkeys = open_out(o.out)
+    if not journal then
+      client:close()
+      return nil, jcreated
+    end
+    created, keys = jcreated, jkeys
+  end
+  local todo, skipped = {}, 0
+  for _, fleet in ipairs(fleets) do
+    if created[fleet] then skipped = skipped + 1 else todo[#todo + 1] = fleet end
+  end
+
+  local where = o.out or "stdout"
+  local unwritten, write_error = {}, nil
+  local function record(value)
+    local json = value.secret and subscription_json(value) or cerca.encode_json(value)
+    local line = json .. "\n"
+    if write_error then
+      unwritten[#unwritten + 1] = line
+      return
+    end
+    local ok, why
+    if journal then ok, why = journal:append(json) else ok, why = put(ui.out, line) end
+    if not ok then
+      write_error = why
+      unwritten[#unwritten + 1] = line
+    end
+  end
+
+  -- Every fleet's key is drawn (or taken from the earlier run) and recorded
+  -- before anything is sent: whatever happens next, a re-run repeats each
+  -- create under the same key, and the API answers it without a duplicate.
+  local items = {}
+  for i, fleet in ipairs(todo) do
+    local key = keys[fleet] or cerca.new_idempotency_key()
+    items[i] = { fleet_id = fleet, params = params, options = { idempotency_key = key } }
+    if o.out then record { fleet_id = fleet, idempotency_key = key, pending = true } end
+  end
+  if write_error then
+    -- Without the keys on disk a re-run could not repeat these creates
+    -- safely: send nothing.
+    client:close()
+    journal:close()
+    ui.warn(format("cerca: could not write to %s (%s); nothing was sent\n", where, tostring(write_error)))
+    return "output"
+  end
+
+  local done, failed = 0, 0
+  local show_progress = ui.tty_err and #items > 0
+  if show_progress then progress(ui, 0, #items, 0) end
+  local results = client.webhooks.create_many(items, {
+    concurrency = concurrency,
+    on_result = function(i, r)
+      done = done + 1
+      -- Written as it arrives: an interrupted run keeps every secret so far.
+      if r.ok then
+        record(r.subscription)
+      else
+        failed = failed + 1
+        record(error_record(todo[i], r.error, items[i].options.idempotency_key))
+        if not show_progress then ui.warn(format("cerca: %s: %s\n", cerca.printable(todo[i]), tostring(r.error))) end
+      end
+      if show_progress then progress(ui, done, #items, failed) end
+    end,
+  })
+  client:close()
+  if journal then journal:close() end
+  if show_progress then
+    ui.warn("\n")
+    for i, r in ipairs(results or {}) do
+      if not r.ok then ui.warn(format("cerca: %s: %s\n", cerca.printable(todo[i]), tostring(r.error))) end
+    end
+  end
+  ui.warn(format("cerca: %d created, %d failed%s%s\n", done - failed, failed,
+    o.out and format(", %d skipped (already in %s)", skipped, cerca.printable(o.out)) or "",
+    (done - failed > 0 and not o.out) and "; the secrets above are shown once" or ""))
+  if write_error then return rescue(ui, where, write_error, concat(unwritten)) end
+  return failed > 0 and "partial" or "ok"
+end
+
+return _M

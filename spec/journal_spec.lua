@@ -1,0 +1,320 @@
+-- The journal: a private, append-only file of JSON lines that may hold
+-- secrets (the `cerca` command's --out file). The C object under it
+-- (core.open_journal), the public module (cerca.journal) on its own, then
+-- the refusals of both: each private-file promise is tried here directly,
+-- and again through the command in cli_files_spec.lua.
+local helpers = require "spec.helpers"
+local core = require "cerca.core"
+local cerca = require "cerca"
+
+local sh = helpers.sh
+
+local q, read, write, mode_owner = helpers.q, helpers.read, helpers.write, helpers.mode_owner
+
+local function trim(s) return (s:gsub("%s+$", "")) end
+
+-- The number of descriptors this process holds open on `path`.
+local function open_fds(path)
+  local pid = read("/proc/self/stat"):match("^(%d+)")
+  local out = sh("ls -l /proc/" .. pid .. "/fd")
+  local n = 0
+  for _ in out:gmatch("%-> " .. path:gsub("%p", "%%%0") .. "\n") do n = n + 1 end
+  return n
+end
+
+-- Each test gets a fresh folder.
+describe("the journal", function()
+  local dir
+
+  before_each(function()
+    dir = trim((sh("mktemp -d")))
+  end)
+
+  after_each(function()
+    sh("rm -rf " .. q(dir))
+  end)
+
+  describe("core.open_journal", function()
+    it("creates a file with mode 0600, appends, and reads the whole of it back", function()
+      local path = dir .. "/j.jsonl"
+      local j = assert(core.open_journal(path, 1024))
+      assert.are.equal("600", (mode_owner(path):match("^%d+")))
+      assert.are.equal("", j:read())
+      assert.is_true(j:write("one\n"))
+      assert.is_true(j:write(""))
+      assert.is_true(j:write(("x"):rep(100000):sub(1, 1000)))
+      assert.are.equal("one\n" .. ("x"):rep(1000), j:read())
+      assert.is_true(j:close())
+      assert.are.equal("one\n" .. ("x"):rep(1000), read(path))
+    end)
+
+    it("refuses to read back more than max_bytes, naming the file and the figure", function()
+      local path = dir .. "/big"
+      write(path, ("y"):rep(2049))
+      local j = assert(core.open_journal(path, 2048))
+      local text, err, kind = j:read()
+      assert.is_nil(text)
+      assert.are.equal(path .. " is larger than 2 KiB, the most that is read back", err)
+      assert.are.equal("too_large", kind)
+      j:close()
+      j = assert(core.open_journal(path, 2049))
+      assert.are.equal(2049, #j:read())
+      j:close()
+    end)
+
+    it("sets an existing file of ours with a looser mode to 0600, keeping its content", function()
+      local path = dir .. "/loose"
+      write(path, "kept\n")
+      sh("chmod 666 " .. q(path))
+      local j = assert(core.open_journal(path, 1024))
+      assert.are.equal("600", (mode_owner(path):match("^%d+")))
+      assert.are.equal("kept\n", j:read())
+      j:close()
+    end)
+
+    it("raises for a caller's bug: a bad max_bytes, a closed journal", function()
+      assert.has_error(function() core.open_journal(dir .. "/x", 0) end)
+      assert.has_error(function() core.open_journal(dir .. "/x", 1.5) end)
+      assert.has_error(function() core.open_journal(dir .. "/x") end)
+      assert.has_error(function() core.open_journal(nil, 10) end)
+      local j = assert(core.open_journal(dir .. "/x", 10))
+      assert.is_true(j:close())
+      assert.is_true(j:close())
+      assert.matches("^cerca%.core%.journal %(closed%)", tostring(j))
+      assert.has_error(function() j:read() end, "attempt to use a closed journal")
+      assert.has_error(function() j:write("x") end, "attempt to use a closed journal")
+    end)
+  end)
+
+  describe("cerca.journal", function()
+    local journal = cerca.journal
+
+    -- Runs `code` in a fresh interpreter of the suite's kind under `umask`;
+    -- returns its output and exit status.
+    local function run_lua_under_umask(umask, code)
+      local file = dir .. "/snippet.lua"
+      write(file, code)
+      return sh(("env LUA_PATH=%s LUA_CPATH=%s sh -c %s"):format(q(package.path), q(package.cpath),
+        q("umask " .. umask .. " && exec " .. helpers.interpreter .. " " .. q(file))))
+    end
+
+    it("is the module cerca.journal, and the public module's journal", function()
+      assert.are.equal(require "cerca.journal", cerca.journal)
+      assert.are.equal(256 * 1024 * 1024, journal.MAX_BYTES)
+    end)
+
+    it("creates a new file with mode 0600 even under umask 000, owned by the user", function()
+      local path = dir .. "/new.jsonl"
+      local out, status = run_lua_under_umask("000", ([[
+        local j = assert(require("cerca").journal.open(%q))
+        assert(j:append { n = 1 })
+        assert(j:close())
+        local f = assert(io.open(%q, "w")) -- the umask is in force for other files
+        f:close()
+      ]]):format(path, dir .. "/plain"))
+      assert.are.equal(0, status, out)
+      assert.are.equal("600 root", mode_owner(path))
+      assert.are.equal("666 root", mode_owner(dir .. "/plain"))
+      assert.are.equal('{"n":1}\n', read(path))
+    end)
+
+    it("tightens an existing file of ours to 0600, keeping what it holds", function()
+      local path = dir .. "/loose.jsonl"
+      write(path, '{"kept":true}\n')
+      sh("chmod 666 " .. q(path))
+      local j = assert(journal.open(path))
+      assert.are.equal("600 root", mode_owner(path))
+      assert.are.same({ { kept = true } }, j:records())
+      j:close()
+      assert.are.equal('{"kept":true}\n', read(path))
+    end)
+
+    it("appends: what earlier opens wrote stays, in order, and new records go at the end", function()
+      local path = dir .. "/log.jsonl"
+      local j = assert(journal.open(path))
+      assert.are.same({}, j:records())
+      assert.is_true(j:append { fleet_id = "fleet_1", idempotency_key = "k1", pending = true })
+      assert.is_true(j:append '{"already":"encoded"}')
+      assert.is_true(j:close())
+      j = assert(journal.open(path))
+      assert.is_true(j:append { fleet_id = "fleet_2", list = cerca.empty_array, none = cerca.null })
+      assert.are.same({ { fleet_id = "fleet_1", idempotency_key = "k1", pending = true }, { already = "encoded" },
+        { fleet_id = "fleet_2", list = {}, none = cerca.null } }, j:records())
+      j:close()
+      assert.are.equal('{"fleet_id":"fleet_1","idempotency_key":"k1","pending":true}\n{"already":"encoded"}\n'
+        .. '{"fleet_id":"fleet_2","list":[],"none":null}\n', read(path))
+    end)
+
+    it("reads back each line that is a JSON object or array, skipping the others (a line cut short)", function()
+      local path = dir .. "/cut.jsonl"
+      write(path, '{"a":1}\n{"b":\n\n[1,2]\n"text"\n42\nnot json\n{"c":null}\n{"d":')
+      local j = assert(journal.open(path))
+      assert.are.same({ { a = 1 }, { 1, 2 }, { c = cerca.null } }, j:records())
+      j:close()
+    end)
+
+    it("bounds what it reads back: more than max_bytes is refused, naming the file and the figure", function()
+      local path = dir .. "/big.jsonl"
+      write(path, ("y"):rep(2048) .. "\n")
+      local j = assert(journal.open(path, 2048))
+      local records, why, kind = j:records()
+      assert.is_nil(records)
+      assert.are.equal(path .. " is larger than 2 KiB, the most that is read back", why)
+      assert.are.equal("too_large", kind)
+      -- Appending is not bounded by it.
+      assert.is_true(j:append { more = true })
+      j:close()
+      j = assert(journal.open(path, 4096))
+      assert.are.same({ { more = true } }, j:records())
+      assert.are.equal(2049 + #'{"more":true}\n', #read(path))
+      j:close()
+      -- The default bound, 256 MiB: a larger file is refused before it is read.
+      local huge = dir .. "/huge.jsonl"
+      sh("truncate -s 300M " .. q(huge))
+      j = assert(journal.open(huge))
+      records, why, kind = j:records()
+      assert.is_nil(records)
+      assert.are.equal(huge .. " is larger than 256 MiB, the most that is read back", why)
+      assert.are.equal("too_large", kind)
+      j:close()
+    end)
+
+    it("appends one line per record, and writes nothing for what is not one", function()
+      local path = dir .. "/strict.jsonl"
+      local j = assert(journal.open(path))
+      for _, bad in ipairs { 42, true, '{"a":\n1}', { f = print }, { 0 / 0 } } do
+        local ok, why, kind = j:append(bad)
+        assert.is_nil(ok)
+        assert.is_string(why)
+        assert.are.equal("invalid", kind)
+      end
+      j:close()
+      assert.are.equal("", read(path))
+    end)
+
+    it("never raises: a wrong argument, a closed journal, a method called with a dot", function()
+      for _, args in ipairs { { nil }, { 42 }, { dir .. "/x", 0 }, { dir .. "/x", 1.5 }, { dir .. "/x", "10" },
+        { dir .. "/x", 0 / 0 }, { dir .. "/x", math.huge }, { dir .. "/x", 2 ^ 41 } } do
+        local ok, j, why, kind = pcall(journal.open, args[1], args[2])
+        assert.is_true(ok, tostring(j))
+        assert.is_nil(j)
+        assert.is_string(why)
+        assert.are.equal("invalid", kind)
+      end
+      assert.is_nil(read(dir .. "/x"))
+      local j = assert(journal.open(dir .. "/x", 1024))
+      local ok, r, why, kind = pcall(j.append, { n = 1 })
+      assert.is_true(ok)
+      assert.is_nil(r)
+      assert.matches("journal:append", why, 1, true)
+      assert.are.equal("invalid", kind)
+      ok, r, why = pcall(j.close)
+      assert.is_true(ok)
+      assert.is_nil(r)
+      assert.matches("journal:close", why, 1, true)
+      assert.is_true(j:close())
+      assert.is_true(j:close())
+      for _, method in ipairs { "append", "records" } do
+        ok, r, why, kind = pcall(j[method], j, { n = 1 })
+        assert.is_true(ok, tostring(r))
+        assert.is_nil(r)
+        assert.are.equal(dir .. "/x is closed", why)
+        assert.are.equal("closed", kind)
+      end
+      assert.are.equal(dir .. "/x", j.path)
+    end)
+  end)
+
+  -- What both layers promise alike, the C object and the module: the
+  -- refusals, and a file closed when the journal is collected.
+  for _, layer in ipairs {
+    { name = "core.open_journal", open = function(path) return core.open_journal(path, 1024) end },
+    { name = "cerca.journal.open", open = function(path) return cerca.journal.open(path) end },
+  } do
+    describe(layer.name, function()
+      local open = layer.open
+
+      it("refuses devices, FIFOs, directories and sockets, saying what they are", function()
+        sh("mkfifo " .. q(dir .. "/fifo"))
+        local cases = {
+          ["/dev/zero"] = "a character device", ["/dev/full"] = "a character device",
+          ["/dev/null"] = "a character device", [dir .. "/fifo"] = "a FIFO (named pipe)", [dir] = "a directory",
+        }
+        for path, what in pairs(cases) do
+          local j, err, kind = open(path)
+          assert.is_nil(j)
+          assert.are.equal(path .. " is " .. what .. "; give the path of a regular file", err)
+          assert.are.equal("not_regular", kind)
+        end
+      end)
+
+      it("refuses a symbolic link, even a dangling one, and leaves its target alone", function()
+        local target, link = dir .. "/target", dir .. "/link"
+        write(target, "target\n")
+        sh("chmod 644 " .. q(target) .. " && ln -s target " .. q(link) .. " && ln -s nowhere " .. q(dir .. "/dangling"))
+        for _, path in ipairs { link, dir .. "/dangling" } do
+          local j, err, kind = open(path)
+          assert.is_nil(j)
+          assert.are.equal(path .. " is a symbolic link; give the path of a regular file", err)
+          assert.are.equal("symlink", kind)
+        end
+        assert.are.equal("644 root", mode_owner(target))
+        assert.are.equal("target\n", read(target))
+        assert.is_nil(read(dir .. "/nowhere"))
+      end)
+
+      it("refuses a file of another user, leaving its mode, owner and content, and a file with another link",
+        function()
+        local theirs = dir .. "/theirs"
+        write(theirs, "theirs\n")
+        sh("chmod 644 " .. q(theirs) .. " && chown nobody " .. q(theirs))
+        local j, err, kind = open(theirs)
+        assert.is_nil(j)
+        assert.are.equal(theirs .. " belongs to another user (uid 65534); give a file of your own or a new path", err)
+        assert.are.equal("not_owner", kind)
+        assert.are.equal("644 nobody", mode_owner(theirs))
+        assert.are.equal("theirs\n", read(theirs))
+
+        local mine = dir .. "/mine"
+        write(mine, "mine\n")
+        sh("ln " .. q(mine) .. " " .. q(dir .. "/alias"))
+        j, err, kind = open(dir .. "/alias")
+        assert.is_nil(j)
+        assert.are.equal(dir .. "/alias has 2 hard links (it is also another file); give a file with one link "
+          .. "or a new path", err)
+        assert.are.equal("hard_links", kind)
+        assert.are.equal("mine\n", read(mine))
+      end)
+
+      it("says why a path cannot be opened", function()
+        local j, err, kind = open(dir .. "/no/such")
+        assert.is_nil(j)
+        assert.are.equal("cannot open " .. dir .. "/no/such: No such file or directory; give the path of a "
+          .. "regular file you can write", err)
+        assert.are.equal("system", kind)
+      end)
+
+      it("closes its file when collected (and, under 5.4, at the end of a <close> scope)", function()
+        local path = dir .. "/gc"
+        -- Opened in a function, so nothing on this stack keeps it.
+        local function open_and_drop() assert(open(path)) end
+        open_and_drop()
+        assert.are.equal(1, open_fds(path))
+        collectgarbage()
+        collectgarbage()
+        assert.are.equal(0, open_fds(path))
+        if _VERSION == "Lua 5.4" then
+          local scoped = assert(load([[
+            local open, path, count = ...
+            do
+              local j <close> = assert(open(path))
+              assert(count(path) == 1)
+            end
+            return count(path)
+          ]]))
+          assert.are.equal(0, scoped(open, path, open_fds))
+        end
+      end)
+    end)
+  end
+end)

@@ -1,0 +1,147 @@
+-- The public module's utilities besides webhooks: decode_json,
+-- new_idempotency_key, LIBCURL_VERSION, and the command-line helpers of
+-- cerca.system. (cerca.journal has journal_spec.lua.)
+local helpers = require "spec.helpers"
+local cerca = require "cerca"
+local core = require "cerca.core"
+
+local sh, q = helpers.sh, helpers.q
+
+describe("cerca.decode_json", function()
+  it("decodes JSON, null as cerca.null, through the core's decoder", function()
+    assert.are.same({ a = { 1, 2 }, b = "x", c = cerca.null, d = true },
+      cerca.decode_json '{"a":[1,2],"b":"x","c":null,"d":true}')
+    assert.are.equal(cerca.null, cerca.decode_json "null")
+    assert.are.equal(3.5, cerca.decode_json "3.5")
+    assert.are.equal("ops", cerca.decode_json '"ops"')
+    assert.are.same({}, cerca.decode_json "[]")
+  end)
+
+  it("reads back what encode_json wrote", function()
+    local value = { id = "wh_1", events = { "agent.created" }, nested = { n = 1, none = cerca.null }, big = math.huge }
+    assert.are.same(value, cerca.decode_json(assert(cerca.encode_json(value))))
+  end)
+
+  it("returns nil and a message for what is not JSON, as the core does, and never raises", function()
+    for _, text in ipairs { "", "{", "[1,]", '{"a":NaN}', "Infinity", "0x10", "<html>",
+      string.rep("[", 5000) .. string.rep("]", 5000) } do
+      local ok, value, why = pcall(cerca.decode_json, text)
+      assert.is_true(ok)
+      assert.is_nil(value, text)
+      assert.are.equal(select(2, core.decode(text)), why)
+    end
+    for _, v in ipairs { 42, true, {}, print } do
+      local ok, value, why = pcall(cerca.decode_json, v)
+      assert.is_true(ok)
+      assert.is_nil(value)
+      assert.are.equal("the JSON text must be a string, not a " .. type(v), why)
+    end
+    local ok, value, why = pcall(cerca.decode_json)
+    assert.is_true(ok)
+    assert.is_nil(value)
+    assert.are.equal("the JSON text must be a string, not a nil", why)
+  end)
+end)
+
+describe("cerca.new_idempotency_key", function()
+  it("draws a fresh UUIDv4 each time", function()
+    local seen = {}
+    for _ = 1, 1000 do
+      local key = cerca.new_idempotency_key()
+      assert.matches("^%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$", key)
+      assert.is_nil(seen[key])
+      seen[key] = true
+    end
+  end)
+
+  it("is a key a create takes, and sends as is", function()
+    local srv = helpers.start_server()
+    finally(function() srv:stop() end)
+    local client = helpers.client(srv)
+    local key = cerca.new_idempotency_key()
+    local sub, err, res = client.webhooks.create("fleet_1", { url = "https://example.com/h" },
+      { idempotency_key = key })
+    client:close()
+    assert.is_table(sub, tostring(err))
+    assert.are.equal(key, res.idempotency_key)
+    assert.are.equal(key, srv:requests()[1].headers["idempotency-key"])
+  end)
+end)
+
+describe("cerca.LIBCURL_VERSION", function()
+  it("is the version of the libcurl the core runs on", function()
+    assert.matches("^%d+%.%d+%.%d+", cerca.LIBCURL_VERSION)
+    assert.are.equal(core.curl_version, cerca.LIBCURL_VERSION)
+  end)
+end)
+
+describe("cerca.system", function()
+  -- Runs `code` in a fresh interpreter of the suite's kind; `wrap` turns
+  -- the shell command into the one run. Returns output and status.
+  local function run(code, wrap)
+    local file = os.tmpname()
+    helpers.write(file, code)
+    local cmd = ("env LUA_PATH=%s LUA_CPATH=%s %s %s"):format(q(package.path), q(package.cpath),
+      helpers.interpreter, q(file))
+    local out, status = sh(wrap(cmd))
+    os.remove(file)
+    return out, status
+  end
+
+  it("isatty says whether 0, 1 or 2 is a terminal", function()
+    local code = [[
+      local isatty = require("cerca").system.isatty
+      io.stdout:write(tostring(isatty(0)), " ", tostring(isatty(1)), " ", tostring(isatty(2)), "\n")
+    ]]
+    local out = run(code, function(cmd) return cmd .. " </dev/null 2>/dev/null | cat" end)
+    assert.are.equal("false false false\n", out)
+    -- script(1) gives the command a terminal for all three.
+    out = run(code, function(cmd) return "script -qec " .. q(cmd) .. " /dev/null </dev/null" end)
+    assert.matches("true true true", out, 1, true)
+  end)
+
+  it("isatty refuses other descriptors with nil and a message, and never raises", function()
+    for _, fd in ipairs { 3, -1, 1.5, "1", true } do
+      local ok, is, why = pcall(cerca.system.isatty, fd)
+      assert.is_true(ok)
+      assert.is_nil(is)
+      assert.are.equal("fd must be 0, 1 or 2", why)
+    end
+    local ok, is = pcall(cerca.system.isatty)
+    assert.is_true(ok)
+    assert.is_nil(is)
+  end)
+
+  it("ignore_sigpipe turns a write to a closed pipe into an error the program handles", function()
+    -- Writes until a write fails; `true` reads nothing and exits at once.
+    local code = [[
+      if arg[1] == "ignore" then require("cerca").system.ignore_sigpipe() end
+      io.stdout:setvbuf("no")
+      for _ = 1, 10000 do
+        local ok, why = io.stdout:write(("x"):rep(65536))
+        if not ok then
+          io.stderr:write("handled: ", tostring(why), "\n")
+          os.exit(3, true)
+        end
+      end
+    ]]
+    local file, err_file = os.tmpname(), os.tmpname()
+    helpers.write(file, code)
+    finally(function()
+      os.remove(file)
+      os.remove(err_file)
+    end)
+    -- The writer's exit status and stderr.
+    local function status_of(mode)
+      local cmd = ("env LUA_PATH=%s LUA_CPATH=%s %s %s %s 2>%s | true; exit ${PIPESTATUS[0]}"):format(
+        q(package.path), q(package.cpath), helpers.interpreter, q(file), mode, q(err_file))
+      local _, status = sh("bash -c " .. q(cmd))
+      return status, helpers.read(err_file)
+    end
+    -- Without it, SIGPIPE kills the process (128 + 13).
+    assert.are.equal(141, (status_of("default")))
+    local status, err = status_of("ignore")
+    assert.are.equal(3, status)
+    assert.matches("^handled: Broken pipe", err)
+  end)
+end)
