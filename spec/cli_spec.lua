@@ -282,6 +282,34 @@ describe("the cerca command", function()
       assert.are.equal(srv:subscriptions()[1].secret, last.secret)
     end)
 
+    it("after a record cut short by a crash, a run killed mid-create resumes with its key: no duplicate",
+      function()
+      write(work .. "/fleets.txt", "fleet_cut\n")
+      local outfile = work .. "/cut.jsonl"
+      -- An earlier run died while writing: its last line has no end.
+      write(outfile, '{"fleet_id":"fleet_other","idempot')
+      -- The API creates, then answers one byte a second; the command is
+      -- killed once the subscription exists, before any answer is read.
+      srv:enqueue { action = "trickle", interval = 1 }
+      local pid = sh(("(cd %s && %s && env CERCA_API_KEY=%s CERCA_BASE_URL=%s %s webhooks create --fleets-file %s "
+        .. "--url https://example.com/h --out %s >/dev/null 2>&1 </dev/null & echo $!)")
+        :format(q(work), tree_paths, q(srv.api_key), q(srv.http_url), q(cerca_bin), q(work .. "/fleets.txt"),
+          q(outfile))):match("%d+")
+      local deadline = os.time() + 10
+      while #srv:subscriptions() == 0 and os.time() < deadline do sh("sleep 0.05") end
+      sh("kill -9 " .. pid)
+      assert.are.equal(1, #srv:subscriptions())
+
+      local _, err, status = run("webhooks create --fleets-file " .. q(work .. "/fleets.txt")
+        .. " --url https://example.com/h --out " .. q(outfile))
+      assert.are.equal(0, status, err)
+      -- The key recorded before the create was read back and sent again:
+      -- the API replayed the subscription it had made.
+      assert.are.equal(1, #srv:subscriptions())
+      local reqs = srv:requests()
+      assert.are.equal(reqs[#reqs - 1].headers["idempotency-key"], reqs[#reqs].headers["idempotency-key"])
+    end)
+
     it("--json writes one object per line to stdout, and only that", function()
       write(work .. "/fleets.txt", "f1\nf2\nf3\n")
       local out, err, status = run("webhooks create --fleets-file " .. q(work .. "/fleets.txt")

@@ -153,6 +153,25 @@ describe("the journal", function()
       j:close()
     end)
 
+    it("ends a line cut short before appending, so the next record is read back", function()
+      local path = dir .. "/crashed.jsonl"
+      write(path, '{"a":1}\n{"fleet_id":"fleet_1","idempot')
+      local j = assert(journal.open(path))
+      assert.is_true(j:append { fleet_id = "fleet_2" })
+      assert.is_true(j:append { fleet_id = "fleet_3" })
+      assert.are.same({ { a = 1 }, { fleet_id = "fleet_2" }, { fleet_id = "fleet_3" } }, j:records())
+      j:close()
+      assert.are.equal('{"a":1}\n{"fleet_id":"fleet_1","idempot\n{"fleet_id":"fleet_2"}\n{"fleet_id":"fleet_3"}\n',
+        read(path))
+      -- A file that ends its lines, or is empty, gets no blank line.
+      path = dir .. "/clean.jsonl"
+      write(path, '{"a":1}\n')
+      j = assert(journal.open(path))
+      assert.is_true(j:append { b = 2 })
+      j:close()
+      assert.are.equal('{"a":1}\n{"b":2}\n', read(path))
+    end)
+
     it("bounds what it reads back: more than max_bytes is refused, naming the file and the figure", function()
       local path = dir .. "/big.jsonl"
       write(path, ("y"):rep(2048) .. "\n")

@@ -269,6 +269,34 @@ static int l_journal_write(lua_State *L)
     return 1;
 }
 
+/* journal:line_open() -> true when the file ends inside a line (its last
+ * byte is not a line feed: a record cut short by a crash or a full disk),
+ * false when it is empty or ends a line | nil, message */
+static int l_journal_line_open(lua_State *L)
+{
+    journal *j = check_open(L);
+    struct stat st;
+    char last;
+    ssize_t n = -1;
+    if (fstat(j->fd, &st) != 0)
+        goto fail;
+    if (st.st_size == 0) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    do
+        n = pread(j->fd, &last, 1, st.st_size - 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1)
+        goto fail;
+    lua_pushboolean(L, last != '\n');
+    return 1;
+fail:
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot read the end of %s: %s", j->path, n == 0 ? "it shrank" : strerror(errno));
+    return 2;
+}
+
 /* close, __gc and __close: one idempotent function. */
 static int l_journal_close(lua_State *L)
 {
@@ -291,6 +319,7 @@ static int l_journal_tostring(lua_State *L)
 static const luaL_Reg journal_methods[] = {
     { "read", l_journal_read },
     { "write", l_journal_write },
+    { "line_open", l_journal_line_open },
     { "close", l_journal_close },
     { NULL, NULL },
 };

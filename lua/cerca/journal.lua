@@ -79,8 +79,8 @@ end
 -- @type Journal
 
 --- Appends one record, as one line at the end of the file. A line cut
--- short (by a crash or a full disk) is skipped by `records`, and so is the
--- record appended next, which continues that line.
+-- short (by a crash or a full disk) is ended first: it is skipped by
+-- `records`, and the records appended after it are read back.
 -- @param record a table, written as JSON (`cerca.encode_json`), or a string
 --   of JSON already encoded, written as it is
 -- @treturn boolean|nil true
@@ -100,8 +100,16 @@ function Journal:append(record)
     return nil, "a record is a table or a string of JSON, not a " .. type(record), "invalid"
   end
   if find(text, "\n", 1, true) then return nil, "a record is one line: this one holds a line break", "invalid" end
+  -- A line left open (cut short by a crash or a full disk) is ended first,
+  -- so that this record is a line of its own and is read back.
+  if not self._line_ended then
+    local open, owhy = file:line_open()
+    if open == nil then return nil, owhy, "system" end
+    if open then text = "\n" .. text end
+  end
   local ok, werr = file:write(text .. "\n")
   if not ok then return nil, werr, "system" end
+  self._line_ended = true
   return true
 end
 
