@@ -60,6 +60,21 @@ describe("cerca.core", function()
       end
     end)
 
+    it("keeps the last value of a key given twice, and reads large objects and arrays whole", function()
+      assert.are.same({ a = 2, b = { 1 } }, core.decode '{"a":1,"b":[1],"a":2}')
+      local members, items = {}, {}
+      for i = 1, 100 do
+        members[i] = ('"k%d":%d'):format(i, i)
+        items[i] = tostring(i)
+      end
+      local obj = core.decode("{" .. table.concat(members, ",") .. ',"k1":"last"}')
+      local list = core.decode("[" .. table.concat(items, ",") .. "]")
+      assert.are.equal("last", obj.k1)
+      assert.are.equal(100, obj.k100)
+      assert.are.equal(100, #list)
+      for i = 1, 100 do assert.are.equal(i, list[i]) end
+    end)
+
     it("refuses hostile nesting", function()
       local value, err = core.decode(string.rep("[", 5000) .. string.rep("]", 5000))
       assert.is_nil(value)

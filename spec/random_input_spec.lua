@@ -125,6 +125,72 @@ describe("random inputs", function()
     assert.is_true(passed > 5000 and refused > 5000)
   end)
 
+  it("the core's JSON decoder gives lua-cjson's value or refusal for every text (30,000 texts)", function()
+    -- The reference: lua-cjson configured as the core configures its own.
+    local ref = require("cjson.safe").new()
+    ref.decode_invalid_numbers(false)
+    ref.decode_max_depth(128)
+    math.randomseed(SEED + 3)
+    local STRING_BITS = { "a", "Z", " ", "\\n", "\\\"", "\\\\", "\\/", "\\t", "\\u00e9", "\\ud83d\\ude00",
+      "\\u0000", "\\x", "\t", "\1", "\127", "\195\169", "\255", "\\" }
+    local NUMBERS = { "0", "-0", "1", "-1", "10", "01", "1.5", "1.", ".5", "-", "1e5", "1E+2", "1e-2", "1e", "2e308",
+      "1e999", "-1e999", "123456789012345", "1234567890123456", "12345678901234567890", "0.1", "1.0e0",
+      "0x10", "Infinity", "NaN", "+1", "1.5e", "9007199254740993" }
+    local SPACES = { "", " ", "\n", "\r\n", "\t", "\f", "\v" }
+    local function pick(t) return t[random(#t)] end
+    local gen
+    local function str()
+      local t = {}
+      for i = 1, random(0, 6) do t[i] = pick(STRING_BITS) end
+      return '"' .. table.concat(t) .. (random() < 0.03 and "" or '"')
+    end
+    function gen(depth)
+      local r = random()
+      if depth > 4 or r < 0.3 then
+        local k = random(5)
+        if k == 1 then return str() end
+        if k == 2 then return pick(NUMBERS) end
+        return pick { "true", "false", "null", "nul", "tru" }
+      end
+      -- Now and then more members than the decoder keeps pending (32).
+      local n, items = (depth <= 1 and random() < 0.1) and random(28, 70) or random(0, 5), {}
+      local obj = r < 0.65
+      for i = 1, n do
+        items[i] = obj and (str() .. pick(SPACES) .. ":" .. pick(SPACES) .. gen(depth + 1)) or gen(depth + 1)
+      end
+      local sep = random() < 0.03 and ",," or ("," .. pick(SPACES))
+      local text = (obj and "{" or "[") .. pick(SPACES) .. table.concat(items, sep) .. pick(SPACES)
+      return text .. (random() < 0.03 and "" or (obj and "}" or "]"))
+    end
+    local function same(a, b)
+      if type(a) ~= type(b) then return false end
+      if type(a) == "number" then
+        if a ~= b or (a == 0 and 1 / a ~= 1 / b) then return false end
+        return math.type == nil or math.type(a) == math.type(b)
+      end
+      if type(a) ~= "table" then return a == b end
+      for k, v in pairs(a) do if not same(v, b[k]) then return false end end
+      for k in pairs(b) do if a[k] == nil then return false end end
+      return true
+    end
+    local accepted = 0
+    for i = 1, 30000 do
+      local text = pick(SPACES) .. gen(0) .. pick(SPACES)
+      if i % 500 == 0 then text = string.rep("[", 126 + i % 5) .. string.rep("]", 126 + i % 5) end
+      local want, want_err = ref.decode(text)
+      local got, got_err = core.decode(text)
+      if want == nil then
+        assert(got == nil, "accepted what lua-cjson refuses: " .. text)
+        assert.are.equal(want_err, got_err)
+      else
+        accepted = accepted + 1
+        assert(same(want, got), "decoded differently from lua-cjson: " .. text)
+      end
+    end
+    print(("JSON decoder: %d of 30000 texts accepted, the rest refused as lua-cjson does"):format(accepted))
+    assert.is_true(accepted > 3000, accepted .. " accepted")
+  end)
+
   it("the retry headers never raise and give a sane wait (20,000 header sets)", function()
     math.randomseed(SEED + 1)
     local DATEISH = "0123456789 :,-GMTSunJulNov" .. "abc.+e"

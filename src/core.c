@@ -72,6 +72,21 @@ static int l_encode(lua_State *L)
     return 1;
 }
 
+/* The decode function every part of the core uses (CERCA_UV_DECODE): the
+ * fast path (jdecode.c), else lua-cjson's decode, its upvalue. */
+static int wire_decode(lua_State *L)
+{
+    size_t len;
+    const char *text = lua_tolstring(L, 1, &len);
+    if (text != NULL && cerca_json_decode_fast(L, text, len))
+        return 1;
+    lua_settop(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
 static int l_decode(lua_State *L)
 {
     luaL_checkstring(L, 1);
@@ -157,6 +172,7 @@ int luaopen_cerca_core(lua_State *L)
     lua_getfield(L, cjson, "encode");
     uv = lua_gettop(L);
     lua_getfield(L, cjson, "decode");
+    lua_pushcclosure(L, wire_decode, 1);
     push_empty_array(L);
 
     cerca_set_functions(L, m, json_functions, uv, CERCA_NUP);

@@ -62,6 +62,14 @@ void cerca_sys_open(lua_State *L, int module);
 void cerca_lcrypto_open(lua_State *L, int module);
 void cerca_journal_open(lua_State *L, int module);
 
+/* ---- JSON (jdecode.c) ------------------------------------------------ */
+
+/* Decodes `text` as lua-cjson would (as core.c configures it) and pushes
+ * the value, returning 1; or pushes nothing and returns 0 where it
+ * declines (an escape or number it does not read, malformed or too deep
+ * input): then lua-cjson decodes it. */
+int cerca_json_decode_fast(lua_State *L, const char *text, size_t len);
+
 /* ---- requests and responses (lhttp.c) -------------------------------- */
 
 /* The options of new_session and new_multi at index 1: { ca_file =,

@@ -1,0 +1,312 @@
+/*
+ * The fast path of JSON decoding. lua-cjson reads strings a character at a
+ * time into a scratch buffer; most of what cerca decodes (API answers,
+ * webhook deliveries) is plain JSON whose strings hold no escape. This
+ * decoder builds the same Lua values as lua-cjson (as cerca configures
+ * it: numbers as Lua floats, null as cjson.null, a depth of 128 at most)
+ * straight from the input, and declines whatever it is not certain to
+ * read exactly as lua-cjson would: a \u escape, a control character, a
+ * number outside the JSON grammar, anything malformed, deeper nesting.
+ * What it declines, lua-cjson decodes (or refuses, with its message): the
+ * result is lua-cjson's in every case, only sooner.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+/* lua-cjson's limit, as core.c configures it: deeper is declined here and
+ * refused there. */
+#define MAX_DEPTH 128
+/* The longest number token read here (a longer one goes to lua-cjson). */
+#define MAX_NUMBER 64
+
+typedef struct {
+    const char *p, *end;
+    int depth;
+} reader;
+
+static int value(lua_State *L, reader *r);
+
+static void skip_space(reader *r)
+{
+    while (r->p < r->end && (*r->p == ' ' || *r->p == '\n' || *r->p == '\r' || *r->p == '\t'))
+        r->p++;
+}
+
+/* A string at r->p (its opening quote); pushes it. */
+static int string(lua_State *L, reader *r)
+{
+    const char *start = ++r->p, *q = start;
+    luaL_Buffer b;
+    while (q < r->end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20)
+        q++;
+    if (q == r->end || (unsigned char)*q < 0x20)
+        return 0;
+    if (*q == '"') {
+        lua_pushlstring(L, start, (size_t)(q - start));
+        r->p = q + 1;
+        return 1;
+    }
+    /* Escapes: the simple ones are read here, \u goes to lua-cjson. */
+    luaL_buffinit(L, &b);
+    luaL_addlstring(&b, start, (size_t)(q - start));
+    while (q < r->end) {
+        char c = *q;
+        if (c == '"') {
+            luaL_pushresult(&b);
+            r->p = q + 1;
+            return 1;
+        }
+        if ((unsigned char)c < 0x20)
+            return 0;
+        if (c == '\\') {
+            if (++q == r->end)
+                return 0;
+            switch (*q) {
+            case '"': c = '"'; break;
+            case '\\': c = '\\'; break;
+            case '/': c = '/'; break;
+            case 'b': c = '\b'; break;
+            case 'f': c = '\f'; break;
+            case 'n': c = '\n'; break;
+            case 'r': c = '\r'; break;
+            case 't': c = '\t'; break;
+            default: return 0;
+            }
+        }
+        luaL_addchar(&b, c);
+        q++;
+    }
+    return 0;
+}
+
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* A number in the JSON grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int number(lua_State *L, reader *r)
+{
+    const char *s = r->p, *q = s;
+    char text[MAX_NUMBER + 1];
+    double whole = 0;
+    int integral = 1, digits = 0;
+    if (q < r->end && *q == '-')
+        q++;
+    if (q == r->end || !is_digit(*q))
+        return 0;
+    if (*q == '0') {
+        q++;
+        digits = 1;
+    } else {
+        while (q < r->end && is_digit(*q)) {
+            whole = whole * 10 + (*q - '0');
+            digits++;
+            q++;
+        }
+    }
+    if (q < r->end && *q == '.') {
+        integral = 0;
+        if (++q == r->end || !is_digit(*q))
+            return 0;
+        while (q < r->end && is_digit(*q))
+            q++;
+    }
+    if (q < r->end && (*q == 'e' || *q == 'E')) {
+        integral = 0;
+        q++;
+        if (q < r->end && (*q == '+' || *q == '-'))
+            q++;
+        if (q == r->end || !is_digit(*q))
+            return 0;
+        while (q < r->end && is_digit(*q))
+            q++;
+    }
+    r->p = q;
+    /* Up to 15 digits, an integer is exact as a double: as strtod gives it. */
+    if (integral && digits <= 15) {
+        lua_pushnumber(L, *s == '-' ? -whole : whole);
+        return 1;
+    }
+    if ((size_t)(q - s) > MAX_NUMBER)
+        return 0;
+    memcpy(text, s, (size_t)(q - s));
+    text[q - s] = '\0';
+    lua_pushnumber(L, strtod(text, NULL));
+    return 1;
+}
+
+static int literal(reader *r, const char *word, size_t len)
+{
+    if ((size_t)(r->end - r->p) < len || memcmp(r->p, word, len) != 0)
+        return 0;
+    r->p += len;
+    return 1;
+}
+
+/* Members and items are first pushed on the stack, up to this many, so
+ * that the table is made at its size at once instead of grown (and
+ * rehashed) step by step; a larger one is grown from there. */
+#define PENDING 32
+
+/* Makes the table for the `n` pending key/value pairs (or items) above
+ * `base` and moves them in; leaves the table at base + 1. */
+static void settle(lua_State *L, int base, int n, int is_array, int *count)
+{
+    int i;
+    if (is_array)
+        lua_createtable(L, n, 0);
+    else
+        lua_createtable(L, 0, n);
+    lua_insert(L, base + 1);
+    if (is_array) {
+        for (i = n; i >= 1; i--)
+            lua_rawseti(L, base + 1, *count + i);
+        *count += n;
+    } else {
+        /* In the order read: of a key given twice, the last value stays. */
+        for (i = 0; i < n; i++) {
+            lua_pushvalue(L, base + 2 + 2 * i);
+            lua_pushvalue(L, base + 3 + 2 * i);
+            lua_rawset(L, base + 1);
+        }
+        lua_settop(L, base + 1);
+    }
+}
+
+static int object(lua_State *L, reader *r)
+{
+    int base = lua_gettop(L), n = 0, made = 0, count = 0;
+    r->p++;
+    skip_space(r);
+    if (r->p < r->end && *r->p == '}') {
+        r->p++;
+        lua_newtable(L);
+        return 1;
+    }
+    for (;;) {
+        if (r->p == r->end || *r->p != '"' || !string(L, r))
+            return 0;
+        skip_space(r);
+        if (r->p == r->end || *r->p != ':')
+            return 0;
+        r->p++;
+        skip_space(r);
+        if (!value(L, r))
+            return 0;
+        if (made) {
+            lua_rawset(L, base + 1);
+        } else if (++n == PENDING) {
+            settle(L, base, n, 0, &count);
+            made = 1;
+        }
+        skip_space(r);
+        if (r->p == r->end)
+            return 0;
+        if (*r->p == '}') {
+            r->p++;
+            if (!made)
+                settle(L, base, n, 0, &count);
+            return 1;
+        }
+        if (*r->p != ',')
+            return 0;
+        r->p++;
+        skip_space(r);
+    }
+}
+
+static int array(lua_State *L, reader *r)
+{
+    int base = lua_gettop(L), n = 0, made = 0, count = 0;
+    r->p++;
+    skip_space(r);
+    if (r->p < r->end && *r->p == ']') {
+        r->p++;
+        lua_newtable(L);
+        return 1;
+    }
+    for (;;) {
+        if (!value(L, r))
+            return 0;
+        if (made) {
+            lua_rawseti(L, base + 1, ++count);
+        } else if (++n == PENDING) {
+            settle(L, base, n, 1, &count);
+            made = 1;
+        }
+        skip_space(r);
+        if (r->p == r->end)
+            return 0;
+        if (*r->p == ']') {
+            r->p++;
+            if (!made)
+                settle(L, base, n, 1, &count);
+            return 1;
+        }
+        if (*r->p != ',')
+            return 0;
+        r->p++;
+        skip_space(r);
+    }
+}
+
+static int value(lua_State *L, reader *r)
+{
+    int ok;
+    if (r->p == r->end)
+        return 0;
+    switch (*r->p) {
+    case '"':
+        luaL_checkstack(L, 2, "JSON");
+        return string(L, r);
+    case '{':
+    case '[':
+        if (++r->depth > MAX_DEPTH)
+            return 0;
+        /* The pending pairs, the table, two copies, and room for a
+         * string's buffer. */
+        luaL_checkstack(L, 2 * PENDING + 6, "JSON");
+        ok = *r->p == '{' ? object(L, r) : array(L, r);
+        r->depth--;
+        return ok;
+    case 't':
+        if (!literal(r, "true", 4))
+            return 0;
+        lua_pushboolean(L, 1);
+        return 1;
+    case 'f':
+        if (!literal(r, "false", 5))
+            return 0;
+        lua_pushboolean(L, 0);
+        return 1;
+    case 'n':
+        if (!literal(r, "null", 4))
+            return 0;
+        /* lua-cjson's null. */
+        lua_pushlightuserdata(L, NULL);
+        return 1;
+    default:
+        luaL_checkstack(L, 1, "JSON");
+        return number(L, r);
+    }
+}
+
+int cerca_json_decode_fast(lua_State *L, const char *text, size_t len)
+{
+    reader r;
+    int top = lua_gettop(L);
+    r.p = text;
+    r.end = text + len;
+    r.depth = 0;
+    skip_space(&r);
+    if (value(L, &r)) {
+        skip_space(&r);
+        if (r.p == r.end)
+            return 1;
+    }
+    lua_settop(L, top);
+    return 0;
+}
