@@ -133,7 +133,7 @@ describe("random inputs", function()
     math.randomseed(SEED + 3)
     local STRING_BITS = { "a", "Z", " ", "\\n", "\\\"", "\\\\", "\\/", "\\t", "\\u00e9", "\\ud83d\\ude00",
       "\\u0000", "\\x", "\t", "\1", "\127", "\195\169", "\255", "\\" }
-    local NUMBERS = { "0", "-0", "1", "-1", "10", "01", "1.5", "1.", ".5", "-", "1e5", "1E+2", "1e-2", "1e", "2e308",
+    local JSON_NUMBERS = { "0", "-0", "1", "-1", "10", "01", "1.5", "1.", ".5", "-", "1e5", "1E+2", "1e-2", "1e", "2e308",
       "1e999", "-1e999", "123456789012345", "1234567890123456", "12345678901234567890", "0.1", "1.0e0",
       "0x10", "Infinity", "NaN", "+1", "1.5e", "9007199254740993" }
     local SPACES = { "", " ", "\n", "\r\n", "\t", "\f", "\v" }
@@ -149,7 +149,7 @@ describe("random inputs", function()
       if depth > 4 or r < 0.3 then
         local k = random(5)
         if k == 1 then return str() end
-        if k == 2 then return pick(NUMBERS) end
+        if k == 2 then return pick(JSON_NUMBERS) end
         return pick { "true", "false", "null", "nul", "tru" }
       end
       -- Now and then more members than the decoder keeps pending (32).
