@@ -86,9 +86,10 @@ describe("nginx", function()
     return e
   end
 
-  local function start(conf, vars, files, setup_commands)
+  -- `example`: conf is the example's (changed), as conf == example_conf is.
+  local function start(conf, vars, files, setup_commands, example)
     local main
-    if conf == example_conf and not app.lua_built_in() then
+    if (example or conf == example_conf) and not app.lua_built_in() then
       -- A loadable Lua module (Debian): the shipped loader, verbatim, which
       -- includes the example (conf/nginx.conf).
       setup_commands = setup_commands or {}
@@ -323,12 +324,18 @@ describe("nginx", function()
 
     teardown(function() stop(a) end)
 
-    local function deliver(body, signed_body)
+    local sent = 0
+    -- A delivery as the API sends it: a message id of its own each time.
+    local function delivery(body, signed_body)
       local now = os.time()
-      local sig = assert(cerca.webhooks.sign(signed_body or body, SECRET, "msg_nginx_1", now))
-      return a:request("POST", "/deliveries", body, nil, {
-        ["webhook-id"] = "msg_nginx_1", ["webhook-timestamp"] = tostring(now), ["webhook-signature"] = sig,
-      })
+      sent = sent + 1
+      local id = "msg_nginx_" .. sent
+      return { ["webhook-id"] = id, ["webhook-timestamp"] = tostring(now),
+        ["webhook-signature"] = assert(cerca.webhooks.sign(signed_body or body, SECRET, id, now)) }
+    end
+
+    local function deliver(body, signed_body)
+      return a:request("POST", "/deliveries", body, nil, delivery(body, signed_body))
     end
 
     it("answers 204 to a delivery signed with cerca.webhooks.sign", function()
@@ -350,6 +357,33 @@ describe("nginx", function()
       res = a:request("POST", "/deliveries", signed)
       assert.are.equal(401, res.status)
       assert.are.equal("missing_header\n", res.body)
+    end)
+
+    it("refuses a replay: the same signed delivery passes once across two workers", function()
+      -- Two workers, each answer naming its worker; each delivery on a
+      -- connection of its own, so both workers take some, and the shared
+      -- dict lets one of each pair through.
+      local two = start(function(port)
+        local conf = example_conf(port):gsub("\nworker_processes%s+%w+;", "\nworker_processes 2;")
+        return (conf:gsub("location = /deliveries {", "location = /deliveries {\n add_header X-Worker $pid always;"))
+      end, { CERCA_WEBHOOK_SECRET = SECRET }, nil, nil, true)
+      local body = '{"type":"agent.created","data":{"id":"agent_1"}}'
+      local workers, pairs_seen = {}, {}
+      for _ = 1, 20 do
+        local h = delivery(body)
+        local pair = {}
+        for k = 1, 2 do
+          local res = two:request("POST", "/deliveries", body, nil, h)
+          pair[k] = res.status
+          workers[res.headers["x-worker"]] = true
+        end
+        pairs_seen[#pairs_seen + 1] = pair
+      end
+      stop(two)
+      for _, pair in ipairs(pairs_seen) do assert.are.same({ 204, 409 }, pair) end
+      local n = 0
+      for _ in pairs(workers) do n = n + 1 end
+      assert.are.equal(2, n, "the deliveries went to one worker only")
     end)
 
     it("never logs the secret", function()

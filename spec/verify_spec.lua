@@ -231,6 +231,82 @@ describe("webhooks.verify", function()
     end)
   end)
 
+  describe("replay guard", function()
+    local function sign_at(id, ts, body)
+      return { ["webhook-id"] = id, ["webhook-timestamp"] = tostring(ts),
+        ["webhook-signature"] = assert(cerca.webhooks.sign(body, SECRET, id, ts)) }
+    end
+
+    it("refuses a delivery whose id already passed, as replayed", function()
+      local guard = assert(cerca.webhooks.replay_guard())
+      local opts = { now = TS, replay = guard }
+      assert(cerca.webhooks.verify(BODY, headers(), SECRET, opts))
+      local err = refused("replayed", nil, BODY, headers(), SECRET, opts)
+      assert.matches(MSG_ID, err.message, 1, true)
+      -- Another id passes; without the guard, the same one does too.
+      assert(cerca.webhooks.verify(BODY, sign_at("msg_other", TS, BODY), SECRET, opts))
+      assert(cerca.webhooks.verify(BODY, headers(), SECRET, AT))
+    end)
+
+    it("records only deliveries that verified: a forged one cannot block the real one", function()
+      local guard = assert(cerca.webhooks.replay_guard())
+      local opts = { now = TS, replay = guard }
+      refused("invalid_signature", nil, BODY:gsub("2432232314", "1"), headers(), SECRET, opts)
+      refused("invalid_payload", nil, "[1]", sign_at(MSG_ID, TS, "[1]"), SECRET, opts)
+      assert(cerca.webhooks.verify(BODY, headers(), SECRET, opts))
+    end)
+
+    it("forgets an id once its delivery is out of the tolerance window", function()
+      local guard = assert(cerca.webhooks.replay_guard())
+      assert(cerca.webhooks.verify(BODY, headers(), SECRET, { now = TS, replay = guard }))
+      -- Later, a new delivery under the same id and a fresh timestamp passes.
+      local later = TS + 301
+      assert(cerca.webhooks.verify(BODY, sign_at(MSG_ID, later, BODY), SECRET, { now = later, replay = guard }))
+      refused("replayed", nil, BODY, sign_at(MSG_ID, later, BODY), SECRET, { now = later, replay = guard })
+    end)
+
+    it("is bounded: past size ids, the oldest is forgotten first", function()
+      local guard = assert(cerca.webhooks.replay_guard { size = 2 })
+      local opts = { now = TS, replay = guard }
+      for _, id in ipairs { "msg_1", "msg_2", "msg_3" } do
+        assert(cerca.webhooks.verify(BODY, sign_at(id, TS, BODY), SECRET, opts))
+      end
+      refused("replayed", nil, BODY, sign_at("msg_3", TS, BODY), SECRET, opts)
+      refused("replayed", nil, BODY, sign_at("msg_2", TS, BODY), SECRET, opts)
+      assert(cerca.webhooks.verify(BODY, sign_at("msg_1", TS, BODY), SECRET, opts))
+    end)
+
+    it("refuses what is not a guard, and bad guard options, naming the field", function()
+      local err = refused("invalid_request", nil, BODY, headers(), SECRET, { now = TS, replay = {} })
+      assert.are.equal("opts.replay", err.field)
+      local guard, gerr = cerca.webhooks.replay_guard { size = 0 }
+      assert.is_nil(guard)
+      assert.are.equal("opts.size", gerr.field)
+      guard, gerr = cerca.webhooks.replay_guard { dict = {} }
+      assert.is_nil(guard)
+      assert.are.equal("opts.dict", gerr.field)
+      guard, gerr = cerca.webhooks.replay_guard { sise = 10 }
+      assert.is_nil(guard)
+      assert.matches('did you mean "size"', gerr.message, 1, true)
+    end)
+
+    it("takes a shared dict with add semantics: of two guards on one dict, one accepts an id", function()
+      -- A stand-in with ngx.shared's add(key, value, ttl) contract; the
+      -- real one runs in the nginx specs.
+      local dict = { items = {} }
+      function dict.add(self, key, _, ttl)
+        assert.is_true(ttl > 0)
+        if self.items[key] then return false, "exists" end
+        self.items[key] = true
+        return true
+      end
+      local a = assert(cerca.webhooks.replay_guard { dict = dict })
+      local b = assert(cerca.webhooks.replay_guard { dict = dict })
+      assert(cerca.webhooks.verify(BODY, headers(), SECRET, { now = TS, replay = a }))
+      refused("replayed", nil, BODY, headers(), SECRET, { now = TS, replay = b })
+    end)
+  end)
+
   it("is on clients too", function()
     local client = assert(cerca.new { api_key = "k" })
     assert.are.equal(SIGNATURE, client.webhooks.sign(BODY, SECRET, MSG_ID, TS))

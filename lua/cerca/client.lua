@@ -230,6 +230,7 @@ function _M.new(opts)
     EVENTS = webhooks.EVENTS,
     verify = deliveries.verify,
     sign = deliveries.sign,
+    replay_guard = deliveries.replay_guard,
     create = errors.protect(function(fleet_id, params, options)
       return webhooks.create(client, fleet_id, params, options)
     end),

@@ -15,6 +15,9 @@ local errors = require "cerca.errors"
 local validate = require "cerca.validate"
 
 local type = type
+local tostring = tostring
+local getmetatable = getmetatable
+local setmetatable = setmetatable
 local pairs = pairs
 local tonumber = tonumber
 local format = string.format
@@ -27,6 +30,7 @@ local _M = {}
 _M.DEFAULT_TOLERANCE = 300          -- seconds, either side of now
 _M.DEFAULT_MAX_BODY = 1024 * 1024   -- bytes
 _M.MAX_SIGNATURES = 16              -- entries of webhook-signature examined
+_M.DEFAULT_GUARD_SIZE = 100000      -- message ids an in-process replay guard keeps
 
 local HEADERS = { "webhook-id", "webhook-timestamp", "webhook-signature" }
 
@@ -36,7 +40,72 @@ local function fail(kind, message, field)
   return nil, errors.new(kind, message, field and { field = field } or nil)
 end
 
-local VERIFY_OPTIONS = { "tolerance", "now", "max_body" }
+-- Replay guards: message ids that passed, each kept until its delivery's
+-- timestamp leaves the tolerance window (after which the delivery is
+-- refused as too old anyway).
+local Guard = {}
+Guard.__index = Guard
+Guard.__name = "cerca.ReplayGuard"
+Guard.__cerca_object = true -- validate.snapshot passes it on as it is
+
+-- Claims `id` until `expires` (seconds since the epoch): true when it was
+-- not held, false when a delivery with this id already passed.
+function Guard:claim(id, expires, now)
+  local dict = self.dict
+  if dict then
+    -- `add` is atomic across nginx's workers: of two racing on one id,
+    -- one gets true.
+    local ok, why = dict:add(id, true, expires - now)
+    if ok then return true end
+    if why == "exists" then return false end
+    return nil, "the replay guard's shared dict refused the id: " .. tostring(why)
+  end
+  local seen = self.seen
+  local at = seen[id]
+  if at and at > now then return false end
+  if not at then
+    -- Bounded: past `size` ids, the oldest claimed is forgotten first.
+    local ring, head = self.ring, self.head
+    local old = ring[head]
+    if old ~= nil then seen[old] = nil end
+    ring[head] = id
+    self.head = head % self.size + 1
+  end
+  seen[id] = expires
+  return true
+end
+
+--- A replay guard for `verify`: an id that already passed within the
+-- tolerance window is refused (`replayed`).
+-- @tparam table opts `size` (in-process: the most ids kept, 1 to 10,000,000,
+--   default 100,000) or `dict` (an `ngx.shared` dict, shared by nginx's
+--   workers)
+-- @treturn table|nil the guard
+-- @treturn[opt] table an `invalid_request` error
+function _M.replay_guard(opts)
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then
+    return fail("invalid_request", format("replay_guard takes a table: { size = 100000 } or "
+      .. "{ dict = ngx.shared.NAME } (got %s)", validate.describe(opts)), "opts")
+  end
+  local bad = validate.known_keys(opts, "opts", { "size", "dict" })
+    or validate.integer(opts.size, "opts.size", 1, 1e7)
+  if bad then return fail("invalid_request", bad.message, bad.field) end
+  local dict = opts.dict
+  if dict ~= nil then
+    if opts.size ~= nil then
+      return fail("invalid_request", "opts: give size (in-process) or dict (shared), not both", "opts")
+    end
+    if type(dict) ~= "table" or type(dict.add) ~= "function" then
+      return fail("invalid_request", format("opts.dict must be an ngx.shared dict, e.g. ngx.shared.cerca_replay "
+        .. "(declared with lua_shared_dict in nginx.conf) (got %s)", validate.describe(dict)), "opts.dict")
+    end
+    return setmetatable({ dict = dict }, Guard)
+  end
+  return setmetatable({ size = opts.size or _M.DEFAULT_GUARD_SIZE, seen = {}, ring = {}, head = 1 }, Guard)
+end
+
+local VERIFY_OPTIONS = { "tolerance", "now", "max_body", "replay" }
 local NO_OPTIONS = {}
 
 -- The checked options of verify (a plain copy), or nil, a message and the
@@ -53,6 +122,10 @@ local function verify_options(opts)
     or validate.number(copy.now, "opts.now", 0, 1e15)
     or validate.integer(copy.max_body, "opts.max_body", 0, 2 ^ 40)
   if bad then return nil, bad.message, bad.field end
+  if copy.replay ~= nil and getmetatable(copy.replay) ~= Guard then
+    return nil, format("opts.replay must be a guard made by cerca.webhooks.replay_guard (got %s)",
+      validate.describe(copy.replay)), "opts.replay"
+  end
   return copy
 end
 
@@ -187,11 +260,22 @@ function _M.verify(raw_body, headers, secret, opts)
     return fail("invalid_payload", "the signed body is not a JSON object"
       .. (json_why and (": " .. json_why) or ""))
   end
+  -- Recorded only now: a forged or broken delivery cannot block a real one.
+  local guard = opts.replay
+  if guard then
+    local fresh, gwhy = guard:claim(id, ts + tolerance, now)
+    if fresh == nil then return fail("internal", gwhy) end
+    if not fresh then
+      return fail("replayed", format("a delivery with this webhook-id (%s) already passed within the "
+        .. "tolerance window", validate.describe(id)))
+    end
+  end
   return event
 end
 
 -- No public function raises: a fault inside becomes `nil, err`.
 _M.sign = errors.protect(_M.sign)
 _M.verify = errors.protect(_M.verify)
+_M.replay_guard = errors.protect(_M.replay_guard)
 
 return _M

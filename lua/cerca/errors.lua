@@ -43,6 +43,7 @@ _M.TYPES = {
   timestamp = "webhook-timestamp is not a number, or outside the tolerance",
   invalid_secret = "the secret is not whsec_ and base64, or decodes to nothing",
   invalid_payload = "the body is not a string, too large, or not a JSON object once verified",
+  replayed = "a delivery with this webhook-id already passed within the tolerance window (replay guard)",
   internal = "a fault inside cerca (please report it); the call may have been sent: see err.idempotency_key",
 }
 

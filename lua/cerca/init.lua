@@ -192,10 +192,11 @@ end)
 -- @tparam table headers the request's headers (any letter case)
 -- @tparam string secret the subscription's `whsec_...` secret
 -- @tparam[opt] table opts `tolerance` (seconds, default 300), `now`,
---   `max_body` (bytes, default 1 MiB)
+--   `max_body` (bytes, default 1 MiB), `replay` (a `replay_guard`)
 -- @treturn table|nil the event
 -- @treturn[opt] table the error: `missing_header`, `invalid_signature`,
---   `timestamp`, `invalid_secret`, `invalid_payload` or `invalid_request`
+--   `timestamp`, `invalid_secret`, `invalid_payload`, `replayed` or
+--   `invalid_request`
 api.verify = deliveries.verify
 
 --- The `webhook-signature` value of a payload, `"v1,<base64>"` (for tests
@@ -208,6 +209,17 @@ api.verify = deliveries.verify
 -- @treturn string|nil the header value
 -- @treturn[opt] table the error
 api.sign = deliveries.sign
+
+--- A replay guard for `verify`'s `replay` option: a delivery whose
+-- `webhook-id` already passed within the tolerance window is refused with
+-- `err.type == "replayed"`. Only deliveries that verified are recorded.
+-- @function webhooks.replay_guard
+-- @tparam[opt] table opts `size` (in-process: the most ids kept, default
+--   100,000; the oldest is forgotten first) or `dict` (an `ngx.shared` dict:
+--   one guard for all of nginx's workers)
+-- @treturn table|nil the guard
+-- @treturn[opt] table an `invalid_request` error
+api.replay_guard = deliveries.replay_guard
 
 _M.webhooks = api
 

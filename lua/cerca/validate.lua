@@ -391,6 +391,10 @@ end
 
 local function copy(v, depth, ctx)
   if type(v) ~= "table" or v == core.empty_array then return v end
+  -- An object cerca made (a replay guard) is passed on as it is: it is not
+  -- the caller's data, and its state must stay shared.
+  local mt = getmetatable(v)
+  if type(mt) == "table" and rawget(mt, "__cerca_object") then return v end
   -- Two levels more than JSON values may nest, so that their own check
   -- (json_value) is the one that speaks of a deep value.
   if depth > MAX_DEPTH + 2 then
@@ -404,7 +408,7 @@ local function copy(v, depth, ctx)
     out[copy(k, depth + 1, ctx)] = copy(item, depth + 1, ctx)
   end
   -- Lists decoded by cerca keep their mark (an empty one stays [] in JSON).
-  if getmetatable(v) == json.array_mt then setmetatable(out, json.array_mt) end
+  if mt == json.array_mt then setmetatable(out, json.array_mt) end
   return out
 end
 
