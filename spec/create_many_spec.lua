@@ -53,11 +53,14 @@ describe("webhooks.create_many", function()
   end)
 
   it("runs calls concurrently", function()
+    -- Each answer waits 200 ms: one after another, 50 take 10 s; two waves
+    -- of 25 take 0.4 s plus the client's own time (seconds under valgrind
+    -- on a busy machine, which is why the bar is far from both).
+    for _ = 1, 50 do srv:enqueue { action = "pass", delay = 0.2 } end
     local t0 = helpers.now()
     assert(client.webhooks.create_many(items_for(50), { concurrency = 25 }))
     local elapsed = helpers.now() - t0
-    -- One after another: 50 x 20 ms = 1 s. Two waves of 25: about 40 ms.
-    assert.is_true(elapsed < 0.5, "elapsed " .. elapsed)
+    assert.is_true(elapsed < 3, "elapsed " .. elapsed)
   end)
 
   it("fails an invalid item alone, before any traffic for it", function()
