@@ -149,7 +149,7 @@ docs: deps ## API reference of the public API (LDoc, config.ld) into build/doc/;
 rock: ## source rock of $(ROCKSPEC) from the working tree, into $(ROCK_DIR)/ (offline)
 	@sh rockspec/pack.sh $(ROCKSPEC) $(ROCK_DIR)
 
-# Benchmarks (bench/README.md): one table, printed and written to build/bench/results.md.
+# Benchmarks (bench/README.md): the tables, printed and written to build/bench/results.md.
 .PHONY: bench
 BENCH_CEILING = build/bench/ceiling
 BENCH_VERIFY_CEILING = build/bench/verify_ceiling
