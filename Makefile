@@ -46,7 +46,7 @@ DEB_PACKAGES = gcc libc6-dev make pkg-config curl openssl ca-certificates \
                lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev \
                lua-cjson lua-busted lua-check luarocks lua-ldoc lua-discount \
                libcurl4-openssl-dev libssl-dev \
-               nginx libnginx-mod-http-lua valgrind nodejs npm \
+               nginx libnginx-mod-http-lua valgrind nodejs npm wrk \
                libpcre3-dev zlib1g-dev \
                clang libclang-rt-14-dev
 
@@ -149,16 +149,26 @@ docs: deps ## API reference of the public API (LDoc, config.ld) into build/doc/;
 rock: ## source rock of $(ROCKSPEC) from the working tree, into $(ROCK_DIR)/ (offline)
 	@sh rockspec/pack.sh $(ROCKSPEC) $(ROCK_DIR)
 
-# Benchmarks (bench/README.md): one table, printed and written to build/bench/results.md.
+# Benchmarks (bench/README.md): the tables, printed and written to build/bench/results.md.
 .PHONY: bench
 BENCH_CEILING = build/bench/ceiling
+BENCH_VERIFY_CEILING = build/bench/verify_ceiling
+# The npm verifier, as bench/verify-node/package-lock.json pins it.
+BENCH_NODE_MODULES = bench/verify-node/node_modules/.package-lock.json
 
-bench: build $(BENCH_CEILING) ## the benchmark table: vs a plain C client, HTTPS, create_many, cost (~2 min)
+bench: build $(BENCH_CEILING) $(BENCH_VERIFY_CEILING) $(BENCH_NODE_MODULES) ## the benchmark table: creates vs a plain C client, HTTPS, create_many, cost; delivery verification vs Node, Python, nginx (~4 min; BENCH_ONLY=verify: ~2 min)
 	@lua5.4 bench/run.lua
 
 $(BENCH_CEILING): bench/ceiling.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c99 -O2 -g -Wall -Wextra -Werror $< -o $@ -lcurl -lcrypto
+
+$(BENCH_VERIFY_CEILING): bench/verify_ceiling.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 -O2 -g -Wall -Wextra -Werror $< -o $@ -lcrypto
+
+$(BENCH_NODE_MODULES): bench/verify-node/package.json bench/verify-node/package-lock.json
+	cd bench/verify-node && npm ci --no-audit --no-fund
 
 # What LuaRocks runs (the rockspec's `make` build): `make rock-build` with
 # its CC, CFLAGS, LIBFLAG and the include/library folders it found, then

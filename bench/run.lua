@@ -13,6 +13,11 @@
 --                     split (one CPU each) or none (the scheduler decides) [same]
 --   BENCH_MEMORY      creates of the memory run [100000]; 1,000 is its first reading
 --   BENCH_CALLGRIND   creates per callgrind run [2000]
+--   BENCH_ONLY        the part to run: all, creates (rows 1 to 4) or verify
+--                     (delivery verification, rows 5 and 6) [all]
+--   BENCH_VERIFIES    timed verifies per verifier process [100000]
+--   BENCH_NGINX_SECONDS      length of each load-generator run [3]
+--   BENCH_NGINX_CONNECTIONS  keep-alive connections of the load generator [32]
 require "bench.env"  -- module paths
 local launcher = require "spec.server.launcher"
 
@@ -41,6 +46,16 @@ local CALLGRIND_ROUNDS = 3
 local CALLGRIND_CREATES = knob("BENCH_CALLGRIND", 2000)
 local OUT_DIR = "build/bench"
 local CEILING = OUT_DIR .. "/ceiling"
+local ONLY = knob("BENCH_ONLY", "all")
+if ONLY ~= "all" and ONLY ~= "creates" and ONLY ~= "verify" then
+  error("BENCH_ONLY must be all, creates or verify", 0)
+end
+local VERIFIES = knob("BENCH_VERIFIES", 100000)
+local VERIFY_WARMUP = math.max(1000, math.floor(VERIFIES / 10))
+local VERIFY_CEILING = OUT_DIR .. "/verify_ceiling"
+local NGINX_SECONDS = knob("BENCH_NGINX_SECONDS", 3)
+local NGINX_CONNECTIONS = knob("BENCH_NGINX_CONNECTIONS", 32)
+local NGINX_TARGET = 10000
 
 local function progress(...)
   io.stderr:write("bench: ", format(...), "\n")
@@ -132,17 +147,23 @@ elseif CPU_MODE ~= "none" then
 end
 if CLIENT_CPU then client_prefix = "taskset -c " .. CLIENT_CPU .. " " end
 
-local function server(name)
-  if started[name] then return started[name] end
-  progress("starting the %s server", name)
-  local srv = launcher.start(SERVERS[name])
-  started[name] = srv
+-- Pins the workers of a running nginx (spec/server/launcher.lua or
+-- spec/nginx/app.lua) to the server's CPU, and remembers them for server_cpu.
+local function pin_workers(srv)
   srv.workers = worker_pids(srv)
   if SERVER_CPU then
     for _, pid in ipairs(srv.workers) do
       os.execute(format("taskset -pc %d %s > /dev/null", SERVER_CPU, pid))
     end
   end
+end
+
+local function server(name)
+  if started[name] then return started[name] end
+  progress("starting the %s server", name)
+  local srv = launcher.start(SERVERS[name])
+  started[name] = srv
+  pin_workers(srv)
   return srv
 end
 
@@ -263,9 +284,11 @@ end
 
 -- The median over rounds of f(run of a, run of b): ratios are taken within
 -- a round, where the two ran side by side.
-local function per_round(a, b, f)
+-- `set` holds the runs by contender and round (default: the creates).
+local function per_round(a, b, f, set)
+  set = set or runs
   local values = {}
-  for round = 1, ROUNDS do values[round] = f(runs[a][round], runs[b] and runs[b][round]) end
+  for round = 1, ROUNDS do values[round] = f(set[a][round], set[b] and set[b][round]) end
   return median(values), values
 end
 
@@ -381,6 +404,239 @@ local function recording_checks()
   end
 end
 
+-- Delivery verification -----------------------------------------------------------
+
+local delivery = require "bench.delivery"
+local nginx_app = require "spec.nginx.app"
+
+local NODE, PYTHON = "/usr/bin/node", "/usr/bin/python3"
+local VERIFY_DIR = OUT_DIR .. "/verify"
+local EXAMPLE = "examples/openresty/nginx.conf"
+local STATIC = "/static-204"
+
+-- The first line a command prints (its version), for the labels.
+local function first_line(command)
+  local p = io.popen(command .. " 2>&1")
+  local line = p:read("*l") or "?"
+  p:close()
+  return line
+end
+
+local versions = {}
+local function find_versions()
+  versions.node = first_line(NODE .. " --version")
+  versions.python = first_line(PYTHON .. " --version"):match("Python (%S+)") or "?"
+  versions.standardwebhooks = (read_file("bench/verify-node/node_modules/standardwebhooks/package.json") or "")
+    :match('"version"%s*:%s*"([^"]+)"') or "?"
+  versions.lua54 = first_line("lua5.4 -v"):match("^(Lua %S+)") or "?"
+  versions.luajit = first_line("luajit -v"):match("^(LuaJIT %S+)") or "?"
+  versions.nginx = first_line(shell_quote(nginx_app.binary) .. " -v"):match("nginx/(%S+)") or "?"
+  versions.wrk = first_line("wrk --version"):match("^wrk (%S+)") or "?"
+end
+
+local function verifier_args(d, count, warmup)
+  return format(" --body %s --secret %s --id %s --timestamp %s --signature %s --type %s --count %d --warmup %d",
+    shell_quote(d.body_file), shell_quote(d.secret), shell_quote(d.id), shell_quote(d.timestamp),
+    shell_quote(d.signature), shell_quote(d.type), count, warmup)
+end
+
+-- Each verifier: one process per round, timed inside, checking `count`
+-- deliveries after `warmup` untimed ones (bench/README.md says what each
+-- does per verify).
+local VERIFIERS = {
+  { name = "c",
+    what = function() return "C loop over OpenSSL HMAC-SHA256, no JSON decode (`bench/verify_ceiling.c`)" end,
+    command = function(d, n, w)
+      return format("%s -w %d %s %s %s %s %s %d", VERIFY_CEILING, w, shell_quote(d.body_file),
+        shell_quote(d.secret), shell_quote(d.id), shell_quote(d.timestamp), shell_quote(d.signature), n)
+    end },
+  { name = "node", what = function()
+      return format("Node %s, hand-written: `node:crypto` createHmac + timingSafeEqual + JSON.parse", versions.node)
+    end,
+    command = function(d, n, w) return NODE .. " bench/verify-node/hand.js" .. verifier_args(d, n, w) end },
+  { name = "python", what = function()
+      return format("Python %s, hand-written: `hmac.digest` + `hmac.compare_digest` + `json.loads`", versions.python)
+    end,
+    command = function(d, n, w) return PYTHON .. " bench/verify_python.py" .. verifier_args(d, n, w) end },
+  { name = "standardwebhooks", what = function()
+      return format("npm `standardwebhooks` %s (Node %s): `new Webhook(secret).verify(body, headers)`",
+        versions.standardwebhooks, versions.node)
+    end,
+    command = function(d, n, w) return NODE .. " bench/verify-node/standardwebhooks.js" .. verifier_args(d, n, w) end },
+  { name = "lua54", what = function() return format("`cerca.webhooks.verify`, %s", versions.lua54) end,
+    command = function(d, n, w) return "lua5.4 bench/verify.lua" .. verifier_args(d, n, w) end },
+  { name = "luajit", what = function() return format("`cerca.webhooks.verify`, %s", versions.luajit) end,
+    command = function(d, n, w) return "luajit bench/verify.lua" .. verifier_args(d, n, w) end },
+}
+
+-- verify_runs[name][round] = { rate =, seconds =, verifies =, cpu_seconds = }
+local verify_runs = {}
+
+local function verify_rounds()
+  for _, v in ipairs(VERIFIERS) do verify_runs[v.name] = {} end
+  for round = 1, ROUNDS do
+    -- One delivery per round, the same for every verifier; signed anew
+    -- each round so that no round comes near the 300 s tolerance.
+    local d = delivery.make(VERIFY_DIR)
+    for i = 0, #VERIFIERS - 1 do
+      local v = VERIFIERS[(i + round - 1) % #VERIFIERS + 1]
+      local r = run(pinned(v.command(d, VERIFIES, VERIFY_WARMUP)))
+      if r.verifies ~= VERIFIES then error(v.name .. " reported " .. tostring(r.verifies) .. " verifies", 0) end
+      r.rate = r.verifies / r.seconds
+      verify_runs[v.name][round] = r
+      progress("round %d/%d  %-16s %9.0f verifies/s", round, ROUNDS, v.name, r.rate)
+    end
+  end
+  check(true, format("every verifier, in each of its %d processes, refused the delivery with one byte changed"
+    .. " and decoded the event (type %q) before timing", ROUNDS, delivery.TYPE))
+end
+
+-- The example's receiver: examples/openresty/nginx.conf as the nginx specs
+-- start it (spec/nginx/app.lua), with one worker instead of `auto` and a
+-- static location beside /deliveries.
+local function receiver_conf(port)
+  local text = assert(read_file(EXAMPLE))
+  local n1, n2, n3
+  text, n1 = text:gsub("\nworker_processes auto;", "\nworker_processes 1;")
+  text, n2 = text:gsub("listen 127%.0%.0%.1:8080;", "listen 127.0.0.1:" .. port .. ";")
+  text, n3 = text:gsub("\n( *)location = /ping {",
+    "\n%1location = " .. STATIC .. " {\n%1    return 204;\n%1}\n\n%1location = /ping {")
+  if n1 ~= 1 or n2 ~= 1 or n3 ~= 1 then
+    error(EXAMPLE .. " no longer holds `worker_processes auto;`, `listen 127.0.0.1:8080;` and"
+      .. " `location = /ping {` once each", 0)
+  end
+  return nginx_app.for_binary(text)
+end
+
+local function receiver(secret)
+  progress("starting the example's receiver (%s, 1 worker)", EXAMPLE)
+  local setup, main = {}, nil
+  if not nginx_app.lua_built_in() then
+    -- Debian's loadable Lua module: the shipped loader includes the example.
+    setup[1] = "install -m 644 examples/openresty/debian.conf @PREFIX@/conf/debian.conf"
+    main = "debian.conf"
+  end
+  local a = nginx_app.start {
+    conf = receiver_conf, setup = setup, main = main,
+    -- Only the secret: no CERCA_* of the calling shell reaches nginx.
+    env = { CERCA_WEBHOOK_SECRET = secret, CERCA_API_KEY = false, CERCA_BASE_URL = false,
+      CERCA_CA_FILE = false, CERCA_LOG = false, CERCA_BOOT_FLEET = false, CERCA_BOOT_URL = false },
+  }
+  started.receiver = a
+  pin_workers(a)
+  if #a.workers ~= 1 then error(format("the receiver runs %d workers, not 1", #a.workers), 0) end
+  return a
+end
+
+local function delivery_headers(d)
+  return { ["webhook-id"] = d.id, ["webhook-timestamp"] = d.timestamp, ["webhook-signature"] = d.signature }
+end
+
+-- What wrk sends and counts: the signed delivery (POST, JSON, the three
+-- headers), and the answers by status, summed over its threads at the end.
+local WRK_COUNT = [[
+local threads = {}
+function setup(thread) threads[#threads + 1] = thread end
+answered_204, answered_other, first_other = 0, 0, 0
+function response(status)
+  if status == 204 then
+    answered_204 = answered_204 + 1
+  else
+    answered_other = answered_other + 1
+    if first_other == 0 then first_other = status end
+  end
+end
+function done(summary)
+  local ok, other, first = 0, 0, 0
+  for _, t in ipairs(threads) do
+    ok, other = ok + t:get("answered_204"), other + t:get("answered_other")
+    if first == 0 then first = t:get("first_other") end
+  end
+  local e = summary.errors
+  io.write(string.format("RESULT requests=%d seconds=%.6f answered_204=%d answered_other=%d first_other=%d"
+    .. " errors=%d\n", summary.requests, summary.duration / 1e6, ok, other, first,
+    e.connect + e.read + e.write + e.timeout))
+end
+]]
+
+local function wrk_script(d)
+  local path = VERIFY_DIR .. "/wrk-delivery.lua"
+  local lines = { "-- Written by bench/run.lua for one run.", 'wrk.method = "POST"',
+    "wrk.body = " .. format("%q", d.body), 'wrk.headers["Content-Type"] = "application/json"' }
+  for name, value in pairs(delivery_headers(d)) do
+    lines[#lines + 1] = format("wrk.headers[%q] = %q", name, value)
+  end
+  local f = assert(io.open(path, "w"))
+  f:write(table.concat(lines, "\n"), "\n", WRK_COUNT)
+  f:close()
+  return path
+end
+
+local nginx_runs = { deliveries = {}, static = {} }
+local nginx_failures = {}
+local PATHS = { deliveries = "/deliveries", static = STATIC }
+
+-- One load-generator run against `location` with a freshly signed
+-- delivery; a run where any answer is not 204, or a socket failed, is
+-- recorded as a failure, not as a figure.
+local function wrk_run(a, location, seconds)
+  local d = delivery.make(VERIFY_DIR)
+  local command = format("wrk -t1 -c%d -d%gs --timeout 2s -s %s %s", NGINX_CONNECTIONS, seconds,
+    shell_quote(wrk_script(d)), shell_quote(a.url .. PATHS[location]))
+  local cpu_before = server_cpu(a)
+  local r = run(pinned_apart(command))
+  r.server_seconds = server_cpu(a) - cpu_before
+  r.rate = r.requests / r.seconds
+  if r.requests == 0 or r.answered_204 ~= r.requests or r.answered_other ~= 0 or r.errors ~= 0 then
+    nginx_failures[#nginx_failures + 1] = format("%s: %d answers, %d of them 204, %d other (first: %d),"
+      .. " %d socket errors", PATHS[location], r.requests, r.answered_204, r.answered_other, r.first_other,
+      r.errors)
+    r.failed = true
+  end
+  return r
+end
+
+local function nginx_rounds()
+  local first = delivery.make(VERIFY_DIR)
+  local a = receiver(first.secret)
+  -- Before timing: the receiver verifies (a changed byte is refused) and
+  -- both locations answer 204 to the delivery.
+  local tampered = first.body:gsub('"thread%.completed"', '"thread.completes"')
+  local good = a:request("POST", "/deliveries", first.body, 5, delivery_headers(first))
+  local bad = a:request("POST", "/deliveries", tampered, 5, delivery_headers(first))
+  local static = a:request("POST", STATIC, first.body, 5, delivery_headers(first))
+  check(good.status == 204 and bad.status == 401 and bad.body == "invalid_signature\n" and static.status == 204,
+    format("the receiver (curl, before timing): the signed delivery -> %d, the same with one byte changed -> %d"
+      .. " %q, %s -> %d", good.status, bad.status, (bad.body:gsub("%s+$", "")), STATIC, static.status))
+  -- Untimed: the worker's LuaJIT compiles its traces, the connections open.
+  for _, location in ipairs { "deliveries", "static" } do wrk_run(a, location, 1) end
+  for round = 1, ROUNDS do
+    local order = round % 2 == 1 and { "deliveries", "static" } or { "static", "deliveries" }
+    for _, location in ipairs(order) do
+      local r = wrk_run(a, location, NGINX_SECONDS)
+      nginx_runs[location][round] = r
+      progress("round %d/%d  nginx %-12s %8.0f answers/s%s", round, ROUNDS, PATHS[location], r.rate,
+        r.failed and " (FAILED)" or "")
+    end
+  end
+  local requests = 0
+  for _, list in pairs(nginx_runs) do
+    for _, r in ipairs(list) do requests = requests + r.requests end
+  end
+  check(#nginx_failures == 0, #nginx_failures == 0
+    and format("nginx: all %d timed answers were 204, with no socket error", requests)
+    or ("nginx: runs that failed: " .. table.concat(nginx_failures, "; ")))
+  a:stop()
+  started.receiver = nil
+end
+
+local function verification()
+  os.execute("mkdir -p " .. VERIFY_DIR)
+  find_versions()
+  verify_rounds()
+  nginx_rounds()
+end
+
 -- The table ---------------------------------------------------------------------
 
 -- Each format shows a value with its unit, or bare (for the range of the
@@ -461,19 +717,24 @@ local function range(values, show)
   return format(" (%s to %s)", show(lo, true), show(hi, true))
 end
 
-local function table_lines()
+-- A row's `measured`, when present, gives the text of its Measured cell
+-- (its value still decides the result); a row whose `failed` returns true
+-- shows no figure and FAIL.
+local function table_lines(rows)
   local lines = {
     "| # | Figure | Measured (range of the runs) | Target | Result |",
     "|---|--------|---------:|--------|--------|",
   }
-  for _, row in ipairs(ROWS) do
+  for _, row in ipairs(rows) do
     local id, label, value_of, show, target = row[1], row[2], row[3], row[4], row[5]
     local measured, result
     if row.pending then
       measured, result = "(pending)", "PENDING"
+    elseif row.failed and row.failed() then
+      measured, result = "(failed: see the checks)", "FAIL"
     else
       local value, values = value_of()
-      measured = show(value) .. range(values, show)
+      measured = row.measured and row.measured() or (show(value) .. range(values, show))
       result = target and target.text and (target.min or target.below)
         and (passes(value, target) and "PASS" or "MISS") or "-"
     end
@@ -505,21 +766,125 @@ local function detail_lines()
   return lines
 end
 
+-- Delivery verification: the verifiers' table, then the rows with targets.
+local function verify_rate(name)
+  return per_round(name, nil, function(r) return r.rate end, verify_runs)
+end
+
+local function verify_ratio(a, b)
+  return per_round(a, b, function(x, y) return x.rate / y.rate end, verify_runs)
+end
+
+local function nginx_rate(location)
+  return per_round(location, nil, function(r) return r.rate end, nginx_runs)
+end
+
+local function fmt_verifies(v, bare) return format(bare and "%.0f" or "%.0f verifies/s", v) end
+local function fmt_per_second(v, bare) return format(bare and "%.0f" or "%.0f/s", v) end
+
+local VERIFY_ROWS = {
+  { "5g", "cerca (Lua 5.4) / hand-written Node, verifies per second (5e / 5b)",
+    function() return verify_ratio("lua54", "node") end, fmt_ratio, { min = 1.0, text = ">= 1.00" } },
+  { "5h", "cerca (LuaJIT) / hand-written Node, verifies per second (5f / 5b)",
+    function() return verify_ratio("luajit", "node") end, fmt_ratio, { min = 1.3, text = ">= 1.30" } },
+  { "6a", "nginx, the example's receiver, 1 worker: deliveries verified per second on `/deliveries`,"
+      .. " vs `return 204;` on the same nginx",
+    function() return nginx_rate("deliveries") end, fmt_per_second,
+    { min = NGINX_TARGET, text = format(">= %d/s on /deliveries", NGINX_TARGET) },
+    measured = function()
+      local d, ds = nginx_rate("deliveries")
+      local st, sts = nginx_rate("static")
+      return format("%s%s vs %s%s", fmt_per_second(d), range(ds, fmt_per_second), fmt_per_second(st),
+        range(sts, fmt_per_second))
+    end,
+    failed = function() return #nginx_failures > 0 end },
+  { "6b", "nginx: `/deliveries` / `return 204;`",
+    function()
+      return per_round("deliveries", "static", function(x, y) return x.rate / y.rate end, nginx_runs)
+    end, fmt_ratio, failed = function() return #nginx_failures > 0 end },
+}
+
+local function verify_lines()
+  local lines = {
+    format("Delivery verification: one %d-byte JSON event (%s), the same secret, id, timestamp and signature"
+      .. " for every verifier; each verifier checks the signature and decodes the JSON, but 5a, which does"
+      .. " not decode.", delivery.SIZE, "`bench/delivery.lua`"),
+    "",
+    "| # | Verifier | Verifies/s (range of the runs) | vs OpenSSL C loop (range of the rounds) |",
+    "|---|----------|---------:|---------:|",
+  }
+  for i, v in ipairs(VERIFIERS) do
+    local value, values = verify_rate(v.name)
+    local vs = "1.00"
+    if v.name ~= "c" then
+      local r, rs = verify_ratio(v.name, "c")
+      vs = fmt_ratio(r) .. range(rs, fmt_ratio)
+    end
+    lines[#lines + 1] = format("| 5%s | %s | %s | %s |", string.char(96 + i), v.what(),
+      fmt_verifies(value) .. range(values, fmt_verifies), vs)
+  end
+  lines[#lines + 1] = ""
+  for _, l in ipairs(table_lines(VERIFY_ROWS)) do lines[#lines + 1] = l end
+  return lines
+end
+
+-- Per verify and per request: wall time and CPU time.
+local function verify_detail_lines()
+  local lines = { "Per verify and per request (medians over the rounds):", "" }
+  for _, v in ipairs(VERIFIERS) do
+    local wall, cpu = {}, {}
+    for round, r in ipairs(verify_runs[v.name]) do
+      wall[round] = r.seconds / r.verifies * 1e6
+      cpu[round] = r.cpu_seconds / r.verifies * 1e6
+    end
+    lines[#lines + 1] = format("- %s: %.2f us per verify, %.2f us CPU", v.what(), median(wall), median(cpu))
+  end
+  for _, location in ipairs { "deliveries", "static" } do
+    local worker, busy, answers = {}, {}, 0
+    for round, r in ipairs(nginx_runs[location]) do
+      worker[round] = r.server_seconds / r.requests * 1e6
+      busy[round] = r.server_seconds / r.seconds * 100
+      answers = answers + r.requests
+    end
+    lines[#lines + 1] = format("- nginx `%s`: %.1f us of worker CPU per request; the worker busy %.0f%% of"
+      .. " each run (below 100%%: it waited for the load generator, or other work had its CPU); %d timed answers",
+      PATHS[location], median(worker), median(busy), answers)
+  end
+  return lines
+end
+
 local function setup_lines()
   local placement = {
     same = "client and server worker pinned to CPU " .. tostring(CLIENT_CPU),
     split = format("client on CPU %s, server worker on CPU %s", tostring(CLIENT_CPU), tostring(SERVER_CPU)),
     none = "placed by the scheduler",
   }
-  return {
-    format("Setup: reference server in lean mode, 1 nginx worker, no delay; %s (BENCH_CPU=%s); %d CPUs;"
-      .. " load average at the start %s.", placement[CPU_MODE], CPU_MODE, NPROC, LOAD_AT_START),
-    format("Throughput: %d rounds, contenders interleaved in rotating order; %d timed creates per run"
-      .. " after %d untimed (new-connection runs: %d after %d).", ROUNDS, CREATES, WARMUP, FRESH_CREATES,
-      FRESH_WARMUP),
-    format("Memory: %d runs. require: %d fresh processes per module. callgrind: %d rounds of %d creates"
-      .. " minus 0.", MEMORY_ROUNDS, REQUIRE_REPS, CALLGRIND_ROUNDS, CALLGRIND_CREATES),
+  local lines = {
+    format("Setup: %s (BENCH_CPU=%s); %d CPUs; load average at the start %s, at the end %s.",
+      placement[CPU_MODE], CPU_MODE, NPROC, LOAD_AT_START,
+      (read_file("/proc/loadavg") or "?"):match("^(%S+)")),
   }
+  if ONLY ~= "verify" then
+    lines[#lines + 1] = format("Creates: reference server in lean mode, 1 nginx worker, no delay. Throughput:"
+      .. " %d rounds, contenders interleaved in rotating order; %d timed creates per run after %d untimed"
+      .. " (new-connection runs: %d after %d).", ROUNDS, CREATES, WARMUP, FRESH_CREATES, FRESH_WARMUP)
+    lines[#lines + 1] = format("Memory: %d runs. require: %d fresh processes per module. callgrind: %d rounds"
+      .. " of %d creates minus 0.", MEMORY_ROUNDS, REQUIRE_REPS, CALLGRIND_ROUNDS, CALLGRIND_CREATES)
+  end
+  if ONLY ~= "creates" then
+    lines[#lines + 1] = format("Verification: %d rounds, verifiers interleaved in rotating order, each a fresh"
+      .. " process on the client's CPU: %d untimed then %d timed verifies (BENCH_VERIFIES); the delivery"
+      .. " signed anew each round. Node from %s, Python %s.", ROUNDS, VERIFY_WARMUP, VERIFIES, NODE, PYTHON)
+    lines[#lines + 1] = format("nginx: %s (%s) with `%s` as the nginx specs start it, `worker_processes 1`"
+      .. " and `location = %s { return 204; }` added; its worker on CPU %s; wrk %s, 1 thread, on CPU %s,"
+      .. " %d keep-alive connections (BENCH_NGINX_CONNECTIONS), %g s per run (BENCH_NGINX_SECONDS), the two"
+      .. " locations alternating for %d rounds after 1 s of each untimed; every run a freshly signed delivery,"
+      .. " the same request to both locations.", nginx_app.binary, versions.nginx, EXAMPLE, STATIC,
+      tostring(SERVER_CPU or "any"), versions.wrk,
+      SERVER_CPU and NPROC >= 2 and tostring((SERVER_CPU + 1) % NPROC) or "any",
+      NGINX_CONNECTIONS, NGINX_SECONDS, ROUNDS)
+  end
+  return lines
 end
 
 local function connection_checks()
@@ -542,23 +907,41 @@ end
 -- Measures everything; returns the text to print.
 local function measure()
   local t0 = os.time()
-  recording_checks()
-  throughput_rounds()
-  connection_checks()
-  memory_runs()
-  require_runs()
-  callgrind_runs()
+  local verify_seconds
+  if ONLY ~= "verify" then
+    recording_checks()
+    throughput_rounds()
+    connection_checks()
+    memory_runs()
+    require_runs()
+    callgrind_runs()
+  end
+  if ONLY ~= "creates" then
+    local v0 = os.time()
+    verification()
+    verify_seconds = os.time() - v0
+  end
 
-  local lines = table_lines()
-  lines[#lines + 1] = ""
-  for _, l in ipairs(detail_lines()) do lines[#lines + 1] = l end
-  lines[#lines + 1] = ""
+  local lines = {}
+  local function add(list)
+    for _, l in ipairs(list) do lines[#lines + 1] = l end
+    lines[#lines + 1] = ""
+  end
+  if ONLY ~= "verify" then
+    add(table_lines(ROWS))
+    add(detail_lines())
+  end
+  if ONLY ~= "creates" then
+    add(verify_lines())
+    add(verify_detail_lines())
+  end
   lines[#lines + 1] = "Checks:"
   lines[#lines + 1] = ""
   for _, c in ipairs(checks) do lines[#lines + 1] = "- " .. c end
   lines[#lines + 1] = ""
   for _, l in ipairs(setup_lines()) do lines[#lines + 1] = l end
-  lines[#lines + 1] = format("Run took %d s.", os.time() - t0)
+  lines[#lines + 1] = format("Run took %d s%s.", os.time() - t0,
+    verify_seconds and format(", the verification part %d s", verify_seconds) or "")
   return table.concat(lines, "\n") .. "\n"
 end
 
@@ -575,3 +958,5 @@ local f = assert(io.open(OUT_DIR .. "/results.md", "w"))
 f:write("# cerca-lua benchmarks (`make bench`, ", os.date("!%Y-%m-%d %H:%M UTC"), ")\n\n", text)
 f:close()
 io.write(text)
+-- A load-generator run that got an answer other than 204 is a failure.
+if #nginx_failures > 0 then os.exit(1) end
