@@ -10,6 +10,7 @@
  * What it declines, lua-cjson decodes (or refuses, with its message): the
  * result is lua-cjson's in every case, only sooner.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,13 +35,34 @@ static void skip_space(reader *r)
         r->p++;
 }
 
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+/* Whether any byte of w is below n (n <= 128), or equal to c. */
+#define ANY_BELOW(w, n) (((w) - ONES * (n)) & ~(w) & HIGHS)
+#define ANY_EQUAL(w, c) ANY_BELOW((w) ^ (ONES * (c)), 1)
+
+/* The end of the plain run of a string starting at q: the first quote,
+ * backslash or control character (or `end`). Eight bytes at a time, then
+ * byte by byte from the word that holds one. */
+static const char *plain_run(const char *q, const char *end)
+{
+    while (end - q >= 8) {
+        uint64_t w;
+        memcpy(&w, q, sizeof w);
+        if (ANY_EQUAL(w, '"') | ANY_EQUAL(w, '\\') | ANY_BELOW(w, 0x20))
+            break;
+        q += 8;
+    }
+    while (q < end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20)
+        q++;
+    return q;
+}
+
 /* A string at r->p (its opening quote); pushes it. */
 static int string(lua_State *L, reader *r)
 {
-    const char *start = ++r->p, *q = start;
+    const char *start = ++r->p, *q = plain_run(start, r->end);
     luaL_Buffer b;
-    while (q < r->end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20)
-        q++;
     if (q == r->end || (unsigned char)*q < 0x20)
         return 0;
     if (*q == '"') {
