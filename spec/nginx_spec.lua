@@ -10,9 +10,9 @@ local app = require "spec.nginx.app"
 local launcher = require "spec.server.launcher"
 local cjson = require "cjson"
 
-local EXAMPLE = "examples/openresty/nginx.conf"
-local DEBIAN_LOADER = "examples/openresty/debian.conf"
-local LISTEN = "listen 127.0.0.1:8080;"
+local EXAMPLE = app.EXAMPLE
+local DEBIAN_LOADER = app.DEBIAN_LOADER
+local LISTEN = app.EXAMPLE_LISTEN
 local URL = "https://example.com/webhook"
 -- A server-named wait of 1 ms keeps retries fast where backoff is not the point.
 local SOON = { ["Retry-After-Ms"] = "1" }
@@ -46,11 +46,7 @@ local function refused(phase)
 end
 
 -- Configurations: the example with its port replaced, or a spec one.
-local function example_conf(port)
-  local conf, n = read(EXAMPLE):gsub(LISTEN:gsub("%p", "%%%0"), "listen 127.0.0.1:" .. port .. ";")
-  assert(n == 1, EXAMPLE .. " no longer holds `" .. LISTEN .. "` once")
-  return conf
-end
+local example_conf = app.example_conf
 
 local function spec_conf(name)
   return function(port) return (read("spec/nginx/" .. name):gsub("@PORT@", port)) end
@@ -87,16 +83,15 @@ describe("nginx", function()
   end
 
   local function start(conf, vars, files, setup_commands)
-    local main
-    if conf == example_conf and not app.lua_built_in() then
-      -- A loadable Lua module (Debian): the shipped loader, verbatim, which
-      -- includes the example (conf/nginx.conf).
-      setup_commands = setup_commands or {}
-      setup_commands[#setup_commands + 1] = "install -m 644 " .. DEBIAN_LOADER .. " @PREFIX@/conf/debian.conf"
-      main = "debian.conf"
+    local a
+    if conf == example_conf then
+      -- The example as shipped (for Debian's loadable module, through the
+      -- shipped loader, which includes it).
+      a = app.start_example { env = env(vars), files = files, setup = setup_commands }
+    else
+      a = app.start { conf = function(port) return app.for_binary(conf(port)) end, env = env(vars),
+        files = files, setup = setup_commands }
     end
-    local a = app.start { conf = function(port) return app.for_binary(conf(port)) end, env = env(vars),
-      files = files, setup = setup_commands, main = main }
     running[a] = true
     return a
   end
