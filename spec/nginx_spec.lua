@@ -10,9 +10,9 @@ local app = require "spec.nginx.app"
 local launcher = require "spec.server.launcher"
 local cjson = require "cjson"
 
-local EXAMPLE = "examples/openresty/nginx.conf"
-local DEBIAN_LOADER = "examples/openresty/debian.conf"
-local LISTEN = "listen 127.0.0.1:8080;"
+local EXAMPLE = app.EXAMPLE
+local DEBIAN_LOADER = app.DEBIAN_LOADER
+local LISTEN = app.EXAMPLE_LISTEN
 local URL = "https://example.com/webhook"
 -- A server-named wait of 1 ms keeps retries fast where backoff is not the point.
 local SOON = { ["Retry-After-Ms"] = "1" }
@@ -46,11 +46,7 @@ local function refused(phase)
 end
 
 -- Configurations: the example with its port replaced, or a spec one.
-local function example_conf(port)
-  local conf, n = read(EXAMPLE):gsub(LISTEN:gsub("%p", "%%%0"), "listen 127.0.0.1:" .. port .. ";")
-  assert(n == 1, EXAMPLE .. " no longer holds `" .. LISTEN .. "` once")
-  return conf
-end
+local example_conf = app.example_conf
 
 local function spec_conf(name)
   return function(port) return (read("spec/nginx/" .. name):gsub("@PORT@", port)) end
@@ -86,18 +82,18 @@ describe("nginx", function()
     return e
   end
 
-  -- `example`: conf is the example's (changed), as conf == example_conf is.
-  local function start(conf, vars, files, setup_commands, example)
-    local main
-    if (example or conf == example_conf) and not app.lua_built_in() then
-      -- A loadable Lua module (Debian): the shipped loader, verbatim, which
-      -- includes the example (conf/nginx.conf).
-      setup_commands = setup_commands or {}
-      setup_commands[#setup_commands + 1] = "install -m 644 " .. DEBIAN_LOADER .. " @PREFIX@/conf/debian.conf"
-      main = "debian.conf"
+  -- `edits`: for the example, { from, to } changes of its text (see
+  -- spec/nginx/app.lua's example_conf).
+  local function start(conf, vars, files, setup_commands, edits)
+    local a
+    if conf == example_conf then
+      -- The example as shipped (for Debian's loadable module, through the
+      -- shipped loader, which includes it).
+      a = app.start_example { env = env(vars), files = files, setup = setup_commands, edits = edits }
+    else
+      a = app.start { conf = function(port) return app.for_binary(conf(port)) end, env = env(vars),
+        files = files, setup = setup_commands }
     end
-    local a = app.start { conf = function(port) return app.for_binary(conf(port)) end, env = env(vars),
-      files = files, setup = setup_commands, main = main }
     running[a] = true
     return a
   end
@@ -363,10 +359,10 @@ describe("nginx", function()
       -- Two workers, each answer naming its worker; each delivery on a
       -- connection of its own, so both workers take some, and the shared
       -- dict lets one of each pair through.
-      local two = start(function(port)
-        local conf = example_conf(port):gsub("\nworker_processes%s+%w+;", "\nworker_processes 2;")
-        return (conf:gsub("location = /deliveries {", "location = /deliveries {\n add_header X-Worker $pid always;"))
-      end, { CERCA_WEBHOOK_SECRET = SECRET }, nil, nil, true)
+      local two = start(example_conf, { CERCA_WEBHOOK_SECRET = SECRET }, nil, nil, {
+        { "\nworker_processes auto;", "\nworker_processes 2;" },
+        { "location = /deliveries {", "location = /deliveries {\n add_header X-Worker $pid always;" },
+      })
       local body = '{"type":"agent.created","data":{"id":"agent_1"}}'
       local workers, pairs_seen = {}, {}
       for _ = 1, 20 do

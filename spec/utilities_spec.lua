@@ -1,6 +1,6 @@
 -- The public module's utilities besides webhooks: decode_json,
--- new_idempotency_key, LIBCURL_VERSION, and the command-line helpers of
--- cerca.system. (cerca.journal has journal_spec.lua.)
+-- new_idempotency_key, LIBCURL_VERSION, suggest, post, and the command-line
+-- helpers of cerca.system. (cerca.journal has journal_spec.lua.)
 local helpers = require "spec.helpers"
 local cerca = require "cerca"
 local core = require "cerca.core"
@@ -72,6 +72,110 @@ describe("cerca.LIBCURL_VERSION", function()
   it("is the version of the libcurl the core runs on", function()
     assert.matches("^%d+%.%d+%.%d+", cerca.LIBCURL_VERSION)
     assert.are.equal(core.curl_version, cerca.LIBCURL_VERSION)
+  end)
+end)
+
+describe("cerca.suggest", function()
+  it("names the candidate a typo meant, and nothing for a guess; never raises", function()
+    assert.are.equal("thread.completed", cerca.suggest("thread.complete", cerca.webhooks.EVENTS))
+    assert.are.equal("agent.created", cerca.suggest("Agent.Craeted", cerca.webhooks.EVENTS))
+    assert.is_nil(cerca.suggest("billing", cerca.webhooks.EVENTS))
+    assert.is_nil(cerca.suggest(("a"):rep(65), { ("a"):rep(65) }))
+    for _, args in ipairs { {}, { 1, {} }, { "x", "y" }, { "x", { 1 } } } do
+      assert.is_true((pcall(cerca.suggest, args[1], args[2])))
+    end
+  end)
+end)
+
+describe("cerca.post", function()
+  local srv
+
+  setup(function() srv = helpers.start_server() end)
+  teardown(function() if srv then srv:stop() end end)
+  before_each(function() srv:reset() end)
+
+  it("POSTs the bytes with the headers given, and nothing of the API's: no key, no idempotency key", function()
+    srv:enqueue { status = 202, body = "queued\n", headers = { ["X-Receiver"] = "r1" } }
+    local body = '{"b":1e999,"a":"\\u00e9"}\0tail'
+    local res, err = cerca.post(srv.http_url .. "/hook?x=1", body, { headers = { ["webhook-id"] = "msg_1",
+      ["Content-Type"] = "application/json" } })
+    assert.is_table(res, tostring(err))
+    assert.are.equal(202, res.status)
+    assert.are.equal("queued\n", res.body)
+    assert.are.equal("r1", res.headers["x-receiver"])
+    local req = srv:requests()[1]
+    assert.are.equal("POST", req.method)
+    assert.are.equal("/hook?x=1", req.uri)
+    assert.are.equal(body, req.body)
+    assert.are.equal("msg_1", req.headers["webhook-id"])
+    assert.are.equal("application/json", req.headers["content-type"])
+    assert.is_nil(req.headers.authorization)
+    assert.is_nil(req.headers["idempotency-key"])
+    assert.matches("^cerca%-lua/", req.headers["user-agent"])
+  end)
+
+  it("gives any status as an answer, follows no redirect and makes one attempt", function()
+    srv:enqueue { status = 503, body = "down" }
+    local res = assert(cerca.post(srv.http_url .. "/hook", ""))
+    assert.are.equal(503, res.status)
+    srv:enqueue { status = 307, body = "", headers = { Location = srv.http_url .. "/other" } }
+    res = assert(cerca.post(srv.http_url .. "/hook", ""))
+    assert.are.equal(307, res.status)
+    assert.are.equal(srv.http_url .. "/other", res.headers.location)
+    assert.are.equal(2, #srv:requests())
+  end)
+
+  it("verifies TLS, trusting ca_file (or CERCA_CA_FILE) besides the system's CAs", function()
+    srv:enqueue { status = 204, body = "" }
+    local res, err = cerca.post(srv.https_url .. "/hook", "x", { ca_file = srv.ca_file })
+    assert.is_table(res, tostring(err))
+    assert.are.equal(204, res.status)
+    res, err = cerca.post(srv.https_url .. "/hook", "x")
+    assert.is_nil(res)
+    assert.are.equal("tls", err.type)
+    assert.are.equal(1, #srv:requests())
+  end)
+
+  it("fails as a call does: connection, timeout, an answer over max_response_size", function()
+    local res, err = cerca.post("http://127.0.0.1:" .. helpers.closed_port() .. "/", "x")
+    assert.is_nil(res)
+    assert.are.equal("connection", err.type)
+    srv:enqueue { status = 200, body = "late", delay = 2 }
+    res, err = cerca.post(srv.http_url .. "/", "x", { timeout = 0.3 })
+    assert.is_nil(res)
+    assert.are.equal("timeout", err.type)
+    srv:enqueue { status = 200, body = ("x"):rep(100) }
+    res, err = cerca.post(srv.http_url .. "/", "x", { max_response_size = 10 })
+    assert.is_nil(res)
+    assert.are.equal("invalid_response", err.type)
+    assert.matches("larger than opts.max_response_size (10 bytes)", err.message, 1, true)
+  end)
+
+  it("refuses, sending nothing: plain http to another host, credentials, reserved headers, bad options", function()
+    local function refused(field, url, body, opts)
+      local ok, res, err = pcall(cerca.post, url, body, opts)
+      assert.is_true(ok)
+      assert.is_nil(res)
+      assert.are.equal("invalid_request", err.type, tostring(err))
+      assert.are.equal(field, err.field, tostring(err))
+      return err
+    end
+    assert.matches("loopback hosts only", refused("url", "http://example.com/h", "").message)
+    local err = refused("url", "https://user:pw@example.com/h", "")
+    assert.is_nil(err.message:find("pw", 1, true))
+    refused("url", "ftp://127.0.0.1/h", "")
+    refused("url", "127.0.0.1/h", "")
+    refused("url", nil, "")
+    refused("body", srv.http_url, { "x" })
+    refused("opts.headers", srv.http_url, "", { headers = { Host = "other" } })
+    refused("opts.headers", srv.http_url, "", { headers = { ["X-A"] = "a\r\nX-B: b" } })
+    refused("opts", srv.http_url, "", { timout = 1 })
+    refused("opts", srv.http_url, "", 5)
+    refused("opts.timeout", srv.http_url, "", { timeout = 0 })
+    refused("opts.max_response_size", srv.http_url, "", { max_response_size = 0.5 })
+    local _, cerr = cerca.post(srv.http_url, "", { ca_file = "/nonexistent" })
+    assert.are.equal("configuration", cerr.type)
+    assert.are.same({}, srv:requests())
   end)
 end)
 

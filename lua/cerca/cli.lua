@@ -5,20 +5,25 @@
 --     cerca webhooks create --fleets-file FILE --url URL [--event NAME]...
 --                                 [--concurrency N] [--json] [--out FILE]
 --     cerca webhooks events
+--     cerca deliveries sign [--id ID] [--timestamp T] [--data JSON | --data @FILE]
+--     cerca deliveries send URL --event NAME [--data JSON | --data @FILE]
 --     cerca --version | cerca help [COMMAND]
 --
--- The API key comes from CERCA_API_KEY or --api-key-file, never from an
--- argument (it would land in the shell's history). Errors are one line on
--- stderr; the exit code says what kind (see EXIT).
+-- The API key comes from CERCA_API_KEY or --api-key-file, the webhook
+-- secret from CERCA_WEBHOOK_SECRET or --secret-file, never from an argument
+-- (other users can read those, and they land in the shell's history).
+-- Errors are one line on stderr; the exit code says what kind (see EXIT).
 --
 -- This module dispatches, prints help and errors, and picks the exit code;
--- cerca.cli_args reads the flags, cerca.cli_create runs the creates. The
--- command uses the library only through its public module, `cerca`.
+-- cerca.cli_args reads the flags, cerca.cli_create runs the creates,
+-- cerca.cli_deliveries signs and sends test deliveries. The command uses
+-- the library only through its public module, `cerca`.
 -- @module cerca.cli
 
 local cerca = require "cerca"
 local cli_args = require "cerca.cli_args"
 local create = require "cerca.cli_create"
+local deliveries = require "cerca.cli_deliveries"
 
 local ipairs = ipairs
 local tostring = tostring
@@ -34,8 +39,8 @@ local _M = {}
 _M.EXIT = {
   ok = 0,
   usage = 2,        -- usage or validation error, configuration
-  auth = 3,         -- authentication or permission
-  api = 4,          -- any other API error
+  auth = 3,         -- authentication or permission; a receiver refused a delivery (401, 403)
+  api = 4,          -- any other API error; a receiver's other non-2xx answer
   network = 5,      -- network, TLS or timeout
   partial = 6,      -- a batch finished with some failures
   output = 7,       -- the results could not be written (they went to stderr)
@@ -53,28 +58,35 @@ local REPEATABLE_TYPES = { invalid_response = true, connection = true, timeout =
 
 local HELP = {
   main = [[
-cerca - create Cerca webhook subscriptions from a shell
+cerca - create Cerca webhook subscriptions from a shell, and test a receiver of their deliveries
 
 Usage:
   cerca webhooks create FLEET --url URL [options]
   cerca webhooks create --fleets-file FILE --url URL [options]
   cerca webhooks events
+  cerca deliveries sign [--id ID] [--timestamp T] [--data JSON | --data @FILE]
+  cerca deliveries send URL --event NAME [--data JSON | --data @FILE]
   cerca --version
   cerca help [COMMAND]
 
 Environment:
-  CERCA_API_KEY    the API key (or --api-key-file FILE; never an argument)
-  CERCA_BASE_URL   the API's address (or --base-url URL)
-  CERCA_CA_FILE    a PEM file of CAs to trust besides the system's (or --ca-file FILE)
-  CERCA_LOG        debug, info, warn (default) or off; log lines go to stderr
-  NO_COLOR         no colours, even on a terminal
+  CERCA_API_KEY         the API key (or --api-key-file FILE; never an argument)
+  CERCA_BASE_URL        the API's address (or --base-url URL)
+  CERCA_CA_FILE         a PEM file of CAs to trust besides the system's (or --ca-file FILE)
+  CERCA_WEBHOOK_SECRET  the secret deliveries are signed with (or --secret-file FILE;
+                        never an argument)
+  CERCA_LOG             debug, info, warn (default) or off; log lines go to stderr
+  NO_COLOR              no colours, even on a terminal
 
 Exit codes:
   0 success   2 usage or validation error   3 authentication or permission
   4 other API error   5 network, TLS or timeout   6 batch with some failures
   7 the results could not be written (they were printed on stderr instead)
+  (deliveries send: 3 the receiver refused the delivery (401, 403), 4 it
+  answered another non-2xx)
 
-Run 'cerca help webhooks create' for the options of create.
+Run 'cerca help webhooks create' for the options of create, 'cerca help
+deliveries' for signing and sending test deliveries.
 ]],
   ["webhooks create"] = [[
 Usage:
@@ -116,6 +128,57 @@ Usage:
 
 Lists the event names a subscription may list, one per line.
 ]],
+  ["deliveries sign"] = [[
+Usage:
+  cerca deliveries sign [--id ID] [--timestamp T] [--data JSON | --data @FILE]
+
+Prints the three Standard Webhooks headers of a delivery of the body given
+(--data, else standard input), signed with the webhook secret, as
+"Name: value" lines: give them to curl with -H @FILE, and send the same
+bytes (--data-binary, not -d):
+  cerca deliveries sign --data @event.json > headers.txt
+  curl --data-binary @event.json -H @headers.txt \
+       -H 'Content-Type: application/json' http://127.0.0.1:8080/deliveries
+
+Options:
+  --data JSON            the body, as given (nothing is added or checked)
+  --data @FILE           the body from FILE (at most 1 MiB)
+  --id ID                the webhook-id (default: a fresh msg_...)
+  --timestamp T          the webhook-timestamp, seconds since the epoch
+                         (default: now; receivers refuse one more than
+                         5 minutes away)
+  --secret-file FILE     read the webhook secret from FILE instead of
+                         CERCA_WEBHOOK_SECRET (never give it as an argument)
+]],
+  ["deliveries send"] = [[
+Usage:
+  cerca deliveries send URL --event NAME [--data JSON | --data @FILE]
+
+POSTs a signed delivery of an event NAME (one of 'cerca webhooks events') to
+the receiver at URL, as the API would, with a fresh webhook-id and the
+current time. The body is {"type":NAME,"timestamp":"<RFC 3339, UTC>",
+"data":DATA}, DATA the JSON object of --data (sent byte for byte), else
+{"id":"<resource>_test"} ("agent_test" for agent.created). Prints the
+receiver's status and the start of its answer. No API key is sent;
+redirects are not followed; http:// only to loopback hosts.
+
+Options:
+  --event NAME           the event's type (required)
+  --data JSON            the event's data, a JSON object
+  --data @FILE           the event's data from FILE (at most 1 MiB)
+  --timeout SECONDS      time allowed for the whole request (default ]]
+    .. cerca.POST_DEFAULTS.timeout .. [[)
+  --ca-file FILE         a PEM file of CAs to trust besides the system's
+                         (default CERCA_CA_FILE)
+  --secret-file FILE     read the webhook secret from FILE instead of
+                         CERCA_WEBHOOK_SECRET (never give it as an argument)
+
+Exit codes:
+  0 the receiver answered 2xx   2 usage error, no or bad secret
+  3 the receiver refused the delivery (401, 403: a wrong secret, say)
+  4 the receiver answered another status (3xx included)
+  5 network, TLS or timeout     1 internal error
+]],
 }
 
 -- Output: the streams and how to write to them. Replaced by the specs'
@@ -144,6 +207,17 @@ local function webhooks_create(ui, argv, env)
   return create.one(ui, o, env)
 end
 
+local function deliveries_command(ui, name, argv, env)
+  local o, err = cli_args.parse_deliveries(name, argv)
+  if not o then return nil, err end
+  if o.help then
+    ui.say(HELP[name])
+    return "ok"
+  end
+  if name == "deliveries sign" then return deliveries.sign(ui, o, env) end
+  return deliveries.send(ui, o, env)
+end
+
 local function webhooks_events(ui, argv)
   if #argv > 0 then return nil, usage_error("webhooks events takes no arguments") end
   ui.say(concat(cerca.webhooks.EVENTS, "\n"), "\n")
@@ -152,7 +226,7 @@ end
 
 -- The help of `topic` and of every command it begins ("webhooks" gives
 -- "webhooks create" and "webhooks events"), in the order of HELP_ORDER.
-local HELP_ORDER = { "webhooks create", "webhooks events" }
+local HELP_ORDER = { "webhooks create", "webhooks events", "deliveries sign", "deliveries send" }
 
 local function help_text(topic)
   if topic == "" then return HELP.main end
@@ -185,6 +259,9 @@ local function dispatch(ui, argv, env)
     ui.warn(HELP.main)
     return "usage"
   end
+  -- Nothing is repeated before this check: not even an unknown command.
+  local secret_err = cli_args.secret_in(argv)
+  if secret_err then return nil, secret_err end
   if a1 == "help" or a1 == "--help" or a1 == "-h" then return help(ui, slice(argv, 2)) end
   if a1 == "--version" then
     ui.say(format("cerca %s (cerca-lua; %s; libcurl %s)\n", cerca.VERSION, _VERSION, cerca.LIBCURL_VERSION))
@@ -192,8 +269,11 @@ local function dispatch(ui, argv, env)
   end
   if a1 == "webhooks" and a2 == "create" then return webhooks_create(ui, slice(argv, 3), env) end
   if a1 == "webhooks" and a2 == "events" then return webhooks_events(ui, slice(argv, 3)) end
-  if a1 == "webhooks" and (a2 == nil or a2 == "--help" or a2 == "-h") then
-    ui[a2 and "say" or "warn"](help_text("webhooks"))
+  if a1 == "deliveries" and (a2 == "sign" or a2 == "send") then
+    return deliveries_command(ui, "deliveries " .. a2, slice(argv, 3), env)
+  end
+  if (a1 == "webhooks" or a1 == "deliveries") and (a2 == nil or a2 == "--help" or a2 == "-h") then
+    ui[a2 and "say" or "warn"](help_text(a1))
     return a2 and "ok" or "usage"
   end
   return nil, usage_error(format("unknown command '%s'; see 'cerca help'", concat(argv, " ")))

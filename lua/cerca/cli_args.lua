@@ -13,6 +13,8 @@ local tostring = tostring
 local tonumber = tonumber
 local format = string.format
 local match = string.match
+local find = string.find
+local pairs = pairs
 local concat = table.concat
 
 local _M = {}
@@ -24,52 +26,118 @@ end
 
 local usage_error = _M.usage_error
 
-local FLAGS_WITH_VALUE = {
-  ["--url"] = "url", ["--event"] = "event", ["--extra"] = "extra", ["--idempotency-key"] = "idempotency_key",
-  ["--timeout"] = "timeout", ["--fleets-file"] = "fleets_file", ["--concurrency"] = "concurrency",
-  ["--out"] = "out", ["--base-url"] = "base_url", ["--api-key-file"] = "api_key_file", ["--ca-file"] = "ca_file",
-}
-local REPEATABLE = { event = true, extra = true }
-local BOOLEAN_FLAGS = { ["--json"] = "json", ["--help"] = "help", ["-h"] = "help" }
+-- The flags of each command: `value` maps each flag that takes a value to
+-- its key, `repeatable` lists the keys that may be given more than once,
+-- `boolean` the flags without a value; `refuse(arg)` returns the message
+-- for an argument never taken (a credential), or nil; `help` names the
+-- command's help topic.
+local HELP_FLAGS = { ["--help"] = "help", ["-h"] = "help" }
 
---- The arguments after `webhooks create`, as a table keyed by option
--- (`url`, `event` and `extra` lists, `fleets` the other arguments, ...),
--- or nil and a usage error.
-function _M.parse_create(args)
-  local o = { event = {}, extra = {}, fleets = {} }
+local API_KEY_REFUSED = "the API key is never taken as an argument (it would land in the shell's history): "
+  .. "set CERCA_API_KEY or use --api-key-file FILE"
+
+local CREATE = {
+  help = "webhooks create",
+  value = {
+    ["--url"] = "url", ["--event"] = "event", ["--extra"] = "extra", ["--idempotency-key"] = "idempotency_key",
+    ["--timeout"] = "timeout", ["--fleets-file"] = "fleets_file", ["--concurrency"] = "concurrency",
+    ["--out"] = "out", ["--base-url"] = "base_url", ["--api-key-file"] = "api_key_file", ["--ca-file"] = "ca_file",
+  },
+  repeatable = { event = true, extra = true },
+  boolean = { ["--json"] = "json", ["--help"] = "help", ["-h"] = "help" },
+  refuse = function(a)
+    if a == "--api-key" or match(a, "^%-%-api%-key=") then return API_KEY_REFUSED end
+  end,
+}
+
+-- Other users can read a process's arguments (ps, /proc): a signing secret
+-- given as one is refused, whatever flag it comes with, and not repeated.
+local SECRET_REFUSED = "the webhook secret is never taken as an argument (other users can read a "
+  .. "command's arguments, and it would land in the shell's history): set CERCA_WEBHOOK_SECRET or use "
+  .. "--secret-file FILE"
+
+local function refuse_secret(a)
+  if a == "--secret" or match(a, "^%-%-secret=") then return SECRET_REFUSED end
+end
+
+--- A usage error when an argument of any command holds a webhook secret
+-- (`whsec_`): it is refused before anything could repeat it. Else nil.
+function _M.secret_in(argv)
+  for _, a in ipairs(argv) do
+    if find(a, "whsec_", 1, true) then return usage_error(SECRET_REFUSED) end
+  end
+end
+
+local DELIVERIES = {
+  ["deliveries sign"] = {
+    help = "deliveries sign",
+    value = { ["--id"] = "id", ["--timestamp"] = "timestamp", ["--data"] = "data", ["--secret-file"] = "secret_file" },
+    repeatable = {}, boolean = HELP_FLAGS, refuse = refuse_secret,
+  },
+  ["deliveries send"] = {
+    help = "deliveries send",
+    value = { ["--event"] = "event", ["--data"] = "data", ["--secret-file"] = "secret_file",
+      ["--timeout"] = "timeout", ["--ca-file"] = "ca_file" },
+    repeatable = {}, boolean = HELP_FLAGS, refuse = refuse_secret,
+  },
+}
+
+-- The arguments of a command as a table keyed by option (a list for each
+-- repeatable one; `args` the other arguments), or nil and a usage error.
+local function parse(args, spec)
+  local o = { args = {} }
+  for key in pairs(spec.repeatable) do o[key] = {} end
   local i = 1
   while i <= #args do
     local a = args[i]
+    local refusal = spec.refuse(a)
+    if refusal then return nil, usage_error(refusal) end
     local flag, inline = match(a, "^(%-%-[%w%-]+)=(.*)$")
     flag = flag or a
-    if FLAGS_WITH_VALUE[flag] then
-      local key = FLAGS_WITH_VALUE[flag]
+    if spec.value[flag] then
+      local key = spec.value[flag]
       local value = inline
       if value == nil then
         i = i + 1
         value = args[i]
         if value == nil then return nil, usage_error(flag .. " needs a value") end
+        refusal = spec.refuse(value)
+        if refusal then return nil, usage_error(refusal) end
       end
-      if REPEATABLE[key] then
+      if spec.repeatable[key] then
         o[key][#o[key] + 1] = value
       elseif o[key] ~= nil then
         return nil, usage_error(flag .. " was given twice")
       else
         o[key] = value
       end
-    elseif BOOLEAN_FLAGS[a] then
-      o[BOOLEAN_FLAGS[a]] = true
-    elseif a == "--api-key" or match(a, "^%-%-api%-key=") then
-      return nil, usage_error("the API key is never taken as an argument (it would land in the shell's "
-        .. "history): set CERCA_API_KEY or use --api-key-file FILE")
+    elseif spec.boolean[a] then
+      o[spec.boolean[a]] = true
     elseif match(a, "^%-") and a ~= "-" then
-      return nil, usage_error("unknown option " .. a .. "; see 'cerca help webhooks create'")
+      return nil, usage_error("unknown option " .. a .. "; see 'cerca help " .. spec.help .. "'")
     else
-      o.fleets[#o.fleets + 1] = a
+      o.args[#o.args + 1] = a
     end
     i = i + 1
   end
   return o
+end
+
+--- The arguments after `webhooks create`, as a table keyed by option
+-- (`url`, `event` and `extra` lists, `fleets` the other arguments, ...),
+-- or nil and a usage error.
+function _M.parse_create(args)
+  local o, err = parse(args, CREATE)
+  if not o then return nil, err end
+  o.fleets = o.args
+  return o
+end
+
+--- The arguments after `deliveries sign` or `deliveries send` (`command`
+-- names which), as a table keyed by option (`args` the other arguments),
+-- or nil and a usage error.
+function _M.parse_deliveries(command, args)
+  return parse(args, DELIVERIES[command])
 end
 
 --- The create's parameters from the options (shared by both modes), or
@@ -102,32 +170,41 @@ end
 local INPUT_FILES = {
   ["--api-key-file"] = { max = 64 * 1024, max_text = "64 KiB", holds = "a key file",
     fix = "give the file that holds the API key" },
+  ["--secret-file"] = { max = 64 * 1024, max_text = "64 KiB", holds = "a secret file",
+    fix = "give the file that holds the webhook secret (whsec_...)" },
   ["--fleets-file"] = { max = 64 * 1024 * 1024, max_text = "64 MiB", holds = "a fleets file",
     fix = "give a file of fleet ids, one per line (split a longer list over several runs)" },
+  -- A receiver refuses a larger body by default (webhooks.verify's max_body).
+  ["--data"] = { max = 1024 * 1024, max_text = "1 MiB", holds = "a delivery's body",
+    fix = "give a smaller body: receivers refuse larger ones by default" },
 }
 
--- The content of `path`, at most `max` bytes (`max_text` names the figure);
--- or nil, why (naming the path), and "too_large" when there is more. Pipes
--- work (<(...)): the file is read in chunks to its end, never asked its size.
-local function read_file(path, max, max_text)
-  local f, why = io.open(path, "rb")
-  if not f then return nil, why end
+-- The rest of the open file `f` (named `name` in messages), at most `max`
+-- bytes (`max_text` names the figure); or nil, why, and "too_large" when
+-- there is more. Read in chunks to its end, never asked its size: pipes work.
+local function read_stream(f, name, max, max_text)
   local parts, size = {}, 0
   while true do
     local want = max + 1 - size
     local chunk, rerr = f:read(want > 65536 and 65536 or want)
     if not chunk then
-      f:close()
-      if rerr then return nil, path .. ": " .. tostring(rerr) end
+      if rerr then return nil, name .. ": " .. tostring(rerr) end
       return concat(parts)
     end
     size = size + #chunk
-    if size > max then
-      f:close()
-      return nil, path .. ": more than " .. max_text, "too_large"
-    end
+    if size > max then return nil, name .. ": more than " .. max_text, "too_large" end
     parts[#parts + 1] = chunk
   end
+end
+
+-- The content of `path`, as read_stream reads it (process substitution,
+-- <(...), works).
+local function read_file(path, max, max_text)
+  local f, why = io.open(path, "rb")
+  if not f then return nil, why end
+  local text, rwhy, too_large = read_stream(f, path, max, max_text)
+  f:close()
+  return text, rwhy, too_large
 end
 
 -- The content of the file given to `flag` (a key of INPUT_FILES), or nil
@@ -142,6 +219,15 @@ local function read_input(flag, path)
   return text
 end
 
+-- `text` without the line breaks it ends with: a key or secret file usually
+-- ends with one; nothing else is trimmed (in linear time: a pattern would
+-- backtrack over a long run of newlines).
+local function chomp(text)
+  local last = #text
+  while last > 0 and (text:byte(last) == 10 or text:byte(last) == 13) do last = last - 1 end
+  return text:sub(1, last)
+end
+
 --- The client's options (`cerca.new`) from the options and the environment
 -- (`env(name)` reads a variable), or nil and a usage error.
 function _M.client_options(o, env)
@@ -149,11 +235,7 @@ function _M.client_options(o, env)
   if o.api_key_file then
     local text, err = read_input("--api-key-file", o.api_key_file)
     if not text then return nil, err end
-    -- A key file usually ends with a newline; nothing else is trimmed (in
-    -- linear time: a pattern would backtrack over a long run of newlines).
-    local last = #text
-    while last > 0 and (text:byte(last) == 10 or text:byte(last) == 13) do last = last - 1 end
-    opts.api_key = text:sub(1, last)
+    opts.api_key = chomp(text)
   end
   if o.timeout then
     opts.timeout = tonumber(o.timeout)
@@ -201,6 +283,44 @@ function _M.fleets(o)
   return fleets
 end
 
+--- The webhook secret deliveries are signed with: the content of
+-- `--secret-file`, else `CERCA_WEBHOOK_SECRET`; or nil and a usage error.
+-- It is never repeated in a message.
+function _M.webhook_secret(o, env)
+  if o.secret_file then
+    local text, err = read_input("--secret-file", o.secret_file)
+    if not text then return nil, err end
+    text = chomp(text)
+    if text == "" then return nil, usage_error("--secret-file " .. o.secret_file .. " is empty") end
+    return text
+  end
+  local secret = env("CERCA_WEBHOOK_SECRET")
+  if secret == nil or secret == "" then
+    return nil, usage_error("no webhook secret: set CERCA_WEBHOOK_SECRET, or use --secret-file FILE "
+      .. "(the whsec_... secret the subscription was created with)")
+  end
+  return secret
+end
+
+--- The bytes of `--data`: the text given, or the content of the file
+-- after `@`; nil when there is no --data; or nil and a usage error.
+function _M.data(o)
+  if o.data == nil then return nil end
+  local path = match(o.data, "^@(.*)$")
+  if path then return read_input("--data", path) end
+  return o.data
+end
+
+--- Standard input to its end, at most what `--data` may hold; or nil and
+-- a usage error.
+function _M.stdin()
+  local limit = INPUT_FILES["--data"]
+  local text, why, too_large = read_stream(io.stdin, "standard input", limit.max, limit.max_text)
+  if too_large then return nil, usage_error(format("%s, the most %s may hold; %s", why, limit.holds, limit.fix)) end
+  if not text then return nil, usage_error(tostring(why)) end
+  return text
+end
+
 -- The library's names of what was refused, and the flag or argument the
 -- user typed for each: errors name what the user can change.
 local FLAG_OF = {
@@ -215,6 +335,9 @@ local FLAG_OF = {
   { "^fleet_id$", "FLEET" },
   { "^base_url$", "--base-url" },
   { "^ca_file$", "--ca-file" },
+  -- cerca.post, for deliveries send:
+  { "^opts%.timeout$", "--timeout" },
+  { "^url$", "URL" },
 }
 
 --- `err`'s message with the library's field name at its start replaced by

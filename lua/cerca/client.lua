@@ -54,9 +54,13 @@ local CLIENT_OPTIONS = {
 
 local LOOPBACK_HOSTS = { localhost = true, ["[::1]"] = true }
 
-local function is_loopback(host)
+--- Whether a host (lower-case, as `validate.parse_url` gives it) is a
+-- loopback one: plain http is allowed to these only.
+function _M.is_loopback(host)
   return LOOPBACK_HOSTS[host] or find(host, "^127%.%d+%.%d+%.%d+$") ~= nil
 end
+
+local is_loopback = _M.is_loopback
 
 local function config_error(field, message)
   return errors.new("configuration", message, { field = field })
@@ -110,7 +114,26 @@ local function normalise_base_url(url, field)
   return (gsub(url, "/+$", ""))
 end
 
-local function user_agent()
+--- The `ca_file` option (`CERCA_CA_FILE` when nil): nil, or a path that
+-- can be read; or false and a `configuration` error naming the option.
+function _M.ca_file(ca_file)
+  local field = "ca_file"
+  if ca_file == nil then ca_file, field = getenv_nonempty("CERCA_CA_FILE"), "CERCA_CA_FILE" end
+  if ca_file == nil then return nil end
+  if type(ca_file) ~= "string" then
+    return false, config_error(field, format("%s must be the path of a PEM file (got %s)", field,
+      validate.describe(ca_file)))
+  end
+  local f, why = open(ca_file, "rb")
+  if not f then
+    return false, config_error(field, format("%s cannot be read: %s", field, tostring(why)))
+  end
+  f:close()
+  return ca_file
+end
+
+--- The User-Agent of every request cerca sends.
+function _M.user_agent()
   local lua = _VERSION
   if type(jit) == "table" and jit.version then lua = lua .. "; " .. jit.version end
   return format("cerca-lua/%s (%s; libcurl %s)", _M.VERSION, lua, core.curl_version)
@@ -169,19 +192,9 @@ function _M.new(opts)
   level, msg = log.level(level_name, level_field)
   if not level then return nil, config_error(level_field, msg) end
 
-  local ca_file, ca_field = opts.ca_file, "ca_file"
-  if ca_file == nil then ca_file, ca_field = getenv_nonempty("CERCA_CA_FILE"), "CERCA_CA_FILE" end
-  if ca_file ~= nil then
-    if type(ca_file) ~= "string" then
-      return nil, config_error(ca_field, format("%s must be the path of a PEM file (got %s)", ca_field,
-        validate.describe(ca_file)))
-    end
-    local f, why = open(ca_file, "rb")
-    if not f then
-      return nil, config_error(ca_field, format("%s cannot be read: %s", ca_field, tostring(why)))
-    end
-    f:close()
-  end
+  local ca_file
+  ca_file, err = _M.ca_file(opts.ca_file)
+  if ca_file == false then return nil, err end
 
   local pool = opts.thread_pool
   if pool ~= nil and pool ~= false and (type(pool) ~= "string" or pool == "") then
@@ -190,7 +203,7 @@ function _M.new(opts)
   end
 
   local secrets = redact.list(api_key)
-  local ua = user_agent()
+  local ua = _M.user_agent()
   local rt = runtime.new { ca_file = ca_file, user_agent = ua, thread_pool = pool }
   local client = setmetatable({
     base_url = base_url,

@@ -21,7 +21,16 @@ local json = require "cerca.json"
 local pretty = require "cerca.pretty"
 local webhooks = require "cerca.webhooks"
 
+local validate = require "cerca.validate"
+
 local type = type
+local pairs = pairs
+local ipairs = ipairs
+local tostring = tostring
+local format = string.format
+local find = string.find
+local sort = table.sort
+local ceil = math.ceil
 
 local _M = {}
 
@@ -130,6 +139,106 @@ _M.printable = pretty.printable
 -- @param v any value
 -- @treturn boolean
 _M.is_error = errors.is_error
+
+--- The candidate closest to `word`, for "did you mean" messages (the
+-- suggestions cerca's own errors make), or nil when none is plausibly meant.
+-- @function suggest
+-- @tparam string word what was written
+-- @tparam {string,...} candidates the valid names, e.g. `cerca.webhooks.EVENTS`
+-- @treturn string|nil the candidate
+_M.suggest = errors.protect(validate.suggest)
+
+--- Defaults of `post`'s options.
+_M.POST_DEFAULTS = { timeout = 10, connect_timeout = 10, max_response_size = 64 * 1024 }
+
+local POST_OPTIONS = { "headers", "timeout", "connect_timeout", "ca_file", "max_response_size" }
+local POST_RESERVED = {
+  host = "it is taken from the URL",
+  ["content-length"] = "it is computed from the body",
+  ["transfer-encoding"] = "it is chosen by libcurl",
+  expect = "it is managed by the library",
+}
+-- What the C core reports when no usable answer came, as error types.
+local POST_FAILURES = { connection = "connection", timeout = "timeout", tls = "tls", too_large = "invalid_response",
+  url = "invalid_request" }
+
+local function refused(kind, problem)
+  return nil, errors.new(kind, problem.message, { field = problem.field })
+end
+
+--- One HTTP POST of `body` to any URL: not an API call (no API key, no
+-- idempotency key, no retry), for programs that send to a receiver of
+-- their own (`cerca deliveries send` does). Redirects are never followed;
+-- plain `http://` is allowed for loopback hosts only (and never goes
+-- through a proxy); TLS is verified as for API calls.
+-- @function post
+-- @tparam string url `https://...`, or `http://` to a loopback host
+-- @tparam string body the bytes to send
+-- @tparam[opt] table opts `headers` (name -> value), `timeout` (seconds,
+--   default 10, the whole request), `connect_timeout` (default 10),
+--   `ca_file` (default `CERCA_CA_FILE`), `max_response_size` (bytes,
+--   default 64 KiB)
+-- @treturn table|nil the answer, whatever its status: `status`, `headers`
+--   (lower-case names), `body`
+-- @treturn[opt] table the error: `invalid_request`, `configuration`
+--   (`ca_file`), `connection`, `timeout`, `tls`, `invalid_response` (an
+--   answer over `max_response_size`)
+_M.post = errors.protect(function(url, body, opts)
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then
+    return refused("invalid_request", validate.problem("opts", "opts must be a table (got %s)",
+      validate.describe(opts)))
+  end
+  local why, where
+  opts, why, where = validate.snapshot(opts, "opts")
+  if not opts then return refused("invalid_request", { field = where, message = why }) end
+  if type(url) == "string" and find(url, "^[^/]*//[^/%?#]*@") then
+    return refused("invalid_request", validate.problem("url", "url must not hold a user name or password"))
+  end
+  local scheme, host = validate.parse_url(url, "url", "https://example.com/webhook", webhooks.MAX_URL_BYTES)
+  if not scheme then return refused("invalid_request", host) end
+  local bad = (scheme ~= "https" and scheme ~= "http"
+      and validate.problem("url", "url must use https (got %s://)", scheme))
+    or (scheme == "http" and not client.is_loopback(host)
+      and validate.problem("url", "url uses http:// for %s; use https:// (plain http is allowed for "
+        .. "loopback hosts only)", host))
+    or (type(body) ~= "string" and validate.problem("body", "body must be a string (got %s)",
+      validate.describe(body)))
+    or validate.known_keys(opts, "opts", POST_OPTIONS)
+    or validate.headers(opts.headers, "opts.headers", POST_RESERVED)
+    or validate.seconds(opts.timeout, "opts.timeout")
+    or validate.seconds(opts.connect_timeout, "opts.connect_timeout")
+    or validate.integer(opts.max_response_size, "opts.max_response_size", 1, 2 ^ 31)
+  if bad then return refused("invalid_request", bad) end
+  local ca_file, err = client.ca_file(opts.ca_file)
+  if ca_file == false then return nil, err end
+
+  local names, lines = {}, {}
+  for name in pairs(opts.headers or {}) do names[#names + 1] = name end
+  sort(names)
+  for i, name in ipairs(names) do lines[i] = name .. ": " .. opts.headers[name] end
+  local defaults = _M.POST_DEFAULTS
+  local session, serr = core.new_session { ca_file = ca_file, user_agent = client.user_agent() }
+  if not session then return nil, errors.new("internal", tostring(serr)) end
+  local res = session:request {
+    method = "POST", url = url, headers = lines, body = body, decode = false, no_proxy = scheme == "http",
+    timeout_ms = ceil((opts.timeout or defaults.timeout) * 1000),
+    connect_timeout_ms = ceil((opts.connect_timeout or defaults.connect_timeout) * 1000),
+    max_body = opts.max_response_size or defaults.max_response_size,
+  }
+  session:close()
+  if res.error then
+    local kind = POST_FAILURES[res.error] or "internal"
+    local message = tostring(res.error_message or res.error)
+    if res.error == "too_large" then
+      message = format("the answer is larger than opts.max_response_size (%d bytes): %s",
+        opts.max_response_size or defaults.max_response_size, message)
+    end
+    return nil, errors.new(kind, message, { status = res.status > 0 and res.status or nil,
+      field = kind == "invalid_request" and "url" or nil })
+  end
+  return { status = res.status, headers = res.headers, body = res.body }
+end)
 
 local default_client
 

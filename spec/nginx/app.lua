@@ -126,6 +126,42 @@ function M.start(opts)
   return a
 end
 
+--- The shipped example configuration, the line of it that names its port,
+-- and the loader Debian's nginx starts it through.
+M.EXAMPLE = "examples/openresty/nginx.conf"
+M.EXAMPLE_LISTEN = "listen 127.0.0.1:8080;"
+M.DEBIAN_LOADER = "examples/openresty/debian.conf"
+
+-- `text` with `from` (plain text, which must be there once) replaced by `to`.
+local function replace_once(text, from, to)
+  local out, n = text:gsub(from:gsub("%p", "%%%0"), (to:gsub("%%", "%%%%")))
+  assert(n == 1, M.EXAMPLE .. " no longer holds `" .. from .. "` once")
+  return out
+end
+
+--- The example's text, listening on `port` instead of 8080, with each
+-- `{ from, to }` of `edits` (plain text, found once) applied.
+function M.example_conf(port, edits)
+  local conf = replace_once(launcher.read_file(M.EXAMPLE), M.EXAMPLE_LISTEN, "listen 127.0.0.1:" .. port .. ";")
+  for _, edit in ipairs(edits or {}) do conf = replace_once(conf, edit[1], edit[2]) end
+  return conf
+end
+
+--- Starts the shipped example as `M.start` starts a configuration (opts:
+-- `env`, `files`, `setup`, and `edits` as for example_conf): as it is for
+-- an nginx with the Lua module built in; for a loadable module (Debian),
+-- through the shipped loader, verbatim, which includes it (conf/nginx.conf).
+function M.start_example(opts)
+  local o = { env = opts.env, files = opts.files, setup = {} }
+  for i, command in ipairs(opts.setup or {}) do o.setup[i] = command end
+  o.conf = function(port) return M.for_binary(M.example_conf(port, opts.edits)) end
+  if not M.lua_built_in() then
+    o.setup[#o.setup + 1] = "install -m 644 " .. quote(M.DEBIAN_LOADER) .. " @PREFIX@/conf/debian.conf"
+    o.main = "debian.conf"
+  end
+  return M.start(o)
+end
+
 --- Where a file of the prefix is.
 function App:path(name)
   return self.prefix .. "/" .. name
