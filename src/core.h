@@ -8,11 +8,11 @@
  * table and registers its metatables:
  *
  *   core.c     encode, decode, decode_response, empty_array, null (the JSON
- *              bridge)
+ *              bridge; jdecode.c is the fast path of decoding)
  *   session.c  new_session and the session userdata
  *   lmulti.c   new_multi and the multi userdata
  *   sys.c      monotime, sleep, isatty, ignore_sigpipe, curl_version
- *   lcrypto.c  uuid4, webhook_signature, webhook_verify
+ *   lcrypto.c  uuid4, webhook_key (and its sign, verify)
  *   journal.c  open_journal and the journal userdata
  *
  * lhttp.c reads request tables and builds response tables for session.c
