@@ -2,7 +2,7 @@
 -- secret, one message id, one timestamp and one 1 KiB JSON body, the same
 -- for all. Used by bench/run.lua.
 --
---   local delivery = require("bench.delivery").make(dir, timestamp)
+--   local delivery = require("bench.delivery").make(dir, timestamp, id)
 --   -- delivery.body_file, .body, .secret, .id, .timestamp, .signature, .type
 --
 -- The body is a realistic event object: a few envelope fields and a `data`
@@ -76,16 +76,17 @@ function M.body()
 end
 
 --- Writes the body to dir/delivery.json and signs it at `timestamp`
--- (seconds; default now).
-function M.make(dir, timestamp)
+-- (seconds; default now) with the message id `id` (default M.ID).
+function M.make(dir, timestamp, id)
   timestamp = tostring(timestamp or os.time())
+  id = id or M.ID
   local body = M.body()
   local path = dir .. "/delivery.json"
   local f = assert(io.open(path, "wb"))
   f:write(body)
   f:close()
-  local signature = assert(cerca.webhooks.sign(body, M.SECRET, M.ID, timestamp))
-  return { body_file = path, body = body, secret = M.SECRET, id = M.ID, timestamp = timestamp,
+  local signature = assert(cerca.webhooks.sign(body, M.SECRET, id, timestamp))
+  return { body_file = path, body = body, secret = M.SECRET, id = id, timestamp = timestamp,
     signature = signature, type = M.TYPE }
 end
 

@@ -532,12 +532,14 @@ local function delivery_headers(d)
   return { ["webhook-id"] = d.id, ["webhook-timestamp"] = d.timestamp, ["webhook-signature"] = d.signature }
 end
 
--- What wrk sends and counts: the signed delivery (POST, JSON, the three
--- headers), and the answers by status, summed over its threads at the end.
+-- What wrk counts: the answers by status, summed over its threads at the
+-- end; with WRK_SIGNED, also the signed deliveries it loaded, those it
+-- took, and the requests it wanted beyond them.
 local WRK_COUNT = [[
 local threads = {}
 function setup(thread) threads[#threads + 1] = thread end
 answered_204, answered_other, first_other = 0, 0, 0
+loaded, taken, beyond = 0, 0, 0
 function response(status)
   if status == 204 then
     answered_204 = answered_204 + 1
@@ -547,27 +549,100 @@ function response(status)
   end
 end
 function done(summary)
-  local ok, other, first = 0, 0, 0
-  for _, t in ipairs(threads) do
-    ok, other = ok + t:get("answered_204"), other + t:get("answered_other")
-    if first == 0 then first = t:get("first_other") end
+  local ok, other, first, l, t, b = 0, 0, 0, 0, 0, 0
+  for _, th in ipairs(threads) do
+    ok, other = ok + th:get("answered_204"), other + th:get("answered_other")
+    if first == 0 then first = th:get("first_other") end
+    l, t, b = l + th:get("loaded"), t + th:get("taken"), b + th:get("beyond")
   end
   local e = summary.errors
   io.write(string.format("RESULT requests=%d seconds=%.6f answered_204=%d answered_other=%d first_other=%d"
-    .. " errors=%d\n", summary.requests, summary.duration / 1e6, ok, other, first,
-    e.connect + e.read + e.write + e.timeout))
+    .. " errors=%d loaded=%d taken=%d beyond=%d\n", summary.requests, summary.duration / 1e6, ok, other, first,
+    e.connect + e.read + e.write + e.timeout, l, t, b))
 end
 ]]
 
-local function wrk_script(d)
+-- A distinct delivery per request, for one wrk thread: SIGNED holds a line
+-- "id signature" per delivery, signed before the run; request() gives the
+-- next one, its two headers put right after the request line of
+-- wrk.format's request (made once), so that each request costs one
+-- concatenation. Right after, because LuaJIT interns every string and
+-- hashes a long one from a sample of its bytes (the LuaJIT branch of
+-- OpenResty, which Debian's wrk links, hashes the first 128 in full):
+-- requests that differed only further on would all collide, each new one
+-- a walk along all the others, and wrk, not nginx, would set the pace.
+-- When the deliveries run out, the thread stops and what it still sends
+-- carries no valid signature: the run fails, and no delivery goes twice.
+local WRK_SIGNED = [[
+local ids, signatures = {}, {}
+local head, middle, tail, none
+function init()
+  for line in io.lines(SIGNED) do
+    loaded = loaded + 1
+    ids[loaded], signatures[loaded] = line:match("^(%S+) (%S+)$")
+  end
+  local request_line, rest = wrk.format():match("^(.-\r\n)(.*)$")
+  head, middle, tail = request_line .. "webhook-id: ", "\r\nwebhook-signature: ", "\r\n" .. rest
+  none = head .. "none" .. middle .. "none" .. tail
+end
+function request()
+  local n = taken + 1
+  if n > loaded then
+    beyond = beyond + 1
+    if beyond == 1 then wrk.thread:stop() end
+    return none
+  end
+  taken = n
+  return head .. ids[n] .. middle .. signatures[n] .. tail
+end
+]]
+
+-- The requests per second /deliveries could possibly see, well above what
+-- one worker verifies: a run signs this many deliveries for each second of
+-- its length, and for one second more.
+local NGINX_RATE_BOUND = 100000
+
+-- Message ids of one width, so that every request of row 6 has the same
+-- length: the `n`th of wrk run number `number`.
+local function message_id(number, n)
+  return format("msg_%04d_%09d", number, n)
+end
+
+-- Signs `count` deliveries of the body at the current time, with the ids
+-- message_id(number, 1 .. count), and writes "id signature" lines for
+-- WRK_SIGNED. Returns the first delivery (body, secret, timestamp) and the
+-- file.
+local function sign_deliveries(number, count)
+  local d = delivery.make(VERIFY_DIR, nil, message_id(number, 1))
+  local path = VERIFY_DIR .. "/wrk-signed.txt"
+  local f = assert(io.open(path, "wb"))
+  local sign, lines = require("cerca").webhooks.sign, {}
+  for n = 1, count do
+    local id = message_id(number, n)
+    lines[#lines + 1] = id .. " " .. assert(sign(d.body, d.secret, id, d.timestamp)) .. "\n"
+    if #lines == 4096 or n == count then
+      f:write(table.concat(lines))
+      lines = {}
+    end
+  end
+  f:close()
+  return d, path
+end
+
+-- The wrk script: POST, JSON, the delivery's three headers; with `signed`
+-- (the file of sign_deliveries), a distinct id and signature per request.
+local function wrk_script(d, signed)
   local path = VERIFY_DIR .. "/wrk-delivery.lua"
+  local headers = delivery_headers(d)
+  if signed then headers["webhook-id"], headers["webhook-signature"] = nil, nil end
   local lines = { "-- Written by bench/run.lua for one run.", 'wrk.method = "POST"',
     "wrk.body = " .. format("%q", d.body), 'wrk.headers["Content-Type"] = "application/json"' }
-  for name, value in pairs(delivery_headers(d)) do
+  for name, value in pairs(headers) do
     lines[#lines + 1] = format("wrk.headers[%q] = %q", name, value)
   end
+  if signed then lines[#lines + 1] = format("local SIGNED = %q", signed) end
   local f = assert(io.open(path, "w"))
-  f:write(table.concat(lines, "\n"), "\n", WRK_COUNT)
+  f:write(table.concat(lines, "\n"), "\n", WRK_COUNT, signed and WRK_SIGNED or "")
   f:close()
   return path
 end
@@ -575,22 +650,42 @@ end
 local nginx_runs = { deliveries = {}, static = {} }
 local nginx_failures = {}
 local PATHS = { deliveries = "/deliveries", static = STATIC }
+local wrk_runs = 0
 
--- One load-generator run against `location` with a freshly signed
--- delivery; a run where any answer is not 204, or a socket failed, is
+-- One load-generator run against `location`: to /deliveries a distinct
+-- delivery per request, signed just before; to /static-204 one delivery,
+-- signed just before, in every request. A run where any answer is not 204,
+-- a socket failed, or wrk wanted more deliveries than were signed is
 -- recorded as a failure, not as a figure.
 local function wrk_run(a, location, seconds)
-  local d = delivery.make(VERIFY_DIR)
+  wrk_runs = wrk_runs + 1
+  local script, signed
+  if location == "deliveries" then
+    signed = math.ceil((seconds + 1) * NGINX_RATE_BOUND)
+    script = wrk_script(sign_deliveries(wrk_runs, signed))
+  else
+    script = wrk_script(delivery.make(VERIFY_DIR, nil, message_id(wrk_runs, 0)))
+  end
   local command = format("wrk -t1 -c%d -d%gs --timeout 2s -s %s %s", NGINX_CONNECTIONS, seconds,
-    shell_quote(wrk_script(d)), shell_quote(a.url .. PATHS[location]))
+    shell_quote(script), shell_quote(a.url .. PATHS[location]))
   local cpu_before = server_cpu(a)
   local r = run(pinned_apart(command))
   r.server_seconds = server_cpu(a) - cpu_before
   r.rate = r.requests / r.seconds
-  if r.requests == 0 or r.answered_204 ~= r.requests or r.answered_other ~= 0 or r.errors ~= 0 then
-    nginx_failures[#nginx_failures + 1] = format("%s: %d answers, %d of them 204, %d other (first: %d),"
-      .. " %d socket errors", PATHS[location], r.requests, r.answered_204, r.answered_other, r.first_other,
-      r.errors)
+  local why
+  if signed and r.beyond > 0 then
+    why = format("%s: wrk wanted %d request(s) beyond the %d deliveries signed for the run (%d/s for %g s + 1 s);"
+      .. " none was sent twice, raise NGINX_RATE_BOUND in bench/run.lua", PATHS[location], r.beyond, signed,
+      NGINX_RATE_BOUND, seconds)
+  elseif signed and r.loaded ~= signed then
+    why = format("%s: wrk loaded %d of the %d signed deliveries", PATHS[location], r.loaded, signed)
+  elseif r.requests == 0 or r.answered_204 ~= r.requests or r.answered_other ~= 0 or r.errors ~= 0 then
+    why = format("%s: %d answers, %d of them 204, %d other (first: %d), %d socket errors", PATHS[location],
+      r.requests, r.answered_204, r.answered_other, r.first_other, r.errors)
+  end
+  if why then
+    nginx_failures[#nginx_failures + 1] = why
+    progress("FAILED: %s", why)
     r.failed = true
   end
   return r
@@ -599,15 +694,19 @@ end
 local function nginx_rounds()
   local first = delivery.make(VERIFY_DIR)
   local a = receiver(first.secret)
-  -- Before timing: the receiver verifies (a changed byte is refused) and
-  -- both locations answer 204 to the delivery.
+  -- Before timing: the receiver verifies (a changed byte is refused), its
+  -- replay guard refuses a delivery that already passed, and both locations
+  -- answer 204 to the delivery.
   local tampered = first.body:gsub('"thread%.completed"', '"thread.completes"')
   local good = a:request("POST", "/deliveries", first.body, 5, delivery_headers(first))
+  local again = a:request("POST", "/deliveries", first.body, 5, delivery_headers(first))
   local bad = a:request("POST", "/deliveries", tampered, 5, delivery_headers(first))
   local static = a:request("POST", STATIC, first.body, 5, delivery_headers(first))
-  check(good.status == 204 and bad.status == 401 and bad.body == "invalid_signature\n" and static.status == 204,
-    format("the receiver (curl, before timing): the signed delivery -> %d, the same with one byte changed -> %d"
-      .. " %q, %s -> %d", good.status, bad.status, (bad.body:gsub("%s+$", "")), STATIC, static.status))
+  local function shown(res) return format("%d %q", res.status, (res.body:gsub("%s+$", ""))) end
+  check(good.status == 204 and again.status == 409 and again.body == "replayed\n" and bad.status == 401
+    and bad.body == "invalid_signature\n" and static.status == 204,
+    format("the receiver (curl, before timing): the signed delivery -> %d, the same again -> %s, the same with"
+      .. " one byte changed -> %s, %s -> %d", good.status, shown(again), shown(bad), STATIC, static.status))
   -- Untimed: the worker's LuaJIT compiles its traces, the connections open.
   for _, location in ipairs { "deliveries", "static" } do wrk_run(a, location, 1) end
   for round = 1, ROUNDS do
@@ -878,11 +977,13 @@ local function setup_lines()
     lines[#lines + 1] = format("nginx: %s (%s) with `%s` as the nginx specs start it, `worker_processes 1`"
       .. " and `location = %s { return 204; }` added; its worker on CPU %s; wrk %s, 1 thread, on CPU %s,"
       .. " %d keep-alive connections (BENCH_NGINX_CONNECTIONS), %g s per run (BENCH_NGINX_SECONDS), the two"
-      .. " locations alternating for %d rounds after 1 s of each untimed; every run a freshly signed delivery,"
-      .. " the same request to both locations.", nginx_app.binary, versions.nginx, EXAMPLE, STATIC,
+      .. " locations alternating for %d rounds after 1 s of each untimed; each request to /deliveries a distinct"
+      .. " delivery (its own webhook-id; up to %d/s of the run's length + 1 s signed before the run), to %s the"
+      .. " same request throughout a run (one delivery signed before it, its id of the same length).",
+      nginx_app.binary, versions.nginx, EXAMPLE, STATIC,
       tostring(SERVER_CPU or "any"), versions.wrk,
       SERVER_CPU and NPROC >= 2 and tostring((SERVER_CPU + 1) % NPROC) or "any",
-      NGINX_CONNECTIONS, NGINX_SECONDS, ROUNDS)
+      NGINX_CONNECTIONS, NGINX_SECONDS, ROUNDS, NGINX_RATE_BOUND, STATIC)
   end
   return lines
 end
