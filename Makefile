@@ -47,6 +47,7 @@ DEB_PACKAGES = gcc libc6-dev make pkg-config curl openssl ca-certificates \
                lua-cjson lua-busted lua-check luarocks lua-ldoc lua-discount \
                libcurl4-openssl-dev libssl-dev \
                nginx libnginx-mod-http-lua valgrind nodejs npm wrk \
+               lua-curl lua-system python3-requests \
                libpcre3-dev zlib1g-dev \
                clang libclang-rt-14-dev
 
