@@ -12,6 +12,8 @@
 --   BENCH_CPU         where client and server run: same (one CPU for both),
 --                     split (one CPU each) or none (the scheduler decides) [same]
 --   BENCH_MEMORY      creates of the memory run [100000]; 1,000 is its first reading
+--   BENCH_MANY        creates of the large create_many run and of the command
+--                     line's batch, 200 in flight [10000]
 --   BENCH_CALLGRIND   creates per callgrind run [2000]
 --   BENCH_ONLY        the part to run: all, creates (rows 1 to 4) or verify
 --                     (delivery verification, rows 5 and 6) [all]
@@ -34,9 +36,14 @@ local CREATES = knob("BENCH_CREATES", 3000)
 local WARMUP = 200
 -- A new TLS connection per call costs a handshake (~2 ms here): fewer creates.
 local FRESH_CREATES = math.max(50, math.floor(CREATES / 10))
--- create_many: 1000 creates, 50 in flight, each answered after 20 ms.
+-- create_many: 1000 creates, 50 in flight, each answered after 20 ms; then
+-- BENCH_MANY creates, 200 in flight, through the library and through the
+-- command line's batch mode.
 local MANY_CREATES, MANY_CONCURRENCY, MANY_DELAY = 1000, 50, 0.02
 local MANY_IDEAL = math.ceil(MANY_CREATES / MANY_CONCURRENCY) * MANY_DELAY
+local LARGE_CREATES, LARGE_CONCURRENCY = knob("BENCH_MANY", 10000), 200
+local LARGE_IDEAL = math.ceil(LARGE_CREATES / LARGE_CONCURRENCY) * MANY_DELAY
+local MANY_TARGET = 0.90
 local FRESH_WARMUP = 20
 local CPU_MODE = knob("BENCH_CPU", "same")
 local MEMORY_ROUNDS = 3
@@ -223,6 +230,38 @@ end
 
 local function ca(srv) return " --ca " .. shell_quote(srv.ca_file) end
 
+-- The peers of row 1: the same create written by hand with other clients
+-- (bench/README.md). Each sends cerca's user agent and the body cerca
+-- encodes, byte for byte.
+local PEER_NODE, PEER_PYTHON = "/usr/bin/node", "/usr/bin/python3"
+local PEER_AGENT, PEER_BODY
+do
+  local cerca = require "cerca"
+  local client = assert(cerca.new { api_key = "sk_bench", base_url = "http://127.0.0.1" })
+  PEER_AGENT = client.user_agent
+  client:close()
+  -- bench/creates.lua's PARAMS, as cerca encodes them (bench/ceiling.c's body).
+  PEER_BODY = assert(require("cerca.json").encode_canonical(require("cerca.webhooks").body {
+    url = "https://example.com/webhook", events = { "agent.created", "thread.completed" } }))
+end
+
+local function peer(interpreter, script)
+  return function(s, c)
+    return format("%s %s --url %s --key %s --agent %s --body %s --count %d --warmup %d", interpreter, script,
+      shell_quote(s.http_url), shell_quote(s.api_key), shell_quote(PEER_AGENT), shell_quote(PEER_BODY),
+      c.creates, c.warmup)
+  end
+end
+
+-- The fleets of the command line's batch: the ids bench/create_many.lua uses.
+local FLEETS_FILE = OUT_DIR .. "/fleets.txt"
+local function write_fleets_file()
+  os.execute("mkdir -p " .. OUT_DIR)
+  local f = assert(io.open(FLEETS_FILE, "w"))
+  for i = 1, LARGE_CREATES do f:write("fleet_many_", i, "\n") end
+  f:close()
+end
+
 -- Sequential creates: each contender is one process per round, timed inside,
 -- running `command(server, contender)`; `creates` and `warmup` are its timed
 -- and untimed creates, `connections` what it should open while timed:
@@ -255,7 +294,50 @@ local CONTENDERS = {
       return format("lua5.4 bench/create_many.lua --url %s --key %s --count %d --concurrency %d",
         shell_quote(s.http_url), shell_quote(s.api_key), c.creates, MANY_CONCURRENCY)
     end },
+  { name = "http_lua_curl", what = "Lua 5.1 + lua-curl + cjson, hand-written loop, HTTP", server = "lean",
+    command = peer("lua5.1", "bench/creates_lua_curl.lua") },
+  { name = "http_node", what = "Node fetch loop, HTTP", server = "lean",
+    command = peer(PEER_NODE, "bench/creates_node.js") },
+  { name = "http_python", what = "Python requests Session loop, HTTP", server = "lean",
+    command = peer(PEER_PYTHON, "bench/creates_python.py") },
+  { name = "many_large",
+    what = format("create_many, Lua 5.4, %d in flight, server delay 20 ms, client on the other CPU", LARGE_CONCURRENCY),
+    server = "slow", creates = LARGE_CREATES, warmup = 0, connections = "any", apart = true,
+    command = function(s, c)
+      return format("lua5.4 bench/create_many.lua --url %s --key %s --count %d --concurrency %d",
+        shell_quote(s.http_url), shell_quote(s.api_key), c.creates, LARGE_CONCURRENCY)
+    end },
+  { name = "cli_large", what = format("`cerca webhooks create --fleets-file` (Lua 5.4), %d in flight, server delay"
+      .. " 20 ms, client on the other CPU, whole command", LARGE_CONCURRENCY),
+    server = "slow", creates = LARGE_CREATES, warmup = 0, connections = "any", apart = true,
+    command = function(s, c)
+      return format("lua5.4 bench/cli_batch.lua --url %s --key %s --fleets-file %s --count %d --concurrency %d",
+        shell_quote(s.http_url), shell_quote(s.api_key), shell_quote(FLEETS_FILE), c.creates, LARGE_CONCURRENCY)
+    end },
 }
+-- The peers' versions, into their labels.
+local function peer_versions()
+  local function said(command)
+    local p = io.popen(command .. " 2>&1")
+    local text = p:read("*a")
+    p:close()
+    return text
+  end
+  local python, requests = said(PEER_PYTHON
+    .. [[ -c 'import sys, requests; print(sys.version.split()[0], requests.__version__)']]):match("^(%S+) (%S+)")
+  local label = {
+    http_lua_curl = format("%s + Debian's lua-curl %s (`require \"curl\"`, %s) + lua-cjson, hand-written loop, HTTP",
+      said("lua5.1 -v"):match("^(Lua %S+)") or "Lua 5.1",
+      said([[lua5.1 -e 'io.write(require("curl")._VERSION)']]):match("^%S+") or "?",
+      said([[lua5.1 -e 'io.write(require("curl").version())']]):match("^(libcurl/%S+ %S+)") or "libcurl"),
+    http_node = format("Node %s `fetch` loop (undici %s, default agent), HTTP",
+      said(PEER_NODE .. " --version"):match("^(%S+)") or "?",
+      said(PEER_NODE .. [[ -p process.versions.undici]]):match("^(%S+)") or "?"),
+    http_python = format("Python %s `requests` %s Session loop, HTTP", python or "?", requests or "?"),
+  }
+  for _, c in ipairs(CONTENDERS) do c.what = label[c.name] or c.what end
+end
+
 for _, c in ipairs(CONTENDERS) do
   c.creates = c.creates or CREATES
   c.warmup = c.warmup or WARMUP
@@ -372,12 +454,64 @@ local function check(ok, text)
   checks[#checks + 1] = (ok and "ok: " or "SUSPICIOUS: ") .. text
 end
 
+-- What the server received from each peer of row 1: the body cerca sends,
+-- cerca's Authorization, Content-Type, Accept and User-Agent, a distinct
+-- UUIDv4 Idempotency-Key on each, no Expect header; the connections and the
+-- headers the peer's library adds are shown.
+local UUID4 = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
+local SENT = { host = true, ["content-length"] = true, authorization = true, ["content-type"] = true,
+  accept = true, ["user-agent"] = true, ["idempotency-key"] = true }
+
+local function peer_checks(srv, cerca_requests)
+  local n, cerca_same = 20, 0
+  for _, rq in ipairs(cerca_requests) do
+    if rq.body == PEER_BODY and rq.headers["user-agent"] == PEER_AGENT then cerca_same = cerca_same + 1 end
+  end
+  check(#cerca_requests > 0 and cerca_same == #cerca_requests, format("the body and user agent the peers are given"
+    .. " are cerca's: %d of the %d requests of cerca (Lua 5.4, HTTP) above carried them", cerca_same,
+    #cerca_requests))
+  for _, name in ipairs { "http_lua_curl", "http_node", "http_python" } do
+    local c
+    for _, contender in ipairs(CONTENDERS) do
+      if contender.name == name then c = contender end
+    end
+    srv:reset()
+    run(pinned(c.command(srv, { creates = n, warmup = 0 })))
+    local requests = srv:requests()
+    local connections, keys, same, distinct, extra, conns = {}, {}, 0, 0, {}, 0
+    for _, rq in ipairs(requests) do
+      local h = rq.headers
+      if not connections[rq.connection] then conns = conns + 1 end
+      connections[rq.connection] = true
+      local key = h["idempotency-key"]
+      if type(key) == "string" and key:match(UUID4) and not keys[key] then distinct = distinct + 1 end
+      if key then keys[key] = true end
+      if rq.body == PEER_BODY and h.authorization == "Bearer " .. srv.api_key and not h.expect
+          and h["content-type"] == "application/json" and h.accept == "application/json"
+          and h["user-agent"] == PEER_AGENT then
+        same = same + 1
+      end
+      for header in pairs(h) do
+        if not SENT[header] and not extra[header] then
+          extra[header] = true
+          extra[#extra + 1] = header
+        end
+      end
+    end
+    table.sort(extra)
+    check(#requests == n and same == n and distinct == n,
+      format("%s, %d creates: %d requests, %d with cerca's body, headers and user agent and no Expect, %d distinct"
+        .. " UUIDv4 Idempotency-Keys; %d connection(s) (from the first create); headers its library adds: %s",
+        c.what, n, #requests, same, distinct, conns, #extra > 0 and table.concat(extra, ", ") or "none"))
+  end
+end
+
 -- What the server received from cerca: one connection per client, no
 -- Expect header, a distinct Idempotency-Key per create; and no create
 -- stalled the way a Nagle / delayed-ACK interplay would (~40 ms).
 local function recording_checks()
   local srv = server("recording")
-  local n = 200
+  local n, cerca_requests = 200, nil
   for _, case in ipairs {
     { lua = "lua5.4", name = "Lua 5.4", port = "http", url = srv.http_url, extra = "" },
     { lua = "lua5.4", name = "Lua 5.4", port = "https", url = srv.https_ip_url, extra = ca(srv) },
@@ -386,6 +520,7 @@ local function recording_checks()
     srv:reset()
     local r = run(pinned(driver(case.lua, srv, case.url, n, 0, " --latencies" .. case.extra)))
     local requests = srv:requests()
+    cerca_requests = cerca_requests or requests
     local connections, keys, expect, distinct = {}, {}, 0, 0
     for _, rq in ipairs(requests) do
       connections[rq.connection] = true
@@ -402,6 +537,7 @@ local function recording_checks()
         .. " latency median %.2f ms, p99 %.2f ms, max %.2f ms (a Nagle / delayed-ACK stall shows as ~40 ms)",
         label, #requests, conns, expect, distinct, r.p50_ms, r.p99_ms, r.max_ms))
   end
+  peer_checks(srv, cerca_requests)
 end
 
 -- Delivery verification -----------------------------------------------------------
@@ -761,6 +897,46 @@ end
 
 local function of(list) return median(list), list end
 
+-- " (lowest to highest)" of the runs behind a median.
+local function range(values, show)
+  if not values or #values < 2 then return "" end
+  local lo, hi = math.huge, -math.huge
+  for _, v in ipairs(values) do
+    lo, hi = math.min(lo, v), math.max(hi, v)
+  end
+  return format(" (%s to %s)", show(lo, true), show(hi, true))
+end
+
+local function fmt_seconds(v, bare) return format(bare and "%.3f" or "%.3f s", v) end
+local many_target = { min = MANY_TARGET, text = format(">= %.2f", MANY_TARGET) }
+
+-- A peer of row 1: its creates per second, and the median of its per-round
+-- ratios to the ceiling.
+local function peer_row(id, label, name)
+  return { id, label, function() return rate(name) end, fmt_rate,
+    measured = function()
+      local v, vs = rate(name)
+      local r, rs = ratio(name, "http_ceiling")
+      return format("%s%s; %s%s of the ceiling", fmt_rate(v), range(vs, fmt_rate), fmt_ratio(r), range(rs, fmt_ratio))
+    end }
+end
+
+-- The instructions per create one layer adds: the difference of two rows
+-- of 4e to 4g within each callgrind round, and its share of cerca's total.
+local function layer_row(id, label, upper, lower)
+  local function diffs()
+    local d = {}
+    for round, v in ipairs(instructions[upper]) do d[round] = v - instructions[lower][round] end
+    return d
+  end
+  return { id, label, function() return of(diffs()) end, fmt_count,
+    measured = function()
+      local d = diffs()
+      return format("%s%s (%.0f%% of 4e)", fmt_count(median(d)), range(d, fmt_count),
+        median(d) / median(instructions.cerca) * 100)
+    end }
+end
+
 -- Each row: id, label, its figure (a function of the measurements returning
 -- the median and the values it is the median of), how to show it, and its
 -- target, if any.
@@ -773,7 +949,14 @@ local ROWS = {
     fmt_ratio, { min = 0.90, text = ">= 0.90" } },
   { "1e", "cerca (LuaJIT) / ceiling, HTTP", function() return ratio("http_luajit", "http_ceiling") end, fmt_ratio },
   { "1f", "C core alone (Lua 5.4, no Lua layer) / ceiling, HTTP",
-    function() return ratio("http_core", "http_ceiling") end, fmt_ratio },
+    function() return ratio("http_core", "http_ceiling") end, fmt_ratio, { min = 0.95, text = ">= 0.95" } },
+  peer_row("1g", "Sequential creates/s, HTTP, Lua 5.1 + lua-curl + cjson, hand-written loop", "http_lua_curl"),
+  peer_row("1h", "Sequential creates/s, HTTP, Node `fetch` loop", "http_node"),
+  peer_row("1i", "Sequential creates/s, HTTP, Python `requests` Session loop", "http_python"),
+  { "1j", "cerca (Lua 5.4) / hand-written lua-curl loop, HTTP (1a / 1g)",
+    function() return ratio("http_lua54", "http_lua_curl") end, fmt_ratio, { min = 0.90, text = ">= 0.90" } },
+  { "1k", "cerca (LuaJIT) / hand-written lua-curl loop, HTTP (1b / 1g)",
+    function() return ratio("http_luajit", "http_lua_curl") end, fmt_ratio, { min = 1.0, text = ">= 1.00" } },
   { "2a", "Sequential creates/s, HTTPS, cerca (Lua 5.4), reused connection",
     function() return rate("https_lua54") end, fmt_rate },
   { "2b", "Sequential creates/s, HTTPS, C ceiling, reused connection",
@@ -785,11 +968,26 @@ local ROWS = {
   { "2e", "cerca (Lua 5.4): HTTPS with reuse / HTTP", function() return ratio("https_lua54", "http_lua54") end,
     fmt_ratio, { min = 0.8, text = ">= 0.80" } },
   { "3a", "create_many: 1000 creates, 50 in flight, server delay 20 ms: seconds",
-    function() return per_round("many_lua54", nil, function(r) return r.seconds end) end,
-    function(v) return format("%.3f s", v) end },
+    function() return per_round("many_lua54", nil, function(r) return r.seconds end) end, fmt_seconds },
   { "3b", "create_many: ideal (ceil(1000/50) x 20 ms = 0.4 s) / actual",
     function() return per_round("many_lua54", nil, function(r) return MANY_IDEAL / r.seconds end) end,
-    fmt_ratio, { min = 0.80, text = ">= 0.80" } },
+    fmt_ratio, many_target },
+  { "3c", format("create_many: %d creates, %d in flight, server delay 20 ms: seconds", LARGE_CREATES,
+      LARGE_CONCURRENCY),
+    function() return per_round("many_large", nil, function(r) return r.seconds end) end, fmt_seconds },
+  { "3d", format("create_many: ideal (ceil(%d/%d) x 20 ms = %g s) / actual", LARGE_CREATES, LARGE_CONCURRENCY,
+      LARGE_IDEAL),
+    function() return per_round("many_large", nil, function(r) return LARGE_IDEAL / r.seconds end) end,
+    fmt_ratio, many_target },
+  { "3e", format("`cerca webhooks create --fleets-file` (%d fleets, --concurrency %d), the whole command: seconds",
+      LARGE_CREATES, LARGE_CONCURRENCY),
+    function() return per_round("cli_large", nil, function(r) return r.seconds end) end, fmt_seconds },
+  { "3f", format("command line: ideal (%g s) / actual", LARGE_IDEAL),
+    function() return per_round("cli_large", nil, function(r) return LARGE_IDEAL / r.seconds end) end,
+    fmt_ratio, many_target },
+  { "3g", "command line / library on the same work (3f / 3d)",
+    function() return per_round("cli_large", "many_large", function(x, y) return y.seconds / x.seconds end) end,
+    fmt_ratio },
   { "4a", format("RSS growth from %d to %d sequential creates (Lua 5.4)", MEMORY_FIRST, MEMORY_LAST),
     function() return of(memory) end, fmt_kib, { below = 1024, text = "< 1024 KiB" } },
   { "4b", 'require "cerca" (fresh process, CPU time)',
@@ -804,17 +1002,9 @@ local ROWS = {
     function() return of(instructions.core) end, fmt_count },
   { "4g", "Instructions per create, C ceiling, callgrind",
     function() return of(instructions.ceiling) end, fmt_count },
+  layer_row("4h", "Lua layer: cerca over the C core alone (4e - 4f)", "cerca", "core"),
+  layer_row("4i", "C core over the ceiling (4f - 4g)", "core", "ceiling"),
 }
-
--- " (lowest to highest)" of the runs behind a median.
-local function range(values, show)
-  if not values or #values < 2 then return "" end
-  local lo, hi = math.huge, -math.huge
-  for _, v in ipairs(values) do
-    lo, hi = math.min(lo, v), math.max(hi, v)
-  end
-  return format(" (%s to %s)", show(lo, true), show(hi, true))
-end
 
 -- A row's `measured`, when present, gives the text of its Measured cell
 -- (its value still decides the result); a row whose `failed` returns true
@@ -967,6 +1157,10 @@ local function setup_lines()
     lines[#lines + 1] = format("Creates: reference server in lean mode, 1 nginx worker, no delay. Throughput:"
       .. " %d rounds, contenders interleaved in rotating order; %d timed creates per run after %d untimed"
       .. " (new-connection runs: %d after %d).", ROUNDS, CREATES, WARMUP, FRESH_CREATES, FRESH_WARMUP)
+    lines[#lines + 1] = format("Peers of row 1: Lua 5.1 with Debian's lua-curl, %s and %s, in the same rounds."
+      .. " Batches: server delay %g ms, %d creates with %d in flight and %d with %d (BENCH_MANY), in the same"
+      .. " rounds, the client on the other CPU.", PEER_NODE, PEER_PYTHON, MANY_DELAY * 1000, MANY_CREATES,
+      MANY_CONCURRENCY, LARGE_CREATES, LARGE_CONCURRENCY)
     lines[#lines + 1] = format("Memory: %d runs. require: %d fresh processes per module. callgrind: %d rounds"
       .. " of %d creates minus 0.", MEMORY_ROUNDS, REQUIRE_REPS, CALLGRIND_ROUNDS, CALLGRIND_CREATES)
   end
@@ -1010,6 +1204,8 @@ local function measure()
   local t0 = os.time()
   local verify_seconds
   if ONLY ~= "verify" then
+    write_fleets_file()
+    peer_versions()
     recording_checks()
     throughput_rounds()
     connection_checks()
