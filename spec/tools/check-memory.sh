@@ -45,7 +45,8 @@ fi
 
 echo "== AddressSanitizer + UBSan (specs whose C runs in-process, Lua 5.4)"
 out=$(mktemp)
-CERCA_BUILD=asan CERCA_LUA=build/asan/lua-asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+# CERCA_LUA is absolute: specs run the command from other folders.
+CERCA_BUILD=asan CERCA_LUA="$PWD/build/asan/lua-asan" ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1 build/asan/lua-asan /usr/bin/busted $CHILD_PROCESS_SPECS > "$out" 2>&1
 rc=$?
 tail -n 1 "$out" | sed 's/^/sanitizers: /'
