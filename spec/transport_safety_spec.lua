@@ -93,6 +93,22 @@ describe("transport safety", function()
   end
 
   describe("fork", function()
+    it("a child never draws the idempotency keys its parent will draw", function()
+      -- The parent has random bytes pooled for its next keys: the child
+      -- must not hand out the same ones.
+      local core = require "cerca.core"
+      assert(core.uuid4())
+      local status, got = in_child(function()
+        return { keys = { core.uuid4(), core.uuid4(), core.uuid4() } }
+      end)
+      assert.are.equal(0, status, got.failed)
+      local mine = { [core.uuid4()] = true, [core.uuid4()] = true, [core.uuid4()] = true }
+      for _, key in ipairs(got.keys) do
+        assert.matches("^%x+%-%x+%-4%x+%-[89ab]%x+%-%x+$", key)
+        assert.is_nil(mine[key], "the child drew the parent's key " .. key)
+      end
+    end)
+
     for _, scheme in ipairs { "http", "https" } do
       it("a child never uses the session's kept-alive connection, nor closes it (" .. scheme .. ")", function()
         local client = new_client(scheme)

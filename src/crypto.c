@@ -1,6 +1,7 @@
 #include "crypto.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -12,12 +13,51 @@
 #error "cerca needs OpenSSL 1.1.1 or newer"
 #endif
 
+/* Random bytes for UUIDs, drawn from OpenSSL a pool at a time: one
+ * RAND_bytes call costs as much as the rest of a UUID several times over.
+ * The pool is per thread (nginx's thread pool runs Lua states in several
+ * threads), and emptied in a child after fork(), so that a parent and its
+ * child never hand out the same bytes. */
+#define RANDOM_POOL 512
+static __thread unsigned char random_pool[RANDOM_POOL];
+static __thread size_t random_left;
+static pthread_once_t fork_hook_once = PTHREAD_ONCE_INIT;
+
+static void empty_random_pool(void)
+{
+    OPENSSL_cleanse(random_pool, sizeof random_pool);
+    random_left = 0;
+}
+
+static void add_fork_hook(void)
+{
+    /* glibc drops the hook if this library is unloaded (dlclose). */
+    pthread_atfork(NULL, NULL, empty_random_pool);
+}
+
+/* n (<= RANDOM_POOL) random bytes into out: 0, or -1 if the generator failed. */
+static int random_bytes(unsigned char *out, size_t n)
+{
+    if (pthread_once(&fork_hook_once, add_fork_hook) != 0)
+        return -1;
+    if (random_left < n) {
+        if (RAND_bytes(random_pool, (int)sizeof random_pool) != 1)
+            return -1;
+        random_left = sizeof random_pool;
+    }
+    memcpy(out, random_pool + sizeof random_pool - random_left, n);
+    /* Bytes handed out are not kept. */
+    OPENSSL_cleanse(random_pool + sizeof random_pool - random_left, n);
+    random_left -= n;
+    return 0;
+}
+
 int cerca_uuid4(char out[CERCA_UUID_LEN + 1])
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char b[16];
     int i, o = 0;
-    if (RAND_bytes(b, (int)sizeof b) != 1)
+    if (random_bytes(b, sizeof b) != 0)
         return -1;
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */

@@ -185,11 +185,38 @@ local function describe_url(v)
   return describe(masked)
 end
 
+-- URLs that parsed, by field: a batch (or a loop of creates) checks the
+-- same URL again and again, and the strict parse is the costliest check
+-- (its patterns run a character class per byte). Bounded; a string's parse
+-- never changes, so a hit gives what the parse would.
+local parsed, parsed_count = {}, 0
+local MAX_PARSED = 256
+
+local parse_url
+
 --- Parses an absolute http(s) URL strictly (RFC 3986 characters only).
 -- Messages never repeat the URL's user:password part.
 -- @tparam[opt] number max_bytes the longest URL accepted
 -- @return scheme (lower case), host, or nil and a problem
 function _M.parse_url(v, field, example, max_bytes)
+  local by_field = parsed[field]
+  local hit = by_field and by_field[v]
+  if hit and hit.max_bytes == max_bytes then return hit.scheme, hit.host end
+  local scheme, host = parse_url(v, field, example, max_bytes)
+  if scheme and type(v) == "string" then
+    if parsed_count >= MAX_PARSED then parsed, parsed_count = {}, 0 end
+    by_field = parsed[field]
+    if not by_field then
+      by_field = {}
+      parsed[field] = by_field
+    end
+    by_field[v] = { scheme = scheme, host = host, max_bytes = max_bytes }
+    parsed_count = parsed_count + 1
+  end
+  return scheme, host
+end
+
+function parse_url(v, field, example, max_bytes)
   if type(v) ~= "string" then
     return nil, problem(field, "%s must be a string (got %s); pass e.g. %q", field, describe(v), example)
   end
