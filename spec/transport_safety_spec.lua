@@ -96,7 +96,6 @@ describe("transport safety", function()
     it("a child never draws the idempotency keys its parent will draw", function()
       -- The parent has random bytes pooled for its next keys: the child
       -- must not hand out the same ones.
-      local core = require "cerca.core"
       assert(core.uuid4())
       local status, got = in_child(function()
         return { keys = { core.uuid4(), core.uuid4(), core.uuid4() } }
