@@ -11,6 +11,7 @@ local core = require "cerca.core"
 
 local type = type
 local pairs = pairs
+local ipairs = ipairs
 local sort = table.sort
 local concat = table.concat
 local next = next
@@ -25,19 +26,18 @@ local _M = {}
 --- Marks a table as a JSON array.
 _M.array_mt = { __name = "cerca.array" }
 
--- Encoded object members' openings, by key: `"key":` and, for every member
--- but the first, `,"key":`. Bodies repeat the same few names.
-local first_members, next_members, cached_keys = {}, {}, 0
+-- Encoded object keys, by key: bodies repeat the same few names.
+local encoded_keys, cached_keys = {}, 0
 
-local function member(k, first)
-  local text = (first and first_members or next_members)[k]
+local function encoded_key(k)
+  local text = encoded_keys[k]
   if text then return text end
-  local encoded = core.encode(k) .. ":"
+  text = core.encode(k)
   if cached_keys < 1024 then
-    first_members[k], next_members[k] = encoded, "," .. encoded
+    encoded_keys[k] = text
     cached_keys = cached_keys + 1
   end
-  return first and encoded or "," .. encoded
+  return text
 end
 
 -- A number beyond the range of doubles (1e999 in an answer) decodes to
@@ -55,57 +55,49 @@ local function flat(v, n)
   return true
 end
 
--- Appends the canonical text of v to out after its n-th item; returns the
--- new count, or nil and a message. `overflow`: infinities are written as
--- 1e999 (output) instead of refused (requests).
-local function canonical(v, out, n, depth, overflow)
+-- Appends the canonical text of v to out; nil, or a message. `overflow`:
+-- infinities are written as 1e999 (output) instead of refused (requests).
+local function canonical(v, out, depth, overflow)
   if type(v) ~= "table" or v == core.empty_array or depth > 64 then
     local text, why
     if overflow and OVERFLOW[v] then text = OVERFLOW[v] else text, why = core.encode(v) end
-    if not text then return nil, why end
-    out[n + 1] = text
-    return n + 1
+    if not text then return why end
+    out[#out + 1] = text
+    return nil
   end
-  local len = #v
-  if len > 0 or (getmetatable(v) == _M.array_mt and next(v) == nil) then
-    if len > 0 and flat(v, len) then
+  local n = #v
+  if n > 0 or (getmetatable(v) == _M.array_mt and next(v) == nil) then
+    if n > 0 and flat(v, n) then
       local text, why = core.encode(v)
-      if not text then return nil, why end
-      out[n + 1] = text
-      return n + 1
+      if not text then return why end
+      out[#out + 1] = text
+      return nil
     end
-    n = n + 1
-    out[n] = "["
-    for i = 1, len do
-      if i > 1 then
-        n = n + 1
-        out[n] = ","
-      end
-      local why
-      n, why = canonical(v[i], out, n, depth + 1, overflow)
-      if not n then return nil, why end
+    out[#out + 1] = "["
+    for i = 1, n do
+      if i > 1 then out[#out + 1] = "," end
+      local why = canonical(v[i], out, depth + 1, overflow)
+      if why then return why end
     end
-    out[n + 1] = "]"
-    return n + 1
+    out[#out + 1] = "]"
+    return nil
   end
-  local keys, count = {}, 0
+  local keys = {}
   for k in pairs(v) do
-    if type(k) ~= "string" then return nil, "object keys must be strings" end
-    count = count + 1
-    keys[count] = k
+    if type(k) ~= "string" then return "object keys must be strings" end
+    keys[#keys + 1] = k
   end
-  if count > 1 then sort(keys) end
-  n = n + 1
-  out[n] = "{"
-  for i = 1, count do
-    local k = keys[i]
-    out[n + 1] = member(k, i == 1)
-    local why
-    n, why = canonical(v[k], out, n + 1, depth + 1, overflow)
-    if not n then return nil, why end
+  sort(keys)
+  out[#out + 1] = "{"
+  for i, k in ipairs(keys) do
+    if i > 1 then out[#out + 1] = "," end
+    out[#out + 1] = encoded_key(k)
+    out[#out + 1] = ":"
+    local why = canonical(v[k], out, depth + 1, overflow)
+    if why then return why end
   end
-  out[n + 1] = "}"
-  return n + 1
+  out[#out + 1] = "}"
+  return nil
 end
 
 --- Canonical JSON text of `value`: object keys in sorted order at every
@@ -115,8 +107,8 @@ end
 -- @treturn[opt] string why it cannot be encoded
 function _M.encode_canonical(value)
   local out = {}
-  local n, why = canonical(value, out, 0, 0, false)
-  if not n then return nil, why end
+  local why = canonical(value, out, 0, false)
+  if why then return nil, why end
   return concat(out)
 end
 
@@ -138,8 +130,8 @@ end
 -- @treturn[opt] string why it cannot be encoded
 function _M.encode(value)
   local out = {}
-  local n, why = canonical(value, out, 0, 0, true)
-  if not n then return nil, why end
+  local why = canonical(value, out, 0, true)
+  if why then return nil, why end
   return escape_controls(concat(out))
 end
 
