@@ -192,6 +192,56 @@ describe("random inputs", function()
     assert.is_true(accepted > 3000, accepted .. " accepted")
   end)
 
+  it("the core's canonical encoder writes json.lua's bytes, or declines, for every value (30,000 values)",
+    function()
+    local json = require "cerca.json"
+    local cjson = require "cjson"
+    -- Every byte, alone and amid text, as lua-cjson escapes it.
+    for b = 0, 255 do
+      local s = string.char(b)
+      assert.are.equal(cjson.encode(s), core.encode_canonical(s, json.array_mt), "byte " .. b)
+      assert.are.equal(cjson.encode { "ab" .. s .. "cd" }, core.encode_canonical({ "ab" .. s .. "cd" }, json.array_mt))
+    end
+    math.randomseed(SEED + 4)
+    local function plain(depth)
+      local r = random()
+      if depth > 3 or r < 0.5 then
+        local k = random(6)
+        if k == 1 then return random_string() end
+        if k == 2 then return NUMBERS[random(#NUMBERS)] end
+        if k == 3 then return (random() - 0.5) * 10 ^ random(-20, 20) end
+        if k == 4 then return random(-1e9, 1e9) end
+        if k == 5 then return core.null end
+        return random() < 0.5
+      end
+      local t, n = {}, random(0, (depth == 0 and r < 0.55) and 40 or 5)
+      if r < 0.75 then
+        for i = 1, n do t[random_string()] = plain(depth + 1) end
+      else
+        for i = 1, n do t[i] = plain(depth + 1) end
+        if n == 0 and random() < 0.5 then return random() < 0.5 and core.empty_array or setmetatable(t, json.array_mt) end
+        if random() < 0.2 then setmetatable(t, json.array_mt) end
+      end
+      return t
+    end
+    local accepted = 0
+    for i = 1, 30000 do
+      local v = (i % 3 == 0) and random_value(0) or plain(0)
+      local want, want_err = json.encode_canonical_lua(v)
+      local got = core.encode_canonical(v, json.array_mt)
+      if got ~= nil then
+        accepted = accepted + 1
+        assert(want == got, "wrote other bytes than json.lua: " .. tostring(want) .. " / " .. tostring(got))
+      end
+      -- Declined or not, the public encoder's answer is json.lua's.
+      local text, err = json.encode_canonical(v)
+      assert.are.equal(want, text)
+      assert.are.equal(want_err, err)
+    end
+    print(("canonical encoder: %d of 30000 values written by the core, the rest by json.lua"):format(accepted))
+    assert.is_true(accepted > 18000, accepted .. " accepted")
+  end)
+
   it("the retry headers never raise and give a sane wait (20,000 header sets)", function()
     math.randomseed(SEED + 1)
     local DATEISH = "0123456789 :,-GMTSunJulNov" .. "abc.+e"

@@ -6,6 +6,7 @@
  *   core.encode(value) -> json | nil, message
  *   core.decode(json)  -> value | nil, message
  *   core.decode_response(res) -> res, its body decoded (see lhttp.c)
+ *   core.encode_canonical(value, array_mt) -> json | nil (see jencode.c)
  *   core.empty_array, core.null
  *
  * One attempt, no policy: retries, validation and error types live in Lua.
@@ -125,6 +126,7 @@ static const luaL_Reg json_functions[] = {
     {"encode", l_encode},
     {"decode", l_decode},
     {"decode_response", cerca_decode_response},
+    {"encode_canonical", cerca_encode_canonical},
     {NULL, NULL},
 };
 

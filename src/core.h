@@ -7,8 +7,9 @@
  * concern's open function, which sets that concern's functions in the
  * table and registers its metatables:
  *
- *   core.c     encode, decode, decode_response, empty_array, null (the JSON
- *              bridge; jdecode.c is the fast path of decoding)
+ *   core.c     encode, decode, decode_response, encode_canonical,
+ *              empty_array, null (the JSON bridge; jdecode.c is the fast
+ *              path of decoding, jencode.c that of canonical encoding)
  *   session.c  new_session and the session userdata
  *   lmulti.c   new_multi and the multi userdata
  *   sys.c      monotime, sleep, isatty, ignore_sigpipe, curl_version
@@ -69,6 +70,11 @@ void cerca_journal_open(lua_State *L, int module);
  * declines (an escape or number it does not read, malformed or too deep
  * input): then lua-cjson decodes it. */
 int cerca_json_decode_fast(lua_State *L, const char *text, size_t len);
+
+/* core.encode_canonical(value, array_mt) -> text | nil: the fast path of
+ * json.lua's canonical encoder (jencode.c); nil when it declines. Closes
+ * over the CERCA_NUP values. */
+int cerca_encode_canonical(lua_State *L);
 
 /* ---- requests and responses (lhttp.c) -------------------------------- */
 

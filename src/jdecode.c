@@ -58,11 +58,33 @@ static const char *plain_run(const char *q, const char *end)
     return q;
 }
 
-/* A string at r->p (its opening quote); pushes it. */
+/* The byte a simple escape stands for (q at the character after the
+ * backslash), or -1: \u and anything unknown go to lua-cjson. */
+static int unescape(char c)
+{
+    switch (c) {
+    case '"': return '"';
+    case '\\': return '\\';
+    case '/': return '/';
+    case 'b': return '\b';
+    case 'f': return '\f';
+    case 'n': return '\n';
+    case 'r': return '\r';
+    case 't': return '\t';
+    default: return -1;
+    }
+}
+
+/* A string at r->p (its opening quote); pushes it. A string with escapes
+ * is unescaped run by run: on the C stack when it is short (the common
+ * case, a URL with "\/"), else in a luaL_Buffer. */
 static int string(lua_State *L, reader *r)
 {
     const char *start = ++r->p, *q = plain_run(start, r->end);
+    char small[256];
+    size_t n = 0;
     luaL_Buffer b;
+    int in_buffer = 0;
     if (q == r->end || (unsigned char)*q < 0x20)
         return 0;
     if (*q == '"') {
@@ -70,37 +92,40 @@ static int string(lua_State *L, reader *r)
         r->p = q + 1;
         return 1;
     }
-    /* Escapes: the simple ones are read here, \u goes to lua-cjson. */
-    luaL_buffinit(L, &b);
-    luaL_addlstring(&b, start, (size_t)(q - start));
-    while (q < r->end) {
-        char c = *q;
-        if (c == '"') {
-            luaL_pushresult(&b);
-            r->p = q + 1;
-            return 1;
+    for (;;) {
+        size_t run = (size_t)(q - start);
+        int c;
+        if (!in_buffer && n + run + 1 > sizeof small) {
+            luaL_buffinit(L, &b);
+            luaL_addlstring(&b, small, n);
+            in_buffer = 1;
         }
-        if ((unsigned char)c < 0x20)
+        if (in_buffer)
+            luaL_addlstring(&b, start, run);
+        else {
+            memcpy(small + n, start, run);
+            n += run;
+        }
+        if (q == r->end || (unsigned char)*q < 0x20)
             return 0;
-        if (c == '\\') {
-            if (++q == r->end)
-                return 0;
-            switch (*q) {
-            case '"': c = '"'; break;
-            case '\\': c = '\\'; break;
-            case '/': c = '/'; break;
-            case 'b': c = '\b'; break;
-            case 'f': c = '\f'; break;
-            case 'n': c = '\n'; break;
-            case 'r': c = '\r'; break;
-            case 't': c = '\t'; break;
-            default: return 0;
-            }
-        }
-        luaL_addchar(&b, c);
-        q++;
+        if (*q == '"')
+            break;
+        /* *q is a backslash */
+        if (q + 1 == r->end || (c = unescape(q[1])) < 0)
+            return 0;
+        if (in_buffer)
+            luaL_addchar(&b, (char)c);
+        else
+            small[n++] = (char)c;
+        start = q + 2;
+        q = plain_run(start, r->end);
     }
-    return 0;
+    if (in_buffer)
+        luaL_pushresult(&b);
+    else
+        lua_pushlstring(L, small, n);
+    r->p = q + 1;
+    return 1;
 }
 
 static int is_digit(char c)

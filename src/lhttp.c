@@ -11,7 +11,6 @@
  * A request is read into plain C before libcurl runs; a response is built
  * after it returned, so no Lua error can unwind through libcurl.
  */
-#include <ctype.h>
 #include <string.h>
 
 #include "core.h"
@@ -119,16 +118,22 @@ void cerca_read_request(lua_State *L, int t, cerca_request *rq, int *decode)
 /* ---- building -------------------------------------------------------- */
 
 /* Adds one header to the table on top of the stack: lower-case name;
- * repeated fields joined with ", " as RFC 9110 allows. */
+ * repeated fields joined with ", " as RFC 9110 allows. Names are short:
+ * lower-cased on the C stack, so the only string made is the one kept. */
 static int add_header_field(void *ud, const char *name, size_t nlen, const char *value, size_t vlen)
 {
     lua_State *L = ud;
-    luaL_Buffer b;
+    char small[64] = "";
     size_t i;
-    luaL_buffinit(L, &b);
-    for (i = 0; i < nlen; i++)
-        luaL_addchar(&b, (char)tolower((unsigned char)name[i]));
-    luaL_pushresult(&b);
+    /* ASCII only: tolower() would follow the locale a program set. */
+    char *lower = nlen <= sizeof small ? small : lua_newuserdata(L, nlen);
+    for (i = 0; i < nlen; i++) {
+        unsigned char c = (unsigned char)name[i];
+        lower[i] = (char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+    }
+    lua_pushlstring(L, lower, nlen);
+    if (lower != small)
+        lua_remove(L, -2);
     lua_pushvalue(L, -1);
     lua_rawget(L, -3);
     if (lua_isnil(L, -1)) {
@@ -143,9 +148,17 @@ static int add_header_field(void *ud, const char *name, size_t nlen, const char 
     return 0;
 }
 
+/* A table made at its final size: one slot per line of the block is an
+ * upper bound on its fields. */
 static void push_headers(lua_State *L, const char *block, size_t len)
 {
-    lua_newtable(L);
+    const char *p = block, *end = block + len;
+    int lines = 0;
+    while (p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        lines++;
+        p++;
+    }
+    lua_createtable(L, 0, lines);
     cerca_headers_parse(block, len, add_header_field, L);
 }
 

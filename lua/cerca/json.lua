@@ -20,6 +20,7 @@ local format = string.format
 local gsub = string.gsub
 local byte = string.byte
 local huge = math.huge
+local fast_canonical = core.encode_canonical
 
 local _M = {}
 
@@ -106,6 +107,15 @@ end
 -- @treturn string|nil the text
 -- @treturn[opt] string why it cannot be encoded
 function _M.encode_canonical(value)
+  -- The C core writes the same bytes for plain values, and declines the rest.
+  local text = fast_canonical(value, _M.array_mt)
+  if text then return text end
+  return _M.encode_canonical_lua(value)
+end
+
+--- `encode_canonical` without the C core's fast path: the reference that
+-- the fast path is checked against.
+function _M.encode_canonical_lua(value)
   local out = {}
   local why = canonical(value, out, 0, false)
   if why then return nil, why end
@@ -129,6 +139,8 @@ end
 -- @treturn string|nil the text
 -- @treturn[opt] string why it cannot be encoded
 function _M.encode(value)
+  local text = fast_canonical(value, _M.array_mt)
+  if text then return escape_controls(text) end
   local out = {}
   local why = canonical(value, out, 0, true)
   if why then return nil, why end

@@ -1,0 +1,291 @@
+/*
+ * The fast path of canonical JSON encoding (cerca.json.encode_canonical):
+ * object keys in byte order at every depth, lists as lists. It writes the
+ * bytes the Lua encoder in json.lua writes (lua-cjson's escapes and its
+ * "%.14g" numbers, piece by piece) and declines whatever it is not certain
+ * to write the same way: a table with a metatable other than the list mark,
+ * a key that is not a string in an object, a list with holes or extra keys,
+ * a number that is not finite, a value JSON has no form for, nesting deeper
+ * than the Lua encoder's own limit. What it declines, json.lua encodes (or
+ * refuses, with its message): the result is json.lua's, only sooner.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+/* json.lua hands a value deeper than this to lua-cjson as it is. */
+#define MAX_DEPTH 64
+/* Members of one object sorted on the C stack; a larger object's list is
+ * a userdata. */
+#define STACK_MEMBERS 16
+
+/* Output grows in a Lua userdata, so a memory error raised by Lua while
+ * encoding leaves nothing to free. */
+typedef struct {
+    char *data;
+    size_t len, cap;
+    int slot; /* stack index that holds the userdata once data grows there */
+} out_buf;
+
+typedef struct {
+    out_buf out;
+    int empty_array; /* stack index of the sentinel */
+    int array_mt;    /* stack index of the list mark (or nil) */
+} encoder;
+
+static void reserve(lua_State *L, out_buf *b, size_t more)
+{
+    size_t cap;
+    char *data;
+    if (b->len + more <= b->cap)
+        return;
+    cap = b->cap * 2;
+    while (cap < b->len + more)
+        cap *= 2;
+    data = lua_newuserdata(L, cap);
+    memcpy(data, b->data, b->len);
+    lua_replace(L, b->slot); /* the old one, if any, is garbage now */
+    b->data = data;
+    b->cap = cap;
+}
+
+static void put(lua_State *L, out_buf *b, const char *s, size_t n)
+{
+    reserve(L, b, n);
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+}
+
+static void put_char(lua_State *L, out_buf *b, char c)
+{
+    reserve(L, b, 1);
+    b->data[b->len++] = c;
+}
+
+/* What lua-cjson 2.1.0 writes for each byte that it escapes (NULL: the
+ * byte as it is). The spec compares all 256 with lua-cjson's own. */
+static const char *escape_of(unsigned char c, char scratch[7])
+{
+    static const char hex[] = "0123456789abcdef";
+    switch (c) {
+    case '"': return "\\\"";
+    case '\\': return "\\\\";
+    case '/': return "\\/";
+    case '\b': return "\\b";
+    case '\f': return "\\f";
+    case '\n': return "\\n";
+    case '\r': return "\\r";
+    case '\t': return "\\t";
+    default:
+        if (c < 0x20 || c == 0x7f) {
+            memcpy(scratch, "\\u00", 4);
+            scratch[4] = hex[c >> 4];
+            scratch[5] = hex[c & 15];
+            scratch[6] = '\0';
+            return scratch;
+        }
+        return NULL;
+    }
+}
+
+static void put_string(lua_State *L, out_buf *b, const char *s, size_t n)
+{
+    size_t i, run = 0;
+    char scratch[7];
+    put_char(L, b, '"');
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        const char *e;
+        if (c >= 0x30 && c != '\\' && c != 0x7f)
+            continue; /* digits, letters and most punctuation */
+        e = escape_of(c, scratch);
+        if (e == NULL)
+            continue;
+        put(L, b, s + run, i - run);
+        put(L, b, e, strlen(e));
+        run = i + 1;
+    }
+    put(L, b, s + run, n - run);
+    put_char(L, b, '"');
+}
+
+/* "%.14g", as lua-cjson writes numbers; 0 for a number it refuses (not
+ * finite) or a text the locale changed (a decimal comma). */
+static int put_number(lua_State *L, out_buf *b, lua_Number x)
+{
+    char text[32];
+    int n, i;
+    double d = (double)x;
+    if (d != d || d - d != 0)
+        return 0;
+    n = snprintf(text, sizeof text, "%.14g", d);
+    if (n <= 0 || n >= (int)sizeof text)
+        return 0;
+    for (i = 0; i < n; i++)
+        if (strchr("0123456789-+.e", text[i]) == NULL)
+            return 0;
+    put(L, b, text, (size_t)n);
+    return 1;
+}
+
+static int encode(lua_State *L, encoder *en, int idx, int depth);
+
+/* Orders members by key bytes, as Lua's `<` does for strings in the C
+ * locale. */
+typedef struct {
+    const char *key;
+    size_t len;
+    int value; /* stack index */
+} member;
+
+static int member_order(const void *pa, const void *pb)
+{
+    const member *a = pa, *b = pb;
+    size_t n = a->len < b->len ? a->len : b->len;
+    int c = memcmp(a->key, b->key, n);
+    if (c != 0)
+        return c;
+    return a->len < b->len ? -1 : a->len > b->len;
+}
+
+/* The table at idx: its kind as json.lua decides it. */
+static int encode_table(lua_State *L, encoder *en, int idx, int depth)
+{
+    size_t n = cerca_rawlen(L, idx), count = 0, i;
+    int marked = 0, top = lua_gettop(L);
+    member small[STACK_MEMBERS], *members = small;
+
+    if (lua_getmetatable(L, idx)) {
+        marked = lua_rawequal(L, -1, en->array_mt);
+        lua_pop(L, 1);
+        if (!marked)
+            return 0;
+    }
+    if (n > 0) {
+        /* A list: exactly the keys 1..n. */
+        lua_pushnil(L);
+        while (lua_next(L, idx) != 0) {
+            lua_Number k;
+            lua_pop(L, 1);
+            if (lua_type(L, -1) != LUA_TNUMBER)
+                return lua_settop(L, top), 0;
+            k = lua_tonumber(L, -1);
+            if (!(k >= 1 && k <= (lua_Number)n && k == (lua_Number)(size_t)k) || ++count > n)
+                return lua_settop(L, top), 0;
+        }
+        put_char(L, &en->out, '[');
+        for (i = 1; i <= n; i++) {
+            if (i > 1)
+                put_char(L, &en->out, ',');
+            lua_rawgeti(L, idx, (int)i);
+            if (!encode(L, en, lua_gettop(L), depth + 1))
+                return lua_settop(L, top), 0;
+            lua_pop(L, 1);
+        }
+        put_char(L, &en->out, ']');
+        return 1;
+    }
+    /* An object: string keys only, written in byte order. Keys and values
+     * stay on the stack while they are sorted and written. */
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            return lua_settop(L, top), 0;
+        count++;
+    }
+    if (count > 1000000)
+        return lua_settop(L, top), 0;
+    if (count > STACK_MEMBERS)
+        members = lua_newuserdata(L, count * sizeof *members);
+    if (!lua_checkstack(L, (int)(2 * count) + 8))
+        return lua_settop(L, top), 0;
+    count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        lua_pushvalue(L, -2); /* key, value, key: the last one goes on */
+        members[count].key = lua_tolstring(L, -3, &members[count].len);
+        members[count].value = lua_gettop(L) - 1;
+        count++;
+    }
+    if (count == 0 && marked) {
+        put(L, &en->out, "[]", 2);
+        return 1;
+    }
+    qsort(members, count, sizeof *members, member_order);
+    put_char(L, &en->out, '{');
+    for (i = 0; i < count; i++) {
+        if (i > 0)
+            put_char(L, &en->out, ',');
+        put_string(L, &en->out, members[i].key, members[i].len);
+        put_char(L, &en->out, ':');
+        if (!encode(L, en, members[i].value, depth + 1))
+            return lua_settop(L, top), 0;
+    }
+    put_char(L, &en->out, '}');
+    lua_settop(L, top);
+    return 1;
+}
+
+/* Writes the value at idx; 0 declines. */
+static int encode(lua_State *L, encoder *en, int idx, int depth)
+{
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        put_string(L, &en->out, s, n);
+        return 1;
+    }
+    case LUA_TNUMBER:
+        return put_number(L, &en->out, lua_tonumber(L, idx));
+    case LUA_TBOOLEAN:
+        if (lua_toboolean(L, idx))
+            put(L, &en->out, "true", 4);
+        else
+            put(L, &en->out, "false", 5);
+        return 1;
+    case LUA_TLIGHTUSERDATA:
+        /* cjson.null is the NULL pointer; any other is not JSON. */
+        if (lua_touserdata(L, idx) != NULL)
+            return 0;
+        put(L, &en->out, "null", 4);
+        return 1;
+    case LUA_TTABLE:
+        if (lua_rawequal(L, idx, en->empty_array)) {
+            put(L, &en->out, "[]", 2);
+            return 1;
+        }
+        if (depth >= MAX_DEPTH || !lua_checkstack(L, 8))
+            return 0;
+        return encode_table(L, en, idx, depth);
+    default:
+        return 0;
+    }
+}
+
+/* core.encode_canonical(value, array_mt) -> text | nil (declined).
+ * Closes over the CERCA_NUP values (the empty-array sentinel). */
+int cerca_encode_canonical(lua_State *L)
+{
+    char local[512];
+    encoder en;
+    luaL_checkany(L, 1);
+    lua_settop(L, 2);
+    lua_pushvalue(L, lua_upvalueindex(CERCA_UV_EMPTY_ARRAY));
+    lua_pushnil(L); /* where the output goes when it outgrows `local` */
+    en.empty_array = 3;
+    en.array_mt = 2;
+    en.out.data = local;
+    en.out.len = 0;
+    en.out.cap = sizeof local;
+    en.out.slot = 4;
+    if (!encode(L, &en, 1, 0)) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushlstring(L, en.out.data, en.out.len);
+    return 1;
+}
