@@ -216,10 +216,12 @@ describe("random inputs", function()
       end
       local t, n = {}, random(0, (depth == 0 and r < 0.55) and 40 or 5)
       if r < 0.75 then
-        for i = 1, n do t[random_string()] = plain(depth + 1) end
+        for _ = 1, n do t[random_string()] = plain(depth + 1) end
       else
         for i = 1, n do t[i] = plain(depth + 1) end
-        if n == 0 and random() < 0.5 then return random() < 0.5 and core.empty_array or setmetatable(t, json.array_mt) end
+        if n == 0 and random() < 0.5 then
+          return random() < 0.5 and core.empty_array or setmetatable(t, json.array_mt)
+        end
         if random() < 0.2 then setmetatable(t, json.array_mt) end
       end
       return t
