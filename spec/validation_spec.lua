@@ -67,6 +67,23 @@ describe("webhooks.create validation", function()
         "fleet_id", "\192\175", { url = URL }) -- overlong "/"
     end)
 
+    it("checks every fleet id whatever came before: ids that passed are remembered, never those refused",
+      function()
+      local webhooks = require "cerca.webhooks"
+      -- "." gets a path of its own, yet stays refused.
+      assert.are.equal("/fleets/./webhooks", webhooks.path("."))
+      for i = 1, 600 do
+        assert.is_nil(webhooks.check("fleet_" .. i, { url = URL }))
+        assert.are.equal("/fleets/fleet_" .. i .. "/webhooks", webhooks.path("fleet_" .. i))
+        if i % 100 == 0 then
+          for _, bad in ipairs { ".", "..", "", "fleet_\255", "a\0b" } do
+            assert.are.equal("fleet_id", webhooks.check(bad, { url = URL }).field)
+          end
+        end
+      end
+      assert.are.equal("/fleets/a%2Fb/webhooks", webhooks.path("a/b"))
+    end)
+
     it("explains a colon call", function()
       local sub, err = client.webhooks:create("fleet_1", { url = URL })
       assert.is_nil(sub)
@@ -197,6 +214,17 @@ describe("webhooks.create validation", function()
     it("refuses duplicates", function()
       rejects('params.events[3]: "agent.created" is already listed at params.events[1]; list each event once',
         "params.events[3]", "fleet_1", { url = URL, events = { "agent.created", "turn.failed", "agent.created" } })
+    end)
+
+    it("judges each call on its own list: a refused list leaves nothing for the next call", function()
+      local webhooks = require "cerca.webhooks"
+      for _, events in ipairs {
+        { "agent.created", "turn.failed", "agent.created" }, { "agent.created", 7 },
+        { "turn.failed", "webhook.test" }, { "agent.created", "billing" },
+      } do
+        assert.is_table(webhooks.check("fleet_1", { url = URL, events = events }))
+        assert.is_nil(webhooks.check("fleet_1", { url = URL, events = { "agent.created", "turn.failed" } }))
+      end
     end)
   end)
 

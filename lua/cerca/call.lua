@@ -64,21 +64,17 @@ Call.__index = Call
 -- @treturn table|nil the call
 -- @treturn[opt] table the error (nothing was sent)
 function _M.new(profile, method, path, body, options)
-  local plan, err = prepare.call(profile, method, path, body, options)
-  if not plan then return nil, err end
-  return setmetatable({
+  local c = {
     method = method,
     path = path,
-    key = plan.key,
     attempt = 0,
-    attempts = plan.attempts,
-    timeout = plan.timeout,
-    deadline_seconds = plan.deadline,
-    request = plan.request,
     secrets = profile.secrets,
     max_response_size = profile.max_response_size,
     log = profile.log,
-  }, Call)
+  }
+  local _, err = prepare.call(profile, method, path, body, options, c)
+  if err then return nil, err end
+  return setmetatable(c, Call)
 end
 
 -- The request as a debug line, once: the credential is left out where it

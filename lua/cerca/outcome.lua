@@ -2,8 +2,8 @@
 -- response table, and the one place that knows HTTP statuses.
 --
 -- `classify(res, max_response_size)` turns the table into either a response
--- (`status`, `headers`, `request_id`, `json`, `body`, `raw_headers`) or a
--- failure:
+-- (the table itself, with `request_id` added to its `status`, `headers`,
+-- `json`, `body` and `raw_headers`) or a failure:
 --
 --     { error = <typed error>, retryable = <boolean>, reason = <for the log>,
 --       created = <true when a 2xx arrived and then the answer broke off> }
@@ -155,11 +155,10 @@ end
 function _M.classify(res, max_response_size)
   local status, headers = res.status, res.headers
   if status >= 200 and status < 300 and not res.error and res.json ~= nil then
-    -- The common case first, without building what only failures need.
-    return {
-      status = status, headers = headers, request_id = request_id(headers), json = res.json, body = res.body,
-      raw_headers = res.raw_headers,
-    }
+    -- The common case first, without building what only failures need:
+    -- the attempt's own table is the response.
+    res.request_id = request_id(headers)
+    return res
   end
   local err, retryable = failure_of(res, max_response_size)
   local reason = retryable and (res.error or ("HTTP " .. status)) or nil

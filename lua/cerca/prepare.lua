@@ -15,6 +15,9 @@ local ceil = math.ceil
 
 local _M = {}
 
+-- A call without options reads its settings from this (never written).
+local NO_OPTIONS = {}
+
 _M.CALL_OPTIONS = { "timeout", "connect_timeout", "max_retries", "headers", "idempotency_key", "deadline" }
 
 -- Headers the library owns, with the way to get what the caller wanted.
@@ -75,17 +78,21 @@ end
 --- Prepares a call. `profile` is what the client gives every call (see
 -- `cerca.client`): `url`, `timeout`, `connect_timeout`, `max_retries`,
 -- `max_response_size`, `no_proxy`, and `header_lines(call_headers)`.
--- @treturn table|nil the plan: `request` (the table each attempt hands to
---   the C core), `key`, `attempts`, `timeout`, `deadline`
+-- @tparam table into the table the plan is written into (the call)
+-- @treturn table|nil `into`, with `request` (the table each attempt hands
+--   to the C core), `key`, `attempts`, `timeout`, `deadline_seconds`
 -- @treturn[opt] table the error (nothing was sent)
-function _M.call(profile, method, path, body, options)
-  -- Read once: what is checked is what is sent.
-  local copy, msg, where = validate.snapshot(options, "options")
-  if msg then return refused("invalid_request", msg, where) end
-  options = copy
-  local bad = check_options(options)
-  if bad then return refused("invalid_request", bad.message, bad.field) end
-  options = options or {}
+function _M.call(profile, method, path, body, options, into)
+  if options ~= nil then
+    -- Read once: what is checked is what is sent.
+    local copy, msg, where = validate.snapshot(options, "options")
+    if msg then return refused("invalid_request", msg, where) end
+    options = copy
+    local bad = check_options(options)
+    if bad then return refused("invalid_request", bad.message, bad.field) end
+  else
+    options = NO_OPTIONS
+  end
   local encoded
   if body ~= nil then
     local why
@@ -107,22 +114,21 @@ function _M.call(profile, method, path, body, options)
     for i = 1, #lines do with_key[i + 1] = lines[i] end
     lines = with_key
   end
-  return {
-    key = key,
-    attempts = (options.max_retries or profile.max_retries) + 1,
-    timeout = options.timeout or profile.timeout,
-    -- Runs from the first attempt, not from the time a batch queued the call.
-    deadline = options.deadline,
-    request = {
-      method = method,
-      url = profile.url .. path,
-      headers = lines,
-      body = encoded,
-      connect_timeout_ms = ceil((options.connect_timeout or profile.connect_timeout) * 1000),
-      max_body = profile.max_response_size,
-      no_proxy = profile.no_proxy,
-    },
+  into.key = key
+  into.attempts = (options.max_retries or profile.max_retries) + 1
+  into.timeout = options.timeout or profile.timeout
+  -- Runs from the first attempt, not from the time a batch queued the call.
+  into.deadline_seconds = options.deadline
+  into.request = {
+    method = method,
+    url = profile.url .. path,
+    headers = lines,
+    body = encoded,
+    connect_timeout_ms = ceil((options.connect_timeout or profile.connect_timeout) * 1000),
+    max_body = profile.max_response_size,
+    no_proxy = profile.no_proxy,
   }
+  return into
 end
 
 return _M

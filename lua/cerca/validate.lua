@@ -382,11 +382,14 @@ function _M.known_keys(t, field, known, hint)
     for i = 1, #known do allowed[known[i]] = true end
     allowed_sets[known] = allowed
   end
-  local bad = {}
+  local bad
   for k in pairs(t) do
-    if not allowed[k] then bad[#bad + 1] = k end
+    if not allowed[k] then
+      bad = bad or {}
+      bad[#bad + 1] = k
+    end
   end
-  if not next(bad) then return nil end
+  if not bad then return nil end
   sort(bad, function(a, b) return tostring(a) < tostring(b) end)
   local key = bad[1]
   local guess = _M.suggest(key, known)

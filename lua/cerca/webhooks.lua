@@ -85,6 +85,8 @@ local function event_error(i, name, first_at)
     guess and format("did you mean %q?", guess) or "see cerca.webhooks.EVENTS for the 19 names"))
 end
 
+local seen_at = {}
+
 local function check_events(events)
   if events == nil then return nil end
   if type(events) ~= "table" then
@@ -98,13 +100,24 @@ local function check_events(events)
         .. "e.g. { \"agent.created\" }, or omit it for all non-test events", validate.describe(k)))
     end
   end
-  local seen = {}
+  -- Each name's first index, in a table kept between calls and emptied
+  -- before returning (no code of the caller's runs in between).
+  local seen = seen_at
+  local bad, first_at
   for i = 1, n do
     local name = events[i]
     -- KNOWN_EVENT holds strings only, never webhook.test.
-    if not KNOWN_EVENT[name] or seen[name] then return event_error(i, name, seen[name]) end
+    if not KNOWN_EVENT[name] or seen[name] then
+      bad, first_at = i, seen[name]
+      break
+    end
     seen[name] = i
   end
+  for i = 1, bad or n do
+    local name = events[i]
+    if KNOWN_EVENT[name] then seen[name] = nil end
+  end
+  if bad then return event_error(bad, events[bad], first_at) end
 end
 
 local function check_extra_body(extra)
@@ -127,18 +140,40 @@ local function check_extra_body(extra)
   if bad then return invalid(bad.field, bad.message) end
 end
 
+local function encode_segment(s)
+  -- Every byte outside RFC 3986 "unreserved" is escaped, so the id stays
+  -- one path segment whatever it holds ("/", "..", "?", "#", spaces).
+  return (gsub(s, "[^%w%-%._~]", function(c) return format("%%%02X", byte(c)) end))
+end
+
+-- Fleet ids that passed their checks, with their paths: a loop or a batch
+-- over the same fleets checks and encodes each once. Bounded: emptied
+-- when full.
+local MAX_CHECKED = 256
+local checked_paths, checked_count = {}, 0
+
+local function remember_path(fleet_id)
+  if checked_count >= MAX_CHECKED then checked_paths, checked_count = {}, 0 end
+  checked_paths[fleet_id] = "/fleets/" .. encode_segment(fleet_id) .. "/webhooks"
+  checked_count = checked_count + 1
+end
+
 --- Checks the arguments of `create`; returns nil or an `invalid_request` error.
 function _M.check(fleet_id, params)
   if type(fleet_id) == "table" and rawget(fleet_id, "create") then
     return invalid("fleet_id", "fleet_id must be a string (got the webhooks table); "
       .. "call create with a dot: client.webhooks.create(fleet_id, params)")
   end
-  local bad = validate.text(fleet_id, "fleet_id", "fleet_abc123", _M.MAX_FLEET_ID_BYTES)
-  if bad then return invalid(bad.field, bad.message) end
-  if fleet_id == "." or fleet_id == ".." then
-    -- Even percent-encoded, URL handling reads these as path steps.
-    return invalid("fleet_id", format('fleet_id cannot be "%s", which a URL reads as a path step; '
-      .. "pass the fleet's id", fleet_id))
+  local bad
+  if not checked_paths[fleet_id] then
+    bad = validate.text(fleet_id, "fleet_id", "fleet_abc123", _M.MAX_FLEET_ID_BYTES)
+    if bad then return invalid(bad.field, bad.message) end
+    if fleet_id == "." or fleet_id == ".." then
+      -- Even percent-encoded, URL handling reads these as path steps.
+      return invalid("fleet_id", format('fleet_id cannot be "%s", which a URL reads as a path step; '
+        .. "pass the fleet's id", fleet_id))
+    end
+    remember_path(fleet_id)
   end
   if type(params) ~= "table" then
     return invalid("params", format("params must be a table (got %s); "
@@ -160,15 +195,9 @@ function _M.check(fleet_id, params)
   return check_events(params.events) or check_extra_body(params.extra_body)
 end
 
-local function encode_segment(s)
-  -- Every byte outside RFC 3986 "unreserved" is escaped, so the id stays
-  -- one path segment whatever it holds ("/", "..", "?", "#", spaces).
-  return (gsub(s, "[^%w%-%._~]", function(c) return format("%%%02X", byte(c)) end))
-end
-
 --- The request path for a fleet: one percent-encoded segment.
 function _M.path(fleet_id)
-  return "/fleets/" .. encode_segment(fleet_id) .. "/webhooks"
+  return checked_paths[fleet_id] or ("/fleets/" .. encode_segment(fleet_id) .. "/webhooks")
 end
 
 --- The JSON body as a Lua table: extra fields, then the named ones.
@@ -239,15 +268,15 @@ end
 -- as an error that keeps the raw answer and the key to repeat the call with.
 local function created(fleet_id, res, err)
   if not res then return nil, err end
-  local fields = { status = res.status, headers = res.headers, body = res.body, request_id = res.request_id,
-    attempts = res.attempts, idempotency_key = res.idempotency_key, request_sent = true }
   local sub, why = _M.subscription(res.json)
-  if not sub then
-    return nil, errors.new("invalid_response", "the create succeeded (HTTP " .. res.status
-      .. ") but " .. why .. "; the raw answer is kept in err.body: repeat the call with "
-      .. "err.idempotency_key to get the subscription", fields)
-  end
-  if sub.fleetId ~= fleet_id then
+  if not sub or sub.fleetId ~= fleet_id then
+    local fields = { status = res.status, headers = res.headers, body = res.body, request_id = res.request_id,
+      attempts = res.attempts, idempotency_key = res.idempotency_key, request_sent = true }
+    if not sub then
+      return nil, errors.new("invalid_response", "the create succeeded (HTTP " .. res.status
+        .. ") but " .. why .. "; the raw answer is kept in err.body: repeat the call with "
+        .. "err.idempotency_key to get the subscription", fields)
+    end
     -- Not this call's answer (a connection shared across fork(), a proxy
     -- that mixed answers up): neither a success nor something to keep.
     fields.body = nil
