@@ -197,6 +197,28 @@ describe("cerca.core", function()
       assert.are.equal("V", res.headers["x-case"])
     end)
 
+    it("lower-cases a name of any length", function()
+      local long = string.rep("X-Long", 20)
+      srv:enqueue { status = 200, body = "{}", headers = { [long] = "v" } }
+      assert.are.equal("v", post(core.new_session()).headers[long:lower()])
+    end)
+
+    it("sends idempotency_key as its own header, and any number of header lines", function()
+      local s = core.new_session()
+      local lines = { "Authorization: Bearer " .. srv.api_key, "Content-Type: application/json" }
+      for i = 1, 30 do lines[#lines + 1] = ("X-Extra-%d: %d"):format(i, i) end
+      assert.are.equal(201, post(s, { headers = lines, idempotency_key = "key-1" }).status)
+      local seen = srv:requests()[1].headers
+      assert.are.equal("key-1", seen["idempotency-key"])
+      for i = 1, 30 do assert.are.equal(tostring(i), seen["x-extra-" .. i]) end
+      -- One header line, or nothing is sent.
+      for _, bad in ipairs { "", "a b", "a\r\nX-Injected: 1", string.rep("k", 256), "caf\195\169" } do
+        assert.has_error(function() post(s, { idempotency_key = bad }) end)
+      end
+      assert.are.equal(1, #srv:requests())
+      s:close()
+    end)
+
     it("caps the body", function()
       srv:enqueue { status = 200, body = string.rep("x", 100) }
       local res = post(core.new_session(), { max_body = 10 })

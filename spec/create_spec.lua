@@ -241,6 +241,26 @@ describe("webhooks.create", function()
       assert.are.equal(srv:requests()[1].headers["idempotency-key"], err.idempotency_key)
     end)
 
+    it("every field of webhooks.FIELDS missing or of another type makes the answer unusable", function()
+      local webhooks = require "cerca.webhooks"
+      local function good()
+        return { id = "wh_1", fleetId = "fleet_1", url = URL, events = { "agent.created" }, enabled = true,
+          createdAt = "t", updatedAt = "t", secret = "whsec_x" }
+      end
+      assert.is_table(webhooks.subscription(good()))
+      for _, f in ipairs(webhooks.FIELDS) do
+        local name, want = f[1], f[2]
+        local missing = good()
+        missing[name] = nil
+        assert.are.equal(("the answer's %s is missing, not a %s"):format(name, want),
+          select(2, webhooks.subscription(missing)))
+        local other = good()
+        other[name] = want == "string" and 1 or "x"
+        assert.are.equal(("the answer's %s is a %s, not a %s"):format(name, type(other[name]), want),
+          select(2, webhooks.subscription(other)))
+      end
+    end)
+
     it("2xx with a field of the wrong type", function()
       local body = '{"id":"wh_1","fleetId":"f","url":"u","events":"all","enabled":true,'
         .. '"createdAt":"t","updatedAt":"t","secret":"whsec_kept"}'

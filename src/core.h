@@ -88,7 +88,10 @@ void cerca_read_handle_options(lua_State *L, const char **ca_file, const char **
  * table: it must stay alive (on the stack, or anchored) while the transfer
  * runs. Leaves one value (the header pointer array) on the stack. Raises
  * on a malformed request. */
-void cerca_read_request(lua_State *L, int t, cerca_request *rq, int *decode);
+/* Reads the request table at index t into rq. Its header lines are listed
+ * in `lines` (room for `room`), or in a userdata pushed when more. */
+void cerca_read_request(lua_State *L, int t, cerca_request *rq, int *decode, const char **lines,
+                        size_t room);
 
 /* Whether the request table at index t wants its answer decoded as JSON:
  * unless its `decode` field is false. */

@@ -261,6 +261,14 @@ CURLcode cerca_http_prepare(cerca_http *h, const cerca_request *rq)
     h->body_started = 0;
     h->errbuf[0] = '\0';
 
+    if (rq->idempotency_key != NULL) {
+        char line[sizeof "Idempotency-Key: " + CERCA_MAX_KEY_BYTES];
+        if (strlen(rq->idempotency_key) > CERCA_MAX_KEY_BYTES)
+            return CURLE_BAD_FUNCTION_ARGUMENT;
+        snprintf(line, sizeof line, "Idempotency-Key: %s", rq->idempotency_key);
+        if (add_header(h, line) != 0)
+            return CURLE_OUT_OF_MEMORY;
+    }
     for (i = 0; i < rq->nheaders; i++)
         if (add_header(h, rq->headers[i]) != 0)
             return CURLE_OUT_OF_MEMORY;

@@ -35,11 +35,15 @@ typedef struct {
     int overflow; /* set once a write was refused for exceeding limit */
 } cerca_buf;
 
+/* The longest idempotency key a request may carry. */
+#define CERCA_MAX_KEY_BYTES 255
+
 typedef struct {
     const char *method; /* "POST", "GET", ... */
     const char *url;
     const char *const *headers; /* "Name: value" lines */
     size_t nheaders;
+    const char *idempotency_key; /* sent first as Idempotency-Key; may be NULL */
     const char *body; /* may be NULL */
     size_t body_len;
     long timeout_ms;

@@ -80,10 +80,11 @@ int cerca_request_decodes(lua_State *L, int t)
     return decode;
 }
 
-void cerca_read_request(lua_State *L, int t, cerca_request *rq, int *decode)
+void cerca_read_request(lua_State *L, int t, cerca_request *rq, int *decode, const char **lines,
+                        size_t room)
 {
-    const char **lines;
     size_t i, n;
+    int ht;
     luaL_checktype(L, t, LUA_TTABLE);
     memset(rq, 0, sizeof *rq);
     rq->method = string_field(L, t, "method", 1, NULL);
@@ -99,18 +100,31 @@ void cerca_read_request(lua_State *L, int t, cerca_request *rq, int *decode)
     rq->connect_timeout_ms = (long)bounded_field(L, t, "connect_timeout_ms", 10000, 2147483647.0);
     rq->max_body = (size_t)bounded_field(L, t, "max_body", 1024 * 1024, 2147483647.0);
     *decode = cerca_request_decodes(L, t);
+    rq->idempotency_key = string_field(L, t, "idempotency_key", 0, &n);
+    if (rq->idempotency_key != NULL) {
+        /* One header line: printable ASCII without spaces, bounded. */
+        if (n == 0 || n > CERCA_MAX_KEY_BYTES)
+            luaL_error(L, "field 'idempotency_key' must be 1 to %d bytes", CERCA_MAX_KEY_BYTES);
+        for (i = 0; i < n; i++)
+            if (rq->idempotency_key[i] < 33 || rq->idempotency_key[i] > 126)
+                luaL_error(L, "field 'idempotency_key' must be printable ASCII without spaces");
+    }
 
     lua_getfield(L, t, "headers");
-    n = lua_istable(L, -1) ? cerca_rawlen(L, -1) : 0;
-    lines = (const char **)lua_newuserdata(L, (n ? n : 1) * sizeof *lines);
+    ht = lua_gettop(L);
+    n = lua_istable(L, ht) ? cerca_rawlen(L, ht) : 0;
+    if (n > room)
+        lines = (const char **)lua_newuserdata(L, n * sizeof *lines);
     for (i = 0; i < n; i++) {
-        lua_rawgeti(L, -2, (int)i + 1);
+        lua_rawgeti(L, ht, (int)i + 1);
         if (lua_type(L, -1) != LUA_TSTRING)
             luaL_error(L, "headers[%d] must be a string", (int)i + 1);
         lines[i] = lua_tostring(L, -1);
         lua_pop(L, 1);
     }
-    lua_remove(L, -2); /* the headers table; its strings live in the request */
+    /* The headers table goes (its strings live on in the request); a
+     * userdata of lines stays until the caller returns. */
+    lua_remove(L, ht);
     rq->headers = lines;
     rq->nheaders = n;
 }

@@ -70,8 +70,9 @@ static int l_multi_add(lua_State *L)
     multi *mu = check_open_multi(L);
     lua_Integer token = luaL_checkinteger(L, 2);
     cerca_request rq;
+    const char *lines[16];
     int decode, anchors;
-    cerca_read_request(L, 3, &rq, &decode);
+    cerca_read_request(L, 3, &rq, &decode, lines, sizeof lines / sizeof *lines);
     lua_rawgeti(L, LUA_REGISTRYINDEX, mu->anchors);
     anchors = lua_gettop(L);
     lua_rawgeti(L, anchors, (int)token);

@@ -60,12 +60,13 @@ static int l_session_request(lua_State *L)
 {
     session *s = check_session(L);
     cerca_request rq;
+    const char *lines[16];
     cerca_response rs;
     int decode;
     luaL_checktype(L, 2, LUA_TTABLE);
     if (!s->open)
         return luaL_error(L, "request on a closed session");
-    cerca_read_request(L, 2, &rq, &decode);
+    cerca_read_request(L, 2, &rq, &decode, lines, sizeof lines / sizeof *lines);
     cerca_http_perform(&s->http, &rq, &rs);
     cerca_push_response(L, &rs, decode);
     return 1;

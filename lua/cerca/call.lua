@@ -81,8 +81,9 @@ end
 -- is written, not found later.
 local function log_request(lg, method, path, request)
   local lines, shown = request.headers, {}
+  if request.idempotency_key then shown[1] = "Idempotency-Key: " .. request.idempotency_key end
   for i = 1, #lines do
-    shown[i] = find(lines[i], "^[Aa]uthorization:") and "Authorization: " .. redact.REDACTED or lines[i]
+    shown[#shown + 1] = find(lines[i], "^[Aa]uthorization:") and "Authorization: " .. redact.REDACTED or lines[i]
   end
   lg:write("debug", format("%s %s headers: %s; body: %s", method, path, concat(shown, "; "), request.body or ""))
 end

@@ -109,11 +109,6 @@ function _M.call(profile, method, path, body, options, into)
       return refused("configuration", "cannot draw an idempotency key: the random generator failed")
     end
   end
-  if key then
-    local with_key = { "Idempotency-Key: " .. key }
-    for i = 1, #lines do with_key[i + 1] = lines[i] end
-    lines = with_key
-  end
   into.key = key
   into.attempts = (options.max_retries or profile.max_retries) + 1
   into.timeout = options.timeout or profile.timeout
@@ -122,7 +117,10 @@ function _M.call(profile, method, path, body, options, into)
   into.request = {
     method = method,
     url = profile.url .. path,
+    -- The client's lines as they are (shared by its calls); the C core
+    -- sends the key first, as its own line.
     headers = lines,
+    idempotency_key = key,
     body = encoded,
     connect_timeout_ms = ceil((options.connect_timeout or profile.connect_timeout) * 1000),
     max_body = profile.max_response_size,

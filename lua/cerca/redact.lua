@@ -234,9 +234,11 @@ end
 -- writes a base64 secret as is, or with "/" as "\/"; a \u escape anywhere
 -- leaves it undecided (false).
 function _M.written_once(s, secret)
-  if find(secret, '[\\"]') or find(s, "\\u", 1, true) then return false end
+  if find(secret, "\\", 1, true) or find(secret, '"', 1, true) or find(s, "\\u", 1, true) then return false end
   local n = count(s, secret)
-  if find(secret, "/", 1, true) then n = n + count(s, (gsub(secret, "/", "\\/"))) end
+  if find(secret, "/", 1, true) then
+    n = n + count(s, (gsub(secret, "/", "\\/")))
+  end
   return n <= 1
 end
 

@@ -230,11 +230,16 @@ function _M.subscription(value)
   if type(value) ~= "table" then
     return nil, "the answer is not a JSON object"
   end
-  for _, f in ipairs(FIELDS) do
-    local name, want = f[1], f[2]
-    if type(value[name]) ~= want then
-      return nil, format("the answer's %s is %s, not a %s", name,
-        value[name] == nil and "missing" or ("a " .. type(value[name])), want)
+  -- FIELDS, spelled out for the common case; the loop names what is wrong.
+  if type(value.id) ~= "string" or type(value.fleetId) ~= "string" or type(value.url) ~= "string"
+    or type(value.events) ~= "table" or type(value.enabled) ~= "boolean" or type(value.createdAt) ~= "string"
+    or type(value.updatedAt) ~= "string" or type(value.secret) ~= "string" then
+    for _, f in ipairs(FIELDS) do
+      local name, want = f[1], f[2]
+      if type(value[name]) ~= want then
+        return nil, format("the answer's %s is %s, not a %s", name,
+          value[name] == nil and "missing" or ("a " .. type(value[name])), want)
+      end
     end
   end
   local n = #value.events
