@@ -244,6 +244,39 @@ describe("random inputs", function()
     assert.is_true(accepted > 18000, accepted .. " accepted")
   end)
 
+  it("the core's text checks agree with validate's Lua rules (30,000 strings)", function()
+    local validate = require "cerca.validate"
+    math.randomseed(SEED + 5)
+    -- Bytes around every boundary of the UTF-8 rules, and controls.
+    local EDGES = { 0, 9, 10, 31, 32, 126, 127, 128, 159, 160, 191, 192, 193, 194, 223, 224, 225, 236, 237, 238,
+      239, 240, 241, 243, 244, 245, 255, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF }
+    local function edgy()
+      local t = {}
+      for i = 1, random(0, 10) do
+        t[i] = string.char(random() < 0.6 and EDGES[random(#EDGES)] or random(0, 255))
+      end
+      return table.concat(t)
+    end
+    local function lua_percent(v)
+      return (v:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
+    end
+    for i = 1, 30000 do
+      local v = (i % 2 == 0) and edgy() or random_string()
+      local allow_tab = i % 3 == 0
+      local at, b = validate.control_char(v, allow_tab)
+      local kind, got_at, got_b = core.text_problem(v, allow_tab)
+      if at then
+        assert(kind == "control" and got_at == at and got_b == b,
+          ("%q: %s %s"):format(v, tostring(kind), tostring(got_at)))
+      elseif not validate.is_utf8(v) then
+        assert(kind == "utf8", ("%q: %s"):format(v, tostring(kind)))
+      else
+        assert(kind == nil, ("%q: %s"):format(v, tostring(kind)))
+      end
+      assert.are.equal(lua_percent(v), core.percent_encode(v))
+    end
+  end)
+
   it("the retry headers never raise and give a sane wait (20,000 header sets)", function()
     math.randomseed(SEED + 1)
     local DATEISH = "0123456789 :,-GMTSunJulNov" .. "abc.+e"

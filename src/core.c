@@ -187,6 +187,7 @@ int luaopen_cerca_core(lua_State *L)
     cerca_lmulti_open(L, m, uv);
     cerca_sys_open(L, m);
     cerca_lcrypto_open(L, m);
+    cerca_text_open(L, m);
     cerca_journal_open(L, m);
 
     lua_settop(L, m);

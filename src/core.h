@@ -14,6 +14,7 @@
  *   lmulti.c   new_multi and the multi userdata
  *   sys.c      monotime, sleep, isatty, ignore_sigpipe, curl_version
  *   lcrypto.c  uuid4, webhook_key (and its sign, verify)
+ *   ltext.c    text_problem, percent_encode (byte checks of caller text)
  *   journal.c  open_journal and the journal userdata
  *
  * lhttp.c reads request tables and builds response tables for session.c
@@ -61,6 +62,7 @@ void cerca_session_open(lua_State *L, int module, int uv);
 void cerca_lmulti_open(lua_State *L, int module, int uv);
 void cerca_sys_open(lua_State *L, int module);
 void cerca_lcrypto_open(lua_State *L, int module);
+void cerca_text_open(lua_State *L, int module);
 void cerca_journal_open(lua_State *L, int module);
 
 /* ---- JSON (jdecode.c) ------------------------------------------------ */

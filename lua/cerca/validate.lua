@@ -28,6 +28,7 @@ local tonumber = tonumber
 
 local json = require "cerca.json"
 local core = require "cerca.core"
+local text_problem = core.text_problem
 
 local pcall = pcall
 local getmetatable = getmetatable
@@ -165,11 +166,11 @@ function _M.text(v, field, example, max_bytes)
   if max_bytes and #v > max_bytes then
     return problem(field, "%s is %d bytes long; at most %d are accepted", field, #v, max_bytes)
   end
-  local at, b = _M.control_char(v)
-  if at then
+  local kind, at, b = text_problem(v)
+  if kind == "control" then
     return problem(field, "%s contains a control character (byte %d at position %d); remove it", field, b, at)
   end
-  if not _M.is_utf8(v) then
+  if kind then
     return problem(field, "%s is not valid UTF-8; pass the text encoded as UTF-8", field)
   end
 end

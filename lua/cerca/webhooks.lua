@@ -16,9 +16,7 @@ local type = type
 local pairs = pairs
 local ipairs = ipairs
 local format = string.format
-local gsub = string.gsub
 local find = string.find
-local byte = string.byte
 local setmetatable = setmetatable
 local rawget = rawget
 
@@ -140,11 +138,9 @@ local function check_extra_body(extra)
   if bad then return invalid(bad.field, bad.message) end
 end
 
-local function encode_segment(s)
-  -- Every byte outside RFC 3986 "unreserved" is escaped, so the id stays
-  -- one path segment whatever it holds ("/", "..", "?", "#", spaces).
-  return (gsub(s, "[^%w%-%._~]", function(c) return format("%%%02X", byte(c)) end))
-end
+-- Every byte outside RFC 3986 "unreserved" is escaped, so the id stays
+-- one path segment whatever it holds ("/", "..", "?", "#", spaces).
+local encode_segment = core.percent_encode
 
 -- Fleet ids that passed their checks, with their paths: a loop or a batch
 -- over the same fleets checks and encodes each once. Bounded: emptied
@@ -324,6 +320,7 @@ function _M.create(client, fleet_id, params, options)
 end
 
 local ITEM_KEYS = { "fleet_id", "params", "options" }
+local ITEM_KEY = { fleet_id = true, params = true, options = true }
 local MANY_OPTIONS = { "concurrency", "on_result" }
 
 --- How many creates `create_many` keeps in flight: the default and the range
@@ -369,17 +366,24 @@ function _M.create_many(client, items, opts)
   end
   for i = 1, #items do
     local item, err = items[i]
-    local where = format("items[%d]", i)
     if type(item) ~= "table" then
+      local where = format("items[%d]", i)
       err = invalid(where, format("%s must be a { fleet_id =, params =, options = } table (got %s)",
         where, validate.describe(item)))
     else
-      local unknown = validate.known_keys(item, where, ITEM_KEYS)
+      local unknown
+      for k in pairs(item) do
+        if not ITEM_KEY[k] then
+          unknown = validate.known_keys(item, format("items[%d]", i), ITEM_KEYS)
+          break
+        end
+      end
       err = (unknown and invalid(unknown.field, unknown.message)) or _M.check(item.fleet_id, item.params)
       -- One key names one create: two items under it would both get the
       -- first one's subscription.
       local key = not err and type(item.options) == "table" and item.options.idempotency_key
       if key and key_owner[key] then
+        local where = format("items[%d]", i)
         err = invalid(where .. ".options.idempotency_key", format("%s.options.idempotency_key is already "
           .. "used by items[%d]; each create needs a key of its own", where, key_owner[key]))
       elseif key then
