@@ -32,17 +32,8 @@ function _M.over_multi(multi, calls, keys, concurrency, on_done, runtime)
   for i = 1, #keys do queue[i] = keys[i] end
 
   local head, in_flight = 1, 0
-  while true do
-    -- Retries whose wait is over go to the back of the queue.
-    local t, soonest = now(), nil
-    for k, at in pairs(waiting) do
-      if at <= t then
-        waiting[k] = nil
-        queue[#queue + 1] = k
-      elseif not soonest or at < soonest then
-        soonest = at
-      end
-    end
+  -- Starts queued calls while there is room.
+  local function fill()
     while in_flight < concurrency and head <= #queue do
       local k = queue[head]
       head = head + 1
@@ -59,6 +50,26 @@ function _M.over_multi(multi, calls, keys, concurrency, on_done, runtime)
         end
       end
     end
+  end
+  local function take(finished, list)
+    for i = 1, #finished do
+      list[#list + 1] = finished[i]
+      in_flight = in_flight - 1
+    end
+  end
+
+  while true do
+    -- Retries whose wait is over go to the back of the queue.
+    local t, soonest = now(), nil
+    for k, at in pairs(waiting) do
+      if at <= t then
+        waiting[k] = nil
+        queue[#queue + 1] = k
+      elseif not soonest or at < soonest then
+        soonest = at
+      end
+    end
+    fill()
     if in_flight == 0 and head > #queue and not next(waiting) then return end
 
     local timeout = IDLE_POLL_MS
@@ -66,11 +77,18 @@ function _M.over_multi(multi, calls, keys, concurrency, on_done, runtime)
     if in_flight == 0 then
       runtime:sleep(timeout / 1000)
     else
-      local finished = multi:poll(timeout)
-      for i = 1, #finished do
-        local k = finished[i].token
-        in_flight = in_flight - 1
-        local state, value = calls[k]:finish(finished[i].response)
+      local done = {}
+      take(multi:poll(timeout), done)
+      -- The freed places get their next calls, and those are sent, before
+      -- the answers are read: a wave of answers read one by one would
+      -- otherwise hold back the next wave of requests.
+      if head <= #queue and in_flight < concurrency then
+        fill()
+        take(multi:poll(0), done)
+      end
+      for i = 1, #done do
+        local k = done[i].token
+        local state, value = calls[k]:finish(done[i].response)
         if state == "retry" then
           waiting[k] = now() + value
         elseif state == "done" then
