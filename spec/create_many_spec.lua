@@ -156,6 +156,51 @@ describe("webhooks.create_many", function()
     end
   end)
 
+  it("reads the items once: a progress callback that changes them changes nothing sent or matched", function()
+    local items = items_for(6)
+    items[6] = { fleet_id = "fleet_6", params = { url = "http://example.com/not-https" } } -- refused at once
+    local options5 = { idempotency_key = "key-5" }
+    items[5].options = options5
+    local calls = 0
+    local results = assert(client.webhooks.create_many(items, {
+      concurrency = 1,
+      on_result = function()
+        calls = calls + 1
+        options5.idempotency_key = "key-mutated"
+        for i = 1, 5 do
+          items[i].fleet_id = "fleet_changed"
+          items[i].params.url = "https://changed.example.com/"
+          items[i].options = { idempotency_key = "key-changed-" .. i }
+        end
+      end,
+    }))
+    assert.are.equal(6, calls)
+    assert.is_false(results[6].ok)
+    local sent = srv:requests()
+    assert.are.equal(5, #sent)
+    for i = 1, 5 do
+      assert.is_true(results[i].ok, tostring(results[i].error))
+      assert.are.equal("fleet_" .. i, results[i].subscription.fleetId)
+      assert.are.equal(URL, results[i].subscription.url)
+    end
+    local keys = {}
+    for _, rq in ipairs(sent) do keys[rq.headers["idempotency-key"]] = true end
+    assert.is_true(keys["key-5"])
+    assert.is_nil(keys["key-mutated"])
+    for i = 1, 5 do assert.is_nil(keys["key-changed-" .. i]) end
+  end)
+
+  it("takes lists of any length, and copies one whose tables carry metatables", function()
+    local items = items_for(1500)
+    local results = assert(client.webhooks.create_many(items, { concurrency = 50 }))
+    for i = 1, 1500 do assert.is_true(results[i].ok) end
+    srv:reset()
+    local proxied = items_for(3)
+    proxied[2] = setmetatable({ fleet_id = "fleet_2", params = { url = URL } }, { __tostring = tostring })
+    results = assert(client.webhooks.create_many(proxied))
+    for i = 1, 3 do assert.are.equal("fleet_" .. i, results[i].subscription.fleetId) end
+  end)
+
   it("refuses bad arguments as a whole, sending nothing", function()
     local r, err = client.webhooks.create_many("fleet_1")
     assert.is_nil(r)

@@ -403,6 +403,7 @@ local MAX_DEPTH = 32
 -- Entries read from one argument at most: a __pairs that never ends
 -- cannot hang the caller.
 local MAX_ENTRIES = 1000000
+_M.MAX_ENTRIES = MAX_ENTRIES
 
 -- Raised inside `snapshot` to stop the copy with a message of ours.
 local Stop = {}
@@ -465,8 +466,9 @@ end
 --- An argument used within one synchronous call: itself when it is plain
 -- (no metatable cerca does not know, anywhere in it), else `snapshot(v)`.
 -- A value kept, or used after a yield, needs `snapshot`.
-function _M.settled(v, field)
-  if type(v) ~= "table" or is_plain(v, 0, 1000) then return v end
+-- @tparam[opt] number max_entries entries walked at most to find out (1000)
+function _M.settled(v, field, max_entries)
+  if type(v) ~= "table" or is_plain(v, 0, max_entries or 1000) then return v end
   return _M.snapshot(v, field)
 end
 

@@ -336,9 +336,13 @@ local CONCURRENCY = _M.CONCURRENCY
 --   themselves are wrong (nothing was sent)
 function _M.create_many(client, items, opts)
   local why, about
-  items, why, about = validate.snapshot(items, "items")
+  -- Read once, before anything is sent: each item is checked and turned
+  -- into its request in one pass, and nothing of `items` is read after it
+  -- (a progress callback may change them). Only an item's options are
+  -- kept, as a copy.
+  items, why, about = validate.settled(items, "items", validate.MAX_ENTRIES)
   if why then return nil, invalid(about, why) end
-  opts, why, about = validate.snapshot(opts, "opts")
+  opts, why, about = validate.settled(opts, "opts")
   if why then return nil, invalid(about, why) end
   if type(items) ~= "table" then
     return nil, invalid("items", format("items must be a list of { fleet_id =, params =, options = } tables "
@@ -358,14 +362,14 @@ function _M.create_many(client, items, opts)
       validate.describe(on_result)))
   end
 
-  local results, specs, index_of, key_owner = {}, {}, {}, {}
+  local results, specs, index_of, fleet_of, key_owner = {}, {}, {}, {}, {}
   local function report(i, result)
     results[i] = result
     -- A failing progress callback must not lose the results still to come.
     if on_result then pcall(on_result, i, result) end
   end
   for i = 1, #items do
-    local item, err = items[i]
+    local item, err, options = items[i]
     if type(item) ~= "table" then
       local where = format("items[%d]", i)
       err = invalid(where, format("%s must be a { fleet_id =, params =, options = } table (got %s)",
@@ -379,9 +383,14 @@ function _M.create_many(client, items, opts)
         end
       end
       err = (unknown and invalid(unknown.field, unknown.message)) or _M.check(item.fleet_id, item.params)
+      options = item.options
+      if not err and options ~= nil then
+        options, why, about = validate.snapshot(options, format("items[%d].options", i))
+        if why then err = invalid(about, why) end
+      end
       -- One key names one create: two items under it would both get the
       -- first one's subscription.
-      local key = not err and type(item.options) == "table" and item.options.idempotency_key
+      local key = not err and type(options) == "table" and options.idempotency_key
       if key and key_owner[key] then
         local where = format("items[%d]", i)
         err = invalid(where .. ".options.idempotency_key", format("%s.options.idempotency_key is already "
@@ -395,13 +404,14 @@ function _M.create_many(client, items, opts)
       err.item = i
       report(i, { ok = false, error = err })
     else
-      specs[#specs + 1] = { "POST", _M.path(item.fleet_id), _M.body(item.params), item.options }
+      specs[#specs + 1] = { "POST", _M.path(item.fleet_id), _M.body(item.params), options }
       index_of[#specs] = i
+      fleet_of[#specs] = item.fleet_id
     end
   end
 
   client:request_many(specs, opts.concurrency or CONCURRENCY.default, function(k, res, err)
-    local sub, e, response = created(items[index_of[k]].fleet_id, res, err)
+    local sub, e, response = created(fleet_of[k], res, err)
     if sub then
       report(index_of[k], { ok = true, subscription = sub, response = response })
     else
