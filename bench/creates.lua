@@ -2,7 +2,7 @@
 -- bench/run.lua (from the repository root) under lua5.4 or luajit:
 --
 --   bench/creates.lua --url URL --key KEY --count N [--warmup W] [--ca FILE]
---                     [--new-client | --core-only] [--rss-after K] [--latencies]
+--                     [--new-client | --core-only | --decode-only] [--rss-after K] [--latencies]
 --
 -- W untimed creates first (the connection is opened, LuaJIT compiles its
 -- traces), then N timed ones, each `create("fleet_bench", PARAMS)`. Prints
@@ -16,6 +16,9 @@
 --   --core-only   no Lua layer: the C core's session:request in a loop, with
 --                 the request cerca would send (a fresh Idempotency-Key each
 --                 time) and the answer decoded, but nothing checked or mapped
+--   --decode-only no HTTP: one answer of the server is fetched, then each
+--                 "create" is the C core's decode of it (for callgrind: the
+--                 part of the C core's cost that is decoding)
 --   --rss-after K memory mode: also reports VmRSS (KiB) after K and after N
 --                 creates (the warm-up counted in neither)
 --   --latencies   also reports the median, 99th percentile and maximum of
@@ -76,21 +79,38 @@ if o["core-only"] then
   local request = {
     method = "POST",
     url = client.base_url .. "/fleets/" .. FLEET .. "/webhooks",
-    headers = { "", "Authorization: Bearer " .. o.key, "Content-Type: application/json",
-      "Accept: application/json" },
+    headers = { "Authorization: Bearer " .. o.key, "Content-Type: application/json", "Accept: application/json" },
     body = assert(core.encode(require("cerca.webhooks").body(PARAMS))),
     timeout_ms = 60000,
     connect_timeout_ms = 10000,
     max_body = 1024 * 1024,
   }
   create = function()
-    request.headers[1] = "Idempotency-Key: " .. core.uuid4()
+    -- As the Lua layer hands it over: the key in its own field.
+    request.idempotency_key = core.uuid4()
     local res = session:request(request)
     attempts = attempts + 1
     connects = connects + res.new_connects
     if res.status ~= 201 or type(res.json) ~= "table" then
       error(format("create failed: HTTP %d %s", res.status, tostring(res.error_message)), 0)
     end
+  end
+elseif o["decode-only"] then
+  local client = assert(cerca.new(CLIENT_OPTIONS))
+  local session = assert(core.new_session { ca_file = client.ca_file, user_agent = client.user_agent })
+  local answer = session:request {
+    method = "POST",
+    url = client.base_url .. "/fleets/" .. FLEET .. "/webhooks",
+    headers = { "Authorization: Bearer " .. o.key, "Content-Type: application/json", "Accept: application/json" },
+    idempotency_key = core.uuid4(),
+    body = assert(core.encode(require("cerca.webhooks").body(PARAMS))),
+  }
+  session:close()
+  if answer.status ~= 201 then error("create failed: HTTP " .. answer.status, 0) end
+  local body, decode = answer.body, core.decode
+  create = function()
+    attempts = attempts + 1
+    if type(decode(body)) ~= "table" then error("the answer did not decode", 0) end
   end
 elseif o["new-client"] then
   create = function()

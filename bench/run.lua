@@ -44,6 +44,8 @@ local MANY_IDEAL = math.ceil(MANY_CREATES / MANY_CONCURRENCY) * MANY_DELAY
 local LARGE_CREATES, LARGE_CONCURRENCY = knob("BENCH_MANY", 10000), 200
 local LARGE_IDEAL = math.ceil(LARGE_CREATES / LARGE_CONCURRENCY) * MANY_DELAY
 local MANY_TARGET = 0.90
+-- Length of each load-generator run beside create_many (s).
+local LOAD_SECONDS = 2
 local FRESH_WARMUP = 20
 local CPU_MODE = knob("BENCH_CPU", "same")
 local MEMORY_ROUNDS = 3
@@ -51,6 +53,7 @@ local MEMORY_FIRST, MEMORY_LAST = 1000, knob("BENCH_MEMORY", 100000)
 local REQUIRE_REPS = 41
 local CALLGRIND_ROUNDS = 3
 local CALLGRIND_CREATES = knob("BENCH_CALLGRIND", 2000)
+local CALLGRIND_WARMUP = 200
 local OUT_DIR = "build/bench"
 local CEILING = OUT_DIR .. "/ceiling"
 local ONLY = knob("BENCH_ONLY", "all")
@@ -307,6 +310,22 @@ local CONTENDERS = {
       return format("lua5.4 bench/create_many.lua --url %s --key %s --count %d --concurrency %d",
         shell_quote(s.http_url), shell_quote(s.api_key), c.creates, LARGE_CONCURRENCY)
     end },
+  -- What a load generator makes of the same server: how much of the ideal
+  -- the server itself allows with that many creates in flight.
+  { name = "load_many", what = format("wrk, %d connections, fresh Idempotency-Key per create, server delay 20 ms,"
+      .. " on the other CPU", MANY_CONCURRENCY),
+    server = "slow", creates = 0, warmup = 0, connections = "any", apart = true, load = true,
+    command = function(s)
+      return format("lua5.4 bench/load_creates.lua --url %s --key %s --body %s --connections %d --seconds %g",
+        shell_quote(s.http_url), shell_quote(s.api_key), shell_quote(PEER_BODY), MANY_CONCURRENCY, LOAD_SECONDS)
+    end },
+  { name = "load_large", what = format("wrk, %d connections, fresh Idempotency-Key per create, server delay 20 ms,"
+      .. " on the other CPU", LARGE_CONCURRENCY),
+    server = "slow", creates = 0, warmup = 0, connections = "any", apart = true, load = true,
+    command = function(s)
+      return format("lua5.4 bench/load_creates.lua --url %s --key %s --body %s --connections %d --seconds %g",
+        shell_quote(s.http_url), shell_quote(s.api_key), shell_quote(PEER_BODY), LARGE_CONCURRENCY, LOAD_SECONDS)
+    end },
   { name = "cli_large", what = format("`cerca webhooks create --fleets-file` (Lua 5.4), %d in flight, server delay"
       .. " 20 ms, client on the other CPU, whole command", LARGE_CONCURRENCY),
     server = "slow", creates = LARGE_CREATES, warmup = 0, connections = "any", apart = true,
@@ -414,7 +433,7 @@ end
 
 -- Instructions per create (callgrind) -----------------------------------------
 
-local instructions = { cerca = {}, core = {}, ceiling = {} }
+local instructions = { cerca = {}, core = {}, ceiling = {}, decode = {} }
 
 -- Total instructions (Ir) of `command` under callgrind.
 local function callgrind_ir(command)
@@ -430,13 +449,18 @@ end
 local function callgrind_runs()
   local srv = server("lean")
   local n = CALLGRIND_CREATES
+  -- Both runs make the same untimed creates first, so that the difference
+  -- is a create in the steady state: one-time costs (the connection, the
+  -- random generator's set-up, the first use of each code path) cancel out.
+  local w = CALLGRIND_WARMUP
   local commands = {
-    cerca = function(count) return driver("lua5.4", srv, srv.http_url, count, 0) end,
-    core = function(count) return driver("lua5.4", srv, srv.http_url, count, 0, " --core-only") end,
-    ceiling = function(count) return ceiling(srv, srv.http_url, count, 0) end,
+    cerca = function(count) return driver("lua5.4", srv, srv.http_url, count, w) end,
+    core = function(count) return driver("lua5.4", srv, srv.http_url, count, w, " --core-only") end,
+    ceiling = function(count) return ceiling(srv, srv.http_url, count, w) end,
+    decode = function(count) return driver("lua5.4", srv, srv.http_url, count, w, " --decode-only") end,
   }
   for round = 1, CALLGRIND_ROUNDS do
-    for _, name in ipairs { "cerca", "core", "ceiling" } do
+    for _, name in ipairs { "cerca", "core", "ceiling", "decode" } do
       local with = callgrind_ir(commands[name](n))
       local without = callgrind_ir(commands[name](0))
       instructions[name][round] = (with - without) / n
@@ -988,6 +1012,14 @@ local ROWS = {
   { "3g", "command line / library on the same work (3f / 3d)",
     function() return per_round("cli_large", "many_large", function(x, y) return y.seconds / x.seconds end) end,
     fmt_ratio },
+  { "3h", format("wrk, %d connections, same server: rate / ideal rate (%d / 20 ms = %d/s)", MANY_CONCURRENCY,
+      MANY_CONCURRENCY, MANY_CONCURRENCY / MANY_DELAY),
+    function() return per_round("load_many", nil, function(r) return r.rate * MANY_DELAY / MANY_CONCURRENCY end) end,
+    fmt_ratio },
+  { "3i", format("wrk, %d connections, same server: rate / ideal rate (%d / 20 ms = %d/s)", LARGE_CONCURRENCY,
+      LARGE_CONCURRENCY, LARGE_CONCURRENCY / MANY_DELAY),
+    function() return per_round("load_large", nil, function(r) return r.rate * MANY_DELAY / LARGE_CONCURRENCY end)
+    end, fmt_ratio },
   { "4a", format("RSS growth from %d to %d sequential creates (Lua 5.4)", MEMORY_FIRST, MEMORY_LAST),
     function() return of(memory) end, fmt_kib, { below = 1024, text = "< 1024 KiB" } },
   { "4b", 'require "cerca" (fresh process, CPU time)',
@@ -1004,6 +1036,13 @@ local ROWS = {
     function() return of(instructions.ceiling) end, fmt_count },
   layer_row("4h", "Lua layer: cerca over the C core alone (4e - 4f)", "cerca", "core"),
   layer_row("4i", "C core over the ceiling (4f - 4g)", "core", "ceiling"),
+  { "4j", "Of 4i: decoding the answer into a Lua table (the C core's JSON decode alone, callgrind)",
+    function() return of(instructions.decode) end, fmt_count,
+    measured = function()
+      local d, over = instructions.decode, {}
+      for round, v in ipairs(instructions.core) do over[round] = v - instructions.ceiling[round] end
+      return format("%s%s (%.0f%% of 4i)", fmt_count(median(d)), range(d, fmt_count), median(d) / median(over) * 100)
+    end },
 }
 
 -- A row's `measured`, when present, gives the text of its Measured cell
@@ -1048,9 +1087,19 @@ local function detail_lines()
       conns[round] = tonumber(r.connects) or -1
     end
     local connects = median(conns)
-    lines[#lines + 1] = format("- %s: %.1f us round trip, %.1f us client CPU, %.1f us server CPU;"
-      .. " %s new connection(s) in %d timed creates", c.what, median(wall), median(cpu), median(srv),
-      connects < 0 and "unknown" or format("%.0f", connects), c.creates)
+    if c.load then
+      local rates = {}
+      for round, r in ipairs(rs) do
+        rates[round] = r.rate
+        srv[round] = r.server_seconds / r.creates * 1e6
+      end
+      lines[#lines + 1] = format("- %s: %.0f creates/s, %.1f us server CPU per create", c.what, median(rates),
+        median(srv))
+    else
+      lines[#lines + 1] = format("- %s: %.1f us round trip, %.1f us client CPU, %.1f us server CPU;"
+        .. " %s new connection(s) in %d timed creates", c.what, median(wall), median(cpu), median(srv),
+        connects < 0 and "unknown" or format("%.0f", connects), c.creates)
+    end
   end
   return lines
 end
@@ -1162,7 +1211,8 @@ local function setup_lines()
       .. " rounds, the client on the other CPU.", PEER_NODE, PEER_PYTHON, MANY_DELAY * 1000, MANY_CREATES,
       MANY_CONCURRENCY, LARGE_CREATES, LARGE_CONCURRENCY)
     lines[#lines + 1] = format("Memory: %d runs. require: %d fresh processes per module. callgrind: %d rounds"
-      .. " of %d creates minus 0.", MEMORY_ROUNDS, REQUIRE_REPS, CALLGRIND_ROUNDS, CALLGRIND_CREATES)
+      .. " of %d creates minus 0, each run after %d untimed creates.", MEMORY_ROUNDS, REQUIRE_REPS, CALLGRIND_ROUNDS,
+      CALLGRIND_CREATES, CALLGRIND_WARMUP)
   end
   if ONLY ~= "creates" then
     lines[#lines + 1] = format("Verification: %d rounds, verifiers interleaved in rotating order, each a fresh"
