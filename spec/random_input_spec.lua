@@ -244,7 +244,7 @@ describe("random inputs", function()
     assert.is_true(accepted > 18000, accepted .. " accepted")
   end)
 
-  it("the core's text checks agree with validate's Lua rules (30,000 strings)", function()
+  it("the core's text checks and count agree with the Lua rules (30,000 strings)", function()
     local validate = require "cerca.validate"
     math.randomseed(SEED + 5)
     -- Bytes around every boundary of the UTF-8 rules, and controls.
@@ -256,6 +256,14 @@ describe("random inputs", function()
         t[i] = string.char(random() < 0.6 and EDGES[random(#EDGES)] or random(0, 255))
       end
       return table.concat(t)
+    end
+    local function lua_count(s, needle)
+      local n, j = 0, s:find(needle, 1, true)
+      while j do
+        n = n + 1
+        j = s:find(needle, j + 1, true)
+      end
+      return n
     end
     local function lua_percent(v)
       return (v:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
@@ -274,6 +282,10 @@ describe("random inputs", function()
         assert(kind == nil, ("%q: %s"):format(v, tostring(kind)))
       end
       assert.are.equal(lua_percent(v), core.percent_encode(v))
+      local from = random(1, #v + 1)
+      local needle = (i % 5 == 0) and edgy() or v:sub(from, from + random(0, 3) - 1)
+      local text = v .. needle .. v .. needle:sub(1, -2) .. needle
+      assert.are.equal(lua_count(text, needle), core.count(text, needle), ("%q in %q"):format(needle, text))
     end
   end)
 

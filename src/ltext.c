@@ -10,7 +10,10 @@
  *                                    surrogate, beyond U+10FFFF, cut short)
  *   core.percent_encode(s) -> s with every byte outside RFC 3986
  *       "unreserved" written %XX (s itself when there is none)
+ *   core.count(s, needle) -> how many times needle starts in s
+ *       (overlapping occurrences counted; an empty needle: #s + 1)
  */
+#define _GNU_SOURCE /* memmem */
 #include <string.h>
 
 #include "core.h"
@@ -109,7 +112,24 @@ static int l_percent_encode(lua_State *L)
     return 1;
 }
 
+static int l_count(lua_State *L)
+{
+    size_t n, m, count = 0;
+    const char *s = luaL_checklstring(L, 1, &n), *needle = luaL_checklstring(L, 2, &m), *p = s, *hit;
+    if (m == 0) {
+        lua_pushinteger(L, (lua_Integer)n + 1);
+        return 1;
+    }
+    while ((size_t)(s + n - p) >= m && (hit = memmem(p, (size_t)(s + n - p), needle, m)) != NULL) {
+        count++;
+        p = hit + 1;
+    }
+    lua_pushinteger(L, (lua_Integer)count);
+    return 1;
+}
+
 static const luaL_Reg text_functions[] = {
+    {"count", l_count},
     {"text_problem", l_text_problem},
     {"percent_encode", l_percent_encode},
     {NULL, NULL},

@@ -27,6 +27,8 @@ local tonumber = tonumber
 local concat = table.concat
 local sort = table.sort
 
+local core = require "cerca.core"
+
 local _M = {}
 
 _M.REDACTED = "[redacted]"
@@ -193,15 +195,8 @@ local function probe(secret)
   return best
 end
 
--- How many times `needle` stands in `s`.
-local function count(s, needle)
-  local n, j = 0, find(s, needle, 1, true)
-  while j do
-    n = n + 1
-    j = find(s, needle, j + 1, true)
-  end
-  return n
-end
+-- How many times `needle` stands in `s` (overlapping ones counted).
+local count = core.count
 
 -- How many times the probes of `secrets` occur in `s` at most (a bound on
 -- how often a secret is written there); nil when escapes make it unknown.
