@@ -35,12 +35,10 @@ typedef struct {
     int array_mt;    /* stack index of the list mark (or nil) */
 } encoder;
 
-static void reserve(lua_State *L, out_buf *b, size_t more)
+static void grow(lua_State *L, out_buf *b, size_t more)
 {
     size_t cap;
     char *data;
-    if (b->len + more <= b->cap)
-        return;
     cap = b->cap * 2;
     while (cap < b->len + more)
         cap *= 2;
@@ -49,6 +47,12 @@ static void reserve(lua_State *L, out_buf *b, size_t more)
     lua_replace(L, b->slot); /* the old one, if any, is garbage now */
     b->data = data;
     b->cap = cap;
+}
+
+static void reserve(lua_State *L, out_buf *b, size_t more)
+{
+    if (b->len + more > b->cap)
+        grow(L, b, more);
 }
 
 static void put(lua_State *L, out_buf *b, const char *s, size_t n)
@@ -90,19 +94,24 @@ static const char *escape_of(unsigned char c, char scratch[7])
     }
 }
 
+/* Whether lua-cjson escapes byte c (see escape_of). */
+static int escaped(unsigned char c)
+{
+    return c < 0x20 || c == '"' || c == '/' || c == '\\' || c == 0x7f;
+}
+
 static void put_string(lua_State *L, out_buf *b, const char *s, size_t n)
 {
     size_t i, run = 0;
     char scratch[7];
-    put_char(L, b, '"');
+    /* Room for the common case at once: no escape, two quotes. */
+    reserve(L, b, n + 2);
+    b->data[b->len++] = '"';
     for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
         const char *e;
-        if (c >= 0x30 && c != '\\' && c != 0x7f)
-            continue; /* digits, letters and most punctuation */
-        e = escape_of(c, scratch);
-        if (e == NULL)
+        if (!escaped((unsigned char)s[i]))
             continue;
+        e = escape_of((unsigned char)s[i], scratch);
         put(L, b, s + run, i - run);
         put(L, b, e, strlen(e));
         run = i + 1;
