@@ -226,9 +226,26 @@ describe("random inputs", function()
       end
       return t
     end
+    -- Metatables of every kind: inert ones (a subscription's) and ones that
+    -- change what json.lua sees (a length, members, a hidden list mark).
+    local METATABLES = {
+      { __name = "cerca.Subscription", __tostring = function() return "sub" end },
+      { __index = function() return "x" end },
+      { __len = function() return 1 end },
+      { __pairs = function(t) return next, t, nil end },
+      { __metatable = json.array_mt },
+      { __metatable = "locked" },
+    }
+    local function dress(v, depth)
+      if type(v) ~= "table" or v == core.empty_array or depth > 4 then return v end
+      for _, item in pairs(v) do dress(item, depth + 1) end
+      if getmetatable(v) == nil and random() < 0.3 then setmetatable(v, METATABLES[random(#METATABLES)]) end
+      return v
+    end
     local accepted = 0
     for i = 1, 30000 do
       local v = (i % 3 == 0) and random_value(0) or plain(0)
+      if i % 4 == 0 then v = dress(v, 0) end
       local want, want_err = json.encode_canonical_lua(v)
       local got = core.encode_canonical(v, json.array_mt)
       if got ~= nil then

@@ -3,7 +3,8 @@
  * object keys in byte order at every depth, lists as lists. It writes the
  * bytes the Lua encoder in json.lua writes (lua-cjson's escapes and its
  * "%.14g" numbers, piece by piece) and declines whatever it is not certain
- * to write the same way: a table with a metatable other than the list mark,
+ * to write the same way: a table whose metatable could change what json.lua
+ * sees of it (`__len`, `__pairs`, `__metatable`),
  * a key that is not a string in an object, a list with holes or extra keys,
  * a number that is not finite, a value JSON has no form for, nesting deeper
  * than the Lua encoder's own limit. What it declines, json.lua encodes (or
@@ -159,6 +160,27 @@ static int member_order(const void *pa, const void *pb)
     return a->len < b->len ? -1 : a->len > b->len;
 }
 
+/* Whether the metatable on top of the stack changes nothing json.lua sees
+ * of its table (a subscription's: `__name`, `__tostring`): no `__len` (the
+ * length), no `__pairs` (the members), no `__metatable` (the list mark
+ * test). json.lua reads only keys that are present, so `__index` is never
+ * consulted. */
+static int inert(lua_State *L)
+{
+    static const char *const fields[] = {"__len", "__pairs", "__metatable"};
+    size_t i;
+    for (i = 0; i < sizeof fields / sizeof *fields; i++) {
+        int absent;
+        lua_pushstring(L, fields[i]);
+        lua_rawget(L, -2);
+        absent = lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (!absent)
+            return 0;
+    }
+    return 1;
+}
+
 /* The table at idx: its kind as json.lua decides it. */
 static int encode_table(lua_State *L, encoder *en, int idx, int depth)
 {
@@ -168,9 +190,9 @@ static int encode_table(lua_State *L, encoder *en, int idx, int depth)
 
     if (lua_getmetatable(L, idx)) {
         marked = lua_rawequal(L, -1, en->array_mt);
+        if (!marked && !inert(L))
+            return lua_settop(L, top), 0;
         lua_pop(L, 1);
-        if (!marked)
-            return 0;
     }
     if (n > 0) {
         /* A list: exactly the keys 1..n. */
