@@ -63,7 +63,7 @@ Call.__index = Call
 --   `no_proxy`, `header_lines(call_headers)`, `secrets`, `log`
 -- @treturn table|nil the call
 -- @treturn[opt] table the error (nothing was sent)
-function _M.new(profile, method, path, body, options)
+function _M.new(profile, method, path, body, options, options_copied)
   local c = {
     method = method,
     path = path,
@@ -72,7 +72,7 @@ function _M.new(profile, method, path, body, options)
     max_response_size = profile.max_response_size,
     log = profile.log,
   }
-  local _, err = prepare.call(profile, method, path, body, options, c)
+  local _, err = prepare.call(profile, method, path, body, options, c, options_copied)
   if err then return nil, err end
   return setmetatable(c, Call)
 end

@@ -293,7 +293,7 @@ end
 
 --- Sends many calls at once (curl multi; under nginx, light threads),
 -- each with the same policy as `request`.
--- @tparam table specs list of `{ method, path, body, options }`
+-- @tparam table specs list of `{ method, path, body, options, options_copied }`
 -- @tparam number concurrency calls in flight at most
 -- @tparam function on_done `on_done(i, value, err)` as each call ends; it
 --   must not raise (the caller wraps user callbacks)
@@ -309,7 +309,7 @@ function Client:request_many(specs, concurrency, on_done)
   local calls, keys = {}, {}
   for k = 1, #specs do
     local spec = specs[k]
-    local c, err = call.new(self._profile, spec[1], spec[2], spec[3], spec[4])
+    local c, err = call.new(self._profile, spec[1], spec[2], spec[3], spec[4], spec[5])
     if c then
       calls[k] = c
       keys[#keys + 1] = k

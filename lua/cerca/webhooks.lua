@@ -404,7 +404,8 @@ function _M.create_many(client, items, opts)
       err.item = i
       report(i, { ok = false, error = err })
     else
-      specs[#specs + 1] = { "POST", _M.path(item.fleet_id), _M.body(item.params), options }
+      -- The options are this call's own copy already.
+      specs[#specs + 1] = { "POST", _M.path(item.fleet_id), _M.body(item.params), options, true }
       index_of[#specs] = i
       fleet_of[#specs] = item.fleet_id
     end
