@@ -275,6 +275,8 @@ describe("random inputs", function()
       return table.concat(t)
     end
     local function lua_count(s, needle)
+      -- (Lua 5.1 finds "" past the end again and again: counted here.)
+      if needle == "" then return #s + 1 end
       local n, j = 0, s:find(needle, 1, true)
       while j do
         n = n + 1
