@@ -256,6 +256,18 @@ local function peer(interpreter, script)
   end
 end
 
+-- wrk keeping `connections` creates in flight against the create_many
+-- server (bench/load_creates.lua).
+local function load_contender(name, connections)
+  return { name = name, what = format("wrk, %d connections, fresh Idempotency-Key per create, server delay 20 ms,"
+      .. " on the other CPU", connections),
+    server = "slow", creates = 0, warmup = 0, connections = "any", apart = true, load = true,
+    command = function(s)
+      return format("lua5.4 bench/load_creates.lua --url %s --key %s --body %s --connections %d --seconds %g",
+        shell_quote(s.http_url), shell_quote(s.api_key), shell_quote(PEER_BODY), connections, LOAD_SECONDS)
+    end }
+end
+
 -- The fleets of the command line's batch: the ids bench/create_many.lua uses.
 local FLEETS_FILE = OUT_DIR .. "/fleets.txt"
 local function write_fleets_file()
@@ -312,20 +324,8 @@ local CONTENDERS = {
     end },
   -- What a load generator makes of the same server: how much of the ideal
   -- the server itself allows with that many creates in flight.
-  { name = "load_many", what = format("wrk, %d connections, fresh Idempotency-Key per create, server delay 20 ms,"
-      .. " on the other CPU", MANY_CONCURRENCY),
-    server = "slow", creates = 0, warmup = 0, connections = "any", apart = true, load = true,
-    command = function(s)
-      return format("lua5.4 bench/load_creates.lua --url %s --key %s --body %s --connections %d --seconds %g",
-        shell_quote(s.http_url), shell_quote(s.api_key), shell_quote(PEER_BODY), MANY_CONCURRENCY, LOAD_SECONDS)
-    end },
-  { name = "load_large", what = format("wrk, %d connections, fresh Idempotency-Key per create, server delay 20 ms,"
-      .. " on the other CPU", LARGE_CONCURRENCY),
-    server = "slow", creates = 0, warmup = 0, connections = "any", apart = true, load = true,
-    command = function(s)
-      return format("lua5.4 bench/load_creates.lua --url %s --key %s --body %s --connections %d --seconds %g",
-        shell_quote(s.http_url), shell_quote(s.api_key), shell_quote(PEER_BODY), LARGE_CONCURRENCY, LOAD_SECONDS)
-    end },
+  load_contender("load_many", MANY_CONCURRENCY),
+  load_contender("load_large", LARGE_CONCURRENCY),
   { name = "cli_large", what = format("`cerca webhooks create --fleets-file` (Lua 5.4), %d in flight, server delay"
       .. " 20 ms, client on the other CPU, whole command", LARGE_CONCURRENCY),
     server = "slow", creates = LARGE_CREATES, warmup = 0, connections = "any", apart = true,

@@ -69,11 +69,19 @@ static void put_char(lua_State *L, out_buf *b, char c)
     b->data[b->len++] = c;
 }
 
+/* Whether lua-cjson 2.1.0 escapes byte c: the one list of them. */
+static int escaped(unsigned char c)
+{
+    return c < 0x20 || c == '"' || c == '/' || c == '\\' || c == 0x7f;
+}
+
 /* What lua-cjson 2.1.0 writes for each byte that it escapes (NULL: the
  * byte as it is). The spec compares all 256 with lua-cjson's own. */
 static const char *escape_of(unsigned char c, char scratch[7])
 {
     static const char hex[] = "0123456789abcdef";
+    if (!escaped(c))
+        return NULL;
     switch (c) {
     case '"': return "\\\"";
     case '\\': return "\\\\";
@@ -83,22 +91,13 @@ static const char *escape_of(unsigned char c, char scratch[7])
     case '\n': return "\\n";
     case '\r': return "\\r";
     case '\t': return "\\t";
-    default:
-        if (c < 0x20 || c == 0x7f) {
-            memcpy(scratch, "\\u00", 4);
-            scratch[4] = hex[c >> 4];
-            scratch[5] = hex[c & 15];
-            scratch[6] = '\0';
-            return scratch;
-        }
-        return NULL;
+    default: /* the other controls and DEL */
+        memcpy(scratch, "\\u00", 4);
+        scratch[4] = hex[c >> 4];
+        scratch[5] = hex[c & 15];
+        scratch[6] = '\0';
+        return scratch;
     }
-}
-
-/* Whether lua-cjson escapes byte c (see escape_of). */
-static int escaped(unsigned char c)
-{
-    return c < 0x20 || c == '"' || c == '/' || c == '\\' || c == 0x7f;
 }
 
 static void put_string(lua_State *L, out_buf *b, const char *s, size_t n)
