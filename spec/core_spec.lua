@@ -171,8 +171,13 @@ describe("cerca.core", function()
       local res = post(s)
       assert.are.equal(201, res.status)
       assert.is_nil(res.error)
-      assert.are.equal("application/json", res.headers["content-type"])
-      assert.matches("^req_", res.headers["x-request-id"])
+      -- The header block as received; its table is made only when asked.
+      assert.is_nil(res.headers)
+      assert.matches("^HTTP/1.1 201", res.raw_headers)
+      local headers = core.headers(res.raw_headers)
+      assert.are.equal("application/json", headers["content-type"])
+      assert.matches("^req_", headers["x-request-id"])
+      assert.are.equal(headers["x-request-id"], core.header(res.raw_headers, "x-request-id"))
       assert.are.same(cjson.decode(res.body).id, res.json.id)
       assert.is_number(res.time)
       assert.are.equal(1, res.new_connects)
@@ -192,15 +197,35 @@ describe("cerca.core", function()
 
     it("joins repeated headers and lower-cases names", function()
       srv:enqueue { status = 200, body = "{}", headers = { ["X-Multi"] = { "a", "b" }, ["X-Case"] = "V" } }
-      local res = post(core.new_session())
-      assert.are.equal("a, b", res.headers["x-multi"])
-      assert.are.equal("V", res.headers["x-case"])
+      local raw = post(core.new_session()).raw_headers
+      local headers = core.headers(raw)
+      assert.are.equal("a, b", headers["x-multi"])
+      assert.are.equal("V", headers["x-case"])
+      -- One field looked up in the block follows the same rules.
+      assert.are.equal("a, b", core.header(raw, "x-multi"))
+      assert.are.equal("V", core.header(raw, "x-case"))
+      assert.is_nil(core.header(raw, "x-absent"))
+      assert.is_nil(core.header(raw, "X-Case"))  -- names are asked for in lower case
     end)
 
     it("lower-cases a name of any length", function()
       local long = string.rep("X-Long", 20)
       srv:enqueue { status = 200, body = "{}", headers = { [long] = "v" } }
-      assert.are.equal("v", post(core.new_session()).headers[long:lower()])
+      assert.are.equal("v", core.headers(post(core.new_session()).raw_headers)[long:lower()])
+    end)
+
+    it("reads a header block into the same fields, whether as a table or one by one", function()
+      local raw = "HTTP/1.1 200 OK\r\nX-A: 1\r\nx-a: 2\nX-B:\t spaced \t\r\n folded\r\n"
+        .. "bad line\r\nX-\195\137: utf8\r\n: empty\r\n\r\n"
+      local headers = core.headers(raw)
+      -- Not HTTP tokens: no field, in either form.
+      assert.are.same({ ["x-a"] = "1, 2", ["x-b"] = "spaced" }, headers)
+      for name, value in pairs(headers) do assert.are.equal(value, core.header(raw, name)) end
+      assert.is_nil(core.header(raw, "x-\195\137"))
+      assert.is_nil(core.header(raw, ""))
+      assert.are.same({}, core.headers(""))
+      assert.is_nil(core.header("", "x-a"))
+      assert.has_error(function() core.header(raw, ("x"):rep(65)) end)
     end)
 
     it("sends idempotency_key as its own header, and any number of header lines", function()

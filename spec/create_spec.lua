@@ -3,6 +3,7 @@
 local helpers = require "spec.helpers"
 local cerca = require "cerca"
 local cjson = require "cjson"
+local cerca_core = require "cerca.core"
 
 local URL = "https://example.com/webhook"
 
@@ -124,8 +125,15 @@ describe("webhooks.create", function()
       -- The call's response: status, headers, request id.
       assert.are.equal(201, res.status)
       assert.matches("^req_%x+$", res.request_id)
-      assert.are.equal(res.request_id, res.headers["x-request-id"])
-      assert.are.equal("application/json", res.headers["content-type"])
+      -- `headers` is made from the block on first read, then kept.
+      assert.matches("^HTTP/1.1 201", res.raw_headers)
+      assert.is_nil(rawget(res, "headers"))
+      local headers = res.headers
+      assert.are.equal(headers, rawget(res, "headers"))
+      assert.are.equal(res.request_id, headers["x-request-id"])
+      assert.are.equal("application/json", headers["content-type"])
+      assert.are.same(cerca_core.headers(res.raw_headers), headers)
+      assert.is_nil(res.other)
     end)
 
     it("re-encodes with cerca.encode_json in the contract's shape, [] included", function()

@@ -305,6 +305,18 @@ describe("random inputs", function()
       local needle = (i % 5 == 0) and edgy() or v:sub(from, from + random(0, 3) - 1)
       local text = v .. needle .. v .. needle:sub(1, -2) .. needle
       assert.are.equal(lua_count(text, needle), core.count(text, needle), ("%q in %q"):format(needle, text))
+      -- The redaction bound: the largest count of either probe, unknown
+      -- (nil) when an escape or an empty probe leaves it open.
+      local other = (i % 7 == 0) and "" or ((i % 3 == 0) and edgy() or nil)
+      local text2 = (i % 11 == 0) and (text .. "\\u00" .. needle) or text
+      local want
+      if text2:find("\\u", 1, true) or text2:find("%", 1, true) or needle == "" or other == "" then
+        want = nil
+      else
+        want = math.max(lua_count(text2, needle), other and lua_count(text2, other) or 0)
+      end
+      assert.are.equal(want, core.occurrences(text2, needle, other), ("%q, %q in %q"):format(needle,
+        tostring(other), text2))
     end
   end)
 

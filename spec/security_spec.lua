@@ -169,9 +169,13 @@ describe("security", function()
       local sub, _, res = client.webhooks.create("fleet_1", { url = URL })
       assert.is_table(sub)
       assert.are.equal(SECRET, sub.secret)
+      -- The block as received and the table made from it on first read.
+      assert.is_string(res.raw_headers)
       for _, form in ipairs { KEY, ESCAPED_KEY, KEY_TAIL } do
-        assert_nowhere(form, sub, res, { tostring(sub), cerca.pretty(sub) }, lines)
+        assert_nowhere(form, sub, res, res.headers, { tostring(sub), cerca.pretty(sub) }, lines)
       end
+      assert.are.equal("[redacted]", res.headers["x-request-id"])
+      assert.are.equal("[redacted]", res.request_id)
     end)
 
     it("debug lines hide the whole key and whole whsec_ tokens, punctuation and \\/ included", function()
@@ -192,7 +196,9 @@ describe("security", function()
       local sub, _, res = client.webhooks.create("fleet_1", { url = URL })
       assert.are.equal(SECRET, sub.secret)
       sub.secret = nil
-      assert_nowhere(SECRET:sub(7), sub, res)
+      assert.is_string(res.raw_headers)
+      assert_nowhere(SECRET:sub(7), sub, res, res.headers)
+      assert.are.equal("[redacted]", res.request_id)
       sub.secret = SECRET
       assert_nowhere(SECRET:sub(7), { tostring(sub), cerca.pretty(sub) }, lines)
     end)
@@ -294,6 +300,36 @@ describe("security", function()
       assert.is_nil(err)
       assert.are.equal(URL, cjson.decode(srv:requests()[1].body).url)
       assert.is_table(sub)
+    end)
+
+    it("a metatable that hides behind __metatable (posing as cerca's list mark) is still seen", function()
+      -- getmetatable() answers with the __metatable field: a table can
+      -- claim the mark of a decoded list while its real metatable reads
+      -- differently each time. cerca looks at the real one.
+      local mark = getmetatable(assert(client.webhooks.create("fleet_1", { url = URL, events = {} })).events)
+      assert.is_table(mark)
+      local reads = 0
+      local posing = { __metatable = mark, __index = function(_, k)
+        if k ~= "url" then return nil end
+        reads = reads + 1
+        return reads == 1 and URL or "http://evil.example/"
+      end }
+      local params = setmetatable({}, posing)
+      assert.are.equal(mark, getmetatable(params))
+      local sub, err = client.webhooks.create("fleet_1", params)
+      assert.is_nil(sub)
+      assert.are.equal("invalid_request", err.type)
+      assert.are.equal("params.url", err.field)
+      assert.are.equal(0, reads)
+      -- Deeper down too: a list of events posing as a decoded one.
+      local events = setmetatable({ "agent.created" }, { __metatable = mark,
+        __len = function() reads = reads + 1 return reads == 1 and 1 or 0 end })
+      sub, err = client.webhooks.create("fleet_1", { url = URL, events = events })
+      assert.is_nil(err)
+      assert.are.same({ "agent.created" }, sub.events)
+      assert.are.same({ "agent.created" }, cjson.decode(srv:requests()[2].body).events)
+      assert.are.equal(2, #srv:requests())
+      assert.are.equal(0, reads)
     end)
   end)
 

@@ -188,6 +188,8 @@ int luaopen_cerca_core(lua_State *L)
     cerca_sys_open(L, m);
     cerca_lcrypto_open(L, m);
     cerca_text_open(L, m);
+    cerca_headers_open(L, m);
+    cerca_walk_open(L, m);
     cerca_journal_open(L, m);
 
     lua_settop(L, m);

@@ -63,6 +63,7 @@ void cerca_lmulti_open(lua_State *L, int module, int uv);
 void cerca_sys_open(lua_State *L, int module);
 void cerca_lcrypto_open(lua_State *L, int module);
 void cerca_text_open(lua_State *L, int module);
+void cerca_walk_open(lua_State *L, int module);
 void cerca_journal_open(lua_State *L, int module);
 
 /* ---- JSON (jdecode.c) ------------------------------------------------ */
@@ -88,16 +89,18 @@ void cerca_read_handle_options(lua_State *L, const char **ca_file, const char **
 /* Reads the request table at (absolute) index t into rq, and whether its
  * answer is decoded as JSON into *decode. The strings stay owned by that
  * table: it must stay alive (on the stack, or anchored) while the transfer
- * runs. Leaves one value (the header pointer array) on the stack. Raises
- * on a malformed request. */
-/* Reads the request table at index t into rq. Its header lines are listed
- * in `lines` (room for `room`), or in a userdata pushed when more. */
+ * runs. Its header lines are listed in `lines` (room for `room`), or in a
+ * userdata left on the stack when there are more. Raises on a malformed
+ * request. */
 void cerca_read_request(lua_State *L, int t, cerca_request *rq, int *decode, const char **lines,
                         size_t room);
 
 /* Whether the request table at index t wants its answer decoded as JSON:
  * unless its `decode` field is false. */
 int cerca_request_decodes(lua_State *L, int t);
+
+/* Registers core.headers and core.header in the module at index module. */
+void cerca_headers_open(lua_State *L, int module);
 
 /* Pushes the response table of one attempt. Called from a function that
  * closes over the CERCA_NUP values: decoding uses CERCA_UV_DECODE. */

@@ -4,12 +4,18 @@
  *
  *   request:  { method, url, headers = { "Name: value", ... }, body,
  *               timeout_ms, connect_timeout_ms, max_body, no_proxy, decode }
- *   response: status, headers (lower-case names), raw_headers, body, time,
- *             new_connects, request_sent, json | json_error,
- *             error, error_message, curl_code
+ *   response: status, raw_headers, body, time, new_connects,
+ *             request_sent, json | json_error, error, error_message,
+ *             curl_code
+ *
+ *   core.headers(raw_headers) -> { lower-case name = value, ... }
+ *   core.header(raw_headers, name) -> value | nil   (name in lower case)
  *
  * A request is read into plain C before libcurl runs; a response is built
- * after it returned, so no Lua error can unwind through libcurl.
+ * after it returned, so no Lua error can unwind through libcurl. The
+ * response keeps its header block as received: most callers read one
+ * field of it (the request id), so the table of every field is made only
+ * when asked for (cerca.outcome does, on first read of `headers`).
  */
 #include <string.h>
 
@@ -131,39 +137,56 @@ void cerca_read_request(lua_State *L, int t, cerca_request *rq, int *decode, con
 
 /* ---- building -------------------------------------------------------- */
 
-/* Adds one header to the table on top of the stack: lower-case name;
- * repeated fields joined with ", " as RFC 9110 allows. Names are short:
- * lower-cased on the C stack, so the only string made is the one kept. */
+/* Lower-cases an ASCII header name (tolower() would follow the locale a
+ * program set). */
+static void lower_ascii(char *out, const char *name, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        out[i] = (char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+    }
+}
+
+/* Puts `value` on top of the stack, after the value already found for the
+ * same name when there is one (`joined`): repeated fields are joined with
+ * ", " as RFC 9110 allows. */
+static void push_joined(lua_State *L, int joined, const char *value, size_t vlen)
+{
+    if (!joined) {
+        lua_pushlstring(L, value, vlen);
+        return;
+    }
+    lua_pushliteral(L, ", ");
+    lua_pushlstring(L, value, vlen);
+    lua_concat(L, 3);
+}
+
+/* Adds one header to the table on top of the stack under its lower-case
+ * name. Names are short: lower-cased on the C stack, so the only string
+ * made is the one kept. */
 static int add_header_field(void *ud, const char *name, size_t nlen, const char *value, size_t vlen)
 {
     lua_State *L = ud;
     char small[64] = "";
-    size_t i;
-    /* ASCII only: tolower() would follow the locale a program set. */
     char *lower = nlen <= sizeof small ? small : lua_newuserdata(L, nlen);
-    for (i = 0; i < nlen; i++) {
-        unsigned char c = (unsigned char)name[i];
-        lower[i] = (char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
-    }
+    int joined;
+    lower_ascii(lower, name, nlen);
     lua_pushlstring(L, lower, nlen);
     if (lower != small)
         lua_remove(L, -2);
     lua_pushvalue(L, -1);
     lua_rawget(L, -3);
-    if (lua_isnil(L, -1)) {
+    joined = !lua_isnil(L, -1);
+    if (!joined)
         lua_pop(L, 1);
-        lua_pushlstring(L, value, vlen);
-    } else {
-        lua_pushliteral(L, ", ");
-        lua_pushlstring(L, value, vlen);
-        lua_concat(L, 3);
-    }
+    push_joined(L, joined, value, vlen);
     lua_rawset(L, -3);
     return 0;
 }
 
-/* A table made at its final size: one slot per line of the block is an
- * upper bound on its fields. */
+/* Pushes the table of a header block, made at its final size: one slot
+ * per line of the block is an upper bound on its fields. */
 static void push_headers(lua_State *L, const char *block, size_t len)
 {
     const char *p = block, *end = block + len;
@@ -174,6 +197,66 @@ static void push_headers(lua_State *L, const char *block, size_t len)
     }
     lua_createtable(L, 0, lines);
     cerca_headers_parse(block, len, add_header_field, L);
+}
+
+static int l_headers(lua_State *L)
+{
+    size_t len;
+    const char *block = luaL_checklstring(L, 1, &len);
+    push_headers(L, block, len);
+    return 1;
+}
+
+/* One field looked up by its lower-case name, with the table's rules. */
+typedef struct {
+    lua_State *L;
+    const char *name;
+    size_t name_len;
+    int found;
+} header_lookup;
+
+static int match_header_field(void *ud, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    header_lookup *h = ud;
+    char small[64];
+    if (nlen != h->name_len || nlen > sizeof small)
+        return 0;
+    lower_ascii(small, name, nlen);
+    if (memcmp(small, h->name, nlen) != 0)
+        return 0;
+    push_joined(h->L, h->found, value, vlen);
+    h->found = 1;
+    return 0;
+}
+
+static int l_header(lua_State *L)
+{
+    size_t len;
+    const char *block = luaL_checklstring(L, 1, &len);
+    header_lookup h;
+    h.L = L;
+    h.name = luaL_checklstring(L, 2, &h.name_len);
+    h.found = 0;
+    /* Longer names are never looked up (and a table would hold them
+     * under their lower-case form, which such a lookup could not miss:
+     * the callers ask for names they know). */
+    luaL_argcheck(L, h.name_len <= 64, 2, "header name longer than 64 bytes");
+    lua_settop(L, 2);
+    cerca_headers_parse(block, len, match_header_field, &h);
+    if (!h.found)
+        lua_pushnil(L);
+    return 1;
+}
+
+static const luaL_Reg header_functions[] = {
+    {"headers", l_headers},
+    {"header", l_header},
+    {NULL, NULL},
+};
+
+void cerca_headers_open(lua_State *L, int module)
+{
+    cerca_set_functions(L, module, header_functions, 0, 0);
 }
 
 /* The one place an answer's body becomes `json` or `json_error`: pops the
@@ -203,13 +286,14 @@ void cerca_push_response(lua_State *L, const cerca_response *rs, int decode)
     res = lua_gettop(L);
     lua_pushinteger(L, (lua_Integer)rs->status);
     lua_setfield(L, res, "status");
-    push_headers(L, rs->headers, rs->headers_len);
-    lua_setfield(L, res, "headers");
     /* The block as received: one string in which Lua can look for an echo
-     * of a secret at once, instead of header by header. */
+     * of a secret at once, and from which the table of fields is made
+     * when it is asked for. */
     lua_pushlstring(L, rs->headers, rs->headers_len);
     lua_setfield(L, res, "raw_headers");
     lua_pushlstring(L, rs->body, rs->body_len);
+    if (rs->err == CERCA_OK && rs->body_len > 0 && decode)
+        lua_pushvalue(L, -1); /* the same string, for the decoder */
     lua_setfield(L, res, "body");
     lua_pushnumber(L, rs->total_time);
     lua_setfield(L, res, "time");
@@ -227,7 +311,6 @@ void cerca_push_response(lua_State *L, const cerca_response *rs, int decode)
         lua_pushinteger(L, rs->curl_code);
         lua_setfield(L, res, "curl_code");
     } else if (rs->body_len > 0 && decode) {
-        lua_pushlstring(L, rs->body, rs->body_len);
         set_json(L, res);
     }
 }

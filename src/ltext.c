@@ -12,8 +12,10 @@
  *       "unreserved" written %XX (s itself when there is none)
  *   core.count(s, needle) -> how many times needle starts in s
  *       (overlapping occurrences counted; an empty needle: #s + 1)
+ *   core.occurrences(s, probe...) -> the largest count of any probe in s;
+ *       nil when s holds a `\u` or `%` escape (a secret could be written
+ *       there in a form no probe finds) or a probe is empty
  */
-#define _GNU_SOURCE /* memmem */
 #include <string.h>
 
 #include "core.h"
@@ -112,24 +114,64 @@ static int l_percent_encode(lua_State *L)
     return 1;
 }
 
-static int l_count(lua_State *L)
+/* The first occurrence of needle (m > 0 bytes) in s[0..n), or NULL. The
+ * texts searched are short (an answer, a header block): a memchr for the
+ * first byte and a compare costs less than memmem's set-up. */
+static const char *find(const char *s, size_t n, const char *needle, size_t m)
 {
-    size_t n, m, count = 0;
-    const char *s = luaL_checklstring(L, 1, &n), *needle = luaL_checklstring(L, 2, &m), *p = s, *hit;
-    if (m == 0) {
-        lua_pushinteger(L, (lua_Integer)n + 1);
-        return 1;
+    const char *p = s, *end = s + n;
+    while ((size_t)(end - p) >= m && (p = memchr(p, needle[0], (size_t)(end - p) - (m - 1))) != NULL) {
+        if (memcmp(p + 1, needle + 1, m - 1) == 0)
+            return p;
+        p++;
     }
-    while ((size_t)(s + n - p) >= m && (hit = memmem(p, (size_t)(s + n - p), needle, m)) != NULL) {
-        count++;
+    return NULL;
+}
+
+/* Occurrences of needle (m > 0 bytes) in s, overlapping ones counted. */
+static size_t count(const char *s, size_t n, const char *needle, size_t m)
+{
+    const char *p = s, *end = s + n, *hit;
+    size_t found = 0;
+    while ((hit = find(p, (size_t)(end - p), needle, m)) != NULL) {
+        found++;
         p = hit + 1;
     }
-    lua_pushinteger(L, (lua_Integer)count);
+    return found;
+}
+
+static int l_count(lua_State *L)
+{
+    size_t n, m;
+    const char *s = luaL_checklstring(L, 1, &n), *needle = luaL_checklstring(L, 2, &m);
+    lua_pushinteger(L, (lua_Integer)(m == 0 ? n + 1 : count(s, n, needle, m)));
+    return 1;
+}
+
+static int l_occurrences(lua_State *L)
+{
+    size_t n, m, most = 0, found;
+    const char *s = luaL_checklstring(L, 1, &n), *probe;
+    int i, top = lua_gettop(L);
+    if (find(s, n, "\\u", 2) != NULL || memchr(s, '%', n) != NULL)
+        return 0;
+    for (i = 2; i <= top; i++) {
+        if (lua_isnil(L, i))
+            continue;
+        probe = luaL_checklstring(L, i, &m);
+        if (m == 0)
+            return 0;
+        found = count(s, n, probe, m);
+        if (found > most)
+            most = found;
+    }
+    lua_pushinteger(L, (lua_Integer)most);
     return 1;
 }
 
 static const luaL_Reg text_functions[] = {
     {"count", l_count},
+    {"occurrences", l_occurrences},
     {"text_problem", l_text_problem},
     {"percent_encode", l_percent_encode},
     {NULL, NULL},

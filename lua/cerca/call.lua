@@ -39,7 +39,7 @@ local function log_attempt(lg, method, path, res, attempt, attempts, elapsed, ne
   if not lg:enabled("info") then return end
   local line = format("%s %s status=%s duration_ms=%d attempt=%d/%d", method, path,
     res.status > 0 and tostring(res.status) or res.error, floor(elapsed * 1000 + 0.5), attempt, attempts)
-  local rid = request_id(res.headers)
+  local rid = request_id(res)
   if rid then line = line .. " request_id=" .. rid end
   if res.error and res.status > 0 then line = line .. " error=" .. res.error end
   if next_wait then line = format("%s retry_in=%.2fs reason=%q", line, next_wait, why) end
@@ -64,6 +64,8 @@ Call.__index = Call
 -- @treturn table|nil the call
 -- @treturn[opt] table the error (nothing was sent)
 function _M.new(profile, method, path, body, options, options_copied)
+  -- Every field a call gets is named here, the later ones as nil: the
+  -- table is made at its final size instead of grown as they arrive.
   local c = {
     method = method,
     path = path,
@@ -71,6 +73,10 @@ function _M.new(profile, method, path, body, options, options_copied)
     secrets = profile.secrets,
     max_response_size = profile.max_response_size,
     log = profile.log,
+    -- prepare.call's
+    key = nil, attempts = nil, timeout = nil, deadline_seconds = nil, request = nil,
+    -- each attempt's
+    in_flight = nil, started = nil, deadline = nil, request_sent = nil,
   }
   local _, err = prepare.call(profile, method, path, body, options, c, options_copied)
   if err then return nil, err end
@@ -165,21 +171,22 @@ function Call:not_sent(kind, message)
 end
 
 -- A successful answer, ready for the caller: counted, keyed, and holding
--- nothing of the API key. (The headers and the decoded body can hold it
--- only if the raw text can.)
+-- nothing of the API key. (The header table is made from the raw block,
+-- and the decoded body can hold the key only if the raw text can.)
 local function done(self, value)
   value.attempts = self.attempt
   value.idempotency_key = self.key
   local secrets = self.secrets
-  if not redact.absent(value.raw_headers or "", secrets) then
-    redact.fields(value.headers, secrets)
-    value.request_id = request_id(value.headers)
+  if not redact.absent(value.raw_headers, secrets) then
+    value.raw_headers = redact.known(value.raw_headers, secrets)
+    value.headers = nil
+    value.request_id = request_id(value)
   end
   if not redact.absent(value.body, secrets) then
     redact.value(value.json, secrets)
     value.body = redact.known(value.body, secrets)
   end
-  return "done", value
+  return "done", outcome.lazy_headers(value)
 end
 
 --- Takes an attempt's response table and says what comes next.
@@ -196,11 +203,11 @@ function Call:finish(res)
     return done(self, value)
   end
   if failure.created and not self.created then
-    self.created = { status = res.status, headers = res.headers, body = res.body,
-      request_id = request_id(res.headers), attempt = attempt }
+    self.created = { status = res.status, headers = outcome.headers(res), body = res.body,
+      request_id = request_id(res), attempt = attempt }
   end
   local err = failure.error
-  local wait, server_wait = retry.next_wait(failure, attempt, attempts, res.headers)
+  local wait, server_wait = retry.next_wait(failure, attempt, attempts, outcome.headers(res))
   -- A wait the server asked for but that is too long is left to the caller.
   if server_wait then err.retry_after = server_wait end
   if not wait or (self.deadline and now() + wait + MIN_BUDGET >= self.deadline) then

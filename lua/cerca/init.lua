@@ -18,6 +18,7 @@ local deliveries = require "cerca.deliveries"
 local errors = require "cerca.errors"
 local journal = require "cerca.journal"
 local json = require "cerca.json"
+local outcome = require "cerca.outcome"
 local pretty = require "cerca.pretty"
 local webhooks = require "cerca.webhooks"
 
@@ -237,7 +238,7 @@ _M.post = errors.protect(function(url, body, opts)
     return nil, errors.new(kind, message, { status = res.status > 0 and res.status or nil,
       field = kind == "invalid_request" and "url" or nil })
   end
-  return { status = res.status, headers = res.headers, body = res.body }
+  return { status = res.status, headers = outcome.headers(res), body = res.body }
 end)
 
 local default_client

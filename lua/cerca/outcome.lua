@@ -2,8 +2,8 @@
 -- response table, and the one place that knows HTTP statuses.
 --
 -- `classify(res, max_response_size)` turns the table into either a response
--- (the table itself, with `request_id` added to its `status`, `headers`,
--- `json`, `body` and `raw_headers`) or a failure:
+-- (the table itself, with `request_id` added to its `status`,
+-- `raw_headers`, `json` and `body`) or a failure:
 --
 --     { error = <typed error>, retryable = <boolean>, reason = <for the log>,
 --       created = <true when a 2xx arrived and then the answer broke off> }
@@ -14,11 +14,18 @@
 -- made), and the statuses 408, 409, 429 and 5xx; a response header
 -- `x-should-retry: true|false` overrides that. How long to wait, and how
 -- many attempts, is `cerca.retry`'s.
+--
+-- It is also the one place where an answer's header block becomes the
+-- table of its fields (`headers`), made on first use: a create reads only
+-- its request id, looked up in the block.
 -- @module cerca.outcome
 
+local core = require "cerca.core"
 local errors = require "cerca.errors"
 
 local type = type
+local rawget = rawget
+local setmetatable = setmetatable
 local format = string.format
 local find = string.find
 local gsub = string.gsub
@@ -64,11 +71,42 @@ function _M.type_for_status(status)
   return STATUS_TYPES[status] or (status >= 500 and status <= 599 and "server") or "api_status"
 end
 
---- The request id an answer's headers carry, or nil.
-function _M.request_id(headers)
-  return headers["x-request-id"] or headers["request-id"]
+local header_table = core.headers
+local header = core.header
+
+--- The table of an answer's header fields (lower-case names; repeated
+-- fields joined with ", "), made from its `raw_headers` on first use and
+-- kept in its `headers`.
+function _M.headers(res)
+  local h = rawget(res, "headers")
+  if h == nil then
+    h = header_table(res.raw_headers or "")
+    res.headers = h
+  end
+  return h
+end
+local headers_of = _M.headers
+
+--- The request id an answer carries (`X-Request-Id`, else `Request-Id`), or nil.
+function _M.request_id(res)
+  local raw = res.raw_headers or ""
+  return header(raw, "x-request-id") or header(raw, "request-id")
 end
 local request_id = _M.request_id
+
+-- What the caller gets in place of an answer's table: `headers` is made
+-- when it is first read.
+local LAZY_HEADERS = {
+  __index = function(t, k)
+    if k == "headers" then return headers_of(t) end
+  end,
+}
+
+--- Gives `t` (a table holding `raw_headers`) a `headers` field made on its
+-- first read. Returns `t`.
+function _M.lazy_headers(t)
+  return setmetatable(t, LAZY_HEADERS)
+end
 
 -- The message of an API error body, if it has a readable one.
 local function api_message(answer)
@@ -85,8 +123,8 @@ end
 local function answer_fields(res)
   local answered = res.status > 0
   return {
-    status = answered and res.status or nil, headers = answered and res.headers or nil,
-    body = answered and res.body or nil, request_id = request_id(res.headers),
+    status = answered and res.status or nil, headers = answered and headers_of(res) or nil,
+    body = answered and res.body or nil, request_id = request_id(res),
   }
 end
 
@@ -94,11 +132,12 @@ local function status_error(res, note)
   local status = res.status
   local message = api_message(res.json)
     or ("HTTP " .. status .. (REASONS[status] and (" " .. REASONS[status]) or ""))
-  if status >= 300 and status < 400 and res.headers.location then
-    message = message .. "; redirects are not followed (Location: " .. res.headers.location .. ")"
+  local headers = headers_of(res)
+  if status >= 300 and status < 400 and headers.location then
+    message = message .. "; redirects are not followed (Location: " .. headers.location .. ")"
   end
   return errors.new(_M.type_for_status(status), message .. (note or ""), {
-    status = status, headers = res.headers, body = res.body, request_id = request_id(res.headers),
+    status = status, headers = headers, body = res.body, request_id = request_id(res),
   })
 end
 
@@ -147,22 +186,22 @@ local function failure_of(res, max_response_size)
 end
 
 --- Classifies one attempt's response table (the C core's).
--- @tparam table res `status`, `headers`, `body`, `json` or `json_error`,
+-- @tparam table res `status`, `raw_headers`, `body`, `json` or `json_error`,
 --   `error` and `error_message` when no usable answer arrived
 -- @tparam number max_response_size the cap, named in messages
 -- @treturn table|nil the response
 -- @treturn[opt] table the failure: `error`, `retryable`, `reason`, `created`
 function _M.classify(res, max_response_size)
-  local status, headers = res.status, res.headers
+  local status = res.status
   if status >= 200 and status < 300 and not res.error and res.json ~= nil then
     -- The common case first, without building what only failures need:
     -- the attempt's own table is the response.
-    res.request_id = request_id(headers)
+    res.request_id = request_id(res)
     return res
   end
   local err, retryable = failure_of(res, max_response_size)
   local reason = retryable and (res.error or ("HTTP " .. status)) or nil
-  local override = headers and headers["x-should-retry"]
+  local override = headers_of(res)["x-should-retry"]
   if override then
     override = lower(override)
     if override == "true" then

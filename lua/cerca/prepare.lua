@@ -128,6 +128,7 @@ function _M.call(profile, method, path, body, options, into, options_copied)
     connect_timeout_ms = ceil((options.connect_timeout or profile.connect_timeout) * 1000),
     max_body = profile.max_response_size,
     no_proxy = profile.no_proxy,
+    timeout_ms = nil,  -- each attempt's (named: the table is made with its slot)
   }
   return into
 end

@@ -199,17 +199,13 @@ end
 local count = core.count
 
 -- How many times the probes of `secrets` occur in `s` at most (a bound on
--- how often a secret is written there); nil when escapes make it unknown.
+-- how often a secret is written there); nil when escapes make it unknown
+-- (a `\u` or `%` in `s`, or an empty probe). Counted in C; a list holds two
+-- secrets at most.
+local occurrences_of = core.occurrences
 local function occurrences(s, secrets)
-  if find(s, "\\u", 1, true) or find(s, "%", 1, true) then return nil end
-  local most = 0
-  for i = 1, #secrets do
-    local p = secrets.probes[i]
-    if p == "" then return nil end
-    local n = count(s, p)
-    if n > most then most = n end
-  end
-  return most
+  local probes = secrets.probes
+  return occurrences_of(s, probes[1], probes[2])
 end
 
 --- True when none of `secrets` can be written in `s`, in any form.

@@ -1,9 +1,9 @@
 --- The seam to the C core: a libcurl session, one attempt on it, and the
 -- shape of an attempt that never reached the network. Every runtime (plain
 -- Lua, nginx's master, nginx's worker threads) goes through here, so an
--- attempt's response table always has the same fields: `status`, `headers`,
--- `body`, `json` or `json_error`, and `error` / `error_message` when no
--- usable answer arrived. Nothing here raises for anything the network does.
+-- attempt's response table always has the same fields: `status`,
+-- `raw_headers`, `body`, `json` or `json_error`, and `error` /
+-- `error_message` when no usable answer arrived. Nothing here raises for anything the network does.
 -- @module cerca.transport
 
 local core = require "cerca.core"
@@ -14,7 +14,7 @@ local _M = {}
 -- @tparam string kind `internal` or `configuration`
 -- @tparam string message why
 function _M.failed(kind, message)
-  return { status = 0, headers = {}, body = "", error = kind, error_message = message }
+  return { status = 0, raw_headers = "", body = "", error = kind, error_message = message }
 end
 
 --- A libcurl session (one easy handle: its connection and TLS session are

@@ -8,7 +8,6 @@
 
 local type = type
 local pairs = pairs
-local next = next
 local tostring = tostring
 local format = string.format
 local byte = string.byte
@@ -444,31 +443,23 @@ local function copy(v, depth, ctx)
   return out
 end
 
--- True when no table of `v` has a metatable cerca does not know: then
--- nothing but the caller's own code can change it, and no code of the
--- caller runs between cerca's checks and its use of the value within one
--- synchronous call. No metamethod is run to find out.
-local function is_plain(v, depth, left)
-  local mt = getmetatable(v)
-  if (mt ~= nil and mt ~= json.array_mt) or depth > MAX_DEPTH + 2 then return false end
-  for k, item in next, v do
-    left = left - 1
-    if left < 0 then return false end
-    if type(k) == "table" then return false end
-    if type(item) == "table" and item ~= core.empty_array then
-      left = is_plain(item, depth + 1, left)
-      if not left then return false end
-    end
-  end
-  return left
-end
+-- How many more entries a plain `v` could hold within `max_entries`, or
+-- false: plain is no table of `v` with a metatable cerca does not know
+-- (the real metatable, whatever a __metatable field says), no table as a
+-- key, no deeper nesting than the copy allows. Then nothing but the
+-- caller's own code can change it, and no code of the caller runs between
+-- cerca's checks and its use of the value within one synchronous call.
+-- No metamethod is run to find out. (The walk is the C core's.)
+local plain_left = core.plain_left
 
 --- An argument used within one synchronous call: itself when it is plain
 -- (no metatable cerca does not know, anywhere in it), else `snapshot(v)`.
 -- A value kept, or used after a yield, needs `snapshot`.
 -- @tparam[opt] number max_entries entries walked at most to find out (1000)
 function _M.settled(v, field, max_entries)
-  if type(v) ~= "table" or is_plain(v, 0, max_entries or 1000) then return v end
+  if type(v) ~= "table" or plain_left(v, json.array_mt, core.empty_array, MAX_DEPTH + 2, max_entries or 1000) then
+    return v
+  end
   return _M.snapshot(v, field)
 end
 

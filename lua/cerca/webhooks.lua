@@ -9,6 +9,7 @@ local core = require "cerca.core"
 local errors = require "cerca.errors"
 local json = require "cerca.json"
 local redact = require "cerca.redact"
+local outcome = require "cerca.outcome"
 local validate = require "cerca.validate"
 local pretty = require "cerca.pretty"
 
@@ -294,14 +295,15 @@ local function created(fleet_id, res, err)
     end
   end
   -- Headers are raw text: the secret may stand there as is, or escaped.
-  local raw = res.raw_headers or ""
+  -- The table of fields is made from the block on first read of `headers`.
+  local raw = res.raw_headers
   if find(raw, secret, 1, true) or find(raw, "%", 1, true) or find(raw, "\\", 1, true) then
-    redact.fields(res.headers, redact.list(secret))
-    res.request_id = res.headers["x-request-id"] or res.headers["request-id"]
+    res.raw_headers = redact.known(raw, redact.list(secret))
+    res.headers = nil
+    res.request_id = outcome.request_id(res)
   end
-  return sub, nil, { status = res.status, headers = res.headers,
-    request_id = res.request_id,
-    attempts = res.attempts, idempotency_key = res.idempotency_key }
+  return sub, nil, outcome.lazy_headers { status = res.status, raw_headers = res.raw_headers,
+    request_id = res.request_id, attempts = res.attempts, idempotency_key = res.idempotency_key }
 end
 
 --- Creates a subscription through `client`. See `cerca.webhooks.create`.

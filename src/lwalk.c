@@ -1,0 +1,68 @@
+/*
+ * Whether a caller's argument can be used as it is, without a copy:
+ *
+ *   core.plain_left(v, mark, skip, max_depth, left) -> entries left | false
+ *
+ * v is plain when none of its tables has a metatable other than `mark`
+ * (cerca's list mark), no key is a table, it nests no deeper than
+ * max_depth, and it holds at most `left` entries in all (`skip`, cerca's
+ * empty-array sentinel, is not walked). The metatable looked at is the real
+ * one (lua_getmetatable): a __metatable field, which getmetatable() would
+ * answer with, cannot make a table pass for plain. No metamethod runs.
+ * cerca.validate keeps the rule's use; this is its walk, done in C.
+ */
+#include "core.h"
+
+/* Arguments: 1 v, 2 mark, 3 skip. Returns the entries left, or -1. */
+static lua_Integer walk(lua_State *L, int t, int depth, int max_depth, lua_Integer left)
+{
+    if (depth > max_depth)
+        return -1;
+    if (lua_getmetatable(L, t)) {
+        int known = lua_rawequal(L, -1, 2);
+        lua_pop(L, 1);
+        if (!known)
+            return -1;
+    }
+    luaL_checkstack(L, 3, "argument walk");
+    lua_pushnil(L);
+    while (lua_next(L, t) != 0) {
+        if (--left < 0 || lua_type(L, -2) == LUA_TTABLE) {
+            lua_pop(L, 2);
+            return -1;
+        }
+        if (lua_type(L, -1) == LUA_TTABLE && !lua_rawequal(L, -1, 3)) {
+            left = walk(L, lua_gettop(L), depth + 1, max_depth, left);
+            if (left < 0) {
+                lua_pop(L, 2);
+                return -1;
+            }
+        }
+        lua_pop(L, 1);
+    }
+    return left;
+}
+
+static int l_plain_left(lua_State *L)
+{
+    int max_depth = (int)luaL_checkinteger(L, 4);
+    lua_Integer left = luaL_checkinteger(L, 5);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 5);
+    left = walk(L, 1, 0, max_depth, left);
+    if (left < 0)
+        lua_pushboolean(L, 0);
+    else
+        lua_pushinteger(L, left);
+    return 1;
+}
+
+static const luaL_Reg walk_functions[] = {
+    {"plain_left", l_plain_left},
+    {NULL, NULL},
+};
+
+void cerca_walk_open(lua_State *L, int module)
+{
+    cerca_set_functions(L, module, walk_functions, 0, 0);
+}
