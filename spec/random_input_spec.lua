@@ -9,6 +9,7 @@ local outcome = require "cerca.outcome"
 local retry = require "cerca.retry"
 local log = require "cerca.log"
 local errors = require "cerca.errors"
+local redact = require "cerca.redact"
 
 local SEED = 20261128
 local random = math.random
@@ -317,7 +318,42 @@ describe("random inputs", function()
       end
       assert.are.equal(want, core.occurrences(text2, needle, other), ("%q, %q in %q"):format(needle,
         tostring(other), text2))
+      -- Whether a JSON text writes a secret once, "/" as is or as "\/".
+      local secret = (i % 13 == 0) and "" or needle .. ((i % 4 == 0) and "/" or "") .. needle:sub(1, 2)
+      local json_text = (i % 6 == 0) and (text2 .. secret:gsub("/", "\\/")) or text2
+      assert.are.equal(redact.written_once_lua(json_text, secret), core.written_once(json_text, secret),
+        ("%q in %q"):format(secret, json_text))
     end
+  end)
+
+  it("the core's list check agrees with the Lua rule (20,000 tables)", function()
+    math.randomseed(SEED + 6)
+    local KEYS = { 1, 2, 3, 4, 0, -1, 1.5, 2 ^ 53, "1", "a", true }
+    local VALUES = { "s", "", 1, false, {} }
+    -- The rule as the Lua code wrote it: the first entry in pairs order
+    -- whose key is no index of the list, or whose value has another type.
+    local function lua_problem(t, want)
+      local n = #t
+      for k, v in pairs(t) do
+        if type(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0 then return "key", k end
+        if want and type(v) ~= want then return "value", k end
+      end
+    end
+    local lists = 0
+    for i = 1, 20000 do
+      local t = {}
+      if i % 2 == 0 then
+        for j = 1, random(0, 5) do t[j] = VALUES[random(#VALUES)] end
+      end
+      for _ = 1, random(0, 2) do t[KEYS[random(#KEYS)]] = VALUES[random(#VALUES)] end
+      local want = (i % 3 == 0) and "string" or nil
+      local kind, key = core.list_problem(t, want)
+      local lua_kind, lua_key = lua_problem(t, want)
+      assert(kind == lua_kind and key == lua_key, ("%s %s, Lua: %s %s"):format(tostring(kind), tostring(key),
+        tostring(lua_kind), tostring(lua_key)))
+      if kind == nil then lists = lists + 1 end
+    end
+    assert.is_true(lists > 2000 and lists < 18000, lists .. " lists")
   end)
 
   it("the retry headers never raise and give a sane wait (20,000 header sets)", function()

@@ -10,7 +10,16 @@
  * one (lua_getmetatable): a __metatable field, which getmetatable() would
  * answer with, cannot make a table pass for plain. No metamethod runs.
  * cerca.validate keeps the rule's use; this is its walk, done in C.
+ *
+ *   core.list_problem(t [, type]) -> nil | "key", k | "value", k
+ *
+ * Whether t is a list (every key an integer from 1 to #t, no metamethod
+ * consulted) whose values are all of Lua type `type` (when given): nil,
+ * or the first entry in `pairs` order that is not, and what is wrong with
+ * it. The callers word the messages.
  */
+#include <string.h>
+
 #include "core.h"
 
 /* Arguments: 1 v, 2 mark, 3 skip. Returns the entries left, or -1. */
@@ -57,8 +66,36 @@ static int l_plain_left(lua_State *L)
     return 1;
 }
 
+static int l_list_problem(lua_State *L)
+{
+    size_t n, want_len = 0;
+    const char *want = luaL_optlstring(L, 2, NULL, &want_len);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 2);
+    n = cerca_rawlen(L, 1);
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+        double k;
+        /* (k is within 1..n before it is cast.) */
+        if (lua_type(L, -2) != LUA_TNUMBER || (k = lua_tonumber(L, -2)) < 1 || k > (double)n ||
+            (double)(size_t)k != k) {
+            lua_pushliteral(L, "key");
+            lua_pushvalue(L, -3);
+            return 2;
+        }
+        if (want != NULL && strcmp(luaL_typename(L, -1), want) != 0) {
+            lua_pushliteral(L, "value");
+            lua_pushvalue(L, -3);
+            return 2;
+        }
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
 static const luaL_Reg walk_functions[] = {
     {"plain_left", l_plain_left},
+    {"list_problem", l_list_problem},
     {NULL, NULL},
 };
 

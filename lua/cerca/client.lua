@@ -320,7 +320,10 @@ function Client:request_many(specs, concurrency, on_done)
   if #keys > 0 then return rt:run_many(calls, keys, concurrency, on_done) end
 end
 
--- No public method raises: a fault inside becomes `nil, err`.
+-- No public method raises: a fault inside becomes `nil, err`. Code of
+-- cerca's own that is already protected (a create) calls `_request`, the
+-- method itself, without a second pcall.
+Client._request = Client.request
 Client.close = errors.protect(Client.close)
 Client.request = errors.protect(Client.request)
 Client.request_many = errors.protect(Client.request_many)

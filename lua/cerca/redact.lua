@@ -208,6 +208,13 @@ local function occurrences(s, secrets)
   return occurrences_of(s, probes[1], probes[2])
 end
 
+--- False only when `s` cannot hold `secret`: it is not there as is, and
+-- `s` has no escape (`\`, `%`) that could write it another way. For raw
+-- text that rarely holds either (a header block).
+function _M.maybe_in(s, secret)
+  return occurrences_of(s, secret, "\\") ~= 0
+end
+
 --- True when none of `secrets` can be written in `s`, in any form.
 function _M.absent(s, secrets)
   return occurrences(s, secrets) == 0
@@ -224,7 +231,11 @@ end
 -- field that holds it): then no other decoded string can hold it. JSON
 -- writes a base64 secret as is, or with "/" as "\/"; a \u escape anywhere
 -- leaves it undecided (false).
-function _M.written_once(s, secret)
+-- (Counted in C; `written_once_lua` is the rule in Lua, which the specs
+-- hold it to.)
+_M.written_once = core.written_once
+
+function _M.written_once_lua(s, secret)
   if find(secret, "\\", 1, true) or find(secret, '"', 1, true) or find(s, "\\u", 1, true) then return false end
   local n = count(s, secret)
   if find(secret, "/", 1, true) then

@@ -86,19 +86,22 @@ end
 
 local seen_at = {}
 
+-- nil, or what makes a table no list of (given) values: "key" or "value",
+-- and the key. Walked in C, in `pairs` order.
+local list_problem = core.list_problem
+
 local function check_events(events)
   if events == nil then return nil end
   if type(events) ~= "table" then
     return invalid("params.events", format("params.events must be a list of event names (got %s); "
       .. "e.g. { \"agent.created\" }, or omit it for all non-test events", validate.describe(events)))
   end
-  local n = #events
-  for k in pairs(events) do
-    if type(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0 then
-      return invalid("params.events", format("params.events must be a list, not a map (found key %s); "
-        .. "e.g. { \"agent.created\" }, or omit it for all non-test events", validate.describe(k)))
-    end
+  local _, k = list_problem(events)
+  if k ~= nil then
+    return invalid("params.events", format("params.events must be a list, not a map (found key %s); "
+      .. "e.g. { \"agent.created\" }, or omit it for all non-test events", validate.describe(k)))
   end
+  local n = #events
   -- Each name's first index, in a table kept between calls and emptied
   -- before returning (no code of the caller's runs in between).
   local seen = seen_at
@@ -239,15 +242,9 @@ function _M.subscription(value)
       end
     end
   end
-  local n = #value.events
-  for k, e in pairs(value.events) do
-    if type(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0 then
-      return nil, "the answer's events is not a list"
-    end
-    if type(e) ~= "string" then
-      return nil, format("the answer's events[%d] is not a string", k)
-    end
-  end
+  local wrong, k = list_problem(value.events, "string")
+  if wrong == "key" then return nil, "the answer's events is not a list" end
+  if wrong then return nil, format("the answer's events[%d] is not a string", k) end
   if value.secret == "" then
     return nil, "the answer's secret is empty"
   end
@@ -297,7 +294,7 @@ local function created(fleet_id, res, err)
   -- Headers are raw text: the secret may stand there as is, or escaped.
   -- The table of fields is made from the block on first read of `headers`.
   local raw = res.raw_headers
-  if find(raw, secret, 1, true) or find(raw, "%", 1, true) or find(raw, "\\", 1, true) then
+  if redact.maybe_in(raw, secret) then
     res.raw_headers = redact.known(raw, redact.list(secret))
     res.headers = nil
     res.request_id = outcome.request_id(res)
@@ -318,7 +315,8 @@ function _M.create(client, fleet_id, params, options)
     err.attempts = 0
     return nil, err
   end
-  return created(fleet_id, client:request("POST", _M.path(fleet_id), _M.body(params), options))
+  -- (create is called protected: the request need not be again.)
+  return created(fleet_id, client:_request("POST", _M.path(fleet_id), _M.body(params), options))
 end
 
 local ITEM_KEYS = { "fleet_id", "params", "options" }
