@@ -326,7 +326,7 @@ describe("random inputs", function()
     end
   end)
 
-  it("the core's list check agrees with the Lua rule (20,000 tables)", function()
+  it("the core's list and set checks agree with the Lua rules (40,000 tables)", function()
     math.randomseed(SEED + 6)
     local KEYS = { 1, 2, 3, 4, 0, -1, 1.5, 2 ^ 53, "1", "a", true }
     local VALUES = { "s", "", 1, false, {} }
@@ -354,6 +354,28 @@ describe("random inputs", function()
       if kind == nil then lists = lists + 1 end
     end
     assert.is_true(lists > 2000 and lists < 18000, lists .. " lists")
+
+    -- The first item outside a set, or repeated, and where it first stood.
+    local ALLOWED = { a = true, b = true, c = true, [1] = true }
+    local ITEMS = { "a", "b", "c", "d", 1, 2, true, "A" }
+    local function lua_set_problem(list)
+      local seen = {}
+      for i = 1, #list do
+        local v = list[i]
+        if not ALLOWED[v] or seen[v] then return i, seen[v] end
+        seen[v] = i
+      end
+    end
+    local clean = 0
+    for _ = 1, 20000 do
+      local list = {}
+      for j = 1, random(0, 6) do list[j] = ITEMS[random(random() < 0.8 and 3 or #ITEMS)] end
+      local i, j = core.set_problem(list, ALLOWED)
+      local li, lj = lua_set_problem(list)
+      assert(i == li and j == lj, ("%s %s, Lua: %s %s"):format(tostring(i), tostring(j), tostring(li), tostring(lj)))
+      if i == nil then clean = clean + 1 end
+    end
+    assert.is_true(clean > 2000 and clean < 18000, clean .. " without a problem")
   end)
 
   it("the retry headers never raise and give a sane wait (20,000 header sets)", function()

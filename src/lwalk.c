@@ -17,6 +17,13 @@
  * consulted) whose values are all of Lua type `type` (when given): nil,
  * or the first entry in `pairs` order that is not, and what is wrong with
  * it. The callers word the messages.
+ *
+ *   core.set_problem(list, allowed) -> nil | i [, j]
+ *
+ * The first item of list (1 to #list) that is no key of `allowed` (whose
+ * value is then nil), or that repeats an earlier one: its index, and the
+ * index of the earlier one. Raw reads only. An allowed set is small, so a
+ * repeat is found by comparing with the items before it.
  */
 #include <string.h>
 
@@ -93,7 +100,40 @@ static int l_list_problem(lua_State *L)
     return 0;
 }
 
+static int l_set_problem(lua_State *L)
+{
+    size_t n, i, j;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    n = cerca_rawlen(L, 1);
+    for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, 1, (int)i); /* 3: the item */
+        lua_pushvalue(L, 3);
+        lua_rawget(L, 2);
+        if (lua_isnil(L, -1)) {
+            lua_pushinteger(L, (lua_Integer)i);
+            return 1;
+        }
+        lua_pop(L, 1);
+        for (j = 1; j < i; j++) {
+            int same;
+            lua_rawgeti(L, 1, (int)j);
+            same = lua_rawequal(L, -1, 3);
+            lua_pop(L, 1);
+            if (same) {
+                lua_pushinteger(L, (lua_Integer)i);
+                lua_pushinteger(L, (lua_Integer)j);
+                return 2;
+            }
+        }
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
 static const luaL_Reg walk_functions[] = {
+    {"set_problem", l_set_problem},
     {"plain_left", l_plain_left},
     {"list_problem", l_list_problem},
     {NULL, NULL},

@@ -84,11 +84,12 @@ local function event_error(i, name, first_at)
     guess and format("did you mean %q?", guess) or "see cerca.webhooks.EVENTS for the 19 names"))
 end
 
-local seen_at = {}
-
 -- nil, or what makes a table no list of (given) values: "key" or "value",
 -- and the key. Walked in C, in `pairs` order.
 local list_problem = core.list_problem
+-- nil, or the index of a list's first item that is no key of a set or that
+-- repeats one before it, and the index of that one.
+local set_problem = core.set_problem
 
 local function check_events(events)
   if events == nil then return nil end
@@ -101,24 +102,9 @@ local function check_events(events)
     return invalid("params.events", format("params.events must be a list, not a map (found key %s); "
       .. "e.g. { \"agent.created\" }, or omit it for all non-test events", validate.describe(k)))
   end
-  local n = #events
-  -- Each name's first index, in a table kept between calls and emptied
-  -- before returning (no code of the caller's runs in between).
-  local seen = seen_at
-  local bad, first_at
-  for i = 1, n do
-    local name = events[i]
-    -- KNOWN_EVENT holds strings only, never webhook.test.
-    if not KNOWN_EVENT[name] or seen[name] then
-      bad, first_at = i, seen[name]
-      break
-    end
-    seen[name] = i
-  end
-  for i = 1, bad or n do
-    local name = events[i]
-    if KNOWN_EVENT[name] then seen[name] = nil end
-  end
+  -- The first name not in KNOWN_EVENT (which holds strings only, never
+  -- webhook.test) or given twice, and where it was first given.
+  local bad, first_at = set_problem(events, KNOWN_EVENT)
   if bad then return event_error(bad, events[bad], first_at) end
 end
 
