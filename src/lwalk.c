@@ -18,6 +18,11 @@
  * or the first entry in `pairs` order that is not, and what is wrong with
  * it. The callers word the messages.
  *
+ *   core.field_problem(t, fields) -> nil | i
+ *
+ * The index of the first { name, type } of the list `fields` whose field
+ * in t (read raw) is not of that Lua type, or nil.
+ *
  *   core.set_problem(list, allowed) -> nil | i [, j]
  *
  * The first item of list (1 to #list) that is no key of `allowed` (whose
@@ -132,7 +137,34 @@ static int l_set_problem(lua_State *L)
     return 0;
 }
 
+static int l_field_problem(lua_State *L)
+{
+    size_t n, i;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    n = cerca_rawlen(L, 2);
+    for (i = 1; i <= n; i++) {
+        const char *want;
+        int same;
+        lua_rawgeti(L, 2, (int)i); /* 3: { name, type } */
+        luaL_argcheck(L, lua_istable(L, 3), 2, "a list of { name, type }");
+        lua_rawgeti(L, 3, 2);
+        want = lua_tostring(L, -1);
+        lua_rawgeti(L, 3, 1);
+        lua_rawget(L, 1);
+        same = want != NULL && strcmp(luaL_typename(L, -1), want) == 0;
+        lua_settop(L, 2);
+        if (!same) {
+            lua_pushinteger(L, (lua_Integer)i);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static const luaL_Reg walk_functions[] = {
+    {"field_problem", l_field_problem},
     {"set_problem", l_set_problem},
     {"plain_left", l_plain_left},
     {"list_problem", l_list_problem},

@@ -87,6 +87,9 @@ end
 -- nil, or what makes a table no list of (given) values: "key" or "value",
 -- and the key. Walked in C, in `pairs` order.
 local list_problem = core.list_problem
+-- nil, or the index of the first { name, type } of a list whose field in a
+-- table has another type.
+local field_problem = core.field_problem
 -- nil, or the index of a list's first item that is no key of a set or that
 -- repeats one before it, and the index of that one.
 local set_problem = core.set_problem
@@ -188,16 +191,17 @@ end
 
 --- The JSON body as a Lua table: extra fields, then the named ones.
 function _M.body(params)
-  local body = {}
-  if params.extra_body then
-    for k, v in pairs(params.extra_body) do body[k] = v end
-  end
-  body.url = params.url
   local events = params.events
-  if events then
-    -- An empty list means "no event" to us and must reach the wire as [].
-    body.events = (#events == 0) and core.empty_array or events
-  end
+  -- An empty list means "no event" to us and must reach the wire as [].
+  if events and #events == 0 then events = core.empty_array end
+  local extra = params.extra_body
+  -- Made at its size when there is nothing else (the common case).
+  if not extra then return { url = params.url, events = events } end
+  local body = {}
+  for k, v in pairs(extra) do body[k] = v end
+  -- (check refuses extra_body.url and extra_body.events.)
+  body.url = params.url
+  body.events = events
   return body
 end
 
@@ -216,17 +220,11 @@ function _M.subscription(value)
   if type(value) ~= "table" then
     return nil, "the answer is not a JSON object"
   end
-  -- FIELDS, spelled out for the common case; the loop names what is wrong.
-  if type(value.id) ~= "string" or type(value.fleetId) ~= "string" or type(value.url) ~= "string"
-    or type(value.events) ~= "table" or type(value.enabled) ~= "boolean" or type(value.createdAt) ~= "string"
-    or type(value.updatedAt) ~= "string" or type(value.secret) ~= "string" then
-    for _, f in ipairs(FIELDS) do
-      local name, want = f[1], f[2]
-      if type(value[name]) ~= want then
-        return nil, format("the answer's %s is %s, not a %s", name,
-          value[name] == nil and "missing" or ("a " .. type(value[name])), want)
-      end
-    end
+  local wrong_field = field_problem(value, FIELDS)
+  if wrong_field then
+    local name, want = FIELDS[wrong_field][1], FIELDS[wrong_field][2]
+    return nil, format("the answer's %s is %s, not a %s", name,
+      value[name] == nil and "missing" or ("a " .. type(value[name])), want)
   end
   local wrong, k = list_problem(value.events, "string")
   if wrong == "key" then return nil, "the answer's events is not a list" end
