@@ -161,6 +161,20 @@ describe("security", function()
         return ("%%%02X"):format(c:byte()) end) })
       assert.matches("Location: https://x.example/?k=[redacted]", err.message, 1, true)
       assert_key_gone(err)
+      assert.are.equal("https://x.example/?k=[redacted]", err.headers.location)
+    end)
+
+    it("in an error's headers, percent-encoded or JSON-escaped, is removed there too", function()
+      local percent = KEY:gsub("[/;=]", function(c) return ("%%%02X"):format(c:byte()) end)
+      local unicode = KEY:gsub("_", "\\u005f"):gsub("/", "\\u002F")
+      local err = echo_error(400, "{}", { ["X-Echo-Percent"] = "k=" .. percent, ["X-Echo-Json"] = "k=" .. unicode,
+        ["X-Echo-Slash"] = "k=" .. ESCAPED_KEY })
+      assert.are.equal("k=[redacted]", err.headers["x-echo-percent"])
+      assert.are.equal("k=[redacted]", err.headers["x-echo-json"])
+      assert.are.equal("k=[redacted]", err.headers["x-echo-slash"])
+      for _, form in ipairs { KEY, ESCAPED_KEY, KEY_TAIL, percent, unicode } do
+        assert_nowhere(form, err, { tostring(err), cerca.pretty(err) }, lines)
+      end
     end)
 
     it("echoed by a successful create, in its headers and its fields", function()
@@ -201,6 +215,18 @@ describe("security", function()
       assert.are.equal("[redacted]", res.request_id)
       sub.secret = SECRET
       assert_nowhere(SECRET:sub(7), { tostring(sub), cerca.pretty(sub) }, lines)
+    end)
+
+    it("of another fleet's subscription stays out of the error that drops it", function()
+      srv:enqueue { status = 201, body = subscription_body { fleetId = "fleet_other" },
+        headers = { ["X-Request-Id"] = "req_" .. SECRET, ["X-Echo"] = SECRET:gsub("_", "\\u005f") } }
+      local sub, err = client.webhooks.create("fleet_1", { url = URL })
+      assert.is_nil(sub)
+      assert.are.equal("invalid_response", err.type)
+      assert.is_nil(err.body)
+      assert.are.equal("req_[redacted]", err.request_id)
+      assert.are.equal("[redacted]", err.headers["x-echo"])
+      assert_nowhere(SECRET:sub(7), err, { tostring(err), cerca.pretty(err) }, lines)
     end)
 
     it("echoed in an error's message and request id", function()

@@ -14,11 +14,16 @@
  *   lmulti.c   new_multi and the multi userdata
  *   sys.c      monotime, sleep, isatty, ignore_sigpipe, curl_version
  *   lcrypto.c  uuid4, webhook_key (and its sign, verify)
- *   ltext.c    text_problem, percent_encode (byte checks of caller text)
+ *   ltext.c    text_problem, percent_encode (byte checks of caller text),
+ *              count, occurrences, written_once (redaction's bounds)
+ *   lwalk.c    plain_left, list_problem, set_problem, field_problem
+ *              (walks of arguments and answers)
+ *   lhttp.c    headers, header (a response's header block, as a table or
+ *              one field)
  *   journal.c  open_journal and the journal userdata
  *
- * lhttp.c reads request tables and builds response tables for session.c
- * and lmulti.c. The files without Lua (http.c, multi.c, headers.c,
+ * lhttp.c also reads request tables and builds response tables for
+ * session.c and lmulti.c. The files without Lua (http.c, multi.c, headers.c,
  * crypto.c) include none of this.
  */
 #ifndef CERCA_CORE_H

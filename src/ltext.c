@@ -13,7 +13,7 @@
  *   core.count(s, needle) -> how many times needle starts in s
  *       (overlapping occurrences counted; an empty needle: #s + 1)
  *   core.occurrences(s, probe...) -> the largest count of any probe in s;
- *       nil when s holds a `\u` or `%` escape (a secret could be written
+ *       nothing (nil) when s holds a `\u` or `%` escape (a secret could be written
  *       there in a form no probe finds) or a probe is empty
  *   core.written_once(s, secret) -> whether the JSON text s writes secret
  *       at most once, as is or with "/" as "\/" (false when the secret

@@ -69,6 +69,7 @@ static int l_plain_left(lua_State *L)
     int max_depth = (int)luaL_checkinteger(L, 4);
     lua_Integer left = luaL_checkinteger(L, 5);
     luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_argcheck(L, left >= 0, 5, "entries left must not be negative");
     lua_settop(L, 5);
     left = walk(L, 1, 0, max_depth, left);
     if (left < 0)

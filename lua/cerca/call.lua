@@ -177,8 +177,9 @@ local function done(self, value)
   value.attempts = self.attempt
   value.idempotency_key = self.key
   local secrets = self.secrets
-  if not redact.absent(value.raw_headers, secrets) then
-    value.raw_headers = redact.known(value.raw_headers, secrets)
+  local raw = value.raw_headers or ""
+  if not redact.absent(raw, secrets) then
+    value.raw_headers = redact.known(raw, secrets)
     value.headers = nil
     value.request_id = request_id(value)
   end

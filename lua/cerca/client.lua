@@ -279,7 +279,8 @@ end
 -- @tparam string path path below base_url, already encoded
 -- @param body Lua value sent as JSON (nil: no body)
 -- @tparam[opt] table options per-call options
--- @treturn table|nil `{ status, headers, request_id, json, body, attempts }`
+-- @treturn table|nil `{ status, raw_headers, request_id, json, body, attempts,
+--   idempotency_key }`; its `headers` is made from `raw_headers` on first read
 -- @treturn[opt] table the error (`err.attempts`: how many attempts were made)
 function Client:request(method, path, body, options)
   if getmetatable(self) ~= Client then return nil, not_a_client("request") end
@@ -320,10 +321,7 @@ function Client:request_many(specs, concurrency, on_done)
   if #keys > 0 then return rt:run_many(calls, keys, concurrency, on_done) end
 end
 
--- No public method raises: a fault inside becomes `nil, err`. Code of
--- cerca's own that is already protected (a create) calls `_request`, the
--- method itself, without a second pcall.
-Client._request = Client.request
+-- No public method raises: a fault inside becomes `nil, err`.
 Client.close = errors.protect(Client.close)
 Client.request = errors.protect(Client.request)
 Client.request_many = errors.protect(Client.request_many)

@@ -91,7 +91,8 @@ function _M.scrub(err, secrets)
   err.message = redact.text(err.message, secrets)
   if type(err.request_id) == "string" then err.request_id = redact.text(err.request_id, secrets) end
   if type(err.body) == "string" then err.body = redact.known(err.body, secrets) end
-  if type(err.headers) == "table" then redact.value(err.headers, secrets) end
+  -- Header values are raw text: the key may stand there escaped.
+  if type(err.headers) == "table" then redact.fields(err.headers, secrets) end
   if _M.is_error(err.last_error) then _M.scrub(err.last_error, secrets) end
   return err
 end

@@ -244,13 +244,14 @@ function _M.written_once_lua(s, secret)
   return n <= 1
 end
 
---- Removes known secrets from the string values of a flat table (headers),
--- in place.
+--- Removes known secrets from the string values of a flat table (headers:
+-- raw text, where a secret may be written as is, JSON-escaped or
+-- percent-encoded), in place.
 function _M.fields(t, secrets)
   local probes = secrets.probes
   for k, v in pairs(t) do
     if type(v) == "string" then
-      local maybe = find(v, "%", 1, true)
+      local maybe = find(v, "%", 1, true) or find(v, "\\", 1, true)
       for i = 1, #probes do
         if maybe or probes[i] == "" or find(v, probes[i], 1, true) then maybe = true break end
       end

@@ -261,8 +261,12 @@ local function created(fleet_id, res, err)
         .. "err.idempotency_key to get the subscription", fields)
     end
     -- Not this call's answer (a connection shared across fork(), a proxy
-    -- that mixed answers up): neither a success nor something to keep.
+    -- that mixed answers up): neither a success nor something to keep,
+    -- and the other subscription's secret stays nowhere in the error.
     fields.body = nil
+    local others = redact.list(sub.secret)
+    if fields.headers then redact.fields(fields.headers, others) end
+    if fields.request_id then fields.request_id = redact.known(fields.request_id, others) end
     return nil, errors.new("invalid_response", "the answer names another fleet than the one asked for "
       .. "(fleetId " .. validate.describe(sub.fleetId) .. "), so it is not this call's answer and was "
       .. "dropped; repeat the call with err.idempotency_key to get this fleet's subscription", fields)
@@ -299,8 +303,7 @@ function _M.create(client, fleet_id, params, options)
     err.attempts = 0
     return nil, err
   end
-  -- (create is called protected: the request need not be again.)
-  return created(fleet_id, client:_request("POST", _M.path(fleet_id), _M.body(params), options))
+  return created(fleet_id, client:request("POST", _M.path(fleet_id), _M.body(params), options))
 end
 
 local ITEM_KEYS = { "fleet_id", "params", "options" }
