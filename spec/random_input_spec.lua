@@ -9,7 +9,6 @@ local outcome = require "cerca.outcome"
 local retry = require "cerca.retry"
 local log = require "cerca.log"
 local errors = require "cerca.errors"
-local redact = require "cerca.redact"
 
 local SEED = 20261128
 local random = math.random
@@ -285,6 +284,15 @@ describe("random inputs", function()
       end
       return n
     end
+    -- The rule of redact.written_once: the secret written at most once,
+    -- as is or with "/" as "\/"; undecided (false) past a backslash or a
+    -- quote in it, or a \u escape in the text.
+    local function lua_written_once(s, secret)
+      if secret:find("\\", 1, true) or secret:find('"', 1, true) or s:find("\\u", 1, true) then return false end
+      local n = lua_count(s, secret)
+      if secret:find("/", 1, true) then n = n + lua_count(s, (secret:gsub("/", "\\/"))) end
+      return n <= 1
+    end
     local function lua_percent(v)
       return (v:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
     end
@@ -321,7 +329,7 @@ describe("random inputs", function()
       -- Whether a JSON text writes a secret once, "/" as is or as "\/".
       local secret = (i % 13 == 0) and "" or needle .. ((i % 4 == 0) and "/" or "") .. needle:sub(1, 2)
       local json_text = (i % 6 == 0) and (text2 .. secret:gsub("/", "\\/")) or text2
-      assert.are.equal(redact.written_once_lua(json_text, secret), core.written_once(json_text, secret),
+      assert.are.equal(lua_written_once(json_text, secret), core.written_once(json_text, secret),
         ("%q in %q"):format(secret, json_text))
     end
   end)

@@ -195,9 +195,6 @@ local function probe(secret)
   return best
 end
 
--- How many times `needle` stands in `s` (overlapping ones counted).
-local count = core.count
-
 -- How many times the probes of `secrets` occur in `s` at most (a bound on
 -- how often a secret is written there); nil when escapes make it unknown
 -- (a `\u` or `%` in `s`, or an empty probe). Counted in C; a list holds two
@@ -230,19 +227,9 @@ end
 --- True when the raw JSON text `s` writes `secret` at most once (in the
 -- field that holds it): then no other decoded string can hold it. JSON
 -- writes a base64 secret as is, or with "/" as "\/"; a \u escape anywhere
--- leaves it undecided (false).
--- (Counted in C; `written_once_lua` is the rule in Lua, which the specs
--- hold it to.)
+-- leaves it undecided (false). Counted in C (`random_input_spec` holds it
+-- to the rule written in Lua).
 _M.written_once = core.written_once
-
-function _M.written_once_lua(s, secret)
-  if find(secret, "\\", 1, true) or find(secret, '"', 1, true) or find(s, "\\u", 1, true) then return false end
-  local n = count(s, secret)
-  if find(secret, "/", 1, true) then
-    n = n + count(s, (gsub(secret, "/", "\\/")))
-  end
-  return n <= 1
-end
 
 --- Removes known secrets from the string values of a flat table (headers:
 -- raw text, where a secret may be written as is, JSON-escaped or
