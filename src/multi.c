@@ -1,8 +1,10 @@
-#define _POSIX_C_SOURCE 200809L /* getpid */
+#define _POSIX_C_SOURCE 200809L /* getpid, clock_gettime */
 #include "multi.h"
 
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* One slot per transfer in flight. Slots are allocated one by one and never
@@ -13,10 +15,22 @@ typedef struct {
     int busy;
 } slot;
 
+/* The transfers are driven by curl_multi_socket_action: libcurl names the
+ * sockets to watch (socket_changed) and when to call it back without
+ * activity (timer_changed); one poll() waits on those sockets, and only a
+ * transfer whose socket is ready is moved along. curl_multi_perform would
+ * instead look at every transfer in flight, one poll() each, on every
+ * wake-up: with 200 in flight, hundreds of system calls per answer. */
 struct cerca_multi {
     CURLM *multi; /* NULL only when a forked child could not make its own */
     slot **slots;
     size_t nslots;
+    struct pollfd *watched; /* the sockets libcurl asked to be watched */
+    size_t nwatched, capwatched;
+    struct pollfd *ready;   /* scratch: the sockets one poll() found ready */
+    size_t capready;
+    long long timer_at;     /* when libcurl wants its timeout call (ms), or -1 */
+    int running;            /* transfers not finished, as libcurl last said */
     slot *returned; /* the slot handed out by the last next_done */
     char *ca_file;
     char *user_agent;
@@ -42,12 +56,71 @@ static char *dup_or_null(const char *s)
     return d;
 }
 
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* CURLMOPT_SOCKETFUNCTION: watch socket s for `what`, or stop. */
+static int socket_changed(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    cerca_multi *m = (cerca_multi *)userp;
+    size_t i;
+    short events = 0;
+    (void)easy;
+    (void)socketp;
+    for (i = 0; i < m->nwatched && m->watched[i].fd != s; i++)
+        ;
+    if (what == CURL_POLL_REMOVE) {
+        if (i < m->nwatched)
+            m->watched[i] = m->watched[--m->nwatched];
+        return 0;
+    }
+    if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+        events |= POLLIN;
+    if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+        events |= POLLOUT;
+    if (i == m->nwatched) {
+        if (m->nwatched == m->capwatched) {
+            size_t cap = m->capwatched ? 2 * m->capwatched : 16;
+            struct pollfd *grown = realloc(m->watched, cap * sizeof *grown);
+            if (grown == NULL)
+                return -1; /* libcurl fails the transfer */
+            m->watched = grown;
+            m->capwatched = cap;
+        }
+        m->watched[m->nwatched].fd = s;
+        m->nwatched++;
+    }
+    m->watched[i].events = events;
+    m->watched[i].revents = 0;
+    return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION: call back in timeout_ms, or never (-1). */
+static int timer_changed(CURLM *multi, long timeout_ms, void *userp)
+{
+    cerca_multi *m = (cerca_multi *)userp;
+    (void)multi;
+    m->timer_at = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    return 0;
+}
+
 /* Makes m->multi with the settings of m. */
 static int setup_multi(cerca_multi *m)
 {
+    m->nwatched = 0;
+    m->timer_at = -1;
+    m->running = 0;
     m->multi = curl_multi_init();
     if (m->multi == NULL)
         return -1;
+    curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, socket_changed);
+    curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, (void *)m);
+    curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, timer_changed);
+    curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, (void *)m);
     curl_multi_setopt(m->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
     if (m->max_connections > 0) {
         curl_multi_setopt(m->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, m->max_connections);
@@ -108,6 +181,9 @@ static void forget_inherited(cerca_multi *m)
     m->nslots = 0;
     cerca_abandon(m->multi);
     m->multi = NULL;
+    m->nwatched = 0; /* the parent's sockets */
+    m->timer_at = -1;
+    m->running = 0;
     m->pid = getpid();
 }
 
@@ -173,18 +249,65 @@ int cerca_multi_add(cerca_multi *m, long token, const cerca_request *rq)
     return 0;
 }
 
+/* Gives libcurl its timeout call if it is due. */
+static void timer_due(cerca_multi *m)
+{
+    if (m->timer_at >= 0 && now_ms() >= m->timer_at) {
+        m->timer_at = -1; /* libcurl sets it again if it needs to */
+        curl_multi_socket_action(m->multi, CURL_SOCKET_TIMEOUT, 0, &m->running);
+    }
+}
+
+/* One poll() on the watched sockets, waiting at most wait_ms (libcurl's
+ * timer may shorten it); then each ready socket's transfer is moved along.
+ * The ready sockets are copied first: libcurl changes `watched` as it goes. */
+static void wait_and_act(cerca_multi *m, long wait_ms)
+{
+    size_t i, nready = 0;
+    int n;
+    if (m->timer_at >= 0) {
+        long long until = m->timer_at - now_ms();
+        if (until < wait_ms)
+            wait_ms = until < 0 ? 0 : (long)until;
+    }
+    if (m->capready < m->nwatched) {
+        struct pollfd *grown = realloc(m->ready, m->nwatched * sizeof *grown);
+        if (grown == NULL)
+            return; /* tried again on the next call */
+        m->ready = grown;
+        m->capready = m->nwatched;
+    }
+    n = poll(m->watched, (nfds_t)m->nwatched, (int)wait_ms);
+    for (i = 0; n > 0 && i < m->nwatched; i++)
+        if (m->watched[i].revents != 0)
+            m->ready[nready++] = m->watched[i];
+    for (i = 0; i < nready; i++) {
+        /* As libcurl reads poll() itself: an error or a hang-up makes the
+         * socket readable and writable (the read or write then says what
+         * happened); only an invalid one is an error as such. */
+        short r = m->ready[i].revents, want = m->ready[i].events;
+        int ev = 0;
+        if ((want & POLLIN) && (r & (POLLIN | POLLERR | POLLHUP)))
+            ev |= CURL_CSELECT_IN;
+        if ((want & POLLOUT) && (r & (POLLOUT | POLLERR | POLLHUP)))
+            ev |= CURL_CSELECT_OUT;
+        if (r & POLLNVAL)
+            ev |= CURL_CSELECT_ERR;
+        curl_multi_socket_action(m->multi, m->ready[i].fd, ev, &m->running);
+    }
+    timer_due(m);
+}
+
 int cerca_multi_run(cerca_multi *m, long timeout_ms)
 {
-    int running = 0;
     release_returned(m);
     if (own_multi(m) != 0)
         return 0;
-    curl_multi_perform(m->multi, &running);
-    if (running > 0 && timeout_ms > 0) {
-        curl_multi_poll(m->multi, NULL, 0, (int)(timeout_ms > 60000 ? 60000 : timeout_ms), NULL);
-        curl_multi_perform(m->multi, &running);
-    }
-    return running;
+    /* Transfers just added start here: adding one sets a timer of 0. */
+    timer_due(m);
+    if (m->running > 0)
+        wait_and_act(m, timeout_ms > 60000 ? 60000 : timeout_ms);
+    return m->running;
 }
 
 int cerca_multi_next_done(cerca_multi *m, long *token, cerca_response *rs)
@@ -239,5 +362,7 @@ void cerca_multi_free(cerca_multi *m)
     free(m->ca_file);
     free(m->user_agent);
     free(m->orphans);
+    free(m->watched);
+    free(m->ready);
     free(m);
 }
