@@ -112,20 +112,32 @@ end
 
 -- Randomness and formats ---------------------------------------------------
 
-local urandom
+-- Bytes from /dev/urandom are read 4 KiB at a time into a pool that belongs
+-- to one process: a pool filled before a fork (in the master, at
+-- init_by_lua time) would hand every worker the same bytes, so it is
+-- refilled whenever the process is not the one that filled it. The handle
+-- reads unbuffered: the pool is the only buffer.
+local POOL_SIZE = 4096
+local urandom, pool, pool_at, pool_pid = nil, "", 1, nil
 
--- Opened lazily, i.e. in the worker: a handle opened in the master (at
--- init_by_lua time) would be shared by every forked worker, and a read buffer
--- copied into each of them would hand out the same bytes twice.
 local function _random_bytes(n)
-    if not urandom then
-        urandom = assert(io_open("/dev/urandom", "rb"))
-        urandom:setvbuf("no")
+    local pid = ngx.worker.pid()
+    if pool_pid ~= pid or pool_at + n - 1 > #pool then
+        if not urandom or pool_pid ~= pid then
+            if urandom then
+                urandom:close()
+            end
+            urandom = assert(io_open("/dev/urandom", "rb"))
+            urandom:setvbuf("no")
+        end
+        pool = urandom:read(POOL_SIZE)
+        if not pool or #pool ~= POOL_SIZE then
+            error("short read from /dev/urandom")
+        end
+        pool_at, pool_pid = 1, pid
     end
-    local bytes = urandom:read(n)
-    if not bytes or #bytes ~= n then
-        error("short read from /dev/urandom")
-    end
+    local bytes = pool:sub(pool_at, pool_at + n - 1)
+    pool_at = pool_at + n
     return bytes
 end
 
@@ -230,6 +242,20 @@ local function _member_kinds(s)
         i = s:find("%S", i + 1)
     end
     return kinds
+end
+
+-- Whether the member `key` of the object text `raw`, decoded by cjson into
+-- the table `value`, was sent as an array. cjson decodes a non-empty array
+-- to the keys 1..n (a null to cjson.null, not nil) and an object to string
+-- keys only, so only an empty table needs the raw text.
+local function _sent_as_array(value, raw, key)
+    if value[1] ~= nil then
+        return true
+    end
+    if next(value) ~= nil then
+        return false
+    end
+    return _member_kinds(raw)[key] == "["
 end
 
 -- Responses ----------------------------------------------------------------
@@ -418,8 +444,8 @@ end
 
 -- The real API -------------------------------------------------------------
 
-local function _authorization_error()
-    local value = ngx.req.get_headers()["authorization"]
+local function _authorization_error(headers_in)
+    local value = headers_in["authorization"]
     if value == nil then
         return "missing Authorization header; expected 'Bearer <API key>'"
     end
@@ -477,7 +503,7 @@ local function _validation_error(params, raw)
     if events == nil then
         return nil
     end
-    if type(events) ~= "table" or _member_kinds(raw).events ~= "[" then
+    if type(events) ~= "table" or not _sent_as_array(events, raw, "events") then
         return "events must be an array of event names", "events"
     end
     for i = 1, #events do
@@ -547,11 +573,11 @@ end
 
 -- The request's key; nil without one (an empty header counts as none) and in
 -- lean mode. A repeated header's values are joined by ", ".
-local function _idempotency_key()
+local function _idempotency_key(headers_in)
     if config.lean then
         return nil
     end
-    local value = ngx.req.get_headers()["idempotency-key"]
+    local value = headers_in["idempotency-key"]
     if type(value) == "table" then
         value = concat(value, ", ")
     end
@@ -596,7 +622,9 @@ end
 -- itself. A successful create is stored (and, with a key, its answer) whether
 -- or not that answer is then sent.
 local function _handle(raw)
-    local auth_error = _authorization_error()
+    -- read once: each ngx.req.get_headers() builds a new table
+    local headers_in = ngx.req.get_headers()
+    local auth_error = _authorization_error(headers_in)
     if auth_error then
         return 401, _api_headers(), _error_body("authentication_error", auth_error)
     end
@@ -611,7 +639,7 @@ local function _handle(raw)
             _error_body("not_found_error", format("no such endpoint: %s %s", method, path))
     end
 
-    local key = _idempotency_key()
+    local key = _idempotency_key(headers_in)
     if key then
         local status, content_type, request, body = _idempotency_lookup(key)
         if status then
@@ -625,7 +653,7 @@ local function _handle(raw)
         end
     end
 
-    if not _is_json_content_type(ngx.req.get_headers()["content-type"]) then
+    if not _is_json_content_type(headers_in["content-type"]) then
         return 400, _api_headers(), _error_body("invalid_request_error",
             "Content-Type must be application/json")
     end
