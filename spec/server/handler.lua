@@ -508,26 +508,33 @@ local function _validation_error(params, raw)
     end
     for i = 1, #events do
         local name = events[i]
-        local param = format("events[%d]", i - 1)
-        if type(name) ~= "string" then
-            return param .. " must be a string", param
-        end
-        if name == RESERVED_EVENT then
-            return format("%s: %s is reserved for the test endpoint and cannot be subscribed to",
-                param, RESERVED_EVENT), param
-        end
-        if not EVENTS[name] then
+        if not EVENTS[name] then  -- named on failure only: a create names none
+            local param = format("events[%d]", i - 1)
+            if type(name) ~= "string" then
+                return param .. " must be a string", param
+            end
+            if name == RESERVED_EVENT then
+                return format("%s: %s is reserved for the test endpoint and cannot be subscribed to",
+                    param, RESERVED_EVENT), param
+            end
             return format("%s: unknown event name %s", param, cjson.encode(name)), param
         end
     end
     return nil
 end
 
+-- The field names of SUBSCRIPTION_FIELDS as JSON, each with its colon,
+-- encoded once: a create encodes only the values.
+local SUBSCRIPTION_KEYS = {}
+for i, field in ipairs(SUBSCRIPTION_FIELDS) do
+    SUBSCRIPTION_KEYS[i] = (i > 1 and "," or "{") .. cjson.encode(field) .. ":"
+end
+
 -- Encodes a subscription with its fields in a fixed order, and an empty
 -- event list as `[]` (cjson alone would write `{}`).
 local function _subscription_json(sub)
     local parts = {}
-    for _, field in ipairs(SUBSCRIPTION_FIELDS) do
+    for i, field in ipairs(SUBSCRIPTION_FIELDS) do
         local value = sub[field]
         local json
         if field == "events" and #value == 0 then
@@ -535,9 +542,10 @@ local function _subscription_json(sub)
         else
             json = cjson.encode(value)
         end
-        parts[#parts + 1] = cjson.encode(field) .. ":" .. json
+        parts[2 * i - 1], parts[2 * i] = SUBSCRIPTION_KEYS[i], json
     end
-    return "{" .. concat(parts, ",") .. "}"
+    parts[#parts + 1] = "}"
+    return concat(parts)
 end
 
 local function _create_subscription(fleet_id, params)
