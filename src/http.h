@@ -10,7 +10,8 @@
 #include <sys/types.h>
 #include <curl/curl.h>
 
-/* curl_multi_poll (7.66.0) is the oldest feature cerca uses. */
+/* 7.66.0 is the oldest libcurl cerca supports: nothing older is tested,
+ * although the newest interface it uses (CURLPIPE_MULTIPLEX) is 7.43.0. */
 #if LIBCURL_VERSION_NUM < 0x074200
 #error "cerca needs libcurl 7.66.0 or newer"
 #endif
