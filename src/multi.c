@@ -63,7 +63,37 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* CURLMOPT_SOCKETFUNCTION: watch socket s for `what`, or stop. */
+/* Sockets a transfer may hold at once: a connection (two while both
+ * address families are tried) and the resolver's. */
+#define SOCKETS_PER_TRANSFER 4
+
+/* Makes room for `n` watched sockets, in both `watched` and `ready` (a
+ * poll() may find all of them ready): 0, or -1 when out of memory. */
+static int reserve_watch(cerca_multi *m, size_t n)
+{
+    struct pollfd *grown;
+    if (m->capwatched < n) {
+        if ((grown = realloc(m->watched, n * sizeof *grown)) == NULL)
+            return -1;
+        m->watched = grown;
+        m->capwatched = n;
+    }
+    if (m->capready < n) {
+        if ((grown = realloc(m->ready, n * sizeof *grown)) == NULL)
+            return -1;
+        m->ready = grown;
+        m->capready = n;
+    }
+    return 0;
+}
+
+/* CURLMOPT_SOCKETFUNCTION: watch socket s for `what`, or stop. Room was
+ * made when the transfer was added (cerca_multi_add), where running out of
+ * memory fails that one transfer; this grows it only if a transfer holds
+ * more sockets than SOCKETS_PER_TRANSFER. It never returns an error:
+ * libcurl 7.88 then fails the whole multi handle, and crashes on the next
+ * call. A socket that finds no room is not watched; its transfer ends at
+ * its own timeout. */
 static int socket_changed(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     cerca_multi *m = (cerca_multi *)userp;
@@ -83,14 +113,8 @@ static int socket_changed(CURL *easy, curl_socket_t s, int what, void *userp, vo
     if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
         events |= POLLOUT;
     if (i == m->nwatched) {
-        if (m->nwatched == m->capwatched) {
-            size_t cap = m->capwatched ? 2 * m->capwatched : 16;
-            struct pollfd *grown = realloc(m->watched, cap * sizeof *grown);
-            if (grown == NULL)
-                return -1; /* libcurl fails the transfer */
-            m->watched = grown;
-            m->capwatched = cap;
-        }
+        if (reserve_watch(m, m->nwatched + 1) != 0)
+            return 0;
         m->watched[m->nwatched].fd = s;
         m->nwatched++;
     }
@@ -235,7 +259,7 @@ int cerca_multi_add(cerca_multi *m, long token, const cerca_request *rq)
     if (own_multi(m) != 0)
         return -1;
     s = free_slot(m);
-    if (s == NULL)
+    if (s == NULL || reserve_watch(m, m->nslots * SOCKETS_PER_TRANSFER) != 0)
         return -1;
     if (cerca_http_prepare(&s->http, rq) != CURLE_OK ||
         curl_easy_setopt(s->http.easy, CURLOPT_PRIVATE, (void *)s) != CURLE_OK ||
@@ -249,18 +273,31 @@ int cerca_multi_add(cerca_multi *m, long token, const cerca_request *rq)
     return 0;
 }
 
+/* Moves along what `fd` (or CURL_SOCKET_TIMEOUT) concerns. When libcurl
+ * fails the call (out of memory), the timer it may not have set is set to
+ * 10 ms, so that no transfer waits on a timeout libcurl dropped. */
+static void act(cerca_multi *m, curl_socket_t fd, int ev)
+{
+    if (curl_multi_socket_action(m->multi, fd, ev, &m->running) != CURLM_OK) {
+        long long soon = now_ms() + 10;
+        if (m->timer_at < 0 || m->timer_at > soon)
+            m->timer_at = soon;
+    }
+}
+
 /* Gives libcurl its timeout call if it is due. */
 static void timer_due(cerca_multi *m)
 {
     if (m->timer_at >= 0 && now_ms() >= m->timer_at) {
         m->timer_at = -1; /* libcurl sets it again if it needs to */
-        curl_multi_socket_action(m->multi, CURL_SOCKET_TIMEOUT, 0, &m->running);
+        act(m, CURL_SOCKET_TIMEOUT, 0);
     }
 }
 
 /* One poll() on the watched sockets, waiting at most wait_ms (libcurl's
  * timer may shorten it); then each ready socket's transfer is moved along.
- * The ready sockets are copied first: libcurl changes `watched` as it goes. */
+ * The ready sockets are copied first (`ready` has room for all of them,
+ * see reserve_watch): libcurl changes `watched` as it goes. */
 static void wait_and_act(cerca_multi *m, long wait_ms)
 {
     size_t i, nready = 0;
@@ -269,13 +306,6 @@ static void wait_and_act(cerca_multi *m, long wait_ms)
         long long until = m->timer_at - now_ms();
         if (until < wait_ms)
             wait_ms = until < 0 ? 0 : (long)until;
-    }
-    if (m->capready < m->nwatched) {
-        struct pollfd *grown = realloc(m->ready, m->nwatched * sizeof *grown);
-        if (grown == NULL)
-            return; /* tried again on the next call */
-        m->ready = grown;
-        m->capready = m->nwatched;
     }
     n = poll(m->watched, (nfds_t)m->nwatched, (int)wait_ms);
     for (i = 0; n > 0 && i < m->nwatched; i++)
@@ -287,13 +317,15 @@ static void wait_and_act(cerca_multi *m, long wait_ms)
          * happened); only an invalid one is an error as such. */
         short r = m->ready[i].revents, want = m->ready[i].events;
         int ev = 0;
+        if (want == 0)
+            want = POLLIN | POLLOUT; /* a hang-up on a socket watched for nothing */
         if ((want & POLLIN) && (r & (POLLIN | POLLERR | POLLHUP)))
             ev |= CURL_CSELECT_IN;
         if ((want & POLLOUT) && (r & (POLLOUT | POLLERR | POLLHUP)))
             ev |= CURL_CSELECT_OUT;
         if (r & POLLNVAL)
             ev |= CURL_CSELECT_ERR;
-        curl_multi_socket_action(m->multi, m->ready[i].fd, ev, &m->running);
+        act(m, m->ready[i].fd, ev);
     }
     timer_due(m);
 }
@@ -306,7 +338,7 @@ int cerca_multi_run(cerca_multi *m, long timeout_ms)
     /* Transfers just added start here: adding one sets a timer of 0. */
     timer_due(m);
     if (m->running > 0)
-        wait_and_act(m, timeout_ms > 60000 ? 60000 : timeout_ms);
+        wait_and_act(m, timeout_ms < 0 ? 0 : timeout_ms > 60000 ? 60000 : timeout_ms);
     return m->running;
 }
 
