@@ -138,6 +138,19 @@ describe("webhooks.create_many", function()
     assert.are.equal("batch-key-2", srv:requests()[2].headers["idempotency-key"])
   end)
 
+  it("ends a transfer at its timeout, not at the next activity or idle wake-up", function()
+    -- nothing else is in flight: only libcurl's timer can end the wait, and
+    -- the loop's idle wake-up (1 s) comes too late to pass
+    srv:enqueue { status = 201, body = "{}", delay = 3 }
+    local items = items_for(1)
+    items[1].options = { timeout = 0.3, max_retries = 0 }
+    local started = require("cerca.core").monotime()
+    local results = assert(client.webhooks.create_many(items))
+    local took = require("cerca.core").monotime() - started
+    assert.are.equal("timeout", results[1].error.type)
+    assert.is_true(took >= 0.29 and took < 0.8, ("took %.3f s"):format(took))
+  end)
+
   it("reports progress as items finish, and survives a failing callback", function()
     local seen = {}
     local results = assert(client.webhooks.create_many(items_for(12), {
