@@ -26,9 +26,8 @@ struct cerca_multi {
     slot **slots;
     size_t nslots;
     struct pollfd *watched; /* the sockets libcurl asked to be watched */
-    size_t nwatched, capwatched;
     struct pollfd *ready;   /* scratch: the sockets one poll() found ready */
-    size_t capready;
+    size_t nwatched, room;  /* room: what both arrays hold */
     long long timer_at;     /* when libcurl wants its timeout call (ms), or -1 */
     int running;            /* transfers not finished, as libcurl last said */
     slot *returned; /* the slot handed out by the last next_done */
@@ -72,18 +71,15 @@ static long long now_ms(void)
 static int reserve_watch(cerca_multi *m, size_t n)
 {
     struct pollfd *grown;
-    if (m->capwatched < n) {
-        if ((grown = realloc(m->watched, n * sizeof *grown)) == NULL)
-            return -1;
-        m->watched = grown;
-        m->capwatched = n;
-    }
-    if (m->capready < n) {
-        if ((grown = realloc(m->ready, n * sizeof *grown)) == NULL)
-            return -1;
-        m->ready = grown;
-        m->capready = n;
-    }
+    if (m->room >= n)
+        return 0;
+    if ((grown = realloc(m->watched, n * sizeof *grown)) == NULL)
+        return -1;
+    m->watched = grown;
+    if ((grown = realloc(m->ready, n * sizeof *grown)) == NULL)
+        return -1; /* `room` unchanged: the next call grows both again */
+    m->ready = grown;
+    m->room = n;
     return 0;
 }
 
@@ -204,10 +200,7 @@ static void forget_inherited(cerca_multi *m)
     m->slots = NULL;
     m->nslots = 0;
     cerca_abandon(m->multi);
-    m->multi = NULL;
-    m->nwatched = 0; /* the parent's sockets */
-    m->timer_at = -1;
-    m->running = 0;
+    m->multi = NULL; /* setup_multi makes this process's own, watching nothing */
     m->pid = getpid();
 }
 

@@ -116,17 +116,15 @@ end
 -- to one process: a pool filled before a fork (in the master, at
 -- init_by_lua time) would hand every worker the same bytes, so it is
 -- refilled whenever the process is not the one that filled it. The handle
--- reads unbuffered: the pool is the only buffer.
+-- reads unbuffered, so the pool is the only buffer and a handle shared
+-- across a fork hands out no byte twice.
 local POOL_SIZE = 4096
 local urandom, pool, pool_at, pool_pid = nil, "", 1, nil
 
 local function _random_bytes(n)
     local pid = ngx.worker.pid()
     if pool_pid ~= pid or pool_at + n - 1 > #pool then
-        if not urandom or pool_pid ~= pid then
-            if urandom then
-                urandom:close()
-            end
+        if not urandom then
             urandom = assert(io_open("/dev/urandom", "rb"))
             urandom:setvbuf("no")
         end
