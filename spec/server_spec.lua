@@ -198,6 +198,54 @@ describe("reference server", function()
             assert.truthy(res.body:find('"events":[]', 1, true))
         end)
 
+        it("judges every shape of URL alike, not only the plain one", function()
+            for _, url in ipairs {
+                "https://example.com", "https://example.com?x=1", "https://example.com#f",
+                "HTTPS://Example.com/webhook", "https://example.com:8443/webhook",
+                "https://user@example.com/webhook", "https://[::1]/webhook",
+            } do
+                local res = request { body = { url = url } }
+                assert.are.equal(201, res.status, url)
+                assert.are.equal(url, res.json.url)
+            end
+            for _, url in ipairs {
+                "https://user@/webhook", "https://:8443/webhook", "https://",
+                "https://example.com/a b", "ftp://example.com/webhook",
+            } do
+                local res = request { body = { url = url } }
+                assert.are.equal(422, res.status, url)
+                assert.are.equal("url", res.json.error.param)
+            end
+        end)
+
+        it("writes the subscription as JSON whatever the caller's strings hold", function()
+            local url = 'https://example.com/a"b\\c/\u{e9}'
+            local res = request { path = "/fleets/q%22%5C%2F/webhooks", body = { url = url } }
+            assert.are.equal(201, res.status)
+            assert.are.equal(url, res.json.url)
+            assert.are.equal('q"\\/', res.json.fleetId)
+            assert.are.same({}, res.json.events)
+            assert.are.equal(true, res.json.enabled)
+            assert.are.equal(res.json.createdAt, res.json.updatedAt)
+            assert.truthy(res.json.createdAt:match("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$"))
+            assert.truthy(res.json.id:match("^wh_%x+$"))
+            assert.truthy(res.json.secret:match("^whsec_[%w+/]+=*$"))
+            -- the fields in the order the API writes them
+            local at = {}
+            for _, field in ipairs { "id", "fleetId", "url", "events", "enabled", "createdAt", "updatedAt",
+                "secret" } do
+                at[#at + 1] = assert(res.body:find('"' .. field .. '":', 1, true), field)
+            end
+            for i = 2, #at do assert.is_true(at[i] > at[i - 1]) end
+        end)
+
+        it("accepts the Bearer scheme in any case, with spaces around the key", function()
+            for _, value in ipairs { "bearer " .. API_KEY, "BEARER   " .. API_KEY .. "  " } do
+                local res = request { key = false, headers = { "Authorization: " .. value }, body = VALID }
+                assert.are.equal(201, res.status, value)
+            end
+        end)
+
         it("accepts keys the contract does not name", function()
             local res = request { body = { url = "https://example.com/webhook", description = "x" } }
             assert.are.equal(201, res.status)

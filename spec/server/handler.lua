@@ -43,11 +43,6 @@ for _, name in ipairs {
 end
 local RESERVED_EVENT = "webhook.test"
 
--- Field order of a subscription on the wire.
-local SUBSCRIPTION_FIELDS = {
-    "id", "fleetId", "url", "events", "enabled", "createdAt", "updatedAt", "secret",
-}
-
 local ACTIONS = {
     respond = true, pass = true, drop = true, create_then_drop = true, trickle = true,
     partial = true, create_then_partial = true, raw = true,
@@ -166,10 +161,14 @@ end
 
 -- Decodes %XX escapes only. ngx.unescape_uri would also turn "+" into a
 -- space, which is right for form data but wrong for a path segment.
+-- (A function made once: a closure made per call would keep LuaJIT from
+-- compiling the handler.)
+local function _hex_byte(hex)
+    return char(tonumber(hex, 16))
+end
+
 local function _percent_decode(s)
-    return (s:gsub("%%(%x%x)", function(hex)
-        return char(tonumber(hex, 16))
-    end))
+    return (s:gsub("%%(%x%x)", _hex_byte))
 end
 
 -- Raw JSON inspection ------------------------------------------------------
@@ -444,6 +443,9 @@ end
 
 local function _authorization_error(headers_in)
     local value = headers_in["authorization"]
+    if value == config.authorization then  -- "Bearer <key>", as nearly every client writes it
+        return nil
+    end
     if value == nil then
         return "missing Authorization header; expected 'Bearer <API key>'"
     end
@@ -473,6 +475,12 @@ end
 local function _is_https_uri(url)
     if url:find("[%s%c]") then
         return false
+    end
+    -- The common shape first: "https://" and a host of letters, digits,
+    -- dots and hyphens, then the end or "/", "?" or "#" (no user, no port).
+    local host_end = url:match("^https://[%w.-]+()")
+    if host_end and (host_end > #url or url:find("^[/?#]", host_end)) then
+        return true
     end
     local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
     if not scheme or scheme:lower() ~= "https" then
@@ -521,42 +529,24 @@ local function _validation_error(params, raw)
     return nil
 end
 
--- The field names of SUBSCRIPTION_FIELDS as JSON, each with its colon,
--- encoded once: a create encodes only the values.
-local SUBSCRIPTION_KEYS = {}
-for i, field in ipairs(SUBSCRIPTION_FIELDS) do
-    SUBSCRIPTION_KEYS[i] = (i > 1 and "," or "{") .. cjson.encode(field) .. ":"
-end
-
--- Encodes a subscription with its fields in a fixed order, and an empty
--- event list as `[]` (cjson alone would write `{}`).
-local function _subscription_json(sub)
-    local parts = {}
-    for i, field in ipairs(SUBSCRIPTION_FIELDS) do
-        local value = sub[field]
-        local json
-        if field == "events" and #value == 0 then
-            json = "[]"
-        else
-            json = cjson.encode(value)
-        end
-        parts[2 * i - 1], parts[2 * i] = SUBSCRIPTION_KEYS[i], json
-    end
-    parts[#parts + 1] = "}"
-    return concat(parts)
-end
-
+-- A subscription as JSON, its fields in a fixed order: id, fleetId, url,
+-- events, enabled, createdAt, updatedAt, secret.
+-- The strings the caller sent (fleet id, URL, event names) go through
+-- cjson; the ones made here (hex, a timestamp, base64) hold no character
+-- JSON escapes, and are written as they are. An empty event list is
+-- written `[]` (cjson alone would write `{}`).
 local function _create_subscription(fleet_id, params)
     local now = _timestamp()
-    local json = _subscription_json {
-        id = "wh_" .. _random_hex(12),
-        fleetId = fleet_id,
-        url = params.url,
-        events = params.events or {},
-        enabled = true,
-        createdAt = now,
-        updatedAt = now,
-        secret = "whsec_" .. ngx.encode_base64(_random_bytes(24)),
+    local events = params.events or {}
+    local json = concat {
+        '{"id":"wh_', _random_hex(12),
+        '","fleetId":', cjson.encode(fleet_id),
+        ',"url":', cjson.encode(params.url),
+        ',"events":', #events == 0 and "[]" or cjson.encode(events),
+        ',"enabled":true,"createdAt":"', now,
+        '","updatedAt":"', now,
+        '","secret":"whsec_', ngx.encode_base64(_random_bytes(24)),
+        '"}',
     }
     if not config.lean then
         _append("subscriptions", json)
@@ -749,6 +739,7 @@ function _M.init()
     config = assert(cjson.decode(text), "invalid " .. path)
     assert(type(config.api_key) == "string", "api_key missing in " .. path)
     config.lean = config.lean == true
+    config.authorization = "Bearer " .. config.api_key
     config.delay = tonumber(config.delay) or 0
 end
 
