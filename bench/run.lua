@@ -7,8 +7,9 @@
 -- interleaved, in a rotating order, within each round.
 --
 -- Environment knobs (defaults in brackets):
---   BENCH_ROUNDS      rounds of the throughput runs [7]
---   BENCH_CREATES     timed creates per throughput run [3000]
+--   BENCH_ROUNDS      rounds of the creates' throughput runs (rows 1 to 3) [15]
+--   BENCH_CREATES     timed creates per throughput run [1000]
+--   BENCH_VERIFY_ROUNDS  rounds of the verification runs (rows 5 and 6) [7]
 --   BENCH_CPU         where client and server run: same (one CPU for both),
 --                     split (one CPU each) or none (the scheduler decides) [same]
 --   BENCH_MEMORY      creates of the memory run [100000]; 1,000 is its first reading
@@ -31,8 +32,11 @@ local function knob(name, default)
   return tonumber(v) or v
 end
 
-local ROUNDS = knob("BENCH_ROUNDS", 7)
-local CREATES = knob("BENCH_CREATES", 3000)
+-- Many short runs rather than a few long ones: the host's speed changes from
+-- one second to the next, and two runs compared are closer in time.
+local ROUNDS = knob("BENCH_ROUNDS", 15)
+local CREATES = knob("BENCH_CREATES", 1000)
+local VERIFY_ROUNDS = knob("BENCH_VERIFY_ROUNDS", 7)
 local WARMUP = 200
 -- A new TLS connection per call costs a handshake (~2 ms here): fewer creates.
 local FRESH_CREATES = math.max(50, math.floor(CREATES / 10))
@@ -281,6 +285,7 @@ end
 -- running `command(server, contender)`; `creates` and `warmup` are its timed
 -- and untimed creates, `connections` what it should open while timed:
 -- "none" (the default: it reuses one), "each" (one per create) or "any".
+-- GROUPS (below) says in which order they run within a round.
 -- The HTTPS rows use the server's 127.0.0.1 address (its certificate names
 -- it), as the HTTP rows do, so that both connect the same way.
 local CONTENDERS = {
@@ -363,22 +368,48 @@ for _, c in ipairs(CONTENDERS) do
   c.connections = c.connections or "none"
 end
 
+-- Within a round the contenders run group after group, and within a group
+-- one after the other, in an order that rotates from round to round: the
+-- runs a ratio compares are a second or two apart, not the length of a
+-- round (Node and Python take a second or more each; they are compared with
+-- the ceiling only, and run apart from the rest).
+local GROUPS = {
+  { "http_lua54", "http_luajit", "http_core", "http_ceiling", "http_lua_curl",
+    "https_lua54", "https_ceiling", "https_fresh" },
+  { "http_node", "http_python" },
+  { "many_lua54", "load_many", "many_large", "load_large", "cli_large" },
+}
+do
+  local by_name, grouped = {}, 0
+  for _, c in ipairs(CONTENDERS) do by_name[c.name] = c end
+  for _, group in ipairs(GROUPS) do
+    for i, name in ipairs(group) do
+      group[i] = by_name[name] or error("no contender " .. name, 0)
+      by_name[name] = nil
+      grouped = grouped + 1
+    end
+  end
+  if grouped ~= #CONTENDERS then error("a contender is in no group, or in two", 0) end
+end
+
 -- runs[name][round] = { rate =, seconds =, creates =, connects =, cpu_seconds =, server_seconds = }
 local runs = {}
 
 local function throughput_rounds()
   for _, c in ipairs(CONTENDERS) do runs[c.name] = {} end
   for round = 1, ROUNDS do
-    -- Rotate the order, so that no contender always runs first or last.
-    for i = 0, #CONTENDERS - 1 do
-      local c = CONTENDERS[(i + round - 1) % #CONTENDERS + 1]
-      local srv = server(c.server)
-      local cpu_before = server_cpu(srv)
-      local r = run((c.apart and pinned_apart or pinned)(c.command(srv, c)))
-      r.server_seconds = server_cpu(srv) - cpu_before
-      r.rate = r.creates / r.seconds
-      runs[c.name][round] = r
-      progress("round %d/%d  %-14s %8.0f creates/s", round, ROUNDS, c.name, r.rate)
+    for _, group in ipairs(GROUPS) do
+      -- Rotate the order, so that no contender always runs first or last.
+      for i = 0, #group - 1 do
+        local c = group[(i + round - 1) % #group + 1]
+        local srv = server(c.server)
+        local cpu_before = server_cpu(srv)
+        local r = run((c.apart and pinned_apart or pinned)(c.command(srv, c)))
+        r.server_seconds = server_cpu(srv) - cpu_before
+        r.rate = r.creates / r.seconds
+        runs[c.name][round] = r
+        progress("round %d/%d  %-14s %8.0f creates/s", round, ROUNDS, c.name, r.rate)
+      end
     end
   end
 end
@@ -389,7 +420,7 @@ end
 local function per_round(a, b, f, set)
   set = set or runs
   local values = {}
-  for round = 1, ROUNDS do values[round] = f(set[a][round], set[b] and set[b][round]) end
+  for round = 1, #set[a] do values[round] = f(set[a][round], set[b] and set[b][round]) end
   return median(values), values
 end
 
@@ -634,7 +665,7 @@ local verify_runs = {}
 
 local function verify_rounds()
   for _, v in ipairs(VERIFIERS) do verify_runs[v.name] = {} end
-  for round = 1, ROUNDS do
+  for round = 1, VERIFY_ROUNDS do
     -- One delivery per round, the same for every verifier; signed anew
     -- each round so that no round comes near the 300 s tolerance.
     local d = delivery.make(VERIFY_DIR)
@@ -644,11 +675,11 @@ local function verify_rounds()
       if r.verifies ~= VERIFIES then error(v.name .. " reported " .. tostring(r.verifies) .. " verifies", 0) end
       r.rate = r.verifies / r.seconds
       verify_runs[v.name][round] = r
-      progress("round %d/%d  %-16s %9.0f verifies/s", round, ROUNDS, v.name, r.rate)
+      progress("round %d/%d  %-16s %9.0f verifies/s", round, VERIFY_ROUNDS, v.name, r.rate)
     end
   end
   check(true, format("every verifier, in each of its %d processes, refused the delivery with one byte changed"
-    .. " and decoded the event (type %q) before timing", ROUNDS, delivery.TYPE))
+    .. " and decoded the event (type %q) before timing", VERIFY_ROUNDS, delivery.TYPE))
 end
 
 -- The example's receiver: examples/openresty/nginx.conf as the nginx specs
@@ -869,12 +900,12 @@ local function nginx_rounds()
       .. " one byte changed -> %s, %s -> %d", good.status, shown(again), shown(bad), STATIC, static.status))
   -- Untimed: the worker's LuaJIT compiles its traces, the connections open.
   for _, location in ipairs { "deliveries", "static" } do wrk_run(a, location, 1) end
-  for round = 1, ROUNDS do
+  for round = 1, VERIFY_ROUNDS do
     local order = round % 2 == 1 and { "deliveries", "static" } or { "static", "deliveries" }
     for _, location in ipairs(order) do
       local r = wrk_run(a, location, NGINX_SECONDS)
       nginx_runs[location][round] = r
-      progress("round %d/%d  nginx %-12s %8.0f answers/s%s", round, ROUNDS, PATHS[location], r.rate,
+      progress("round %d/%d  nginx %-12s %8.0f answers/s%s", round, VERIFY_ROUNDS, PATHS[location], r.rate,
         r.failed and " (FAILED)" or "")
     end
   end
@@ -1204,7 +1235,9 @@ local function setup_lines()
   }
   if ONLY ~= "verify" then
     lines[#lines + 1] = format("Creates: reference server in lean mode, 1 nginx worker, no delay. Throughput:"
-      .. " %d rounds, contenders interleaved in rotating order; %d timed creates per run after %d untimed"
+      .. " %d rounds; in each, the contenders in three groups (the HTTP and HTTPS clients of rows 1 and 2;"
+      .. " Node and Python; the batches), one after the other in an order that rotates from round to round;"
+      .. " %d timed creates per run after %d untimed"
       .. " (new-connection runs: %d after %d).", ROUNDS, CREATES, WARMUP, FRESH_CREATES, FRESH_WARMUP)
     lines[#lines + 1] = format("Peers of row 1: Lua 5.1 with Debian's lua-curl, %s and %s, in the same rounds."
       .. " Batches: server delay %g ms, %d creates with %d in flight and %d with %d (BENCH_MANY), in the same"
@@ -1217,7 +1250,7 @@ local function setup_lines()
   if ONLY ~= "creates" then
     lines[#lines + 1] = format("Verification: %d rounds, verifiers interleaved in rotating order, each a fresh"
       .. " process on the client's CPU: %d untimed then %d timed verifies (BENCH_VERIFIES); the delivery"
-      .. " signed anew each round. Node from %s, Python %s.", ROUNDS, VERIFY_WARMUP, VERIFIES, NODE, PYTHON)
+      .. " signed anew each round. Node from %s, Python %s.", VERIFY_ROUNDS, VERIFY_WARMUP, VERIFIES, NODE, PYTHON)
     lines[#lines + 1] = format("nginx: %s (%s) with `%s` as the nginx specs start it, `worker_processes 1`"
       .. " and `location = %s { return 204; }` added; its worker on CPU %s; wrk %s, 1 thread, on CPU %s,"
       .. " %d keep-alive connections (BENCH_NGINX_CONNECTIONS), %g s per run (BENCH_NGINX_SECONDS), the two"
@@ -1227,7 +1260,7 @@ local function setup_lines()
       nginx_app.binary, versions.nginx, EXAMPLE, STATIC,
       tostring(SERVER_CPU or "any"), versions.wrk,
       SERVER_CPU and NPROC >= 2 and tostring((SERVER_CPU + 1) % NPROC) or "any",
-      NGINX_CONNECTIONS, NGINX_SECONDS, ROUNDS, NGINX_RATE_BOUND, STATIC)
+      NGINX_CONNECTIONS, NGINX_SECONDS, VERIFY_ROUNDS, NGINX_RATE_BOUND, STATIC)
   end
   return lines
 end
