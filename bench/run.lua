@@ -1022,6 +1022,10 @@ local ROWS = {
     function() return ratio("https_lua54", "https_fresh") end, fmt_ratio, { min = 5, text = ">= 5" } },
   { "2e", "cerca (Lua 5.4): HTTPS with reuse / HTTP", function() return ratio("https_lua54", "http_lua54") end,
     fmt_ratio, { min = 0.8, text = ">= 0.80" } },
+  -- What TLS costs on this server and libcurl with no Lua at all: the bound
+  -- of 2e for a client as fast as the ceiling.
+  { "2f", "C ceiling: HTTPS with reuse / HTTP (2b / 1c)", function() return ratio("https_ceiling", "http_ceiling") end,
+    fmt_ratio },
   { "3a", "create_many: 1000 creates, 50 in flight, server delay 20 ms: seconds",
     function() return per_round("many_lua54", nil, function(r) return r.seconds end) end, fmt_seconds },
   { "3b", "create_many: ideal (ceil(1000/50) x 20 ms = 0.4 s) / actual",
