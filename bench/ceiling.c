@@ -84,19 +84,15 @@ static int uuid4(char out[37])
     return 0;
 }
 
-/* One create; returns the number of new connections it opened, or -1. */
-static long create(CURL *e, const char *auth, buffer *body)
+/* The header lines, as cerca's C core keeps them from one create to the
+ * next: built once, the Idempotency-Key line (first) rewritten in place. */
+#define KEY_PREFIX "Idempotency-Key: "
+static struct curl_slist *header_list(const char *auth)
 {
-    char key_line[64] = "Idempotency-Key: ";
-    struct curl_slist *headers = NULL, *next;
     const char *lines[5];
-    long status = 0, connects = 0;
-    CURLcode rc;
+    struct curl_slist *headers = NULL, *next;
     size_t i;
-
-    if (uuid4(key_line + strlen(key_line)) != 0)
-        return -1;
-    lines[0] = key_line;
+    lines[0] = KEY_PREFIX "00000000-0000-4000-8000-000000000000";
     lines[1] = auth;
     lines[2] = "Content-Type: application/json";
     lines[3] = "Accept: application/json";
@@ -105,16 +101,26 @@ static long create(CURL *e, const char *auth, buffer *body)
         next = curl_slist_append(headers, lines[i]);
         if (next == NULL) {
             curl_slist_free_all(headers);
-            return -1;
+            return NULL;
         }
         headers = next;
     }
+    return headers;
+}
+
+/* One create; returns the number of new connections it opened, or -1. */
+static long create(CURL *e, struct curl_slist *headers, buffer *body)
+{
+    long status = 0, connects = 0;
+    CURLcode rc;
+
+    /* A fresh key each time, of the placeholder's length (36). */
+    if (uuid4(headers->data + strlen(KEY_PREFIX)) != 0)
+        return -1;
     body->len = 0;
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
     rc = curl_easy_perform(e);
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &connects);
-    curl_slist_free_all(headers);
     if (rc != CURLE_OK || status != 201) {
         fprintf(stderr, "ceiling: create failed: %s (HTTP %ld)\n", curl_easy_strerror(rc), status);
         return -1;
@@ -138,6 +144,7 @@ int main(int argc, char **argv)
     double start, seconds, cpu;
     clock_t cpu_start;
     CURL *e;
+    struct curl_slist *headers;
 
     while ((opt = getopt(argc, argv, "fc:w:")) != -1) {
         switch (opt) {
@@ -190,14 +197,19 @@ int main(int argc, char **argv)
         curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
         curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
     }
+    if ((headers = header_list(auth)) == NULL) {
+        fprintf(stderr, "ceiling: out of memory\n");
+        return 1;
+    }
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
 
     for (i = 0; i < warmup; i++)
-        if (create(e, auth, &body) < 0)
+        if (create(e, headers, &body) < 0)
             status = 1;
     start = now();
     cpu_start = clock();
     for (i = 0; i < count && status == 0; i++) {
-        c = create(e, auth, &body);
+        c = create(e, headers, &body);
         if (c < 0)
             status = 1;
         else
@@ -207,6 +219,7 @@ int main(int argc, char **argv)
     cpu = (double)(clock() - cpu_start) / CLOCKS_PER_SEC;
 
     curl_easy_cleanup(e);
+    curl_slist_free_all(headers);
     curl_global_cleanup();
     free(body.data);
     if (status != 0)

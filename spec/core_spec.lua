@@ -244,6 +244,41 @@ describe("cerca.core", function()
       s:close()
     end)
 
+    it("sends each attempt's own lines, key and URL, whatever the attempt before it sent", function()
+      -- The session keeps its header list and URL from one attempt to the
+      -- next when they are the same: each change must still reach the wire.
+      local s = core.new_session()
+      local auth, json = "Authorization: Bearer " .. srv.api_key, "Content-Type: application/json"
+      local steps = {
+        { lines = { auth, json }, key = "key-1", path = "/fleets/a/webhooks" },
+        { lines = { auth, json }, key = "key-2", path = "/fleets/a/webhooks" },
+        { lines = { auth, json, "X-One: 1", "X-Two: 2" }, key = "key-3", path = "/fleets/b/webhooks",
+          want = { ["x-one"] = "1", ["x-two"] = "2" } },
+        -- as many lines as the one before, other text
+        { lines = { auth, json, "X-One: one", "X-Three: 3" }, path = "/fleets/b/webhooks",
+          want = { ["x-one"] = "one", ["x-three"] = "3" } },
+        { lines = { auth, json .. "; charset=utf-8" }, key = "key-5", path = "/fleets/a/webhooks",
+          want = { ["content-type"] = "application/json; charset=utf-8" } },
+        { lines = { auth, json }, key = "key-6", path = "/fleets/c/webhooks" },
+      }
+      for _, step in ipairs(steps) do
+        assert.are.equal(201, post(s, { headers = step.lines, idempotency_key = step.key,
+          url = srv.http_url .. step.path }).status)
+      end
+      local seen = srv:requests()
+      assert.are.equal(#steps, #seen)
+      for i, step in ipairs(steps) do
+        local h, want = seen[i].headers, step.want or {}
+        assert.are.equal(step.path, seen[i].uri)
+        assert.are.equal(step.key, h["idempotency-key"])
+        for _, name in ipairs { "x-one", "x-two", "x-three" } do assert.are.equal(want[name], h[name]) end
+        assert.are.equal(want["content-type"] or "application/json", h["content-type"])
+        assert.are.equal("Bearer " .. srv.api_key, h.authorization)
+        assert.is_nil(h.expect)
+      end
+      s:close()
+    end)
+
     it("caps the body", function()
       srv:enqueue { status = 200, body = string.rep("x", 100) }
       local res = post(core.new_session(), { max_body = 10 })

@@ -2,6 +2,7 @@
 #include "http.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +130,10 @@ static char *dup_or_null(const char *s)
 static int setup_easy(cerca_http *h)
 {
     CURL *e = curl_easy_init();
+    /* A new handle has none of the per-attempt settings yet. */
+    free(h->url);
+    h->url = NULL;
+    h->no_proxy = -1;
     if (e == NULL)
         return -1;
     h->easy = e;
@@ -192,9 +197,6 @@ static int own_handle(cerca_http *h)
     if (cerca_http_forked(h)) {
         cerca_abandon(h->easy);
         h->easy = NULL;
-        /* Plain memory (the child's copy): freeing it touches no socket. */
-        curl_slist_free_all(h->header_list);
-        h->header_list = NULL;
         h->pid = getpid();
     }
     return setup_easy(h);
@@ -239,20 +241,80 @@ static cerca_err_kind classify(CURLcode code, const cerca_http *h, int request_s
     }
 }
 
-static int add_header(cerca_http *h, const char *line)
+/* No "Expect: 100-continue" round trip before the body. (libcurl only
+ * reads the lines it is given.) */
+static char expect_line[] = "Expect:";
+
+/* Whether h->lines holds the request's header lines, byte for byte. */
+static int same_lines(const cerca_http *h, const cerca_request *rq)
 {
-    struct curl_slist *next = curl_slist_append(h->header_list, line);
-    if (next == NULL)
+    size_t i;
+    if (h->lines == NULL || h->nlines != rq->nheaders)
+        return 0;
+    for (i = 0; i < rq->nheaders; i++)
+        if (strcmp(h->lines[i].data, rq->headers[i]) != 0)
+            return 0;
+    return 1;
+}
+
+/* Makes h->lines from the request's header lines: one allocation for the
+ * nodes and their text. On failure h->lines is left as it was. */
+static int keep_lines(cerca_http *h, const cerca_request *rq)
+{
+    size_t i, n = rq->nheaders, text = 0;
+    struct curl_slist *nodes;
+    char *p;
+    if (n > 4096)
         return -1;
-    h->header_list = next;
+    for (i = 0; i < n; i++) {
+        size_t len = strlen(rq->headers[i]) + 1;
+        if (len > SIZE_MAX / 2 - text)
+            return -1;
+        text += len;
+    }
+    nodes = malloc((n + 1) * sizeof *nodes + text);
+    if (nodes == NULL)
+        return -1;
+    p = (char *)(nodes + n + 1);
+    for (i = 0; i < n; i++) {
+        size_t len = strlen(rq->headers[i]) + 1;
+        nodes[i].data = memcpy(p, rq->headers[i], len);
+        nodes[i].next = &nodes[i + 1];
+        p += len;
+    }
+    nodes[n].data = expect_line;
+    nodes[n].next = NULL;
+    free(h->lines);
+    h->lines = nodes;
+    h->nlines = n;
     return 0;
+}
+
+/* Sets the URL unless the handle has it already. */
+static CURLcode set_url(cerca_http *h, const char *url)
+{
+    char *copy;
+    CURLcode rc;
+    if (h->url != NULL && strcmp(h->url, url) == 0)
+        return CURLE_OK;
+    copy = strdup(url);
+    if (copy == NULL)
+        return CURLE_OUT_OF_MEMORY;
+    rc = curl_easy_setopt(h->easy, CURLOPT_URL, url);
+    if (rc != CURLE_OK) {
+        free(copy);
+        return rc;
+    }
+    free(h->url);
+    h->url = copy;
+    return CURLE_OK;
 }
 
 CURLcode cerca_http_prepare(cerca_http *h, const cerca_request *rq)
 {
     CURL *e = h->easy;
-    CURLcode rc = CURLE_OK;
-    size_t i;
+    CURLcode rc;
+    struct curl_slist *head;
 
     buf_reset(&h->body, rq->max_body);
     buf_reset(&h->headers, CERCA_MAX_HEADER_BYTES);
@@ -261,31 +323,32 @@ CURLcode cerca_http_prepare(cerca_http *h, const cerca_request *rq)
     h->body_started = 0;
     h->errbuf[0] = '\0';
 
+    if (!same_lines(h, rq) && keep_lines(h, rq) != 0)
+        return CURLE_OUT_OF_MEMORY;
+    head = h->lines;
     if (rq->idempotency_key != NULL) {
-        char line[sizeof "Idempotency-Key: " + CERCA_MAX_KEY_BYTES];
         if (strlen(rq->idempotency_key) > CERCA_MAX_KEY_BYTES)
             return CURLE_BAD_FUNCTION_ARGUMENT;
-        snprintf(line, sizeof line, "Idempotency-Key: %s", rq->idempotency_key);
-        if (add_header(h, line) != 0)
-            return CURLE_OUT_OF_MEMORY;
+        snprintf(h->key_line, sizeof h->key_line, "Idempotency-Key: %s", rq->idempotency_key);
+        h->key_node.data = h->key_line;
+        h->key_node.next = h->lines;
+        head = &h->key_node;
     }
-    for (i = 0; i < rq->nheaders; i++)
-        if (add_header(h, rq->headers[i]) != 0)
-            return CURLE_OUT_OF_MEMORY;
-    /* No "Expect: 100-continue" round trip before the body. */
-    if (add_header(h, "Expect:") != 0)
-        return CURLE_OUT_OF_MEMORY;
 
 #define SET(opt, val)                                                          \
     if (rc == CURLE_OK)                                                        \
     rc = curl_easy_setopt(e, opt, val)
-    SET(CURLOPT_URL, rq->url);
-    SET(CURLOPT_HTTPHEADER, h->header_list);
+    rc = set_url(h, rq->url);
+    SET(CURLOPT_HTTPHEADER, head);
     SET(CURLOPT_TIMEOUT_MS, rq->timeout_ms);
     SET(CURLOPT_CONNECTTIMEOUT_MS, rq->connect_timeout_ms);
     SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)rq->max_body);
-    /* NULL restores libcurl's default: proxies from the environment. */
-    SET(CURLOPT_NOPROXY, rq->no_proxy ? "*" : NULL);
+    if (rc == CURLE_OK && h->no_proxy != (rq->no_proxy != 0)) {
+        /* NULL restores libcurl's default: proxies from the environment. */
+        rc = curl_easy_setopt(e, CURLOPT_NOPROXY, rq->no_proxy ? "*" : NULL);
+        if (rc == CURLE_OK)
+            h->no_proxy = rq->no_proxy != 0;
+    }
     if (strcmp(rq->method, "GET") == 0) {
         SET(CURLOPT_HTTPGET, 1L);
     } else {
@@ -310,9 +373,6 @@ void cerca_http_finish(cerca_http *h, CURLcode code, cerca_response *rs)
      * counts what its send calls took, reset per transfer): above zero,
      * the server may have the request, whatever came back. */
     curl_easy_getinfo(h->easy, CURLINFO_REQUEST_SIZE, &request_size);
-
-    curl_slist_free_all(h->header_list);
-    h->header_list = NULL;
 
     /* An interim (1xx) status is no answer: a transfer that failed after
      * one got no final status line. */
@@ -372,8 +432,11 @@ void cerca_http_cleanup(cerca_http *h)
             curl_easy_cleanup(h->easy);
         h->easy = NULL;
     }
-    curl_slist_free_all(h->header_list);
-    h->header_list = NULL;
+    free(h->lines);
+    h->lines = NULL;
+    h->nlines = 0;
+    free(h->url);
+    h->url = NULL;
     buf_free(&h->body);
     buf_free(&h->headers);
     free(h->ca_file);

@@ -69,7 +69,19 @@ typedef struct {
 
 typedef struct {
     CURL *easy;
-    struct curl_slist *header_list; /* owned for the duration of one attempt */
+    /* The request's header list, kept from one attempt to the next: the
+     * same lines (a client's, as a rule) are used again as they are, and
+     * only the Idempotency-Key line, sent first, is written anew. `lines`
+     * is one block: the nodes (the request's lines, then "Expect:") and
+     * the text they point to. */
+    struct curl_slist *lines;
+    size_t nlines; /* the request's lines in `lines` */
+    struct curl_slist key_node;
+    char key_line[sizeof "Idempotency-Key: " + CERCA_MAX_KEY_BYTES];
+    /* What `easy` was last given: a setting that does not change is not
+     * set again (libcurl copies each string it is given). */
+    char *url;    /* NULL: none yet */
+    int no_proxy; /* -1: none yet */
     cerca_buf body;
     cerca_buf headers;     /* the header block of the latest response */
     size_t header_bytes;   /* header bytes of every response of the attempt */
