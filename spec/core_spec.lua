@@ -279,6 +279,31 @@ describe("cerca.core", function()
       s:close()
     end)
 
+    it("sends the URL again after an attempt whose URL libcurl refused", function()
+      -- libcurl drops the URL it had when it refuses a new one (this one is
+      -- over its 8 MB bound): the next attempt must set its URL again.
+      local s = core.new_session()
+      assert.are.equal(201, post(s).status)
+      local refused = post(s, { url = srv.http_url .. "/fleets/f/webhooks?" .. string.rep("a", 9 * 1024 * 1024) })
+      assert.are.equal(0, refused.status)
+      assert.is_not_nil(refused.error)
+      assert.are.equal(201, post(s).status)
+      assert.are.equal(2, #srv:requests())
+      s:close()
+    end)
+
+    it("sends each attempt's own method: a GET after a PUT on one session is a GET", function()
+      local s = core.new_session()
+      for _, method in ipairs { "PUT", "GET", "DELETE", "POST", "GET" } do
+        local res = post(s, { method = method, body = method ~= "GET" and "{}" or nil })
+        assert.is_nil(res.error, res.error_message)
+      end
+      local seen = {}
+      for i, rq in ipairs(srv:requests()) do seen[i] = rq.method end
+      assert.are.same({ "PUT", "GET", "DELETE", "POST", "GET" }, seen)
+      s:close()
+    end)
+
     it("caps the body", function()
       srv:enqueue { status = 200, body = string.rep("x", 100) }
       local res = post(core.new_session(), { max_body = 10 })

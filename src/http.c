@@ -261,18 +261,19 @@ static int same_lines(const cerca_http *h, const cerca_request *rq)
  * nodes and their text. On failure h->lines is left as it was. */
 static int keep_lines(cerca_http *h, const cerca_request *rq)
 {
-    size_t i, n = rq->nheaders, text = 0;
+    size_t i, n = rq->nheaders, text = 0, node_bytes;
     struct curl_slist *nodes;
     char *p;
-    if (n > 4096)
+    if (n >= SIZE_MAX / sizeof *nodes)
         return -1;
+    node_bytes = (n + 1) * sizeof *nodes;
     for (i = 0; i < n; i++) {
         size_t len = strlen(rq->headers[i]) + 1;
-        if (len > SIZE_MAX / 2 - text)
+        if (len > SIZE_MAX - node_bytes - text)
             return -1;
         text += len;
     }
-    nodes = malloc((n + 1) * sizeof *nodes + text);
+    nodes = malloc(node_bytes + text);
     if (nodes == NULL)
         return -1;
     p = (char *)(nodes + n + 1);
@@ -302,7 +303,10 @@ static CURLcode set_url(cerca_http *h, const char *url)
         return CURLE_OUT_OF_MEMORY;
     rc = curl_easy_setopt(h->easy, CURLOPT_URL, url);
     if (rc != CURLE_OK) {
+        /* libcurl dropped the URL it had: nothing is remembered. */
         free(copy);
+        free(h->url);
+        h->url = NULL;
         return rc;
     }
     free(h->url);
@@ -323,34 +327,38 @@ CURLcode cerca_http_prepare(cerca_http *h, const cerca_request *rq)
     h->body_started = 0;
     h->errbuf[0] = '\0';
 
+    if (rq->idempotency_key != NULL && strlen(rq->idempotency_key) > CERCA_MAX_KEY_BYTES)
+        return CURLE_BAD_FUNCTION_ARGUMENT;
+    /* On failure the list the handle points to is the one kept before. */
     if (!same_lines(h, rq) && keep_lines(h, rq) != 0)
         return CURLE_OUT_OF_MEMORY;
     head = h->lines;
     if (rq->idempotency_key != NULL) {
-        if (strlen(rq->idempotency_key) > CERCA_MAX_KEY_BYTES)
-            return CURLE_BAD_FUNCTION_ARGUMENT;
         snprintf(h->key_line, sizeof h->key_line, "Idempotency-Key: %s", rq->idempotency_key);
         h->key_node.data = h->key_line;
         h->key_node.next = h->lines;
         head = &h->key_node;
     }
+    /* Set at once: the handle never keeps a list that was freed. */
+    rc = curl_easy_setopt(e, CURLOPT_HTTPHEADER, head);
 
 #define SET(opt, val)                                                          \
     if (rc == CURLE_OK)                                                        \
     rc = curl_easy_setopt(e, opt, val)
-    rc = set_url(h, rq->url);
-    SET(CURLOPT_HTTPHEADER, head);
+    if (rc == CURLE_OK)
+        rc = set_url(h, rq->url);
     SET(CURLOPT_TIMEOUT_MS, rq->timeout_ms);
     SET(CURLOPT_CONNECTTIMEOUT_MS, rq->connect_timeout_ms);
     SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)rq->max_body);
     if (rc == CURLE_OK && h->no_proxy != (rq->no_proxy != 0)) {
         /* NULL restores libcurl's default: proxies from the environment. */
         rc = curl_easy_setopt(e, CURLOPT_NOPROXY, rq->no_proxy ? "*" : NULL);
-        if (rc == CURLE_OK)
-            h->no_proxy = rq->no_proxy != 0;
+        h->no_proxy = rc == CURLE_OK ? rq->no_proxy != 0 : -1;
     }
     if (strcmp(rq->method, "GET") == 0) {
         SET(CURLOPT_HTTPGET, 1L);
+        /* A method another attempt on this handle named is not kept. */
+        SET(CURLOPT_CUSTOMREQUEST, (char *)NULL);
     } else {
         /* POSTFIELDS with an explicit size: binary-safe, no copy. The
          * caller keeps the body alive until perform returns. */
@@ -362,17 +370,21 @@ CURLcode cerca_http_prepare(cerca_http *h, const cerca_request *rq)
     return rc;
 }
 
-void cerca_http_finish(cerca_http *h, CURLcode code, cerca_response *rs)
+/* Fills rs. `transferred`: a transfer ran; without one, the handle's
+ * figures are those of the attempt before and are not read. */
+static void report(cerca_http *h, CURLcode code, cerca_response *rs, int transferred)
 {
     long status = 0, connects = 0, request_size = 0;
     double total = 0;
-    curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_getinfo(h->easy, CURLINFO_TOTAL_TIME, &total);
-    curl_easy_getinfo(h->easy, CURLINFO_NUM_CONNECTS, &connects);
-    /* Bytes of the request written to the socket on this attempt (libcurl
-     * counts what its send calls took, reset per transfer): above zero,
-     * the server may have the request, whatever came back. */
-    curl_easy_getinfo(h->easy, CURLINFO_REQUEST_SIZE, &request_size);
+    if (transferred) {
+        curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_getinfo(h->easy, CURLINFO_TOTAL_TIME, &total);
+        curl_easy_getinfo(h->easy, CURLINFO_NUM_CONNECTS, &connects);
+        /* Bytes of the request written to the socket on this attempt
+         * (libcurl counts what its send calls took, reset per transfer):
+         * above zero, the server may have the request, whatever came back. */
+        curl_easy_getinfo(h->easy, CURLINFO_REQUEST_SIZE, &request_size);
+    }
 
     /* An interim (1xx) status is no answer: a transfer that failed after
      * one got no final status line. */
@@ -416,9 +428,16 @@ void cerca_http_perform(cerca_http *h, const cerca_request *rq, cerca_response *
         return;
     }
     code = cerca_http_prepare(h, rq);
-    if (code == CURLE_OK)
-        code = curl_easy_perform(h->easy);
-    cerca_http_finish(h, code, rs);
+    if (code != CURLE_OK) {
+        report(h, code, rs, 0);
+        return;
+    }
+    report(h, curl_easy_perform(h->easy), rs, 1);
+}
+
+void cerca_http_finish(cerca_http *h, CURLcode code, cerca_response *rs)
+{
+    report(h, code, rs, 1);
 }
 
 void cerca_http_cleanup(cerca_http *h)
