@@ -22,6 +22,22 @@ describe("cerca.decode_json", function()
     assert.are.same(value, cerca.decode_json(assert(cerca.encode_json(value))))
   end)
 
+  it("encode_json writes each character a terminal would act on as a \\u escape, alone or with others", function()
+    local forms = {
+      { "\127", "\\u007f" }, { "\194\128", "\\u0080" }, { "\194\155", "\\u009b" }, { "\194\159", "\\u009f" },
+      { "\226\128\170", "\\u202a" }, { "\226\128\174", "\\u202e" },
+      { "\226\129\166", "\\u2066" }, { "\226\129\169", "\\u2069" },
+    }
+    for _, f in ipairs(forms) do
+      assert.are.equal('{"v":"a' .. f[2] .. 'b"}', cerca.encode_json { v = "a" .. f[1] .. "b" })
+    end
+    -- The lead bytes of those, in other characters, stay as they are.
+    for _, text in ipairs { "\194\160", "\226\130\172", "\226\128\169" } do
+      assert.are.equal('["' .. text .. '"]', cerca.encode_json { text })
+    end
+    assert.are.equal('["\\u007f\\u202e\\u009b"]', cerca.encode_json { "\127\226\128\174\194\155" })
+  end)
+
   it("returns nil and a message for what is not JSON, as the core does, and never raises", function()
     for _, text in ipairs { "", "{", "[1,]", '{"a":NaN}', "Infinity", "0x10", "<html>",
       string.rep("[", 5000) .. string.rep("]", 5000) } do

@@ -69,10 +69,30 @@ static void put_char(lua_State *L, out_buf *b, char c)
     b->data[b->len++] = c;
 }
 
-/* Whether lua-cjson 2.1.0 escapes byte c: the one list of them. */
+/* 1 for each byte lua-cjson 2.1.0 escapes (the controls, '"', '/', '\\'
+ * and DEL): the one list of them, looked up once per byte. */
+static const unsigned char ESCAPED[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
 static int escaped(unsigned char c)
 {
-    return c < 0x20 || c == '"' || c == '/' || c == '\\' || c == 0x7f;
+    return ESCAPED[c];
 }
 
 /* What lua-cjson 2.1.0 writes for each byte that it escapes (NULL: the
@@ -102,19 +122,22 @@ static const char *escape_of(unsigned char c, char scratch[7])
 
 static void put_string(lua_State *L, out_buf *b, const char *s, size_t n)
 {
-    size_t i, run = 0;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0, run = 0;
     char scratch[7];
     /* Room for the common case at once: no escape, two quotes. */
     reserve(L, b, n + 2);
     b->data[b->len++] = '"';
-    for (i = 0; i < n; i++) {
+    for (;;) {
         const char *e;
-        if (!escaped((unsigned char)s[i]))
-            continue;
-        e = escape_of((unsigned char)s[i], scratch);
+        while (i < n && !ESCAPED[u[i]])
+            i++;
+        if (i == n)
+            break;
+        e = escape_of(u[i], scratch);
         put(L, b, s + run, i - run);
         put(L, b, e, strlen(e));
-        run = i + 1;
+        run = ++i;
     }
     put(L, b, s + run, n - run);
     put_char(L, b, '"');
@@ -159,6 +182,47 @@ static int member_order(const void *pa, const void *pb)
     return a->len < b->len ? -1 : a->len > b->len;
 }
 
+/* Sorts members by key: by insertion when they are few (an API object's
+ * handful of fields), else with qsort. */
+static void sort_members(member *m, size_t count)
+{
+    size_t i, j;
+    if (count > STACK_MEMBERS) {
+        qsort(m, count, sizeof *m, member_order);
+        return;
+    }
+    for (i = 1; i < count; i++) {
+        member x = m[i];
+        for (j = i; j > 0 && member_order(&m[j - 1], &x) > 0; j--)
+            m[j] = m[j - 1];
+        m[j] = x;
+    }
+}
+
+/* collect's answer when the table holds more than `max` members. */
+#define MORE (-2)
+
+/* Pushes the key and value of each member of the table at idx, in `next`
+ * order, and records them in members: their count, -1 for a key that is
+ * not a string, or MORE when there are more than max (the stack is then
+ * left to the caller to reset). */
+static long collect(lua_State *L, int idx, member *members, size_t max)
+{
+    size_t count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            return -1;
+        if (count == max)
+            return MORE;
+        lua_pushvalue(L, -2); /* key, value, key: the last one goes on */
+        members[count].key = lua_tolstring(L, -3, &members[count].len);
+        members[count].value = lua_gettop(L) - 1;
+        count++;
+    }
+    return (long)count;
+}
+
 /* Whether the metatable on top of the stack changes nothing json.lua sees
  * of its table (a subscription's: `__name`, `__tostring`): no `__len` (the
  * length), no `__pairs` (the members), no `__metatable` (the list mark
@@ -184,6 +248,7 @@ static int inert(lua_State *L)
 static int encode_table(lua_State *L, encoder *en, int idx, int depth)
 {
     size_t n = cerca_rawlen(L, idx), count = 0, i;
+    long got;
     int marked = 0, top = lua_gettop(L);
     member small[STACK_MEMBERS], *members = small;
 
@@ -218,33 +283,34 @@ static int encode_table(lua_State *L, encoder *en, int idx, int depth)
         return 1;
     }
     /* An object: string keys only, written in byte order. Keys and values
-     * stay on the stack while they are sorted and written. */
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0) {
-        lua_pop(L, 1);
-        if (lua_type(L, -1) != LUA_TSTRING)
+     * stay on the stack while they are sorted and written: in one walk when
+     * they fit in `small`, else counted first. */
+    if (!lua_checkstack(L, 2 * STACK_MEMBERS + 8))
+        return lua_settop(L, top), 0;
+    got = collect(L, idx, small, STACK_MEMBERS);
+    if (got == MORE) {
+        lua_settop(L, top);
+        count = 0;
+        lua_pushnil(L);
+        while (lua_next(L, idx) != 0) {
+            lua_pop(L, 1);
+            count++;
+        }
+        if (count > 1000000)
             return lua_settop(L, top), 0;
-        count++;
-    }
-    if (count > 1000000)
-        return lua_settop(L, top), 0;
-    if (count > STACK_MEMBERS)
         members = lua_newuserdata(L, count * sizeof *members);
-    if (!lua_checkstack(L, (int)(2 * count) + 8))
-        return lua_settop(L, top), 0;
-    count = 0;
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0) {
-        lua_pushvalue(L, -2); /* key, value, key: the last one goes on */
-        members[count].key = lua_tolstring(L, -3, &members[count].len);
-        members[count].value = lua_gettop(L) - 1;
-        count++;
+        if (!lua_checkstack(L, (int)(2 * count) + 8))
+            return lua_settop(L, top), 0;
+        got = collect(L, idx, members, count);
     }
+    if (got < 0)
+        return lua_settop(L, top), 0;
+    count = (size_t)got;
     if (count == 0 && marked) {
         put(L, &en->out, "[]", 2);
         return 1;
     }
-    qsort(members, count, sizeof *members, member_order);
+    sort_members(members, count);
     put_char(L, &en->out, '{');
     for (i = 0; i < count; i++) {
         if (i > 0)
