@@ -204,6 +204,44 @@ describe("webhooks.create_many", function()
     for i = 1, 5 do assert.is_nil(keys["key-changed-" .. i]) end
   end)
 
+  it("reads every item before any callback runs: one for an item refused first changes nothing sent", function()
+    local items = items_for(5)
+    items[1] = { fleet_id = "fleet_1", params = { url = "http://example.com/not-https" } } -- refused at once
+    items[3].options = { idempotency_key = "key-3", timeout = 10 }
+    local seen = {}
+    local results = assert(client.webhooks.create_many(items, {
+      concurrency = 1,
+      on_result = function(i)
+        seen[#seen + 1] = i
+        for k = 2, 5 do
+          items[k].fleet_id = "fleet_changed"
+          items[k].params.url = "https://changed.example.com/"
+          items[k].options = { idempotency_key = "key-changed-" .. k, timeout = "soon" }
+        end
+        items[3].options.idempotency_key = "key-mutated"
+      end,
+    }))
+    assert.are.equal(1, seen[1])
+    assert.are.equal(5, #seen)
+    assert.is_false(results[1].ok)
+    assert.are.equal("params.url", results[1].error.field)
+    local sent = srv:requests()
+    assert.are.equal(4, #sent)
+    local keys = {}
+    for _, rq in ipairs(sent) do
+      keys[rq.headers["idempotency-key"]] = true
+      assert.is_truthy(rq.uri:find("^/fleets/fleet_%d/webhooks$"), rq.uri)
+    end
+    for k = 2, 5 do
+      assert.is_true(results[k].ok, tostring(results[k].error))
+      assert.are.equal("fleet_" .. k, results[k].subscription.fleetId)
+      assert.are.equal(URL, results[k].subscription.url)
+      assert.is_nil(keys["key-changed-" .. k])
+    end
+    assert.is_true(keys["key-3"])
+    assert.is_nil(keys["key-mutated"])
+  end)
+
   it("takes lists of any length, and copies one whose tables carry metatables", function()
     local items = items_for(1500)
     local results = assert(client.webhooks.create_many(items, { concurrency = 50 }))

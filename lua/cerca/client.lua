@@ -6,8 +6,8 @@
 --     -> call:run(runtime): one attempt at a time through the runtime
 --        chosen when the client was made (cerca.runtime: plain Lua, or
 --        cerca.nginx), until done, failed, or a wait and the next one
---   client:request_many(...) does the same for many calls at once
---   (runtime:run_many).
+--   client:prepare(...) prepares one call; client:request_many(calls, ...)
+--   runs prepared calls at once (runtime:run_many).
 -- @module cerca.client
 
 local call = require "cerca.call"
@@ -292,38 +292,41 @@ function Client:request(method, path, body, options)
   return c:run(rt)
 end
 
---- Sends many calls at once (curl multi; under nginx, light threads),
+--- Prepares one call for `request_many` (`cerca.call`): its options
+-- checked, its body encoded and its key drawn now, as `request` does.
+-- @tparam[opt] boolean options_settled `options` needs no copy (see
+--   `cerca.prepare`)
+-- @treturn table|nil the call
+-- @treturn[opt] table the error (nothing was sent)
+function Client:prepare(method, path, body, options, options_settled)
+  if getmetatable(self) ~= Client then return nil, not_a_client("prepare") end
+  return call.new(self._profile, method, path, body, options, options_settled)
+end
+
+--- Sends prepared calls at once (curl multi; under nginx, light threads),
 -- each with the same policy as `request`.
--- @tparam table specs list of `{ method, path, body, options, options_copied }`
+-- @tparam table calls list of calls from `prepare`
 -- @tparam number concurrency calls in flight at most
 -- @tparam function on_done `on_done(i, value, err)` as each call ends; it
 --   must not raise (the caller wraps user callbacks)
-function Client:request_many(specs, concurrency, on_done)
+function Client:request_many(calls, concurrency, on_done)
   if getmetatable(self) ~= Client then return nil, not_a_client("request_many") end
-  if #specs == 0 then return end
+  if #calls == 0 then return end
   local rt = self._runtime
   local why = rt:context_error()
   if why then
-    for k = 1, #specs do on_done(k, nil, refused(why)) end
+    for k = 1, #calls do on_done(k, nil, refused(why)) end
     return
   end
-  local calls, keys = {}, {}
-  for k = 1, #specs do
-    local spec = specs[k]
-    local c, err = call.new(self._profile, spec[1], spec[2], spec[3], spec[4], spec[5])
-    if c then
-      calls[k] = c
-      keys[#keys + 1] = k
-    else
-      on_done(k, nil, err)
-    end
-  end
-  if #keys > 0 then return rt:run_many(calls, keys, concurrency, on_done) end
+  local keys = {}
+  for k = 1, #calls do keys[k] = k end
+  return rt:run_many(calls, keys, concurrency, on_done)
 end
 
 -- No public method raises: a fault inside becomes `nil, err`.
 Client.close = errors.protect(Client.close)
 Client.request = errors.protect(Client.request)
+Client.prepare = errors.protect(Client.prepare)
 Client.request_many = errors.protect(Client.request_many)
 
 return _M

@@ -334,7 +334,7 @@ end
 --- Checks an idempotency key: 1 to 255 printable ASCII characters, no space.
 function _M.idempotency_key(v, field)
   if v == nil then return nil end
-  if type(v) ~= "string" or #v < 1 or #v > 255 or find(v, "[^\33-\126]") then
+  if type(v) ~= "string" or #v < 1 or #v > 255 or not find(v, "^[\33-\126]+$") then
     return problem(field, "%s must be 1 to 255 printable ASCII characters without spaces (got %s)",
       field, describe(v))
   end

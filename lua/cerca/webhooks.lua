@@ -324,9 +324,11 @@ local CONCURRENCY = _M.CONCURRENCY
 function _M.create_many(client, items, opts)
   local why, about
   -- Read once, before anything is sent: each item is checked and turned
-  -- into its request in one pass, and nothing of `items` is read after it
-  -- (a progress callback may change them). Only an item's options are
-  -- kept, as a copy.
+  -- into its prepared call (body encoded, options read, key drawn) in one
+  -- pass, and nothing of `items` is read after it (a progress callback may
+  -- change them). Settled items are plain, and the items refused are
+  -- reported only after the pass: no code of the caller runs between an
+  -- item's checks and its call, so no copy is needed.
   items, why, about = validate.settled(items, "items", validate.MAX_ENTRIES)
   if why then return nil, invalid(about, why) end
   opts, why, about = validate.settled(opts, "opts")
@@ -349,14 +351,14 @@ function _M.create_many(client, items, opts)
       validate.describe(on_result)))
   end
 
-  local results, specs, index_of, fleet_of, key_owner = {}, {}, {}, {}, {}
+  local results, calls, index_of, fleet_of, key_owner, refused = {}, {}, {}, {}, {}, {}
   local function report(i, result)
     results[i] = result
     -- A failing progress callback must not lose the results still to come.
     if on_result then pcall(on_result, i, result) end
   end
   for i = 1, #items do
-    local item, err, options = items[i]
+    local item, err, c = items[i]
     if type(item) ~= "table" then
       local where = format("items[%d]", i)
       err = invalid(where, format("%s must be a { fleet_id =, params =, options = } table (got %s)",
@@ -370,14 +372,12 @@ function _M.create_many(client, items, opts)
         end
       end
       err = (unknown and invalid(unknown.field, unknown.message)) or _M.check(item.fleet_id, item.params)
-      options = item.options
-      if not err and options ~= nil then
-        options, why, about = validate.snapshot(options, format("items[%d].options", i))
-        if why then err = invalid(about, why) end
+      if not err then
+        c, err = client:prepare("POST", _M.path(item.fleet_id), _M.body(item.params), item.options, true)
       end
       -- One key names one create: two items under it would both get the
       -- first one's subscription.
-      local key = not err and type(options) == "table" and options.idempotency_key
+      local key = c and item.options and item.options.idempotency_key
       if key and key_owner[key] then
         local where = format("items[%d]", i)
         err = invalid(where .. ".options.idempotency_key", format("%s.options.idempotency_key is already "
@@ -389,16 +389,16 @@ function _M.create_many(client, items, opts)
     if err then
       err.attempts = 0
       err.item = i
-      report(i, { ok = false, error = err })
+      refused[#refused + 1] = err
     else
-      -- The options are this call's own copy already.
-      specs[#specs + 1] = { "POST", _M.path(item.fleet_id), _M.body(item.params), options, true }
-      index_of[#specs] = i
-      fleet_of[#specs] = item.fleet_id
+      calls[#calls + 1] = c
+      index_of[#calls] = i
+      fleet_of[#calls] = item.fleet_id
     end
   end
 
-  client:request_many(specs, opts.concurrency or CONCURRENCY.default, function(k, res, err)
+  for k = 1, #refused do report(refused[k].item, { ok = false, error = refused[k] }) end
+  client:request_many(calls, opts.concurrency or CONCURRENCY.default, function(k, res, err)
     local sub, e, response = created(fleet_of[k], res, err)
     if sub then
       report(index_of[k], { ok = true, subscription = sub, response = response })
