@@ -256,6 +256,28 @@ describe("the cerca command", function()
       assert.matches("/fleets/fleet_a/webhooks", reqs[1].uri, 1, true)
     end)
 
+    it("on stdout, a failure's record gives the key it was sent under, and none when nothing was sent", function()
+      write(work .. "/fleets.txt", ".\nfleet_b\n")
+      srv:enqueue { status = 403, body = '{"error":{"message":"fleet locked"}}' }
+      local out, err, status = run("webhooks create --fleets-file " .. q(work .. "/fleets.txt")
+        .. " --url https://example.com/h --concurrency 1")
+      assert.are.equal(6, status, err)
+      assert.matches("cerca: 0 created, 2 failed", err)
+      local reqs = srv:requests()
+      assert.are.equal(1, #reqs)
+      local records = {}
+      for _, l in ipairs(lines(out)) do
+        local r = cjson.decode(l)
+        records[r.fleet_id] = r
+      end
+      assert.are.equal("invalid_request", records["."].error.type)
+      assert.is_false(records["."].error.request_sent)
+      assert.is_nil(records["."].idempotency_key)
+      assert.are.equal("permission_denied", records.fleet_b.error.type)
+      assert.is_true(records.fleet_b.error.request_sent)
+      assert.are.equal(reqs[1].headers["idempotency-key"], records.fleet_b.idempotency_key)
+    end)
+
     it("repeats an unanswered create under the same key on resume: no duplicate", function()
       write(work .. "/fleets.txt", "fleet_a\nfleet_a\n")
       local outfile = work .. "/lost.jsonl"

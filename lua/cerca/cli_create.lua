@@ -194,14 +194,19 @@ function _M.batch(ui, o, env)
     end
   end
 
-  -- Every fleet's key is drawn (or taken from the earlier run) and recorded
-  -- before anything is sent: whatever happens next, a re-run repeats each
-  -- create under the same key, and the API answers it without a duplicate.
+  -- With --out, every fleet's key is drawn (or taken from the earlier run)
+  -- and recorded before anything is sent: whatever happens next, a re-run
+  -- repeats each create under the same key, and the API answers it without
+  -- a duplicate. Without it, each create draws its own key, and a failure's
+  -- record gives the key its attempts were sent under.
   local items = {}
   for i, fleet in ipairs(todo) do
-    local key = keys[fleet] or cerca.new_idempotency_key()
-    items[i] = { fleet_id = fleet, params = params, options = { idempotency_key = key } }
-    if o.out then record { fleet_id = fleet, idempotency_key = key, pending = true } end
+    items[i] = { fleet_id = fleet, params = params }
+    if o.out then
+      local key = keys[fleet] or cerca.new_idempotency_key()
+      items[i].options = { idempotency_key = key }
+      record { fleet_id = fleet, idempotency_key = key, pending = true }
+    end
   end
   if write_error then
     -- Without the keys on disk a re-run could not repeat these creates
@@ -224,7 +229,7 @@ function _M.batch(ui, o, env)
         record(r.subscription)
       else
         failed = failed + 1
-        record(error_record(todo[i], r.error, items[i].options.idempotency_key))
+        record(error_record(todo[i], r.error, items[i].options and items[i].options.idempotency_key))
         if not show_progress then ui.warn(format("cerca: %s: %s\n", cerca.printable(todo[i]), tostring(r.error))) end
       end
       if show_progress then progress(ui, done, #items, failed) end
