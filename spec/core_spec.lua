@@ -325,6 +325,23 @@ describe("cerca.core", function()
       assert.has_error(function() post(s, { headers = { 7 } }) end, "headers[1] must be a string")
     end)
 
+    it("sends no header line that holds CR, LF or NUL, on a session or a multi handle", function()
+      local s = core.new_session()
+      local m = assert(core.new_multi())
+      srv:reset()
+      for _, bad in ipairs { "X-A: 1\r\nX-Injected: 2", "X-A: 1\nX-Injected: 2", "X-A: 1\rX", "X-A: 1\0X-B: 2" } do
+        local lines = { "Authorization: Bearer " .. srv.api_key, bad }
+        assert.has_error(function() post(s, { headers = lines }) end, "headers[2] must not hold CR, LF or NUL")
+        assert.has_error(function() m:add(1, { method = "POST", url = srv.http_url .. "/fleets/f/webhooks", body = "{}",
+          headers = lines }) end, "headers[2] must not hold CR, LF or NUL")
+      end
+      assert.are.equal(0, #srv:requests())
+      -- The session and the handle stay usable.
+      assert.are.equal(201, post(s).status)
+      m:close()
+      s:close()
+    end)
+
     it("refuses a multi token already in flight", function()
       local m = assert(core.new_multi())
       local req = { method = "POST", url = srv.http_url .. "/fleets/f/webhooks", body = "{}",

@@ -122,10 +122,15 @@ void cerca_read_request(lua_State *L, int t, cerca_request *rq, int *decode, con
     if (n > room)
         lines = (const char **)lua_newuserdata(L, n * sizeof *lines);
     for (i = 0; i < n; i++) {
+        size_t len;
         lua_rawgeti(L, ht, (int)i + 1);
         if (lua_type(L, -1) != LUA_TSTRING)
             luaL_error(L, "headers[%d] must be a string", (int)i + 1);
-        lines[i] = lua_tostring(L, -1);
+        lines[i] = lua_tolstring(L, -1, &len);
+        /* One line each, whatever the layer above checked: a CR or LF
+         * would start another header, a NUL would cut this one short. */
+        if (memchr(lines[i], '\r', len) || memchr(lines[i], '\n', len) || strlen(lines[i]) != len)
+            luaL_error(L, "headers[%d] must not hold CR, LF or NUL", (int)i + 1);
         lua_pop(L, 1);
     }
     /* The headers table goes (its strings live on in the request); a
