@@ -242,6 +242,59 @@ describe("webhooks.create_many", function()
     assert.is_nil(keys["key-mutated"])
   end)
 
+  it("gives every item a result when the batch breaks off inside cerca, with the key if it may be sent", function()
+    local c = helpers.client(srv)
+    -- A fault inside cerca, after the first create ended: what a bug in the
+    -- driver would do.
+    local rt = c._runtime
+    local run_many = rt.run_many
+    rt.run_many = function(self, calls, keys, concurrency, on_done)
+      return run_many(self, calls, keys, concurrency, function(k, ...)
+        on_done(k, ...)
+        error("injected fault")
+      end)
+    end
+    local seen = {}
+    local results = assert(c.webhooks.create_many(items_for(5), {
+      concurrency = 2,
+      on_result = function(i) seen[#seen + 1] = i end,
+    }))
+    c:close()
+    assert.are.equal(5, #seen)
+    assert.is_true(results[1].ok)
+    local keys_seen = {}
+    for _, rq in ipairs(srv:requests()) do keys_seen[rq.headers["idempotency-key"]] = rq.uri end
+    local maybe_sent = 0
+    for i = 2, 5 do
+      local err = results[i].error
+      assert.is_false(results[i].ok)
+      assert.are.equal("internal", err.type)
+      assert.are.equal(i, err.item)
+      assert.matches("injected fault", err.message, 1, true)
+      if err.attempts > 0 then
+        maybe_sent = maybe_sent + 1
+        assert.is_true(err.request_sent)
+        assert.matches("repeat it with err.idempotency_key", err.message, 1, true)
+        assert.is_string(err.idempotency_key)
+        -- Repeated under its key, the create gives one subscription, never two.
+        local sub = assert(client.webhooks.create("fleet_" .. i, { url = URL },
+          { idempotency_key = err.idempotency_key }))
+        assert.are.equal("fleet_" .. i, sub.fleetId)
+      else
+        assert.is_nil(err.idempotency_key)
+        assert.is_nil(err.request_sent)
+        assert.matches("it was not sent", err.message, 1, true)
+        assert.is_nil(keys_seen[err.idempotency_key or ""])
+      end
+    end
+    assert.is_true(maybe_sent >= 1, "no create was in flight when the batch broke off")
+    local per_fleet = {}
+    for _, sub in ipairs(srv:subscriptions()) do
+      assert.is_nil(per_fleet[sub.fleetId], "two subscriptions for " .. sub.fleetId)
+      per_fleet[sub.fleetId] = true
+    end
+  end)
+
   it("takes lists of any length, and copies one whose tables carry metatables", function()
     local items = items_for(1500)
     local results = assert(client.webhooks.create_many(items, { concurrency = 50 }))

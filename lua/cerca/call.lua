@@ -170,6 +170,21 @@ function Call:not_sent(kind, message)
   return give_up(self, errors.new(kind, message))
 end
 
+--- Ends a call whose batch broke off before it did (a fault inside cerca):
+-- an `internal` error that says whether the call may have reached the API,
+-- with the key to repeat it under when it may have.
+-- @tparam table fault the batch's error
+-- @treturn table the error
+function Call:broken_off(fault)
+  -- A transfer in flight may have had its bytes sent.
+  if self.in_flight then self.request_sent = true end
+  local _, err = give_up(self, errors.new("internal", format("the batch stopped before this call ended "
+    .. "(%s); %s", tostring(fault.message or fault), self.attempt > 0
+      and "it may have reached the API: repeat it with err.idempotency_key"
+      or "it was not sent")))
+  return err
+end
+
 -- A successful answer, ready for the caller: counted, keyed, and holding
 -- nothing of the API key. (The header table is made from the raw block,
 -- and the decoded body can hold the key only if the raw text can.)

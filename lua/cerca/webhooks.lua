@@ -326,9 +326,9 @@ function _M.create_many(client, items, opts)
   -- Read once, before anything is sent: each item is checked and turned
   -- into its prepared call (body encoded, options read, key drawn) in one
   -- pass, and nothing of `items` is read after it (a progress callback may
-  -- change them). Settled items are plain, and the items refused are
-  -- reported only after the pass: no code of the caller runs between an
-  -- item's checks and its call, so no copy is needed.
+  -- change them). The items refused are reported only after the pass. An
+  -- item's options are copied: they become header lines, and a finalizer
+  -- (`__gc`) of the caller's may run while the body is encoded.
   items, why, about = validate.settled(items, "items", validate.MAX_ENTRIES)
   if why then return nil, invalid(about, why) end
   opts, why, about = validate.settled(opts, "opts")
@@ -358,7 +358,7 @@ function _M.create_many(client, items, opts)
     if on_result then pcall(on_result, i, result) end
   end
   for i = 1, #items do
-    local item, err, c = items[i]
+    local item, err, c, fleet = items[i]
     if type(item) ~= "table" then
       local where = format("items[%d]", i)
       err = invalid(where, format("%s must be a { fleet_id =, params =, options = } table (got %s)",
@@ -371,13 +371,19 @@ function _M.create_many(client, items, opts)
           break
         end
       end
-      err = (unknown and invalid(unknown.field, unknown.message)) or _M.check(item.fleet_id, item.params)
+      local fleet_id, params, options = item.fleet_id, item.params, item.options
+      err = (unknown and invalid(unknown.field, unknown.message)) or _M.check(fleet_id, params)
+      if not err and options ~= nil then
+        options, why, about = validate.snapshot(options, format("items[%d].options", i))
+        if why then err = invalid(about, why) end
+      end
       if not err then
-        c, err = client:prepare("POST", _M.path(item.fleet_id), _M.body(item.params), item.options, true)
+        c, err = client:prepare("POST", _M.path(fleet_id), _M.body(params), options, true)
+        fleet = fleet_id
       end
       -- One key names one create: two items under it would both get the
-      -- first one's subscription.
-      local key = c and item.options and item.options.idempotency_key
+      -- first one's subscription. (`options` is the private copy.)
+      local key = c and options and options.idempotency_key
       if key and key_owner[key] then
         local where = format("items[%d]", i)
         err = invalid(where .. ".options.idempotency_key", format("%s.options.idempotency_key is already "
@@ -393,12 +399,12 @@ function _M.create_many(client, items, opts)
     else
       calls[#calls + 1] = c
       index_of[#calls] = i
-      fleet_of[#calls] = item.fleet_id
+      fleet_of[#calls] = fleet
     end
   end
 
   for k = 1, #refused do report(refused[k].item, { ok = false, error = refused[k] }) end
-  client:request_many(calls, opts.concurrency or CONCURRENCY.default, function(k, res, err)
+  local _, fault = client:request_many(calls, opts.concurrency or CONCURRENCY.default, function(k, res, err)
     local sub, e, response = created(fleet_of[k], res, err)
     if sub then
       report(index_of[k], { ok = true, subscription = sub, response = response })
@@ -407,6 +413,16 @@ function _M.create_many(client, items, opts)
       report(index_of[k], { ok = false, error = e })
     end
   end)
+  -- A batch that broke off inside cerca leaves creates without a result:
+  -- each gets one, with the key to repeat it under if it may have been sent.
+  for k = 1, #calls do
+    local i = index_of[k]
+    if results[i] == nil then
+      local e = calls[k]:broken_off(fault or errors.new("internal", "no answer was handed back for it"))
+      e.item = i
+      report(i, { ok = false, error = e })
+    end
+  end
   return results
 end
 
