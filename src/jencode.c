@@ -90,17 +90,12 @@ static const unsigned char ESCAPED[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 };
 
-static int escaped(unsigned char c)
-{
-    return ESCAPED[c];
-}
-
 /* What lua-cjson 2.1.0 writes for each byte that it escapes (NULL: the
  * byte as it is). The spec compares all 256 with lua-cjson's own. */
 static const char *escape_of(unsigned char c, char scratch[7])
 {
     static const char hex[] = "0123456789abcdef";
-    if (!escaped(c))
+    if (!ESCAPED[c])
         return NULL;
     switch (c) {
     case '"': return "\\\"";

@@ -128,8 +128,9 @@ void cerca_read_request(lua_State *L, int t, cerca_request *rq, int *decode, con
             luaL_error(L, "headers[%d] must be a string", (int)i + 1);
         lines[i] = lua_tolstring(L, -1, &len);
         /* One line each, whatever the layer above checked: a CR or LF
-         * would start another header, a NUL would cut this one short. */
-        if (memchr(lines[i], '\r', len) || memchr(lines[i], '\n', len) || strlen(lines[i]) != len)
+         * would start another header, a NUL would cut this one short (the
+         * scan stops at all three). */
+        if (strcspn(lines[i], "\r\n") != len)
             luaL_error(L, "headers[%d] must not hold CR, LF or NUL", (int)i + 1);
         lua_pop(L, 1);
     }

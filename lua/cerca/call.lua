@@ -63,7 +63,7 @@ Call.__index = Call
 --   `no_proxy`, `header_lines(call_headers)`, `secrets`, `log`
 -- @treturn table|nil the call
 -- @treturn[opt] table the error (nothing was sent)
-function _M.new(profile, method, path, body, options, options_settled)
+function _M.new(profile, method, path, body, options, options_copied)
   -- Every field a call gets is named here, the later ones as nil: the
   -- table is made at its final size instead of grown as they arrive.
   local c = {
@@ -78,7 +78,7 @@ function _M.new(profile, method, path, body, options, options_settled)
     -- each attempt's
     in_flight = nil, started = nil, deadline = nil, request_sent = nil,
   }
-  local _, err = prepare.call(profile, method, path, body, options, c, options_settled)
+  local _, err = prepare.call(profile, method, path, body, options, c, options_copied)
   if err then return nil, err end
   return setmetatable(c, Call)
 end

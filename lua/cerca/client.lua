@@ -294,13 +294,12 @@ end
 
 --- Prepares one call for `request_many` (`cerca.call`): its options
 -- checked, its body encoded and its key drawn now, as `request` does.
--- @tparam[opt] boolean options_settled `options` needs no copy (see
---   `cerca.prepare`)
+-- @tparam[opt] boolean options_copied `options` is already a private copy
 -- @treturn table|nil the call
 -- @treturn[opt] table the error (nothing was sent)
-function Client:prepare(method, path, body, options, options_settled)
+function Client:prepare(method, path, body, options, options_copied)
   if getmetatable(self) ~= Client then return nil, not_a_client("prepare") end
-  return call.new(self._profile, method, path, body, options, options_settled)
+  return call.new(self._profile, method, path, body, options, options_copied)
 end
 
 --- Sends prepared calls at once (curl multi; under nginx, light threads),

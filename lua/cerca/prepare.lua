@@ -79,14 +79,13 @@ end
 -- `cerca.client`): `url`, `timeout`, `connect_timeout`, `max_retries`,
 -- `max_response_size`, `no_proxy`, and `header_lines(call_headers)`.
 -- @tparam table into the table the plan is written into (the call)
--- @tparam[opt] boolean options_settled `options` needs no copy: a private
---   copy, or plain (`validate.settled`) and read only within this call
+-- @tparam[opt] boolean options_copied `options` is already a private copy
 -- @treturn table|nil `into`, with `request` (the table each attempt hands
 --   to the C core), `key`, `attempts`, `timeout`, `deadline_seconds`
 -- @treturn[opt] table the error (nothing was sent)
-function _M.call(profile, method, path, body, options, into, options_settled)
+function _M.call(profile, method, path, body, options, into, options_copied)
   if options ~= nil then
-    if not options_settled then
+    if not options_copied then
       -- Read once: what is checked is what is sent.
       local copy, msg, where = validate.snapshot(options, "options")
       if msg then return refused("invalid_request", msg, where) end
