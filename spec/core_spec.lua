@@ -75,6 +75,33 @@ describe("cerca.core", function()
       for i = 1, 100 do assert.are.equal(i, list[i]) end
     end)
 
+    it("ends, unescapes or refuses a string at its first quote, backslash or control byte, at any offset", function()
+      -- Strings are scanned eight bytes at a time: each such byte at each
+      -- offset of a word, after ASCII and after bytes >= 0x80.
+      local ref, accepted = require("cjson.safe").new(), 0
+      for _, fill in ipairs { "a", "\195\169", "\255" } do
+        for at = 0, 19 do
+          local lead = string.rep(fill, at):sub(1, at)
+          -- "": the closing quote itself.
+          for _, stop in ipairs { "", '\\n', '\\"', '\\/', "\1", "\31", "\t" } do
+            local text = '{"k":"' .. lead .. stop .. '","z":"y"}'
+            local want, want_err = ref.decode(text)
+            local got, got_err = core.decode(text)
+            if want == nil then
+              assert(got == nil, "accepted what lua-cjson refuses: " .. text)
+              assert.are.equal(want_err, got_err)
+            else
+              accepted = accepted + 1
+              assert.are.same(want, got, text)
+            end
+          end
+        end
+      end
+      -- lua-cjson reads every one of them (a raw control byte too: the fast
+      -- path leaves those to it): 3 fills x 20 offsets x 7 stops.
+      assert.are.equal(420, accepted)
+    end)
+
     it("refuses hostile nesting", function()
       local value, err = core.decode(string.rep("[", 5000) .. string.rep("]", 5000))
       assert.is_nil(value)

@@ -42,15 +42,24 @@ static void skip_space(reader *r)
 #define ANY_EQUAL(w, c) ANY_BELOW((w) ^ (ONES * (c)), 1)
 
 /* The end of the plain run of a string starting at q: the first quote,
- * backslash or control character (or `end`). Eight bytes at a time, then
- * byte by byte from the word that holds one. */
+ * backslash or control character (or `end`). Eight bytes at a time; in
+ * the word that holds one, the lowest flagged byte is the first such byte
+ * (a borrow only flags bytes above a true one), so on a little-endian
+ * machine it is found by counting trailing zero bits. The last bytes
+ * before `end` (fewer than eight) are read one by one. */
 static const char *plain_run(const char *q, const char *end)
 {
     while (end - q >= 8) {
-        uint64_t w;
+        uint64_t w, hit;
         memcpy(&w, q, sizeof w);
-        if (ANY_EQUAL(w, '"') | ANY_EQUAL(w, '\\') | ANY_BELOW(w, 0x20))
+        hit = ANY_EQUAL(w, '"') | ANY_EQUAL(w, '\\') | ANY_BELOW(w, 0x20);
+        if (hit) {
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            return q + (__builtin_ctzll(hit) >> 3);
+#else
             break;
+#endif
+        }
         q += 8;
     }
     while (q < end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20)
@@ -193,39 +202,32 @@ static int literal(reader *r, const char *word, size_t len)
     return 1;
 }
 
-/* Members and items are first pushed on the stack, up to this many, so
- * that the table is made at its size at once instead of grown (and
+/* An array's items are first pushed on the stack, up to this many, so
+ * that its table is made at its size at once instead of grown (and
  * rehashed) step by step; a larger one is grown from there. */
 #define PENDING 32
 
-/* Makes the table for the `n` pending key/value pairs (or items) above
- * `base` and moves them in; leaves the table at base + 1. */
-static void settle(lua_State *L, int base, int n, int is_array, int *count)
+/* An object's table is made before its members are read, with room for
+ * this many (a create's answer has 8): each member then goes straight in,
+ * with no copies on the stack; a larger object is grown by Lua as it
+ * fills, as lua-cjson grows every object from empty. */
+#define OBJECT_ROOM 8
+
+/* Makes the table for the `n` pending items above `base` and moves them
+ * in; leaves the table at base + 1. */
+static void settle(lua_State *L, int base, int n, int *count)
 {
     int i;
-    if (is_array)
-        lua_createtable(L, n, 0);
-    else
-        lua_createtable(L, 0, n);
+    lua_createtable(L, n, 0);
     lua_insert(L, base + 1);
-    if (is_array) {
-        for (i = n; i >= 1; i--)
-            lua_rawseti(L, base + 1, *count + i);
-        *count += n;
-    } else {
-        /* In the order read: of a key given twice, the last value stays. */
-        for (i = 0; i < n; i++) {
-            lua_pushvalue(L, base + 2 + 2 * i);
-            lua_pushvalue(L, base + 3 + 2 * i);
-            lua_rawset(L, base + 1);
-        }
-        lua_settop(L, base + 1);
-    }
+    for (i = n; i >= 1; i--)
+        lua_rawseti(L, base + 1, *count + i);
+    *count += n;
 }
 
 static int object(lua_State *L, reader *r)
 {
-    int base = lua_gettop(L), n = 0, made = 0, count = 0;
+    int base = lua_gettop(L);
     r->p++;
     skip_space(r);
     if (r->p < r->end && *r->p == '}') {
@@ -233,6 +235,8 @@ static int object(lua_State *L, reader *r)
         lua_newtable(L);
         return 1;
     }
+    lua_createtable(L, 0, OBJECT_ROOM);
+    /* In the order read: of a key given twice, the last value stays. */
     for (;;) {
         if (r->p == r->end || *r->p != '"' || !string(L, r))
             return 0;
@@ -243,19 +247,12 @@ static int object(lua_State *L, reader *r)
         skip_space(r);
         if (!value(L, r))
             return 0;
-        if (made) {
-            lua_rawset(L, base + 1);
-        } else if (++n == PENDING) {
-            settle(L, base, n, 0, &count);
-            made = 1;
-        }
+        lua_rawset(L, base + 1);
         skip_space(r);
         if (r->p == r->end)
             return 0;
         if (*r->p == '}') {
             r->p++;
-            if (!made)
-                settle(L, base, n, 0, &count);
             return 1;
         }
         if (*r->p != ',')
@@ -281,7 +278,7 @@ static int array(lua_State *L, reader *r)
         if (made) {
             lua_rawseti(L, base + 1, ++count);
         } else if (++n == PENDING) {
-            settle(L, base, n, 1, &count);
+            settle(L, base, n, &count);
             made = 1;
         }
         skip_space(r);
@@ -290,7 +287,7 @@ static int array(lua_State *L, reader *r)
         if (*r->p == ']') {
             r->p++;
             if (!made)
-                settle(L, base, n, 1, &count);
+                settle(L, base, n, &count);
             return 1;
         }
         if (*r->p != ',')

@@ -80,7 +80,8 @@ function _M.new(profile, method, path, body, options, options_copied)
   }
   local _, err = prepare.call(profile, method, path, body, options, c, options_copied)
   if err then return nil, err end
-  return setmetatable(c, Call)
+  setmetatable(c, Call)
+  return c
 end
 
 -- The request as a debug line, once: the credential is left out where it

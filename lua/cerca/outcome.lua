@@ -105,7 +105,8 @@ local LAZY_HEADERS = {
 --- Gives `t` (a table holding `raw_headers`) a `headers` field made on its
 -- first read. Returns `t`.
 function _M.lazy_headers(t)
-  return setmetatable(t, LAZY_HEADERS)
+  setmetatable(t, LAZY_HEADERS)
+  return t
 end
 
 -- The message of an API error body, if it has a readable one.

@@ -62,7 +62,8 @@ function Plain:attempt(request)
     if not s then return transport.failed("internal", why) end
     self.session = s
   end
-  return s:request(request)
+  local res = s:request(request)
+  return res
 end
 
 function Plain.sleep(_, seconds)

@@ -233,7 +233,8 @@ function _M.subscription(value)
     return nil, "the answer's secret is empty"
   end
   setmetatable(value.events, json.array_mt)
-  return setmetatable(value, _M.Subscription)
+  setmetatable(value, _M.Subscription)
+  return value
 end
 
 -- Whether a decoded value holds `secret` in one of its strings (decoded
