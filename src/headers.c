@@ -22,6 +22,59 @@ static int valid_name(const char *p, size_t n)
     return 1;
 }
 
+/* Whether the n bytes at p, lower-cased (ASCII), are `lower`. */
+static int same_name(const char *p, const char *lower, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (unsigned char)(c + ('a' - 'A'));
+        if (c != (unsigned char)lower[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* Hands fn the field of the line [p, line_end) whose name ends at colon. */
+static int give(const char *p, const char *colon, const char *line_end, cerca_header_fn fn, void *ud)
+{
+    const char *v = colon + 1, *ve = line_end;
+    while (v < ve && is_ows(*v))
+        v++;
+    while (ve > v && is_ows(ve[-1]))
+        ve--;
+    return fn(ud, p, (size_t)(colon - p), v, (size_t)(ve - v));
+}
+
+static int is_status_line(const char *p, const char *line_end)
+{
+    return line_end - p >= 5 && memcmp(p, "HTTP/", 5) == 0;
+}
+
+size_t cerca_headers_find(const char *block, size_t len, const char *name, size_t name_len, cerca_header_fn fn,
+                          void *ud)
+{
+    const char *p = block, *end = block + len;
+    size_t count = 0;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *line_end = eol != NULL ? eol : end;
+        if (line_end > p && line_end[-1] == '\r')
+            line_end--;
+        /* The line's first colon is right after the name when the name
+         * matches: a name holding a colon is no token (valid_name). */
+        if ((size_t)(line_end - p) > name_len && p[name_len] == ':' && same_name(p, name, name_len) &&
+            !is_status_line(p, line_end) && valid_name(p, name_len)) {
+            count++;
+            if (give(p, p + name_len, line_end, fn, ud) != 0)
+                break;
+        }
+        p = eol != NULL ? eol + 1 : end;
+    }
+    return count;
+}
+
 size_t cerca_headers_parse(const char *block, size_t len, cerca_header_fn fn, void *ud)
 {
     const char *p = block, *end = block + len;
@@ -33,15 +86,9 @@ size_t cerca_headers_parse(const char *block, size_t len, cerca_header_fn fn, vo
         if (line_end > p && line_end[-1] == '\r')
             line_end--;
         colon = memchr(p, ':', (size_t)(line_end - p));
-        if (colon != NULL && !(line_end - p >= 5 && memcmp(p, "HTTP/", 5) == 0) &&
-            valid_name(p, (size_t)(colon - p))) {
-            const char *v = colon + 1, *ve = line_end;
-            while (v < ve && is_ows(*v))
-                v++;
-            while (ve > v && is_ows(ve[-1]))
-                ve--;
+        if (colon != NULL && !is_status_line(p, line_end) && valid_name(p, (size_t)(colon - p))) {
             count++;
-            if (fn(ud, p, (size_t)(colon - p), v, (size_t)(ve - v)) != 0)
+            if (give(p, colon, line_end, fn, ud) != 0)
                 break;
         }
         p = eol != NULL ? eol + 1 : end;

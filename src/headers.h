@@ -20,4 +20,11 @@ typedef int (*cerca_header_fn)(void *ud, const char *name, size_t name_len,
  * with an empty or space-holding name. Returns the number of fields seen. */
 size_t cerca_headers_parse(const char *block, size_t len, cerca_header_fn fn, void *ud);
 
+/* The fields cerca_headers_parse would give whose name is `name` (asked
+ * for in lower case, matched in any ASCII case), in order; the lines of
+ * other names are passed over without being parsed further. Returns the
+ * number of such fields. */
+size_t cerca_headers_find(const char *block, size_t len, const char *name, size_t name_len, cerca_header_fn fn,
+                          void *ud);
+
 #endif

@@ -216,20 +216,14 @@ static int l_headers(lua_State *L)
 /* One field looked up by its lower-case name, with the table's rules. */
 typedef struct {
     lua_State *L;
-    const char *name;
-    size_t name_len;
     int found;
 } header_lookup;
 
-static int match_header_field(void *ud, const char *name, size_t nlen, const char *value, size_t vlen)
+static int found_header_field(void *ud, const char *name, size_t nlen, const char *value, size_t vlen)
 {
     header_lookup *h = ud;
-    char small[64];
-    if (nlen != h->name_len || nlen > sizeof small)
-        return 0;
-    lower_ascii(small, name, nlen);
-    if (memcmp(small, h->name, nlen) != 0)
-        return 0;
+    (void)name;
+    (void)nlen;
     push_joined(h->L, h->found, value, vlen);
     h->found = 1;
     return 0;
@@ -237,18 +231,18 @@ static int match_header_field(void *ud, const char *name, size_t nlen, const cha
 
 static int l_header(lua_State *L)
 {
-    size_t len;
+    size_t len, name_len;
     const char *block = luaL_checklstring(L, 1, &len);
+    const char *name = luaL_checklstring(L, 2, &name_len);
     header_lookup h;
     h.L = L;
-    h.name = luaL_checklstring(L, 2, &h.name_len);
     h.found = 0;
     /* Longer names are never looked up (and a table would hold them
      * under their lower-case form, which such a lookup could not miss:
      * the callers ask for names they know). */
-    luaL_argcheck(L, h.name_len <= 64, 2, "header name longer than 64 bytes");
+    luaL_argcheck(L, name_len <= 64, 2, "header name longer than 64 bytes");
     lua_settop(L, 2);
-    cerca_headers_parse(block, len, match_header_field, &h);
+    cerca_headers_find(block, len, name, name_len, found_header_field, &h);
     if (!h.found)
         lua_pushnil(L);
     return 1;
