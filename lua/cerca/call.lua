@@ -36,7 +36,7 @@ local _M = {}
 
 -- One log line per attempt: what was sent, what came back, what happens next.
 local function log_attempt(lg, method, path, res, attempt, attempts, elapsed, next_wait, why)
-  if not lg:enabled("info") then return end
+  if not lg.info then return end
   local line = format("%s %s status=%s duration_ms=%d attempt=%d/%d", method, path,
     res.status > 0 and tostring(res.status) or res.error, floor(elapsed * 1000 + 0.5), attempt, attempts)
   local rid = request_id(res)
@@ -44,7 +44,7 @@ local function log_attempt(lg, method, path, res, attempt, attempts, elapsed, ne
   if res.error and res.status > 0 then line = line .. " error=" .. res.error end
   if next_wait then line = format("%s retry_in=%.2fs reason=%q", line, next_wait, why) end
   lg:write("info", line)
-  if lg:enabled("debug") then
+  if lg.debug then
     -- The answer's own secret is removed wherever the body repeats it.
     local answer = res.json
     local secret = type(answer) == "table" and type(answer.secret) == "string" and answer.secret or nil
@@ -107,7 +107,7 @@ function Call:next_request()
   local budget = self.timeout
   if self.deadline then budget = min(budget, self.deadline - t) end
   if budget < MIN_BUDGET then return nil end
-  if self.attempt == 0 and self.log:enabled("debug") then
+  if self.attempt == 0 and self.log.debug then
     log_request(self.log, self.method, self.path, self.request)
   end
   self.attempt = self.attempt + 1

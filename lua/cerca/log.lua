@@ -50,6 +50,9 @@ end
 function _M.new(level, sink, secrets)
   return {
     level = level,
+    -- Read on every attempt: `enabled("info")` and `enabled("debug")`, once.
+    info = _M.LEVELS.info >= level,
+    debug = _M.LEVELS.debug >= level,
     enabled = function(self, name) return _M.LEVELS[name] >= self.level end,
     write = function(self, name, line)
       if _M.LEVELS[name] < self.level then return end

@@ -214,7 +214,8 @@ end
 
 --- True when none of `secrets` can be written in `s`, in any form.
 function _M.absent(s, secrets)
-  return occurrences(s, secrets) == 0
+  local probes = secrets.probes
+  return occurrences_of(s, probes[1], probes[2]) == 0
 end
 
 --- Removes known secrets from the text of a raw answer (kept for the user:
