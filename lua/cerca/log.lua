@@ -50,7 +50,8 @@ end
 function _M.new(level, sink, secrets)
   return {
     level = level,
-    -- Read on every attempt: `enabled("info")` and `enabled("debug")`, once.
+    -- `enabled("info")` and `enabled("debug")`, worked out once: every
+    -- attempt reads them.
     info = _M.LEVELS.info >= level,
     debug = _M.LEVELS.debug >= level,
     enabled = function(self, name) return _M.LEVELS[name] >= self.level end,
