@@ -207,10 +207,12 @@ static int literal(reader *r, const char *word, size_t len)
  * rehashed) step by step; a larger one is grown from there. */
 #define PENDING 32
 
-/* An object's table is made before its members are read, with room for
- * this many (a create's answer has 8): each member then goes straight in,
- * with no copies on the stack; a larger object is grown by Lua as it
- * fills, as lua-cjson grows every object from empty. */
+/* An object's table is made before its members are read, and each member
+ * goes straight in, with no copies on the stack. The outermost object
+ * starts with room for this many (a create's answer has 8); a nested one
+ * starts empty, so that many small objects take no more memory than
+ * lua-cjson gives them. Either is grown by Lua as it fills, as lua-cjson
+ * grows every object from empty. */
 #define OBJECT_ROOM 8
 
 /* Makes the table for the `n` pending items above `base` and moves them
@@ -235,7 +237,7 @@ static int object(lua_State *L, reader *r)
         lua_newtable(L);
         return 1;
     }
-    lua_createtable(L, 0, OBJECT_ROOM);
+    lua_createtable(L, 0, r->depth == 1 ? OBJECT_ROOM : 0);
     /* In the order read: of a key given twice, the last value stays. */
     for (;;) {
         if (r->p == r->end || *r->p != '"' || !string(L, r))
@@ -310,8 +312,9 @@ static int value(lua_State *L, reader *r)
     case '[':
         if (++r->depth > MAX_DEPTH)
             return 0;
-        /* The pending pairs, the table, two copies, and room for a
-         * string's buffer. */
+        /* Room for an array's pending items and its table (an object
+         * needs its table, a key and a value) and for a string's buffer,
+         * with margin. */
         luaL_checkstack(L, 2 * PENDING + 6, "JSON");
         ok = *r->p == '{' ? object(L, r) : array(L, r);
         r->depth--;
