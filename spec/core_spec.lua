@@ -102,6 +102,25 @@ describe("cerca.core", function()
       assert.are.equal(420, accepted)
     end)
 
+    it("takes no more memory than lua-cjson for many small objects (a server's body chooses their number)", function()
+      local parts = {}
+      for i = 1, 20000 do parts[i] = '{"":0}' end
+      local text = "[" .. table.concat(parts, ",") .. "]"
+      local function allocated(decode)
+        collectgarbage()
+        collectgarbage()
+        collectgarbage("stop")
+        local before = collectgarbage("count")
+        local value = decode(text)
+        local kib = collectgarbage("count") - before
+        assert.are.equal(20000, #value)
+        collectgarbage("restart")
+        return kib
+      end
+      local ours, theirs = allocated(core.decode), allocated(require("cjson.safe").new().decode)
+      assert(ours <= theirs * 1.1, ("%.0f KiB against lua-cjson's %.0f KiB"):format(ours, theirs))
+    end)
+
     it("refuses hostile nesting", function()
       local value, err = core.decode(string.rep("[", 5000) .. string.rep("]", 5000))
       assert.is_nil(value)
