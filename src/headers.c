@@ -36,46 +36,15 @@ static int same_name(const char *p, const char *lower, size_t n)
     return 1;
 }
 
-/* Hands fn the field of the line [p, line_end) whose name ends at colon. */
-static int give(const char *p, const char *colon, const char *line_end, cerca_header_fn fn, void *ud)
-{
-    const char *v = colon + 1, *ve = line_end;
-    while (v < ve && is_ows(*v))
-        v++;
-    while (ve > v && is_ows(ve[-1]))
-        ve--;
-    return fn(ud, p, (size_t)(colon - p), v, (size_t)(ve - v));
-}
-
 static int is_status_line(const char *p, const char *line_end)
 {
     return line_end - p >= 5 && memcmp(p, "HTTP/", 5) == 0;
 }
 
-size_t cerca_headers_find(const char *block, size_t len, const char *name, size_t name_len, cerca_header_fn fn,
-                          void *ud)
-{
-    const char *p = block, *end = block + len;
-    size_t count = 0;
-    while (p < end) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        const char *line_end = eol != NULL ? eol : end;
-        if (line_end > p && line_end[-1] == '\r')
-            line_end--;
-        /* The line's first colon is right after the name when the name
-         * matches: a name holding a colon is no token (valid_name). */
-        if ((size_t)(line_end - p) > name_len && p[name_len] == ':' && same_name(p, name, name_len) &&
-            !is_status_line(p, line_end) && valid_name(p, name_len)) {
-            count++;
-            if (give(p, p + name_len, line_end, fn, ud) != 0)
-                break;
-        }
-        p = eol != NULL ? eol + 1 : end;
-    }
-    return count;
-}
-
-size_t cerca_headers_parse(const char *block, size_t len, cerca_header_fn fn, void *ud)
+/* The one walk of both entry points: every field, or (name != NULL) only
+ * those of that name, whose lines are told apart without the colon search
+ * or the name check the other lines get. */
+static size_t walk(const char *block, size_t len, const char *name, size_t name_len, cerca_header_fn fn, void *ud)
 {
     const char *p = block, *end = block + len;
     size_t count = 0;
@@ -85,13 +54,36 @@ size_t cerca_headers_parse(const char *block, size_t len, cerca_header_fn fn, vo
         const char *colon;
         if (line_end > p && line_end[-1] == '\r')
             line_end--;
-        colon = memchr(p, ':', (size_t)(line_end - p));
+        if (name == NULL)
+            colon = memchr(p, ':', (size_t)(line_end - p));
+        else
+            /* The line's first colon is right after the name when the name
+             * matches: a name holding a colon is no token (valid_name). */
+            colon = (size_t)(line_end - p) > name_len && p[name_len] == ':' && same_name(p, name, name_len)
+                        ? p + name_len
+                        : NULL;
         if (colon != NULL && !is_status_line(p, line_end) && valid_name(p, (size_t)(colon - p))) {
+            const char *v = colon + 1, *ve = line_end;
+            while (v < ve && is_ows(*v))
+                v++;
+            while (ve > v && is_ows(ve[-1]))
+                ve--;
             count++;
-            if (give(p, colon, line_end, fn, ud) != 0)
+            if (fn(ud, p, (size_t)(colon - p), v, (size_t)(ve - v)) != 0)
                 break;
         }
         p = eol != NULL ? eol + 1 : end;
     }
     return count;
+}
+
+size_t cerca_headers_find(const char *block, size_t len, const char *name, size_t name_len, cerca_header_fn fn,
+                          void *ud)
+{
+    return walk(block, len, name, name_len, fn, ud);
+}
+
+size_t cerca_headers_parse(const char *block, size_t len, cerca_header_fn fn, void *ud)
+{
+    return walk(block, len, NULL, 0, fn, ud);
 }
