@@ -85,15 +85,7 @@ describe("cerca.core", function()
           -- "": the closing quote itself.
           for _, stop in ipairs { "", '\\n', '\\"', '\\/', "\1", "\31", "\t" } do
             local text = '{"k":"' .. lead .. stop .. '","z":"y"}'
-            local want, want_err = ref.decode(text)
-            local got, got_err = core.decode(text)
-            if want == nil then
-              assert(got == nil, "accepted what lua-cjson refuses: " .. text)
-              assert.are.equal(want_err, got_err)
-            else
-              accepted = accepted + 1
-              assert.are.same(want, got, text)
-            end
+            if helpers.decodes_as(ref.decode, core.decode, text) then accepted = accepted + 1 end
           end
         end
       end

@@ -111,6 +111,36 @@ function helpers.run_lua(code, env)
 end
 
 -- Quotes a value for the shell.
+-- Whether two decoded JSON values are the same value: numbers equal in
+-- sign of zero and in subtype (5.3+), tables member for member.
+local function same_value(a, b)
+  if type(a) ~= type(b) then return false end
+  if type(a) == "number" then
+    if a ~= b or (a == 0 and 1 / a ~= 1 / b) then return false end
+    return math.type == nil or math.type(a) == math.type(b)
+  end
+  if type(a) ~= "table" then return a == b end
+  for k, v in pairs(a) do if not same_value(v, b[k]) then return false end end
+  for k in pairs(b) do if a[k] == nil then return false end end
+  return true
+end
+
+--- Asserts that `decode(text)` gives what `reference(text)` gives: the same
+-- value, or a refusal with the same message. Returns true when the text was
+-- accepted.
+function helpers.decodes_as(reference, decode, text)
+  local want, want_err = reference(text)
+  local got, got_err = decode(text)
+  if want == nil then
+    assert(got == nil, "accepted what the reference refuses: " .. text)
+    assert(want_err == got_err, ("refused with %q, the reference with %q: %s"):format(
+      tostring(got_err), tostring(want_err), text))
+    return false
+  end
+  assert(same_value(want, got), "decoded differently from the reference: " .. text)
+  return true
+end
+
 function helpers.q(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
