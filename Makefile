@@ -19,8 +19,8 @@ LIBS     = -lcurl -lcrypto -lpthread
 
 # The Lua side (core.h) over the plain-C layers (no Lua inside).
 SRC      = src/core.c src/jdecode.c src/jencode.c src/session.c src/lmulti.c src/lhttp.c src/sys.c src/lcrypto.c src/ltext.c src/lwalk.c src/journal.c \
-           src/http.c src/headers.c src/crypto.c src/multi.c
-HDR      = src/compat.h src/core.h src/http.h src/headers.h src/crypto.h src/multi.h
+           src/http.c src/headers.c src/crypto.c src/multi.c src/pid.c
+HDR      = src/compat.h src/core.h src/http.h src/headers.h src/crypto.h src/multi.h src/pid.h
 # PUC Lua versions; LuaJIT is built apart (OpenResty's headers).
 LUA_VERSIONS = 5.1 5.2 5.3 5.4
 CORE_54  = build/lua5.4/cerca/core.so
@@ -121,9 +121,9 @@ build/fuzz/headers_fuzz: spec/fuzz/headers_fuzz.c src/headers.c src/headers.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) spec/fuzz/headers_fuzz.c src/headers.c -o $@
 
-build/fuzz/base64_fuzz: spec/fuzz/base64_fuzz.c src/crypto.c src/crypto.h
+build/fuzz/base64_fuzz: spec/fuzz/base64_fuzz.c src/crypto.c src/crypto.h src/pid.c src/pid.h
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) spec/fuzz/base64_fuzz.c src/crypto.c -o $@ -lcrypto
+	$(FUZZ_CC) spec/fuzz/base64_fuzz.c src/crypto.c src/pid.c -o $@ -lcrypto
 
 # What `make install` puts in place for LUA_VERSION: 5.1 means LuaJIT (as
 # OpenResty uses it), 5.2 to 5.4 that PUC Lua.

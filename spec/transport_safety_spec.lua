@@ -8,12 +8,23 @@ local posix = require "spec_posix"  -- spec/tools/posix.c, built by the Makefile
 
 local URL = "https://example.com/webhook"
 
--- Runs fn in a forked child; returns the child's exit status and what fn
--- returned (a JSON-able table), passed back through a temporary file. The
--- child never returns into busted: it ends with _exit, whatever happens.
-local function in_child(fn)
+-- The ways a child process is made: fork(), which runs the pthread_atfork
+-- handlers, and the clone system call alone, which runs none (a program
+-- that forks without the C library): neither may reuse what is the parent's.
+local FORKS = { "fork", "raw_fork" }
+-- Each scheme with each of them.
+local SCHEME_FORKS = {}
+for _, scheme in ipairs { "http", "https" } do
+  for _, how in ipairs(FORKS) do SCHEME_FORKS[#SCHEME_FORKS + 1] = { scheme = scheme, how = how } end
+end
+
+-- Runs fn in a child made by `how` (default "fork"); returns the child's
+-- exit status and what fn returned (a JSON-able table), passed back through
+-- a temporary file. The child never returns into busted: it ends with
+-- _exit, whatever happens.
+local function in_child(fn, how)
   local path = os.tmpname()
-  local pid = assert(posix.fork())
+  local pid = assert(posix[how or "fork"]())
   if pid == 0 then
     local ok, result = pcall(fn)
     local f = io.open(path, "w")
@@ -93,30 +104,34 @@ describe("transport safety", function()
   end
 
   describe("fork", function()
-    it("a child never draws the idempotency keys its parent will draw", function()
-      -- The parent has random bytes pooled for its next keys: the child
-      -- must not hand out the same ones.
-      assert(core.uuid4())
-      local status, got = in_child(function()
-        return { keys = { core.uuid4(), core.uuid4(), core.uuid4() } }
+    for _, how in ipairs(FORKS) do
+      it("a child never draws the idempotency keys its parent will draw (" .. how .. ")", function()
+        -- The parent has random bytes pooled for its next keys: the child
+        -- must not hand out the same ones.
+        assert(core.uuid4())
+        local status, got = in_child(function()
+          return { keys = { core.uuid4(), core.uuid4(), core.uuid4() } }
+        end, how)
+        assert.are.equal(0, status, got.failed)
+        local mine = { [core.uuid4()] = true, [core.uuid4()] = true, [core.uuid4()] = true }
+        for _, key in ipairs(got.keys) do
+          assert.matches("^%x+%-%x+%-4%x+%-[89ab]%x+%-%x+$", key)
+          assert.is_nil(mine[key], "the child drew the parent's key " .. key)
+        end
       end)
-      assert.are.equal(0, status, got.failed)
-      local mine = { [core.uuid4()] = true, [core.uuid4()] = true, [core.uuid4()] = true }
-      for _, key in ipairs(got.keys) do
-        assert.matches("^%x+%-%x+%-4%x+%-[89ab]%x+%-%x+$", key)
-        assert.is_nil(mine[key], "the child drew the parent's key " .. key)
-      end
-    end)
+    end
 
-    for _, scheme in ipairs { "http", "https" } do
-      it("a child never uses the session's kept-alive connection, nor closes it (" .. scheme .. ")", function()
+    for _, case in ipairs(SCHEME_FORKS) do
+      local scheme, how = case.scheme, case.how
+      local label = " (" .. scheme .. ", " .. how .. ")"
+      it("a child never uses the session's kept-alive connection, nor closes it" .. label, function()
         local client = new_client(scheme)
         assert(client.webhooks.create("parent_1", { url = URL }))
         local status, got = in_child(function()
           local sub, err = client.webhooks.create("child_1", { url = URL })
           client:close()
           return sub and { fleet = sub.fleetId } or { err = tostring(err) }
-        end)
+        end, how)
         assert.are.equal(0, status, got.failed)
         assert.are.equal("child_1", got.fleet, got.err)
         local sub = assert(client.webhooks.create("parent_2", { url = URL }))
@@ -137,7 +152,7 @@ describe("transport safety", function()
         assert.are.same({ "child_1", "parent_1", "parent_2" }, fleets)
       end)
 
-      it("a child never uses create_many's kept-alive connections, nor closes them (" .. scheme .. ")", function()
+      it("a child never uses create_many's kept-alive connections, nor closes them" .. label, function()
         local client = new_client(scheme)
         local function many(a, b)
           return client.webhooks.create_many {
@@ -149,7 +164,7 @@ describe("transport safety", function()
           local fleets = fleets_of(many("child_1", "child_2"))
           client:close()
           return fleets
-        end)
+        end, how)
         assert.are.equal(0, status, got.failed)
         assert.are.same({ "child_1", "child_2" }, got)
         assert.are.same({ "parent_3", "parent_4" }, fleets_of(many("parent_3", "parent_4")))
@@ -168,6 +183,34 @@ describe("transport safety", function()
         assert.are.equal(6, #srv:subscriptions())
       end)
     end
+
+    it("a child's child never uses the connection of the child that made it", function()
+      local client = new_client("http")
+      assert(client.webhooks.create("parent_1", { url = URL }))
+      local status, got = in_child(function()
+        assert(client.webhooks.create("child_1", { url = URL }))
+        local inner, grand = in_child(function()
+          local sub, err = client.webhooks.create("grandchild_1", { url = URL })
+          return sub and { fleet = sub.fleetId } or { err = tostring(err) }
+        end)
+        assert(inner == 0 and grand.fleet == "grandchild_1", grand.err or grand.failed)
+        assert(client.webhooks.create("child_2", { url = URL }))
+        client:close()
+        return {}
+      end)
+      assert.are.equal(0, status, got.failed)
+      client:close()
+
+      local reqs = srv:requests()
+      assert.are.equal(4, #reqs)
+      local function on(fleet) return requests_for(reqs, fleet)[1].connection end
+      -- The child keeps its own connection across its child's life...
+      assert.are.equal(on("child_1"), on("child_2"))
+      -- ... which the grandchild left alone, as the child left the parent's.
+      assert.are_not.equal(on("child_1"), on("grandchild_1"))
+      assert.are_not.equal(on("parent_1"), on("grandchild_1"))
+      assert.are_not.equal(on("parent_1"), on("child_1"))
+    end)
 
     it("transfers in flight at the fork stay the parent's; the child gets them back failed", function()
       srv:enqueue { action = "pass", delay = 0.5 }

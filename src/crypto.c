@@ -1,7 +1,7 @@
 #include "crypto.h"
+#include "pid.h"
 
 #include <limits.h>
-#include <pthread.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -16,30 +16,23 @@
 /* Random bytes for UUIDs, drawn from OpenSSL a pool at a time: one
  * RAND_bytes call costs as much as the rest of a UUID several times over.
  * The pool is per thread (nginx's thread pool runs Lua states in several
- * threads), and emptied in a child after fork(), so that a parent and its
+ * threads), and emptied first in a child, however it was made (fork() or a
+ * raw clone that runs no pthread_atfork handler), so that a parent and its
  * child never hand out the same bytes. */
 #define RANDOM_POOL 512
 static __thread unsigned char random_pool[RANDOM_POOL];
 static __thread size_t random_left;
-static pthread_once_t fork_hook_once = PTHREAD_ONCE_INIT;
-
-static void empty_random_pool(void)
-{
-    OPENSSL_cleanse(random_pool, sizeof random_pool);
-    random_left = 0;
-}
-
-static void add_fork_hook(void)
-{
-    /* glibc drops the hook if this library is unloaded (dlclose). */
-    pthread_atfork(NULL, NULL, empty_random_pool);
-}
+static __thread pid_t random_owner; /* the process the pool was drawn in */
 
 /* n (<= RANDOM_POOL) random bytes into out: 0, or -1 if the generator failed. */
 static int random_bytes(unsigned char *out, size_t n)
 {
-    if (pthread_once(&fork_hook_once, add_fork_hook) != 0)
-        return -1;
+    pid_t pid = cerca_pid();
+    if (random_owner != pid) {
+        OPENSSL_cleanse(random_pool, sizeof random_pool);
+        random_left = 0;
+        random_owner = pid;
+    }
     if (random_left < n) {
         if (RAND_bytes(random_pool, (int)sizeof random_pool) != 1)
             return -1;

@@ -1,12 +1,12 @@
-#define _POSIX_C_SOURCE 200809L /* getpid, strdup */
+#define _POSIX_C_SOURCE 200809L /* strdup */
 #include "http.h"
+#include "pid.h"
 
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 /* Response headers are small; anything near this is hostile. The cap is
  * on every header byte of an attempt, interim (1xx) answers included. */
@@ -170,7 +170,7 @@ static int setup_easy(cerca_http *h)
 int cerca_http_init(cerca_http *h, const char *ca_file, const char *user_agent)
 {
     memset(h, 0, sizeof *h);
-    h->pid = getpid();
+    h->pid = cerca_pid();
     if (cerca_http_global_init() != 0)
         return -1;
     h->ca_file = dup_or_null(ca_file);
@@ -185,7 +185,7 @@ int cerca_http_init(cerca_http *h, const char *ca_file, const char *user_agent)
 
 int cerca_http_forked(const cerca_http *h)
 {
-    return h->pid != getpid();
+    return h->pid != cerca_pid();
 }
 
 /* Gives up the handle of another process (h came through fork) and makes
@@ -197,7 +197,7 @@ static int own_handle(cerca_http *h)
     if (cerca_http_forked(h)) {
         cerca_abandon(h->easy);
         h->easy = NULL;
-        h->pid = getpid();
+        h->pid = cerca_pid();
     }
     return setup_easy(h);
 }

@@ -1,11 +1,11 @@
-#define _POSIX_C_SOURCE 200809L /* getpid, clock_gettime */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "multi.h"
+#include "pid.h"
 
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 /* One slot per transfer in flight. Slots are allocated one by one and never
  * moved: libcurl holds pointers into them (buffers, error buffer). */
@@ -157,7 +157,7 @@ cerca_multi *cerca_multi_new(const char *ca_file, const char *user_agent)
     m = calloc(1, sizeof *m);
     if (m == NULL)
         return NULL;
-    m->pid = getpid();
+    m->pid = cerca_pid();
     m->ca_file = dup_or_null(ca_file);
     m->user_agent = dup_or_null(user_agent);
     if (setup_multi(m) != 0 || (ca_file != NULL && m->ca_file == NULL) ||
@@ -201,13 +201,13 @@ static void forget_inherited(cerca_multi *m)
     m->nslots = 0;
     cerca_abandon(m->multi);
     m->multi = NULL; /* setup_multi makes this process's own, watching nothing */
-    m->pid = getpid();
+    m->pid = cerca_pid();
 }
 
 /* 0 when m->multi is this process's own, making it first if needed. */
 static int own_multi(cerca_multi *m)
 {
-    if (m->pid != getpid())
+    if (m->pid != cerca_pid())
         forget_inherited(m);
     return m->multi != NULL ? 0 : setup_multi(m);
 }
@@ -340,7 +340,7 @@ int cerca_multi_next_done(cerca_multi *m, long *token, cerca_response *rs)
     CURLMsg *msg;
     int left;
     release_returned(m);
-    if (m->pid != getpid())
+    if (m->pid != cerca_pid())
         forget_inherited(m);
     if (m->norphans > 0) {
         memset(rs, 0, sizeof *rs);
@@ -373,7 +373,7 @@ void cerca_multi_free(cerca_multi *m)
     size_t i;
     if (m == NULL)
         return;
-    if (m->pid != getpid())
+    if (m->pid != cerca_pid())
         forget_inherited(m); /* the parent's handles are only given up */
     for (i = 0; i < m->nslots; i++) {
         if (m->multi != NULL && m->slots[i]->busy)
