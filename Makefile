@@ -46,7 +46,7 @@ DEB_PACKAGES = gcc libc6-dev make pkg-config curl openssl ca-certificates \
                lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev \
                lua-cjson lua-busted lua-check luarocks lua-ldoc lua-discount \
                libcurl4-openssl-dev libssl-dev \
-               nginx libnginx-mod-http-lua valgrind nodejs npm wrk \
+               nginx libnginx-mod-http-lua valgrind strace nodejs npm wrk \
                lua-curl lua-system python3-requests \
                libpcre3-dev zlib1g-dev \
                clang libclang-rt-14-dev

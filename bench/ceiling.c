@@ -64,14 +64,23 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* A UUIDv4 from OpenSSL's generator, as cerca draws its keys. */
+/* A UUIDv4 from OpenSSL's generator, drawn as cerca draws its keys: 512
+ * random bytes at a time (one RAND_bytes call costs several UUIDs' worth of
+ * work, and a getpid() system call for OpenSSL's own fork check). */
 static int uuid4(char out[37])
 {
     static const char hex[] = "0123456789abcdef";
+    static unsigned char pool[512];
+    static size_t left;
     unsigned char r[16];
     int i, j = 0;
-    if (RAND_bytes(r, sizeof r) != 1)
-        return -1;
+    if (left < sizeof r) {
+        if (RAND_bytes(pool, sizeof pool) != 1)
+            return -1;
+        left = sizeof pool;
+    }
+    memcpy(r, pool + sizeof pool - left, sizeof r);
+    left -= sizeof r;
     r[6] = (unsigned char)((r[6] & 0x0f) | 0x40);
     r[8] = (unsigned char)((r[8] & 0x3f) | 0x80);
     for (i = 0; i < 16; i++) {
