@@ -24,7 +24,7 @@
  *
  * lhttp.c also reads request tables and builds response tables for
  * session.c and lmulti.c. The files without Lua (http.c, multi.c, headers.c,
- * crypto.c) include none of this.
+ * crypto.c, pid.c) include none of this.
  */
 #ifndef CERCA_CORE_H
 #define CERCA_CORE_H

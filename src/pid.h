@@ -10,10 +10,12 @@
 
 /* getpid(), without its system call on most calls (about 1 µs on a virtual
  * machine with page-table isolation, once per request). The id is kept in
- * a page the kernel zeroes in every child (MADV_WIPEONFORK, Linux 4.14 on),
- * so a child reads 0 and asks the kernel again, whether fork() made it or a
- * raw clone that ran no pthread_atfork handler. Where no such page can be
- * had, every call is a getpid(). Safe from any thread. */
+ * a page the kernel zeroes in every child with its own copy of memory
+ * (MADV_WIPEONFORK, Linux 4.14 on): fork(), or a raw clone without
+ * CLONE_VM, which runs no pthread_atfork handler. Such a child reads 0 and
+ * asks the kernel again. Where no such page can be had (another system, an
+ * older kernel), every call is a getpid(). Safe from any thread and from a
+ * signal handler that forks. */
 pid_t cerca_pid(void);
 
 #endif

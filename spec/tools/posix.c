@@ -44,9 +44,13 @@ static int l_fork(lua_State *L)
 static int l_raw_fork(lua_State *L)
 {
     /* clone(SIGCHLD): fork()'s own request, without glibc's handlers. The
-     * remaining arguments (stack, parent tid, child tid, tls) are all 0,
-     * whatever their order on this architecture. */
+     * other arguments (stack, parent tid, child tid, tls) are all 0; s390
+     * alone takes the stack before the flags. */
+#if defined(__s390__) || defined(__s390x__)
+    long pid = syscall(SYS_clone, 0L, (long)SIGCHLD, 0L, 0L, 0L);
+#else
     long pid = syscall(SYS_clone, (long)SIGCHLD, 0L, 0L, 0L, 0L);
+#endif
     if (pid < 0)
         return fail(L);
     lua_pushinteger(L, (lua_Integer)pid);
