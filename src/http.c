@@ -188,20 +188,6 @@ int cerca_http_forked(const cerca_http *h)
     return h->pid != cerca_pid();
 }
 
-/* Gives up the handle of another process (h came through fork) and makes
- * one of this process; also retries a handle that could not be made. */
-static int own_handle(cerca_http *h)
-{
-    if (h->easy != NULL && !cerca_http_forked(h))
-        return 0;
-    if (cerca_http_forked(h)) {
-        cerca_abandon(h->easy);
-        h->easy = NULL;
-        h->pid = cerca_pid();
-    }
-    return setup_easy(h);
-}
-
 static cerca_err_kind classify(CURLcode code, const cerca_http *h, int request_sent)
 {
     switch (code) {
@@ -416,28 +402,23 @@ static void report(cerca_http *h, CURLcode code, cerca_response *rs, int transfe
     rs->new_connects = connects;
 }
 
-void cerca_http_perform(cerca_http *h, const cerca_request *rq, cerca_response *rs)
-{
-    CURLcode code;
-    if (own_handle(h) != 0) {
-        memset(rs, 0, sizeof *rs);
-        rs->err = CERCA_ERR_INTERNAL;
-        rs->curl_code = (int)CURLE_FAILED_INIT;
-        rs->err_message = "cannot initialise libcurl";
-        rs->body = rs->headers = "";
-        return;
-    }
-    code = cerca_http_prepare(h, rq);
-    if (code != CURLE_OK) {
-        report(h, code, rs, 0);
-        return;
-    }
-    report(h, curl_easy_perform(h->easy), rs, 1);
-}
-
 void cerca_http_finish(cerca_http *h, CURLcode code, cerca_response *rs)
 {
     report(h, code, rs, 1);
+}
+
+void cerca_http_not_started(cerca_http *h, CURLcode code, cerca_response *rs)
+{
+    report(h, code, rs, 0);
+}
+
+void cerca_http_internal_error(cerca_response *rs, const char *why)
+{
+    memset(rs, 0, sizeof *rs);
+    rs->err = CERCA_ERR_INTERNAL;
+    rs->curl_code = (int)CURLE_FAILED_INIT;
+    rs->err_message = why;
+    rs->body = rs->headers = "";
 }
 
 void cerca_http_cleanup(cerca_http *h)

@@ -89,7 +89,7 @@ typedef struct {
     int body_started;
     char errbuf[CURL_ERROR_SIZE];
     /* The process that made `easy`, and what it was made with: a forked
-     * child makes a handle of its own (see cerca_http_perform). */
+     * child makes a handle of its own (see multi.c). */
     pid_t pid;
     char *ca_file;
     char *user_agent;
@@ -101,19 +101,20 @@ int cerca_http_global_init(void);
 /* Returns 0 on success; on failure h is left cleaned up. */
 int cerca_http_init(cerca_http *h, const char *ca_file, const char *user_agent);
 
-/* Runs one attempt. Always fills rs; never raises, never longjmps.
- * In a process forked since the handle was made, the inherited libcurl
- * handle is abandoned (see cerca_abandon) and a fresh one made first: the
- * child opens connections of its own and never reads, writes or closes
- * the parent's. */
-void cerca_http_perform(cerca_http *h, const cerca_request *rq, cerca_response *rs);
-
 /* The two halves of an attempt, for a driver that performs it itself (the
  * curl multi interface): prepare sets the handle up for `rq`; after the
  * transfer, finish fills `rs` from the handle and the result `code`.
  * rs stays valid until the next prepare on the handle. */
 CURLcode cerca_http_prepare(cerca_http *h, const cerca_request *rq);
 void cerca_http_finish(cerca_http *h, CURLcode code, cerca_response *rs);
+
+/* Fills rs for an attempt that did not start because preparing it failed
+ * with `code`: nothing was sent (the handle's figures, those of the attempt
+ * before, are not read). rs stays valid until the next prepare on h. */
+void cerca_http_not_started(cerca_http *h, CURLcode code, cerca_response *rs);
+
+/* Fills rs as an internal error (`why`, a static string), no answer. */
+void cerca_http_internal_error(cerca_response *rs, const char *why);
 
 /* Idempotent: releases the handle and buffers, leaves h reusable for init.
  * In a forked child the inherited libcurl handle is abandoned, not cleaned

@@ -71,6 +71,7 @@ static int l_multi_add(lua_State *L)
     lua_Integer token = luaL_checkinteger(L, 2);
     cerca_request rq;
     const char *lines[16];
+    cerca_response failed;
     int decode, anchors;
     cerca_read_request(L, 3, &rq, &decode, lines, sizeof lines / sizeof *lines);
     lua_rawgeti(L, LUA_REGISTRYINDEX, mu->anchors);
@@ -82,11 +83,11 @@ static int l_multi_add(lua_State *L)
     /* Anchored first: libcurl reads the body from the request's string. */
     lua_pushvalue(L, 3);
     lua_rawseti(L, anchors, (int)token);
-    if (cerca_multi_add(mu->m, (long)token, &rq) != 0) {
+    if (cerca_multi_add(mu->m, (long)token, &rq, &failed) != 0) {
         lua_pushnil(L);
         lua_rawseti(L, anchors, (int)token);
         lua_pushnil(L);
-        lua_pushliteral(L, "cannot start the transfer (out of memory)");
+        lua_pushstring(L, failed.err_message);
         return 2;
     }
     lua_pushboolean(L, 1);

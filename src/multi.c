@@ -245,20 +245,23 @@ static slot *free_slot(cerca_multi *m)
     return s;
 }
 
-int cerca_multi_add(cerca_multi *m, long token, const cerca_request *rq)
+int cerca_multi_add(cerca_multi *m, long token, const cerca_request *rq, cerca_response *failed)
 {
     slot *s;
+    CURLcode code;
     release_returned(m);
-    if (own_multi(m) != 0)
+    if (own_multi(m) != 0 || (s = free_slot(m)) == NULL ||
+        reserve_watch(m, m->nslots * SOCKETS_PER_TRANSFER) != 0) {
+        cerca_http_internal_error(failed, "cannot start the transfer (out of memory)");
         return -1;
-    s = free_slot(m);
-    if (s == NULL || reserve_watch(m, m->nslots * SOCKETS_PER_TRANSFER) != 0)
-        return -1;
-    if (cerca_http_prepare(&s->http, rq) != CURLE_OK ||
-        curl_easy_setopt(s->http.easy, CURLOPT_PRIVATE, (void *)s) != CURLE_OK ||
-        curl_multi_add_handle(m->multi, s->http.easy) != CURLM_OK) {
-        cerca_response ignored;
-        cerca_http_finish(&s->http, CURLE_OUT_OF_MEMORY, &ignored);
+    }
+    code = cerca_http_prepare(&s->http, rq);
+    if (code == CURLE_OK && (curl_easy_setopt(s->http.easy, CURLOPT_PRIVATE, (void *)s) != CURLE_OK ||
+                             curl_multi_add_handle(m->multi, s->http.easy) != CURLM_OK))
+        code = CURLE_OUT_OF_MEMORY;
+    if (code != CURLE_OK) {
+        /* The slot stays free; `failed` points into it. */
+        cerca_http_not_started(&s->http, code, failed);
         return -1;
     }
     s->token = token;
@@ -343,11 +346,7 @@ int cerca_multi_next_done(cerca_multi *m, long *token, cerca_response *rs)
     if (m->pid != cerca_pid())
         forget_inherited(m);
     if (m->norphans > 0) {
-        memset(rs, 0, sizeof *rs);
-        rs->err = CERCA_ERR_INTERNAL;
-        rs->curl_code = (int)CURLE_FAILED_INIT;
-        rs->err_message = ORPHAN_MESSAGE;
-        rs->body = rs->headers = "";
+        cerca_http_internal_error(rs, ORPHAN_MESSAGE);
         rs->request_sent = 1; /* the parent may well have sent it */
         *token = m->orphans[--m->norphans];
         return 1;

@@ -19,8 +19,10 @@ void cerca_multi_limit(cerca_multi *m, long max_connections);
 
 /* Starts one attempt; `token` names it in cerca_multi_next_done. The
  * request's body must stay valid until that transfer is reported done.
- * Returns 0, or -1 when it could not be started (out of memory). */
-int cerca_multi_add(cerca_multi *m, long token, const cerca_request *rq);
+ * Returns 0, or -1 when it could not be started: then `failed` says why
+ * (nothing was sent; valid until the next call of any cerca_multi
+ * function). */
+int cerca_multi_add(cerca_multi *m, long token, const cerca_request *rq, cerca_response *failed);
 
 /* Moves the transfers along, waiting at most timeout_ms for activity.
  * Returns the number still running. */
