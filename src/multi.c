@@ -338,6 +338,15 @@ int cerca_multi_run(cerca_multi *m, long timeout_ms)
     return m->running;
 }
 
+int cerca_multi_in_flight(const cerca_multi *m, long token)
+{
+    size_t i;
+    for (i = 0; i < m->nslots; i++)
+        if (m->slots[i]->busy && m->slots[i]->token == token)
+            return 1;
+    return 0;
+}
+
 int cerca_multi_next_done(cerca_multi *m, long *token, cerca_response *rs)
 {
     CURLMsg *msg;

@@ -28,6 +28,10 @@ int cerca_multi_add(cerca_multi *m, long token, const cerca_request *rq, cerca_r
  * Returns the number still running. */
 int cerca_multi_run(cerca_multi *m, long timeout_ms);
 
+/* Whether the transfer named `token` is still in flight (not yet taken by
+ * cerca_multi_next_done). */
+int cerca_multi_in_flight(const cerca_multi *m, long token);
+
 /* Takes one finished transfer: 1 and fills token and rs (valid until the
  * next call of any cerca_multi function), or 0 when none is pending. */
 int cerca_multi_next_done(cerca_multi *m, long *token, cerca_response *rs);

@@ -20,6 +20,7 @@
 
 typedef struct {
     cerca_multi *m;
+    long last_token; /* each attempt's own, so no answer is taken for another's */
     int open;
 } session;
 
@@ -35,6 +36,8 @@ static int l_new_session(lua_State *L)
     cerca_read_handle_options(L, &ca_file, &ua);
     s = (session *)lua_newuserdata(L, sizeof *s);
     s->open = 0;
+    s->m = NULL;
+    s->last_token = 0;
     luaL_getmetatable(L, SESSION_MT);
     lua_setmetatable(L, -2);
     if ((s->m = cerca_multi_new(ca_file, ua)) == NULL) {
@@ -66,18 +69,22 @@ static int l_session_tostring(lua_State *L)
 }
 
 /* Runs one attempt to its end (its own timeouts bound it). rs stays
- * valid until the next call on m. */
-static void perform(cerca_multi *m, const cerca_request *rq, cerca_response *rs)
+ * valid until the next call on the session's multi handle. Each attempt
+ * has its own token: a transfer reported done under another (one in
+ * flight when the process forked) is never taken for this one. */
+static void perform(session *s, const cerca_request *rq, cerca_response *rs)
 {
-    long token;
-    if (cerca_multi_add(m, 0, rq, rs) != 0)
+    long token = ++s->last_token, done;
+    if (cerca_multi_add(s->m, token, rq, rs) != 0)
         return;
     for (;;) {
-        int running = cerca_multi_run(m, 60000);
-        if (cerca_multi_next_done(m, &token, rs))
-            return;
-        if (running == 0) {
-            /* libcurl holds no transfer and reported none done. */
+        cerca_multi_run(s->m, 60000);
+        while (cerca_multi_next_done(s->m, &done, rs))
+            if (done == token)
+                return;
+        if (!cerca_multi_in_flight(s->m, token)) {
+            /* Neither in flight nor reported done (the process forked
+             * while it ran, or libcurl lost it). */
             cerca_http_internal_error(rs, "the transfer was lost (libcurl reported no end)");
             return;
         }
@@ -95,7 +102,7 @@ static int l_session_request(lua_State *L)
     if (!s->open)
         return luaL_error(L, "request on a closed session");
     cerca_read_request(L, 2, &rq, &decode, lines, sizeof lines / sizeof *lines);
-    perform(s->m, &rq, &rs);
+    perform(s, &rq, &rs);
     cerca_push_response(L, &rs, decode);
     return 1;
 }
