@@ -477,19 +477,28 @@ local function callgrind_ir(command)
   return ir
 end
 
-local function callgrind_runs()
-  local srv = server("lean")
-  local n = CALLGRIND_CREATES
-  -- Both runs make the same untimed creates first, so that the difference
-  -- is a create in the steady state: one-time costs (the connection, the
-  -- random generator's set-up, the first use of each code path) cancel out.
+-- The sequential clients the per-create counts (callgrind, strace) compare,
+-- each a function of its count of creates. Every run makes the same
+-- untimed creates first, so that the difference of two runs is a create in
+-- the steady state: one-time costs (the connection, the random generator's
+-- set-up, the first use of each code path) cancel out.
+local function counted_clients(srv)
   local w = CALLGRIND_WARMUP
-  local commands = {
+  return {
     cerca = function(count) return driver("lua5.4", srv, srv.http_url, count, w) end,
+    luajit = function(count) return driver("luajit", srv, srv.http_url, count, w) end,
     core = function(count) return driver("lua5.4", srv, srv.http_url, count, w, " --core-only") end,
     ceiling = function(count) return ceiling(srv, srv.http_url, count, w) end,
     decode = function(count) return driver("lua5.4", srv, srv.http_url, count, w, " --decode-only") end,
+    lua_curl = function(count)
+      return peer("lua5.1", "bench/creates_lua_curl.lua")(srv, { creates = count, warmup = w })
+    end,
   }
+end
+
+local function callgrind_runs()
+  local n = CALLGRIND_CREATES
+  local commands = counted_clients(server("lean"))
   for round = 1, CALLGRIND_ROUNDS do
     for _, name in ipairs { "cerca", "core", "ceiling", "decode" } do
       local with = callgrind_ir(commands[name](n))
@@ -501,6 +510,14 @@ local function callgrind_runs()
   end
 end
 
+-- Checks (not timed) -----------------------------------------------------------
+
+local checks = {}
+
+local function check(ok, text)
+  checks[#checks + 1] = (ok and "ok: " or "SUSPICIOUS: ") .. text
+end
+
 -- System calls per create (strace) ---------------------------------------------
 
 -- The kernel's share of a create, which callgrind does not see: one system
@@ -508,7 +525,6 @@ end
 -- isolation, so each one more than the ceiling makes shows in rows 1d to 1k.
 local SYSCALL_CLIENTS = { "cerca", "luajit", "core", "ceiling", "lua_curl" }
 local syscalls = {}
-local check -- (below)
 
 -- System calls of `command` (and its children), by name.
 local function strace_calls(command)
@@ -528,17 +544,8 @@ local function strace_calls(command)
 end
 
 local function syscall_runs()
-  local srv = server("lean")
-  local n, w = CALLGRIND_CREATES, CALLGRIND_WARMUP
-  local commands = {
-    cerca = function(count) return driver("lua5.4", srv, srv.http_url, count, w) end,
-    luajit = function(count) return driver("luajit", srv, srv.http_url, count, w) end,
-    core = function(count) return driver("lua5.4", srv, srv.http_url, count, w, " --core-only") end,
-    ceiling = function(count) return ceiling(srv, srv.http_url, count, w) end,
-    lua_curl = function(count)
-      return peer("lua5.1", "bench/creates_lua_curl.lua")(srv, { creates = count, warmup = w })
-    end,
-  }
+  local n = CALLGRIND_CREATES
+  local commands = counted_clients(server("lean"))
   for _, name in ipairs(SYSCALL_CLIENTS) do
     local with, without = strace_calls(commands[name](n)), strace_calls(commands[name](0))
     local per, total = {}, 0
@@ -555,14 +562,6 @@ local function syscall_runs()
     check(syscalls[name].total <= syscalls.ceiling.total + 0.1, format("system calls per create: %s %.2f, "
       .. "the ceiling %.2f (strace -c, %d creates minus 0)", name, syscalls[name].total, syscalls.ceiling.total, n))
   end
-end
-
--- Checks (not timed) -----------------------------------------------------------
-
-local checks = {}
-
-function check(ok, text)
-  checks[#checks + 1] = (ok and "ok: " or "SUSPICIOUS: ") .. text
 end
 
 -- What the server received from each peer of row 1: the body cerca sends,
