@@ -649,6 +649,35 @@ describe("reference server", function()
             assert(ok, err)
         end)
 
+        it("keeps the memory a wave of requests used (glibc does not trim it)", function()
+            -- Without MALLOC_TRIM_THRESHOLD_ (see the launcher), the worker
+            -- gives its heap back after each wave of requests held open,
+            -- and page-faults it in again on the next: that, not the
+            -- delay, set the pace of the batch benchmarks.
+            local slow = launcher.start { api_key = API_KEY, tls = false, lean = true, delay = 0.05 }
+            local ok, err = pcall(function()
+                local master = read_file(slow.prefix .. "/logs/nginx.pid"):match("%d+")
+                local worker = read_file("/proc/" .. master .. "/task/" .. master .. "/children"):match("%d+")
+                local function heap_kib()
+                    local smaps = read_file("/proc/" .. worker .. "/smaps")
+                    return tonumber(smaps:match("%[heap%]\n.-\nRss:%s*(%d+)"))
+                end
+                local before = heap_kib()
+                local out = io.popen("curl -s --no-progress-meter -o /dev/null -w '%{http_code}\\n'"
+                    .. " --parallel --parallel-max 300 -X POST -H 'Content-Type: application/json'"
+                    .. " -H " .. quote("Authorization: Bearer " .. API_KEY) .. " -d " .. quote(cjson.encode(VALID))
+                    .. " " .. quote(slow.http_url .. "/fleets/f[1-300]/webhooks"))
+                local statuses = out:read("*a")
+                out:close()
+                local _, created = statuses:gsub("201", "")
+                assert.are.equal(300, created)
+                local after = heap_kib()
+                assert.is_true(after >= before + 1024, string.format("heap %d KiB before, %d KiB after", before, after))
+            end)
+            slow:stop()
+            assert(ok, err)
+        end)
+
         it("rejects bad options", function()
             assert.has_error(function()
                 launcher.start { lean = "yes" }

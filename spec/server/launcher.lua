@@ -361,10 +361,20 @@ end
 
 -- Starting -----------------------------------------------------------------
 
+-- glibc's malloc settings for the server: keep what it frees. By default
+-- glibc gives the top of the heap back to the kernel once 128 KiB of it is
+-- free, and takes it back page fault by page fault on the next wave of
+-- requests; with 200 requests held open for a delay, that churn was most
+-- of the worker's CPU (a page fault costs microseconds on a virtual
+-- machine), and its queue, not the delay, set the pace of row 3 of `make
+-- bench`. The client's processes are left with glibc's defaults.
+local SERVER_MALLOC = { MALLOC_TRIM_THRESHOLD_ = "268435456", MALLOC_TOP_PAD_ = "16777216" }
+
 local function _start_nginx(srv, o)
     return M.start_nginx {
         prefix = srv.prefix,
         nginx = o.nginx,
+        env = SERVER_MALLOC,
         ports = o.tls and 2 or 1,
         conf = function(ports)
             o.http_port, o.https_port = ports[1], ports[2]
