@@ -1032,20 +1032,68 @@ local function peer_row(id, label, name)
     end }
 end
 
--- The instructions per create one layer adds: the difference of two rows
--- of 4e to 4g within each callgrind round, and its share of cerca's total.
+-- The instructions per create one layer adds over another: their
+-- difference within each callgrind round.
+local function layer_diffs(upper, lower)
+  local d = {}
+  for round, v in ipairs(instructions[upper]) do d[round] = v - instructions[lower][round] end
+  return d
+end
+
+-- The instructions per create one layer adds (a row of 4h, 4i), and its
+-- share of cerca's total.
 local function layer_row(id, label, upper, lower)
-  local function diffs()
-    local d = {}
-    for round, v in ipairs(instructions[upper]) do d[round] = v - instructions[lower][round] end
-    return d
-  end
-  return { id, label, function() return of(diffs()) end, fmt_count,
+  return { id, label, function() return of(layer_diffs(upper, lower)) end, fmt_count,
     measured = function()
-      local d = diffs()
+      local d = layer_diffs(upper, lower)
       return format("%s%s (%.0f%% of 4e)", fmt_count(median(d)), range(d, fmt_count),
         median(d) / median(instructions.cerca) * 100)
     end }
+end
+
+local CONTENDER = {}
+for _, c in ipairs(CONTENDERS) do CONTENDER[c.name] = c end
+
+-- What one contender did per create, medians over the rounds: wall time,
+-- its own CPU time and the server worker's (us; the server also served the
+-- untimed creates), the share of the wall time its own CPU was busy, the
+-- connections it opened while timed (-1: not known) and its rate.
+local function per_create(name)
+  local c = CONTENDER[name]
+  local wall, cpu, srv, busy, conns, rates = {}, {}, {}, {}, {}, {}
+  for round, r in ipairs(runs[name]) do
+    wall[round] = r.seconds / r.creates * 1e6
+    cpu[round] = (r.cpu_seconds or 0) / r.creates * 1e6
+    srv[round] = r.server_seconds / (r.creates + c.warmup) * 1e6
+    busy[round] = (r.cpu_seconds or 0) / r.seconds
+    conns[round] = tonumber(r.connects) or -1
+    rates[round] = r.rate or 0
+  end
+  return { wall = median(wall), cpu = median(cpu), server = median(srv), busy = median(busy),
+    connects = median(conns), rate = median(rates) }
+end
+
+-- Why a sequential contender is slower than another, as this run measured
+-- it: the client CPU and round trip per create of both.
+local function cpu_why(a, a_label, b, b_label)
+  local x, y = per_create(a), per_create(b)
+  return format("client CPU per create: %s %.1f us, %s %.1f us; round trip %.1f us against %.1f us"
+    .. " (server CPU %.1f us against %.1f us)", a_label, x.cpu, b_label, y.cpu, x.wall, y.wall, x.server, y.server)
+end
+
+-- What a load generator keeping `in_flight` creates in flight reaches on
+-- the batch server: its rate / the ideal rate (rows 3h, 3i).
+local function load_ratio(load, in_flight)
+  return per_round(load, nil, function(r) return r.rate * MANY_DELAY / in_flight end)
+end
+
+-- Why a batch falls short of the ideal: what the load generator reached on
+-- the same server, and how busy the batch's own client was.
+local function batch_why(name, load, in_flight, load_row)
+  local b = per_create(name)
+  return format("wrk, doing next to no client work, reaches %s of the ideal on the same server (%s); this"
+    .. " client's CPU was busy %.0f%% of the batch (%.1f us per create), the server's worker %.1f us per create",
+    fmt_ratio(load_ratio(load, in_flight)), load_row, b.busy * 100, b.cpu, b.server)
 end
 
 -- Each row: id, label, its figure (a function of the measurements returning
@@ -1057,17 +1105,31 @@ local ROWS = {
   { "1c", "Sequential creates/s, HTTP, C ceiling (bench/ceiling.c)",
     function() return rate("http_ceiling") end, fmt_rate },
   { "1d", "cerca (Lua 5.4) / ceiling, HTTP", function() return ratio("http_lua54", "http_ceiling") end,
-    fmt_ratio, { min = 0.90, text = ">= 0.90" } },
+    fmt_ratio, { min = 0.90, text = ">= 0.90" },
+    why = function()
+      return format("%s; per create, the Lua layer runs %s instructions (4h) and the C core %s more than the"
+        .. " ceiling (4i)", cpu_why("http_lua54", "cerca", "http_ceiling", "the ceiling"),
+        fmt_count(median(layer_diffs("cerca", "core"))), fmt_count(median(layer_diffs("core", "ceiling"))))
+    end },
   { "1e", "cerca (LuaJIT) / ceiling, HTTP", function() return ratio("http_luajit", "http_ceiling") end, fmt_ratio },
   { "1f", "C core alone (Lua 5.4, no Lua layer) / ceiling, HTTP",
-    function() return ratio("http_core", "http_ceiling") end, fmt_ratio, { min = 0.95, text = ">= 0.95" } },
+    function() return ratio("http_core", "http_ceiling") end, fmt_ratio, { min = 0.95, text = ">= 0.95" },
+    why = function()
+      return format("%s; per create, the core runs %s instructions more than the ceiling (4i), %s of them the JSON"
+        .. " decode (4j), and makes %s system calls against the ceiling's %s (4k)",
+        cpu_why("http_core", "the core", "http_ceiling", "the ceiling"),
+        fmt_count(median(layer_diffs("core", "ceiling"))), fmt_count(median(instructions.decode)),
+        fmt_calls(syscalls.core.total), fmt_calls(syscalls.ceiling.total))
+    end },
   peer_row("1g", "Sequential creates/s, HTTP, Lua 5.1 + lua-curl + cjson, hand-written loop", "http_lua_curl"),
   peer_row("1h", "Sequential creates/s, HTTP, Node `fetch` loop", "http_node"),
   peer_row("1i", "Sequential creates/s, HTTP, Python `requests` Session loop", "http_python"),
   { "1j", "cerca (Lua 5.4) / hand-written lua-curl loop, HTTP (1a / 1g)",
-    function() return ratio("http_lua54", "http_lua_curl") end, fmt_ratio, { min = 0.90, text = ">= 0.90" } },
+    function() return ratio("http_lua54", "http_lua_curl") end, fmt_ratio, { min = 0.90, text = ">= 0.90" },
+    why = function() return cpu_why("http_lua54", "cerca", "http_lua_curl", "the lua-curl loop") end },
   { "1k", "cerca (LuaJIT) / hand-written lua-curl loop, HTTP (1b / 1g)",
-    function() return ratio("http_luajit", "http_lua_curl") end, fmt_ratio, { min = 1.0, text = ">= 1.00" } },
+    function() return ratio("http_luajit", "http_lua_curl") end, fmt_ratio, { min = 1.0, text = ">= 1.00" },
+    why = function() return cpu_why("http_luajit", "cerca", "http_lua_curl", "the lua-curl loop") end },
   { "2a", "Sequential creates/s, HTTPS, cerca (Lua 5.4), reused connection",
     function() return rate("https_lua54") end, fmt_rate },
   { "2b", "Sequential creates/s, HTTPS, C ceiling, reused connection",
@@ -1077,7 +1139,12 @@ local ROWS = {
   { "2d", "HTTPS: cerca reusing / new connection per create",
     function() return ratio("https_lua54", "https_fresh") end, fmt_ratio, { min = 5, text = ">= 5" } },
   { "2e", "cerca (Lua 5.4): HTTPS with reuse / HTTP", function() return ratio("https_lua54", "http_lua54") end,
-    fmt_ratio, { min = 0.8, text = ">= 0.80" } },
+    fmt_ratio, { min = 0.8, text = ">= 0.80" },
+    why = function()
+      return format("TLS costs the C ceiling as much: HTTPS / HTTP %s (2f); %s",
+        fmt_ratio(ratio("https_ceiling", "http_ceiling")),
+        cpu_why("https_lua54", "cerca over HTTPS", "http_lua54", "over HTTP"))
+    end },
   -- What TLS costs on this server and libcurl with no Lua at all: the bound
   -- of 2e for a client as fast as the ceiling.
   { "2f", "C ceiling: HTTPS with reuse / HTTP (2b / 1c)", function() return ratio("https_ceiling", "http_ceiling") end,
@@ -1086,31 +1153,36 @@ local ROWS = {
     function() return per_round("many_lua54", nil, function(r) return r.seconds end) end, fmt_seconds },
   { "3b", "create_many: ideal (ceil(1000/50) x 20 ms = 0.4 s) / actual",
     function() return per_round("many_lua54", nil, function(r) return MANY_IDEAL / r.seconds end) end,
-    fmt_ratio, many_target },
+    fmt_ratio, many_target,
+    why = function() return batch_why("many_lua54", "load_many", MANY_CONCURRENCY, "3h") end },
   { "3c", format("create_many: %d creates, %d in flight, server delay 20 ms: seconds", LARGE_CREATES,
       LARGE_CONCURRENCY),
     function() return per_round("many_large", nil, function(r) return r.seconds end) end, fmt_seconds },
   { "3d", format("create_many: ideal (ceil(%d/%d) x 20 ms = %g s) / actual", LARGE_CREATES, LARGE_CONCURRENCY,
       LARGE_IDEAL),
     function() return per_round("many_large", nil, function(r) return LARGE_IDEAL / r.seconds end) end,
-    fmt_ratio, many_target },
+    fmt_ratio, many_target,
+    why = function() return batch_why("many_large", "load_large", LARGE_CONCURRENCY, "3i") end },
   { "3e", format("`cerca webhooks create --fleets-file` (%d fleets, --concurrency %d), the whole command: seconds",
       LARGE_CREATES, LARGE_CONCURRENCY),
     function() return per_round("cli_large", nil, function(r) return r.seconds end) end, fmt_seconds },
   { "3f", format("command line: ideal (%g s) / actual", LARGE_IDEAL),
     function() return per_round("cli_large", nil, function(r) return LARGE_IDEAL / r.seconds end) end,
-    fmt_ratio, many_target },
+    fmt_ratio, many_target,
+    why = function()
+      return format("the library reaches %s on the same work (3d); %s",
+        fmt_ratio(per_round("many_large", nil, function(r) return LARGE_IDEAL / r.seconds end)),
+        batch_why("cli_large", "load_large", LARGE_CONCURRENCY, "3i"))
+    end },
   { "3g", "command line / library on the same work (3f / 3d)",
     function() return per_round("cli_large", "many_large", function(x, y) return y.seconds / x.seconds end) end,
     fmt_ratio },
   { "3h", format("wrk, %d connections, same server: rate / ideal rate (%d / 20 ms = %d/s)", MANY_CONCURRENCY,
       MANY_CONCURRENCY, MANY_CONCURRENCY / MANY_DELAY),
-    function() return per_round("load_many", nil, function(r) return r.rate * MANY_DELAY / MANY_CONCURRENCY end) end,
-    fmt_ratio },
+    function() return load_ratio("load_many", MANY_CONCURRENCY) end, fmt_ratio },
   { "3i", format("wrk, %d connections, same server: rate / ideal rate (%d / 20 ms = %d/s)", LARGE_CONCURRENCY,
       LARGE_CONCURRENCY, LARGE_CONCURRENCY / MANY_DELAY),
-    function() return per_round("load_large", nil, function(r) return r.rate * MANY_DELAY / LARGE_CONCURRENCY end)
-    end, fmt_ratio },
+    function() return load_ratio("load_large", LARGE_CONCURRENCY) end, fmt_ratio },
   { "4a", format("RSS growth from %d to %d sequential creates (Lua 5.4)", MEMORY_FIRST, MEMORY_LAST),
     function() return of(memory) end, fmt_kib, { below = 1024, text = "< 1024 KiB" } },
   { "4b", 'require "cerca" (fresh process, CPU time)',
@@ -1152,27 +1224,44 @@ local ROWS = {
 -- A row's `measured`, when present, gives the text of its Measured cell
 -- (its value still decides the result); a row whose `failed` returns true
 -- shows no figure and FAIL.
+local function row_result(row)
+  local label, value_of, show, target = row[2], row[3], row[4], row[5]
+  if row.pending then return "(pending)", "PENDING" end
+  if row.failed and row.failed() then return "(failed: see the checks)", "FAIL" end
+  local value, values = value_of()
+  local measured = row.measured and row.measured() or (show(value) .. range(values, show))
+  local result = target and target.text and (target.min or target.below)
+    and (passes(value, target) and "PASS" or "MISS") or "-"
+  return measured, result, show(value), label
+end
+
 local function table_lines(rows)
   local lines = {
     "| # | Figure | Measured (range of the runs) | Target | Result |",
     "|---|--------|---------:|--------|--------|",
   }
   for _, row in ipairs(rows) do
-    local id, label, value_of, show, target = row[1], row[2], row[3], row[4], row[5]
-    local measured, result
-    if row.pending then
-      measured, result = "(pending)", "PENDING"
-    elseif row.failed and row.failed() then
-      measured, result = "(failed: see the checks)", "FAIL"
-    else
-      local value, values = value_of()
-      measured = row.measured and row.measured() or (show(value) .. range(values, show))
-      result = target and target.text and (target.min or target.below)
-        and (passes(value, target) and "PASS" or "MISS") or "-"
-    end
-    lines[#lines + 1] = format("| %s | %s | %s | %s | %s |", id, label, measured,
-      target and target.text or "-", result)
+    local measured, result = row_result(row)
+    lines[#lines + 1] = format("| %s | %s | %s | %s | %s |", row[1], row[2], measured,
+      row[5] and row[5].text or "-", result)
   end
+  return lines
+end
+
+-- Each missed target with what this run measured about it (the row's
+-- `why`): the figures that say where the time went, not a guess.
+local function miss_lines(rows)
+  local lines = {}
+  for _, row in ipairs(rows) do
+    local _, result, shown = row_result(row)
+    if result == "MISS" then
+      lines[#lines + 1] = format("- %s (%s, target %s): %s.", row[1], shown, row[5].text,
+        row.why and row.why() or "this run measured nothing more about it than the row itself")
+    end
+  end
+  if #lines == 0 then return {} end
+  table.insert(lines, 1, "Misses, and what this run measured about each:")
+  table.insert(lines, 2, "")
   return lines
 end
 
@@ -1181,28 +1270,13 @@ end
 local function detail_lines()
   local lines = { "Per create (medians over the rounds):", "" }
   for _, c in ipairs(CONTENDERS) do
-    local rs = runs[c.name]
-    local wall, cpu, srv, conns = {}, {}, {}, {}
-    for round, r in ipairs(rs) do
-      wall[round] = r.seconds / r.creates * 1e6
-      cpu[round] = (r.cpu_seconds or 0) / r.creates * 1e6
-      -- The server also served the untimed creates.
-      srv[round] = r.server_seconds / (r.creates + c.warmup) * 1e6
-      conns[round] = tonumber(r.connects) or -1
-    end
-    local connects = median(conns)
+    local p = per_create(c.name)
     if c.load then
-      local rates = {}
-      for round, r in ipairs(rs) do
-        rates[round] = r.rate
-        srv[round] = r.server_seconds / r.creates * 1e6
-      end
-      lines[#lines + 1] = format("- %s: %.0f creates/s, %.1f us server CPU per create", c.what, median(rates),
-        median(srv))
+      lines[#lines + 1] = format("- %s: %.0f creates/s, %.1f us server CPU per create", c.what, p.rate, p.server)
     else
       lines[#lines + 1] = format("- %s: %.1f us round trip, %.1f us client CPU, %.1f us server CPU;"
-        .. " %s new connection(s) in %d timed creates", c.what, median(wall), median(cpu), median(srv),
-        connects < 0 and "unknown" or format("%.0f", connects), c.creates)
+        .. " %s new connection(s) in %d timed creates", c.what, p.wall, p.cpu, p.server,
+        p.connects < 0 and "unknown" or format("%.0f", p.connects), c.creates)
     end
   end
   return lines
@@ -1383,6 +1457,8 @@ local function measure()
   end
   if ONLY ~= "verify" then
     add(table_lines(ROWS))
+    local misses = miss_lines(ROWS)
+    if #misses > 0 then add(misses) end
     add(detail_lines())
   end
   if ONLY ~= "creates" then
