@@ -751,6 +751,17 @@ function _M.api()
     local delay
     if script then
         delay = script.delay
+    elseif config.lean then
+        -- Lean (benchmarks): the answer is made on arrival and sent after
+        -- the delay, as from a server that far away. Made after the wait,
+        -- the answers of a wave of requests whose waits end together would
+        -- be made one after the other, and the last would wait for the
+        -- work of all the others on top of the delay.
+        local status, headers, body = _handle(raw)
+        if config.delay > 0 then
+            ngx.sleep(config.delay)
+        end
+        return _send(status, headers, body)
     else
         script = { action = "pass" }
         delay = config.delay
