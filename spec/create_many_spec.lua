@@ -242,6 +242,103 @@ describe("webhooks.create_many", function()
     assert.is_nil(keys["key-mutated"])
   end)
 
+  it("reads items past the first wave while it is in flight, and hands no result over before all are read",
+    function()
+      -- 300 items, 2 in flight: the pass goes on, a chunk between two polls,
+      -- while the first creates are sent and answered. A callback that
+      -- changes every item must still change nothing sent.
+      local items = items_for(300)
+      items[250].options = { idempotency_key = "key-250" }
+      local first_seen
+      local results = assert(client.webhooks.create_many(items, {
+        concurrency = 2,
+        on_result = function(i)
+          first_seen = first_seen or i
+          for k = 1, #items do
+            items[k].fleet_id = "fleet_changed"
+            items[k].params.url = "https://changed.example.com/"
+            items[k].options = { idempotency_key = "key-changed-" .. k }
+          end
+        end,
+      }))
+      assert.is_number(first_seen)
+      local sent = srv:requests()
+      assert.are.equal(300, #sent)
+      local keys = {}
+      for _, rq in ipairs(sent) do
+        keys[rq.headers["idempotency-key"]] = true
+        assert.is_truthy(rq.uri:find("^/fleets/fleet_%d+/webhooks$"), rq.uri)
+      end
+      assert.is_true(keys["key-250"])
+      for i = 1, 300 do
+        assert.is_true(results[i].ok, tostring(results[i].error))
+        assert.are.equal("fleet_" .. i, results[i].subscription.fleetId)
+        assert.is_nil(keys["key-changed-" .. i])
+      end
+    end)
+
+  it("sends the first calls before the rest are read (client:request_many with read_more)", function()
+    local c = helpers.client(srv)
+    local path, body = "/fleets/fleet_read/webhooks", { url = URL }
+    local calls = { assert(c:prepare("POST", path, body)) }
+    local reads, sent_before_read = 0, false
+    local function read_more()
+      reads = reads + 1
+      -- Each look at the server is a control request; the create ahead of
+      -- it may need a few polls to be on the wire.
+      if #srv:requests() > 0 then sent_before_read = true end
+      if sent_before_read or reads >= 100 then
+        calls[#calls + 1] = assert(c:prepare("POST", path, body))
+        return false
+      end
+      return true
+    end
+    local ended = {}
+    c:request_many(calls, 2, function(k, res, err) ended[k] = res or err end, read_more)
+    c:close()
+    assert.is_true(sent_before_read, "nothing reached the server in " .. reads .. " reads")
+    assert.are.equal(2, #calls)
+    assert.are.equal(201, ended[1].status)
+    assert.are.equal(201, ended[2].status)
+    assert.are.equal(2, #srv:requests())
+  end)
+
+  it("gives every item a result when the batch breaks off while items are still being read", function()
+    local c = helpers.client(srv)
+    local rt = c._runtime
+    local run_many = rt.run_many
+    rt.run_many = function(self, calls, keys, concurrency, on_done, more)
+      return run_many(self, calls, keys, concurrency, function(k, ...)
+        on_done(k, ...)
+        error("injected fault")
+      end, more)
+    end
+    local seen = {}
+    local results = assert(c.webhooks.create_many(items_for(200), {
+      concurrency = 2,
+      on_result = function(i) seen[#seen + 1] = i end,
+    }))
+    c:close()
+    assert.are.equal(200, #seen)
+    local not_sent = 0
+    for i = 1, 200 do
+      local r = results[i]
+      if not r.ok then
+        assert.are.equal("internal", r.error.type)
+        assert.are.equal(i, r.error.item)
+        assert.matches("injected fault", r.error.message, 1, true)
+        if r.error.attempts == 0 then
+          not_sent = not_sent + 1
+          assert.is_nil(r.error.request_sent)
+          assert.matches("it was not sent", r.error.message, 1, true)
+        end
+      end
+    end
+    -- The fault came with the first answer: most items were never sent.
+    assert.is_true(not_sent >= 150, not_sent .. " not sent")
+    assert.is_true(#srv:requests() <= 50, #srv:requests() .. " sent")
+  end)
+
   it("gives every item a result when the batch breaks off inside cerca, with the key if it may be sent", function()
     local c = helpers.client(srv)
     -- A fault inside cerca, after the first create ended: what a bug in the

@@ -27,9 +27,14 @@ local IDLE_POLL_MS = 1000
 -- raise (the caller wraps user callbacks).
 -- @param multi the C core's multi handle
 -- @param runtime what waits when nothing is in flight (`runtime:sleep`)
-function _M.over_multi(multi, calls, keys, concurrency, on_done, runtime)
+-- @param[opt] more adds calls to `calls` and their keys to `keys`, and
+--   says whether others are to come. It is called between polls that do
+--   not wait, so that the calls already started are sent and answered
+--   while it works, until it says no.
+function _M.over_multi(multi, calls, keys, concurrency, on_done, runtime, more)
   local queue, waiting = {}, {}
   for i = 1, #keys do queue[i] = keys[i] end
+  local queued_keys = #keys
 
   local head, in_flight = 1, 0
   -- Starts queued calls while there is room.
@@ -70,12 +75,13 @@ function _M.over_multi(multi, calls, keys, concurrency, on_done, runtime)
       end
     end
     fill()
-    if in_flight == 0 and head > #queue and not next(waiting) then return end
+    if in_flight == 0 and head > #queue and not next(waiting) and not more then return end
 
     local timeout = IDLE_POLL_MS
     if soonest then timeout = max(0, min(timeout, (soonest - t) * 1000)) end
+    if more then timeout = 0 end
     if in_flight == 0 then
-      runtime:sleep(timeout / 1000)
+      if timeout > 0 then runtime:sleep(timeout / 1000) end
     else
       local done = {}
       take(multi:poll(timeout), done)
@@ -97,6 +103,11 @@ function _M.over_multi(multi, calls, keys, concurrency, on_done, runtime)
           on_done(k, nil, value)
         end
       end
+    end
+    if more then
+      if not more() then more = nil end
+      for i = queued_keys + 1, #keys do queue[#queue + 1] = keys[i] end
+      queued_keys = #keys
     end
   end
 end

@@ -308,18 +308,31 @@ end
 -- @tparam number concurrency calls in flight at most
 -- @tparam function on_done `on_done(i, value, err)` as each call ends; it
 --   must not raise (the caller wraps user callbacks)
-function Client:request_many(calls, concurrency, on_done)
+-- @tparam[opt] function read_more prepares more calls, appending them to
+--   `calls`, and says whether any are still to come: the runtime calls it
+--   until it says no, while the first calls are in flight where it can
+function Client:request_many(calls, concurrency, on_done, read_more)
   if getmetatable(self) ~= Client then return nil, not_a_client("request_many") end
-  if #calls == 0 then return end
+  local keys = {}
+  for k = 1, #calls do keys[k] = k end
+  -- The calls read_more adds get the next keys.
+  local more = read_more and function()
+    local again = read_more()
+    for k = #keys + 1, #calls do keys[k] = k end
+    return again
+  end
   local rt = self._runtime
   local why = rt:context_error()
+  if why or #calls == 0 then
+    while more and more() do end
+    more = nil
+  end
   if why then
     for k = 1, #calls do on_done(k, nil, refused(why)) end
     return
   end
-  local keys = {}
-  for k = 1, #calls do keys[k] = k end
-  return rt:run_many(calls, keys, concurrency, on_done)
+  if #calls == 0 then return end
+  return rt:run_many(calls, keys, concurrency, on_done, more)
 end
 
 -- No public method raises: a fault inside becomes `nil, err`.

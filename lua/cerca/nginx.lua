@@ -137,8 +137,10 @@ end
 
 --- Many calls at once: `concurrency` light threads, each running calls one
 -- after another as a single create does (in the master, as in plain Lua).
-function Nginx:run_many(calls, keys, concurrency, on_done)
-  if in_master() then return self.master:run_many(calls, keys, concurrency, on_done) end
+function Nginx:run_many(calls, keys, concurrency, on_done, more)
+  if in_master() then return self.master:run_many(calls, keys, concurrency, on_done, more) end
+  -- Every call is read before the light threads start.
+  while more and more() do end
   local taken = 0
   local function worker()
     while taken < #keys do

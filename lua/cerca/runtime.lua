@@ -6,7 +6,9 @@
 --     rt:attempt(request)  one HTTP attempt -> the C core's response table
 --     rt:sleep(seconds)    the wait before a retry
 --     rt.log_sink          function(level, line): where log lines go
---     rt:run_many(calls, keys, concurrency, on_done)   many calls at once
+--     rt:run_many(calls, keys, concurrency, on_done, more)   many calls at
+--                          once; `more()`, when given, adds calls (and keys)
+--                          and says whether others are to come
 --     rt:close()           drops kept connections (the runtime stays usable)
 --
 -- This module is the plain-Lua runtime: one libcurl session per client,
@@ -76,14 +78,16 @@ end
 
 --- Runs `calls` (key -> `cerca.call`, in the order of `keys`) at most
 -- `concurrency` at a time over the runtime's curl multi handle, kept
--- between batches for its connection cache.
-function Plain:run_many(calls, keys, concurrency, on_done)
+-- between batches for its connection cache. `more`, when given, is called
+-- between polls while the first calls are in flight (see `cerca.batch`).
+function Plain:run_many(calls, keys, concurrency, on_done, more)
   local m = self.multi
   self.multi = nil
   if not m then
     local why
     m, why = transport.open_multi(self.conn)
     if not m then
+      while more and more() do end
       for i = 1, #keys do on_done(keys[i], nil, select(2, calls[keys[i]]:not_sent("connection", why))) end
       return
     end
@@ -94,7 +98,7 @@ function Plain:run_many(calls, keys, concurrency, on_done)
   -- or closed: after a failed batch (transfers may be left in it), when
   -- the runtime was closed meanwhile, or when nothing is to be kept.
   local closes = self.closes
-  local ok, err = pcall(batch.over_multi, m, calls, keys, concurrency, on_done, self)
+  local ok, err = pcall(batch.over_multi, m, calls, keys, concurrency, on_done, self, more)
   if ok and self.keep and self.closes == closes and not self.multi then
     self.multi = m
   else

@@ -20,6 +20,10 @@ local format = string.format
 local find = string.find
 local setmetatable = setmetatable
 local rawget = rawget
+local pcall = pcall
+local tostring = tostring
+local min = math.min
+local max = math.max
 
 local _M = {}
 
@@ -310,6 +314,8 @@ end
 local ITEM_KEYS = { "fleet_id", "params", "options" }
 local ITEM_KEY = { fleet_id = true, params = true, options = true }
 local MANY_OPTIONS = { "concurrency", "on_result" }
+-- Items read between two polls of a running batch (about 0.5 ms of work).
+local READ_CHUNK = 64
 
 --- How many creates `create_many` keeps in flight: the default and the range
 -- (the command line's `--concurrency` takes the same).
@@ -324,10 +330,13 @@ local CONCURRENCY = _M.CONCURRENCY
 --   themselves are wrong (nothing was sent)
 function _M.create_many(client, items, opts)
   local why, about
-  -- Read once, before anything is sent: each item is checked and turned
-  -- into its prepared call (body encoded, options read, key drawn) in one
-  -- pass, and nothing of `items` is read after it (a progress callback may
-  -- change them). The items refused are reported only after the pass. An
+  -- Read once: each item is checked and turned into its prepared call (body
+  -- encoded, options read, key drawn) in one pass, and nothing of `items`
+  -- is read after it. A progress callback may change them, so no result is
+  -- handed to one before the pass is over. The first `concurrency` items are
+  -- read before anything is sent; the others while those are in flight
+  -- (`read_more`, between the batch's polls), and what ends meanwhile is held
+  -- back. The items refused are reported first, once the pass is over. An
   -- item's options are copied: they become header lines, and a finalizer
   -- (`__gc`) of the caller's may run while the body is encoded.
   items, why, about = validate.settled(items, "items", validate.MAX_ENTRIES)
@@ -351,14 +360,20 @@ function _M.create_many(client, items, opts)
     return nil, invalid("opts.on_result", format("opts.on_result must be a function(i, result) (got %s)",
       validate.describe(on_result)))
   end
+  local concurrency = opts.concurrency or CONCURRENCY.default
 
   local results, calls, index_of, fleet_of, key_owner, refused = {}, {}, {}, {}, {}, {}
+  local reading, held = true, {}
   local function report(i, result)
     results[i] = result
-    -- A failing progress callback must not lose the results still to come.
-    if on_result then pcall(on_result, i, result) end
+    if reading then
+      held[#held + 1] = i
+    elseif on_result then
+      -- A failing progress callback must not lose the results still to come.
+      pcall(on_result, i, result)
+    end
   end
-  for i = 1, #items do
+  local function read_item(i)
     local item, err, c, fleet = items[i]
     if type(item) ~= "table" then
       local where = format("items[%d]", i)
@@ -403,9 +418,30 @@ function _M.create_many(client, items, opts)
       fleet_of[#calls] = fleet
     end
   end
+  local next_item = 1
+  local function read_to(last)
+    for i = next_item, last do read_item(i) end
+    next_item = max(next_item, last + 1)
+  end
+  -- The pass is over: the refused items are reported, then what ended meanwhile.
+  local function end_reading()
+    local ended = held
+    reading, held = false, nil
+    for k = 1, #refused do report(refused[k].item, { ok = false, error = refused[k] }) end
+    for k = 1, #ended do
+      if on_result then pcall(on_result, ended[k], results[ended[k]]) end
+    end
+  end
+  local function read_more()
+    read_to(min(#items, next_item + READ_CHUNK - 1))
+    if next_item <= #items then return true end
+    end_reading()
+    return false
+  end
 
-  for k = 1, #refused do report(refused[k].item, { ok = false, error = refused[k] }) end
-  local _, fault = client:request_many(calls, opts.concurrency or CONCURRENCY.default, function(k, res, err)
+  read_to(min(#items, concurrency))
+  if next_item > #items then end_reading() end
+  local _, fault = client:request_many(calls, concurrency, function(k, res, err)
     local sub, e, response = created(fleet_of[k], res, err)
     if sub then
       report(index_of[k], { ok = true, subscription = sub, response = response })
@@ -413,7 +449,17 @@ function _M.create_many(client, items, opts)
       e.item = index_of[k]
       report(index_of[k], { ok = false, error = e })
     end
-  end)
+  end, reading and read_more or nil)
+  if reading then
+    -- The batch broke off inside cerca before every item was read: the
+    -- others were never sent.
+    for i = next_item, #items do
+      report(i, { ok = false, error = errors.new("internal", format("the batch stopped before this item was "
+        .. "read (%s); it was not sent", tostring(fault and (fault.message or fault) or "no reason given")),
+        { attempts = 0, item = i }) })
+    end
+    end_reading()
+  end
   -- A batch that broke off inside cerca leaves creates without a result:
   -- each gets one, with the key to repeat it under if it may have been sent.
   for k = 1, #calls do
