@@ -649,6 +649,28 @@ describe("reference server", function()
             assert(ok, err)
         end)
 
+        it("delay in lean mode: the answer is made on arrival and sent after the delay", function()
+            local slow = launcher.start { api_key = API_KEY, tls = false, lean = true, delay = 0.2 }
+            local ok, err = pcall(function()
+                local res = request { base = slow.http_url, body = VALID }
+                assert.are.equal(201, res.status)
+                assert.truthy(res.json.secret:match("^whsec_"))
+                assert.is_true(res.time >= 0.2)
+                res = request { base = slow.http_url, key = false, body = VALID }
+                assert.are.equal(401, res.status)
+                assert.is_true(res.time >= 0.2)
+                res = request { base = slow.http_url, body = { url = "ftp://x" } }
+                assert.are.equal(422, res.status)
+                assert.is_true(res.time >= 0.2)
+                slow:enqueue { status = 204, body = "" }
+                res = request { base = slow.http_url, body = VALID }
+                assert.are.equal(204, res.status)
+                assert.is_true(res.time < 0.2)
+            end)
+            slow:stop()
+            assert(ok, err)
+        end)
+
         it("keeps the memory a wave of requests used (glibc does not trim it)", function()
             -- Without MALLOC_TRIM_THRESHOLD_ (see the launcher), the worker
             -- gives its heap back after each wave of requests held open,
