@@ -1081,6 +1081,11 @@ local function cpu_why(a, a_label, b, b_label)
     .. " (server CPU %.1f us against %.1f us)", a_label, x.cpu, b_label, y.cpu, x.wall, y.wall, x.server, y.server)
 end
 
+-- A batch's ideal time / its actual time, per round (rows 3b, 3d, 3f).
+local function ideal_ratio(name, ideal)
+  return per_round(name, nil, function(r) return ideal / r.seconds end)
+end
+
 -- What a load generator keeping `in_flight` creates in flight reaches on
 -- the batch server: its rate / the ideal rate (rows 3h, 3i).
 local function load_ratio(load, in_flight)
@@ -1152,7 +1157,7 @@ local ROWS = {
   { "3a", "create_many: 1000 creates, 50 in flight, server delay 20 ms: seconds",
     function() return per_round("many_lua54", nil, function(r) return r.seconds end) end, fmt_seconds },
   { "3b", "create_many: ideal (ceil(1000/50) x 20 ms = 0.4 s) / actual",
-    function() return per_round("many_lua54", nil, function(r) return MANY_IDEAL / r.seconds end) end,
+    function() return ideal_ratio("many_lua54", MANY_IDEAL) end,
     fmt_ratio, many_target,
     why = function() return batch_why("many_lua54", "load_many", MANY_CONCURRENCY, "3h") end },
   { "3c", format("create_many: %d creates, %d in flight, server delay 20 ms: seconds", LARGE_CREATES,
@@ -1160,18 +1165,18 @@ local ROWS = {
     function() return per_round("many_large", nil, function(r) return r.seconds end) end, fmt_seconds },
   { "3d", format("create_many: ideal (ceil(%d/%d) x 20 ms = %g s) / actual", LARGE_CREATES, LARGE_CONCURRENCY,
       LARGE_IDEAL),
-    function() return per_round("many_large", nil, function(r) return LARGE_IDEAL / r.seconds end) end,
+    function() return ideal_ratio("many_large", LARGE_IDEAL) end,
     fmt_ratio, many_target,
     why = function() return batch_why("many_large", "load_large", LARGE_CONCURRENCY, "3i") end },
   { "3e", format("`cerca webhooks create --fleets-file` (%d fleets, --concurrency %d), the whole command: seconds",
       LARGE_CREATES, LARGE_CONCURRENCY),
     function() return per_round("cli_large", nil, function(r) return r.seconds end) end, fmt_seconds },
   { "3f", format("command line: ideal (%g s) / actual", LARGE_IDEAL),
-    function() return per_round("cli_large", nil, function(r) return LARGE_IDEAL / r.seconds end) end,
+    function() return ideal_ratio("cli_large", LARGE_IDEAL) end,
     fmt_ratio, many_target,
     why = function()
       return format("the library reaches %s on the same work (3d); %s",
-        fmt_ratio(per_round("many_large", nil, function(r) return LARGE_IDEAL / r.seconds end)),
+        fmt_ratio(ideal_ratio("many_large", LARGE_IDEAL)),
         batch_why("cli_large", "load_large", LARGE_CONCURRENCY, "3i"))
     end },
   { "3g", "command line / library on the same work (3f / 3d)",
@@ -1225,14 +1230,14 @@ local ROWS = {
 -- (its value still decides the result); a row whose `failed` returns true
 -- shows no figure and FAIL.
 local function row_result(row)
-  local label, value_of, show, target = row[2], row[3], row[4], row[5]
+  local value_of, show, target = row[3], row[4], row[5]
   if row.pending then return "(pending)", "PENDING" end
   if row.failed and row.failed() then return "(failed: see the checks)", "FAIL" end
   local value, values = value_of()
   local measured = row.measured and row.measured() or (show(value) .. range(values, show))
   local result = target and target.text and (target.min or target.below)
     and (passes(value, target) and "PASS" or "MISS") or "-"
-  return measured, result, show(value), label
+  return measured, result, show(value)
 end
 
 local function table_lines(rows)

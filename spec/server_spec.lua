@@ -134,6 +134,15 @@ local function requests_on_one_connection(paths)
     return results
 end
 
+-- Runs `body(server)` against a server of its own, started with `opts`,
+-- and stops that server whatever the body does.
+local function with_own_server(opts, body)
+    local own = launcher.start(opts)
+    local ok, err = pcall(body, own)
+    own:stop()
+    assert(ok, err)
+end
+
 describe("reference server", function()
     setup(function()
         srv = launcher.start { api_key = API_KEY, tls = true, workers = 1 }
@@ -606,8 +615,7 @@ describe("reference server", function()
 
     describe("launcher options", function()
         it("lean: validates and answers, records and stores nothing", function()
-            local lean = launcher.start { api_key = API_KEY, tls = false, lean = true }
-            local ok, err = pcall(function()
+            with_own_server({ api_key = API_KEY, tls = false, lean = true }, function(lean)
                 local ids = {}
                 for _ = 1, 2 do
                     local res = request(with_key("key-lean", { base = lean.http_url }))
@@ -626,13 +634,10 @@ describe("reference server", function()
                 lean:enqueue { status = 503, body = "{}" }
                 assert.are.equal(503, request { base = lean.http_url, body = VALID }.status)
             end)
-            lean:stop()
-            assert(ok, err)
         end)
 
         it("delay: every API request without a script waits that long", function()
-            local slow = launcher.start { api_key = API_KEY, tls = false, delay = 0.2 }
-            local ok, err = pcall(function()
+            with_own_server({ api_key = API_KEY, tls = false, delay = 0.2 }, function(slow)
                 local res = request { base = slow.http_url, body = VALID }
                 assert.are.equal(201, res.status)
                 assert.is_true(res.time >= 0.2)
@@ -645,13 +650,10 @@ describe("reference server", function()
                 assert.are.equal(204, res.status)
                 assert.is_true(res.time < 0.2)
             end)
-            slow:stop()
-            assert(ok, err)
         end)
 
         it("delay in lean mode: the answer is made on arrival and sent after the delay", function()
-            local slow = launcher.start { api_key = API_KEY, tls = false, lean = true, delay = 0.2 }
-            local ok, err = pcall(function()
+            with_own_server({ api_key = API_KEY, tls = false, lean = true, delay = 0.2 }, function(slow)
                 local res = request { base = slow.http_url, body = VALID }
                 assert.are.equal(201, res.status)
                 assert.truthy(res.json.secret:match("^whsec_"))
@@ -667,8 +669,6 @@ describe("reference server", function()
                 assert.are.equal(204, res.status)
                 assert.is_true(res.time < 0.2)
             end)
-            slow:stop()
-            assert(ok, err)
         end)
 
         it("keeps the memory a wave of requests used (glibc does not trim it)", function()
@@ -676,8 +676,7 @@ describe("reference server", function()
             -- gives its heap back after each wave of requests held open,
             -- and page-faults it in again on the next: that, not the
             -- delay, set the pace of the batch benchmarks.
-            local slow = launcher.start { api_key = API_KEY, tls = false, lean = true, delay = 0.05 }
-            local ok, err = pcall(function()
+            with_own_server({ api_key = API_KEY, tls = false, lean = true, delay = 0.05 }, function(slow)
                 local master = read_file(slow.prefix .. "/logs/nginx.pid"):match("%d+")
                 local worker = read_file("/proc/" .. master .. "/task/" .. master .. "/children"):match("%d+")
                 local function heap_kib()
@@ -696,8 +695,6 @@ describe("reference server", function()
                 local after = heap_kib()
                 assert.is_true(after >= before + 1024, string.format("heap %d KiB before, %d KiB after", before, after))
             end)
-            slow:stop()
-            assert(ok, err)
         end)
 
         it("rejects bad options", function()
