@@ -347,6 +347,105 @@ describe("webhooks.create_many", function()
     assert.is_true(#srv:requests() <= 50, #srv:requests() .. " sent")
   end)
 
+  it("runs no code of the caller while it reads the items: a logger that changes them changes nothing sent",
+    function()
+      -- The logger is the caller's code, and the creates in flight write to
+      -- it (at "debug", each one as it is sent, at "info" as it ends): with
+      -- one, the whole pass is read before anything is sent.
+      local items = items_for(300)
+      local lines = 0
+      local c = helpers.client(srv, { log_level = "debug", logger = function()
+        lines = lines + 1
+        for k = 1, #items do
+          items[k].fleet_id = "fleet_changed"
+          items[k].params.url = "https://changed.example.com/"
+        end
+        for k = #items, 101, -1 do items[k] = nil end
+      end })
+      local results = assert(c.webhooks.create_many(items, { concurrency = 50 }))
+      c:close()
+      assert.is_true(lines > 0)
+      local sent = srv:requests()
+      assert.are.equal(300, #sent)
+      for _, rq in ipairs(sent) do assert.is_truthy(rq.uri:find("^/fleets/fleet_%d+/webhooks$"), rq.uri) end
+      for i = 1, 300 do
+        assert.is_true(results[i].ok, tostring(results[i].error))
+        assert.are.equal("fleet_" .. i, results[i].subscription.fleetId)
+        assert.are.equal(URL, results[i].subscription.url)
+      end
+    end)
+
+  it("reads the list's length once: items removed while it reads still get one result each", function()
+    -- Caller code cerca does not call (a finalizer, say) may still run
+    -- while the pass goes on: here, after the first chunk past the first
+    -- wave, the list loses its tail.
+    local c = helpers.client(srv)
+    local items = items_for(300)
+    local rt = c._runtime
+    local run_many = rt.run_many
+    rt.run_many = function(self, calls, keys, concurrency, on_done, more)
+      return run_many(self, calls, keys, concurrency, on_done, more and function()
+        local again = more()
+        for i = #items, 101, -1 do items[i] = nil end
+        return again
+      end)
+    end
+    local seen = {}
+    local results = assert(c.webhooks.create_many(items, {
+      concurrency = 2,
+      on_result = function(i) seen[i] = (seen[i] or 0) + 1 end,
+    }))
+    c:close()
+    local removed = 0
+    for i = 1, 300 do
+      assert.are.equal(1, seen[i], "results handed over for item " .. i)
+      local r = results[i]
+      if r.ok then
+        assert.are.equal("fleet_" .. i, r.subscription.fleetId)
+      else
+        removed = removed + 1
+        assert.is_true(i > 100)
+        assert.are.equal(0, r.error.attempts)
+        assert.matches("items%[" .. i .. "%] must be a .* table %(got nil%)", r.error.message)
+      end
+    end
+    assert.are.equal(200, removed)
+    assert.are.equal(100, #srv:requests())
+  end)
+
+  it("gives one result per item when reading one fails inside cerca, with refused items in the same chunk",
+    function()
+      local webhooks = require "cerca.webhooks"
+      local body = webhooks.body
+      finally(function() webhooks.body = body end)
+      -- A fault inside cerca while item 80 is read, in the chunk after the
+      -- first wave's: item 70, in that chunk too, was refused just before.
+      webhooks.body = function(params)
+        if params.url == "https://fault.example.com/" then error("injected fault") end
+        return body(params)
+      end
+      local items = items_for(200)
+      items[70].fleet_id = 42
+      items[80].params.url = "https://fault.example.com/"
+      local seen = {}
+      local results = assert(client.webhooks.create_many(items, {
+        concurrency = 2,
+        on_result = function(i) seen[i] = (seen[i] or 0) + 1 end,
+      }))
+      for i = 1, 200 do assert.are.equal(1, seen[i], "results handed over for item " .. i) end
+      assert.are.equal("invalid_request", results[70].error.type)
+      assert.are.equal(70, results[70].error.item)
+      for i = 3, 200 do
+        if i ~= 70 then
+          assert.is_false(results[i].ok)
+          assert.are.equal(0, results[i].error.attempts)
+          assert.matches("it was not sent", results[i].error.message, 1, true)
+        end
+      end
+      assert.matches("injected fault", results[80].error.message, 1, true)
+      assert.is_true(#srv:requests() <= 2)
+    end)
+
   it("gives every item a result when the batch breaks off inside cerca, with the key if it may be sent", function()
     local c = helpers.client(srv)
     -- A fault inside cerca, after the first create ended: what a bug in the

@@ -236,7 +236,7 @@ function _M.new(opts)
       return prepare.header_lines(api_key, client_headers, call_headers)
     end,
     secrets = secrets,
-    log = log.new(level, opts.logger or rt.log_sink, secrets),
+    log = log.new(level, opts.logger or rt.log_sink, secrets, opts.logger ~= nil),
   }
 
   client.webhooks = {
@@ -310,7 +310,10 @@ end
 --   must not raise (the caller wraps user callbacks)
 -- @tparam[opt] function read_more prepares more calls, appending them to
 --   `calls`, and says whether any are still to come: the runtime calls it
---   until it says no, while the first calls are in flight where it can
+--   until it says no, while the first calls are in flight where it can.
+--   No code of the caller may run while it reads the caller's items, so
+--   with a `logger` of the caller's (which the calls in flight write to)
+--   it is called until it says no before anything is sent.
 function Client:request_many(calls, concurrency, on_done, read_more)
   if getmetatable(self) ~= Client then return nil, not_a_client("request_many") end
   local keys = {}
@@ -323,7 +326,7 @@ function Client:request_many(calls, concurrency, on_done, read_more)
   end
   local rt = self._runtime
   local why = rt:context_error()
-  if why or #calls == 0 then
+  if why or #calls == 0 or self._profile.log.runs_callers_code then
     while more and more() do end
     more = nil
   end

@@ -47,9 +47,13 @@ end
 -- @tparam function sink `sink(level, line)`: the client's `logger`, or its
 --   runtime's
 -- @tparam table secrets known secrets (`cerca.redact.list`) removed from every line
-function _M.new(level, sink, secrets)
+-- @tparam[opt] boolean callers_sink the sink is the caller's code (a `logger`)
+function _M.new(level, sink, secrets, callers_sink)
   return {
     level = level,
+    -- Whether writing a line may run the caller's code: what may run
+    -- while a batch still reads its items (see `Client:request_many`).
+    runs_callers_code = callers_sink == true and level < _M.LEVELS.off,
     -- `enabled("info")` and `enabled("debug")`, worked out once: every
     -- attempt reads them.
     info = _M.LEVELS.info >= level,

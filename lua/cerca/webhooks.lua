@@ -23,7 +23,6 @@ local rawget = rawget
 local pcall = pcall
 local tostring = tostring
 local min = math.min
-local max = math.max
 
 local _M = {}
 
@@ -418,10 +417,17 @@ function _M.create_many(client, items, opts)
       fleet_of[#calls] = fleet
     end
   end
+  -- The list's length is read once too: every item up to it gets one result.
+  local count = #items
+  -- The next item to read. It moves on item by item: should reading one
+  -- fail inside cerca, the items read before it have their calls (or their
+  -- refusal) already, and it and those after it are reported unread.
   local next_item = 1
   local function read_to(last)
-    for i = next_item, last do read_item(i) end
-    next_item = max(next_item, last + 1)
+    for i = next_item, last do
+      read_item(i)
+      next_item = i + 1
+    end
   end
   -- The pass is over: the refused items are reported, then what ended meanwhile.
   local function end_reading()
@@ -433,14 +439,14 @@ function _M.create_many(client, items, opts)
     end
   end
   local function read_more()
-    read_to(min(#items, next_item + READ_CHUNK - 1))
-    if next_item <= #items then return true end
+    read_to(min(count, next_item + READ_CHUNK - 1))
+    if next_item <= count then return true end
     end_reading()
     return false
   end
 
-  read_to(min(#items, concurrency))
-  if next_item > #items then end_reading() end
+  read_to(min(count, concurrency))
+  if next_item > count then end_reading() end
   local _, fault = client:request_many(calls, concurrency, function(k, res, err)
     local sub, e, response = created(fleet_of[k], res, err)
     if sub then
@@ -453,7 +459,7 @@ function _M.create_many(client, items, opts)
   if reading then
     -- The batch broke off inside cerca before every item was read: the
     -- others were never sent.
-    for i = next_item, #items do
+    for i = next_item, count do
       report(i, { ok = false, error = errors.new("internal", format("the batch stopped before this item was "
         .. "read (%s); it was not sent", tostring(fault and (fault.message or fault) or "no reason given")),
         { attempts = 0, item = i }) })
