@@ -1179,9 +1179,9 @@ local ROWS = {
     function() return ideal_ratio("many_large", LARGE_IDEAL) end,
     fmt_ratio, many_target,
     why = function()
-      return format("%s; against a server that answers at once, the same batch, with the same system calls"
-        .. " per create, costs its client %.1f us per create: the difference comes with the waits (an idle CPU"
-        .. " that wakes for each group of answers)",
+      return format("%s; against a server that answers at once, so that it never waits, the same batch costs"
+        .. " its client %.1f us per create: the rest comes with the waits (a CPU gone idle that wakes for each"
+        .. " group of answers)",
         batch_why("many_large", "load_large", LARGE_CONCURRENCY, "3i"), per_create("many_nowait").cpu)
     end },
   { "3e", format("`cerca webhooks create --fleets-file` (%d fleets, --concurrency %d), the whole command: seconds",
