@@ -234,6 +234,34 @@ describe("the cerca command", function()
       for _, s in ipairs(stored) do assert.are.equal(s.secret, got[s.fleetId]) end
     end)
 
+    it("keeps every secret when its stdout reaches the file size limit (exit 7, the rest on stderr)", function()
+      local names = {}
+      for i = 1, 20 do names[i] = "fleet_" .. i end
+      write(work .. "/fleets.txt", table.concat(names, "\n") .. "\n")
+      local out_file, err_file = work .. "/limited.out", work .. "/limited.err"
+      os.remove(out_file)
+      -- A limit of 2 KiB (bash counts 1024-byte blocks) for the command
+      -- alone: a few JSON lines fit in its stdout, then a write fails. Its
+      -- stderr is a pipe, which the limit does not apply to.
+      local _, status = sh(("(cd %s && %s && { env CERCA_API_KEY=%s CERCA_BASE_URL=%s bash -c 'ulimit -f 2 && "
+        .. "exec \"$@\"' sh %s webhooks create --fleets-file %s --url https://example.com/h --json --concurrency 4 "
+        .. ">%s </dev/null; echo $? > %s.rc; } 2>&1 | cat >%s)"):format(q(work), tree_paths, q(srv.api_key),
+        q(srv.http_url), q(cerca_bin), q(work .. "/fleets.txt"), q(out_file), q(err_file), q(err_file)))
+      assert.are.equal(0, status)
+      local err = read(err_file)
+      assert.are.equal("7", (read(err_file .. ".rc"):gsub("%s+$", "")), err)
+      assert.matches("cerca: could not write to stdout %(", err)
+      -- The secrets of the JSON lines that were written whole, on either.
+      local kept = {}
+      for _, l in ipairs(lines(read(out_file) .. "\n" .. err)) do
+        local ok, r = pcall(cjson.decode, l)
+        if ok and type(r) == "table" and r.secret then kept[r.fleetId] = r.secret end
+      end
+      local stored = srv:subscriptions()
+      assert.are.equal(20, #stored)
+      for _, sub in ipairs(stored) do assert.are.equal(sub.secret, kept[sub.fleetId]) end
+    end)
+
     it("exits 6 when some fail, and a re-run with the same --out resumes without duplicates", function()
       write(work .. "/fleets.txt", FLEETS)
       local outfile = work .. "/resume.jsonl"

@@ -76,7 +76,7 @@ describe("packaging", function()
     for _, signature in ipairs { "webhooks.create (fleet_id, params[, options])",
       "webhooks.create_many (items[, opts])", "webhooks.verify (raw_body, headers, secret[, opts])",
       "new ([options])", "pretty (value[, opts])", "decode_json (text)", "new_idempotency_key ()",
-      "system.isatty (fd)", "system.ignore_sigpipe ()", "LIBCURL_VERSION" } do
+      "system.isatty (fd)", "system.ignore_write_signals ()", "LIBCURL_VERSION" } do
       assert.matches(signature, text, 1, true)
     end
     for _, signature in ipairs { "open (path[, max_bytes])", "Journal:append (record)", "Journal:records ()",

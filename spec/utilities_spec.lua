@@ -232,10 +232,10 @@ describe("cerca.system", function()
     assert.is_nil(is)
   end)
 
-  it("ignore_sigpipe turns a write to a closed pipe into an error the program handles", function()
+  it("ignore_write_signals turns a write to a closed pipe into an error the program handles", function()
     -- Writes until a write fails; `true` reads nothing and exits at once.
     local code = [[
-      if arg[1] == "ignore" then require("cerca").system.ignore_sigpipe() end
+      if arg[1] == "ignore" then require("cerca").system.ignore_write_signals() end
       io.stdout:setvbuf("no")
       for _ = 1, 10000 do
         local ok, why = io.stdout:write(("x"):rep(65536))
@@ -263,5 +263,39 @@ describe("cerca.system", function()
     local status, err = status_of("ignore")
     assert.are.equal(3, status)
     assert.matches("^handled: Broken pipe", err)
+  end)
+
+  it("ignore_write_signals turns a write past the file size limit into an error the program handles", function()
+    local code = [[
+      if arg[1] == "ignore" then require("cerca").system.ignore_write_signals() end
+      local out = assert(io.open(arg[2], "w"))
+      out:setvbuf("no")
+      for _ = 1, 100 do
+        local ok, why = out:write(("x"):rep(4096))
+        if not ok then
+          io.stderr:write("handled: ", tostring(why), "\n")
+          os.exit(3, true)
+        end
+      end
+    ]]
+    local file, out_file, err_file = os.tmpname(), os.tmpname(), os.tmpname()
+    helpers.write(file, code)
+    finally(function()
+      os.remove(file)
+      os.remove(out_file)
+      os.remove(err_file)
+    end)
+    local function status_of(mode)
+      -- A limit of 8 blocks of 512 bytes: the second write goes past it.
+      local cmd = ("ulimit -f 8; env LUA_PATH=%s LUA_CPATH=%s %s %s %s %s 2>%s"):format(
+        q(package.path), q(package.cpath), helpers.interpreter, q(file), mode, q(out_file), q(err_file))
+      local _, status = sh("bash -c " .. q(cmd))
+      return status, helpers.read(err_file)
+    end
+    -- Without it, SIGXFSZ kills the process (128 + 25).
+    assert.are.equal(153, (status_of("default")))
+    local status, err = status_of("ignore")
+    assert.are.equal(3, status)
+    assert.matches("^handled: File too large", err)
   end)
 end)

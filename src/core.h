@@ -12,7 +12,7 @@
  *              path of decoding, jencode.c that of canonical encoding)
  *   session.c  new_session and the session userdata
  *   lmulti.c   new_multi and the multi userdata
- *   sys.c      monotime, sleep, isatty, ignore_sigpipe, curl_version
+ *   sys.c      monotime, sleep, isatty, ignore_write_signals, curl_version
  *   lcrypto.c  uuid4, webhook_key (and its sign, verify)
  *   ltext.c    text_problem, percent_encode (byte checks of caller text),
  *              count, occurrences, written_once (redaction's bounds)

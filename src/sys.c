@@ -4,7 +4,7 @@
  *   core.monotime()       -> seconds on a monotonic clock
  *   core.sleep(seconds)   (blocks the calling thread)
  *   core.isatty(fd)       -> boolean, for fd 0, 1 or 2
- *   core.ignore_sigpipe()
+ *   core.ignore_write_signals()
  *   core.curl_version     the version of the libcurl in use
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, nanosleep */
@@ -53,13 +53,15 @@ static int l_isatty(lua_State *L)
     return 1;
 }
 
-/* ignore_sigpipe(): a write to a closed pipe then fails with EPIPE, which
- * the command line can report (and rescue its output from), instead of the
+/* ignore_write_signals(): a write to a closed pipe then fails with EPIPE,
+ * and one past the file size limit (ulimit -f) with EFBIG, which the
+ * command line can report (and rescue its output from), instead of the
  * process dying silently with the secrets it was printing. */
-static int l_ignore_sigpipe(lua_State *L)
+static int l_ignore_write_signals(lua_State *L)
 {
     (void)L;
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN);
     return 0;
 }
 
@@ -67,7 +69,7 @@ static const luaL_Reg sys_functions[] = {
     {"monotime", l_monotime},
     {"sleep", l_sleep},
     {"isatty", l_isatty},
-    {"ignore_sigpipe", l_ignore_sigpipe},
+    {"ignore_write_signals", l_ignore_write_signals},
     {NULL, NULL},
 };
 

@@ -316,7 +316,7 @@ end
 -- @tparam[opt] function env reads an environment variable (default os.getenv)
 function _M.main(argv, env)
   env = env or getenv
-  cerca.system.ignore_sigpipe()
+  cerca.system.ignore_write_signals()
   local ui = new_ui(env)
   local ok, outcome, err = xpcall(function() return dispatch(ui, argv, env) end, debug.traceback)
   if not ok then

@@ -117,12 +117,13 @@ system.isatty = function(fd)
 end
 
 --- For command-line programs (the `cerca` command uses it): ignores
--- SIGPIPE in the whole process, so that a write to a closed pipe fails
--- with an error the program can handle (and rescue what it was writing,
--- secrets included) instead of killing it silently. It changes a setting
--- of the process: not for a library's host (nginx, an application).
--- @function system.ignore_sigpipe
-system.ignore_sigpipe = core.ignore_sigpipe
+-- SIGPIPE and SIGXFSZ in the whole process, so that a write to a closed
+-- pipe, or past the file size limit (`ulimit -f`), fails with an error the
+-- program can handle (and rescue what it was writing, secrets included)
+-- instead of killing it silently. It changes settings of the process: not
+-- for a library's host (nginx, an application).
+-- @function system.ignore_write_signals
+system.ignore_write_signals = core.ignore_write_signals
 
 _M.system = system
 
