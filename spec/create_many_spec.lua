@@ -435,15 +435,26 @@ describe("webhooks.create_many", function()
       for i = 1, 200 do assert.are.equal(1, seen[i], "results handed over for item " .. i) end
       assert.are.equal("invalid_request", results[70].error.type)
       assert.are.equal(70, results[70].error.item)
-      for i = 3, 200 do
-        if i ~= 70 then
-          assert.is_false(results[i].ok)
-          assert.are.equal(0, results[i].error.attempts)
-          assert.matches("it was not sent", results[i].error.message, 1, true)
+      -- The first creates may have ended, and their places gone to items
+      -- read before the fault, on a slow machine: every item is either
+      -- answered, in flight when the batch broke off (with its key), or
+      -- not sent.
+      local attempted = 0
+      for i = 1, 200 do
+        local r = results[i]
+        if i ~= 70 and not r.ok then
+          assert.are.equal("internal", r.error.type)
+          assert.matches("injected fault", r.error.message, 1, true)
+          if r.error.attempts == 0 then
+            assert.matches("it was not sent", r.error.message, 1, true)
+          else
+            assert.is_string(r.error.idempotency_key)
+          end
         end
+        if i >= 80 then assert.are.equal(0, r.error.attempts) end
+        if r.ok or r.error.attempts > 0 then attempted = attempted + 1 end
       end
-      assert.matches("injected fault", results[80].error.message, 1, true)
-      assert.is_true(#srv:requests() <= 2)
+      assert.are.equal(attempted, #srv:requests())
     end)
 
   it("gives every item a result when the batch breaks off inside cerca, with the key if it may be sent", function()
