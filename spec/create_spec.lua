@@ -269,6 +269,28 @@ describe("webhooks.create", function()
       end
     end)
 
+    it("2xx that cannot be used: no secret in the message, the request id or the headers; the body keeps it",
+      function()
+        -- The answer's own secret, then another whsec_ token, echoed in the request id and a header.
+        local body = '{"id":"wh_3","fleetId":"fleet_1","secret":"whsec_BBBBBBBBBBBBBBBB"}'
+        for _, echoed in ipairs { "whsec_BBBBBBBBBBBBBBBB", "req_whsec_CCCCCCCCCCCCCCCC" } do
+          srv:reset()
+          srv:enqueue { status = 201, body = body, headers = { ["X-Request-Id"] = echoed, ["X-Echo"] = echoed } }
+          local _, err = client.webhooks.create("fleet_1", { url = URL })
+          assert.are.equal("invalid_response", err.type)
+          assert.are.equal(body, err.body)
+          -- Any whsec_ token leaves the message and the request id; the
+          -- answer's own secret leaves the header values too.
+          for _, text in ipairs { tostring(err), err.message, err.request_id } do
+            assert.is_nil(text:find("BBBBBBBB", 1, true), text)
+            assert.is_nil(text:find("CCCCCCCC", 1, true), text)
+          end
+          for _, text in ipairs { err.headers["x-echo"], err.headers["x-request-id"] } do
+            assert.is_nil(text:find("BBBBBBBB", 1, true), text)
+          end
+        end
+      end)
+
     it("2xx with a field of the wrong type", function()
       local body = '{"id":"wh_1","fleetId":"f","url":"u","events":"all","enabled":true,'
         .. '"createdAt":"t","updatedAt":"t","secret":"whsec_kept"}'

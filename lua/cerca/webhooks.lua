@@ -26,6 +26,9 @@ local min = math.min
 
 local _M = {}
 
+-- For `errors.scrub` where no secret is known: it still removes `whsec_` tokens.
+local NO_SECRETS = redact.list()
+
 --- The 19 event names a subscription may list, in the contract's order.
 _M.EVENTS = {
   "agent.created", "agent.updated", "agent.deleted",
@@ -253,6 +256,19 @@ end
 
 -- A create's response, as the subscription and the call's details, or
 -- as an error that keeps the raw answer and the key to repeat the call with.
+-- The error for a 2xx answer that is not this create's subscription. What
+-- the server sent reaches the caller's logs through it: `errors.scrub`
+-- removes `whsec_` tokens from the message and the request id, and
+-- `secret` (the answer's own, when it names one) is removed from the
+-- request id and the header values. The raw body, when kept, keeps it: it
+-- is how the create is recovered.
+local function answer_error(message, fields, secret)
+  local secrets = redact.list(secret)
+  if fields.headers then redact.fields(fields.headers, secrets) end
+  if fields.request_id then fields.request_id = redact.known(fields.request_id, secrets) end
+  return errors.scrub(errors.new("invalid_response", message, fields), NO_SECRETS)
+end
+
 local function created(fleet_id, res, err)
   if not res then return nil, err end
   local sub, why = _M.subscription(res.json)
@@ -260,20 +276,19 @@ local function created(fleet_id, res, err)
     local fields = { status = res.status, headers = res.headers, body = res.body, request_id = res.request_id,
       attempts = res.attempts, idempotency_key = res.idempotency_key, request_sent = true }
     if not sub then
-      return nil, errors.new("invalid_response", "the create succeeded (HTTP " .. res.status
-        .. ") but " .. why .. "; the raw answer is kept in err.body: repeat the call with "
-        .. "err.idempotency_key to get the subscription", fields)
+      local answer = res.json
+      return nil, answer_error("the create succeeded (HTTP " .. res.status .. ") but " .. why
+        .. "; the raw answer is kept in err.body: repeat the call with err.idempotency_key to get the "
+        .. "subscription", fields, type(answer) == "table" and type(answer.secret) == "string" and answer.secret
+        or nil)
     end
     -- Not this call's answer (a connection shared across fork(), a proxy
     -- that mixed answers up): neither a success nor something to keep,
     -- and the other subscription's secret stays nowhere in the error.
     fields.body = nil
-    local others = redact.list(sub.secret)
-    if fields.headers then redact.fields(fields.headers, others) end
-    if fields.request_id then fields.request_id = redact.known(fields.request_id, others) end
-    return nil, errors.new("invalid_response", "the answer names another fleet than the one asked for "
-      .. "(fleetId " .. validate.describe(sub.fleetId) .. "), so it is not this call's answer and was "
-      .. "dropped; repeat the call with err.idempotency_key to get this fleet's subscription", fields)
+    return nil, answer_error("the answer names another fleet than the one asked for (fleetId "
+      .. validate.describe(sub.fleetId) .. "), so it is not this call's answer and was dropped; repeat the "
+      .. "call with err.idempotency_key to get this fleet's subscription", fields, sub.secret)
   end
   -- The secret is printed only where it is asked for: never inside the
   -- other fields, nor in the answer's headers.
