@@ -234,6 +234,29 @@ describe("the cerca command", function()
       for _, s in ipairs(stored) do assert.are.equal(s.secret, got[s.fleetId]) end
     end)
 
+    it("sends a long fleets file in slices, each fleet's result under its own name", function()
+      -- Slices of 3 (100,000 by default): 8 fleets make three create_many
+      -- calls; the fifth fleet, refused, is in the second.
+      write(work .. "/fleets.txt", "fleet_1\nfleet_2\nfleet_3\nfleet_4\n.\nfleet_6\nfleet_7\nfleet_8\n")
+      local err_file = work .. "/slices.err"
+      local out, status = sh(("(cd %s && %s && env -u NO_COLOR -u CERCA_LOG CERCA_API_KEY=%s CERCA_BASE_URL=%s "
+        .. "lua5.4 -e 'require(\"cerca.cli_create\").BATCH_SLICE = 3' bin/cerca webhooks create --fleets-file %s "
+        .. "--url https://example.com/h --json --concurrency 2 2>%s </dev/null)"):format(q(work), tree_paths,
+        q(srv.api_key), q(srv.http_url), q(work .. "/fleets.txt"), q(err_file)))
+      local err = read(err_file)
+      assert.are.equal(6, status, err)
+      assert.matches("cerca: 7 created, 1 failed", err)
+      local secrets, failed = {}, {}
+      for _, l in ipairs(lines(out)) do
+        local r = cjson.decode(l)
+        if r.secret then secrets[r.fleetId] = r.secret else failed[#failed + 1] = r.fleet_id end
+      end
+      assert.are.same({ "." }, failed)
+      local stored = srv:subscriptions()
+      assert.are.equal(7, #stored)
+      for _, sub in ipairs(stored) do assert.are.equal(sub.secret, secrets[sub.fleetId]) end
+    end)
+
     it("keeps every secret when its stdout reaches the file size limit (exit 7, the rest on stderr)", function()
       local names = {}
       for i = 1, 20 do names[i] = "fleet_" .. i end

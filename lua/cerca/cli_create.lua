@@ -15,10 +15,14 @@ local format = string.format
 local rep = string.rep
 local concat = table.concat
 local floor = math.floor
+local min = math.min
 
 local usage_error = cli_args.usage_error
 
 local _M = {}
+
+--- Fleets per `create_many` call (see `batch`).
+_M.BATCH_SLICE = 100000
 
 -- Writes and flushes `text` to `file`; true, or nil and why.
 local function put(file, text)
@@ -220,26 +224,40 @@ function _M.batch(ui, o, env)
   local done, failed = 0, 0
   local show_progress = ui.tty_err and #items > 0
   if show_progress then progress(ui, 0, #items, 0) end
-  local results = client.webhooks.create_many(items, {
-    concurrency = concurrency,
-    on_result = function(i, r)
-      done = done + 1
-      -- Written as it arrives: an interrupted run keeps every secret so far.
-      if r.ok then
-        record(r.subscription)
-      else
-        failed = failed + 1
-        record(error_record(todo[i], r.error, items[i].options and items[i].options.idempotency_key))
-        if not show_progress then ui.warn(format("cerca: %s: %s\n", cerca.printable(todo[i]), tostring(r.error))) end
-      end
-      if show_progress then progress(ui, done, #items, failed) end
-    end,
-  })
+  local function on_result(i, r)
+    done = done + 1
+    -- Written as it arrives: an interrupted run keeps every secret so far.
+    if r.ok then
+      record(r.subscription)
+    else
+      failed = failed + 1
+      record(error_record(todo[i], r.error, items[i].options and items[i].options.idempotency_key))
+      if not show_progress then ui.warn(format("cerca: %s: %s\n", cerca.printable(todo[i]), tostring(r.error))) end
+    end
+    if show_progress then progress(ui, done, #items, failed) end
+  end
+  -- The fleets go to `create_many` a slice at a time: one call reads a
+  -- bounded number of table entries (`items` holds more than a million
+  -- past about 160,000 fleets), and a fleets file may list more.
+  local results, refusal, slice_size = {}, nil, _M.BATCH_SLICE
+  for first = 1, #items, slice_size do
+    local slice = {}
+    for i = first, min(#items, first + slice_size - 1) do slice[#slice + 1] = items[i] end
+    local got, why = client.webhooks.create_many(slice, {
+      concurrency = concurrency,
+      on_result = function(k, r) on_result(first + k - 1, r) end,
+    })
+    if not got then
+      refusal = why
+      break
+    end
+    for k = 1, #got do results[first + k - 1] = got[k] end
+  end
   client:close()
   if journal then journal:close() end
   if show_progress then
     ui.warn("\n")
-    for i, r in ipairs(results or {}) do
+    for i, r in ipairs(results) do
       if not r.ok then ui.warn(format("cerca: %s: %s\n", cerca.printable(todo[i]), tostring(r.error))) end
     end
   end
@@ -247,6 +265,7 @@ function _M.batch(ui, o, env)
     o.out and format(", %d skipped (already in %s)", skipped, cerca.printable(o.out)) or "",
     (done - failed > 0 and not o.out) and "; the secrets above are shown once" or ""))
   if write_error then return rescue(ui, where, write_error, concat(unwritten)) end
+  if refusal then return nil, refusal end
   return failed > 0 and "partial" or "ok"
 end
 
