@@ -234,6 +234,20 @@ describe("the cerca command", function()
       for _, s in ipairs(stored) do assert.are.equal(s.secret, got[s.fleetId]) end
     end)
 
+    it("refuses an --out file another run is writing (exit 2), sending nothing", function()
+      write(work .. "/fleets.txt", FLEETS)
+      local outfile = work .. "/busy.jsonl"
+      os.remove(outfile)
+      local other = assert(cerca.journal.open(outfile))
+      finally(function() other:close() end)
+      local _, err, status = run("webhooks create --fleets-file " .. q(work .. "/fleets.txt")
+        .. " --url https://example.com/h --out " .. q(outfile))
+      assert.are.equal(2, status, err)
+      assert.matches("is in use by another run of cerca", err, 1, true)
+      assert.are.equal(0, #srv:requests())
+      assert.are.equal("", read(outfile))
+    end)
+
     it("sends a long fleets file in slices, each fleet's result under its own name", function()
       -- Slices of 3 (100,000 by default): 8 fleets make three create_many
       -- calls; the fifth fleet, refused, is in the second.

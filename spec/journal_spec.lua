@@ -129,6 +129,26 @@ describe("the journal", function()
       assert.are.equal('{"kept":true}\n', read(path))
     end)
 
+    it("keeps its file locked while open: another open, here or in another process, is refused", function()
+      local path = dir .. "/locked.jsonl"
+      local j = assert(journal.open(path))
+      local again, why, kind = journal.open(path)
+      assert.is_nil(again)
+      assert.are.equal("in_use", kind)
+      assert.are.equal(path .. " is in use by another run of cerca, which keeps it locked until it ends; wait for "
+        .. "that run, or give another path", why)
+      local out = run_lua_under_umask("077", ([[
+        local j, why, kind = require("cerca").journal.open(%q)
+        io.write(tostring(j), " ", tostring(kind))
+      ]]):format(path))
+      assert.are.equal("nil in_use", out)
+      assert.is_true(j:append { fleet_id = "fleet_1" })
+      j:close()
+      j = assert(journal.open(path))
+      assert.are.same({ { fleet_id = "fleet_1" } }, j:records())
+      j:close()
+    end)
+
     it("appends: what earlier opens wrote stays, in order, and new records go at the end", function()
       local path = dir .. "/log.jsonl"
       local j = assert(journal.open(path))

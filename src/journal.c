@@ -13,19 +13,25 @@
  * file with one link owned by the effective user, is created with mode 0600
  * (whatever the umask) and is set to 0600 when its mode is anything else.
  * `kind` names the refusal: "symlink", "not_regular", "not_owner",
- * "hard_links", "too_large" or "system".
+ * "hard_links", "in_use", "too_large" or "system".
+ *
+ * An open journal holds an exclusive lock on its file (flock) until it is
+ * closed: a second open, by this process or another, is refused ("in_use"),
+ * so that two runs never draw two keys for one fleet.
  *
  * Every check is made on the open descriptor (fstat), so what is checked is
  * what is written; a path check before opening only keeps devices from
  * being opened at all (opening some, a watchdog or a tape, has effects).
  */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* flock */
 #define _FILE_OFFSET_BITS 64
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -170,6 +176,14 @@ static int l_open_journal(lua_State *L)
         lua_pushfstring(L, "%s has %d hard links (it is also another file); give a file with one link or "
                         "a new path", path, (int)st.st_nlink);
         return refuse(L, "hard_links");
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK)
+            goto system_error;
+        drop_fd(j);
+        lua_pushfstring(L, "%s is in use by another run of cerca, which keeps it locked until it ends; wait "
+                        "for that run, or give another path", path);
+        return refuse(L, "in_use");
     }
     flags = fcntl(fd, F_GETFL);
     if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0)
