@@ -17,7 +17,8 @@
  *
  * An open journal holds an exclusive lock on its file (flock) until it is
  * closed: a second open, by this process or another, is refused ("in_use"),
- * so that two runs never draw two keys for one fleet.
+ * so that two runs never draw two keys for one fleet (where the file system
+ * has no locks, the journal is used without one).
  *
  * Every check is made on the open descriptor (fstat), so what is checked is
  * what is written; a path check before opening only keeps devices from
@@ -177,9 +178,9 @@ static int l_open_journal(lua_State *L)
                         "a new path", path, (int)st.st_nlink);
         return refuse(L, "hard_links");
     }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        if (errno != EWOULDBLOCK)
-            goto system_error;
+    /* A file system without locks (ENOLCK, EOPNOTSUPP: some network file
+     * systems) leaves the journal unlocked rather than unusable. */
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
         drop_fd(j);
         lua_pushfstring(L, "%s is in use by another run of cerca, which keeps it locked until it ends; wait "
                         "for that run, or give another path", path);
