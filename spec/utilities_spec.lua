@@ -232,69 +232,50 @@ describe("cerca.system", function()
     assert.is_nil(is)
   end)
 
-  it("ignore_write_signals turns a write to a closed pipe into an error the program handles", function()
-    -- Writes until a write fails; `true` reads nothing and exits at once.
-    local code = [[
+  -- Runs a writer that writes until a write fails, then says why on stderr
+  -- and exits 3; `shape` is the bash command around it (%s: the writer,
+  -- given a file to write to or none for stdout, then the stderr file).
+  -- Returns the writer's exit status and stderr.
+  local function writer_status(mode, shape, to_file)
+    local file, out_file, err_file = os.tmpname(), os.tmpname(), os.tmpname()
+    helpers.write(file, [[
       if arg[1] == "ignore" then require("cerca").system.ignore_write_signals() end
-      io.stdout:setvbuf("no")
-      for _ = 1, 10000 do
-        local ok, why = io.stdout:write(("x"):rep(65536))
-        if not ok then
-          io.stderr:write("handled: ", tostring(why), "\n")
-          os.exit(3, true)
-        end
-      end
-    ]]
-    local file, err_file = os.tmpname(), os.tmpname()
-    helpers.write(file, code)
-    finally(function()
-      os.remove(file)
-      os.remove(err_file)
-    end)
-    -- The writer's exit status and stderr.
-    local function status_of(mode)
-      local cmd = ("env LUA_PATH=%s LUA_CPATH=%s %s %s %s 2>%s | true; exit ${PIPESTATUS[0]}"):format(
-        q(package.path), q(package.cpath), helpers.interpreter, q(file), mode, q(err_file))
-      local _, status = sh("bash -c " .. q(cmd))
-      return status, helpers.read(err_file)
-    end
-    -- Without it, SIGPIPE kills the process (128 + 13).
-    assert.are.equal(141, (status_of("default")))
-    local status, err = status_of("ignore")
-    assert.are.equal(3, status)
-    assert.matches("^handled: Broken pipe", err)
-  end)
-
-  it("ignore_write_signals turns a write past the file size limit into an error the program handles", function()
-    local code = [[
-      if arg[1] == "ignore" then require("cerca").system.ignore_write_signals() end
-      local out = assert(io.open(arg[2], "w"))
+      local out = arg[2] and assert(io.open(arg[2], "w")) or io.stdout
       out:setvbuf("no")
-      for _ = 1, 100 do
+      for _ = 1, 10000 do
         local ok, why = out:write(("x"):rep(4096))
         if not ok then
           io.stderr:write("handled: ", tostring(why), "\n")
           os.exit(3, true)
         end
       end
-    ]]
-    local file, out_file, err_file = os.tmpname(), os.tmpname(), os.tmpname()
-    helpers.write(file, code)
-    finally(function()
-      os.remove(file)
-      os.remove(out_file)
-      os.remove(err_file)
-    end)
-    local function status_of(mode)
-      -- A limit of 8 blocks of 512 bytes: the second write goes past it.
-      local cmd = ("ulimit -f 8; env LUA_PATH=%s LUA_CPATH=%s %s %s %s %s 2>%s"):format(
-        q(package.path), q(package.cpath), helpers.interpreter, q(file), mode, q(out_file), q(err_file))
-      local _, status = sh("bash -c " .. q(cmd))
-      return status, helpers.read(err_file)
-    end
+    ]])
+    local writer = ("env LUA_PATH=%s LUA_CPATH=%s %s %s %s %s"):format(q(package.path), q(package.cpath),
+      helpers.interpreter, q(file), mode, to_file and q(out_file) or "")
+    local _, status = sh("bash -c " .. q(shape:format(writer, q(err_file))))
+    local err = helpers.read(err_file)
+    os.remove(file)
+    os.remove(out_file)
+    os.remove(err_file)
+    return status, err
+  end
+
+  it("ignore_write_signals turns a write to a closed pipe into an error the program handles", function()
+    -- `true` reads nothing and exits at once.
+    local shape = "%s 2>%s | true; exit ${PIPESTATUS[0]}"
+    -- Without it, SIGPIPE kills the process (128 + 13).
+    assert.are.equal(141, (writer_status("default", shape)))
+    local status, err = writer_status("ignore", shape)
+    assert.are.equal(3, status)
+    assert.matches("^handled: Broken pipe", err)
+  end)
+
+  it("ignore_write_signals turns a write past the file size limit into an error the program handles", function()
+    -- A limit of 8 KiB (bash counts 1024-byte blocks): the third write goes past it.
+    local shape = "ulimit -f 8; %s 2>%s"
     -- Without it, SIGXFSZ kills the process (128 + 25).
-    assert.are.equal(153, (status_of("default")))
-    local status, err = status_of("ignore")
+    assert.are.equal(153, (writer_status("default", shape, true)))
+    local status, err = writer_status("ignore", shape, true)
     assert.are.equal(3, status)
     assert.matches("^handled: File too large", err)
   end)
