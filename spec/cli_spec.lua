@@ -397,6 +397,87 @@ describe("the cerca command", function()
       assert.are.equal(reqs[#reqs - 1].headers["idempotency-key"], reqs[#reqs].headers["idempotency-key"])
     end)
 
+    -- Starts the installed command in the background; returns its pid and
+    -- a function that waits for it to end and returns stdout, stderr and
+    -- its exit code.
+    local function start(args)
+      local dir = work .. "/bg"
+      sh("rm -rf " .. q(dir) .. " && mkdir " .. q(dir))
+      local pid = sh(("(cd %s && %s && env CERCA_API_KEY=%s CERCA_BASE_URL=%s sh -c '%s \"$@\" >%s 2>%s </dev/null & "
+        .. "echo $! >%s; wait $!; echo $? >%s' cerca %s >/dev/null 2>&1 &) ; sleep 0.2; cat %s")
+        :format(q(work), tree_paths, q(srv.api_key), q(srv.http_url), cerca_bin, q(dir .. "/out"),
+          q(dir .. "/err"), q(dir .. "/pid"), q(dir .. "/status"), args, q(dir .. "/pid"))):match("%d+")
+      assert(pid, "no pid")
+      return pid, function()
+        local deadline = os.time() + 60
+        while not read(dir .. "/status") and os.time() < deadline do sh("sleep 0.05") end
+        return read(dir .. "/out") or "", read(dir .. "/err") or "", tonumber(read(dir .. "/status"))
+      end
+    end
+
+    local function wait_for(what, ready)
+      local deadline = os.time() + 30
+      while not ready() and os.time() < deadline do sh("sleep 0.05") end
+      assert(ready(), "timed out waiting for " .. what)
+    end
+
+    it("stops at Ctrl-C: the creates in flight end and are written, none is started after; a re-run ends it",
+      function()
+      local fleets = {}
+      for i = 1, 40 do fleets[i] = "fleet_int_" .. i end
+      write(work .. "/fleets.txt", table.concat(fleets, "\n") .. "\n")
+      for _ = 1, 40 do srv:enqueue { action = "pass", delay = 0.3 } end
+      local outfile = work .. "/int.jsonl"
+      local pid, ended = start("webhooks create --fleets-file " .. q(work .. "/fleets.txt")
+        .. " --url https://example.com/h --concurrency 4 --out " .. q(outfile))
+      wait_for("two waves", function() return #srv:subscriptions() >= 8 end)
+      sh("kill -INT " .. pid)
+      local _, err, status = ended()
+      assert.are.equal(130, status, err)
+      assert.matches("cerca: SIGINT: stopping; the creates in flight end and are written (Ctrl-C again quits at "
+        .. "once, and a re-run with the same --out repeats them under their keys)\n", err, 1, true)
+      local created, unsent = err:match("cerca: stopped by SIGINT: (%d+) created, 0 failed, (%d+) not sent, 0 "
+        .. "skipped %(already in [^)]+%)\n$")
+      assert.truthy(created, err)
+      created, unsent = tonumber(created), tonumber(unsent)
+      assert.are.equal(40, created + unsent)
+      assert.is_true(unsent > 0, err)
+      -- Every create the API made is in the journal with its secret: the
+      -- ones in flight at the signal were waited for.
+      local stored = srv:subscriptions()
+      assert.are.equal(created, #stored)
+      local secret_of, cancelled = {}, 0
+      for _, l in ipairs(lines(read(outfile))) do
+        local r = cjson.decode(l)
+        if r.secret then secret_of[r.fleetId] = r.secret end
+        if r.error then
+          assert.are.equal("cancelled", r.error.type)
+          assert.is_false(r.error.request_sent)
+          cancelled = cancelled + 1
+        end
+      end
+      for _, sub in ipairs(stored) do assert.are.equal(sub.secret, secret_of[sub.fleetId]) end
+      assert.are.equal(unsent, cancelled)
+      assert.are.equal(created, #srv:requests())
+
+      local _, rerr, rstatus = run("webhooks create --fleets-file " .. q(work .. "/fleets.txt")
+        .. " --url https://example.com/h --concurrency 4 --out " .. q(outfile))
+      assert.are.equal(0, rstatus, rerr)
+      assert.matches(("cerca: %d created, 0 failed, %d skipped"):format(unsent, created), rerr, 1, true)
+      assert.are.equal(40, #srv:subscriptions())
+    end)
+
+    it("lets a single create end at Ctrl-C, and shows its secret", function()
+      srv:enqueue { action = "pass", delay = 1.5 }
+      local pid, ended = start("webhooks create fleet_sig --url https://example.com/h --json")
+      wait_for("the request", function() return #srv:requests() >= 1 end)
+      sh("kill -INT " .. pid)
+      local out, err, status = ended()
+      assert.are.equal(0, status, err)
+      assert.are.equal(1, #srv:subscriptions())
+      assert.are.equal(srv:subscriptions()[1].secret, cjson.decode(out).secret)
+    end)
+
     it("--json writes one object per line to stdout, and only that", function()
       write(work .. "/fleets.txt", "f1\nf2\nf3\n")
       local out, err, status = run("webhooks create --fleets-file " .. q(work .. "/fleets.txt")

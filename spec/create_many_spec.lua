@@ -528,7 +528,109 @@ describe("webhooks.create_many", function()
     r, err = client.webhooks.create_many(items_for(1), { on_result = true })
     assert.is_nil(r)
     assert.are.equal("opts.on_result must be a function(i, result) (got true)", err.message)
+    r, err = client.webhooks.create_many(items_for(1), { stop = "now" })
+    assert.is_nil(r)
+    assert.are.equal('opts.stop must be a function() returning true to stop the batch (got "now")', err.message)
     assert.are.same({}, srv:requests())
+  end)
+
+  it("starts no create once opts.stop says so: those in flight end, the rest are cancelled unsent", function()
+    local ended, ended_at_stop = 0, nil
+    local results = assert(client.webhooks.create_many(items_for(40), {
+      concurrency = 4,
+      on_result = function() ended = ended + 1 end,
+      stop = function()
+        if ended >= 6 then ended_at_stop = ended_at_stop or ended end
+        return ended >= 6
+      end,
+    }))
+    assert.are.equal(40, #results)
+    local created, cancelled = 0, 0
+    for i = 1, 40 do
+      local r = results[i]
+      if r.ok then
+        created = created + 1
+      else
+        cancelled = cancelled + 1
+        assert.are.equal("cancelled", r.error.type, tostring(r.error))
+        assert.are.equal(i, r.error.item)
+        assert.are.equal(0, r.error.attempts)
+        assert.is_nil(r.error.idempotency_key)
+        assert.is_nil(r.error.request_sent)
+        assert.matches("not sent: the batch was stopped (opts.stop) before this call started; nothing was made",
+          r.error.message, 1, true)
+      end
+    end
+    -- Past the creates ended when it said so, only the four in flight then
+    -- may end created.
+    assert.is_true(ended_at_stop >= 6 and ended_at_stop < 40, tostring(ended_at_stop))
+    assert.is_true(created >= ended_at_stop and created <= ended_at_stop + 4,
+      created .. " created, " .. ended_at_stop .. " ended when told to stop")
+    assert.are.equal(40, created + cancelled)
+    -- Every create sent was answered and handed back: none is lost.
+    assert.are.equal(created, #srv:requests())
+    assert.are.equal(created, #srv:subscriptions())
+  end)
+
+  it("ends a create waiting to retry when told to stop, with its last error and key, without the wait", function()
+    srv:enqueue { status = 503, body = "{}", headers = { ["Retry-After-Ms"] = "3000" } }
+    local t0 = helpers.now()
+    local results = assert(client.webhooks.create_many(items_for(1), {
+      stop = function() return helpers.now() - t0 > 0.3 end,
+    }))
+    local elapsed = helpers.now() - t0
+    assert.is_true(elapsed < 2, "elapsed " .. elapsed)
+    local err = results[1].error
+    assert.are.equal("server", err.type)
+    assert.matches("(not retried: the batch was stopped (opts.stop))", err.message, 1, true)
+    assert.are.equal(1, err.attempts)
+    assert.is_true(err.request_sent)
+    assert.are.equal(srv:requests()[1].headers["idempotency-key"], err.idempotency_key)
+    assert.are.equal(1, #srv:requests())
+  end)
+
+  it("sends nothing when opts.stop says so before the batch starts; invalid items are still refused", function()
+    local items = items_for(30)
+    items[7].params = { url = "http://example.com/plain" }
+    local asked = 0
+    local results = assert(client.webhooks.create_many(items, {
+      concurrency = 4,
+      stop = function() asked = asked + 1 return true end,
+    }))
+    assert.are.equal(1, asked)
+    for i = 1, 30 do
+      assert.are.equal(i == 7 and "invalid_request" or "cancelled", results[i].error.type)
+    end
+    assert.are.same({}, srv:requests())
+  end)
+
+  it("stops a batch whose opts.stop raises, and says so", function()
+    local results = assert(client.webhooks.create_many(items_for(5), { stop = function() error("boom", 0) end }))
+    for i = 1, 5 do
+      assert.are.equal("cancelled", results[i].error.type)
+      assert.matches("(opts.stop raised an error: boom)", results[i].error.message, 1, true)
+    end
+    assert.are.same({}, srv:requests())
+  end)
+
+  it("asks opts.stop only where it cannot change an item being read", function()
+    -- Past its first question, this stop rewrites every item: an item read
+    -- after it runs would be sent to the wrong URL.
+    local items, asked = items_for(300), 0
+    local results = assert(client.webhooks.create_many(items, {
+      concurrency = 2,
+      stop = function()
+        asked = asked + 1
+        if asked > 1 then
+          for i = 1, #items do items[i].params = { url = "https://example.com/changed" } end
+        end
+        return false
+      end,
+    }))
+    assert.is_true(asked > 1, asked .. " questions")
+    for i = 1, 300 do assert.is_true(results[i].ok, tostring(results[i].error)) end
+    for _, s in ipairs(srv:subscriptions()) do assert.are.equal(URL, s.url) end
+    assert.are.equal(300, #srv:subscriptions())
   end)
 
   it("starts an item's deadline at its first attempt, not while it waits in the queue", function()

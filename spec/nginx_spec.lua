@@ -514,6 +514,27 @@ describe("nginx", function()
       assert.is_true(count_connections(srv:requests()) <= 4)
     end)
 
+    it("stops create_many when opts.stop says so: those running end, the rest are cancelled unsent", function()
+      for _ = 1, 12 do srv:enqueue { action = "pass", delay = 0.2 } end
+      local res = decode(a:request("GET", "/many?n=12&concurrency=4&stop_after=4"))
+      assert.is_true(res.ended_at_stop >= 4, tostring(res.ended_at_stop))
+      -- Past the creates ended when it said so, only the four running then may end created.
+      assert.is_true(res.created >= res.ended_at_stop and res.created <= res.ended_at_stop + 4,
+        res.created .. " created")
+      assert.are.same({ cancelled = 12 - res.created }, res.errors)
+      assert.are.equal(res.created, #srv:requests())
+      assert.are.equal(res.created, #srv:subscriptions())
+    end)
+
+    it("ends a create_many call waiting to retry when told to stop, without the wait", function()
+      srv:enqueue { status = 503, body = "{}", headers = { ["Retry-After-Ms"] = "3000" } }
+      local res = decode(a:request("GET", "/many?n=1&concurrency=1&stop_ms=300"))
+      assert.are.same({ server = 1 }, res.errors)
+      assert.matches("(not retried: the batch was stopped (opts.stop))", res.first_error, 1, true)
+      assert.is_true(res.seconds < 2, res.seconds .. " s")
+      assert.are.equal(1, #srv:requests())
+    end)
+
     it("names the file nginx's worker user cannot read when the thread pool cannot load cerca", function()
       -- The SDK only in a folder only root can read: the master loads it
       -- (init_by_lua), the thread pool's Lua VMs, as nobody, cannot.

@@ -5,11 +5,15 @@
  *   core.sleep(seconds)   (blocks the calling thread)
  *   core.isatty(fd)       -> boolean, for fd 0, 1 or 2
  *   core.ignore_write_signals()
+ *   core.catch_stop_signals()   SIGINT and SIGTERM set a flag, once each
+ *   core.stop_signal()          -> the number and name of the first caught, or nil
+ *   core.release_stop_signals() -> the same; the earlier handlers are back
  *   core.curl_version     the version of the libcurl in use
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, nanosleep */
 #include <errno.h>
 #include <signal.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -65,11 +69,87 @@ static int l_ignore_write_signals(lua_State *L)
     return 0;
 }
 
+/* A command that must not be cut off in the middle of a batch (it would
+ * lose the secrets in flight) catches SIGINT and SIGTERM while it runs and
+ * stops starting work when one arrives. The first of each is caught; the
+ * handler then gives way to the default, so a second Ctrl-C ends the
+ * process at once. A signal the process was started to ignore (nohup, a
+ * background job) stays ignored. */
+static const int stop_signals[] = {SIGINT, SIGTERM};
+#define NSTOP_SIGNALS (sizeof stop_signals / sizeof stop_signals[0])
+static struct sigaction stop_previous[NSTOP_SIGNALS];
+static int stop_installed[NSTOP_SIGNALS];
+static int stop_catching;
+static volatile sig_atomic_t stop_caught;
+
+static void on_stop_signal(int sig)
+{
+    if (stop_caught == 0)
+        stop_caught = sig;
+}
+
+static int l_catch_stop_signals(lua_State *L)
+{
+    struct sigaction sa;
+    size_t i;
+    (void)L;
+    if (stop_catching)
+        return 0;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    /* Writes and reads go on after the handler; poll() still returns early. */
+    sa.sa_flags = SA_RESTART | SA_RESETHAND;
+    stop_caught = 0;
+    for (i = 0; i < NSTOP_SIGNALS; i++) {
+        stop_installed[i] = sigaction(stop_signals[i], NULL, &stop_previous[i]) == 0
+            && stop_previous[i].sa_handler != SIG_IGN
+            && sigaction(stop_signals[i], &sa, NULL) == 0;
+    }
+    stop_catching = 1;
+    return 0;
+}
+
+static int push_stop_signal(lua_State *L)
+{
+    int sig = (int)stop_caught;
+    if (sig == 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushinteger(L, sig);
+    lua_pushstring(L, sig == SIGINT ? "SIGINT" : "SIGTERM");
+    return 2;
+}
+
+static int l_stop_signal(lua_State *L)
+{
+    return push_stop_signal(L);
+}
+
+static int l_release_stop_signals(lua_State *L)
+{
+    size_t i;
+    int n;
+    if (stop_catching) {
+        for (i = 0; i < NSTOP_SIGNALS; i++)
+            if (stop_installed[i])
+                sigaction(stop_signals[i], &stop_previous[i], NULL);
+        stop_catching = 0;
+    }
+    n = push_stop_signal(L);
+    stop_caught = 0;
+    return n;
+}
+
 static const luaL_Reg sys_functions[] = {
     {"monotime", l_monotime},
     {"sleep", l_sleep},
     {"isatty", l_isatty},
     {"ignore_write_signals", l_ignore_write_signals},
+    {"catch_stop_signals", l_catch_stop_signals},
+    {"stop_signal", l_stop_signal},
+    {"release_stop_signals", l_release_stop_signals},
     {NULL, NULL},
 };
 

@@ -20,6 +20,8 @@ local _M = {}
 
 -- With nothing finishing, look again at least this often (ms).
 local IDLE_POLL_MS = 1000
+-- When the batch may be told to stop, ask at least this often (ms).
+local STOP_POLL_MS = 100
 
 --- Runs `calls` (key -> call, started in the order of `keys`), at most
 -- `concurrency` at a time; calls `on_done(k, response)` or
@@ -31,12 +33,17 @@ local IDLE_POLL_MS = 1000
 --   says whether others are to come. It is called between polls that do
 --   not wait, so that the calls already started are sent and answered
 --   while it works, until it says no.
-function _M.over_multi(multi, calls, keys, concurrency, on_done, runtime, more)
+-- @param[opt] stop says why the batch is to stop (a string), or nil; it is
+--   asked between polls once `more` has said no. Then no further call is
+--   started: the calls not started and those waiting to retry end
+--   (`call:stop`), and the calls in flight run to the end of their
+--   attempt.
+function _M.over_multi(multi, calls, keys, concurrency, on_done, runtime, more, stop)
   local queue, waiting = {}, {}
   for i = 1, #keys do queue[i] = keys[i] end
   local queued_keys = #keys
 
-  local head, in_flight = 1, 0
+  local head, in_flight, stopped = 1, 0, nil
   -- Starts queued calls while there is room.
   local function fill()
     while in_flight < concurrency and head <= #queue do
@@ -63,7 +70,24 @@ function _M.over_multi(multi, calls, keys, concurrency, on_done, runtime, more)
     end
   end
 
+  -- Ends every call not started, and every call waiting to retry.
+  local function stop_the_rest()
+    for i = head, #queue do
+      local k = queue[i]
+      on_done(k, nil, select(2, calls[k]:stop(stopped)))
+    end
+    head = #queue + 1
+    for k in pairs(waiting) do
+      waiting[k] = nil
+      on_done(k, nil, select(2, calls[k]:stop(stopped)))
+    end
+  end
+
   while true do
+    if stop and not more and not stopped then
+      stopped = stop()
+      if stopped then stop_the_rest() end
+    end
     -- Retries whose wait is over go to the back of the queue.
     local t, soonest = now(), nil
     for k, at in pairs(waiting) do
@@ -79,6 +103,7 @@ function _M.over_multi(multi, calls, keys, concurrency, on_done, runtime, more)
 
     local timeout = IDLE_POLL_MS
     if soonest then timeout = max(0, min(timeout, (soonest - t) * 1000)) end
+    if stop and timeout > STOP_POLL_MS then timeout = STOP_POLL_MS end
     if more then timeout = 0 end
     if in_flight == 0 then
       if timeout > 0 then runtime:sleep(timeout / 1000) end
@@ -95,6 +120,7 @@ function _M.over_multi(multi, calls, keys, concurrency, on_done, runtime, more)
       for i = 1, #done do
         local k = done[i].token
         local state, value = calls[k]:finish(done[i].response)
+        if state == "retry" and stopped then state, value = calls[k]:stop(stopped) end
         if state == "retry" then
           waiting[k] = now() + value
         elseif state == "done" then

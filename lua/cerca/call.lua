@@ -186,6 +186,23 @@ function Call:broken_off(fault)
   return err
 end
 
+--- Ends a call that a batch told to stop (`create_many`'s `stop`) does not
+-- go on with: one never sent gets a `cancelled` error; one waiting for its
+-- next attempt ends with its last attempt's error, and the key to repeat
+-- it under.
+-- @tparam string why what stopped the batch
+-- @treturn string "failed"
+-- @treturn table the error
+function Call:stop(why)
+  local last = self.last_error
+  if self.attempt > 0 and last then
+    last.message = format("%s (not retried: %s)", last.message, why)
+    return give_up(self, last)
+  end
+  return give_up(self, errors.new("cancelled", format("not sent: %s before this call started; nothing was "
+    .. "made, and it can be sent again later", why)))
+end
+
 -- A successful answer, ready for the caller: counted, keyed, and holding
 -- nothing of the API key. (The header table is made from the raw block,
 -- and the decoded body can hold the key only if the raw text can.)
@@ -224,6 +241,7 @@ function Call:finish(res)
       request_id = request_id(res), attempt = attempt }
   end
   local err = failure.error
+  self.last_error = err
   local wait, server_wait = retry.next_wait(failure, attempt, attempts, outcome.headers(res))
   -- A wait the server asked for but that is too long is left to the caller.
   if server_wait then err.retry_after = server_wait end
@@ -235,11 +253,17 @@ function Call:finish(res)
   return "retry", wait
 end
 
+-- While a call waits to retry, a batch that may be told to stop asks at
+-- least this often (seconds).
+local STOP_STEP = 0.1
+
 --- Drives the call to its end on `runtime` (`cerca.runtime`): an attempt,
 -- then done, failed, or a wait and the next attempt.
+-- @tparam[opt] function stop says why the batch stops (a string), or nil:
+--   asked while the call waits for a next attempt
 -- @treturn table|nil the response
 -- @treturn[opt] table the error
-function Call:run(runtime)
+function Call:run(runtime, stop)
   while true do
     local request = self:next_request()
     local state, value
@@ -248,13 +272,19 @@ function Call:run(runtime)
     else
       state, value = self:expire()
     end
-    if state == "retry" then
+    if state == "retry" and not stop then
       runtime:sleep(value)
-    elseif state == "done" then
-      return value
-    else
-      return nil, value
+    elseif state == "retry" then
+      -- The wait goes by in short steps, asking between them.
+      local why, wake = stop(), now() + value
+      while not why and now() < wake do
+        runtime:sleep(min(STOP_STEP, wake - now()))
+        why = stop()
+      end
+      if why then state, value = self:stop(why) end
     end
+    if state == "done" then return value end
+    if state == "failed" then return nil, value end
   end
 end
 

@@ -44,6 +44,8 @@ _M.EXIT = {
   network = 5,      -- network, TLS or timeout
   partial = 6,      -- a batch finished with some failures
   output = 7,       -- the results could not be written (they went to stderr)
+  interrupted = 130, -- a batch stopped by SIGINT (Ctrl-C): 128 + 2
+  terminated = 143, -- a batch stopped by SIGTERM: 128 + 15
   internal = 1,     -- a bug in cerca
 }
 
@@ -82,6 +84,7 @@ Exit codes:
   0 success   2 usage or validation error   3 authentication or permission
   4 other API error   5 network, TLS or timeout   6 batch with some failures
   7 the results could not be written (they were printed on stderr instead)
+  130, 143 a batch stopped by Ctrl-C (SIGINT), by SIGTERM
   (deliveries send: 3 the receiver refused the delivery (401, 403), 4 it
   answered another non-2xx)
 
@@ -121,6 +124,9 @@ Batch mode (--fleets-file):
                          skips the fleets already created and repeats the
                          others under the same keys, so an interrupted run is
                          resumed without duplicates
+Ctrl-C (or SIGTERM) stops a batch: no create is started after it, and those
+in flight end and are written; a second Ctrl-C quits at once. A single
+create is let end, and shown.
 ]],
   ["webhooks events"] = [[
 Usage:

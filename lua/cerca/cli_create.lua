@@ -69,11 +69,8 @@ local function client_of(o, env)
   return cerca.new(opts)
 end
 
---- One create, for the one FLEET given.
--- @tparam table ui the output streams (`out`, `say`, `warn`, `color_out`, `tty_err`)
--- @tparam table o the options (`cerca.cli_args.parse_create`)
--- @tparam function env reads an environment variable
-function _M.one(ui, o, env)
+-- One create, for the one FLEET given.
+local function one(ui, o, env)
   if #o.fleets ~= 1 then
     return nil, usage_error("give one FLEET, or --fleets-file FILE for many")
   end
@@ -144,13 +141,7 @@ local function error_record(fleet_id, err, key)
     request_sent = err.request_sent or false, answer = _M.kept_answer(err) } }
 end
 
---- A create for each fleet of `--fleets-file`, through `create_many`; the
--- results as JSON lines on stdout or in the `--out` journal, from which a
--- re-run resumes.
--- @tparam table ui the output streams
--- @tparam table o the options
--- @tparam function env reads an environment variable
-function _M.batch(ui, o, env)
+local function batch(ui, o, env)
   if #o.fleets > 0 then return nil, usage_error("give FLEET or --fleets-file, not both") end
   if o.idempotency_key then
     return nil, usage_error("--idempotency-key is for a single fleet; each fleet of a batch gets its own key")
@@ -221,7 +212,7 @@ function _M.batch(ui, o, env)
     return "output"
   end
 
-  local done, failed = 0, 0
+  local done, failed, unsent = 0, 0, 0
   local show_progress = ui.tty_err and #items > 0
   if show_progress then progress(ui, 0, #items, 0) end
   local function on_result(i, r)
@@ -230,11 +221,30 @@ function _M.batch(ui, o, env)
     if r.ok then
       record(r.subscription)
     else
-      failed = failed + 1
+      local cancelled = r.error.type == "cancelled"
+      if cancelled then unsent = unsent + 1 else failed = failed + 1 end
       record(error_record(todo[i], r.error, items[i].options and items[i].options.idempotency_key))
-      if not show_progress then ui.warn(format("cerca: %s: %s\n", cerca.printable(todo[i]), tostring(r.error))) end
+      if not show_progress and not cancelled then
+        ui.warn(format("cerca: %s: %s\n", cerca.printable(todo[i]), tostring(r.error)))
+      end
     end
     if show_progress then progress(ui, done, #items, failed) end
+  end
+  -- SIGINT or SIGTERM (caught by `batch` below) stops the batch: no create
+  -- is started after it, those in flight end and are written.
+  local stopped_by
+  local function stop()
+    if not stopped_by then
+      local _, name = cerca.system.stop_signal()
+      if name then
+        stopped_by = name
+        ui.warn(format("%scerca: %s: stopping; the creates in flight end and are written (Ctrl-C again quits at "
+          .. "once, %s)\n", show_progress and "\n" or "", name, o.out
+          and "and a re-run with the same --out repeats them under their keys"
+          or "losing the secrets of those in flight"))
+      end
+    end
+    return stopped_by ~= nil
   end
   -- The fleets go to `create_many` a slice at a time: one call reads a
   -- bounded number of table entries (`items` holds more than a million
@@ -246,6 +256,7 @@ function _M.batch(ui, o, env)
     local got, why = client.webhooks.create_many(slice, {
       concurrency = concurrency,
       on_result = function(k, r) on_result(first + k - 1, r) end,
+      stop = stop,
     })
     if not got then
       refusal = why
@@ -258,15 +269,49 @@ function _M.batch(ui, o, env)
   if show_progress then
     ui.warn("\n")
     for i, r in ipairs(results) do
-      if not r.ok then ui.warn(format("cerca: %s: %s\n", cerca.printable(todo[i]), tostring(r.error))) end
+      if not r.ok and r.error.type ~= "cancelled" then
+        ui.warn(format("cerca: %s: %s\n", cerca.printable(todo[i]), tostring(r.error)))
+      end
     end
   end
-  ui.warn(format("cerca: %d created, %d failed%s%s\n", done - failed, failed,
+  local created_count = done - failed - unsent
+  ui.warn(format("cerca: %s%d created, %d failed%s%s%s\n", stopped_by and format("stopped by %s: ", stopped_by) or "",
+    created_count, failed, unsent > 0 and format(", %d not sent", unsent) or "",
     o.out and format(", %d skipped (already in %s)", skipped, cerca.printable(o.out)) or "",
-    (done - failed > 0 and not o.out) and "; the secrets above are shown once" or ""))
+    (created_count > 0 and not o.out) and "; the secrets above are shown once" or ""))
   if write_error then return rescue(ui, where, write_error, concat(unwritten)) end
   if refusal then return nil, refusal end
+  if stopped_by then return stopped_by == "SIGINT" and "interrupted" or "terminated" end
   return failed > 0 and "partial" or "ok"
+end
+
+-- Runs `work` with SIGINT and SIGTERM caught, so that Ctrl-C cannot cut
+-- off a create whose secret is on its way (the first of each is caught; a
+-- second one quits at once).
+local function signals_caught(work, ...)
+  cerca.system.catch_stop_signals()
+  local ok, outcome, err = pcall(work, ...)
+  cerca.system.release_stop_signals()
+  if not ok then error(outcome, 0) end
+  return outcome, err
+end
+
+--- One create, for the one FLEET given; a Ctrl-C lets it end and shows it.
+-- @tparam table ui the output streams (`out`, `say`, `warn`, `color_out`, `tty_err`)
+-- @tparam table o the options (`cerca.cli_args.parse_create`)
+-- @tparam function env reads an environment variable
+function _M.one(ui, o, env)
+  return signals_caught(one, ui, o, env)
+end
+
+--- A create for each fleet of `--fleets-file`, through `create_many`; the
+-- results as JSON lines on stdout or in the `--out` journal, from which a
+-- re-run resumes. SIGINT or SIGTERM stops it between creates.
+-- @tparam table ui the output streams
+-- @tparam table o the options
+-- @tparam function env reads an environment variable
+function _M.batch(ui, o, env)
+  return signals_caught(batch, ui, o, env)
 end
 
 return _M

@@ -314,7 +314,9 @@ end
 --   No code of the caller may run while it reads the caller's items, so
 --   with a `logger` of the caller's (which the calls in flight write to)
 --   it is called until it says no before anything is sent.
-function Client:request_many(calls, concurrency, on_done, read_more)
+-- @tparam[opt] function stop says why the batch is to stop (a string), or
+--   nil; asked once every call is read (see `cerca.batch`)
+function Client:request_many(calls, concurrency, on_done, read_more, stop)
   if getmetatable(self) ~= Client then return nil, not_a_client("request_many") end
   local keys = {}
   for k = 1, #calls do keys[k] = k end
@@ -335,7 +337,7 @@ function Client:request_many(calls, concurrency, on_done, read_more)
     return
   end
   if #calls == 0 then return end
-  return rt:run_many(calls, keys, concurrency, on_done, more)
+  return rt:run_many(calls, keys, concurrency, on_done, more, stop)
 end
 
 -- No public method raises: a fault inside becomes `nil, err`.

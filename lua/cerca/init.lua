@@ -125,6 +125,29 @@ end
 -- @function system.ignore_write_signals
 system.ignore_write_signals = core.ignore_write_signals
 
+--- For command-line programs (the `cerca` command uses it around its
+-- creates): from now on SIGINT (Ctrl-C) and SIGTERM only set a flag, which
+-- `system.stop_signal` reads, typically from `create_many`'s `stop`. The
+-- first of each is caught; a second one has its default effect (the
+-- process ends at once). A signal the process ignores (nohup, a background
+-- job) stays ignored. It changes settings of the process: not for a
+-- library's host (nginx, an application).
+-- @function system.catch_stop_signals
+system.catch_stop_signals = core.catch_stop_signals
+
+--- The signal caught since `system.catch_stop_signals`, if any.
+-- @function system.stop_signal
+-- @treturn number|nil its number (2 or 15)
+-- @treturn[opt] string its name, `"SIGINT"` or `"SIGTERM"`
+system.stop_signal = core.stop_signal
+
+--- Gives SIGINT and SIGTERM back to the handlers they had before
+-- `system.catch_stop_signals`, and forgets what was caught.
+-- @function system.release_stop_signals
+-- @treturn number|nil the signal that was caught, as `system.stop_signal`
+-- @treturn[opt] string its name
+system.release_stop_signals = core.release_stop_signals
+
 _M.system = system
 
 _M.journal = journal
@@ -287,7 +310,9 @@ end)
 -- @function webhooks.create_many
 -- @tparam table items a list of `{ fleet_id =, params =, options = }`
 -- @tparam[opt] table opts `concurrency` (default 16, 1 to 1000),
---   `on_result(i, result)` (called as each item ends)
+--   `on_result(i, result)` (called as each item ends), `stop()` (asked
+--   between waits once every item is read; once it returns true no further
+--   create is started, and the items not sent end with a `cancelled` error)
 -- @treturn table|nil the results in input order: `{ ok = true,
 --   subscription =, response = }` or `{ ok = false, error = }`
 -- @treturn[opt] table the error when `items` or `opts` are wrong

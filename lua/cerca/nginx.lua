@@ -19,6 +19,7 @@ local transport = require "cerca.transport"
 local ngx = ngx
 local type = type
 local tostring = tostring
+local select = select
 local setmetatable = setmetatable
 local format = string.format
 local min = math.min
@@ -137,8 +138,9 @@ end
 
 --- Many calls at once: `concurrency` light threads, each running calls one
 -- after another as a single create does (in the master, as in plain Lua).
-function Nginx:run_many(calls, keys, concurrency, on_done, more)
-  if in_master() then return self.master:run_many(calls, keys, concurrency, on_done, more) end
+-- `stop` is asked before each call is taken and before each wait to retry.
+function Nginx:run_many(calls, keys, concurrency, on_done, more, stop)
+  if in_master() then return self.master:run_many(calls, keys, concurrency, on_done, more, stop) end
   -- Every call is read before the light threads start.
   while more and more() do end
   local taken = 0
@@ -146,7 +148,12 @@ function Nginx:run_many(calls, keys, concurrency, on_done, more)
     while taken < #keys do
       taken = taken + 1
       local k = keys[taken]
-      on_done(k, calls[k]:run(self))
+      local why = stop and stop()
+      if why then
+        on_done(k, nil, select(2, calls[k]:stop(why)))
+      else
+        on_done(k, calls[k]:run(self, stop))
+      end
     end
   end
   local threads = {}

@@ -79,8 +79,9 @@ end
 --- Runs `calls` (key -> `cerca.call`, in the order of `keys`) at most
 -- `concurrency` at a time over the runtime's curl multi handle, kept
 -- between batches for its connection cache. `more`, when given, is called
--- between polls while the first calls are in flight (see `cerca.batch`).
-function Plain:run_many(calls, keys, concurrency, on_done, more)
+-- between polls while the first calls are in flight, and `stop`, when
+-- given, once it is over (see `cerca.batch`).
+function Plain:run_many(calls, keys, concurrency, on_done, more, stop)
   local m = self.multi
   self.multi = nil
   if not m then
@@ -98,7 +99,7 @@ function Plain:run_many(calls, keys, concurrency, on_done, more)
   -- or closed: after a failed batch (transfers may be left in it), when
   -- the runtime was closed meanwhile, or when nothing is to be kept.
   local closes = self.closes
-  local ok, err = pcall(batch.over_multi, m, calls, keys, concurrency, on_done, self, more)
+  local ok, err = pcall(batch.over_multi, m, calls, keys, concurrency, on_done, self, more, stop)
   if ok and self.keep and self.closes == closes and not self.multi then
     self.multi = m
   else

@@ -327,7 +327,7 @@ end
 
 local ITEM_KEYS = { "fleet_id", "params", "options" }
 local ITEM_KEY = { fleet_id = true, params = true, options = true }
-local MANY_OPTIONS = { "concurrency", "on_result" }
+local MANY_OPTIONS = { "concurrency", "on_result", "stop" }
 -- Items read between two polls of a running batch (about 0.5 ms of work).
 local READ_CHUNK = 64
 
@@ -373,6 +373,11 @@ function _M.create_many(client, items, opts)
   if on_result ~= nil and type(on_result) ~= "function" then
     return nil, invalid("opts.on_result", format("opts.on_result must be a function(i, result) (got %s)",
       validate.describe(on_result)))
+  end
+  local stop = opts.stop
+  if stop ~= nil and type(stop) ~= "function" then
+    return nil, invalid("opts.stop", format("opts.stop must be a function() returning true to stop the batch "
+      .. "(got %s)", validate.describe(stop)))
   end
   local concurrency = opts.concurrency or CONCURRENCY.default
 
@@ -460,7 +465,25 @@ function _M.create_many(client, items, opts)
     return false
   end
 
-  read_to(min(count, concurrency))
+  -- The caller's stop is asked only where no code of the caller's can
+  -- change an item not yet read: before the first is read, and once all
+  -- are. Its first true holds for the rest of the batch; one that raises
+  -- stops it too.
+  local stopped
+  local function should_stop()
+    if not stopped then
+      local ok, yes = pcall(stop)
+      if not ok then
+        stopped = format("the batch was stopped (opts.stop raised an error: %s)",
+          type(yes) == "string" and yes or type(yes))
+      elseif yes then
+        stopped = "the batch was stopped (opts.stop)"
+      end
+    end
+    return stopped
+  end
+  -- Stopped before it starts: every item is read, and each ends unsent.
+  read_to(min(count, (stop and should_stop()) and count or concurrency))
   if next_item > count then end_reading() end
   local _, fault = client:request_many(calls, concurrency, function(k, res, err)
     local sub, e, response = created(fleet_of[k], res, err)
@@ -470,7 +493,7 @@ function _M.create_many(client, items, opts)
       e.item = index_of[k]
       report(index_of[k], { ok = false, error = e })
     end
-  end, reading and read_more or nil)
+  end, reading and read_more or nil, stop and should_stop)
   if reading then
     -- The batch broke off inside cerca before every item was read: the
     -- others were never sent.

@@ -61,21 +61,43 @@ function _M.sequential()
   reply { created = created, first_error = first_error }
 end
 
--- GET /many?n=<count>&concurrency=<c>: create_many over n fleets; answers
--- how many succeeded, in input order.
+-- GET /many?n=<count>&concurrency=<c>[&stop_after=<results>|&stop_ms=<ms>]:
+-- create_many over n fleets; answers how many succeeded, in input order.
+-- With stop_after or stop_ms, opts.stop says to stop once that many
+-- results came or that time passed; the answer then also counts the
+-- results by error type, and how many had ended when stop first said so.
 function _M.many()
   local args = ngx.req.get_uri_args()
   local client = new_client("cerca")
   local items = {}
   for i = 1, tonumber(args.n) do items[i] = { fleet_id = "fleet_many_" .. i, params = { url = URL } } end
-  local results = assert(client.webhooks.create_many(items, { concurrency = tonumber(args.concurrency) }))
-  local created, in_order = 0, true
+  local opts = { concurrency = tonumber(args.concurrency) }
+  local ended, ended_at_stop, t0 = 0, nil, ngx.now()
+  if args.stop_after or args.stop_ms then
+    opts.on_result = function() ended = ended + 1 end
+    opts.stop = function()
+      ngx.update_time()
+      local yes = (args.stop_after and ended >= tonumber(args.stop_after))
+        or (args.stop_ms and (ngx.now() - t0) * 1000 >= tonumber(args.stop_ms))
+      if yes then ended_at_stop = ended_at_stop or ended end
+      return yes
+    end
+  end
+  local results = assert(client.webhooks.create_many(items, opts))
+  local created, in_order, errors = 0, true, {}
   for i, r in ipairs(results) do
-    if r.ok then created = created + 1 end
+    if r.ok then
+      created = created + 1
+    else
+      errors[r.error.type] = (errors[r.error.type] or 0) + 1
+    end
     if not r.ok or r.subscription.fleetId ~= "fleet_many_" .. i then in_order = false end
   end
   client:close()
-  reply { created = created, in_order = in_order }
+  if not opts.stop then return reply { created = created, in_order = in_order } end
+  ngx.update_time()
+  reply { created = created, errors = errors, ended_at_stop = ended_at_stop, seconds = ngx.now() - t0,
+    first_error = results[1].error and tostring(results[1].error) }
 end
 
 -- phases.conf ----------------------------------------------------------------
