@@ -403,10 +403,16 @@ describe("the cerca command", function()
     local function start(args)
       local dir = work .. "/bg"
       sh("rm -rf " .. q(dir) .. " && mkdir " .. q(dir))
-      local pid = sh(("(cd %s && %s && env CERCA_API_KEY=%s CERCA_BASE_URL=%s sh -c '%s \"$@\" >%s 2>%s </dev/null & "
-        .. "echo $! >%s; wait $!; echo $? >%s' cerca %s >/dev/null 2>&1 &) ; sleep 0.2; cat %s")
+      sh(("(cd %s && %s && env CERCA_API_KEY=%s CERCA_BASE_URL=%s sh -c '%s \"$@\" >%s 2>%s </dev/null & "
+        .. "echo $! >%s.new && mv %s.new %s; wait $!; echo $? >%s' cerca %s >/dev/null 2>&1 &)")
         :format(q(work), tree_paths, q(srv.api_key), q(srv.http_url), cerca_bin, q(dir .. "/out"),
-          q(dir .. "/err"), q(dir .. "/pid"), q(dir .. "/status"), args, q(dir .. "/pid"))):match("%d+")
+          q(dir .. "/err"), q(dir .. "/pid"), q(dir .. "/pid"), q(dir .. "/pid"), q(dir .. "/status"), args))
+      local pid
+      local pid_deadline = os.time() + 30
+      repeat
+        pid = (read(dir .. "/pid") or ""):match("%d+")
+        if not pid then sh("sleep 0.05") end
+      until pid or os.time() > pid_deadline
       assert(pid, "no pid")
       return pid, function()
         local deadline = os.time() + 60
@@ -433,6 +439,7 @@ describe("the cerca command", function()
       wait_for("two waves", function() return #srv:subscriptions() >= 8 end)
       sh("kill -INT " .. pid)
       local _, err, status = ended()
+      -- Ended by the signal, once everything was written: 128 + 2.
       assert.are.equal(130, status, err)
       assert.matches("cerca: SIGINT: stopping; the creates in flight end and are written (Ctrl-C again quits at "
         .. "once, and a re-run with the same --out repeats them under their keys)\n", err, 1, true)
@@ -452,6 +459,7 @@ describe("the cerca command", function()
         if r.secret then secret_of[r.fleetId] = r.secret end
         if r.error then
           assert.are.equal("cancelled", r.error.type)
+          assert.matches("the batch was stopped (SIGINT)", r.error.message, 1, true)
           assert.is_false(r.error.request_sent)
           cancelled = cancelled + 1
         end
@@ -467,15 +475,34 @@ describe("the cerca command", function()
       assert.are.equal(40, #srv:subscriptions())
     end)
 
-    it("lets a single create end at Ctrl-C, and shows its secret", function()
+    it("lets a single create end at Ctrl-C, shows its secret, then ends by the signal", function()
       srv:enqueue { action = "pass", delay = 1.5 }
       local pid, ended = start("webhooks create fleet_sig --url https://example.com/h --json")
       wait_for("the request", function() return #srv:requests() >= 1 end)
       sh("kill -INT " .. pid)
       local out, err, status = ended()
-      assert.are.equal(0, status, err)
+      assert.are.equal(130, status, err)
+      local key = srv:requests()[1].headers["idempotency-key"]
+      assert.are.equal("cerca: SIGINT: letting the create in flight end; Ctrl-C again quits at once (then repeat "
+        .. "with --idempotency-key " .. key .. " to get its subscription without a duplicate)\n", err)
       assert.are.equal(1, #srv:subscriptions())
       assert.are.equal(srv:subscriptions()[1].secret, cjson.decode(out).secret)
+    end)
+
+    it("ends a single create's wait to retry at SIGTERM, with the key to repeat it under", function()
+      srv:enqueue { status = 503, body = "{}", headers = { ["Retry-After-Ms"] = "20000" } }
+      local pid, ended = start("webhooks create fleet_sig --url https://example.com/h")
+      wait_for("the request", function() return #srv:requests() >= 1 end)
+      local t0 = helpers.now()
+      sh("kill -TERM " .. pid)
+      local out, err, status = ended()
+      assert.is_true(helpers.now() - t0 < 10, "it waited")
+      assert.are.equal(143, status, err)
+      assert.are.equal("", out)
+      local key = srv:requests()[1].headers["idempotency-key"]
+      assert.matches("(not retried: the batch was stopped (SIGTERM)); the subscription may exist: repeat with "
+        .. "--idempotency-key " .. key, err, 1, true)
+      assert.are.equal(1, #srv:requests())
     end)
 
     it("--json writes one object per line to stdout, and only that", function()

@@ -557,7 +557,8 @@ describe("webhooks.create_many", function()
         assert.are.equal(0, r.error.attempts)
         assert.is_nil(r.error.idempotency_key)
         assert.is_nil(r.error.request_sent)
-        assert.matches("not sent: the batch was stopped (opts.stop) before this call started; nothing was made",
+        assert.is_true(r.error.stopped)
+        assert.matches("not sent: the batch was stopped (opts.stop) before this call started; it sent nothing",
           r.error.message, 1, true)
       end
     end
@@ -576,13 +577,14 @@ describe("webhooks.create_many", function()
     srv:enqueue { status = 503, body = "{}", headers = { ["Retry-After-Ms"] = "3000" } }
     local t0 = helpers.now()
     local results = assert(client.webhooks.create_many(items_for(1), {
-      stop = function() return helpers.now() - t0 > 0.3 end,
+      stop = function() return helpers.now() - t0 > 0.3 and "out of time" end,
     }))
     local elapsed = helpers.now() - t0
     assert.is_true(elapsed < 2, "elapsed " .. elapsed)
     local err = results[1].error
     assert.are.equal("server", err.type)
-    assert.matches("(not retried: the batch was stopped (opts.stop))", err.message, 1, true)
+    assert.is_true(err.stopped)
+    assert.matches("(not retried: the batch was stopped (out of time))", err.message, 1, true)
     assert.are.equal(1, err.attempts)
     assert.is_true(err.request_sent)
     assert.are.equal(srv:requests()[1].headers["idempotency-key"], err.idempotency_key)
@@ -611,6 +613,31 @@ describe("webhooks.create_many", function()
       assert.matches("(opts.stop raised an error: boom)", results[i].error.message, 1, true)
     end
     assert.are.same({}, srv:requests())
+  end)
+
+  it("asks opts.stop before it looks at the items: a metatable its first question adds is seen", function()
+    -- Were the items looked at first, item 150 would pass for plain and be
+    -- read later, while the first creates travel, and its raising
+    -- metamethod would break the batch off with those creates' answers.
+    local items, asked = items_for(200), 0
+    local r, err = client.webhooks.create_many(items, {
+      concurrency = 4,
+      stop = function()
+        asked = asked + 1
+        if asked == 1 then setmetatable(items[150], { __pairs = function() error("boom", 0) end }) end
+        return false
+      end,
+    })
+    if _VERSION == "Lua 5.1" then
+      -- No __pairs in Lua 5.1 and LuaJIT: the item is copied, and sent.
+      for i = 1, 200 do assert.is_true(r[i].ok, tostring(r[i].error)) end
+      assert.are.equal(200, #srv:subscriptions())
+    else
+      -- Its __pairs raised while the items were read, before anything was sent.
+      assert.is_nil(r)
+      assert.are.equal("invalid_request", err.type)
+      assert.are.same({}, srv:requests())
+    end
   end)
 
   it("asks opts.stop only where it cannot change an item being read", function()

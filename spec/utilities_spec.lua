@@ -315,4 +315,24 @@ describe("cerca.system", function()
       "15\tSIGTERM", "2\tSIGINT", "exit 130", "" }, "\n"), out)
     assert.are.equal(0, status)
   end)
+
+  it("exit_by_signal ends the process by the signal, after C's buffered output", function()
+    local file = os.tmpname()
+    helpers.write(file, [[
+      local system = require("cerca").system
+      system.catch_stop_signals()
+      io.stdout:setvbuf("full")
+      io.write("written first")
+      system.exit_by_signal(tonumber(arg[1]))
+      print("still running")
+    ]])
+    -- perl (in every Debian) reports how its child ended: killed by which
+    -- signal, or exited with which code.
+    for _, sig in ipairs { 2, 15 } do
+      local out = sh(("perl -e 'system(@ARGV); print \" signal=\", $? & 127, \" code=\", $? >> 8' env LUA_PATH=%s "
+        .. "LUA_CPATH=%s %s %s %d"):format(q(package.path), q(package.cpath), helpers.interpreter, q(file), sig))
+      assert.are.equal("written first signal=" .. sig .. " code=0", out)
+    end
+    os.remove(file)
+  end)
 end)

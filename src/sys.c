@@ -8,11 +8,13 @@
  *   core.catch_stop_signals()   SIGINT and SIGTERM set a flag, once each
  *   core.stop_signal()          -> the number and name of the first caught, or nil
  *   core.release_stop_signals() -> the same; the earlier handlers are back
+ *   core.exit_by_signal(sig)    ends the process by SIGINT or SIGTERM
  *   core.curl_version     the version of the libcurl in use
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, nanosleep */
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -142,6 +144,24 @@ static int l_release_stop_signals(lua_State *L)
     return n;
 }
 
+/* exit_by_signal(sig): C's output buffers flushed, the signal's default
+ * action restored and the signal raised: the process ends as if it had
+ * never been caught, and a shell (or a script's loop) sees that it was
+ * interrupted. Returns only if the signal could not end it. */
+static int l_exit_by_signal(lua_State *L)
+{
+    lua_Integer sig = luaL_checkinteger(L, 1);
+    sigset_t set;
+    luaL_argcheck(L, sig == SIGINT || sig == SIGTERM, 1, "SIGINT (2) or SIGTERM (15)");
+    fflush(NULL);
+    signal((int)sig, SIG_DFL);
+    sigemptyset(&set);
+    sigaddset(&set, (int)sig);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    raise((int)sig);
+    return 0;
+}
+
 static const luaL_Reg sys_functions[] = {
     {"monotime", l_monotime},
     {"sleep", l_sleep},
@@ -150,6 +170,7 @@ static const luaL_Reg sys_functions[] = {
     {"catch_stop_signals", l_catch_stop_signals},
     {"stop_signal", l_stop_signal},
     {"release_stop_signals", l_release_stop_signals},
+    {"exit_by_signal", l_exit_by_signal},
     {NULL, NULL},
 };
 

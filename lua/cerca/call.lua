@@ -77,6 +77,9 @@ function _M.new(profile, method, path, body, options, options_copied)
     key = nil, attempts = nil, timeout = nil, deadline_seconds = nil, request = nil,
     -- each attempt's
     in_flight = nil, started = nil, deadline = nil, request_sent = nil,
+    -- Added only by a failed attempt, which is rare: `last_error` (what a
+    -- retry would follow) and `created` (a 2xx that broke off). Two more
+    -- fields here would double the size of every call's table.
   }
   local _, err = prepare.call(profile, method, path, body, options, c, options_copied)
   if err then return nil, err end
@@ -189,7 +192,7 @@ end
 --- Ends a call that a batch told to stop (`create_many`'s `stop`) does not
 -- go on with: one never sent gets a `cancelled` error; one waiting for its
 -- next attempt ends with its last attempt's error, and the key to repeat
--- it under.
+-- it under. Either error has `stopped = true`.
 -- @tparam string why what stopped the batch
 -- @treturn string "failed"
 -- @treturn table the error
@@ -197,10 +200,11 @@ function Call:stop(why)
   local last = self.last_error
   if self.attempt > 0 and last then
     last.message = format("%s (not retried: %s)", last.message, why)
+    last.stopped = true
     return give_up(self, last)
   end
-  return give_up(self, errors.new("cancelled", format("not sent: %s before this call started; nothing was "
-    .. "made, and it can be sent again later", why)))
+  return give_up(self, errors.new("cancelled", format("not sent: %s before this call started; it sent "
+    .. "nothing, and can be sent again later", why), { stopped = true }))
 end
 
 -- A successful answer, ready for the caller: counted, keyed, and holding

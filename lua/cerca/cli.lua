@@ -44,8 +44,12 @@ _M.EXIT = {
   network = 5,      -- network, TLS or timeout
   partial = 6,      -- a batch finished with some failures
   output = 7,       -- the results could not be written (they went to stderr)
-  interrupted = 130, -- a batch stopped by SIGINT (Ctrl-C): 128 + 2
-  terminated = 143, -- a batch stopped by SIGTERM: 128 + 15
+  -- A create or batch told to stop by SIGINT (Ctrl-C) or SIGTERM ends by
+  -- that signal once its results are written: the shell sees 128 + its
+  -- number (and a script running it stops too). These are the codes
+  -- should the signal not end the process.
+  interrupted = 130,
+  terminated = 143,
   internal = 1,     -- a bug in cerca
 }
 
@@ -84,7 +88,7 @@ Exit codes:
   0 success   2 usage or validation error   3 authentication or permission
   4 other API error   5 network, TLS or timeout   6 batch with some failures
   7 the results could not be written (they were printed on stderr instead)
-  130, 143 a batch stopped by Ctrl-C (SIGINT), by SIGTERM
+  130, 143 a create or batch stopped by Ctrl-C (SIGINT), by SIGTERM
   (deliveries send: 3 the receiver refused the delivery (401, 403), 4 it
   answered another non-2xx)
 
@@ -325,12 +329,24 @@ function _M.main(argv, env)
   cerca.system.ignore_write_signals()
   local ui = new_ui(env)
   local ok, outcome, err = xpcall(function() return dispatch(ui, argv, env) end, debug.traceback)
+  local code
   if not ok then
     -- A bug: one line, without the traceback's file paths and values.
     ui.warn("cerca: internal error: ", (tostring(outcome):match("^[^\n]*")), "\n")
-    return _M.EXIT.internal
+    code = _M.EXIT.internal
+  else
+    code = _M.EXIT[outcome or report(ui, err)] or _M.EXIT.internal
   end
-  return _M.EXIT[outcome or report(ui, err)] or _M.EXIT.internal
+  -- Everything is written: a SIGINT or SIGTERM caught meanwhile (see
+  -- cerca.cli_create) now ends the process, as it would have at once, so
+  -- that a shell script running cerca stops as well. Exit 7 says where
+  -- the secrets went instead, and wins.
+  local signal = cerca.system.release_stop_signals()
+  if signal and code ~= _M.EXIT.output then
+    cerca.system.exit_by_signal(signal)
+    return signal == 2 and _M.EXIT.interrupted or _M.EXIT.terminated
+  end
+  return code
 end
 
 return _M

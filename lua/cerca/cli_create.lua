@@ -69,7 +69,30 @@ local function client_of(o, env)
   return cerca.new(opts)
 end
 
--- One create, for the one FLEET given.
+-- How to send `name` (a signal caught) again.
+local function again(name)
+  return name == "SIGINT" and "Ctrl-C" or name
+end
+
+-- A `stop` for `create_many` over the signal the command caught (see
+-- `catching`): it says once, through `on_first(name)`, what happens now,
+-- and gives the signal's name as the reason the calls not ended stop.
+local function signal_stop(on_first)
+  local seen
+  return function()
+    if not seen then
+      local _, name = cerca.system.stop_signal()
+      if name then
+        seen = name
+        on_first(name)
+      end
+    end
+    return seen
+  end
+end
+
+-- One create, for the one FLEET given. It runs as a batch of one, so that
+-- a signal ends a wait to retry at once (a create in flight is let end).
 local function one(ui, o, env)
   if #o.fleets ~= 1 then
     return nil, usage_error("give one FLEET, or --fleets-file FILE for many")
@@ -81,10 +104,22 @@ local function one(ui, o, env)
   if not params then return nil, perr end
   local client, err = client_of(o, env)
   if not client then return nil, err end
-  local sub, cerr = client.webhooks.create(o.fleets[1], params, { idempotency_key = o.idempotency_key })
+  -- Drawn here, so that a user who quits at once knows the key to repeat with.
+  local key = o.idempotency_key or cerca.new_idempotency_key()
+  local results, cerr = client.webhooks.create_many({
+    { fleet_id = o.fleets[1], params = params, options = { idempotency_key = key } },
+  }, {
+    concurrency = 1,
+    stop = signal_stop(function(name)
+      ui.warn(format("cerca: %s: letting the create in flight end; %s again quits at once (then repeat with "
+        .. "--idempotency-key %s to get its subscription without a duplicate)\n", name, again(name), key))
+    end),
+  })
   client:close()
-  if not sub then return nil, cerr end
-  return show_subscription(ui, sub, o.json)
+  if not results then return nil, cerr end
+  local r = results[1]
+  if not r.ok then return nil, r.error end
+  return show_subscription(ui, r.subscription, o.json)
 end
 
 -- What an --out journal says of earlier runs: the fleets created (a record
@@ -212,7 +247,8 @@ local function batch(ui, o, env)
     return "output"
   end
 
-  local done, failed, unsent = 0, 0, 0
+  -- unsent: cancelled, never sent; cut: ended by a signal (unsent ones too)
+  local done, failed, unsent, cut = 0, 0, 0, 0
   local show_progress = ui.tty_err and #items > 0
   if show_progress then progress(ui, 0, #items, 0) end
   local function on_result(i, r)
@@ -223,6 +259,7 @@ local function batch(ui, o, env)
     else
       local cancelled = r.error.type == "cancelled"
       if cancelled then unsent = unsent + 1 else failed = failed + 1 end
+      if r.error.stopped then cut = cut + 1 end
       record(error_record(todo[i], r.error, items[i].options and items[i].options.idempotency_key))
       if not show_progress and not cancelled then
         ui.warn(format("cerca: %s: %s\n", cerca.printable(todo[i]), tostring(r.error)))
@@ -230,22 +267,16 @@ local function batch(ui, o, env)
     end
     if show_progress then progress(ui, done, #items, failed) end
   end
-  -- SIGINT or SIGTERM (caught by `batch` below) stops the batch: no create
-  -- is started after it, those in flight end and are written.
+  -- SIGINT or SIGTERM (caught since `catching` below) stops the batch: no
+  -- create is started after it, those in flight end and are written.
   local stopped_by
-  local function stop()
-    if not stopped_by then
-      local _, name = cerca.system.stop_signal()
-      if name then
-        stopped_by = name
-        ui.warn(format("%scerca: %s: stopping; the creates in flight end and are written (Ctrl-C again quits at "
-          .. "once, %s)\n", show_progress and "\n" or "", name, o.out
-          and "and a re-run with the same --out repeats them under their keys"
-          or "losing the secrets of those in flight"))
-      end
-    end
-    return stopped_by ~= nil
-  end
+  local stop = signal_stop(function(name)
+    stopped_by = name
+    ui.warn(format("%scerca: %s: stopping; the creates in flight end and are written (%s again quits at once, "
+      .. "%s)\n", show_progress and "\n" or "", name, again(name), o.out
+      and "and a re-run with the same --out repeats them under their keys"
+      or "losing the secrets of those in flight"))
+  end)
   -- The fleets go to `create_many` a slice at a time: one call reads a
   -- bounded number of table entries (`items` holds more than a million
   -- past about 160,000 fleets), and a fleets file may list more.
@@ -275,25 +306,22 @@ local function batch(ui, o, env)
     end
   end
   local created_count = done - failed - unsent
-  ui.warn(format("cerca: %s%d created, %d failed%s%s%s\n", stopped_by and format("stopped by %s: ", stopped_by) or "",
+  ui.warn(format("cerca: %s%d created, %d failed%s%s%s\n", cut > 0 and format("stopped by %s: ", stopped_by) or "",
     created_count, failed, unsent > 0 and format(", %d not sent", unsent) or "",
     o.out and format(", %d skipped (already in %s)", skipped, cerca.printable(o.out)) or "",
     (created_count > 0 and not o.out) and "; the secrets above are shown once" or ""))
   if write_error then return rescue(ui, where, write_error, concat(unwritten)) end
   if refusal then return nil, refusal end
-  if stopped_by then return stopped_by == "SIGINT" and "interrupted" or "terminated" end
   return failed > 0 and "partial" or "ok"
 end
 
--- Runs `work` with SIGINT and SIGTERM caught, so that Ctrl-C cannot cut
--- off a create whose secret is on its way (the first of each is caught; a
--- second one quits at once).
-local function signals_caught(work, ...)
+-- Runs `work` with SIGINT and SIGTERM caught from now on, so that Ctrl-C
+-- cannot cut off a create whose secret is on its way (the first of each is
+-- caught; a second one quits at once). `cerca.cli.main` gives them back
+-- once the results are written, and then ends by the signal caught.
+local function catching(work, ...)
   cerca.system.catch_stop_signals()
-  local ok, outcome, err = pcall(work, ...)
-  cerca.system.release_stop_signals()
-  if not ok then error(outcome, 0) end
-  return outcome, err
+  return work(...)
 end
 
 --- One create, for the one FLEET given; a Ctrl-C lets it end and shows it.
@@ -301,7 +329,7 @@ end
 -- @tparam table o the options (`cerca.cli_args.parse_create`)
 -- @tparam function env reads an environment variable
 function _M.one(ui, o, env)
-  return signals_caught(one, ui, o, env)
+  return catching(one, ui, o, env)
 end
 
 --- A create for each fleet of `--fleets-file`, through `create_many`; the
@@ -311,7 +339,7 @@ end
 -- @tparam table o the options
 -- @tparam function env reads an environment variable
 function _M.batch(ui, o, env)
-  return signals_caught(batch, ui, o, env)
+  return catching(batch, ui, o, env)
 end
 
 return _M

@@ -37,7 +37,7 @@ _M.TYPES = {
   timeout = "the attempt ran out of time",
   tls = "TLS handshake or certificate verification failed",
   invalid_response = "a 2xx answer that cannot be read; raw body kept in err.body",
-  cancelled = "create_many was told to stop (opts.stop) before this call was sent: nothing was made",
+  cancelled = "create_many was told to stop (opts.stop) before this call was sent: it sent nothing",
   -- webhooks.verify, receiving a delivery:
   missing_header = "a webhook-id, -timestamp or -signature header is missing, empty or repeated",
   invalid_signature = "no v1 signature matches the body and headers",

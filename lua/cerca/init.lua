@@ -129,9 +129,9 @@ system.ignore_write_signals = core.ignore_write_signals
 -- creates): from now on SIGINT (Ctrl-C) and SIGTERM only set a flag, which
 -- `system.stop_signal` reads, typically from `create_many`'s `stop`. The
 -- first of each is caught; a second one has its default effect (the
--- process ends at once). A signal the process ignores (nohup, a background
--- job) stays ignored. It changes settings of the process: not for a
--- library's host (nginx, an application).
+-- process ends at once). A signal ignored when this is called stays
+-- ignored. It changes settings of the process: not for a library's host
+-- (nginx, an application).
 -- @function system.catch_stop_signals
 system.catch_stop_signals = core.catch_stop_signals
 
@@ -147,6 +147,14 @@ system.stop_signal = core.stop_signal
 -- @treturn number|nil the signal that was caught, as `system.stop_signal`
 -- @treturn[opt] string its name
 system.release_stop_signals = core.release_stop_signals
+
+--- Ends the process by SIGINT or SIGTERM, as if the signal had never been
+-- caught (C's output buffers are flushed first): a shell sees 128 + its
+-- number, and a shell script running the program stops too. For a program
+-- that caught the signal to finish its writes first.
+-- @function system.exit_by_signal
+-- @tparam number sig 2 (SIGINT) or 15 (SIGTERM)
+system.exit_by_signal = core.exit_by_signal
 
 _M.system = system
 
@@ -311,8 +319,9 @@ end)
 -- @tparam table items a list of `{ fleet_id =, params =, options = }`
 -- @tparam[opt] table opts `concurrency` (default 16, 1 to 1000),
 --   `on_result(i, result)` (called as each item ends), `stop()` (asked
---   between waits once every item is read; once it returns true no further
---   create is started, and the items not sent end with a `cancelled` error)
+--   before `items` is read, then between waits once every item is read;
+--   once it returns true, or a string saying why, no further create is
+--   started, and the items not sent end with a `cancelled` error)
 -- @treturn table|nil the results in input order: `{ ok = true,
 --   subscription =, response = }` or `{ ok = false, error = }`
 -- @treturn[opt] table the error when `items` or `opts` are wrong

@@ -17,6 +17,7 @@ local type = type
 local pairs = pairs
 local ipairs = ipairs
 local format = string.format
+local strsub = string.sub
 local find = string.find
 local setmetatable = setmetatable
 local rawget = rawget
@@ -330,6 +331,8 @@ local ITEM_KEY = { fleet_id = true, params = true, options = true }
 local MANY_OPTIONS = { "concurrency", "on_result", "stop" }
 -- Items read between two polls of a running batch (about 0.5 ms of work).
 local READ_CHUNK = 64
+-- The most of a reason `stop` gives (or of its error) that a message quotes.
+local MAX_REASON = 200
 
 --- How many creates `create_many` keeps in flight: the default and the range
 -- (the command line's `--concurrency` takes the same).
@@ -353,14 +356,9 @@ function _M.create_many(client, items, opts)
   -- back. The items refused are reported first, once the pass is over. An
   -- item's options are copied: they become header lines, and a finalizer
   -- (`__gc`) of the caller's may run while the body is encoded.
-  items, why, about = validate.settled(items, "items", validate.MAX_ENTRIES)
-  if why then return nil, invalid(about, why) end
+  -- `opts` comes first: its `stop` is asked before `items` is looked at.
   opts, why, about = validate.settled(opts, "opts")
   if why then return nil, invalid(about, why) end
-  if type(items) ~= "table" then
-    return nil, invalid("items", format("items must be a list of { fleet_id =, params =, options = } tables "
-      .. "(got %s)", validate.describe(items)))
-  end
   if opts ~= nil and type(opts) ~= "table" then
     return nil, invalid("opts", format("opts must be a table (got %s); e.g. { concurrency = %d }",
       validate.describe(opts), CONCURRENCY.default))
@@ -380,6 +378,33 @@ function _M.create_many(client, items, opts)
       .. "(got %s)", validate.describe(stop)))
   end
   local concurrency = opts.concurrency or CONCURRENCY.default
+
+  -- The caller's stop is asked only where no code of the caller's can
+  -- change an item not yet read: before `items` is looked at, and once
+  -- every item is read. Its first true (or the reason it gives, a string)
+  -- holds for the rest of the batch; one that raises stops it too.
+  local stopped
+  local function should_stop()
+    if not stopped then
+      local ok, yes = pcall(stop)
+      if not ok then
+        stopped = format("the batch was stopped (opts.stop raised an error: %s)",
+          type(yes) == "string" and strsub(yes, 1, MAX_REASON) or type(yes))
+      elseif yes then
+        stopped = format("the batch was stopped (%s)", type(yes) == "string" and strsub(yes, 1, MAX_REASON)
+          or "opts.stop")
+      end
+    end
+    return stopped
+  end
+  if stop then should_stop() end
+
+  items, why, about = validate.settled(items, "items", validate.MAX_ENTRIES)
+  if why then return nil, invalid(about, why) end
+  if type(items) ~= "table" then
+    return nil, invalid("items", format("items must be a list of { fleet_id =, params =, options = } tables "
+      .. "(got %s)", validate.describe(items)))
+  end
 
   local results, calls, index_of, fleet_of, key_owner, refused = {}, {}, {}, {}, {}, {}
   local reading, held = true, {}
@@ -465,25 +490,8 @@ function _M.create_many(client, items, opts)
     return false
   end
 
-  -- The caller's stop is asked only where no code of the caller's can
-  -- change an item not yet read: before the first is read, and once all
-  -- are. Its first true holds for the rest of the batch; one that raises
-  -- stops it too.
-  local stopped
-  local function should_stop()
-    if not stopped then
-      local ok, yes = pcall(stop)
-      if not ok then
-        stopped = format("the batch was stopped (opts.stop raised an error: %s)",
-          type(yes) == "string" and yes or type(yes))
-      elseif yes then
-        stopped = "the batch was stopped (opts.stop)"
-      end
-    end
-    return stopped
-  end
   -- Stopped before it starts: every item is read, and each ends unsent.
-  read_to(min(count, (stop and should_stop()) and count or concurrency))
+  read_to(min(count, stopped and count or concurrency))
   if next_item > count then end_reading() end
   local _, fault = client:request_many(calls, concurrency, function(k, res, err)
     local sub, e, response = created(fleet_of[k], res, err)
