@@ -300,11 +300,14 @@ static CURLcode set_url(cerca_http *h, const char *url)
     return CURLE_OK;
 }
 
+static const char KEY_PREFIX[] = "Idempotency-Key: ";
+
 CURLcode cerca_http_prepare(cerca_http *h, const cerca_request *rq)
 {
     CURL *e = h->easy;
     CURLcode rc;
     struct curl_slist *head;
+    size_t key_len = rq->idempotency_key != NULL ? strlen(rq->idempotency_key) : 0;
 
     buf_reset(&h->body, rq->max_body);
     buf_reset(&h->headers, CERCA_MAX_HEADER_BYTES);
@@ -313,14 +316,17 @@ CURLcode cerca_http_prepare(cerca_http *h, const cerca_request *rq)
     h->body_started = 0;
     h->errbuf[0] = '\0';
 
-    if (rq->idempotency_key != NULL && strlen(rq->idempotency_key) > CERCA_MAX_KEY_BYTES)
+    if (key_len > CERCA_MAX_KEY_BYTES)
         return CURLE_BAD_FUNCTION_ARGUMENT;
     /* On failure the list the handle points to is the one kept before. */
     if (!same_lines(h, rq) && keep_lines(h, rq) != 0)
         return CURLE_OUT_OF_MEMORY;
     head = h->lines;
     if (rq->idempotency_key != NULL) {
-        snprintf(h->key_line, sizeof h->key_line, "Idempotency-Key: %s", rq->idempotency_key);
+        /* Copied, not formatted: this runs on every attempt (key_line has
+         * room for the prefix, the longest key and its NUL). */
+        memcpy(h->key_line, KEY_PREFIX, sizeof KEY_PREFIX - 1);
+        memcpy(h->key_line + sizeof KEY_PREFIX - 1, rq->idempotency_key, key_len + 1);
         h->key_node.data = h->key_line;
         h->key_node.next = h->lines;
         head = &h->key_node;

@@ -494,6 +494,9 @@ function _M.create_many(client, items, opts)
   read_to(min(count, stopped and count or concurrency))
   if next_item > count then end_reading() end
   local _, fault = client:request_many(calls, concurrency, function(k, res, err)
+    -- An ended call is not read again: its memory (body, header lines,
+    -- key) goes back to the heap for the calls still to come.
+    calls[k] = false
     local sub, e, response = created(fleet_of[k], res, err)
     if sub then
       report(index_of[k], { ok = true, subscription = sub, response = response })
