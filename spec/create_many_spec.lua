@@ -503,6 +503,42 @@ describe("webhooks.create_many", function()
     end
   end)
 
+  it("gives an item a result with its key when reading its answer fails inside cerca", function()
+    -- A fault while the third answer is read into a subscription: what a
+    -- bug in cerca would do.
+    local webhooks = require "cerca.webhooks"
+    local subscription, answers = webhooks.subscription, 0
+    webhooks.subscription = function(...)
+      answers = answers + 1
+      if answers == 3 then error("injected fault") end
+      return subscription(...)
+    end
+    finally(function() webhooks.subscription = subscription end)
+    local results = assert(client.webhooks.create_many(items_for(6), { concurrency = 1 }))
+    webhooks.subscription = subscription
+    assert.are.equal(6, #results)
+    assert.is_true(results[1].ok and results[2].ok)
+    -- The third was made: its error gives the key that gets it back.
+    local err = results[3].error
+    assert.are.equal("internal", err.type)
+    assert.is_true(err.request_sent)
+    local sub = assert(client.webhooks.create("fleet_3", { url = URL }, { idempotency_key = err.idempotency_key }))
+    assert.are.equal(srv:subscriptions()[3].secret, sub.secret)
+    -- The fourth was sent as the third's answer came (places are refilled
+    -- before answers are read); the others were not.
+    assert.are.equal("internal", results[4].error.type)
+    assert.is_string(results[4].error.idempotency_key)
+    for i = 5, 6 do
+      assert.are.equal("internal", results[i].error.type)
+      assert.matches("it was not sent", results[i].error.message, 1, true)
+    end
+    local per_fleet = {}
+    for _, s in ipairs(srv:subscriptions()) do
+      assert.is_nil(per_fleet[s.fleetId], "two subscriptions for " .. s.fleetId)
+      per_fleet[s.fleetId] = true
+    end
+  end)
+
   it("takes lists of any length, and copies one whose tables carry metatables", function()
     local items = items_for(1500)
     local results = assert(client.webhooks.create_many(items, { concurrency = 50 }))
@@ -589,6 +625,22 @@ describe("webhooks.create_many", function()
     assert.is_true(err.request_sent)
     assert.are.equal(srv:requests()[1].headers["idempotency-key"], err.idempotency_key)
     assert.are.equal(1, #srv:requests())
+  end)
+
+  it("keeps what a 2xx that broke off delivered when told to stop while its retry waits", function()
+    srv:enqueue { action = "create_then_partial" }
+    local t0 = helpers.now()
+    local results = assert(client.webhooks.create_many(items_for(1), {
+      -- The first retry waits at least 0.375 s: this says stop during it.
+      stop = function() return helpers.now() - t0 > 0.2 end,
+    }))
+    local err = results[1].error
+    assert.are.equal("invalid_response", err.type)
+    assert.is_true(err.stopped)
+    assert.is_true(#err.body > 0)
+    assert.are.equal(srv:requests()[1].headers["idempotency-key"], err.idempotency_key)
+    assert.are.equal(1, #srv:requests())
+    assert.are.equal(1, #srv:subscriptions())
   end)
 
   it("sends nothing when opts.stop says so before the batch starts; invalid items are still refused", function()

@@ -300,8 +300,6 @@ static CURLcode set_url(cerca_http *h, const char *url)
     return CURLE_OK;
 }
 
-static const char KEY_PREFIX[] = "Idempotency-Key: ";
-
 CURLcode cerca_http_prepare(cerca_http *h, const cerca_request *rq)
 {
     CURL *e = h->easy;
@@ -325,8 +323,8 @@ CURLcode cerca_http_prepare(cerca_http *h, const cerca_request *rq)
     if (rq->idempotency_key != NULL) {
         /* Copied, not formatted: this runs on every attempt (key_line has
          * room for the prefix, the longest key and its NUL). */
-        memcpy(h->key_line, KEY_PREFIX, sizeof KEY_PREFIX - 1);
-        memcpy(h->key_line + sizeof KEY_PREFIX - 1, rq->idempotency_key, key_len + 1);
+        memcpy(h->key_line, CERCA_KEY_PREFIX, sizeof CERCA_KEY_PREFIX - 1);
+        memcpy(h->key_line + sizeof CERCA_KEY_PREFIX - 1, rq->idempotency_key, key_len + 1);
         h->key_node.data = h->key_line;
         h->key_node.next = h->lines;
         head = &h->key_node;

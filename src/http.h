@@ -38,6 +38,8 @@ typedef struct {
 
 /* The longest idempotency key a request may carry. */
 #define CERCA_MAX_KEY_BYTES 255
+/* The line the key is sent in: this, then the key (key_line has room for both and the NUL). */
+#define CERCA_KEY_PREFIX "Idempotency-Key: "
 
 typedef struct {
     const char *method; /* "POST", "GET", ... */
@@ -77,7 +79,7 @@ typedef struct {
     struct curl_slist *lines;
     size_t nlines; /* the request's lines in `lines` */
     struct curl_slist key_node;
-    char key_line[sizeof "Idempotency-Key: " + CERCA_MAX_KEY_BYTES];
+    char key_line[sizeof CERCA_KEY_PREFIX + CERCA_MAX_KEY_BYTES];
     /* What `easy` was last given: a setting that does not change is not
      * set again (libcurl copies each string it is given). */
     char *url;    /* NULL: none yet */

@@ -78,8 +78,8 @@ function _M.new(profile, method, path, body, options, options_copied)
     -- each attempt's
     in_flight = nil, started = nil, deadline = nil, request_sent = nil,
     -- Added only by a failed attempt, which is rare: `last_error` (what a
-    -- retry would follow) and `created` (a 2xx that broke off). Two more
-    -- fields here would double the size of every call's table.
+    -- retry would follow) and `created` (a 2xx that broke off). Named here,
+    -- they would take the table's hash part past 16 slots, to 32.
   }
   local _, err = prepare.call(profile, method, path, body, options, c, options_copied)
   if err then return nil, err end
@@ -198,13 +198,18 @@ end
 -- @treturn table the error
 function Call:stop(why)
   local last = self.last_error
+  local state, err
   if self.attempt > 0 and last then
     last.message = format("%s (not retried: %s)", last.message, why)
-    last.stopped = true
-    return give_up(self, last)
+    state, err = give_up(self, last)
+  else
+    state, err = give_up(self, errors.new("cancelled", format("not sent: %s before this call started; it sent "
+      .. "nothing, and can be sent again later", why)))
   end
-  return give_up(self, errors.new("cancelled", format("not sent: %s before this call started; it sent "
-    .. "nothing, and can be sent again later", why), { stopped = true }))
+  -- Set on what give_up returns: after a 2xx that broke off, that is a
+  -- new invalid_response error, not `last`.
+  err.stopped = true
+  return state, err
 end
 
 -- A successful answer, ready for the caller: counted, keyed, and holding

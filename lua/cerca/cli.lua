@@ -44,7 +44,7 @@ _M.EXIT = {
   network = 5,      -- network, TLS or timeout
   partial = 6,      -- a batch finished with some failures
   output = 7,       -- the results could not be written (they went to stderr)
-  -- A create or batch told to stop by SIGINT (Ctrl-C) or SIGTERM ends by
+  -- A create or batch cut short by SIGINT (Ctrl-C) or SIGTERM ends by
   -- that signal once its results are written: the shell sees 128 + its
   -- number (and a script running it stops too). These are the codes
   -- should the signal not end the process.
@@ -128,9 +128,9 @@ Batch mode (--fleets-file):
                          skips the fleets already created and repeats the
                          others under the same keys, so an interrupted run is
                          resumed without duplicates
-Ctrl-C (or SIGTERM) stops a batch: no create is started after it, and those
-in flight end and are written; a second Ctrl-C quits at once. A single
-create is let end, and shown.
+Ctrl-C (or SIGTERM) stops a batch: no create is started after it, those in
+flight end and are written, and a wait to retry ends with its error; the
+same signal again quits at once. A single create already sent is let end.
 ]],
   ["webhooks events"] = [[
 Usage:
@@ -292,6 +292,10 @@ end
 -- Says what went wrong, in one line on stderr (and the answer as received
 -- when it may hold the secret); returns the name of the exit code.
 local function report(ui, err)
+  if err.type == "cancelled" then
+    ui.warn("cerca: stopped before the create was sent: it sent nothing\n")
+    return "api"
+  end
   if err.usage then
     ui.warn("cerca: ", cerca.printable(err.message), "\n")
     return "usage"
@@ -328,21 +332,27 @@ function _M.main(argv, env)
   env = env or getenv
   cerca.system.ignore_write_signals()
   local ui = new_ui(env)
-  local ok, outcome, err = xpcall(function() return dispatch(ui, argv, env) end, debug.traceback)
-  local code
+  -- The exit code, and whether a signal cut the work short (see
+  -- cerca.cli_create: "stopped", or an error ended by the stop).
+  local ok, code, cut_short = xpcall(function()
+    local outcome, err = dispatch(ui, argv, env)
+    if outcome == "stopped" then return _M.EXIT.interrupted, true end
+    if outcome then return _M.EXIT[outcome] or _M.EXIT.internal, false end
+    local exit = _M.EXIT[report(ui, err)] or _M.EXIT.internal
+    -- An answer kept on stderr (it may hold the secret) keeps its exit code.
+    return exit, err.stopped == true and not create.kept_answer(err)
+  end, debug.traceback)
   if not ok then
     -- A bug: one line, without the traceback's file paths and values.
-    ui.warn("cerca: internal error: ", (tostring(outcome):match("^[^\n]*")), "\n")
-    code = _M.EXIT.internal
-  else
-    code = _M.EXIT[outcome or report(ui, err)] or _M.EXIT.internal
+    ui.warn("cerca: internal error: ", (tostring(code):match("^[^\n]*")), "\n")
+    code, cut_short = _M.EXIT.internal, false
   end
-  -- Everything is written: a SIGINT or SIGTERM caught meanwhile (see
-  -- cerca.cli_create) now ends the process, as it would have at once, so
-  -- that a shell script running cerca stops as well. Exit 7 says where
-  -- the secrets went instead, and wins.
+  -- Everything is written. A SIGINT or SIGTERM that cut the work short
+  -- now ends the process, as it would have at once, so that a shell
+  -- script running cerca stops as well; one that came when nothing was
+  -- left to stop leaves the exit code to say how the work ended.
   local signal = cerca.system.release_stop_signals()
-  if signal and code ~= _M.EXIT.output then
+  if signal and cut_short then
     cerca.system.exit_by_signal(signal)
     return signal == 2 and _M.EXIT.interrupted or _M.EXIT.terminated
   end

@@ -2,7 +2,8 @@
 -- and where their results go (stdout, the `--out` journal, or stderr when
 -- neither can be written: a secret is never lost). Each function returns
 -- the name of its exit code in `cerca.cli.EXIT` ("ok", "partial",
--- "output"), or nil and an error (a usage error or the library's).
+-- "output"), "stopped" when a signal cut it short, or nil and an error (a
+-- usage error or the library's).
 -- @module cerca.cli_create
 
 local cerca = require "cerca"
@@ -104,15 +105,17 @@ local function one(ui, o, env)
   if not params then return nil, perr end
   local client, err = client_of(o, env)
   if not client then return nil, err end
-  -- Drawn here, so that a user who quits at once knows the key to repeat with.
+  -- Drawn here, so that a user who quits at once knows the key to repeat
+  -- with (should none be drawn, the create draws its own, unnamed).
   local key = o.idempotency_key or cerca.new_idempotency_key()
   local results, cerr = client.webhooks.create_many({
-    { fleet_id = o.fleets[1], params = params, options = { idempotency_key = key } },
+    { fleet_id = o.fleets[1], params = params, options = key and { idempotency_key = key } or nil },
   }, {
     concurrency = 1,
     stop = signal_stop(function(name)
-      ui.warn(format("cerca: %s: letting the create in flight end; %s again quits at once (then repeat with "
-        .. "--idempotency-key %s to get its subscription without a duplicate)\n", name, again(name), key))
+      ui.warn(format("cerca: %s: stopping; a create already sent is let end (%s again quits at once%s)\n", name,
+        again(name), key and format(": then repeat with --idempotency-key %s to get its subscription without a "
+          .. "duplicate", cerca.printable(key)) or ""))
     end),
   })
   client:close()
@@ -312,13 +315,17 @@ local function batch(ui, o, env)
     (created_count > 0 and not o.out) and "; the secrets above are shown once" or ""))
   if write_error then return rescue(ui, where, write_error, concat(unwritten)) end
   if refusal then return nil, refusal end
+  -- Cut short by a signal: `cerca.cli.main` ends by it.
+  if cut > 0 then return "stopped" end
   return failed > 0 and "partial" or "ok"
 end
 
 -- Runs `work` with SIGINT and SIGTERM caught from now on, so that Ctrl-C
 -- cannot cut off a create whose secret is on its way (the first of each is
 -- caught; a second one quits at once). `cerca.cli.main` gives them back
--- once the results are written, and then ends by the signal caught.
+-- once the results are written, and then ends by the signal caught when
+-- it cut the work short (`work` returned "stopped", or an error with
+-- `stopped`).
 local function catching(work, ...)
   cerca.system.catch_stop_signals()
   return work(...)

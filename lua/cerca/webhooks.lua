@@ -18,6 +18,7 @@ local pairs = pairs
 local ipairs = ipairs
 local format = string.format
 local strsub = string.sub
+local gsub = string.gsub
 local find = string.find
 local setmetatable = setmetatable
 local rawget = rawget
@@ -339,6 +340,14 @@ local MAX_REASON = 200
 _M.CONCURRENCY = { default = 16, min = 1, max = 1000 }
 local CONCURRENCY = _M.CONCURRENCY
 
+-- What `stop` said (or raised) to quote in messages: a string, at most
+-- MAX_REASON bytes, not cut inside a UTF-8 character; nil for anything else.
+local function reason(said)
+  if type(said) ~= "string" or said == "" then return nil end
+  if #said <= MAX_REASON then return said end
+  return (gsub(strsub(said, 1, MAX_REASON), "[\192-\255][\128-\191]*$", ""))
+end
+
 --- Creates many subscriptions at once through `client`. See
 -- `cerca.webhooks.create_many`.
 -- @treturn table|nil results in input order: `{ ok = true, subscription =,
@@ -388,11 +397,9 @@ function _M.create_many(client, items, opts)
     if not stopped then
       local ok, yes = pcall(stop)
       if not ok then
-        stopped = format("the batch was stopped (opts.stop raised an error: %s)",
-          type(yes) == "string" and strsub(yes, 1, MAX_REASON) or type(yes))
+        stopped = format("the batch was stopped (opts.stop raised an error: %s)", reason(yes) or type(yes))
       elseif yes then
-        stopped = format("the batch was stopped (%s)", type(yes) == "string" and strsub(yes, 1, MAX_REASON)
-          or "opts.stop")
+        stopped = format("the batch was stopped (%s)", reason(yes) or "opts.stop")
       end
     end
     return stopped
@@ -494,9 +501,6 @@ function _M.create_many(client, items, opts)
   read_to(min(count, stopped and count or concurrency))
   if next_item > count then end_reading() end
   local _, fault = client:request_many(calls, concurrency, function(k, res, err)
-    -- An ended call is not read again: its memory (body, header lines,
-    -- key) goes back to the heap for the calls still to come.
-    calls[k] = false
     local sub, e, response = created(fleet_of[k], res, err)
     if sub then
       report(index_of[k], { ok = true, subscription = sub, response = response })
@@ -504,6 +508,11 @@ function _M.create_many(client, items, opts)
       e.item = index_of[k]
       report(index_of[k], { ok = false, error = e })
     end
+    -- Its result is kept: the call is not read again, and its memory (body,
+    -- header lines, key) goes back to the heap for the calls still to come.
+    -- (Let go earlier, a fault above would leave the item without its
+    -- call, and the loop below could not give it its result.)
+    calls[k] = false
   end, reading and read_more or nil, stop and should_stop)
   if reading then
     -- The batch broke off inside cerca before every item was read: the
