@@ -402,7 +402,8 @@ describe("the cerca command", function()
     -- how it ended: "exit N", or "signal N" when a signal ended it (perl,
     -- in every Debian, tells the two apart; a shell's $? does not).
     local PARENT = [[my ($pid_file, $status_file, @command) = @ARGV;
-      my $pid = fork(); if ($pid == 0) { exec(@command) or exit(127); }
+      my $pid = fork(); defined $pid or exit(126);
+      if ($pid == 0) { $SIG{INT} = "DEFAULT"; $SIG{TERM} = "DEFAULT"; exec(@command) or exit(127); }
       open(my $f, ">", "$pid_file.new"); print $f $pid; close($f); rename("$pid_file.new", $pid_file);
       waitpid($pid, 0); my $how = ($? & 127) ? "signal " . ($? & 127) : "exit " . ($? >> 8);
       open($f, ">", "$status_file.new"); print $f $how; close($f); rename("$status_file.new", $status_file);]]
@@ -491,10 +492,30 @@ describe("the cerca command", function()
       -- Nothing was cut short: the exit code says how the create ended.
       assert.are.equal("exit 0", status, err)
       local key = srv:requests()[1].headers["idempotency-key"]
-      assert.are.equal("cerca: SIGINT: stopping; a create already sent is let end (Ctrl-C again quits at once: then "
-        .. "repeat with --idempotency-key " .. key .. " to get its subscription without a duplicate)\n", err)
+      assert.are.equal("cerca: SIGINT: stopping; a create not yet sent is not sent, one already sent is let end "
+        .. "(Ctrl-C again quits at once: if it was sent, repeat with --idempotency-key " .. key .. " to get its "
+        .. "subscription without a duplicate)\n", err)
       assert.are.equal(1, #srv:subscriptions())
       assert.are.equal(srv:subscriptions()[1].secret, cjson.decode(out).secret)
+    end)
+
+    it("sends no single create when the signal comes before it is sent, and ends by the signal", function()
+      -- The key file is a FIFO: the command waits on it with the signals
+      -- already caught, and gets the key once the signal has landed.
+      local fifo = work .. "/key.fifo"
+      sh("rm -f " .. q(fifo) .. " && mkfifo " .. q(fifo))
+      local pid, ended = start("webhooks create fleet_sig --url https://example.com/h --idempotency-key "
+        .. "k-unsent-1 --api-key-file " .. q(fifo))
+      -- The open for writing waits for the command's open for reading.
+      sh(("exec 3>%s; kill -TERM %s; sleep 0.3; echo %s >&3"):format(q(fifo), pid, q(srv.api_key)))
+      local out, err, status = ended()
+      assert.are.equal("signal 15", status, err)
+      assert.are.equal("", out)
+      assert.are.equal("cerca: SIGTERM: stopping; a create not yet sent is not sent, one already sent is let end "
+        .. "(SIGTERM again quits at once: if it was sent, repeat with --idempotency-key k-unsent-1 to get its "
+        .. "subscription without a duplicate)\n"
+        .. "cerca: stopped before the create was sent: it sent nothing\n", err)
+      assert.are.same({}, srv:requests())
     end)
 
     it("ends a single create's wait to retry at SIGTERM, with the key to repeat it under", function()

@@ -667,6 +667,25 @@ describe("webhooks.create_many", function()
     assert.are.same({}, srv:requests())
   end)
 
+  it("quotes at most 200 bytes of the reason opts.stop gives, never half a character", function()
+    local function quoted(said)
+      local results = assert(client.webhooks.create_many(items_for(1), { stop = function() return said end }))
+      assert.are.equal("cancelled", results[1].error.type)
+      return results[1].error.message:match("the batch was stopped %((.-)%) before")
+    end
+    -- 198 bytes, then a 3-byte character: cut inside it, so it goes whole.
+    assert.are.equal(("a"):rep(198), quoted(("a"):rep(198) .. "\226\130\172" .. "tail"))
+    -- 197 bytes, then a 3-byte character that ends at byte 200: it stays.
+    assert.are.equal(("a"):rep(197) .. "\226\130\172", quoted(("a"):rep(197) .. "\226\130\172" .. "tail"))
+    -- 199 bytes, then a 2-byte character: cut inside it.
+    assert.are.equal(("a"):rep(199), quoted(("a"):rep(199) .. "\195\169" .. "tail"))
+    -- Only 4-byte characters (50 of them in 200 bytes): kept whole.
+    assert.are.equal(("\240\159\154\151"):rep(50), quoted(("\240\159\154\151"):rep(60)))
+    -- An empty reason: the message names opts.stop instead.
+    assert.are.equal("opts.stop", quoted(""))
+    assert.are.same({}, srv:requests())
+  end)
+
   it("asks opts.stop before it looks at the items: a metatable its first question adds is seen", function()
     -- Were the items looked at first, item 150 would pass for plain and be
     -- read later, while the first creates travel, and its raising

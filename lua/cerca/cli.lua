@@ -130,7 +130,8 @@ Batch mode (--fleets-file):
                          resumed without duplicates
 Ctrl-C (or SIGTERM) stops a batch: no create is started after it, those in
 flight end and are written, and a wait to retry ends with its error; the
-same signal again quits at once. A single create already sent is let end.
+same signal again quits at once. A single create already sent is let end;
+one not yet sent is not sent.
 ]],
   ["webhooks events"] = [[
 Usage:

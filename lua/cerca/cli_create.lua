@@ -113,9 +113,10 @@ local function one(ui, o, env)
   }, {
     concurrency = 1,
     stop = signal_stop(function(name)
-      ui.warn(format("cerca: %s: stopping; a create already sent is let end (%s again quits at once%s)\n", name,
-        again(name), key and format(": then repeat with --idempotency-key %s to get its subscription without a "
-          .. "duplicate", cerca.printable(key)) or ""))
+      -- Whether the create was sent is known only once it ends: say both.
+      ui.warn(format("cerca: %s: stopping; a create not yet sent is not sent, one already sent is let end (%s "
+        .. "again quits at once%s)\n", name, again(name), key and format(": if it was sent, repeat with "
+          .. "--idempotency-key %s to get its subscription without a duplicate", cerca.printable(key)) or ""))
     end),
   })
   client:close()

@@ -18,7 +18,8 @@ local pairs = pairs
 local ipairs = ipairs
 local format = string.format
 local strsub = string.sub
-local gsub = string.gsub
+local match = string.match
+local byte = string.byte
 local find = string.find
 local setmetatable = setmetatable
 local rawget = rawget
@@ -345,7 +346,17 @@ local CONCURRENCY = _M.CONCURRENCY
 local function reason(said)
   if type(said) ~= "string" or said == "" then return nil end
   if #said <= MAX_REASON then return said end
-  return (gsub(strsub(said, 1, MAX_REASON), "[\192-\255][\128-\191]*$", ""))
+  local cut = strsub(said, 1, MAX_REASON)
+  -- Drop a last character only when the cut left it incomplete: its lead
+  -- byte says how many continuation bytes it needs.
+  local lead, tail = match(cut, "()[\192-\255]([\128-\191]*)$")
+  if lead then
+    local b = byte(cut, lead)
+    local needs = b >= 240 and 3 or b >= 224 and 2 or 1
+    if #tail < needs then cut = strsub(cut, 1, lead - 1) end
+  end
+  if cut == "" then return nil end
+  return cut
 end
 
 --- Creates many subscriptions at once through `client`. See
