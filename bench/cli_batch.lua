@@ -11,11 +11,12 @@
 --
 -- and prints
 --
---   RESULT connects=0 cpu_seconds=T creates=N seconds=S
+--   RESULT connects=0 cpu_seconds=T creates=N seconds=S sys_seconds=K
 --
 -- S is the wall time of the whole command (start-up, reading the fleets,
--- drawing the keys, the batch, writing the results), T its CPU time (the
--- children's, from /proc, in clock ticks). The command must exit 0 and say
+-- drawing the keys, the batch, writing the results), T its CPU time and K
+-- the part of T spent in the kernel (the children's, from /proc, in clock
+-- ticks). The command must exit 0 and say
 -- that all N were created; anything else aborts the run with its message.
 local env = require "bench.env"
 local core = require "cerca.core"
@@ -28,22 +29,6 @@ local concurrency = tonumber(o.concurrency) or error("--concurrency is required"
 
 local function q(s) return "'" .. tostring(s):gsub("'", [['\'']]) .. "'" end
 
--- CPU seconds of the waited-for children (cutime + cstime).
-local CLK_TCK
-do
-  local p = assert(io.popen("getconf CLK_TCK"))
-  CLK_TCK = tonumber(p:read("*a")) or 100
-  p:close()
-end
-local function children_cpu()
-  local f = assert(io.open("/proc/self/stat"))
-  local stat = f:read("*a")
-  f:close()
-  -- cutime and cstime: fields 16 and 17, counted after the ")" that ends the name
-  local cutime, cstime = stat:match("%) %S+" .. string.rep(" %S+", 12) .. " (%d+) (%d+)")
-  return (tonumber(cutime) + tonumber(cstime)) / CLK_TCK
-end
-
 local err_file = os.tmpname()
 local command = format("env -u CERCA_LOG -u CERCA_CA_FILE -u NO_COLOR LUA_PATH=%s LUA_CPATH=%s CERCA_API_KEY=%s"
   .. " CERCA_BASE_URL=%s lua5.4 bin/cerca webhooks create --fleets-file %s --url https://example.com/webhook"
@@ -51,11 +36,11 @@ local command = format("env -u CERCA_LOG -u CERCA_CA_FILE -u NO_COLOR LUA_PATH=%
   q("./lua/?.lua;./lua/?/init.lua;;"), q("./build/lua5.4/?.so;;"), q(o.key), q(o.url), q(o["fleets-file"]),
   concurrency, q(err_file))
 
-local cpu0 = children_cpu()
+local user0, sys0 = env.cpu_times(true)
 local t0 = core.monotime()
 local ok = os.execute(command)
 local seconds = core.monotime() - t0
-local cpu = children_cpu() - cpu0
+local user1, sys1 = env.cpu_times(true)
 
 local f = io.open(err_file)
 local said = f and f:read("*a") or ""
@@ -65,4 +50,5 @@ if ok ~= true and ok ~= 0 then error("the command failed: " .. said, 0) end
 if not said:find(format("cerca: %d created, 0 failed", count), 1, true) then
   error(format("the command did not create all %d: %s", count, said), 0)
 end
-env.report { connects = 0, cpu_seconds = format("%.6f", cpu), creates = count, seconds = format("%.6f", seconds) }
+env.report { connects = 0, cpu_seconds = format("%.6f", user1 - user0 + sys1 - sys0), creates = count,
+  seconds = format("%.6f", seconds), sys_seconds = format("%.6f", sys1 - sys0) }

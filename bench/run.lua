@@ -327,6 +327,17 @@ local CONTENDERS = {
       return format("lua5.4 bench/create_many.lua --url %s --key %s --count %d --concurrency %d",
         shell_quote(s.http_url), shell_quote(s.api_key), c.creates, LARGE_CONCURRENCY)
     end },
+  -- One wave alone: as many creates as are in flight, each on a connection
+  -- of its own opened for it. The first wave of the large batch is this,
+  -- the rest of it waves on connections kept alive (row 3d's reason).
+  { name = "many_one_wave",
+    what = format("create_many, Lua 5.4, %d creates, %d in flight (one wave), server delay 20 ms, client on the"
+      .. " other CPU", LARGE_CONCURRENCY, LARGE_CONCURRENCY),
+    server = "slow", creates = LARGE_CONCURRENCY, warmup = 0, connections = "any", apart = true,
+    command = function(s, c)
+      return format("lua5.4 bench/create_many.lua --url %s --key %s --count %d --concurrency %d",
+        shell_quote(s.http_url), shell_quote(s.api_key), c.creates, LARGE_CONCURRENCY)
+    end },
   -- The same batch against a server that answers at once: its client never
   -- waits, so its CPU per create is the batch's own work, without what
   -- waking up after each wait costs (row 3d's reason).
@@ -388,7 +399,7 @@ local GROUPS = {
   { "http_lua54", "http_luajit", "http_core", "http_ceiling", "http_lua_curl",
     "https_lua54", "https_ceiling", "https_fresh" },
   { "http_node", "http_python" },
-  { "many_lua54", "load_many", "many_large", "load_large", "cli_large", "many_nowait" },
+  { "many_lua54", "load_many", "many_large", "load_large", "cli_large", "many_nowait", "many_one_wave" },
 }
 do
   local by_name, grouped = {}, 0
@@ -1071,16 +1082,17 @@ for _, c in ipairs(CONTENDERS) do CONTENDER[c.name] = c end
 -- connections it opened while timed (-1: not known) and its rate.
 local function per_create(name)
   local c = CONTENDER[name]
-  local wall, cpu, srv, busy, conns, rates = {}, {}, {}, {}, {}, {}
+  local wall, cpu, sys, srv, busy, conns, rates = {}, {}, {}, {}, {}, {}, {}
   for round, r in ipairs(runs[name]) do
     wall[round] = r.seconds / r.creates * 1e6
     cpu[round] = (r.cpu_seconds or 0) / r.creates * 1e6
+    sys[round] = (r.sys_seconds or 0) / r.creates * 1e6
     srv[round] = r.server_seconds / (r.creates + c.warmup) * 1e6
     busy[round] = (r.cpu_seconds or 0) / r.seconds
     conns[round] = tonumber(r.connects) or -1
     rates[round] = r.rate or 0
   end
-  return { wall = median(wall), cpu = median(cpu), server = median(srv), busy = median(busy),
+  return { wall = median(wall), cpu = median(cpu), sys = median(sys), server = median(srv), busy = median(busy),
     connects = median(conns), rate = median(rates) }
 end
 
@@ -1104,12 +1116,29 @@ local function load_ratio(load, in_flight)
 end
 
 -- Why a batch falls short of the ideal: what the load generator reached on
--- the same server, and how busy the batch's own client was.
+-- the same server, and how busy the batch's own client was (and how much
+-- of that in the kernel: system calls, and loopback TCP, whose receiving
+-- side the sender's CPU runs).
 local function batch_why(name, load, in_flight, load_row)
   local b = per_create(name)
   return format("wrk, doing next to no client work, reaches %s of the ideal on the same server (%s); this"
-    .. " client's CPU was busy %.0f%% of the batch (%.1f us per create), the server's worker %.1f us per create",
-    fmt_ratio(load_ratio(load, in_flight)), load_row, b.busy * 100, b.cpu, b.server)
+    .. " client's CPU was busy %.0f%% of the batch (%.1f us per create, %.1f us of it in the kernel), the server's"
+    .. " worker %.1f us per create",
+    fmt_ratio(load_ratio(load, in_flight)), load_row, b.busy * 100, b.cpu, b.sys, b.server)
+end
+
+-- Where a large batch's time beyond the ideal goes: its first wave (the
+-- same work as one wave alone, connections opened) and the waves after it,
+-- on kept-alive connections. Medians of the rounds, in ms.
+local function waves_why(name, one_wave, creates, in_flight)
+  local first = per_round(one_wave, nil, function(r) return r.seconds end) * 1000
+  local all = per_round(name, nil, function(r) return r.seconds end) * 1000
+  local later = math.ceil(creates / in_flight) - 1
+  local w = per_create(one_wave)
+  return format("one wave alone (%d creates, %d in flight, a new connection each) takes %.1f ms against the"
+    .. " ideal %.0f ms, at %.1f us of client CPU per create (%.1f us in the kernel); the %d waves after it then"
+    .. " take %.2f ms each", in_flight, in_flight, first, MANY_DELAY * 1000, w.cpu, w.sys, later,
+    (all - first) / later)
 end
 
 -- Each row: id, label, its figure (a function of the measurements returning
@@ -1181,8 +1210,9 @@ local ROWS = {
     why = function()
       return format("%s; against a server that answers at once, so that it never waits, the same batch costs"
         .. " its client %.1f us per create: the rest comes with the waits (a CPU gone idle that wakes for each"
-        .. " group of answers)",
-        batch_why("many_large", "load_large", LARGE_CONCURRENCY, "3i"), per_create("many_nowait").cpu)
+        .. " group of answers); %s",
+        batch_why("many_large", "load_large", LARGE_CONCURRENCY, "3i"), per_create("many_nowait").cpu,
+        waves_why("many_large", "many_one_wave", LARGE_CREATES, LARGE_CONCURRENCY))
     end },
   { "3e", format("`cerca webhooks create --fleets-file` (%d fleets, --concurrency %d), the whole command: seconds",
       LARGE_CREATES, LARGE_CONCURRENCY),
