@@ -36,11 +36,11 @@ local command = format("env -u CERCA_LOG -u CERCA_CA_FILE -u NO_COLOR LUA_PATH=%
   q("./lua/?.lua;./lua/?/init.lua;;"), q("./build/lua5.4/?.so;;"), q(o.key), q(o.url), q(o["fleets-file"]),
   concurrency, q(err_file))
 
-local user0, sys0 = env.cpu_times(true)
+local user0, sys0 = env.cpu_times("self", true)
 local t0 = core.monotime()
 local ok = os.execute(command)
 local seconds = core.monotime() - t0
-local user1, sys1 = env.cpu_times(true)
+local user1, sys1 = env.cpu_times("self", true)
 
 local f = io.open(err_file)
 local said = f and f:read("*a") or ""

@@ -38,17 +38,19 @@ local function ticks_per_second()
   return clk_tck
 end
 
---- CPU seconds of this process from /proc/self/stat (10 ms ticks): user,
--- system; with `children`, those of its waited-for children instead.
-function env.cpu_times(children)
-  local f = assert(io.open("/proc/self/stat"))
-  local stat = f:read("*a")
+--- CPU seconds from /proc/PID/stat (10 ms ticks): user, system. `pid`
+-- defaults to this process ("self"); with `children`, the times of its
+-- waited-for children instead. 0, 0 for a process that is gone.
+function env.cpu_times(pid, children)
+  local f = io.open("/proc/" .. (pid or "self") .. "/stat")
+  if not f then return 0, 0 end
+  local stat = f:read("*a") or ""
   f:close()
   -- utime, stime, cutime, cstime: fields 14 to 17, counted after the ")" that ends the name
   local utime, stime, cutime, cstime = stat:match("%) %S+" .. string.rep(" %S+", 10) .. " (%d+) (%d+) (%d+) (%d+)")
+  if children then utime, stime = cutime, cstime end
   local hz = ticks_per_second()
-  if children then return tonumber(cutime) / hz, tonumber(cstime) / hz end
-  return tonumber(utime) / hz, tonumber(stime) / hz
+  return (tonumber(utime) or 0) / hz, (tonumber(stime) or 0) / hz
 end
 
 --- The one line a benchmark process reports: `RESULT k=v k=v ...`, keys sorted.

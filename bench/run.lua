@@ -21,7 +21,7 @@
 --   BENCH_VERIFIES    timed verifies per verifier process [100000]
 --   BENCH_NGINX_SECONDS      length of each load-generator run [3]
 --   BENCH_NGINX_CONNECTIONS  keep-alive connections of the load generator [32]
-require "bench.env"  -- module paths
+local env = require "bench.env"  -- module paths, /proc CPU times
 local launcher = require "spec.server.launcher"
 
 local format = string.format
@@ -189,21 +189,13 @@ local function stop_servers()
 end
 
 -- CPU seconds the server's workers have used so far.
-local CLK_TCK = 100
-do
-  local p = io.popen("getconf CLK_TCK")
-  CLK_TCK = tonumber(p:read("*a")) or CLK_TCK
-  p:close()
-end
 local function server_cpu(srv)
-  local ticks = 0
+  local seconds = 0
   for _, pid in ipairs(srv.workers) do
-    local stat = read_file("/proc/" .. pid .. "/stat") or ""
-    -- utime and stime: fields 14 and 15, counted after the ")" that ends the name
-    local utime, stime = stat:match("%) %S+" .. string.rep(" %S+", 10) .. " (%d+) (%d+)")
-    ticks = ticks + (tonumber(utime) or 0) + (tonumber(stime) or 0)
+    local user, system = env.cpu_times(pid)
+    seconds = seconds + user + system
   end
-  return ticks / CLK_TCK
+  return seconds
 end
 
 -- Contenders ----------------------------------------------------------------
