@@ -9,7 +9,8 @@
 --   RESULT connects=0 cpu_seconds=T creates=N seconds=S sys_seconds=K
 --
 -- S is the wall time of the whole batch, T its CPU time and K the part of
--- T spent in the kernel (from /proc, in 10 ms ticks: a share, not a count). Any failed create aborts the run.
+-- T spent in the kernel (from /proc, in 10 ms ticks: a share, not a
+-- count). Any failed create aborts the run.
 local env = require "bench.env"
 local cerca = require "cerca"
 local core = require "cerca.core"

@@ -273,6 +273,14 @@ local function write_fleets_file()
   f:close()
 end
 
+-- bench/create_many.lua with `in_flight` creates in flight: a contender's command.
+local function create_many_command(in_flight)
+  return function(s, c)
+    return format("lua5.4 bench/create_many.lua --url %s --key %s --count %d --concurrency %d",
+      shell_quote(s.http_url), shell_quote(s.api_key), c.creates, in_flight)
+  end
+end
+
 -- Sequential creates: each contender is one process per round, timed inside,
 -- running `command(server, contender)`; `creates` and `warmup` are its timed
 -- and untimed creates, `connections` what it should open while timed:
@@ -302,10 +310,7 @@ local CONTENDERS = {
     end },
   { name = "many_lua54", what = "create_many, Lua 5.4, 50 in flight, server delay 20 ms, client on the other CPU",
     server = "slow", creates = MANY_CREATES, warmup = 0, connections = "any", apart = true,
-    command = function(s, c)
-      return format("lua5.4 bench/create_many.lua --url %s --key %s --count %d --concurrency %d",
-        shell_quote(s.http_url), shell_quote(s.api_key), c.creates, MANY_CONCURRENCY)
-    end },
+    command = create_many_command(MANY_CONCURRENCY) },
   { name = "http_lua_curl", what = "Lua 5.1 + lua-curl + cjson, hand-written loop, HTTP", server = "lean",
     command = peer("lua5.1", "bench/creates_lua_curl.lua") },
   { name = "http_node", what = "Node fetch loop, HTTP", server = "lean",
@@ -315,10 +320,7 @@ local CONTENDERS = {
   { name = "many_large",
     what = format("create_many, Lua 5.4, %d in flight, server delay 20 ms, client on the other CPU", LARGE_CONCURRENCY),
     server = "slow", creates = LARGE_CREATES, warmup = 0, connections = "any", apart = true,
-    command = function(s, c)
-      return format("lua5.4 bench/create_many.lua --url %s --key %s --count %d --concurrency %d",
-        shell_quote(s.http_url), shell_quote(s.api_key), c.creates, LARGE_CONCURRENCY)
-    end },
+    command = create_many_command(LARGE_CONCURRENCY) },
   -- One wave alone: as many creates as are in flight, each on a connection
   -- of its own opened for it. The first wave of the large batch is this,
   -- the rest of it waves on connections kept alive (row 3d's reason).
@@ -326,10 +328,7 @@ local CONTENDERS = {
     what = format("create_many, Lua 5.4, %d creates, %d in flight (one wave), server delay 20 ms, client on the"
       .. " other CPU", LARGE_CONCURRENCY, LARGE_CONCURRENCY),
     server = "slow", creates = LARGE_CONCURRENCY, warmup = 0, connections = "any", apart = true,
-    command = function(s, c)
-      return format("lua5.4 bench/create_many.lua --url %s --key %s --count %d --concurrency %d",
-        shell_quote(s.http_url), shell_quote(s.api_key), c.creates, LARGE_CONCURRENCY)
-    end },
+    command = create_many_command(LARGE_CONCURRENCY) },
   -- The same batch against a server that answers at once: its client never
   -- waits, so its CPU per create is the batch's own work, without what
   -- waking up after each wait costs (row 3d's reason).
@@ -337,10 +336,7 @@ local CONTENDERS = {
     what = format("create_many, Lua 5.4, %d in flight, server without delay, client on the other CPU",
       LARGE_CONCURRENCY),
     server = "lean", creates = LARGE_CREATES, warmup = 0, connections = "any", apart = true,
-    command = function(s, c)
-      return format("lua5.4 bench/create_many.lua --url %s --key %s --count %d --concurrency %d",
-        shell_quote(s.http_url), shell_quote(s.api_key), c.creates, LARGE_CONCURRENCY)
-    end },
+    command = create_many_command(LARGE_CONCURRENCY) },
   -- What a load generator makes of the same server: how much of the ideal
   -- the server itself allows with that many creates in flight.
   load_contender("load_many", MANY_CONCURRENCY),
