@@ -9,6 +9,7 @@ local outcome = require "cerca.outcome"
 local retry = require "cerca.retry"
 local log = require "cerca.log"
 local errors = require "cerca.errors"
+local cli_args = require "cerca.cli_args"
 
 local SEED = 20261128
 local random = math.random
@@ -395,6 +396,30 @@ describe("random inputs", function()
       local ok, out = pcall(log.redact, line, key)
       assert(ok, out)
       assert.is_nil(out:find(key, 1, true))
+    end
+  end)
+
+  it("a fleets file's ids are those its documented rule gives (20,000 texts)", function()
+    -- The rule, written plainly: lines trimmed of %s, empty ones and #
+    -- comments skipped, each id once, in order.
+    local function by_rule(text)
+      local ids, seen = {}, {}
+      for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+        local id = line:match("^%s*(.-)%s*$")
+        if id ~= "" and id:sub(1, 1) ~= "#" and not seen[id] then
+          seen[id] = true
+          ids[#ids + 1] = id
+        end
+      end
+      return ids
+    end
+    local LINEISH = "ab#_ \t\r\n\n\v\f\0\1\127\195\169"
+    math.randomseed(SEED + 3)
+    for _ = 1, 20000 do
+      local text = random_bytes(random(0, 40), LINEISH)
+      local ok, ids = pcall(cli_args.fleet_lines, text)
+      assert(ok, ids)
+      assert.are.same(by_rule(text), ids)
     end
   end)
 end)

@@ -14,6 +14,9 @@ local tonumber = tonumber
 local format = string.format
 local match = string.match
 local find = string.find
+local gmatch = string.gmatch
+local byte = string.byte
+local sub = string.sub
 local pairs = pairs
 local concat = table.concat
 
@@ -258,26 +261,47 @@ function _M.concurrency(o)
   return n
 end
 
+local HASH = byte("#")
+
+-- `line` without its leading and trailing blanks (%s), in linear time: a
+-- pattern would backtrack over a long run of them.
+local function trim(line)
+  local first, last = find(line, "%S"), #line
+  if not first then return "" end
+  local b = byte(line, last)
+  while b == 32 or (b >= 9 and b <= 13) do
+    last = last - 1
+    b = byte(line, last)
+  end
+  return sub(line, first, last)
+end
+
 --- The fleet ids of `--fleets-file`: one per line, blank lines and #
 -- comments skipped, each id once; or nil and a usage error.
 function _M.fleets(o)
   local text, err = read_input("--fleets-file", o.fleets_file)
   if not text then return nil, err end
-  local fleets, seen = {}, {}
-  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
-    -- Trimmed in linear time (a pattern would backtrack over long blanks).
-    local first, last = line:find("%S"), #line
-    if first then
-      local b = line:byte(last)
-      while b == 32 or (b >= 9 and b <= 13) do
-        last = last - 1
-        b = line:byte(last)
-      end
+  return _M.fleet_lines(text)
+end
+
+--- The fleet ids a fleets file's text lists, in order: each line trimmed
+-- of blanks (%s), empty lines and lines that start with # skipped, each
+-- id once.
+function _M.fleet_lines(text)
+  local fleets, n, seen = {}, 0, {}
+  for line in gmatch(text, "[^\n]+") do
+    -- Most lines are an id alone: a line is trimmed only when its first or
+    -- last byte may be blank (a control byte is not, but is rare enough to
+    -- take the slow way too).
+    local b = byte(line, 1)
+    if b <= 32 or byte(line, -1) <= 32 then
+      line = trim(line)
+      b = byte(line, 1)
     end
-    line = first and line:sub(first, last) or ""
-    if line ~= "" and not match(line, "^#") and not seen[line] then
+    if b and b ~= HASH and not seen[line] then
       seen[line] = true
-      fleets[#fleets + 1] = line
+      n = n + 1
+      fleets[n] = line
     end
   end
   return fleets
