@@ -291,6 +291,11 @@ end
 local CONTENDERS = {
   { name = "http_lua54", what = "cerca, Lua 5.4, HTTP", server = "lean",
     command = function(s, c) return driver("lua5.4", s, s.http_url, c.creates, c.warmup) end },
+  -- The same loop with its client on the other CPU than the server, as the
+  -- batches run: what one create costs a client that waits across CPUs
+  -- (row 3d's reason).
+  { name = "http_lua54_apart", what = "cerca, Lua 5.4, HTTP, client on the other CPU", server = "lean", apart = true,
+    command = function(s, c) return driver("lua5.4", s, s.http_url, c.creates, c.warmup) end },
   { name = "http_luajit", what = "cerca, LuaJIT, HTTP", server = "lean",
     command = function(s, c) return driver("luajit", s, s.http_url, c.creates, c.warmup) end },
   { name = "http_core", what = "C core alone (session:request loop), Lua 5.4, HTTP", server = "lean",
@@ -385,7 +390,7 @@ end
 -- the ceiling only, and run apart from the rest).
 local GROUPS = {
   { "http_lua54", "http_luajit", "http_core", "http_ceiling", "http_lua_curl",
-    "https_lua54", "https_ceiling", "https_fresh" },
+    "https_lua54", "https_ceiling", "https_fresh", "http_lua54_apart" },
   { "http_node", "http_python" },
   { "many_lua54", "load_many", "many_large", "load_large", "cli_large", "many_nowait", "many_one_wave" },
 }
@@ -1198,8 +1203,10 @@ local ROWS = {
     why = function()
       return format("%s; against a server that answers at once, so that it never waits, the same batch costs"
         .. " its client %.1f us per create: the rest comes with the waits (a CPU gone idle that wakes for each"
-        .. " group of answers); %s",
+        .. " group of answers); one create at a time (1a's loop) costs its client %.1f us with client and server"
+        .. " on one CPU, %.1f us with them on two as here; %s",
         batch_why("many_large", "load_large", LARGE_CONCURRENCY, "3i"), per_create("many_nowait").cpu,
+        per_create("http_lua54").cpu, per_create("http_lua54_apart").cpu,
         waves_why("many_large", "many_one_wave", LARGE_CREATES, LARGE_CONCURRENCY))
     end },
   { "3e", format("`cerca webhooks create --fleets-file` (%d fleets, --concurrency %d), the whole command: seconds",
