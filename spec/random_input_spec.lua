@@ -1,7 +1,9 @@
--- Seeded random inputs (100,000 in all) against everything that reads
+-- Seeded random inputs (250,000 in all) against everything that reads
 -- caller or server data in Lua: argument validation, the retry headers,
--- and log redaction. None may raise; what validation lets through must
--- encode to JSON and to one path segment.
+-- log redaction and the command's fleets file; and against the C core's
+-- fast paths, each held to the Lua rule it stands for. None may raise;
+-- what validation lets through must encode to JSON and to one path
+-- segment.
 local helpers = require "spec.helpers"
 local core = require "cerca.core"
 local webhooks = require "cerca.webhooks"
