@@ -680,7 +680,9 @@ describe("the cerca command", function()
     assert.matches("CERCA_CA_FILE", out, 1, true)
     out = run("help webhooks create")
     assert.matches("%-%-fleets%-file", out)
-    assert.matches("creates in flight at once (default " .. cerca.webhooks.CONCURRENCY.default .. ")", out, 1, true)
+    local range = cerca.webhooks.CONCURRENCY
+    assert.matches(("creates in flight at once, %d to %d (default %d)"):format(range.min, range.max, range.default),
+      out, 1, true)
     assert.matches("--ca-file FILE", out, 1, true)
     -- Help for any prefix of a command: every command under it.
     for _, args in ipairs { "help webhooks", "webhooks --help" } do

@@ -2,8 +2,8 @@
 --
 --     cerca webhooks create FLEET --url URL [--event NAME]... [--extra KEY=JSON]...
 --                                 [--idempotency-key KEY] [--timeout SECONDS] [--json]
---     cerca webhooks create --fleets-file FILE --url URL [--event NAME]...
---                                 [--concurrency N] [--json] [--out FILE]
+--     cerca webhooks create --fleets-file FILE --url URL [--event NAME]... [--extra KEY=JSON]...
+--                                 [--timeout SECONDS] [--concurrency N] [--out FILE]
 --     cerca webhooks events
 --     cerca deliveries sign [--id ID] [--timestamp T] [--data JSON | --data @FILE]
 --     cerca deliveries send URL --event NAME [--data JSON | --data @FILE]
@@ -81,14 +81,15 @@ Environment:
   CERCA_CA_FILE         a PEM file of CAs to trust besides the system's (or --ca-file FILE)
   CERCA_WEBHOOK_SECRET  the secret deliveries are signed with (or --secret-file FILE;
                         never an argument)
-  CERCA_LOG             debug, info, warn (default) or off; log lines go to stderr
+  CERCA_LOG             debug, info, warn or off: log lines on stderr (unset: none)
   NO_COLOR              no colours, even on a terminal
 
 Exit codes:
   0 success   2 usage or validation error   3 authentication or permission
   4 other API error   5 network, TLS or timeout   6 batch with some failures
   7 the results could not be written (they were printed on stderr instead)
-  130, 143 a create or batch stopped by Ctrl-C (SIGINT), by SIGTERM
+  130, 143 a create or batch cut short by Ctrl-C (SIGINT), by SIGTERM (a create
+  let end keeps its own code)   1 internal error (a bug in cerca)
   (deliveries send: 3 the receiver refused the delivery (401, 403), 4 it
   answered another non-2xx)
 
@@ -112,14 +113,15 @@ Options:
   --idempotency-key KEY  key for the create (single fleet only); reuse it to
                          repeat a create safely
   --timeout SECONDS      time allowed for one attempt (default 60)
-  --json                 print the subscription as one JSON object (one per line
-                         in batch mode), nothing else on stdout
+  --json                 print the subscription as one JSON object, nothing else
+                         on stdout (batch mode always writes JSON lines)
   --base-url URL         the API's address (default CERCA_BASE_URL)
   --ca-file FILE         a PEM file of CAs to trust besides the system's
                          (default CERCA_CA_FILE)
   --api-key-file FILE    read the API key from FILE instead of CERCA_API_KEY
 Batch mode (--fleets-file):
-  --concurrency N        creates in flight at once (default ]] .. cerca.webhooks.CONCURRENCY.default .. [[)
+  --concurrency N        creates in flight at once, ]] .. cerca.webhooks.CONCURRENCY.min .. [[ to ]]
+    .. cerca.webhooks.CONCURRENCY.max .. [[ (default ]] .. cerca.webhooks.CONCURRENCY.default .. [[)
   --out FILE             append the results as JSON lines to FILE instead of
                          stdout. FILE holds secrets: it must be a regular file
                          of yours, not a symbolic link, and is created (or set
