@@ -40,18 +40,23 @@ POSIXES   = $(foreach v,$(LUA_VERSIONS),build/lua$(v)/spec_posix.so) $(POSIX_JIT
 # An nginx with the Lua module built in (as OpenResty's), for the nginx specs.
 NGINX_BUILTIN = build/nginx-builtin/sbin/nginx
 
-# Debian packages the build, the tests and the demo need.
-DEB_PACKAGES = gcc libc6-dev make pkg-config curl openssl ca-certificates \
-               lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
-               lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev \
-               lua-cjson lua-busted lua-check luarocks lua-ldoc lua-discount \
-               libcurl4-openssl-dev libssl-dev \
-               nginx libnginx-mod-http-lua valgrind strace nodejs npm wrk \
+# Debian packages: what the build needs (the C core for each Lua); what the
+# demo, `make serve` and `make install` add (the reference server: nginx
+# with its Lua module, openssl for its certificates); and what the tests,
+# the docs and the benchmarks add (`make deps` installs them all).
+BUILD_PACKAGES = gcc libc6-dev make pkg-config \
+                 lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
+                 lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev \
+                 lua-cjson libcurl4-openssl-dev libssl-dev
+DEMO_PACKAGES = $(BUILD_PACKAGES) curl openssl ca-certificates nginx libnginx-mod-http-lua
+DEB_PACKAGES = $(DEMO_PACKAGES) \
+               lua-busted lua-check luarocks lua-ldoc lua-discount \
+               valgrind strace nodejs npm wrk \
                lua-curl lua-system python3-requests \
                libpcre3-dev zlib1g-dev \
                clang libclang-rt-14-dev
 
-.PHONY: help deps build test demo serve install lint check-memory fuzz docs rock rock-build rock-install clean
+.PHONY: help deps deps-build deps-demo build test demo serve install lint check-memory fuzz docs rock rock-build rock-install clean
 
 # The release rockspec `make rock` packs, and where the rock goes.
 ROCKSPEC ?= rockspec/cerca-0.1.0-1.rockspec
@@ -60,10 +65,17 @@ ROCK_DIR ?= build
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-deps: ## install missing Debian packages (apt-get; needs root)
+deps: ## install every missing Debian package the build, demo, tests and benchmarks use (apt-get; needs root)
 	@sh spec/tools/deps.sh $(DEB_PACKAGES)
 
-build: deps $(CORES) ## build the C core for Lua 5.1 to 5.4 and LuaJIT
+# Only what the build, or the demo, needs.
+deps-build:
+	@sh spec/tools/deps.sh $(BUILD_PACKAGES)
+
+deps-demo:
+	@sh spec/tools/deps.sh $(DEMO_PACKAGES)
+
+build: deps-build $(CORES) ## build the C core for Lua 5.1 to 5.4 and LuaJIT
 
 build/lua%/cerca/core.so: $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
@@ -73,14 +85,14 @@ $(CORE_JIT): $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I$(LUA_INC_JIT) $(SRC) -o $@ $(LDFLAGS) $(LIBS)
 
-test: build $(CORE_SAN) $(LUA_SAN) $(FUZZERS) $(POSIXES) $(NGINX_BUILTIN) ## lint, suite under Lua 5.1-5.4 and LuaJIT, memory checks, fuzz
+test: deps build $(CORE_SAN) $(LUA_SAN) $(FUZZERS) $(POSIXES) $(NGINX_BUILTIN) ## lint, suite under Lua 5.1-5.4 and LuaJIT, memory checks, fuzz
 	@sh spec/tools/run-tests.sh
 
-demo: build ## create a subscription against the bundled reference server
+demo: deps-demo build ## create a subscription against the bundled reference server
 	@lua5.4 spec/server/with_server.lua env LUA_PATH="lua/?.lua;lua/?/init.lua;;" \
 	  LUA_CPATH="build/lua5.4/?.so;;" lua5.4 examples/create.lua
 
-serve: build ## run the reference server on 127.0.0.1 until Enter or Ctrl-C, to try cerca by hand
+serve: deps-demo build ## run the reference server on 127.0.0.1 until Enter or Ctrl-C, to try cerca by hand
 	@lua5.4 spec/server/serve.lua
 
 lint: deps ## luacheck the Lua, compile the C warning-free
@@ -88,7 +100,7 @@ lint: deps ## luacheck the Lua, compile the C warning-free
 	$(CC) $(CFLAGS) -I$(LUA_INC_54) -fsyntax-only $(SRC)
 	$(CC) $(CFLAGS) -I$(LUA_INC_JIT) -fsyntax-only $(SRC)
 
-check-memory: build $(CORE_SAN) $(LUA_SAN) $(POSIX_54) $(POSIX_SAN) ## specs under valgrind, then under ASan+UBSan (C core, in-process)
+check-memory: deps build $(CORE_SAN) $(LUA_SAN) $(POSIX_54) $(POSIX_SAN) ## specs under valgrind, then under ASan+UBSan (C core, in-process)
 	@sh spec/tools/check-memory.sh
 
 $(CORE_SAN): $(SRC) $(HDR)
@@ -157,7 +169,7 @@ BENCH_VERIFY_CEILING = build/bench/verify_ceiling
 # The npm verifier, as bench/verify-node/package-lock.json pins it.
 BENCH_NODE_MODULES = bench/verify-node/node_modules/.package-lock.json
 
-bench: build $(BENCH_CEILING) $(BENCH_VERIFY_CEILING) $(BENCH_NODE_MODULES) ## the benchmark table: creates vs a plain C client, lua-curl, Node, Python, HTTPS, create_many and the batch command, cost (instructions, system calls); delivery verification vs Node, Python, nginx (~7 min; BENCH_ONLY=verify: ~2 min)
+bench: deps build $(BENCH_CEILING) $(BENCH_VERIFY_CEILING) $(BENCH_NODE_MODULES) ## the benchmark table: creates vs a plain C client, lua-curl, Node, Python, HTTPS, create_many and the batch command, cost (instructions, system calls); delivery verification vs Node, Python, nginx (~7 min; BENCH_ONLY=verify: ~2 min)
 	@lua5.4 bench/run.lua
 
 $(BENCH_CEILING): bench/ceiling.c
