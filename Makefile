@@ -40,10 +40,11 @@ POSIXES   = $(foreach v,$(LUA_VERSIONS),build/lua$(v)/spec_posix.so) $(POSIX_JIT
 # An nginx with the Lua module built in (as OpenResty's), for the nginx specs.
 NGINX_BUILTIN = build/nginx-builtin/sbin/nginx
 
-# Debian packages: what the build needs (the C core for each Lua); what the
-# demo, `make serve` and `make install` add (the reference server: nginx
-# with its Lua module, openssl for its certificates); and what the tests,
-# the docs and the benchmarks add (`make deps` installs them all).
+# Debian packages: what the build needs (the C core for each Lua, also
+# all `make install` needs); what the demo and `make serve` add (the
+# reference server: nginx with its Lua module, openssl for its
+# certificates); and what the tests, the docs and the benchmarks add
+# (`make deps` installs them all).
 BUILD_PACKAGES = gcc libc6-dev make pkg-config \
                  lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
                  lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev \
