@@ -288,14 +288,16 @@ end
 -- GROUPS (below) says in which order they run within a round.
 -- The HTTPS rows use the server's 127.0.0.1 address (its certificate names
 -- it), as the HTTP rows do, so that both connect the same way.
+-- cerca's sequential loop under Lua 5.4 over HTTP (rows 1a and 3d's reason).
+local function lua54_http(s, c) return driver("lua5.4", s, s.http_url, c.creates, c.warmup) end
+
 local CONTENDERS = {
-  { name = "http_lua54", what = "cerca, Lua 5.4, HTTP", server = "lean",
-    command = function(s, c) return driver("lua5.4", s, s.http_url, c.creates, c.warmup) end },
+  { name = "http_lua54", what = "cerca, Lua 5.4, HTTP", server = "lean", command = lua54_http },
   -- The same loop with its client on the other CPU than the server, as the
   -- batches run: what one create costs a client that waits across CPUs
   -- (row 3d's reason).
   { name = "http_lua54_apart", what = "cerca, Lua 5.4, HTTP, client on the other CPU", server = "lean", apart = true,
-    command = function(s, c) return driver("lua5.4", s, s.http_url, c.creates, c.warmup) end },
+    command = lua54_http },
   { name = "http_luajit", what = "cerca, LuaJIT, HTTP", server = "lean",
     command = function(s, c) return driver("luajit", s, s.http_url, c.creates, c.warmup) end },
   { name = "http_core", what = "C core alone (session:request loop), Lua 5.4, HTTP", server = "lean",
