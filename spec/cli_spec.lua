@@ -630,6 +630,19 @@ describe("the cerca command", function()
       _, err, status = run_here("webhooks create fleet_1 --url https://example.com/h")
       assert.are.equal(4, status)
       assert.matches("the subscription may exist: repeat with --idempotency-key", err, 1, true)
+      -- Whatever the last attempt got: here the first created, then lost its answer.
+      for _, last in ipairs { { 409, 2 }, { 429, 2 }, { 422, 1 } } do
+        srv:reset()
+        srv:enqueue { action = "create_then_drop" }
+        for _ = 1, last[2] do
+          srv:enqueue { status = last[1], body = '{"error":{"message":"no"}}', headers = { ["Retry-After-Ms"] = "1" } }
+        end
+        _, err, status = run_here("webhooks create fleet_1 --url https://example.com/h")
+        assert.are.equal(4, status)
+        assert.matches("the subscription may exist: repeat with --idempotency-key "
+          .. srv:requests()[1].headers["idempotency-key"] .. " to get it without a duplicate", err, 1, true)
+        assert.are.equal(1, #srv:subscriptions())
+      end
     end)
 
     it("escapes what the server sends before it reaches the terminal", function()

@@ -229,6 +229,93 @@ describe("faults", function()
       assert.are.equal(1, #srv:subscriptions())
     end)
 
+    -- Whatever the last attempt got, an earlier one that may have acted
+    -- decides what the error says: the subscription may exist.
+    for _, last in ipairs {
+      { status = 409, type = "conflict", body = '{"error":{"message":"a request with this key is in progress"}}' },
+      { status = 429, type = "rate_limit", body = "{}", retry_after = "120", answers = 1 },
+      { status = 408, type = "api_status", body = "{}" },
+      { status = 422, type = "unprocessable_entity", body = '{"error":{"message":"bad"}}', answers = 1 },
+    } do
+      it(("created then dropped, then %d: the error says the subscription may exist"):format(last.status), function()
+        client:close()
+        srv:enqueue { action = "create_then_drop" }
+        local headers = last.retry_after and { ["Retry-After"] = last.retry_after } or SOON
+        for _ = 1, last.answers or 2 do srv:enqueue { status = last.status, body = last.body, headers = headers } end
+        local sub, err = create()
+        assert.is_nil(sub)
+        assert.are.equal(last.type, err.type)
+        assert.is_true(err.maybe_created)
+        assert.is_true(err.request_sent)
+        assert.are.equal(srv:requests()[1].headers["idempotency-key"], err.idempotency_key)
+        assert.matches("attempt 1's outcome is unknown (connection), so the call may have acted: repeat it with "
+          .. "err.idempotency_key", err.message, 1, true)
+        assert.are.equal(1, #srv:subscriptions())
+        local again = assert(create { idempotency_key = err.idempotency_key })
+        assert.are.equal(srv:subscriptions()[1].secret, again.secret)
+        assert.are.equal(1, #srv:subscriptions())
+      end)
+    end
+
+    it("a request turned away is not said to have maybe created anything", function()
+      srv:enqueue { status = 422, body = '{"error":{"message":"bad"}}' }
+      local _, err = create()
+      assert.are.equal("unprocessable_entity", err.type)
+      assert.is_nil(err.maybe_created)
+      assert.are.equal("bad", err.message)
+      for _ = 1, 3 do srv:enqueue { status = 429, body = "{}", headers = SOON } end
+      _, err = create()
+      assert.are.equal("rate_limit", err.type)
+      assert.is_nil(err.maybe_created)
+      for _ = 1, 3 do srv:enqueue { status = 503, body = "{}", headers = SOON } end
+      _, err = create()
+      assert.are.equal("server", err.type)
+      assert.is_true(err.maybe_created)
+      assert.are.equal("HTTP 503 Service Unavailable", err.message)
+    end)
+
+    it("a complete 2xx that cannot be used, retried on x-should-retry, keeps its bytes past later failures", function()
+      local body = '{"id":"wh_x","secret":"whsec_ONLYCOPY' .. string.rep("A", 30) .. '","fleetId":"fleet_1"'
+      srv:enqueue { status = 201, body = body, headers = { ["X-Should-Retry"] = "true", ["Retry-After-Ms"] = "1" } }
+      for _ = 1, 2 do srv:enqueue { status = 503, body = "{}", headers = SOON } end
+      local sub, err = create()
+      assert.is_nil(sub)
+      assert.are.equal("invalid_response", err.type)
+      assert.are.equal(201, err.status)
+      assert.are.equal(body, err.body)
+      assert.are.equal("server", err.last_error.type)
+      assert.are.equal(3, err.attempts)
+      assert.is_true(err.maybe_created)
+      assert.matches("^the create succeeded %(HTTP 201%) on attempt 1 but its answer could not be used", err.message)
+    end)
+
+    it("a 2xx cut off, then a 2xx that is not a subscription: the first one's bytes are kept", function()
+      local secret = "whsec_FIRSTCOPY" .. string.rep("B", 30)
+      local first = '{"id":"wh_y","secret":"' .. secret .. '","fleetId":"fleet_1","url":"https://example.com/webhook",'
+        .. '"events":[],"enabled":true,"createdAt":"t","updatedAt":"t"}'
+      srv:enqueue { action = "partial", body = first, bytes = 60, headers = SOON }
+      srv:enqueue { status = 201, body = '{"id":"wh_y","fleetId":"fleet_1"}' }
+      local sub, err = create()
+      assert.is_nil(sub)
+      assert.are.equal("invalid_response", err.type)
+      assert.are.equal(first:sub(1, 60), err.body)
+      assert.matches(secret:sub(1, 20), err.body, 1, true)
+      assert.are.equal("invalid_response", err.last_error.type)
+      assert.are.equal('{"id":"wh_y","fleetId":"fleet_1"}', err.last_error.body)
+      assert.are.equal(2, err.attempts)
+      assert.are.equal(srv:requests()[1].headers["idempotency-key"], err.idempotency_key)
+      assert.is_true(err.maybe_created)
+      -- Or names another fleet: that answer is dropped, the first one kept.
+      srv:reset()
+      srv:enqueue { action = "partial", body = first, bytes = 60, headers = SOON }
+      srv:enqueue { status = 201, body = (first:gsub("fleet_1", "fleet_2")) }
+      sub, err = create()
+      assert.is_nil(sub)
+      assert.are.equal(first:sub(1, 60), err.body)
+      assert.matches("names another fleet", err.last_error.message, 1, true)
+      assert.is_nil(err.last_error.body)
+    end)
+
     it("every error after an attempt carries the idempotency key", function()
       srv:enqueue { status = 400, body = "{}" }
       local _, err = create()

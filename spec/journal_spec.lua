@@ -192,6 +192,27 @@ describe("the journal", function()
       assert.are.equal('{"a":1}\n{"b":2}\n', read(path))
     end)
 
+    it("ends a line that a failed write cut short before the next record, so that record is read back", function()
+      -- The file size limit cuts the second record short (SIGXFSZ ignored,
+      -- as the command does); once lifted, the third must be a line of its own.
+      local path = dir .. "/full.jsonl"
+      local out, status = helpers.run_lua(([[
+        local cerca = require "cerca"
+        cerca.system.ignore_write_signals()
+        local pid = io.open("/proc/self/stat"):read("*l"):match("^(%%d+)")
+        local function limit(v) assert(os.execute("prlimit --pid " .. pid .. " --fsize=" .. v)) end
+        local j = assert(cerca.journal.open(%q))
+        print("A", j:append { fleet_id = "fleet_A", idempotency_key = "key-A" })
+        limit("1024:")
+        print("B", (j:append { fleet_id = "fleet_B", idempotency_key = string.rep("k", 1500) }))
+        limit("unlimited:")
+        print("C", j:append { fleet_id = "fleet_C", idempotency_key = "key-C" })
+        for _, r in ipairs(assert(j:records())) do print("read", r.fleet_id, r.idempotency_key) end
+      ]]):format(path))
+      assert.are.equal(0, status, out)
+      assert.are.equal("A\ttrue\nB\tnil\nC\ttrue\nread\tfleet_A\tkey-A\nread\tfleet_C\tkey-C\n", out)
+    end)
+
     it("bounds what it reads back: more than max_bytes is refused, naming the file and the figure", function()
       local path = dir .. "/big.jsonl"
       write(path, ("y"):rep(2048) .. "\n")

@@ -116,8 +116,34 @@ describe("cerca.retry", function()
       assert.are.equal(0, retry.server_delay({ ["retry-after"] = "Sun, 19 Jul 2026 09:00:00 GMT" }, NOW))
     end)
 
+    it("reads a field repeated or listed (joined with \", \") as its longest readable wait", function()
+      local cases = {
+        { "120, 120", 120 }, { "1, 300", 300 }, { "1,5", 5 }, { "soon, 5", 5 },
+        { "Sun, 19 Jul 2026 09:40:30 GMT, Sun, 19 Jul 2026 09:41:00 GMT", 60 },
+        { "Sun, 19 Jul 2026 09:40:30 GMT, 10", 30 }, { "90, Sun, 19 Jul 2026 09:40:30 GMT", 90 },
+        { "soon, later", nil }, { ",", nil },
+      }
+      for _, c in ipairs(cases) do
+        assert.are.equal(c[2], retry.server_delay({ ["retry-after"] = c[1] }, NOW), c[1])
+      end
+      assert.are.equal(2, retry.server_delay({ ["retry-after-ms"] = "100, 2000" }, NOW))
+    end)
+
+    it("reports a wait too long to wait for, however long, as a finite number", function()
+      assert.are.equal(1e12, retry.server_delay({ ["retry-after"] = "1000000000000" }, NOW))
+      assert.are.equal(1e12, retry.server_delay({ ["retry-after"] = string.rep("9", 400) }, NOW))
+      assert.are.equal(1e9, retry.server_delay({ ["retry-after-ms"] = "1000000000000" }, NOW))
+      local failure = { retryable = true }
+      local wait, server_wait = retry.next_wait(failure, 1, 3, { ["retry-after"] = "99999999999999" })
+      assert.is_nil(wait)
+      assert.are.equal(1e12, server_wait)
+      wait, server_wait = retry.next_wait(failure, 1, 3, { ["retry-after"] = "120, 120" })
+      assert.is_nil(wait)
+      assert.are.equal(120, server_wait)
+    end)
+
     it("ignores what it cannot read", function()
-      for _, v in ipairs { "", "soon", "-1", "1e3", "0x10", "1,5", "Sun, 32 Jul 2026 09:40:30 GMT",
+      for _, v in ipairs { "", "soon", "-1", "1e3", "0x10", "Sun, 32 Jul 2026 09:40:30 GMT",
         "Sun, 19 Foo 2026 09:40:30 GMT", "Sun, 19 Jul 2026 25:40:30 GMT", "nan", "inf" } do
         assert.is_nil(retry.server_delay({ ["retry-after"] = v }, NOW), v)
       end

@@ -78,8 +78,9 @@ function _M.new(profile, method, path, body, options, options_copied)
     -- each attempt's
     in_flight = nil, started = nil, deadline = nil, request_sent = nil,
     -- Added only by a failed attempt, which is rare: `last_error` (what a
-    -- retry would follow) and `created` (a 2xx that broke off). Named here,
-    -- they would take the table's hash part past 16 slots, to 32.
+    -- retry would follow), `created` (a 2xx that could not be used) and
+    -- `uncertain` (the first attempt that may have acted). Named here, they
+    -- would take the table's hash part past 16 slots, to 32.
   }
   local _, err = prepare.call(profile, method, path, body, options, c, options_copied)
   if err then return nil, err end
@@ -123,18 +124,23 @@ end
 -- The end of a call that will not be retried: count the attempts, and warn
 -- about what a user must not miss.
 local function give_up(self, err)
-  local created = self.created
-  if created and err.type ~= "invalid_response" then
-    -- An earlier attempt got a 2xx that broke off: the API did create. Its
-    -- bytes matter more than the later failure.
-    err = errors.new("invalid_response", format("the create succeeded (HTTP %d) on attempt %d but its "
-      .. "answer broke off, and the later attempts failed (last: %s); what arrived is kept in err.body: "
-      .. "repeat the call with err.idempotency_key to get the subscription", created.status, created.attempt,
-      tostring(err)), {
-        status = created.status, headers = created.headers, body = created.body,
-        request_id = created.request_id, last_error = err,
-      })
+  local created, uncertain = self.created, self.uncertain
+  if created and err ~= created.error and not (err.status and err.status >= 200 and err.status < 300
+      and #(err.body or "") >= #created.body) then
+    -- An earlier attempt got a 2xx it could not use: the API did create.
+    -- Its bytes matter more than the later failure (unless that is a 2xx
+    -- that delivered as much).
+    err = outcome.after_created(created, err)
+  elseif uncertain and err ~= uncertain.last and self.key then
+    -- The last answer turned the request away, but an earlier attempt's
+    -- outcome is unknown: say so, or a repeat without the key duplicates.
+    err.message = format("%s; attempt %d's outcome is unknown (%s), so the call may have acted: repeat it "
+      .. "with err.idempotency_key to find out without a duplicate", err.message, uncertain.attempt,
+      uncertain.error.type)
   end
+  -- Whether the call may have acted (created the subscription): a repeat
+  -- with err.idempotency_key tells, without a duplicate.
+  if uncertain then err.maybe_created = true end
   err.attempts = self.attempt
   -- The key a repeat must carry to find what this call may have made, and
   -- whether any attempt's request reached a server (if none did, nothing
@@ -182,10 +188,13 @@ end
 function Call:broken_off(fault)
   -- A transfer in flight may have had its bytes sent.
   if self.in_flight then self.request_sent = true end
-  local _, err = give_up(self, errors.new("internal", format("the batch stopped before this call ended "
-    .. "(%s); %s", tostring(fault.message or fault), self.attempt > 0
-      and "it may have reached the API: repeat it with err.idempotency_key"
-      or "it was not sent")))
+  local err = errors.new("internal", format("the batch stopped before this call ended (%s); %s",
+    tostring(fault.message or fault), self.attempt > 0
+      and "it may have reached the API: repeat it with err.idempotency_key" or "it was not sent"))
+  -- This message says it already.
+  if self.attempt > 0 then self.uncertain = { attempt = self.attempt, error = err, last = err } end
+  local _
+  _, err = give_up(self, err)
   return err
 end
 
@@ -218,6 +227,9 @@ end
 local function done(self, value)
   value.attempts = self.attempt
   value.idempotency_key = self.key
+  -- An earlier 2xx that could not be used: should this answer not be
+  -- usable either (the resource's check), those bytes are what to keep.
+  if self.created then value.created_before = self.created end
   local secrets = self.secrets
   local raw = value.raw_headers or ""
   if not redact.absent(raw, secrets) then
@@ -245,11 +257,20 @@ function Call:finish(res)
     log_attempt(lg, self.method, self.path, res, attempt, attempts, elapsed)
     return done(self, value)
   end
-  if failure.created and not self.created then
-    self.created = { status = res.status, headers = outcome.headers(res), body = res.body,
-      request_id = request_id(res), attempt = attempt }
-  end
   local err = failure.error
+  if failure.created and not self.created then
+    -- Kept for the caller, so without the API key, as any error is.
+    local secrets, rid = self.secrets, request_id(res)
+    self.created = { status = res.status, headers = redact.fields(outcome.headers(res), secrets),
+      body = redact.known(res.body, secrets), request_id = rid and redact.text(rid, secrets),
+      attempt = attempt, broke_off = res.error ~= nil, error = err }
+  end
+  if failure.uncertain then
+    -- The first such attempt is the one named; the last, whether the
+    -- final error already says so itself.
+    local u = self.uncertain
+    if u then u.last = err else self.uncertain = { attempt = attempt, error = err, last = err } end
+  end
   self.last_error = err
   local wait, server_wait = retry.next_wait(failure, attempt, attempts, outcome.headers(res))
   -- A wait the server asked for but that is too long is left to the caller.

@@ -59,9 +59,6 @@ local EXIT_FOR_TYPE = {
   connection = "network", timeout = "network", tls = "network",
 }
 
--- Failures after which the create may have happened on the API's side.
-local REPEATABLE_TYPES = { invalid_response = true, connection = true, timeout = true, server = true }
-
 local HELP = {
   main = [[
 cerca - create Cerca webhook subscriptions from a shell, and test a receiver of their deliveries
@@ -314,9 +311,9 @@ local function report(ui, err)
     return "usage"
   end
   local hint = ""
-  if err.idempotency_key and err.request_sent and REPEATABLE_TYPES[err.type] then
-    -- A request reached the API, which may have made the subscription: the
-    -- same key gets it back. When none did, there is nothing to get back.
+  if err.idempotency_key and err.maybe_created then
+    -- An attempt reached the API and its outcome is not known (whatever
+    -- the last one got): the same key gets the subscription back, if any.
     hint = "; the subscription may exist: repeat with --idempotency-key " .. err.idempotency_key
       .. " to get it without a duplicate"
   end

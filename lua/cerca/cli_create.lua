@@ -177,7 +177,8 @@ end
 local function error_record(fleet_id, err, key)
   return { fleet_id = fleet_id, idempotency_key = err.idempotency_key or key, error = { type = err.type,
     message = err.message, status = err.status, request_id = err.request_id,
-    request_sent = err.request_sent or false, answer = _M.kept_answer(err) } }
+    request_sent = err.request_sent or false, maybe_created = err.maybe_created or false,
+    answer = _M.kept_answer(err) } }
 end
 
 local function batch(ui, o, env)

@@ -109,7 +109,11 @@ function Journal:append(record)
     if open then text = "\n" .. text end
   end
   local ok, werr = file:write(text .. "\n")
-  if not ok then return nil, werr, "system" end
+  if not ok then
+    -- Part of the line may be in the file: the next record ends it first.
+    self._line_ended = false
+    return nil, werr, "system"
+  end
   self._line_ended = true
   return true
 end

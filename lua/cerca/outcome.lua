@@ -6,7 +6,11 @@
 -- `raw_headers`, `json` and `body`) or a failure:
 --
 --     { error = <typed error>, retryable = <boolean>, reason = <for the log>,
---       created = <true when a 2xx arrived and then the answer broke off> }
+--       created = <true when a 2xx arrived that cannot be used: the API
+--                  acted, and the bytes that arrived must be kept>,
+--       uncertain = <true when the request was sent and the answer does
+--                    not say the API did not act: a 2xx that cannot be
+--                    used, a 5xx, or no answer at all> }
 --
 -- What is retried is decided here, by what happened: no answer
 -- (`connection`), a `timeout`, a 2xx whose body broke off (the same
@@ -24,6 +28,7 @@ local core = require "cerca.core"
 local errors = require "cerca.errors"
 
 local type = type
+local tostring = tostring
 local rawget = rawget
 local setmetatable = setmetatable
 local format = string.format
@@ -186,6 +191,25 @@ local function failure_of(res, max_response_size)
     .. "the raw answer is kept in err.body", status, res.json_error or "empty body"), fields), false
 end
 
+--- What a 2xx that could not be used is worth when a later attempt ended
+-- the call: the API did act, so its bytes (which may hold the secret) are
+-- what the error keeps, and the later failure follows in `last_error`.
+-- @tparam table created the 2xx: `status`, `headers`, `body`,
+--   `request_id`, `attempt`, `broke_off` (its transfer failed)
+-- @tparam table later the error that ended the call
+-- @treturn table an `invalid_response` error
+function _M.after_created(created, later)
+  return errors.new("invalid_response", format("the create succeeded (HTTP %d) on attempt %d but its answer "
+    .. "%s, and %s (last: %s); what arrived is kept in err.body: repeat the call with err.idempotency_key "
+    .. "to get the subscription", created.status, created.attempt,
+    created.broke_off and "broke off" or "could not be used",
+    later.type == "invalid_response" and "a later answer could not be used either" or "the later attempts failed",
+    tostring(later)), {
+      status = created.status, headers = created.headers, body = created.body,
+      request_id = created.request_id, last_error = later,
+    })
+end
+
 --- Classifies one attempt's response table (the C core's).
 -- @tparam table res `status`, `raw_headers`, `body`, `json` or `json_error`,
 --   `error` and `error_message` when no usable answer arrived
@@ -211,11 +235,17 @@ function _M.classify(res, max_response_size)
       retryable, reason = false, nil
     end
   end
+  local created = status >= 200 and status < 300
   return nil, {
     error = err,
     retryable = retryable or false,
     reason = reason,
-    created = res.error ~= nil and status >= 200 and status < 300 or nil,
+    created = created or nil,
+    -- A 5xx may follow work done; any other status turned the request away
+    -- (a 409 or 429 after an attempt whose outcome is unknown does not
+    -- undo that attempt: the call keeps its uncertainty).
+    uncertain = res.request_sent and (created or (res.error ~= nil and status == 0)
+      or (status >= 500 and status <= 599)) or nil,
   }
 end
 

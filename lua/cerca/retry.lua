@@ -18,6 +18,8 @@ local floor = math.floor
 local min = math.min
 local random = math.random
 local match = string.match
+local find = string.find
+local gmatch = string.gmatch
 local lower = string.lower
 local time = os.time
 
@@ -70,30 +72,69 @@ function _M.parse_http_date(s)
   return ((days_from_civil(y, month, d) * 24 + h) * 60 + mi) * 60 + sec
 end
 
+-- The longest wait reported (seconds, about 31,700 years): a longer one
+-- is not waited for either, and stays a finite number.
+local MAX_REPORTED = 1e12
+
 local function non_negative(n)
-  if n and n == n and n >= 0 and n < 1e12 then return n end
+  if n and n == n and n >= 0 then return min(n, MAX_REPORTED) end
   return nil
 end
 
+-- One value of `retry-after-ms`, in seconds.
+local function ms_value(v)
+  local n = non_negative(tonumber(match(v, "^%s*([%d%.]+)%s*$")))
+  return n and n / 1000
+end
+
+-- One value of `Retry-After`: seconds, or an HTTP date.
+local function retry_after_value(v, now)
+  local n = non_negative(tonumber(match(v, "^%s*(%d+%.?%d*)%s*$")))
+  if n then return n end
+  local at = _M.parse_http_date(match(v, "^%s*(.-)%s*$"))
+  if not at then return nil end
+  local wait = at - now
+  return wait > 0 and wait or 0
+end
+
+-- The longest of the waits a header names. A field repeated (a proxy that
+-- adds its own) arrives joined with ", ", as does the comma of a date's
+-- weekday, which is put back. The longest is the safe one to honour.
+local function longest(value, read)
+  local whole = read(value)
+  if whole or not find(value, ",", 1, true) then return whole end
+  local best, pending
+  for part in gmatch(value .. ",", "([^,]*),") do
+    local n
+    if pending then
+      n = read(pending .. "," .. part) or read(part)
+      pending = nil
+    elseif match(part, "^%s*%a+%s*$") then
+      pending = part
+    else
+      n = read(part)
+    end
+    if n and (not best or n > best) then best = n end
+  end
+  return best
+end
+
 --- The wait the server asks for, in seconds, or nil when it names none
--- (or names one we cannot read).
+-- (or names one we cannot read). A value repeated or listed gives its
+-- longest readable wait.
 -- @tparam table headers lower-case response headers
 -- @tparam[opt] number now wall-clock seconds since the epoch (for dates)
 function _M.server_delay(headers, now)
   if not headers then return nil end
   local ms = headers["retry-after-ms"]
   if ms then
-    local n = non_negative(tonumber(match(ms, "^%s*([%d%.]+)%s*$")))
-    if n then return n / 1000 end
+    local n = longest(ms, ms_value)
+    if n then return n end
   end
   local ra = headers["retry-after"]
   if not ra then return nil end
-  local n = non_negative(tonumber(match(ra, "^%s*(%d+%.?%d*)%s*$")))
-  if n then return n end
-  local at = _M.parse_http_date(match(ra, "^%s*(.-)%s*$"))
-  if not at then return nil end
-  local wait = at - (now or time())
-  return wait > 0 and wait or 0
+  now = now or time()
+  return longest(ra, function(v) return retry_after_value(v, now) end)
 end
 
 --- The wait before retry `n`: the server's if it names one, else backoff.

@@ -272,26 +272,39 @@ local function answer_error(message, fields, secret)
   return errors.scrub(errors.new("invalid_response", message, fields), NO_SECRETS)
 end
 
+-- The error for a 2xx that is not this create's subscription, keeping
+-- first what an earlier attempt's 2xx delivered, if one did (the API acted
+-- then: its bytes may hold the secret).
+local function unusable(res, err)
+  local before = res.created_before
+  if before then
+    err = outcome.after_created(before, err)
+    err.attempts, err.idempotency_key = res.attempts, res.idempotency_key
+  end
+  err.request_sent, err.maybe_created = true, true
+  return nil, err
+end
+
 local function created(fleet_id, res, err)
   if not res then return nil, err end
   local sub, why = _M.subscription(res.json)
   if not sub or sub.fleetId ~= fleet_id then
     local fields = { status = res.status, headers = res.headers, body = res.body, request_id = res.request_id,
-      attempts = res.attempts, idempotency_key = res.idempotency_key, request_sent = true }
+      attempts = res.attempts, idempotency_key = res.idempotency_key }
     if not sub then
       local answer = res.json
-      return nil, answer_error("the create succeeded (HTTP " .. res.status .. ") but " .. why
+      return unusable(res, answer_error("the create succeeded (HTTP " .. res.status .. ") but " .. why
         .. "; the raw answer is kept in err.body: repeat the call with err.idempotency_key to get the "
         .. "subscription", fields, type(answer) == "table" and type(answer.secret) == "string" and answer.secret
-        or nil)
+        or nil))
     end
     -- Not this call's answer (a connection shared across fork(), a proxy
     -- that mixed answers up): neither a success nor something to keep,
     -- and the other subscription's secret stays nowhere in the error.
     fields.body = nil
-    return nil, answer_error("the answer names another fleet than the one asked for (fleetId "
+    return unusable(res, answer_error("the answer names another fleet than the one asked for (fleetId "
       .. validate.describe(sub.fleetId) .. "), so it is not this call's answer and was dropped; repeat the "
-      .. "call with err.idempotency_key to get this fleet's subscription", fields, sub.secret)
+      .. "call with err.idempotency_key to get this fleet's subscription", fields, sub.secret))
   end
   -- The secret is printed only where it is asked for: never inside the
   -- other fields, nor in the answer's headers.
