@@ -291,6 +291,26 @@ describe("cerca deliveries", function()
       assert.are.same({}, srv:requests())
     end)
 
+    it("never prints the secret a receiver echoes, in its answer or a redirect, whole or cut", function()
+      local pct = SECRET:gsub("[/=+]", function(c) return ("%%%02X"):format(c:byte()) end)
+      for _, script in ipairs {
+        { status = 401, body = "signature mismatch; receiver is configured with " .. SECRET },
+        { status = 401, body = '{"configured":"' .. KEY:gsub("/", "\\/") .. '"}' },
+        { status = 500, body = ("x"):rep(200 - 20) .. SECRET },
+        { status = 302, body = "", headers = { Location = "https://example.com/bad?secret=" .. pct } },
+        { status = 302, body = "", headers = { Location = "https://example.com/bad?key=" .. KEY } },
+      } do
+        srv:reset()
+        srv:enqueue(script)
+        local out, err, status = run("deliveries send " .. q(srv.http_url .. "/hook") .. " --event agent.created",
+          with_secret())
+        assert.are.equal(script.status == 401 and 3 or 4, status, err)
+        assert.matches("[redacted]", out .. err, 1, true)
+        assert_clean(out, err)
+        assert.is_nil((out .. err):find(KEY:sub(1, 8), 1, true), out .. err)
+      end
+    end)
+
     it("never prints the secret, even with CERCA_LOG=debug", function()
       srv:enqueue { status = 401, body = "invalid_signature\n" }
       local out, err, status = run("deliveries send " .. q(srv.http_url .. "/hook") .. " --event agent.created",

@@ -620,6 +620,21 @@ describe("the cerca command", function()
       assert.are.equal(srv:requests()[1].headers["idempotency-key"], last.idempotency_key)
     end)
 
+    it("does not repeat the API key pasted into the wrong flag", function()
+      -- The first two quote what was typed.
+      for i, args in ipairs {
+        "webhooks create fleet_1 --url https://example.com/h --idempotency-key " .. q(srv.api_key .. "x y"),
+        "webhooks create fleet_1 --url https://example.com/h --api_key=" .. q(srv.api_key),
+        "webhooks create fleet_1 --url https://example.com/h --timeout " .. q(srv.api_key),
+      } do
+        local _, err, status = run_here(args)
+        assert.are.equal(2, status, err)
+        if i <= 2 then assert.matches("[redacted]", err, 1, true) end
+        assert.is_nil(err:find(srv.api_key, 1, true), err)
+      end
+      assert.are.equal(0, #srv:requests())
+    end)
+
     it("says the subscription may exist only when a request may have reached the API", function()
       local _, err, status = run_here("webhooks create fleet_1 --url https://example.com/h",
         { CERCA_BASE_URL = "http://127.0.0.1:" .. helpers.closed_port() })

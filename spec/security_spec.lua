@@ -192,6 +192,70 @@ describe("security", function()
       assert.are.equal("[redacted]", res.request_id)
     end)
 
+    -- A text cut short (the API's message at 500 bytes, an answer at
+    -- max_response_size) must not keep the start of a key it cut through.
+    it("cut inside the key, by the message's bound or by max_response_size, leaves none of it", function()
+      for n = 1, #KEY - 1 do
+        local err = echo_error(401, cjson.encode { error = { message = ("x"):rep(497 - n) .. KEY .. " (rejected)" } })
+        assert.are.equal("authentication", err.type)
+        assert_nowhere(KEY:sub(1, 4), err, { tostring(err), cerca.pretty(err) }, lines)
+      end
+      client:close()
+      client = helpers.client(srv, { log_level = "debug", max_retries = 0, max_response_size = 2000,
+        logger = function(_, line) lines[#lines + 1] = line end })
+      for _, status in ipairs { 500, 200 } do
+        for n = 1, #KEY - 1 do
+          lines = {}
+          -- No Content-Length: the answer ends when the connection closes.
+          local head = ("HTTP/1.1 %d X\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"):format(status)
+          srv:enqueue { action = "raw", body = head .. ("y"):rep(2000 - n) .. KEY .. ("z"):rep(100) }
+          local sub, err = client.webhooks.create("fleet_1", { url = URL })
+          assert.is_nil(sub)
+          -- From 4 bytes of it on; fewer say next to nothing.
+          assert.are.equal(("y"):rep(2000 - n) .. (n >= 4 and "[redacted]" or KEY:sub(1, n)), err.body)
+          assert_nowhere(KEY:sub(1, 4), err, { tostring(err), cerca.pretty(err) }, lines)
+        end
+      end
+    end)
+
+    it("as the name of a header of an error, in any case, is removed from err.headers", function()
+      local key = "sk_Test_Key1234567"
+      local other = assert(cerca.new { api_key = key, base_url = srv.http_url, max_retries = 0 })
+      srv:enqueue { action = "raw", body = "HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n" .. key .. ": echoed\r\n"
+        .. "X-" .. key:upper() .. ": also\r\n\r\n{}" }
+      local _, err = other.webhooks.create("fleet_1", { url = URL })
+      other:close()
+      assert.are.equal("echoed", err.headers["[redacted]"])
+      assert.are.equal("also", err.headers["x-[redacted]"])
+      assert_nowhere(key:lower(), err, { tostring(err), cerca.pretty(err) })
+      assert_nowhere(key, err)
+    end)
+
+    it("given in the wrong argument, is not repeated by the refusal", function()
+      local refusals = {}
+      local _, err = cerca.new { api_key = KEY, base_url = srv.http_url, log_level = KEY }
+      refusals[#refusals + 1] = err
+      _, err = cerca.new { api_key = KEY, base_url = srv.http_url, timeout = KEY }
+      refusals[#refusals + 1] = err
+      _, err = cerca.new { api_key = KEY, base_url = srv.http_url, ca_file = "/nonexistent/" .. KEY }
+      refusals[#refusals + 1] = err
+      _, err = client.webhooks.create("fleet_1", { url = URL }, { idempotency_key = KEY .. " x" })
+      refusals[#refusals + 1] = err
+      _, err = client.webhooks.create("fleet_1", { url = URL }, { [KEY] = 1 })
+      refusals[#refusals + 1] = err
+      _, err = client.webhooks.create("fleet_1", { url = URL, extra_body = { [KEY] = print } })
+      refusals[#refusals + 1] = err
+      local results = assert(client.webhooks.create_many { { fleet_id = "fleet_1", params = { url = URL },
+        options = { timeout = KEY } } })
+      refusals[#refusals + 1] = results[1].error
+      for _, e in ipairs(refusals) do
+        assert.is_true(cerca.is_error(e))
+        assert.matches("[redacted]", e.message, 1, true)
+        assert_nowhere(KEY:sub(1, 8), e, { tostring(e), cerca.pretty(e) })
+      end
+      assert.are.equal(0, #srv:requests())
+    end)
+
     it("debug lines hide the whole key and whole whsec_ tokens, punctuation and \\/ included", function()
       srv:enqueue { status = 201, body = subscription_body():gsub("}$", ',"note":"whsec_ab\\/cdXYZW+q="}') }
       assert(client.webhooks.create("fleet_1", { url = URL }))
@@ -215,6 +279,34 @@ describe("security", function()
       assert.are.equal("[redacted]", res.request_id)
       sub.secret = SECRET
       assert_nowhere(SECRET:sub(7), { tostring(sub), cerca.pretty(sub) }, lines)
+    end)
+
+    it("echoed in X-Request-Id in a form no pattern knows stays out of the info log line", function()
+      -- "%77" is "w": percent-encoded, the whsec_ shape is not there to see.
+      srv:enqueue { status = 201, body = subscription_body(), headers = { ["X-Request-Id"] = "%77" .. SECRET:sub(2) } }
+      local sub, _, res = client.webhooks.create("fleet_1", { url = URL })
+      assert.are.equal(SECRET, sub.secret)
+      assert.are.equal("[redacted]", res.request_id)
+      assert.matches("request_id=[redacted]", log_text(), 1, true)
+      assert_nowhere(SECRET:sub(7), lines)
+    end)
+
+    it("in another field written with only some of its \"/\" escaped, or as a field name", function()
+      local secret = "whsec_Mf/Q9r8GKYqr/wjUPD8ILPZIo2LaLaSw"
+      local mixed = "whsec_Mf/Q9r8GKYqr\\/wjUPD8ILPZIo2LaLaSw"
+      local body = subscription_body { secret = secret }:gsub("}$", ',"note":"' .. mixed .. '"}')
+      srv:enqueue { status = 201, body = body }
+      local sub = assert(client.webhooks.create("fleet_1", { url = URL }))
+      assert.are.equal(secret, sub.secret)
+      assert.are.equal("[redacted]", sub.note)
+      srv:enqueue { status = 201, body = subscription_body { [SECRET] = 1, nested = { [SECRET .. "x"] = true } } }
+      sub = assert(client.webhooks.create("fleet_1", { url = URL }))
+      assert.are.equal(SECRET, sub.secret)
+      assert.are.equal(1, sub["[redacted]"])
+      assert.is_true(sub.nested["[redacted]x"])
+      for _, shown in ipairs { tostring(sub), cerca.pretty(sub) } do assert_nowhere(SECRET:sub(7), { shown }) end
+      sub.secret = nil
+      assert_nowhere(SECRET:sub(7), sub)
     end)
 
     it("of another fleet's subscription stays out of the error that drops it", function()

@@ -16,8 +16,9 @@
  *       nothing (nil) when s holds a `\u` or `%` escape (a secret could be written
  *       there in a form no probe finds) or a probe is empty
  *   core.written_once(s, secret) -> whether the JSON text s writes secret
- *       at most once, as is or with "/" as "\/" (false when the secret
- *       holds a backslash or a quote, or s a `\u` escape: undecided)
+ *       at most once (false when the secret holds a backslash or a quote,
+ *       s a `\u` escape, or, for a secret with a "/", s a `\/`: each "/"
+ *       may be escaped on its own, so that is undecided)
  */
 #include <string.h>
 
@@ -174,9 +175,10 @@ static int l_occurrences(lua_State *L)
 
 static int l_written_once(lua_State *L)
 {
-    size_t n, m, i, found;
+    size_t n, m, found;
     const char *s = luaL_checklstring(L, 1, &n), *secret = luaL_checklstring(L, 2, &m);
-    if (memchr(secret, '\\', m) != NULL || memchr(secret, '"', m) != NULL || find(s, n, "\\u", 2) != NULL) {
+    if (memchr(secret, '\\', m) != NULL || memchr(secret, '"', m) != NULL || find(s, n, "\\u", 2) != NULL
+        || (memchr(secret, '/', m) != NULL && find(s, n, "\\/", 2) != NULL)) {
         lua_pushboolean(L, 0);
         return 1;
     }
@@ -185,18 +187,8 @@ static int l_written_once(lua_State *L)
         lua_pushboolean(L, n == 0);
         return 1;
     }
+    /* No escape can write it: every occurrence is plain. */
     found = count(s, n, secret, m);
-    if (found <= 1 && memchr(secret, '/', m) != NULL) {
-        luaL_Buffer b;
-        luaL_buffinit(L, &b);
-        for (i = 0; i < m; i++) {
-            if (secret[i] == '/')
-                luaL_addchar(&b, '\\');
-            luaL_addchar(&b, secret[i]);
-        }
-        luaL_pushresult(&b);
-        found += count(s, n, lua_tostring(L, -1), cerca_rawlen(L, -1));
-    }
     lua_pushboolean(L, found <= 1);
     return 1;
 }

@@ -37,17 +37,18 @@ local _M = {}
 -- One log line per attempt: what was sent, what came back, what happens next.
 local function log_attempt(lg, method, path, res, attempt, attempts, elapsed, next_wait, why)
   if not lg.info then return end
+  -- The answer's own secret is removed from what the server wrote (the
+  -- request id, the body), in any form; the sink removes the API key.
+  local answer = res.json
+  local secret = type(answer) == "table" and type(answer.secret) == "string" and answer.secret or nil
   local line = format("%s %s status=%s duration_ms=%d attempt=%d/%d", method, path,
     res.status > 0 and tostring(res.status) or res.error, floor(elapsed * 1000 + 0.5), attempt, attempts)
   local rid = request_id(res)
-  if rid then line = line .. " request_id=" .. rid end
+  if rid then line = line .. " request_id=" .. (secret and redact.text(rid, redact.list(secret)) or rid) end
   if res.error and res.status > 0 then line = line .. " error=" .. res.error end
   if next_wait then line = format("%s retry_in=%.2fs reason=%q", line, next_wait, why) end
   lg:write("info", line)
   if lg.debug then
-    -- The answer's own secret is removed wherever the body repeats it.
-    local answer = res.json
-    local secret = type(answer) == "table" and type(answer.secret) == "string" and answer.secret or nil
     lg:write("debug", redact.text(format("%s %s response body: %s", method, path, res.body), redact.list(secret)))
   end
 end
@@ -251,7 +252,7 @@ function Call:finish(res)
   self.in_flight = false
   local elapsed = now() - self.started
   if res.request_sent then self.request_sent = true end
-  local value, failure = outcome.classify(res, self.max_response_size)
+  local value, failure = outcome.classify(res, self.max_response_size, self.secrets)
   local lg, attempt, attempts = self.log, self.attempt, self.attempts
   if value then
     log_attempt(lg, self.method, self.path, res, attempt, attempts, elapsed)

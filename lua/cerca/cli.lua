@@ -291,19 +291,21 @@ local function dispatch(ui, argv, env)
 end
 
 -- Says what went wrong, in one line on stderr (and the answer as received
--- when it may hold the secret); returns the name of the exit code.
-local function report(ui, err)
+-- when it may hold the secret); returns the name of the exit code. A usage
+-- error quotes what was typed: should the API key be pasted into the wrong
+-- flag, it is removed.
+local function report(ui, err, env)
   if err.type == "cancelled" then
     ui.warn("cerca: stopped before the create was sent: it sent nothing\n")
     return "api"
   end
   if err.usage then
-    ui.warn("cerca: ", cerca.printable(err.message), "\n")
+    ui.warn("cerca: ", cerca.printable(cerca.redact(err.message, env("CERCA_API_KEY"))), "\n")
     return "usage"
   end
   local flagged = (err.type == "invalid_request" or err.type == "configuration") and cli_args.flag_message(err)
   if flagged then
-    ui.warn("cerca: ", cerca.printable(flagged), "\n")
+    ui.warn("cerca: ", cerca.printable(cerca.redact(flagged, env("CERCA_API_KEY"))), "\n")
     return "usage"
   end
   if err.type == "configuration" and err.field == "CERCA_API_KEY" then
@@ -339,7 +341,7 @@ function _M.main(argv, env)
     local outcome, err = dispatch(ui, argv, env)
     if outcome == "stopped" then return _M.EXIT.interrupted, true end
     if outcome then return _M.EXIT[outcome] or _M.EXIT.internal, false end
-    local exit = _M.EXIT[report(ui, err)] or _M.EXIT.internal
+    local exit = _M.EXIT[report(ui, err, env)] or _M.EXIT.internal
     -- An answer kept on stderr (it may hold the secret) keeps its exit code.
     return exit, err.stopped == true and not create.kept_answer(err)
   end, debug.traceback)

@@ -124,12 +124,15 @@ local function event_data(o)
 end
 
 -- The answer's body, escaped and cut to EXCERPT_BYTES; the line break it
--- ends with, as most do, is left out.
-local function excerpt(body)
+-- ends with, as most do, is left out. `clean` removes the secret first:
+-- cut first, a secret across the cut would no longer be found whole.
+local function excerpt(body, clean)
+  local total = #body
+  body = clean(body)
   local last = #body
   while last > 0 and (byte(body, last) == 10 or byte(body, last) == 13) do last = last - 1 end
   if last <= _M.EXCERPT_BYTES then return cerca.printable(body:sub(1, last)) end
-  return format("%s... (%d bytes in all)", cerca.printable(body:sub(1, _M.EXCERPT_BYTES)), #body)
+  return format("%s... (%d bytes in all)", cerca.printable(body:sub(1, _M.EXCERPT_BYTES)), total)
 end
 
 --- `cerca deliveries send URL --event NAME`: one signed delivery POSTed to
@@ -177,9 +180,12 @@ function _M.send(ui, o, env)
   })
   if not res then return nil, perr end
 
+  -- A receiver may echo the secret (or its key without the prefix): what
+  -- it sends is printed without either.
+  local function clean(text) return cerca.redact(text, secret, secret:match("^whsec_(.+)$")) end
   local status = res.status
   ui.say(format("HTTP %d from %s (webhook-id %s, %s)\n", status, cerca.printable(url), id, o.event))
-  if res.body ~= "" then ui.say(excerpt(res.body), "\n") end
+  if res.body ~= "" then ui.say(excerpt(res.body, clean), "\n") end
   if status >= 200 and status < 300 then return "ok" end
   if status == 401 or status == 403 then
     ui.warn(format("cerca: the receiver refused the delivery (HTTP %d): does it verify with the secret "
@@ -188,7 +194,7 @@ function _M.send(ui, o, env)
   end
   local location = status >= 300 and status < 400 and res.headers.location
   ui.warn(format("cerca: the receiver answered HTTP %d, not a 2xx%s\n", status, location
-    and ("; redirects are not followed (it points to " .. cerca.printable(location) .. ")") or ""))
+    and ("; redirects are not followed (it points to " .. cerca.printable(clean(location)) .. ")") or ""))
   return "api"
 end
 

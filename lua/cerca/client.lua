@@ -244,16 +244,28 @@ function _M.new(opts)
     verify = deliveries.verify,
     sign = deliveries.sign,
     replay_guard = deliveries.replay_guard,
+    -- An argument refused is quoted in its error: the client's key, given
+    -- in the wrong place, is removed (as from every error of a call).
     create = errors.protect(function(fleet_id, params, options)
-      return webhooks.create(client, fleet_id, params, options)
+      local sub, cerr, res = webhooks.create(client, fleet_id, params, options)
+      return sub, cerr and errors.scrub(cerr, secrets), res
     end),
     create_many = errors.protect(function(items, batch_opts)
-      return webhooks.create_many(client, items, batch_opts)
+      local results, merr = webhooks.create_many(client, items, batch_opts)
+      return results, merr and errors.scrub(merr, secrets)
     end),
   }
   return client
 end
-_M.new = errors.protect(_M.new)
+
+local new = _M.new
+_M.new = errors.protect(function(opts)
+  local client, err = new(opts)
+  -- A refused option is quoted: the key, given in the wrong one, is removed.
+  local key = err and type(opts) == "table" and rawget(opts, "api_key")
+  if type(key) == "string" and key ~= "" then errors.scrub(err, redact.list(key)) end
+  return client, err
+end)
 
 local function not_a_client(method)
   return errors.new("invalid_request", format("%s is a method: call it with a colon, client:%s(...)",

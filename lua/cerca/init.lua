@@ -20,6 +20,7 @@ local journal = require "cerca.journal"
 local json = require "cerca.json"
 local outcome = require "cerca.outcome"
 local pretty = require "cerca.pretty"
+local redact = require "cerca.redact"
 local webhooks = require "cerca.webhooks"
 
 local validate = require "cerca.validate"
@@ -166,6 +167,21 @@ _M.journal = journal
 -- @tparam string s the text
 -- @treturn string
 _M.printable = pretty.printable
+
+--- `s` without the secrets given nor the ones cerca recognises, for text a
+-- program prints or logs: each secret given is removed wherever it is
+-- written (as is, JSON-escaped, percent-encoded, or its start where the
+-- text ends), as are `whsec_` tokens, `"secret"` JSON values and
+-- `Authorization:` values. Errors, log lines and `tostring` of cerca's own
+-- values are redacted already.
+-- @tparam string s the text
+-- @tparam[opt] string secret one secret to remove
+-- @tparam[opt] string other another one
+-- @treturn string
+function _M.redact(s, secret, other)
+  if type(s) ~= "string" then return s end
+  return redact.text(s, redact.list(secret, other))
+end
 
 --- True when `v` is an error made by cerca.
 -- @function is_error

@@ -1,7 +1,7 @@
 --- What one attempt's answer means: the one place that reads the C core's
 -- response table, and the one place that knows HTTP statuses.
 --
--- `classify(res, max_response_size)` turns the table into either a response
+-- `classify(res, max_response_size, secrets)` turns the table into either a response
 -- (the table itself, with `request_id` added to its `status`,
 -- `raw_headers`, `json` and `body`) or a failure:
 --
@@ -26,6 +26,7 @@
 
 local core = require "cerca.core"
 local errors = require "cerca.errors"
+local redact = require "cerca.redact"
 
 local type = type
 local tostring = tostring
@@ -114,13 +115,16 @@ function _M.lazy_headers(t)
   return t
 end
 
--- The message of an API error body, if it has a readable one.
-local function api_message(answer)
+-- The message of an API error body, if it has a readable one: cut to 500
+-- bytes, after `secrets` are removed (cut first, a secret across the cut
+-- would no longer be found whole).
+local function api_message(answer, secrets)
   if type(answer) ~= "table" then return nil end
   local e = answer.error
   local m = (type(e) == "table" and e.message) or answer.message or e
   if type(m) ~= "string" or m == "" then return nil end
   m = gsub(m, "%c", " ")
+  if secrets then m = redact.text(m, secrets) end
   if #m > 500 then m = sub(m, 1, 497) .. "..." end
   return m
 end
@@ -134,9 +138,9 @@ local function answer_fields(res)
   }
 end
 
-local function status_error(res, note)
+local function status_error(res, note, secrets)
   local status = res.status
-  local message = api_message(res.json)
+  local message = api_message(res.json, secrets)
     or ("HTTP " .. status .. (REASONS[status] and (" " .. REASONS[status]) or ""))
   local headers = headers_of(res)
   if status >= 300 and status < 400 and headers.location then
@@ -149,7 +153,7 @@ end
 
 -- The error of an attempt that gave no usable response, and whether the
 -- kind of failure is worth another attempt (before any x-should-retry).
-local function failure_of(res, max_response_size)
+local function failure_of(res, max_response_size, secrets)
   local status, kind = res.status, res.error
   local ok = status >= 200 and status < 300
   local fields = answer_fields(res)
@@ -164,7 +168,7 @@ local function failure_of(res, max_response_size)
       return errors.new("invalid_response", format("the answer is larger than max_response_size "
         .. "(%d bytes); what arrived is kept in err.body", max_response_size), fields), false
     end
-    return status_error(res, " (body truncated at max_response_size)"), false
+    return status_error(res, " (body truncated at max_response_size)", secrets), false
   end
   if kind == "configuration" then
     return errors.new("configuration", res.error_message), false
@@ -185,7 +189,7 @@ local function failure_of(res, max_response_size)
     return errors.new(t and t.type or "connection", res.error_message, fields), t ~= nil and t.retryable
   end
   if not ok then
-    return status_error(res), RETRY_STATUS[status] or (status >= 500 and status <= 599)
+    return status_error(res, nil, secrets), RETRY_STATUS[status] or (status >= 500 and status <= 599)
   end
   return errors.new("invalid_response", format("the answer (HTTP %d) is not JSON: %s; "
     .. "the raw answer is kept in err.body", status, res.json_error or "empty body"), fields), false
@@ -214,9 +218,11 @@ end
 -- @tparam table res `status`, `raw_headers`, `body`, `json` or `json_error`,
 --   `error` and `error_message` when no usable answer arrived
 -- @tparam number max_response_size the cap, named in messages
+-- @tparam[opt] table secrets removed from the API's message before it is cut
 -- @treturn table|nil the response
--- @treturn[opt] table the failure: `error`, `retryable`, `reason`, `created`
-function _M.classify(res, max_response_size)
+-- @treturn[opt] table the failure: `error`, `retryable`, `reason`, `created`,
+--   `uncertain`
+function _M.classify(res, max_response_size, secrets)
   local status = res.status
   if status >= 200 and status < 300 and not res.error and res.json ~= nil then
     -- The common case first, without building what only failures need:
@@ -224,7 +230,7 @@ function _M.classify(res, max_response_size)
     res.request_id = request_id(res)
     return res
   end
-  local err, retryable = failure_of(res, max_response_size)
+  local err, retryable = failure_of(res, max_response_size, secrets)
   local reason = retryable and (res.error or ("HTTP " .. status)) or nil
   local override = headers_of(res)["x-should-retry"]
   if override then

@@ -22,6 +22,7 @@ local sub = string.sub
 local gmatch = string.gmatch
 local match = string.match
 local gsub = string.gsub
+local lower = string.lower
 local char = string.char
 local tonumber = tonumber
 local concat = table.concat
@@ -39,13 +40,21 @@ local BACKSLASH, PERCENT, LOWER_U = 92, 37, 117
 -- JSON may escape these three with a backslash alone.
 local SHORT_ESCAPE = { [34] = true, [47] = true, [92] = true }
 
+-- A text cut short (an answer at max_response_size) may end inside a
+-- secret: what made it is hidden too, from this many bytes of the secret.
+local MIN_PART = 4
+
 -- Length of `secret` written at position i of `text`, each of its bytes as
--- is, as a JSON escape or percent-encoded; nil when it is not there.
+-- is, as a JSON escape or percent-encoded; or of the first MIN_PART bytes
+-- or more of it where the text ends; nil when it is not there.
 local function match_at(text, i, secret)
   local j = i
   for k = 1, #secret do
     local c, t = byte(secret, k), byte(text, j)
-    if t == c then
+    if t == nil then
+      if k > MIN_PART then return j - i end
+      return nil
+    elseif t == c then
       j = j + 1
     elseif t == BACKSLASH then
       local n = byte(text, j + 1)
@@ -80,7 +89,24 @@ local function replace_plain(s, needle)
   return concat(out)
 end
 
--- Adds to `spans` the {from, to} of every place `secret` is written in `s`.
+-- Adds the span of the start of `secret` (MIN_PART bytes or more of it,
+-- as is) where `s` ends, if it ends so.
+local function tail_span(s, secret, spans)
+  local n, head = #s, sub(secret, 1, MIN_PART)
+  if #head < MIN_PART then return end
+  local from = n - #secret + 2
+  local i = find(s, head, from > 1 and from or 1, true)
+  while i do
+    if sub(secret, 1, n - i + 1) == sub(s, i) then
+      spans[#spans + 1] = { i, n }
+      return
+    end
+    i = find(s, head, i + 1, true)
+  end
+end
+
+-- Adds to `spans` the {from, to} of every place `secret` is written in `s`,
+-- and of its start where `s` ends (a text cut short).
 local function secret_spans(s, secret, spans)
   local first = byte(secret, 1)
   if not find(s, "[\\%%]") then
@@ -90,6 +116,7 @@ local function secret_spans(s, secret, spans)
       spans[#spans + 1] = { i, j }
       i, j = find(s, secret, j + 1, true)
     end
+    tail_span(s, secret, spans)
     return
   end
   -- Only where the text holds the secret's first byte or an escape can
@@ -221,20 +248,26 @@ end
 --- Removes known secrets from the text of a raw answer (kept for the user:
 -- nothing else is changed).
 function _M.known(s, secrets)
-  if occurrences(s, secrets) == 0 then return s end
+  if occurrences(s, secrets) == 0 then
+    -- Not there whole: only the start of one, where a cut text ends.
+    local spans = {}
+    for i = 1, #secrets do tail_span(s, secrets[i], spans) end
+    return hide(s, spans)
+  end
   return hide(s, known_spans(s, secrets))
 end
 
 --- True when the raw JSON text `s` writes `secret` at most once (in the
 -- field that holds it): then no other decoded string can hold it. JSON
--- writes a base64 secret as is, or with "/" as "\/"; a \u escape anywhere
--- leaves it undecided (false). Counted in C (`random_input_spec` holds it
+-- may write each "/" of a base64 secret as "\/": a "\/" anywhere (for a
+-- secret with a "/"), or a \u escape, leaves it undecided (false). Counted in C (`random_input_spec` holds it
 -- to the rule written in Lua).
 _M.written_once = core.written_once
 
 --- Removes known secrets from the string values of a flat table (headers:
 -- raw text, where a secret may be written as is, JSON-escaped or
--- percent-encoded), in place.
+-- percent-encoded), in place; and from its names, which arrive lower-cased
+-- (a server may name a header after a secret).
 function _M.fields(t, secrets)
   local probes = secrets.probes
   for k, v in pairs(t) do
@@ -248,6 +281,20 @@ function _M.fields(t, secrets)
       end
     end
   end
+  local renamed
+  for k in pairs(t) do
+    if type(k) == "string" then
+      local hidden = hide(k, known_spans(k, secrets))
+      for i = 1, #secrets do hidden = replace_plain(hidden, lower(secrets[i])) end
+      if hidden ~= k then
+        renamed = renamed or {}
+        renamed[k] = hidden
+      end
+    end
+  end
+  if renamed then
+    for k, hidden in pairs(renamed) do t[hidden], t[k] = t[k], nil end
+  end
   return t
 end
 
@@ -257,17 +304,28 @@ local function value(v, secrets, depth)
     return v
   end
   if type(v) ~= "table" or depth > 64 then return v end
+  local renamed
   for k, item in pairs(v) do
     if type(item) == "string" or type(item) == "table" then
       local clean = value(item, secrets, depth + 1)
       if clean ~= item then v[k] = clean end
     end
+    -- A name may hold a secret too: renamed once the walk is over.
+    if type(k) == "string" and value(k, secrets, depth + 1) ~= k then
+      renamed = renamed or {}
+      renamed[#renamed + 1] = k
+    end
+  end
+  for i = 1, renamed and #renamed or 0 do
+    local k = renamed[i]
+    v[value(k, secrets, depth + 1)], v[k] = v[k], nil
   end
   return v
 end
 
---- Removes known secrets from every string of a decoded value, in place
--- (decoded strings hold no escapes: plain matching finds every form).
+--- Removes known secrets from every string of a decoded value, names
+-- included, in place (decoded strings hold no escapes: plain matching
+-- finds every form).
 -- @return the value
 function _M.value(v, secrets)
   return value(v, secrets, 0)

@@ -251,8 +251,8 @@ end
 local function holds(v, secret, depth)
   if type(v) == "string" then return find(v, secret, 1, true) ~= nil end
   if type(v) ~= "table" or depth > 64 then return false end
-  for _, item in pairs(v) do
-    if holds(item, secret, depth + 1) then return true end
+  for k, item in pairs(v) do
+    if holds(k, secret, depth + 1) or holds(item, secret, depth + 1) then return true end
   end
   return false
 end
@@ -310,9 +310,10 @@ local function created(fleet_id, res, err)
   -- other fields, nor in the answer's headers.
   local secret = sub.secret
   if not redact.written_once(res.body, secret) then
-    for k, v in pairs(sub) do
-      if k ~= "secret" and holds(v, secret, 0) then sub[k] = redact.value(v, redact.list(secret)) end
-    end
+    -- Any other field, name or value, at any depth.
+    sub.secret = nil
+    if holds(sub, secret, 0) then redact.value(sub, redact.list(secret)) end
+    sub.secret = secret
   end
   -- Headers are raw text: the secret may stand there as is, or escaped.
   -- The table of fields is made from the block on first read of `headers`.
@@ -439,7 +440,11 @@ function _M.create_many(client, items, opts)
 
   local results, calls, index_of, fleet_of, key_owner, refused = {}, {}, {}, {}, {}, {}
   local reading, held = true, {}
+  -- An item refused is quoted in its error: the client's key, given in the
+  -- wrong place, is removed (as from every error of a call).
+  local secrets = client._profile.secrets
   local function report(i, result)
+    if not result.ok then errors.scrub(result.error, secrets) end
     results[i] = result
     if reading then
       held[#held + 1] = i
