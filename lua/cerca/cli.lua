@@ -28,6 +28,7 @@ local deliveries = require "cerca.cli_deliveries"
 local ipairs = ipairs
 local tostring = tostring
 local format = string.format
+local find = string.find
 local concat = table.concat
 local getenv = os.getenv
 
@@ -290,22 +291,28 @@ local function dispatch(ui, argv, env)
   return nil, usage_error(format("unknown command '%s'; see 'cerca help'", concat(argv, " ")))
 end
 
+-- A usage error quotes what was typed: should the API key (from the
+-- environment) have been pasted into the wrong flag, it is removed.
+local function without_key(text, env)
+  local key = env("CERCA_API_KEY")
+  if key and key ~= "" and find(text, key, 1, true) then return cerca.redact(text, key) end
+  return text
+end
+
 -- Says what went wrong, in one line on stderr (and the answer as received
--- when it may hold the secret); returns the name of the exit code. A usage
--- error quotes what was typed: should the API key be pasted into the wrong
--- flag, it is removed.
+-- when it may hold the secret); returns the name of the exit code.
 local function report(ui, err, env)
   if err.type == "cancelled" then
     ui.warn("cerca: stopped before the create was sent: it sent nothing\n")
     return "api"
   end
   if err.usage then
-    ui.warn("cerca: ", cerca.printable(cerca.redact(err.message, env("CERCA_API_KEY"))), "\n")
+    ui.warn("cerca: ", cerca.printable(without_key(err.message, env)), "\n")
     return "usage"
   end
   local flagged = (err.type == "invalid_request" or err.type == "configuration") and cli_args.flag_message(err)
   if flagged then
-    ui.warn("cerca: ", cerca.printable(cerca.redact(flagged, env("CERCA_API_KEY"))), "\n")
+    ui.warn("cerca: ", cerca.printable(without_key(flagged, env)), "\n")
     return "usage"
   end
   if err.type == "configuration" and err.field == "CERCA_API_KEY" then

@@ -147,6 +147,17 @@ function Client.__tostring(client)
   return format("cerca.Client (%s)", client.base_url)
 end
 
+-- A key shorter than this is no credential (the API refuses it), and
+-- removing it from a refusal would garble the message's words.
+local MIN_KEY_REMOVED = 8
+
+-- The secrets to remove from a refusal (a refused argument, which its
+-- message may quote) for `key`, should the caller give the key in the
+-- wrong place; nil for a key too short to remove.
+local function refusal_secrets(key)
+  if type(key) == "string" and #key >= MIN_KEY_REMOVED then return redact.list(key) end
+end
+
 --- Creates a client.
 -- @tparam[opt] table opts see the README's table of client options
 -- @treturn table|nil the client
@@ -215,6 +226,7 @@ function _M.new(opts)
     thread_pool = pool,
     user_agent = ua,
     _runtime = rt,
+    _refusal_secrets = refusal_secrets(api_key),
   }, Client)
 
   -- What every call of this client starts from (cerca.call). The API key
@@ -248,11 +260,11 @@ function _M.new(opts)
     -- in the wrong place, is removed (as from every error of a call).
     create = errors.protect(function(fleet_id, params, options)
       local sub, cerr, res = webhooks.create(client, fleet_id, params, options)
-      return sub, cerr and errors.scrub(cerr, secrets), res
+      return sub, cerr and client:scrub_refusal(cerr), res
     end),
     create_many = errors.protect(function(items, batch_opts)
       local results, merr = webhooks.create_many(client, items, batch_opts)
-      return results, merr and errors.scrub(merr, secrets)
+      return results, merr and client:scrub_refusal(merr)
     end),
   }
   return client
@@ -262,14 +274,22 @@ local new = _M.new
 _M.new = errors.protect(function(opts)
   local client, err = new(opts)
   -- A refused option is quoted: the key, given in the wrong one, is removed.
-  local key = err and type(opts) == "table" and rawget(opts, "api_key")
-  if type(key) == "string" and key ~= "" then errors.scrub(err, redact.list(key)) end
+  local secrets = err and type(opts) == "table" and refusal_secrets(rawget(opts, "api_key"))
+  if secrets then errors.scrub(err, secrets) end
   return client, err
 end)
 
 local function not_a_client(method)
   return errors.new("invalid_request", format("%s is a method: call it with a colon, client:%s(...)",
     method, method), { field = "self" })
+end
+
+--- `err` without the client's API key, which a refused argument's message
+-- may quote (given in the wrong place). Returns `err`.
+function Client:scrub_refusal(err)
+  local secrets = self._refusal_secrets
+  if secrets then errors.scrub(err, secrets) end
+  return err
 end
 
 --- Releases the client's connection. The client stays usable: the next

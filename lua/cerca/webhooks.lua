@@ -440,11 +440,10 @@ function _M.create_many(client, items, opts)
 
   local results, calls, index_of, fleet_of, key_owner, refused = {}, {}, {}, {}, {}, {}
   local reading, held = true, {}
-  -- An item refused is quoted in its error: the client's key, given in the
-  -- wrong place, is removed (as from every error of a call).
-  local secrets = client._profile.secrets
   local function report(i, result)
-    if not result.ok then errors.scrub(result.error, secrets) end
+    -- An item refused is quoted in its error: the client's key, given in
+    -- the wrong place, is removed (as from every error of a call).
+    if not result.ok then client:scrub_refusal(result.error) end
     results[i] = result
     if reading then
       held[#held + 1] = i
