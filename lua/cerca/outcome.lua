@@ -1,8 +1,8 @@
 --- What one attempt's answer means: the one place that reads the C core's
 -- response table, and the one place that knows HTTP statuses.
 --
--- `classify(res, max_response_size, secrets)` turns the table into either a response
--- (the table itself, with `request_id` added to its `status`,
+-- `classify(res, max_response_size, secrets)` turns the table into either
+-- a response (the table itself, with `request_id` added to its `status`,
 -- `raw_headers`, `json` and `body`) or a failure:
 --
 --     { error = <typed error>, retryable = <boolean>, reason = <for the log>,
