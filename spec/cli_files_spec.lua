@@ -29,15 +29,16 @@ describe("the cerca command's files", function()
   -- Runs the installed command under bash (for <(...)), bounded in time and
   -- memory so that a regression fails instead of hanging or exhausting the
   -- machine: `timeout` exits 124. `args` is shell text; opts: `umask`,
-  -- `api_key`, `tail` (shell text after the command's redirections).
+  -- `api_key`, `tail` (shell text after the command's redirections),
+  -- `prefix` (a command the command runs under).
   -- Returns stdout, stderr, exit code.
   local function run(args, opts)
     opts = opts or {}
     local err_file = work .. "/stderr"
     local cmd = ("cd %s && %s && ulimit -v 2000000 && umask %s && env -u NO_COLOR -u CERCA_LOG "
-      .. "CERCA_API_KEY=%s CERCA_BASE_URL=%s timeout 10 %s %s 2>%s </dev/null %s")
+      .. "CERCA_API_KEY=%s CERCA_BASE_URL=%s timeout 10 %s%s %s 2>%s </dev/null %s")
       :format(q(work), tree_paths, opts.umask or "022", q(opts.api_key or srv.api_key), q(srv.http_url),
-        q(cerca_bin), args, q(err_file), opts.tail or "")
+        opts.prefix or "", q(cerca_bin), args, q(err_file), opts.tail or "")
     local out, status = sh("bash -c " .. q(cmd))
     return out, read(err_file) or "", status
   end
@@ -142,6 +143,33 @@ describe("the cerca command's files", function()
         if cjson.decode(l).secret then secrets = secrets + 1 end
       end
       assert.are.equal(2, secrets)
+    end)
+
+    it("has every key on disk (fsync, and the folder's) before the first create is sent, the secrets at the end",
+      function()
+      local outfile = work .. "/synced.jsonl"
+      os.remove(outfile)
+      local trace = work .. "/trace"
+      local _, err, status = run("webhooks create --fleets-file " .. fleets_file()
+        .. " --url https://example.com/h --out " .. q(outfile),
+        { prefix = "strace -f -qq -s 256 -e trace=openat,write,fsync,connect -o " .. q(trace) .. " " })
+      assert.are.equal(0, status, err)
+      local calls = {}
+      for l in read(trace):gmatch("[^\n]+") do calls[#calls + 1] = l end
+      local function first(pattern, from)
+        for i = from or 1, #calls do if calls[i]:find(pattern) then return i end end
+      end
+      local fd = assert(calls[first("synced%.jsonl")]:match("= (%d+)$"))
+      local pending_a = assert(first('write%(' .. fd .. ', "{\\"fleet_id\\":\\"fleet_a\\".-pending'))
+      local pending_b = assert(first('write%(' .. fd .. ', "{\\"fleet_id\\":\\"fleet_b\\".-pending'))
+      local synced = assert(first("fsync%(" .. fd .. "%)%s+= 0", math.max(pending_a, pending_b)))
+      local folder = assert(first('openat%(AT_FDCWD, "' .. work:gsub("%p", "%%%0") .. '", O_RDONLY.-O_DIRECTORY',
+        synced))
+      local folder_synced = assert(first("fsync%(" .. calls[folder]:match("= (%d+)$") .. "%)%s+= 0", folder))
+      local sent = assert(first("connect%("))
+      assert.is_true(folder_synced < sent)
+      local secret_line = assert(first('write%(' .. fd .. ', "{.-secret'))
+      assert.is_truthy(first("fsync%(" .. fd .. "%)%s+= 0", secret_line))
     end)
 
     it("sets an existing file of ours to 0600 and resumes from it", function()

@@ -192,6 +192,22 @@ describe("the journal", function()
       assert.are.equal('{"a":1}\n{"b":2}\n', read(path))
     end)
 
+    it("syncs to disk: true while open, the kind of failure otherwise", function()
+      local j = assert(journal.open(dir .. "/sync.jsonl"))
+      assert.is_true(j:append { a = 1 })
+      assert.is_true(j:sync())
+      assert.is_true(j:sync())
+      local ok, why, kind = j.sync()
+      assert.is_nil(ok)
+      assert.matches("journal:sync", why, 1, true)
+      assert.are.equal("invalid", kind)
+      j:close()
+      ok, why, kind = j:sync()
+      assert.is_nil(ok)
+      assert.are.equal("closed", kind)
+      assert.matches("sync.jsonl is closed", why, 1, true)
+    end)
+
     it("ends a line that a failed write cut short before the next record, so that record is read back", function()
       -- The file size limit cuts the second record short (SIGXFSZ ignored,
       -- as the command does); once lifted, the third must be a line of its own.

@@ -6,6 +6,9 @@
  *   journal:read()       -> the whole current content | nil, message, kind
  *                           (refused when larger than max_bytes)
  *   journal:write(text)  -> true | nil, message      (all of it, appended)
+ *   journal:sync()       -> true | nil, message      (what was written is on
+ *                           disk: fsync, and the first time, of the folder
+ *                           too, so that a new file's name is as well)
  *   journal:close()      -> true                     (idempotent; also __gc,
  *                                                     and __close under 5.4)
  *
@@ -31,6 +34,7 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -47,6 +51,7 @@
 
 typedef struct {
     int fd; /* -1 once closed */
+    int folder_synced;
     size_t max_bytes;
     char path[1]; /* the path as given, NUL-terminated (allocated longer) */
 } journal;
@@ -137,6 +142,7 @@ static int l_open_journal(lua_State *L)
      * owner (an error raised below leaves it to __gc). */
     j = (journal *)lua_newuserdata(L, sizeof *j + len);
     j->fd = -1;
+    j->folder_synced = 0;
     j->max_bytes = (size_t)max;
     memcpy(j->path, path, len + 1);
     luaL_getmetatable(L, JOURNAL_MT);
@@ -284,6 +290,60 @@ static int l_journal_write(lua_State *L)
     return 1;
 }
 
+/* fsync of the folder that holds `path` (its name's entry); 0, or -1 with
+ * errno set. A file system that cannot sync a folder (EINVAL) has nothing
+ * more to write. */
+static int sync_folder(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    int fd, r, e;
+    if (slash == NULL) {
+        fd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    } else {
+        size_t n = slash == path ? 1 : (size_t)(slash - path);
+        char *folder = malloc(n + 1);
+        if (folder == NULL) {
+            errno = ENOMEM;
+            return -1;
+        }
+        memcpy(folder, path, n);
+        folder[n] = '\0';
+        fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        free(folder);
+    }
+    if (fd < 0)
+        return -1;
+    r = fsync(fd);
+    e = errno;
+    close_fd(fd);
+    if (r != 0 && e != EINVAL) {
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+/* journal:sync() -> true | nil, message */
+static int l_journal_sync(lua_State *L)
+{
+    journal *j = check_open(L);
+    int r;
+    do
+        r = fsync(j->fd);
+    while (r != 0 && errno == EINTR);
+    if (r == 0 && !j->folder_synced) {
+        r = sync_folder(j->path);
+        j->folder_synced = r == 0;
+    }
+    if (r != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot sync %s to disk: %s", j->path, strerror(errno));
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* journal:line_open() -> true when the file ends inside a line (its last
  * byte is not a line feed: a record cut short by a crash or a full disk),
  * false when it is empty or ends a line | nil, message */
@@ -335,6 +395,7 @@ static const luaL_Reg journal_methods[] = {
     { "read", l_journal_read },
     { "write", l_journal_write },
     { "line_open", l_journal_line_open },
+    { "sync", l_journal_sync },
     { "close", l_journal_close },
     { NULL, NULL },
 };

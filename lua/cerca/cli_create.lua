@@ -243,6 +243,12 @@ local function batch(ui, o, env)
       record { fleet_id = fleet, idempotency_key = key, pending = true }
     end
   end
+  if journal and not write_error and #items > 0 then
+    -- On disk, not only in the system's cache, before anything is sent: a
+    -- crash of the machine must not lose a key a create went out under.
+    local ok, why = journal:sync()
+    if not ok then write_error = why end
+  end
   if write_error then
     -- Without the keys on disk a re-run could not repeat these creates
     -- safely: send nothing.
@@ -301,7 +307,16 @@ local function batch(ui, o, env)
     for k = 1, #got do results[first + k - 1] = got[k] end
   end
   client:close()
-  if journal then journal:close() end
+  if journal then
+    -- The secrets too (should a line be lost all the same, a re-run
+    -- repeats its create under its key, and gets the same subscription).
+    local synced, why = journal:sync()
+    if not synced then
+      ui.warn(format("cerca: %s: %s; the results are written, but a crash of the system may lose them\n",
+        cerca.printable(o.out), tostring(why)))
+    end
+    journal:close()
+  end
   if show_progress then
     ui.warn("\n")
     for i, r in ipairs(results) do

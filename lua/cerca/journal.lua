@@ -6,6 +6,7 @@
 --     if not j then error(why) end
 --     for _, r in ipairs(assert(j:records())) do ... end   -- what earlier runs appended
 --     assert(j:append { fleet_id = "fleet_1", idempotency_key = cerca.new_idempotency_key() })
+--     assert(j:sync())                   -- on disk before it is acted on
 --     j:close()
 --
 -- The file is private. It is opened without following a symbolic link, and
@@ -137,6 +138,20 @@ function Journal:records()
     if type(r) == "table" then records[#records + 1] = r end
   end
   return records
+end
+
+--- Puts what was appended on disk (`fsync`; the first time, the folder's
+-- too, so that a new file's name survives a crash of the system): append
+-- a record, `sync`, and only then act on it.
+-- @treturn boolean|nil true
+-- @treturn[opt] string why it could not
+-- @treturn[opt] string the kind: `"system"`, `"invalid"` or `"closed"`
+function Journal:sync()
+  local file, why, kind = file_of(self, "sync")
+  if not file then return nil, why, kind end
+  local ok, serr = file:sync()
+  if not ok then return nil, serr, "system" end
+  return true
 end
 
 --- Closes the file (also done when the journal is collected, and under
