@@ -16,9 +16,9 @@
  *       nothing (nil) when s holds a `\u` or `%` escape (a secret could be written
  *       there in a form no probe finds) or a probe is empty
  *   core.written_once(s, secret) -> whether the JSON text s writes secret
- *       at most once (false when the secret holds a backslash or a quote,
- *       s a `\u` escape, or, for a secret with a "/", s a `\/`: each "/"
- *       may be escaped on its own, so that is undecided)
+ *       at most once, each of its "/" as is or as "\/" (JSON may escape
+ *       each on its own); false when the secret holds a backslash or a
+ *       quote, or s a `\u` escape: undecided
  */
 #include <string.h>
 
@@ -173,12 +173,51 @@ static int l_occurrences(lua_State *L)
     return 1;
 }
 
+/* Whether secret (m > 0 bytes, no backslash) is written at p (up to end),
+ * each "/" of it as is or as "\/". */
+static int written_at(const char *p, const char *end, const char *secret, size_t m)
+{
+    size_t k;
+    for (k = 0; k < m; k++) {
+        if (p < end && *p == secret[k]) {
+            p++;
+        } else if (secret[k] == '/' && end - p >= 2 && p[0] == '\\' && p[1] == '/') {
+            p += 2;
+        } else {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Places where secret (m > 0 bytes, no backslash) is written in s, each
+ * "/" as is or as "\/"; counting stops at 2. */
+static size_t written_count(const char *s, size_t n, const char *secret, size_t m)
+{
+    const char *p = s, *end = s + n;
+    size_t found = 0;
+    /* A secret that starts with "/" may start with its escape. */
+    int first = secret[0] == '/' ? '\\' : secret[0];
+    while (found < 2 && p < end) {
+        const char *hit = memchr(p, secret[0], (size_t)(end - p)), *alt = NULL;
+        if (first != secret[0])
+            alt = memchr(p, first, (size_t)(end - p));
+        if (alt != NULL && (hit == NULL || alt < hit))
+            hit = alt;
+        if (hit == NULL)
+            break;
+        if (written_at(hit, end, secret, m))
+            found++;
+        p = hit + 1;
+    }
+    return found;
+}
+
 static int l_written_once(lua_State *L)
 {
     size_t n, m, found;
     const char *s = luaL_checklstring(L, 1, &n), *secret = luaL_checklstring(L, 2, &m);
-    if (memchr(secret, '\\', m) != NULL || memchr(secret, '"', m) != NULL || find(s, n, "\\u", 2) != NULL
-        || (memchr(secret, '/', m) != NULL && find(s, n, "\\/", 2) != NULL)) {
+    if (memchr(secret, '\\', m) != NULL || memchr(secret, '"', m) != NULL || find(s, n, "\\u", 2) != NULL) {
         lua_pushboolean(L, 0);
         return 1;
     }
@@ -187,8 +226,7 @@ static int l_written_once(lua_State *L)
         lua_pushboolean(L, n == 0);
         return 1;
     }
-    /* No escape can write it: every occurrence is plain. */
-    found = count(s, n, secret, m);
+    found = memchr(secret, '/', m) != NULL ? written_count(s, n, secret, m) : count(s, n, secret, m);
     lua_pushboolean(L, found <= 1);
     return 1;
 }

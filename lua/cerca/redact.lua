@@ -259,8 +259,8 @@ end
 
 --- True when the raw JSON text `s` writes `secret` at most once (in the
 -- field that holds it): then no other decoded string can hold it. JSON
--- may write each "/" of a base64 secret as "\/": a "\/" anywhere (for a
--- secret with a "/"), or a \u escape, leaves it undecided (false).
+-- may write each "/" of a base64 secret as is or as "\/", each on its own:
+-- every such form is counted; a \u escape leaves it undecided (false).
 -- Counted in C (`random_input_spec` holds it to the rule written in Lua).
 _M.written_once = core.written_once
 
