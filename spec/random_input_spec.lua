@@ -274,10 +274,23 @@ describe("random inputs", function()
     local function lua_written_once(s, secret)
       if secret:find("\\", 1, true) or secret:find('"', 1, true) or s:find("\\u", 1, true) then return false end
       if not secret:find("/", 1, true) then return lua_count(s, secret) <= 1 end
-      local pattern = "^" .. secret:gsub("%p", "%%%0"):gsub("%%/", "\\?/")
+      -- Byte by byte, not a pattern: Lua 5.1's patterns stop at a NUL.
+      local function written_at(i)
+        for k = 1, #secret do
+          local c = secret:sub(k, k)
+          if s:sub(i, i) == c then
+            i = i + 1
+          elseif c == "/" and s:sub(i, i + 1) == "\\/" then
+            i = i + 2
+          else
+            return false
+          end
+        end
+        return true
+      end
       local found = 0
       for i = 1, #s do
-        if s:find(pattern, i) then found = found + 1 end
+        if written_at(i) then found = found + 1 end
       end
       return found <= 1
     end
