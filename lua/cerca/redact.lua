@@ -311,14 +311,16 @@ local function value(v, secrets, depth)
       if clean ~= item then v[k] = clean end
     end
     -- A name may hold a secret too: renamed once the walk is over.
-    if type(k) == "string" and value(k, secrets, depth + 1) ~= k then
-      renamed = renamed or {}
-      renamed[#renamed + 1] = k
+    if type(k) == "string" then
+      local hidden = value(k, secrets, depth + 1)
+      if hidden ~= k then
+        renamed = renamed or {}
+        renamed[k] = hidden
+      end
     end
   end
-  for i = 1, renamed and #renamed or 0 do
-    local k = renamed[i]
-    v[value(k, secrets, depth + 1)], v[k] = v[k], nil
+  if renamed then
+    for k, hidden in pairs(renamed) do v[hidden], v[k] = v[k], nil end
   end
   return v
 end
