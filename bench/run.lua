@@ -264,13 +264,27 @@ local function load_contender(name, connections)
     end }
 end
 
--- The fleets of the command line's batch: the ids bench/create_many.lua uses.
+-- The fleets of the command line's batch: the ids bench/create_many.lua
+-- uses; and a file of one fleet, for what the command costs whatever the
+-- batch (row 3f's reason).
 local FLEETS_FILE = OUT_DIR .. "/fleets.txt"
+local ONE_FLEET_FILE = OUT_DIR .. "/fleet.txt"
 local function write_fleets_file()
   os.execute("mkdir -p " .. OUT_DIR)
   local f = assert(io.open(FLEETS_FILE, "w"))
   for i = 1, LARGE_CREATES do f:write("fleet_many_", i, "\n") end
   f:close()
+  f = assert(io.open(ONE_FLEET_FILE, "w"))
+  f:write("fleet_many_1\n")
+  f:close()
+end
+
+-- bench/cli_batch.lua over `fleets_file`: a contender's command.
+local function cli_batch_command(fleets_file)
+  return function(s, c)
+    return format("lua5.4 bench/cli_batch.lua --url %s --key %s --fleets-file %s --count %d --concurrency %d",
+      shell_quote(s.http_url), shell_quote(s.api_key), shell_quote(fleets_file), c.creates, LARGE_CONCURRENCY)
+  end
 end
 
 -- bench/create_many.lua with `in_flight` creates in flight: a contender's command.
@@ -351,10 +365,13 @@ local CONTENDERS = {
   { name = "cli_large", what = format("`cerca webhooks create --fleets-file` (Lua 5.4), %d in flight, server delay"
       .. " 20 ms, client on the other CPU, whole command", LARGE_CONCURRENCY),
     server = "slow", creates = LARGE_CREATES, warmup = 0, connections = "any", apart = true,
-    command = function(s, c)
-      return format("lua5.4 bench/cli_batch.lua --url %s --key %s --fleets-file %s --count %d --concurrency %d",
-        shell_quote(s.http_url), shell_quote(s.api_key), shell_quote(FLEETS_FILE), c.creates, LARGE_CONCURRENCY)
-    end },
+    command = cli_batch_command(FLEETS_FILE) },
+  -- The same command with one fleet: its start-up and exit, one connection
+  -- and one create (row 3f's reason).
+  { name = "cli_one", what = "`cerca webhooks create --fleets-file` (Lua 5.4), one fleet, server delay 20 ms, client"
+      .. " on the other CPU, whole command",
+    server = "slow", creates = 1, warmup = 0, connections = "any", apart = true,
+    command = cli_batch_command(ONE_FLEET_FILE) },
 }
 -- The peers' versions, into their labels.
 local function peer_versions()
@@ -394,7 +411,8 @@ local GROUPS = {
   { "http_lua54", "http_luajit", "http_core", "http_ceiling", "http_lua_curl",
     "https_lua54", "https_ceiling", "https_fresh", "http_lua54_apart" },
   { "http_node", "http_python" },
-  { "many_lua54", "load_many", "many_large", "load_large", "cli_large", "many_nowait", "many_one_wave" },
+  { "many_lua54", "load_many", "many_large", "load_large", "cli_large", "many_nowait", "many_one_wave",
+    "cli_one" },
 }
 do
   local by_name, grouped = {}, 0
@@ -1136,6 +1154,24 @@ local function waves_why(name, one_wave, creates, in_flight)
     (all - first) / later)
 end
 
+-- What the command takes beyond the library on the same batch (3e - 3c):
+-- the part any run of it takes (one fleet: start-up, a connection, one
+-- create and exit, less the create's 20 ms), and the rest, per create.
+-- Medians of the rounds.
+local function command_why(command, library, one)
+  local whole = per_round(command, nil, function(r) return r.seconds end) * 1000
+  local lib = per_round(library, nil, function(r) return r.seconds end) * 1000
+  local alone = per_round(one, nil, function(r) return r.seconds end) * 1000
+  local creates = CONTENDER[command].creates
+  local fixed, beyond = alone - MANY_DELAY * 1000, whole - lib
+  local rest = beyond - fixed
+  return format("the command takes %.0f ms more than the library (3e - 3c); with one fleet it takes %.1f ms, %.1f"
+    .. " ms beyond its create's %.0f ms (starting, one connection, exiting), %s (the library's client"
+    .. " spent %.1f us of CPU per create)", beyond, alone, fixed, MANY_DELAY * 1000, rest > 0
+    and format("so the other %.0f ms are %.1f us per create of its own", rest, rest / creates * 1000)
+    or "which covers all of it", per_create(library).cpu)
+end
+
 -- Each row: id, label, its figure (a function of the measurements returning
 -- the median and the values it is the median of), how to show it, and its
 -- target, if any.
@@ -1218,8 +1254,8 @@ local ROWS = {
     function() return ideal_ratio("cli_large", LARGE_IDEAL) end,
     fmt_ratio, many_target,
     why = function()
-      return format("the library reaches %s on the same work (3d); %s",
-        fmt_ratio(ideal_ratio("many_large", LARGE_IDEAL)),
+      return format("the library reaches %s on the same work (3d); %s; %s",
+        fmt_ratio(ideal_ratio("many_large", LARGE_IDEAL)), command_why("cli_large", "many_large", "cli_one"),
         batch_why("cli_large", "load_large", LARGE_CONCURRENCY, "3i"))
     end },
   { "3g", "command line / library on the same work (3f / 3d)",
