@@ -632,6 +632,29 @@ describe("the cerca command", function()
         if i <= 2 then assert.matches("[redacted]", err, 1, true) end
         assert.is_nil(err:find(srv.api_key, 1, true), err)
       end
+      -- A key the message quotes escaped, or cut short; one from --api-key-file.
+      local quoted, long = 'sk_live_ab"cd\\efgh', "sk_live_" .. string.rep("A1b2C3d4", 6)
+      local key_file = work .. "/key.txt"
+      write(key_file, long .. "\n")
+      for _, case in ipairs {
+        { "webhooks create fleet_1 --url https://example.com/h --event " .. q(quoted), { CERCA_API_KEY = quoted } },
+        { "webhooks create fleet_1 --url " .. q(long), { CERCA_API_KEY = long } },
+        { "webhooks create fleet_1 --api-key-file " .. q(key_file) .. " --url https://example.com/h --event "
+          .. q(long) },
+        -- Refused before the file is read.
+        { "webhooks create fleet_1 --api-key-file " .. q(key_file) .. " --url https://example.com/h --extra "
+          .. q(long) },
+        { "webhooks create fleet_1 --api-key-file=" .. q(key_file) .. " --" .. long },
+      } do
+        local _, err, status = run_here(case[1], case[2])
+        assert.are.equal(2, status, err)
+        assert.matches("[redacted]", err, 1, true)
+        assert.is_nil(err:find("sk_live_", 1, true), err)
+      end
+      -- A key too short to be a credential is not removed from the words.
+      local _, err = run_here("webhooks create fleet_1 --event agent.created", { CERCA_API_KEY = "e" })
+      assert.is_nil(err:find("[redacted]", 1, true), err)
+      assert.matches("--url", err, 1, true)
       assert.are.equal(0, #srv:requests())
     end)
 

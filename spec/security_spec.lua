@@ -256,6 +256,46 @@ describe("security", function()
       assert.are.equal(0, #srv:requests())
     end)
 
+    it("given in the wrong argument, is not repeated even cut short, nor by request, prepare or the env", function()
+      -- Over the 40 bytes a refused value is quoted in full: cut to 37 and "...".
+      local long = "sk_live_" .. string.rep("A1b2C3d4", 6)
+      local c = assert(cerca.new { api_key = long, base_url = srv.http_url, log_level = "off", max_retries = 0 })
+      local refusals = {}
+      local _, err = c.webhooks.create("fleet_1", { url = long })
+      refusals[#refusals + 1] = err
+      _, err = c.webhooks.create("fleet_1", { url = URL, events = { long } })
+      refusals[#refusals + 1] = err
+      local results = assert(c.webhooks.create_many { { fleet_id = "fleet_1", params = { url = long } } })
+      refusals[#refusals + 1] = results[1].error
+      _, err = cerca.new { api_key = long, base_url = srv.http_url, timeout = long }
+      refusals[#refusals + 1] = err
+      _, err = c:request("GET", "/fleets", nil, { idempotency_key = long .. " " })
+      refusals[#refusals + 1] = err
+      _, err = c:prepare("POST", "/fleets/fleet_1/webhooks", {}, { timeout = long })
+      refusals[#refusals + 1] = err
+      _, err = client:request("GET", "/fleets", nil, { idempotency_key = KEY .. " " })
+      refusals[#refusals + 1] = err
+      c:close()
+      for _, e in ipairs(refusals) do
+        assert.is_true(cerca.is_error(e))
+        assert.matches("[redacted]", e.message, 1, true)
+        assert_nowhere(long:sub(1, 12), e, { tostring(e), cerca.pretty(e) })
+        assert_nowhere(KEY:sub(1, 8), e, { tostring(e), cerca.pretty(e) })
+      end
+      -- The key from CERCA_API_KEY, given in an option of cerca.new.
+      local out = helpers.run_lua([[
+        local cerca = require "cerca"
+        for _, opts in ipairs { { base_url = os.getenv("K") }, { timeout = os.getenv("K") },
+            { [os.getenv("K")] = 1 } } do
+          local _, err = cerca.new(opts)
+          print(tostring(err))
+        end
+      ]], { CERCA_API_KEY = long, K = long })
+      assert.are.equal(3, select(2, out:gsub("%[redacted%]", "")), out)
+      assert.is_nil(out:find(long:sub(1, 12), 1, true), out)
+      assert.are.equal(0, #srv:requests())
+    end)
+
     it("debug lines hide the whole key and whole whsec_ tokens, punctuation and \\/ included", function()
       srv:enqueue { status = 201, body = subscription_body():gsub("}$", ',"note":"whsec_ab\\/cdXYZW+q="}') }
       assert(client.webhooks.create("fleet_1", { url = URL }))

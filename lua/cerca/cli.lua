@@ -28,7 +28,6 @@ local deliveries = require "cerca.cli_deliveries"
 local ipairs = ipairs
 local tostring = tostring
 local format = string.format
-local find = string.find
 local concat = table.concat
 local getenv = os.getenv
 
@@ -292,10 +291,14 @@ local function dispatch(ui, argv, env)
 end
 
 -- A usage error quotes what was typed: should the API key (from the
--- environment) have been pasted into the wrong flag, it is removed.
+-- environment, or --api-key-file once read) have been pasted into the
+-- wrong flag, it is removed, in any form the message writes it (quoted
+-- with escapes, cut short). A key shorter than 8 bytes is no credential,
+-- and removing it would garble the message's words.
 local function without_key(text, env)
-  local key = env("CERCA_API_KEY")
-  if key and key ~= "" and find(text, key, 1, true) then return cerca.redact(text, key) end
+  local function long(k) return type(k) == "string" and #k >= 8 and k or nil end
+  local key, other = long(env("CERCA_API_KEY")), long(cli_args.key_read)
+  if key or other then return cerca.redact(text, key or other, key and other) end
   return text
 end
 
@@ -340,6 +343,7 @@ end
 -- @tparam[opt] function env reads an environment variable (default os.getenv)
 function _M.main(argv, env)
   env = env or getenv
+  cli_args.key_read = nil
   cerca.system.ignore_write_signals()
   local ui = new_ui(env)
   -- The exit code, and whether a signal cut the work short (see
@@ -348,6 +352,7 @@ function _M.main(argv, env)
     local outcome, err = dispatch(ui, argv, env)
     if outcome == "stopped" then return _M.EXIT.interrupted, true end
     if outcome then return _M.EXIT[outcome] or _M.EXIT.internal, false end
+    cli_args.read_key_for_messages(argv)
     local exit = _M.EXIT[report(ui, err, env)] or _M.EXIT.internal
     -- An answer kept on stderr (it may hold the secret) keeps its exit code.
     return exit, err.stopped == true and not create.kept_answer(err)

@@ -231,6 +231,23 @@ local function chomp(text)
   return text:sub(1, last)
 end
 
+--- Reads the key of `--api-key-file` in `argv` into `key_read`, if no run
+-- did yet (a usage error found before the file was read may quote the key
+-- all the same; it is removed then). Whatever fails here is left unsaid.
+function _M.read_key_for_messages(argv)
+  if _M.key_read then return end
+  for i = 1, #argv do
+    local a = argv[i]
+    local path = (a == "--api-key-file" and argv[i + 1])
+      or (type(a) == "string" and a:match("^%-%-api%-key%-file=(.+)$"))
+    if path then
+      local text = read_input("--api-key-file", path)
+      if text then _M.key_read = chomp(text) end
+      return
+    end
+  end
+end
+
 --- The client's options (`cerca.new`) from the options and the environment
 -- (`env(name)` reads a variable), or nil and a usage error.
 function _M.client_options(o, env)
@@ -239,6 +256,7 @@ function _M.client_options(o, env)
     local text, err = read_input("--api-key-file", o.api_key_file)
     if not text then return nil, err end
     opts.api_key = chomp(text)
+    _M.key_read = opts.api_key
   end
   if o.timeout then
     opts.timeout = tonumber(o.timeout)

@@ -152,10 +152,13 @@ end
 local MIN_KEY_REMOVED = 8
 
 -- The secrets to remove from a refusal (a refused argument, which its
--- message may quote) for `key`, should the caller give the key in the
--- wrong place; nil for a key too short to remove.
-local function refusal_secrets(key)
-  if type(key) == "string" and #key >= MIN_KEY_REMOVED then return redact.list(key) end
+-- message may quote) for the keys given (the option, the environment's),
+-- should the caller give one in the wrong place; nil when none is long
+-- enough to remove.
+local function refusal_secrets(key, other)
+  local function long(k) return type(k) == "string" and #k >= MIN_KEY_REMOVED and k or nil end
+  key, other = long(key), long(other)
+  if key or other then return redact.list(key, other) end
 end
 
 --- Creates a client.
@@ -274,7 +277,8 @@ local new = _M.new
 _M.new = errors.protect(function(opts)
   local client, err = new(opts)
   -- A refused option is quoted: the key, given in the wrong one, is removed.
-  local secrets = err and type(opts) == "table" and refusal_secrets(rawget(opts, "api_key"))
+  local secrets = err and refusal_secrets(type(opts) == "table" and rawget(opts, "api_key") or nil,
+    getenv_nonempty("CERCA_API_KEY"))
   if secrets then errors.scrub(err, secrets) end
   return client, err
 end)
@@ -317,7 +321,7 @@ end
 function Client:request(method, path, body, options)
   if getmetatable(self) ~= Client then return nil, not_a_client("request") end
   local c, err = call.new(self._profile, method, path, body, options)
-  if not c then return nil, err end
+  if not c then return nil, self:scrub_refusal(err) end
   local rt = self._runtime
   local why = rt:context_error()
   if why then return nil, refused(why) end
@@ -331,7 +335,9 @@ end
 -- @treturn[opt] table the error (nothing was sent)
 function Client:prepare(method, path, body, options, options_copied)
   if getmetatable(self) ~= Client then return nil, not_a_client("prepare") end
-  return call.new(self._profile, method, path, body, options, options_copied)
+  local c, err = call.new(self._profile, method, path, body, options, options_copied)
+  if not c then return nil, self:scrub_refusal(err) end
+  return c
 end
 
 --- Sends prepared calls at once (curl multi; under nginx, light threads),

@@ -39,22 +39,32 @@ local BACKSLASH, PERCENT, LOWER_U = 92, 37, 117
 
 -- JSON may escape these three with a backslash alone.
 local SHORT_ESCAPE = { [34] = true, [47] = true, [92] = true }
+local DOT = 46
 
--- A text cut short (an answer at max_response_size) may end inside a
--- secret: what made it is hidden too, from this many bytes of the secret.
+-- A text cut short (an answer at max_response_size, a long value quoted
+-- in a message) may end inside a secret: what made it is hidden too, from
+-- this many bytes of the secret.
 local MIN_PART = 4
 
 -- Length of `secret` written at position i of `text`, each of its bytes as
 -- is, as a JSON escape or percent-encoded; or of the first MIN_PART bytes
--- or more of it where the text ends; nil when it is not there.
-local function match_at(text, i, secret)
-  local j = i
-  for k = 1, #secret do
+-- or more of it where the text ends or "..." cuts it; nil when it is not
+-- there. (`j` and `k0`: where the text and the secret are read from, when
+-- a match is tried on from the middle.)
+local function match_at(text, i, secret, j, k0)
+  j = j or i
+  for k = k0 or 1, #secret do
     local c, t = byte(secret, k), byte(text, j)
-    if t == nil then
+    if t == nil or (t == DOT and k > MIN_PART and sub(text, j, j + 2) == "...") then
       if k > MIN_PART then return j - i end
       return nil
     elseif t == c then
+      if c == BACKSLASH and byte(text, j + 1) == BACKSLASH then
+        -- "\\" writes the secret's backslash escaped, or is two of its own:
+        -- the escape is tried first.
+        local len = match_at(text, i, secret, j + 2, k + 1)
+        if len then return len end
+      end
       j = j + 1
     elseif t == BACKSLASH then
       local n = byte(text, j + 1)
@@ -89,17 +99,20 @@ local function replace_plain(s, needle)
   return concat(out)
 end
 
--- Adds the span of the start of `secret` (MIN_PART bytes or more of it,
--- as is) where `s` ends, if it ends so.
-local function tail_span(s, secret, spans)
-  local n, head = #s, sub(secret, 1, MIN_PART)
+-- Adds the span of each start of `secret` (MIN_PART bytes or more of it,
+-- as is) where `s` is cut: where it ends, or where "..." follows (as
+-- `validate.describe` cuts a long value).
+local function cut_spans(s, secret, spans)
+  local head = sub(secret, 1, MIN_PART)
   if #head < MIN_PART then return end
-  local from = n - #secret + 2
-  local i = find(s, head, from > 1 and from or 1, true)
+  local n = #s
+  local i = find(s, head, 1, true)
   while i do
-    if sub(secret, 1, n - i + 1) == sub(s, i) then
-      spans[#spans + 1] = { i, n }
-      return
+    local k = MIN_PART
+    while k < #secret and byte(s, i + k) == byte(secret, k + 1) do k = k + 1 end
+    local after = i + k
+    if k < #secret and (after > n or sub(s, after, after + 2) == "...") then
+      spans[#spans + 1] = { i, after - 1 }
     end
     i = find(s, head, i + 1, true)
   end
@@ -116,7 +129,7 @@ local function secret_spans(s, secret, spans)
       spans[#spans + 1] = { i, j }
       i, j = find(s, secret, j + 1, true)
     end
-    tail_span(s, secret, spans)
+    cut_spans(s, secret, spans)
     return
   end
   -- Only where the text holds the secret's first byte or an escape can
@@ -251,7 +264,7 @@ function _M.known(s, secrets)
   if occurrences(s, secrets) == 0 then
     -- Not there whole: only the start of one, where a cut text ends.
     local spans = {}
-    for i = 1, #secrets do tail_span(s, secrets[i], spans) end
+    for i = 1, #secrets do cut_spans(s, secrets[i], spans) end
     return hide(s, spans)
   end
   return hide(s, known_spans(s, secrets))
