@@ -16,6 +16,7 @@ local helpers = {}
 helpers.abi = abi
 -- CERCA_LUA names the interpreter for child processes (make check-memory: the sanitized one).
 helpers.interpreter = os.getenv("CERCA_LUA") or abi
+helpers.build_dir = build_dir
 helpers.API_KEY = "sk_test_spec_0123456789"
 
 -- Every spec file that needs a server starts its own in setup().

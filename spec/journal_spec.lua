@@ -208,6 +208,24 @@ describe("the journal", function()
       assert.matches("sync.jsonl is closed", why, 1, true)
     end)
 
+    it("syncs in a folder its user may write in but not read (the file; the folder is left to the system)",
+        function()
+      -- Root reads any folder: the check runs as nobody then.
+      local root = trim(sh("id -u")) == "0"
+      local folder = dir .. "/write-only"
+      sh("mkdir " .. q(folder))
+      if root then sh("chmod 711 " .. q(dir) .. " && chown nobody " .. q(folder)) end
+      sh("chmod 300 " .. q(folder))
+      local code = ("local j = assert(require('cerca').journal.open(%q)) assert(j:append { a = 1 })"
+        .. " print('sync', j:sync()) j:close()"):format(folder .. "/keys.jsonl")
+      local out = sh((root and "setpriv --reuid=nobody --regid=nogroup --clear-groups " or "")
+        .. "env LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH=" .. q(helpers.build_dir .. "/?.so;;") .. " "
+        .. helpers.interpreter .. " -e " .. q(code) .. " 2>&1")
+      assert.are.equal("sync\ttrue", trim(out))
+      sh("chmod 700 " .. q(folder))
+      assert.matches('"a":1', read(folder .. "/keys.jsonl"), 1, true)
+    end)
+
     it("ends a line that a failed write cut short before the next record, so that record is read back", function()
       -- The file size limit cuts the second record short (SIGXFSZ ignored,
       -- as the command does); once lifted, the third must be a line of its own.

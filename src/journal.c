@@ -292,7 +292,8 @@ static int l_journal_write(lua_State *L)
 
 /* fsync of the folder that holds `path` (its name's entry); 0, or -1 with
  * errno set. A file system that cannot sync a folder (EINVAL) has nothing
- * more to write. */
+ * more to write; a folder the user may write in but not read (EACCES on
+ * opening it) cannot be synced by them, and is left to the system. */
 static int sync_folder(const char *path)
 {
     const char *slash = strrchr(path, '/');
@@ -312,7 +313,7 @@ static int sync_folder(const char *path)
         free(folder);
     }
     if (fd < 0)
-        return -1;
+        return errno == EACCES ? 0 : -1;
     r = fsync(fd);
     e = errno;
     close_fd(fd);

@@ -141,8 +141,9 @@ function Journal:records()
 end
 
 --- Puts what was appended on disk (`fsync`; the first time, the folder's
--- too, so that a new file's name survives a crash of the system): append
--- a record, `sync`, and only then act on it.
+-- too, so that a new file's name survives a crash of the system, unless
+-- the folder may be written in but not read): append a record, `sync`, and
+-- only then act on it.
 -- @treturn boolean|nil true
 -- @treturn[opt] string why it could not
 -- @treturn[opt] string the kind: `"system"`, `"invalid"` or `"closed"`
