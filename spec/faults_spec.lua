@@ -314,6 +314,16 @@ describe("faults", function()
       assert.are.equal(first:sub(1, 60), err.body)
       assert.matches("names another fleet", err.last_error.message, 1, true)
       assert.is_nil(err.last_error.body)
+      -- Or is longer but not the same answer (a proxy's page): both kept.
+      srv:reset()
+      local page = string.rep("<html>", 25)
+      srv:enqueue { action = "partial", body = first, bytes = 60, headers = SOON }
+      srv:enqueue { status = 200, body = page, headers = { ["Content-Type"] = "text/html" } }
+      sub, err = create()
+      assert.is_nil(sub)
+      assert.are.equal(first:sub(1, 60), err.body)
+      assert.are.equal(page, err.last_error.body)
+      assert.matches("^the create succeeded %(HTTP 201%) on attempt 1 but its answer broke off", err.message)
     end)
 
     it("every error after an attempt carries the idempotency key", function()

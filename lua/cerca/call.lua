@@ -25,6 +25,7 @@ local tostring = tostring
 local setmetatable = setmetatable
 local format = string.format
 local find = string.find
+local sub = string.sub
 local concat = table.concat
 local ceil = math.ceil
 local min = math.min
@@ -127,10 +128,11 @@ end
 local function give_up(self, err)
   local created, uncertain = self.created, self.uncertain
   if created and err ~= created.error and not (err.status and err.status >= 200 and err.status < 300
-      and #(err.body or "") >= #created.body) then
+      and sub(err.body or "", 1, #created.body) == created.body) then
     -- An earlier attempt got a 2xx it could not use: the API did create.
-    -- Its bytes matter more than the later failure (unless that is a 2xx
-    -- that delivered as much).
+    -- Its bytes are the error's body, the later failure its last_error;
+    -- unless that is a 2xx whose bytes hold all of the earlier ones (the
+    -- same answer, delivered as far or further).
     err = outcome.after_created(created, err)
   elseif uncertain and err ~= uncertain.last and self.key then
     -- The last answer turned the request away, but an earlier attempt's
