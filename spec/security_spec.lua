@@ -294,6 +294,12 @@ describe("security", function()
       assert.are.equal(3, select(2, out:gsub("%[redacted%]", "")), out)
       assert.is_nil(out:find(long:sub(1, 12), 1, true), out)
       assert.are.equal(0, #srv:requests())
+      -- Dots of the key's own are not a cut; its backslash escaped or not.
+      local dotted = "sk_live_ab...cd\\ef"
+      for _, text in ipairs { "got sk_live_ab...cd\\\\ef!", "got sk_live_ab...cd\\ef!", "got sk_live_ab...!" } do
+        assert.are.equal(text:match("^got sk_live_ab...cd") and "got [redacted]!" or "got [redacted]...!",
+          cerca.redact(text, dotted))
+      end
     end)
 
     it("debug lines hide the whole key and whole whsec_ tokens, punctuation and \\/ included", function()

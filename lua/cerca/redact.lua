@@ -55,9 +55,13 @@ local function match_at(text, i, secret, j, k0)
   j = j or i
   for k = k0 or 1, #secret do
     local c, t = byte(secret, k), byte(text, j)
-    if t == nil or (t == DOT and k > MIN_PART and sub(text, j, j + 2) == "...") then
+    if t == nil then
       if k > MIN_PART then return j - i end
       return nil
+    elseif t == DOT and k > MIN_PART and sub(text, j, j + 2) == "..." then
+      -- Cut there (as `validate.describe` cuts), unless the secret goes on
+      -- with these dots.
+      return c == DOT and match_at(text, i, secret, j + 1, k + 1) or j - i
     elseif t == c then
       if c == BACKSLASH and byte(text, j + 1) == BACKSLASH then
         -- "\\" writes the secret's backslash escaped, or is two of its own:
@@ -108,12 +112,20 @@ local function cut_spans(s, secret, spans)
   local n = #s
   local i = find(s, head, 1, true)
   while i do
-    local k = MIN_PART
-    while k < #secret and byte(s, i + k) == byte(secret, k + 1) do k = k + 1 end
-    local after = i + k
-    if k < #secret and (after > n or sub(s, after, after + 2) == "...") then
-      spans[#spans + 1] = { i, after - 1 }
+    -- The longest start of the secret written here that the text's end or
+    -- a "..." cuts (dots may be the secret's own: each place is a cut).
+    local k, cut = MIN_PART, nil
+    while k < #secret do
+      local after = i + k
+      if after > n then
+        cut = k
+        break
+      end
+      if sub(s, after, after + 2) == "..." then cut = k end
+      if byte(s, after) ~= byte(secret, k + 1) then break end
+      k = k + 1
     end
+    if cut then spans[#spans + 1] = { i, i + cut - 1 } end
     i = find(s, head, i + 1, true)
   end
 end
