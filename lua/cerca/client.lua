@@ -150,7 +150,6 @@ end
 -- A key shorter than this is no credential (the API refuses it), and
 -- removing it from a refusal would garble the message's words.
 local MIN_KEY_REMOVED = 8
-_M.MIN_KEY_REMOVED = MIN_KEY_REMOVED
 
 -- The secrets to remove from a refusal (a refused argument, which its
 -- message may quote) for the keys given (the option, the environment's),
