@@ -171,7 +171,7 @@ _M.printable = pretty.printable
 --- `s` without the secrets given nor the ones cerca recognises, for text a
 -- program prints or logs: each secret given is removed wherever it is
 -- written (as is, JSON-escaped, percent-encoded, or its start where the
--- text ends), as are `whsec_` tokens, `"secret"` JSON values and
+-- text ends or `...` cuts it), as are `whsec_` tokens, `"secret"` JSON values and
 -- `Authorization:` values. Errors, log lines and `tostring` of cerca's own
 -- values are redacted already.
 -- @tparam string s the text
