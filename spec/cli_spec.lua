@@ -71,6 +71,22 @@ describe("the cerca command", function()
         description = "ops", n = 3 }, body)
     end)
 
+    it("--json writes what the server sent as it sent it, without a byte a terminal would act on", function()
+      -- More digits than lua-cjson keeps, a lone 0x9b byte (the 8-bit CSI)
+      -- and a C1 control written as UTF-8.
+      local body = '{"id":"wh_1","fleetId":"fleet_1","url":"https://example.com/h","events":[],"enabled":true,'
+        .. '"createdAt":"2026-12-01T00:00:00Z","updatedAt":"2026-12-01T00:00:00Z",'
+        .. '"secret":"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw","at_us":1735689600123456,'
+        .. '"weight":0.1234567890123456,"note":"a\155' .. '2J b\194\155' .. '2J"}'
+      srv:enqueue { status = 201, body = body }
+      local out, err, status = run("webhooks create fleet_1 --url https://example.com/h --json")
+      assert.are.equal(0, status, err)
+      assert.is_nil(out:find("[\128-\255]"), out)
+      assert.matches('"at_us":1735689600123456,', out, 1, true)
+      assert.matches('"weight":0.1234567890123456}', out, 1, true)
+      assert.matches('"note":"a\\u009b2J b\\u009b2J"', out, 1, true)
+    end)
+
     it("keeps an empty events list as [] in --json", function()
       local out = run("webhooks create fleet_1 --url https://example.com/h --json")
       assert.matches('"events":%[%]', out)

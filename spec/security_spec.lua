@@ -6,6 +6,7 @@
 local helpers = require "spec.helpers"
 local cerca = require "cerca"
 local cjson = require "cjson"
+local core = require "cerca.core"
 
 local URL = "https://example.com/webhook"
 -- A key with the characters that escapes and patterns trip on: "/" (JSON
@@ -192,6 +193,19 @@ describe("security", function()
       assert.are.equal("[redacted]", res.request_id)
     end)
 
+    it("echoed in a field nested as deep as the decoder accepts, and printed as JSON", function()
+      -- The walk that removes it reaches every level an answer may have.
+      for _, depth in ipairs { 70, core.MAX_DECODE_DEPTH - 1 } do
+        local deep = ('{"x":'):rep(depth - 1) .. cjson.encode { [KEY] = KEY } .. ("}"):rep(depth - 1)
+        srv:enqueue { status = 201, body = subscription_body():gsub("}$", ',"deep":' .. deep .. "}") }
+        local sub = assert(client.webhooks.create("fleet_1", { url = URL }))
+        assert.are.equal(SECRET, sub.secret)
+        for _, form in ipairs { KEY, ESCAPED_KEY, KEY_TAIL } do
+          assert_nowhere(form, sub, { tostring(sub), cerca.pretty(sub), assert(cerca.encode_json(sub)) }, lines)
+        end
+      end
+    end)
+
     -- A text cut short (the API's message at 500 bytes, an answer at
     -- max_response_size) must not keep the start of a key it cut through.
     it("cut inside the key, by the message's bound or by max_response_size, leaves none of it", function()
@@ -353,6 +367,21 @@ describe("security", function()
       for _, shown in ipairs { tostring(sub), cerca.pretty(sub) } do assert_nowhere(SECRET:sub(7), { shown }) end
       sub.secret = nil
       assert_nowhere(SECRET:sub(7), sub)
+    end)
+
+    it("in another field nested as deep as the decoder accepts", function()
+      -- Every level an answer may have (the root is one), name and value.
+      for _, depth in ipairs { 70, core.MAX_DECODE_DEPTH - 1 } do
+        local deep = ('{"x":'):rep(depth - 1) .. cjson.encode { [SECRET] = SECRET } .. ("}"):rep(depth - 1)
+        srv:enqueue { status = 201, body = subscription_body():gsub("}$", ',"deep":' .. deep .. "}") }
+        local sub = assert(client.webhooks.create("fleet_1", { url = URL }))
+        assert.are.equal(SECRET, sub.secret)
+        local leaf = sub.deep
+        for _ = 2, depth do leaf = leaf.x end
+        assert.are.same({ ["[redacted]"] = "[redacted]" }, leaf)
+        sub.secret = nil
+        assert_nowhere(SECRET:sub(7), sub, { assert(cerca.encode_json(sub)) })
+      end
     end)
 
     it("of another fleet's subscription stays out of the error that drops it", function()

@@ -4,6 +4,7 @@
 local helpers = require "spec.helpers"
 local cerca = require "cerca"
 local core = require "cerca.core"
+local json = require "cerca.json"
 
 local sh, q = helpers.sh, helpers.q
 
@@ -36,6 +37,63 @@ describe("cerca.decode_json", function()
       assert.are.equal('["' .. text .. '"]', cerca.encode_json { text })
     end
     assert.are.equal('["\\u007f\\u202e\\u009b"]', cerca.encode_json { "\127\226\128\174\194\155" })
+  end)
+
+  it("encode_json writes each byte that is not UTF-8 as the \\u00NN of its Latin-1 reading", function()
+    -- A lone C1 byte (0x9b: the 8-bit CSI), a cut sequence, an overlong
+    -- form, a surrogate, beyond U+10FFFF: none reaches the output raw.
+    local forms = { { "\155", "\\u009b" }, { "\226\128", "\\u00e2\\u0080" }, { "\192\175", "\\u00c0\\u00af" },
+      { "\237\160\128", "\\u00ed\\u00a0\\u0080" }, { "\244\144\128\128", "\\u00f4\\u0090\\u0080\\u0080" },
+      { "\255", "\\u00ff" } }
+    for _, f in ipairs(forms) do
+      local text = assert(cerca.encode_json { ["k" .. f[1]] = "a" .. f[1] .. "2J" })
+      assert.are.equal('{"k' .. f[2] .. '":"a' .. f[2] .. '2J"}', text)
+      assert.is_nil(text:find("[\128-\255]"), text)
+    end
+    -- Well-formed characters around them are kept.
+    assert.are.equal('["é\\u009b€"]', cerca.encode_json { "é\155€" })
+  end)
+
+  it("encode_json writes every number so that it reads back as the same number", function()
+    -- What a server may send: more digits than lua-cjson's 14.
+    local text = '{"at_us":1735689600123456,"big":9007199254740992,"list":[0.1234567890123456,-2.5e-300],'
+      .. '"weight":0.1234567890123456}'
+    local value = assert(cerca.decode_json(text))
+    assert.are.equal(text, cerca.encode_json(value))
+    for _, x in ipairs { 1735689600123456, 0.1, 1 / 3, 2 / 3 * 1e300, 5e-324, -1.7976931348623157e308,
+      123456789.12345678 } do
+      local written = assert(cerca.encode_json { x })
+      assert.are.equal(x, cerca.decode_json(written)[1], written)
+    end
+    -- An integer beyond 2^53 (Lua 5.3 on), digit for digit.
+    if math.type then
+      for _, big in ipairs { math.maxinteger, math.mininteger, math.tointeger(2 ^ 53) + 1 } do
+        assert.are.equal("[" .. tostring(big) .. "]", cerca.encode_json { big })
+      end
+    end
+  end)
+
+  it("encode_json writes a number a request may hold with the bytes it always had (lua-cjson's %.14g)", function()
+    -- The canonical body of a create repeated under its idempotency key
+    -- must not change: numbers validation accepts keep their text.
+    for _, x in ipairs { 0, 1, -1, 0.1, 0.5, 1e14, 1e15, 123.456, 1e-7, 12345678901234, 1e300, -0.25 } do
+      assert.are.equal("[" .. string.format("%.14g", x) .. "]", cerca.encode_json { x })
+      assert.are.equal('{"n":' .. string.format("%.14g", x) .. "}", json.encode_canonical { n = x })
+      assert.are.equal('{"n":' .. string.format("%.14g", x) .. "}", json.encode_canonical_lua { n = x })
+    end
+  end)
+
+  it("encode_json writes anything the decoder accepts, nested as deep as it allows, and refuses deeper", function()
+    local deepest = string.rep('{"x":', core.MAX_DECODE_DEPTH - 1) .. '{"x":0.1234567890123456}'
+      .. string.rep("}", core.MAX_DECODE_DEPTH - 1)
+    local value = assert(cerca.decode_json(deepest))
+    assert.are.equal(deepest, cerca.encode_json(value))
+    assert.is_nil(cerca.decode_json("[" .. deepest .. "]"))
+    local cycle = {}
+    cycle.self = cycle
+    local text, why = cerca.encode_json(cycle)
+    assert.is_nil(text)
+    assert.are.equal("nests deeper than " .. core.MAX_DECODE_DEPTH .. " levels (or refers to itself)", why)
   end)
 
   it("returns nil and a message for what is not JSON, as the core does, and never raises", function()

@@ -8,6 +8,7 @@
 
 #include <lua.h>
 #include <lauxlib.h>
+#include <stdio.h>
 
 #if LUA_VERSION_NUM < 502
 
@@ -34,6 +35,24 @@ static inline void cerca_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
 #define cerca_rawlen(L, i) lua_rawlen((L), (i))
 
 #endif
+
+/* Writes the number at idx into text digit for digit, returning
+ * snprintf's count, when it is an integer (Lua 5.3 on: only a number
+ * beyond 2^53 needs this, where doubles skip integers); 0 when it is a
+ * float, or Lua has no integers (5.1, 5.2, LuaJIT). */
+static inline int cerca_wide_integer_text(lua_State *L, int idx, char *text, size_t size)
+{
+#if LUA_VERSION_NUM >= 503
+    if (lua_isinteger(L, idx))
+        return snprintf(text, size, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, idx));
+#else
+    (void)L;
+    (void)idx;
+    (void)text;
+    (void)size;
+#endif
+    return 0;
+}
 
 /* Sets f as the __close metamethod of the table on top of the stack, where
  * Lua has to-be-closed variables (5.4 on); nothing before. */

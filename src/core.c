@@ -109,7 +109,7 @@ static void push_cjson(lua_State *L)
     lua_call(L, 1, 0);
     /* Bound recursion on hostile input. */
     lua_getfield(L, -1, "decode_max_depth");
-    lua_pushinteger(L, 128);
+    lua_pushinteger(L, CERCA_MAX_DECODE_DEPTH);
     lua_call(L, 1, 0);
 }
 
@@ -127,6 +127,7 @@ static const luaL_Reg json_functions[] = {
     {"decode", l_decode},
     {"decode_response", cerca_decode_response},
     {"encode_canonical", cerca_encode_canonical},
+    {"number_text", cerca_l_number_text},
     {NULL, NULL},
 };
 
@@ -182,6 +183,8 @@ int luaopen_cerca_core(lua_State *L)
     lua_setfield(L, m, "empty_array");
     lua_getfield(L, cjson, "null");
     lua_setfield(L, m, "null");
+    lua_pushinteger(L, CERCA_MAX_DECODE_DEPTH);
+    lua_setfield(L, m, "MAX_DECODE_DEPTH");
 
     cerca_session_open(L, m, uv);
     cerca_lmulti_open(L, m, uv);

@@ -8,7 +8,7 @@
  * table and registers its metatables:
  *
  *   core.c     encode, decode, decode_response, encode_canonical,
- *              empty_array, null (the JSON bridge; jdecode.c is the fast
+ *              number_text, empty_array, null, MAX_DECODE_DEPTH (the JSON bridge; jdecode.c is the fast
  *              path of decoding, jencode.c that of canonical encoding)
  *   session.c  new_session and the session userdata
  *   lmulti.c   new_multi and the multi userdata
@@ -39,6 +39,11 @@
 #define CERCA_UV_DECODE 2
 #define CERCA_UV_EMPTY_ARRAY 3
 #define CERCA_NUP 3
+
+/* The deepest nesting of arrays and objects JSON decoding accepts (both
+ * decoders); exported as core.MAX_DECODE_DEPTH, so that every walk over a
+ * decoded value reaches all of it. */
+#define CERCA_MAX_DECODE_DEPTH 128
 
 /* ---- registration (core.c) ------------------------------------------ */
 
@@ -83,6 +88,13 @@ int cerca_json_decode_fast(lua_State *L, const char *text, size_t len);
  * json.lua's canonical encoder (jencode.c); nil when it declines. Closes
  * over the CERCA_NUP values. */
 int cerca_encode_canonical(lua_State *L);
+
+/* The JSON text of the (finite) number at idx, as both encoders write it
+ * (jencode.c): its length in text, or 0 when it is not finite. */
+#define CERCA_NUMBER_TEXT 32
+size_t cerca_number_text(lua_State *L, int idx, char *text);
+/* core.number_text(x) -> that text | nil. */
+int cerca_l_number_text(lua_State *L);
 
 /* ---- requests and responses (lhttp.c) -------------------------------- */
 

@@ -18,7 +18,7 @@
 
 /* lua-cjson's limit, as core.c configures it: deeper is declined here and
  * refused there. */
-#define MAX_DEPTH 128
+#define MAX_DEPTH CERCA_MAX_DECODE_DEPTH
 /* The longest number token read here (a longer one goes to lua-cjson). */
 #define MAX_NUMBER 64
 

@@ -1,13 +1,14 @@
 /*
  * The fast path of canonical JSON encoding (cerca.json.encode_canonical):
  * object keys in byte order at every depth, lists as lists. It writes the
- * bytes the Lua encoder in json.lua writes (lua-cjson's escapes and its
- * "%.14g" numbers, piece by piece) and declines whatever it is not certain
+ * bytes the Lua encoder in json.lua writes (lua-cjson's escapes, and
+ * numbers as cerca_number_text writes them for both) and declines whatever
+ * it is not certain
  * to write the same way: a table whose metatable could change what json.lua
  * sees of it (`__len`, `__pairs`, `__metatable`),
  * a key that is not a string in an object, a list with holes or extra keys,
  * a number that is not finite, a value JSON has no form for, nesting deeper
- * than the Lua encoder's own limit. What it declines, json.lua encodes (or
+ * than MAX_DEPTH. What it declines, json.lua encodes (or
  * refuses, with its message): the result is json.lua's, only sooner.
  */
 #include <stdio.h>
@@ -16,7 +17,8 @@
 
 #include "core.h"
 
-/* json.lua hands a value deeper than this to lua-cjson as it is. */
+/* Deeper values are declined: json.lua writes them (to the decoder's
+ * depth), on a stack of Lua calls instead of this C stack. */
 #define MAX_DEPTH 64
 /* Members of one object sorted on the C stack; a larger object's list is
  * a userdata. */
@@ -138,22 +140,63 @@ static void put_string(lua_State *L, out_buf *b, const char *s, size_t n)
     put_char(L, b, '"');
 }
 
-/* "%.14g", as lua-cjson writes numbers; 0 for a number it refuses (not
- * finite) or a text the locale changed (a decimal comma). */
-static int put_number(lua_State *L, out_buf *b, lua_Number x)
+/* The JSON text of the number at idx, into text (CERCA_NUMBER_TEXT bytes):
+ * its length, or 0 for a number JSON cannot write (not finite).
+ *
+ * "%.14g", as lua-cjson writes numbers, when that reads back as the same
+ * number: every number a request may hold (cerca.validate refuses the
+ * others), so request bodies keep their bytes. Any other number (one a
+ * server sent, written back out) takes the fewest more digits that read
+ * back as it; 17 always do. An integer beyond 2^53 (Lua 5.3 on), which no
+ * double holds exactly, is written digit for digit. The locale's decimal
+ * point, should it not be ".", is written ".". */
+size_t cerca_number_text(lua_State *L, int idx, char *text)
 {
-    char text[32];
-    int n, i;
-    double d = (double)x;
+    double d = (double)lua_tonumber(L, idx);
+    int n = 0, digits;
+    char *p;
     if (d != d || d - d != 0)
         return 0;
-    n = snprintf(text, sizeof text, "%.14g", d);
-    if (n <= 0 || n >= (int)sizeof text)
-        return 0;
-    for (i = 0; i < n; i++)
-        if (strchr("0123456789-+.e", text[i]) == NULL)
+    if (d >= 9007199254740992.0 || d <= -9007199254740992.0) {
+        n = cerca_wide_integer_text(L, idx, text, CERCA_NUMBER_TEXT);
+        if (n != 0)
+            return n > 0 && n < CERCA_NUMBER_TEXT ? (size_t)n : 0;
+    }
+    for (digits = 14; digits <= 17; digits++) {
+        n = snprintf(text, CERCA_NUMBER_TEXT, "%.*g", digits, d);
+        if (n <= 0 || n >= CERCA_NUMBER_TEXT)
             return 0;
-    put(L, b, text, (size_t)n);
+        /* Read back in the same locale it was written in. */
+        if (strtod(text, NULL) == d)
+            break;
+    }
+    for (p = text; *p != '\0'; p++)
+        if (strchr("0123456789-+e", *p) == NULL)
+            *p = '.'; /* the decimal point, whatever the locale wrote */
+    return (size_t)n;
+}
+
+static int put_number(lua_State *L, out_buf *b, int idx)
+{
+    char text[CERCA_NUMBER_TEXT];
+    size_t n = cerca_number_text(L, idx, text);
+    if (n == 0)
+        return 0;
+    put(L, b, text, n);
+    return 1;
+}
+
+/* core.number_text(x) -> the JSON text of x | nil (not finite). */
+int cerca_l_number_text(lua_State *L)
+{
+    char text[CERCA_NUMBER_TEXT];
+    size_t n;
+    luaL_checknumber(L, 1);
+    n = cerca_number_text(L, 1, text);
+    if (n == 0)
+        lua_pushnil(L);
+    else
+        lua_pushlstring(L, text, n);
     return 1;
 }
 
@@ -331,7 +374,7 @@ static int encode(lua_State *L, encoder *en, int idx, int depth)
         return 1;
     }
     case LUA_TNUMBER:
-        return put_number(L, &en->out, lua_tonumber(L, idx));
+        return put_number(L, &en->out, idx);
     case LUA_TBOOLEAN:
         if (lua_toboolean(L, idx))
             put(L, &en->out, "true", 4);

@@ -8,6 +8,12 @@
  *                                    passes when allow_tab is true)
  *        | "utf8"                  not well-formed UTF-8 (overlong,
  *                                    surrogate, beyond U+10FFFF, cut short)
+ *   core.printable(s [, json]) -> s safe to print on a terminal: C0
+ *       controls, DEL, C1 controls, the bidirectional overrides and
+ *       isolates, and bytes that are not UTF-8 written as escapes: `\xNN`
+ *       and `\u{NNNN}`, or with json, `\u00NN` and `\uNNNN` (s is then
+ *       JSON text, where such bytes stand only inside strings; a byte
+ *       that is not UTF-8 is read as Latin-1). s itself when nothing is.
  *   core.percent_encode(s) -> s with every byte outside RFC 3986
  *       "unreserved" written %XX (s itself when there is none)
  *   core.count(s, needle) -> how many times needle starts in s
@@ -20,6 +26,7 @@
  *       each on its own); false when the secret holds a backslash or a
  *       quote, or s a `\u` escape: undecided
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "core.h"
@@ -82,6 +89,69 @@ static int l_text_problem(lua_State *L)
         return 1;
     }
     lua_pushnil(L);
+    return 1;
+}
+
+/* The code point of the well-formed sequence of len bytes at p. */
+static unsigned long code_point(const unsigned char *p, size_t len)
+{
+    static const unsigned char lead_bits[] = {0, 0x7f, 0x1f, 0x0f, 0x07};
+    unsigned long cp = p[0] & lead_bits[len];
+    size_t i;
+    for (i = 1; i < len; i++)
+        cp = (cp << 6) | (p[i] & 0x3f);
+    return cp;
+}
+
+/* Code points that change how a terminal shows what follows them: C1
+ * controls (CSI among them) and the bidirectional overrides and isolates. */
+static int acts_on_terminal(unsigned long cp)
+{
+    return (cp >= 0x80 && cp <= 0x9f) || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+static int l_printable(lua_State *L)
+{
+    size_t n, i = 0, len;
+    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
+    int json = lua_toboolean(L, 2);
+    char esc[16];
+    luaL_Buffer b;
+    /* Printable ASCII, the whole text most often, goes through as is. */
+    while (i < n && s[i] >= 0x20 && s[i] < 0x7f)
+        i++;
+    if (i == n) {
+        lua_settop(L, 1);
+        return 1;
+    }
+    luaL_buffinit(L, &b);
+    luaL_addlstring(&b, (const char *)s, i);
+    while (i < n) {
+        unsigned char c = s[i];
+        unsigned long cp;
+        if (c >= 0x20 && c < 0x7f) {
+            luaL_addchar(&b, (char)c);
+            i++;
+            continue;
+        }
+        len = c < 0x80 ? 1 : utf8_length(s + i, n - i);
+        if (len == 1 || len == 0) {
+            /* A C0 control or DEL, or a byte that is not UTF-8. */
+            snprintf(esc, sizeof esc, json ? "\\u%04x" : "\\x%02x", (unsigned)c);
+            luaL_addstring(&b, esc);
+            i++;
+            continue;
+        }
+        cp = code_point(s + i, len);
+        if (acts_on_terminal(cp)) {
+            snprintf(esc, sizeof esc, json ? "\\u%04lx" : "\\u{%04lx}", cp);
+            luaL_addstring(&b, esc);
+        } else {
+            luaL_addlstring(&b, (const char *)s + i, len);
+        }
+        i += len;
+    }
+    luaL_pushresult(&b);
     return 1;
 }
 
@@ -237,6 +307,7 @@ static const luaL_Reg text_functions[] = {
     {"occurrences", l_occurrences},
     {"text_problem", l_text_problem},
     {"percent_encode", l_percent_encode},
+    {"printable", l_printable},
     {NULL, NULL},
 };
 

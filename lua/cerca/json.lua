@@ -17,11 +17,9 @@ local concat = table.concat
 local next = next
 local getmetatable = getmetatable
 local format = string.format
-local gsub = string.gsub
-local find = string.find
-local byte = string.byte
 local huge = math.huge
 local fast_canonical = core.encode_canonical
+local number_text = core.number_text
 
 local _M = {}
 
@@ -47,25 +45,41 @@ end
 -- out-of-range literal every JSON reader turns into the same value again.
 local OVERFLOW = { [huge] = "1e999", [-huge] = "-1e999" }
 
--- True when no item of the list v is a table or an infinity (cjson then
+-- True when no item of the list v is a table or a number (cjson then
 -- writes it as is, in order: one call for the whole list).
 local function flat(v, n)
   for i = 1, n do
     local item = v[i]
-    if (type(item) == "table" and item ~= core.empty_array) or OVERFLOW[item] then return false end
+    if (type(item) == "table" and item ~= core.empty_array) or type(item) == "number" then return false end
   end
   return true
 end
 
+-- Deeper nesting is refused: nothing cerca decoded is deeper, and a table
+-- that holds itself would never end.
+local MAX_DEPTH = core.MAX_DECODE_DEPTH
+
 -- Appends the canonical text of v to out; nil, or a message. `overflow`:
 -- infinities are written as 1e999 (output) instead of refused (requests).
+-- Numbers are the C core's text (core.number_text: as cjson writes them
+-- when that reads back the same, else with the digits that do).
 local function canonical(v, out, depth, overflow)
-  if type(v) ~= "table" or v == core.empty_array or depth > 64 then
+  if type(v) ~= "table" or v == core.empty_array then
     local text, why
-    if overflow and OVERFLOW[v] then text = OVERFLOW[v] else text, why = core.encode(v) end
+    if overflow and OVERFLOW[v] then
+      text = OVERFLOW[v]
+    elseif type(v) == "number" then
+      text = number_text(v)
+      if not text then text, why = core.encode(v) end -- NaN, an infinity: cjson's refusal
+    else
+      text, why = core.encode(v)
+    end
     if not text then return why end
     out[#out + 1] = text
     return nil
+  end
+  if depth >= MAX_DEPTH then
+    return format("nests deeper than %d levels (or refers to itself)", MAX_DEPTH)
   end
   local n = #v
   if n > 0 or (getmetatable(v) == _M.array_mt and next(v) == nil) then
@@ -123,25 +137,19 @@ function _M.encode_canonical_lua(value)
   return concat(out)
 end
 
--- Characters cjson leaves as they are that a terminal would act on: DEL,
--- the C1 controls and the bidirectional overrides, written as \u escapes
--- (the same JSON value).
+-- Characters cjson leaves as they are that a terminal would act on (DEL,
+-- the C1 controls, the bidirectional overrides) and bytes that are not
+-- UTF-8, written as \u escapes: the list of pretty.printable, in the C core.
 local function escape_controls(text)
-  -- Each starts with one of three bytes, which most texts lack: three plain
-  -- searches (memchr) cost far less than the four pattern scans.
-  if not find(text, "\127", 1, true) and not find(text, "\194", 1, true) and not find(text, "\226", 1, true) then
-    return text
-  end
-  text = gsub(text, "\127", "\\u007f")
-  text = gsub(text, "\194([\128-\159])", function(c) return format("\\u%04x", byte(c)) end)
-  text = gsub(text, "\226\128([\170-\174])", function(c) return format("\\u%04x", 0x2000 + byte(c) - 0x80) end)
-  return (gsub(text, "\226\129([\166-\169])", function(c) return format("\\u%04x", 0x2040 + byte(c) - 0x80) end))
+  return core.printable(text, true)
 end
 
 --- JSON text of `value` for output (a subscription printed or stored):
 -- keys sorted, lists kept as lists even when empty, an infinity decoded
--- from an out-of-range number written back as `1e999`, and no character a
--- terminal would act on. Anything cerca decoded can be written.
+-- from an out-of-range number written back as `1e999`, numbers with the
+-- digits that read back as the same number, and no character a terminal
+-- would act on (a byte that is not UTF-8 is written as the `\u00NN` of its
+-- Latin-1 reading). Anything cerca decoded can be written.
 -- @treturn string|nil the text
 -- @treturn[opt] string why it cannot be encoded
 function _M.encode(value)

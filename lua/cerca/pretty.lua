@@ -7,7 +7,9 @@
 -- server sent cannot drive the terminal it is printed on.
 -- @module cerca.pretty
 
-local utf8_at = require("cerca.validate").utf8_at
+-- The C core keeps the one list of what a terminal acts on (JSON output
+-- escapes the same, see cerca.json).
+local core_printable = require("cerca.core").printable
 
 local type = type
 local pairs = pairs
@@ -25,48 +27,13 @@ local _M = {}
 
 local ELLIPSIS = "\226\128\166" -- U+2026
 
-local byte = string.byte
-local find = string.find
-local char = string.char
-
--- Code points that change how a terminal shows what follows them: C1
--- controls (U+0080..U+009F, CSI among them) and the bidirectional
--- overrides and isolates.
-local function is_control_point(cp)
-  return (cp >= 0x80 and cp <= 0x9F) or (cp >= 0x202A and cp <= 0x202E) or (cp >= 0x2066 and cp <= 0x2069)
-end
-
 --- `s` safe to print on a terminal: control characters (C0, DEL, C1),
 -- bidirectional overrides and bytes that are not UTF-8 are written as
 -- `\xNN` or `\u{NNNN}`; everything else is unchanged.
 -- @tparam string s
 -- @treturn string
 function _M.printable(s)
-  if not find(s, "[^\32-\126]") then return s end
-  local out, i, n = {}, 1, #s
-  while i <= n do
-    local c = byte(s, i)
-    if c >= 32 and c <= 126 then
-      out[#out + 1] = char(c)
-      i = i + 1
-    elseif c < 128 then
-      out[#out + 1] = format("\\x%02x", c)
-      i = i + 1
-    else
-      local len, cp = utf8_at(s, i, n)
-      if not len then
-        out[#out + 1] = format("\\x%02x", c)
-        i = i + 1
-      elseif is_control_point(cp) then
-        out[#out + 1] = format("\\u{%04x}", cp)
-        i = i + len
-      else
-        out[#out + 1] = sub(s, i, i + len - 1)
-        i = i + len
-      end
-    end
-  end
-  return concat(out)
+  return core_printable(s)
 end
 
 local printable = _M.printable

@@ -323,12 +323,16 @@ function _M.fields(t, secrets)
   return t
 end
 
+-- Decoded values nest no deeper than the decoder accepts: the walk reaches
+-- every string of them.
+local MAX_DEPTH = core.MAX_DECODE_DEPTH
+
 local function value(v, secrets, depth)
   if type(v) == "string" then
     for i = 1, #secrets do v = replace_plain(v, secrets[i]) end
     return v
   end
-  if type(v) ~= "table" or depth > 64 then return v end
+  if type(v) ~= "table" or depth > MAX_DEPTH then return v end
   local renamed
   for k, item in pairs(v) do
     if type(item) == "string" or type(item) == "table" then

@@ -247,10 +247,11 @@ function _M.subscription(value)
 end
 
 -- Whether a decoded value holds `secret` in one of its strings (decoded
--- strings have no escapes: a plain search is exact).
+-- strings have no escapes: a plain search is exact), at any depth the
+-- decoder accepts.
 local function holds(v, secret, depth)
   if type(v) == "string" then return find(v, secret, 1, true) ~= nil end
-  if type(v) ~= "table" or depth > 64 then return false end
+  if type(v) ~= "table" or depth > core.MAX_DECODE_DEPTH then return false end
   for k, item in pairs(v) do
     if holds(k, secret, depth + 1) or holds(item, secret, depth + 1) then return true end
   end
