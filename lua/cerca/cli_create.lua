@@ -174,11 +174,15 @@ function _M.kept_answer(err)
   if err.type == "invalid_response" and type(err.body) == "string" and err.body ~= "" then return err.body end
 end
 
+-- A failure's record: `key` is the one --out recorded; without it, the key
+-- the attempts went out under, when some request reached a server (one
+-- that reached none made nothing, and a key would only suggest otherwise).
 local function error_record(fleet_id, err, key)
-  return { fleet_id = fleet_id, idempotency_key = err.idempotency_key or key, error = { type = err.type,
-    message = err.message, status = err.status, request_id = err.request_id,
-    request_sent = err.request_sent or false, maybe_created = err.maybe_created or false,
-    answer = _M.kept_answer(err) } }
+  local sent = err.request_sent or err.maybe_created
+  return { fleet_id = fleet_id, idempotency_key = key or (sent and err.idempotency_key) or nil,
+    error = { type = err.type, message = err.message, status = err.status, request_id = err.request_id,
+      request_sent = err.request_sent or false, maybe_created = err.maybe_created or false,
+      answer = _M.kept_answer(err) } }
 end
 
 local function batch(ui, o, env)
