@@ -287,6 +287,21 @@ describe("the cerca command", function()
       for _, sub in ipairs(stored) do assert.are.equal(sub.secret, secrets[sub.fleetId]) end
     end)
 
+    it("slices by what each fleet's create reads: the shared --extra values count for every fleet", function()
+      -- 1005 table entries per fleet: 995 fleets per create_many call, so
+      -- 2100 fleets take three calls instead of being refused as one.
+      local names = {}
+      for i = 1, 2100 do names[i] = "fleet_" .. i end
+      write(work .. "/fleets.txt", table.concat(names, "\n") .. "\n")
+      local data = "[" .. ("0,"):rep(999) .. "0]"
+      local out, err, status = run("webhooks create --fleets-file " .. q(work .. "/fleets.txt")
+        .. " --url https://example.com/h --json --concurrency 8 --extra data=" .. q(data))
+      assert.are.equal(0, status, err)
+      assert.matches("cerca: 2100 created, 0 failed", err)
+      assert.are.equal(2100, #lines(out))
+      assert.are.equal(2100, #srv:subscriptions())
+    end)
+
     it("keeps every secret when its stdout reaches the file size limit (exit 7, the rest on stderr)", function()
       local names = {}
       for i = 1, 20 do names[i] = "fleet_" .. i end

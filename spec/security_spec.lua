@@ -543,6 +543,38 @@ describe("security", function()
       assert.are.same({}, srv:requests())
     end)
 
+    it("an argument of more than MAX_ENTRIES table entries is refused as a whole, naming it, nothing sent", function()
+      assert.are.equal(1000000, cerca.webhooks.MAX_ENTRIES)
+      -- One params table shared by every item counts for each of them.
+      local params = { url = URL, events = {} }
+      for i = 1, 18 do params.events[i] = cerca.webhooks.EVENTS[i] end
+      local per_item = 1 + 2 + 2 + 18 -- its place, fleet_id and params, url and events, the events
+      local fits = math.floor(cerca.webhooks.MAX_ENTRIES / per_item)
+      local items = {}
+      for i = 1, fits do items[i] = { fleet_id = "fleet_" .. i, params = params } end
+      -- As many as fit are taken (stopped at once: none is sent).
+      local results, err = client.webhooks.create_many(items, { stop = function() return true end })
+      assert.are.equal(fits, #results, tostring(err))
+      assert.are.equal("cancelled", results[fits].error.type)
+      items[fits + 1] = { fleet_id = "fleet_0", params = params }
+      results, err = client.webhooks.create_many(items)
+      assert.is_nil(results)
+      assert.are.equal("invalid_request", err.type)
+      assert.are.equal("items", err.field)
+      assert.are.equal("items holds more than 1000000 table entries in all (a table held in several places counts "
+        .. "in each); pass less at a time (to create_many, fewer items per call)", err.message)
+      assert.are.same({}, srv:requests())
+      -- Where Lua runs __pairs, one that never ends is cut at the bound.
+      if RUNS_PAIRS then
+        local endless = setmetatable({}, { __pairs = function()
+          return function(_, k) return (k or 0) + 1, true end, nil, nil
+        end })
+        local _, cerr = client.webhooks.create("fleet_1", { url = URL, extra_body = endless })
+        assert.are.equal("invalid_request", cerr.type)
+        assert.matches("^params holds more than 1000000 table entries in all", cerr.message)
+      end
+    end)
+
     it("fleet ids and URLs of absurd length are refused before anything is sent", function()
       local _, err = client.webhooks.create(string.rep("f", 1025), { url = URL })
       assert.are.equal("fleet_id is 1025 bytes long; at most 1024 are accepted", err.message)

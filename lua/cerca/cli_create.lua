@@ -17,13 +17,34 @@ local rep = string.rep
 local concat = table.concat
 local floor = math.floor
 local min = math.min
+local max = math.max
 
 local usage_error = cli_args.usage_error
 
 local _M = {}
 
---- Fleets per `create_many` call (see `batch`).
+--- Fleets per `create_many` call at most (see `batch`).
 _M.BATCH_SLICE = 100000
+
+-- Table entries `create_many` reads for `item`: its own and those of the
+-- tables it holds, as often as they are held (the params all items share
+-- count for each), and one for its place in the list.
+local function entries_of(item)
+  local n = 1
+  for _, v in pairs(item) do
+    n = n + 1
+    if type(v) == "table" then n = n + entries_of(v) - 1 end
+  end
+  return n
+end
+
+--- Fleets per `create_many` call for these items (all alike: the same
+-- params, a key each or none): as many as one call reads the entries of
+-- (`cerca.webhooks.MAX_ENTRIES`), `BATCH_SLICE` at most.
+function _M.slice_size(items)
+  if #items == 0 then return _M.BATCH_SLICE end
+  return max(1, min(_M.BATCH_SLICE, floor(cerca.webhooks.MAX_ENTRIES / entries_of(items[1]))))
+end
 
 -- Writes and flushes `text` to `file`; true, or nil and why.
 local function put(file, text)
@@ -293,9 +314,9 @@ local function batch(ui, o, env)
       or "losing the secrets of those in flight"))
   end)
   -- The fleets go to `create_many` a slice at a time: one call reads a
-  -- bounded number of table entries (`items` holds more than a million
-  -- past about 160,000 fleets), and a fleets file may list more.
-  local results, refusal, slice_size = {}, nil, _M.BATCH_SLICE
+  -- bounded number of table entries (the shared params count for every
+  -- fleet), and a fleets file may list more.
+  local results, refusal, slice_size = {}, nil, _M.slice_size(items)
   for first = 1, #items, slice_size do
     local slice = {}
     for i = first, min(#items, first + slice_size - 1) do slice[#slice + 1] = items[i] end

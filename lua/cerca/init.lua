@@ -310,6 +310,13 @@ api.EVENTS = webhooks.EVENTS
 -- @table webhooks.CONCURRENCY
 api.CONCURRENCY = webhooks.CONCURRENCY
 
+--- The most table entries one argument may hold, all its tables counted
+-- (1,000,000; a table held in several places counts in each): more, and
+-- the call is refused, sending nothing. A `create_many` whose items share
+-- one `params` table counts that table once per item.
+-- @field webhooks.MAX_ENTRIES
+api.MAX_ENTRIES = validate.MAX_ENTRIES
+
 --- Creates a webhook subscription for a fleet (through the default client;
 -- `client.webhooks.create` takes the same arguments).
 -- @function webhooks.create

@@ -434,7 +434,12 @@ local function copy(v, depth, ctx)
   local out = {}
   for k, item in pairs(v) do
     ctx.left = ctx.left - 1
-    if ctx.left < 0 then stop(ctx, "%s holds more than " .. MAX_ENTRIES .. " entries") end
+    if ctx.left < 0 then
+      -- Counted for the whole argument, not the part being read.
+      ctx.first = nil
+      stop(ctx, "%s holds more than " .. MAX_ENTRIES .. " table entries in all (a table held in several places "
+        .. "counts in each); pass less at a time (to create_many, fewer items per call)")
+    end
     if depth == 0 then ctx.first = k end
     out[copy(k, depth + 1, ctx)] = copy(item, depth + 1, ctx)
   end
