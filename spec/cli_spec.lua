@@ -199,6 +199,15 @@ describe("the cerca command", function()
       assert.are.same({}, srv:requests())
     end)
 
+    it("for every type of error, the code the help lists (1 for a fault inside cerca)", function()
+      local cli = require "cerca.cli"
+      local expected = { invalid_request = 2, configuration = 2, authentication = 3, permission_denied = 3,
+        connection = 5, timeout = 5, tls = 5, internal = 1 }
+      for t in pairs(cerca.ERROR_TYPES) do
+        assert.are.equal(expected[t] or 4, cli.EXIT[cli.EXIT_FOR_TYPE[t] or "api"], t)
+      end
+    end)
+
     it("3 for authentication and permission", function()
       assert.matches("^cerca: authentication %(HTTP 401%)", fails(3, nil, { CERCA_API_KEY = "sk_wrong" }))
       fails(3, nil, nil, { status = 403, body = '{"error":{"message":"no"}}' })

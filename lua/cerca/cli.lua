@@ -53,11 +53,15 @@ _M.EXIT = {
   internal = 1,     -- a bug in cerca
 }
 
-local EXIT_FOR_TYPE = {
+--- The exit code (a key of EXIT) for an error of each type; "api" for
+-- the types not listed (the API's other answers).
+_M.EXIT_FOR_TYPE = {
   invalid_request = "usage", configuration = "usage",
   authentication = "auth", permission_denied = "auth",
   connection = "network", timeout = "network", tls = "network",
+  internal = "internal",
 }
+local EXIT_FOR_TYPE = _M.EXIT_FOR_TYPE
 
 local HELP = {
   main = [[
