@@ -153,5 +153,24 @@ describe("cerca.new", function()
         { api_key = "k", ca_file = "/nonexistent/ca.pem" })
       refuses("ca_file must be the path of a PEM file (got true)", "ca_file", { api_key = "k", ca_file = true })
     end)
+
+    it("must be a file: a FIFO, a device or a folder is refused at once, without opening it", function()
+      -- libcurl reads ca_file for every new connection: a FIFO without a
+      -- writer would block there (and here, were it opened to check it).
+      local dir = helpers.sh("mktemp -d"):gsub("%s+$", "")
+      helpers.sh("mkfifo " .. helpers.q(dir .. "/ca.fifo"))
+      local t0 = helpers.now()
+      refuses("ca_file must be the path of a PEM file, not of a fifo", "ca_file",
+        { api_key = "k", ca_file = dir .. "/ca.fifo" })
+      assert.is_true(helpers.now() - t0 < 1)
+      refuses("ca_file must be the path of a PEM file, not of a device", "ca_file",
+        { api_key = "k", ca_file = "/dev/zero" })
+      refuses("ca_file must be the path of a PEM file, not of a directory", "ca_file", { api_key = "k", ca_file = dir })
+      refuses("ca_file must be the path of a PEM file (got a string with a NUL byte)", "ca_file",
+        { api_key = "k", ca_file = "/etc/hostname\0/dev/zero" })
+      local _, err = cerca.post("https://127.0.0.1:1/", "", { ca_file = dir .. "/ca.fifo" })
+      assert.are.equal("ca_file must be the path of a PEM file, not of a fifo", err.message)
+      helpers.sh("rm -rf " .. helpers.q(dir))
+    end)
   end)
 end)

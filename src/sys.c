@@ -9,13 +9,18 @@
  *   core.stop_signal()          -> the number and name of the first caught, or nil
  *   core.release_stop_signals() -> the same; the earlier handlers are back
  *   core.exit_by_signal(sig)    ends the process by SIGINT or SIGTERM
+ *   core.file_kind(path)        -> "file", "directory", "fifo", "device",
+ *                                  "socket" | nil, message
  *   core.curl_version     the version of the libcurl in use
+ *
+ * file_kind follows symbolic links, and opens nothing.
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, nanosleep */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -162,6 +167,35 @@ static int l_exit_by_signal(lua_State *L)
     return 0;
 }
 
+/* nil and "path: reason", as io.open words a failure. */
+static int failed(lua_State *L, const char *path, int err)
+{
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(err));
+    return 2;
+}
+
+static int l_file_kind(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    /* Looked at, not opened: opening a FIFO waits for its writer, and a
+     * device may act on being opened. */
+    if (stat(path, &st) != 0)
+        return failed(L, path, errno);
+    if (S_ISREG(st.st_mode))
+        lua_pushliteral(L, "file");
+    else if (S_ISDIR(st.st_mode))
+        lua_pushliteral(L, "directory");
+    else if (S_ISFIFO(st.st_mode))
+        lua_pushliteral(L, "fifo");
+    else if (S_ISSOCK(st.st_mode))
+        lua_pushliteral(L, "socket");
+    else
+        lua_pushliteral(L, "device");
+    return 1;
+}
+
 static const luaL_Reg sys_functions[] = {
     {"monotime", l_monotime},
     {"sleep", l_sleep},
@@ -171,6 +205,7 @@ static const luaL_Reg sys_functions[] = {
     {"stop_signal", l_stop_signal},
     {"release_stop_signals", l_release_stop_signals},
     {"exit_by_signal", l_exit_by_signal},
+    {"file_kind", l_file_kind},
     {NULL, NULL},
 };
 

@@ -29,7 +29,6 @@ local format = string.format
 local gsub = string.gsub
 local find = string.find
 local getenv = os.getenv
-local open = io.open
 
 local _M = {}
 
@@ -114,8 +113,11 @@ local function normalise_base_url(url, field)
   return (gsub(url, "/+$", ""))
 end
 
---- The `ca_file` option (`CERCA_CA_FILE` when nil): nil, or a path that
--- can be read; or false and a `configuration` error naming the option.
+--- The `ca_file` option (`CERCA_CA_FILE` when nil): nil, or the path of a
+-- file that can be read; or false and a `configuration` error naming the
+-- option. libcurl reads it for every new connection: a FIFO, a pipe or a
+-- device there would block, never end or be read once, and is refused
+-- (looked at first: a file of another kind is never opened).
 function _M.ca_file(ca_file)
   local field = "ca_file"
   if ca_file == nil then ca_file, field = getenv_nonempty("CERCA_CA_FILE"), "CERCA_CA_FILE" end
@@ -124,7 +126,16 @@ function _M.ca_file(ca_file)
     return false, config_error(field, format("%s must be the path of a PEM file (got %s)", field,
       validate.describe(ca_file)))
   end
-  local f, why = open(ca_file, "rb")
+  if find(ca_file, "\0", 1, true) then
+    return false, config_error(field, format("%s must be the path of a PEM file (got a string with a NUL byte)",
+      field))
+  end
+  local kind, why = core.file_kind(ca_file)
+  if kind and kind ~= "file" then
+    return false, config_error(field, format("%s must be the path of a PEM file, not of a %s", field, kind))
+  end
+  local f
+  if kind then f, why = io.open(ca_file, "rb") end
   if not f then
     return false, config_error(field, format("%s cannot be read: %s", field, tostring(why)))
   end
