@@ -67,6 +67,13 @@ describe("cerca.pretty", function()
     assert.matches("  secret       whsec_\226\128\166LaSw\n  description  ops\n  zone         eu\n", out, 1, true)
   end)
 
+  it("shows a number with the digits it was sent with, not tostring's 14", function()
+    local text = cerca.pretty(subscription { at_us = 1735689600123456, weight = 0.1234567890123456, n = 3 })
+    assert.matches("\n  at_us      1735689600123456\n", text, 1, true)
+    assert.matches("\n  weight     0.1234567890123456\n", text, 1, true)
+    assert.matches("\n  n          3\n", text, 1, true)
+  end)
+
   it("reveals the secret only when asked", function()
     local out = cerca.pretty(subscription(), { reveal_secret = true })
     assert.matches("  secret     " .. SECRET, out, 1, true)

@@ -10,6 +10,7 @@
 -- The C core keeps the one list of what a terminal acts on (JSON output
 -- escapes the same, see cerca.json).
 local core_printable = require("cerca.core").printable
+local number_text = require("cerca.core").number_text
 
 local type = type
 local pairs = pairs
@@ -38,8 +39,10 @@ end
 
 local printable = _M.printable
 
--- Any value as printable text.
+-- Any value as printable text; a number with all the digits it was sent
+-- with (as JSON output writes it), not tostring's 14.
 local function text(v)
+  if type(v) == "number" then return number_text(v) or tostring(v) end
   return printable(tostring(v))
 end
 
