@@ -44,7 +44,8 @@ NGINX_BUILTIN = build/nginx-builtin/sbin/nginx
 # all `make install` needs); what the demo and `make serve` add (the
 # reference server: nginx with its Lua module, openssl for its
 # certificates); and what the tests, the docs and the benchmarks add
-# (`make deps` installs them all).
+# (`make deps` installs them all; `locales` for the charmaps localedef
+# builds the test locales of a decimal comma from).
 BUILD_PACKAGES = gcc libc6-dev make pkg-config \
                  lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
                  lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev \
@@ -53,7 +54,7 @@ DEMO_PACKAGES = $(BUILD_PACKAGES) curl openssl ca-certificates nginx libnginx-mo
 DEB_PACKAGES = $(DEMO_PACKAGES) \
                lua-busted lua-check luarocks lua-ldoc lua-discount \
                valgrind strace nodejs npm wrk \
-               lua-curl lua-system python3-requests \
+               lua-curl lua-system python3-requests locales \
                libpcre3-dev zlib1g-dev \
                clang libclang-rt-14-dev
 

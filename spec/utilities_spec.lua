@@ -5,6 +5,7 @@ local helpers = require "spec.helpers"
 local cerca = require "cerca"
 local core = require "cerca.core"
 local json = require "cerca.json"
+local cjson = require "cjson"
 
 local sh, q = helpers.sh, helpers.q
 
@@ -67,20 +68,68 @@ describe("cerca.decode_json", function()
     end
     -- An integer beyond 2^53 (Lua 5.3 on), digit for digit.
     if math.type then
-      for _, big in ipairs { math.maxinteger, math.mininteger, math.tointeger(2 ^ 53) + 1 } do
+      -- An integer no double holds, digit for digit; one a double holds
+      -- (-2^63), as that double.
+      for _, big in ipairs { math.maxinteger, math.tointeger(2 ^ 53) + 1, -math.tointeger(2 ^ 60) - 1 } do
         assert.are.equal("[" .. tostring(big) .. "]", cerca.encode_json { big })
       end
+      assert.are.equal(math.mininteger, cerca.decode_json(cerca.encode_json { math.mininteger })[1])
     end
   end)
 
   it("encode_json writes a number a request may hold with the bytes it always had (lua-cjson's %.14g)", function()
     -- The canonical body of a create repeated under its idempotency key
     -- must not change: numbers validation accepts keep their text.
-    for _, x in ipairs { 0, 1, -1, 0.1, 0.5, 1e14, 1e15, 123.456, 1e-7, 12345678901234, 1e300, -0.25 } do
+    -- 10000000000000000 and 12345678900000000 are integers from Lua 5.3 on.
+    for _, x in ipairs { 0, 1, -1, 0.1, 0.5, 1e14, 1e15, 123.456, 1e-7, 12345678901234, 1e300, -0.25, 1e16,
+      10000000000000000, 12345678900000000, -1e18 } do
       assert.are.equal("[" .. string.format("%.14g", x) .. "]", cerca.encode_json { x })
       assert.are.equal('{"n":' .. string.format("%.14g", x) .. "}", json.encode_canonical { n = x })
       assert.are.equal('{"n":' .. string.format("%.14g", x) .. "}", json.encode_canonical_lua { n = x })
     end
+  end)
+
+  it("numbers are written and read with JSON's \".\", whatever decimal point the program's locale has", function()
+    -- Two locales built for the test: a decimal comma, and a point of two
+    -- bytes (U+066B, as in ps_AF). setlocale is the whole process's: a
+    -- child process runs the checks.
+    local srv = helpers.start_server()
+    local dir = helpers.sh("mktemp -d"):gsub("%s+$", "")
+    for name, point in pairs { comma = "<U002C>", arabic = "<U066B>" } do
+      helpers.write(dir .. "/" .. name .. ".src", ('LC_NUMERIC\ndecimal_point "%s"\nthousands_sep ""\ngrouping -1\n'
+        .. "END LC_NUMERIC\n"):format(point))
+      sh(("localedef -c -f UTF-8 -i %s %s >/dev/null 2>&1; test -d %s"):format(q(dir .. "/" .. name .. ".src"),
+        q(dir .. "/xx_" .. name), q(dir .. "/xx_" .. name)))
+    end
+    for _, name in ipairs { "xx_comma", "xx_arabic" } do
+      local out, status = helpers.run_lua(([[
+        -- Loaded first: Lua reads the numbers of its own source with the
+        -- locale's point.
+        local cerca, json = require "cerca", require "cerca.json"
+        assert(os.setlocale(%q, "numeric"), "no locale")
+        local text = '{"a":1.5,"b":0.30000000000000004,"c":[-2.5e-300,1735689600123456.5]}'
+        local v = assert(cerca.decode_json(text))
+        assert(v.a == 3 / 2 and v.b == 0.1 + 0.2 and v.c[1] == -2.5e-300, "decoded wrong")
+        assert(cerca.encode_json(v) == text, cerca.encode_json(v))
+        assert(json.encode_canonical { n = 1.5 } == '{"n":1.5}', json.encode_canonical { n = 1.5 })
+        assert(json.encode_canonical_lua { n = 1.5 } == '{"n":1.5}', json.encode_canonical_lua { n = 1.5 })
+        -- A create: 1.5 is sent as 1.5, 1/3 refused (more than 14 digits).
+        local client = assert(cerca.new { log_level = "off" })
+        assert(client.webhooks.create("fleet_1", { url = "https://example.com/h", extra_body = { n = 1.5 } }))
+        local _, err = client.webhooks.create("fleet_1", { url = "https://example.com/h", extra_body = { n = 1 / 3 } })
+        assert(err.message:find("(0.3333333333333333)", 1, true), err.message)
+        io.write("ok")
+      ]]):format(name), { LOCPATH = dir, CERCA_API_KEY = srv.api_key, CERCA_BASE_URL = srv.http_url })
+      assert.are.equal(0, status, out)
+      assert.are.equal("ok", out)
+      local requests = srv:requests()
+      assert.are.equal(1, #requests)
+      assert.are.same({ url = "https://example.com/h", n = 1.5 }, cjson.decode(requests[1].body))
+      assert.matches('"n":1.5', requests[1].body, 1, true)
+      srv:reset()
+    end
+    srv:stop()
+    sh("rm -rf " .. q(dir))
   end)
 
   it("encode_json writes anything the decoder accepts, nested as deep as it allows, and refuses deeper", function()

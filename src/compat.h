@@ -36,18 +36,22 @@ static inline void cerca_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
 
 #endif
 
-/* Writes the number at idx into text digit for digit, returning
- * snprintf's count, when it is an integer (Lua 5.3 on: only a number
- * beyond 2^53 needs this, where doubles skip integers); 0 when it is a
- * float, or Lua has no integers (5.1, 5.2, LuaJIT). */
-static inline int cerca_wide_integer_text(lua_State *L, int idx, char *text, size_t size)
+/* When the number at idx is an integer that no double holds exactly (Lua
+ * 5.3 on, beyond 2^53; d is it rounded to a double), writes it into text
+ * digit for digit and returns snprintf's count; else 0 (a float, an
+ * integer d is exactly, or a Lua without integers: 5.1, 5.2, LuaJIT). */
+static inline int cerca_inexact_integer_text(lua_State *L, int idx, double d, char *text, size_t size)
 {
 #if LUA_VERSION_NUM >= 503
-    if (lua_isinteger(L, idx))
-        return snprintf(text, size, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, idx));
+    if (lua_isinteger(L, idx)) {
+        lua_Integer i = lua_tointeger(L, idx);
+        if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0 && (lua_Integer)d == i))
+            return snprintf(text, size, LUA_INTEGER_FMT, (LUAI_UACINT)i);
+    }
 #else
     (void)L;
     (void)idx;
+    (void)d;
     (void)text;
     (void)size;
 #endif

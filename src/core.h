@@ -90,11 +90,14 @@ int cerca_json_decode_fast(lua_State *L, const char *text, size_t len);
 int cerca_encode_canonical(lua_State *L);
 
 /* The JSON text of the (finite) number at idx, as both encoders write it
- * (jencode.c): its length in text, or 0 when it is not finite. */
+ * (jencode.c): its length in text, or 0 when it is not finite;
+ * *cjson_digits tells whether it is lua-cjson's "%.14g" text. */
 #define CERCA_NUMBER_TEXT 32
-size_t cerca_number_text(lua_State *L, int idx, char *text);
-/* core.number_text(x) -> that text | nil. */
+size_t cerca_number_text(lua_State *L, int idx, char *text, int *cjson_digits);
+/* core.number_text(x) -> that text, cjson_digits | nil. */
 int cerca_l_number_text(lua_State *L);
+/* strtod in the C locale (JSON's "."), whatever the program's locale. */
+double cerca_json_strtod(const char *text);
 
 /* ---- requests and responses (lhttp.c) -------------------------------- */
 

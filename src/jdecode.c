@@ -190,7 +190,7 @@ static int number(lua_State *L, reader *r)
         return 0;
     memcpy(text, s, (size_t)(q - s));
     text[q - s] = '\0';
-    lua_pushnumber(L, strtod(text, NULL));
+    lua_pushnumber(L, cerca_json_strtod(text));
     return 1;
 }
 

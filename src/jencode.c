@@ -11,6 +11,9 @@
  * than MAX_DEPTH. What it declines, json.lua encodes (or
  * refuses, with its message): the result is json.lua's, only sooner.
  */
+#define _POSIX_C_SOURCE 200809L /* newlocale, uselocale */
+#include <locale.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +143,39 @@ static void put_string(lua_State *L, out_buf *b, const char *s, size_t n)
     put_char(L, b, '"');
 }
 
+/* JSON numbers are written and read in the C locale, whatever locale the
+ * program set (a decimal comma, a point of two bytes): uselocale changes
+ * the calling thread's only, for the time of the conversion. */
+static pthread_once_t c_numeric_once = PTHREAD_ONCE_INIT;
+static locale_t c_numeric = (locale_t)0;
+
+static void make_c_numeric(void)
+{
+    c_numeric = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+}
+
+/* Puts the calling thread in the C locale for numbers; returns what
+ * c_numbers_end takes to put it back. */
+static locale_t c_numbers(void)
+{
+    pthread_once(&c_numeric_once, make_c_numeric);
+    return c_numeric != (locale_t)0 ? uselocale(c_numeric) : (locale_t)0;
+}
+
+static void c_numbers_end(locale_t before)
+{
+    if (before != (locale_t)0)
+        uselocale(before);
+}
+
+double cerca_json_strtod(const char *text)
+{
+    locale_t before = c_numbers();
+    double x = strtod(text, NULL);
+    c_numbers_end(before);
+    return x;
+}
+
 /* The JSON text of the number at idx, into text (CERCA_NUMBER_TEXT bytes):
  * its length, or 0 for a number JSON cannot write (not finite).
  *
@@ -147,57 +183,63 @@ static void put_string(lua_State *L, out_buf *b, const char *s, size_t n)
  * number: every number a request may hold (cerca.validate refuses the
  * others), so request bodies keep their bytes. Any other number (one a
  * server sent, written back out) takes the fewest more digits that read
- * back as it; 17 always do. An integer beyond 2^53 (Lua 5.3 on), which no
- * double holds exactly, is written digit for digit. The locale's decimal
- * point, should it not be ".", is written ".". */
-size_t cerca_number_text(lua_State *L, int idx, char *text)
+ * back as it; 17 always do. An integer no double holds exactly (Lua 5.3
+ * on, beyond 2^53) is written digit for digit. */
+size_t cerca_number_text(lua_State *L, int idx, char *text, int *cjson_digits)
 {
     double d = (double)lua_tonumber(L, idx);
-    int n = 0, digits;
-    char *p;
+    int n, digits = 0;
+    locale_t before;
+    *cjson_digits = 0;
     if (d != d || d - d != 0)
         return 0;
-    if (d >= 9007199254740992.0 || d <= -9007199254740992.0) {
-        n = cerca_wide_integer_text(L, idx, text, CERCA_NUMBER_TEXT);
-        if (n != 0)
-            return n > 0 && n < CERCA_NUMBER_TEXT ? (size_t)n : 0;
-    }
+    n = cerca_inexact_integer_text(L, idx, d, text, CERCA_NUMBER_TEXT);
+    if (n != 0)
+        return n > 0 && n < CERCA_NUMBER_TEXT ? (size_t)n : 0;
+    before = c_numbers();
     for (digits = 14; digits <= 17; digits++) {
         n = snprintf(text, CERCA_NUMBER_TEXT, "%.*g", digits, d);
-        if (n <= 0 || n >= CERCA_NUMBER_TEXT)
-            return 0;
-        /* Read back in the same locale it was written in. */
-        if (strtod(text, NULL) == d)
+        if (n <= 0 || n >= CERCA_NUMBER_TEXT || strtod(text, NULL) == d)
             break;
     }
-    for (p = text; *p != '\0'; p++)
-        if (strchr("0123456789-+e", *p) == NULL)
-            *p = '.'; /* the decimal point, whatever the locale wrote */
+    c_numbers_end(before);
+    if (n <= 0 || n >= CERCA_NUMBER_TEXT)
+        return 0;
+    /* Should the C locale have been out of reach (no memory), a text the
+     * program's locale wrote otherwise is not JSON: none. */
+    if (strspn(text, "0123456789-+.e") != (size_t)n)
+        return 0;
+    *cjson_digits = digits == 14;
     return (size_t)n;
 }
 
 static int put_number(lua_State *L, out_buf *b, int idx)
 {
     char text[CERCA_NUMBER_TEXT];
-    size_t n = cerca_number_text(L, idx, text);
+    int cjson_digits;
+    size_t n = cerca_number_text(L, idx, text, &cjson_digits);
     if (n == 0)
         return 0;
     put(L, b, text, n);
     return 1;
 }
 
-/* core.number_text(x) -> the JSON text of x | nil (not finite). */
+/* core.number_text(x) -> the JSON text of x, and whether it is lua-cjson's
+ * ("%.14g": it reads back as x) | nil (not finite). */
 int cerca_l_number_text(lua_State *L)
 {
     char text[CERCA_NUMBER_TEXT];
     size_t n;
+    int cjson_digits;
     luaL_checknumber(L, 1);
-    n = cerca_number_text(L, 1, text);
-    if (n == 0)
+    n = cerca_number_text(L, 1, text, &cjson_digits);
+    if (n == 0) {
         lua_pushnil(L);
-    else
-        lua_pushlstring(L, text, n);
-    return 1;
+        return 1;
+    }
+    lua_pushlstring(L, text, n);
+    lua_pushboolean(L, cjson_digits);
+    return 2;
 }
 
 static int encode(lua_State *L, encoder *en, int idx, int depth);

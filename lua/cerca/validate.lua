@@ -28,6 +28,7 @@ local tonumber = tonumber
 local json = require "cerca.json"
 local core = require "cerca.core"
 local text_problem = core.text_problem
+local number_text = core.number_text
 
 local pcall = pcall
 local getmetatable = getmetatable
@@ -497,11 +498,14 @@ local function json_value(v, path, depth, ctx)
     if v ~= v or v == huge or v == -huge then
       return problem(ctx.root, "%s must be a finite number (got %s)", path, tostring(v))
     end
-    -- The JSON encoder writes 14 significant digits: a number that needs
-    -- more would arrive changed.
-    if tonumber(format("%.14g", v)) ~= v then
+    -- Request bodies keep the bytes lua-cjson's 14 significant digits gave
+    -- them (a repeat under an idempotency key sends the same body): a
+    -- number that needs more is refused (core.number_text says, in the C
+    -- locale, whatever decimal point the program's locale has).
+    local digits, cjson_digits = number_text(v)
+    if not cjson_digits then
       return problem(ctx.root, "%s has more digits than JSON numbers keep here (%s); send it as a string", path,
-        format("%.17g", v))
+        digits)
     end
   elseif t == "boolean" then
     return nil
