@@ -151,7 +151,7 @@ static locale_t c_numeric = (locale_t)0;
 
 static void make_c_numeric(void)
 {
-    c_numeric = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+    c_numeric = newlocale(LC_ALL_MASK, "C", (locale_t)0);
 }
 
 /* Puts the calling thread in the C locale for numbers; returns what
