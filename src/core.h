@@ -8,8 +8,9 @@
  * table and registers its metatables:
  *
  *   core.c     encode, decode, decode_response, encode_canonical,
- *              number_text, empty_array, null, MAX_DECODE_DEPTH (the JSON bridge; jdecode.c is the fast
- *              path of decoding, jencode.c that of canonical encoding)
+ *              number_text, empty_array, null, MAX_DECODE_DEPTH (the
+ *              JSON bridge; jdecode.c is the fast path of decoding,
+ *              jencode.c that of canonical encoding and numbers)
  *   session.c  new_session and the session userdata
  *   lmulti.c   new_multi and the multi userdata
  *   sys.c      monotime, sleep, isatty, ignore_write_signals, curl_version

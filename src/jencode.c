@@ -3,13 +3,12 @@
  * object keys in byte order at every depth, lists as lists. It writes the
  * bytes the Lua encoder in json.lua writes (lua-cjson's escapes, and
  * numbers as cerca_number_text writes them for both) and declines whatever
- * it is not certain
- * to write the same way: a table whose metatable could change what json.lua
- * sees of it (`__len`, `__pairs`, `__metatable`),
- * a key that is not a string in an object, a list with holes or extra keys,
- * a number that is not finite, a value JSON has no form for, nesting deeper
- * than MAX_DEPTH. What it declines, json.lua encodes (or
- * refuses, with its message): the result is json.lua's, only sooner.
+ * it is not certain to write the same way: a table whose metatable could
+ * change what json.lua sees of it (`__len`, `__pairs`, `__metatable`), a
+ * key that is not a string in an object, a list with holes or extra keys,
+ * a number that is not finite, a value JSON has no form for, nesting
+ * deeper than MAX_DEPTH. What it declines, json.lua encodes (or refuses,
+ * with its message): the result is json.lua's, only sooner.
  */
 #define _POSIX_C_SOURCE 200809L /* newlocale, uselocale */
 #include <locale.h>
