@@ -112,7 +112,7 @@ end
 --- The UTF-8 sequence starting at byte `i` of `s` (`n` = `#s`): its length
 -- and code point, or nil when it is not well-formed (overlong, surrogate,
 -- beyond U+10FFFF, cut short).
-function _M.utf8_at(s, i, n)
+local function utf8_at(s, i, n)
   local c = byte(s, i)
   if c < 0x80 then return 1, c end
   local len, lo, hi, cp
@@ -135,8 +135,6 @@ function _M.utf8_at(s, i, n)
   end
   return len, cp
 end
-
-local utf8_at = _M.utf8_at
 
 --- True when `s` is well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF).
 function _M.is_utf8(s)
