@@ -259,6 +259,26 @@ describe("the cerca command", function()
       for _, s in ipairs(stored) do assert.are.equal(s.secret, got[s.fleetId]) end
     end)
 
+    it("started with stdout closed, puts every secret on stderr, exit 7 (not into a socket)", function()
+      -- Left closed, descriptor 1 is the next one opened (libcurl's first
+      -- socket), and the results would be written into it.
+      write(work .. "/fleets.txt", FLEETS)
+      local _, err, status = run("webhooks create --fleets-file " .. q(work .. "/fleets.txt")
+        .. " --url https://example.com/h --json --concurrency 1 >&-")
+      assert.are.equal(7, status, err)
+      assert.matches("\ncerca: could not write to stdout %(", err)
+      local rescued = {}
+      for _, l in ipairs(lines(err)) do
+        if l:sub(1, 1) == "{" then
+          local r = cjson.decode(l)
+          rescued[r.fleetId] = r.secret
+        end
+      end
+      local stored = srv:subscriptions()
+      assert.are.equal(4, #stored)
+      for _, s in ipairs(stored) do assert.are.equal(s.secret, rescued[s.fleetId]) end
+    end)
+
     it("refuses an --out file another run is writing (exit 2), sending nothing", function()
       write(work .. "/fleets.txt", FLEETS)
       local outfile = work .. "/busy.jsonl"

@@ -17,6 +17,7 @@
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, nanosleep */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -74,6 +75,35 @@ static int l_ignore_write_signals(lua_State *L)
     signal(SIGPIPE, SIG_IGN);
     signal(SIGXFSZ, SIG_IGN);
     return 0;
+}
+
+/* hold_std_streams(): a standard descriptor (0, 1, 2) the process was
+ * started without is opened again, on /dev/null for reading (0) and on
+ * /dev/full for writing (1, 2). Left closed, the next socket or file would
+ * take its number, and what the command prints there (a subscription and
+ * its secret) would go into that socket or file; on /dev/full each write
+ * fails, and the command rescues what it could not write. Returns how many
+ * were closed. */
+static int l_hold_std_streams(lua_State *L)
+{
+    int fd, held = 0;
+    for (fd = 0; fd <= 2; fd++) {
+        int other;
+        if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+            continue;
+        other = open(fd == 0 ? "/dev/null" : "/dev/full", fd == 0 ? O_RDONLY : O_WRONLY);
+        if (other == -1)
+            return luaL_error(L, "cannot open a stand-in for descriptor %d: %s", fd, strerror(errno));
+        if (other != fd) {
+            int r = dup2(other, fd);
+            close(other);
+            if (r == -1)
+                return luaL_error(L, "cannot hold descriptor %d: %s", fd, strerror(errno));
+        }
+        held++;
+    }
+    lua_pushinteger(L, held);
+    return 1;
 }
 
 /* A command that must not be cut off in the middle of a batch (it would
@@ -201,6 +231,7 @@ static const luaL_Reg sys_functions[] = {
     {"sleep", l_sleep},
     {"isatty", l_isatty},
     {"ignore_write_signals", l_ignore_write_signals},
+    {"hold_std_streams", l_hold_std_streams},
     {"catch_stop_signals", l_catch_stop_signals},
     {"stop_signal", l_stop_signal},
     {"release_stop_signals", l_release_stop_signals},

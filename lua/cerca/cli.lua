@@ -348,6 +348,10 @@ end
 function _M.main(argv, env)
   env = env or getenv
   cli_args.key_read = nil
+  -- Started with stdout closed, the command would print the secrets into
+  -- libcurl's first socket, which takes descriptor 1: a write that fails
+  -- instead sends them to the rescue on stderr.
+  cerca.system.hold_std_streams()
   cerca.system.ignore_write_signals()
   local ui = new_ui(env)
   -- The exit code, and whether a signal cut the work short (see

@@ -126,6 +126,13 @@ end
 -- @function system.ignore_write_signals
 system.ignore_write_signals = core.ignore_write_signals
 
+--- Opens again each standard descriptor (0, 1, 2) the process was started
+-- without: 0 on /dev/null, 1 and 2 on /dev/full, where every write fails.
+-- Left closed, the next socket or file opened would take its number, and
+-- what a program prints would go there. Returns how many were closed.
+-- @function system.hold_std_streams
+system.hold_std_streams = core.hold_std_streams
+
 --- For command-line programs (the `cerca` command uses it around its
 -- creates): from now on SIGINT (Ctrl-C) and SIGTERM only set a flag, which
 -- `system.stop_signal` reads, typically from `create_many`'s `stop`. The
