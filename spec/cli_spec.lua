@@ -279,6 +279,25 @@ describe("the cerca command", function()
       for _, s in ipairs(stored) do assert.are.equal(s.secret, rescued[s.fleetId]) end
     end)
 
+    it("escapes the --out file's name in the line that says it could not be written", function()
+      write(work .. "/fleets.txt", FLEETS)
+      local name = "esc\27]0;pwned\7\27[2J.jsonl"
+      local err_file = work .. "/ulimit.err"
+      -- No file may grow past 0 blocks: the first record cannot be written.
+      -- (stderr goes through a pipe, which the limit does not apply to.)
+      sh(("(cd %s && %s && { (ulimit -f 0 && exec env CERCA_API_KEY=%s CERCA_BASE_URL=%s %s webhooks create "
+        .. "--fleets-file fleets.txt --url https://example.com/h --out %s </dev/null 2>&1 >/dev/null);"
+        .. " echo $? > %s.rc; } | cat > %s)")
+        :format(q(work), tree_paths, q(srv.api_key), q(srv.http_url), q(cerca_bin), q(name), q(err_file),
+          q(err_file)))
+      os.remove(work .. "/" .. name)
+      local err = read(err_file)
+      assert.are.equal("7", (read(err_file .. ".rc"):gsub("%s+$", "")), err)
+      assert.matches("could not write to esc", err, 1, true)
+      assert.is_nil(err:find("[\0-\9\11-\31\127]"), err)
+      assert.are.equal(0, #srv:requests())
+    end)
+
     it("refuses an --out file another run is writing (exit 2), sending nothing", function()
       write(work .. "/fleets.txt", FLEETS)
       local outfile = work .. "/busy.jsonl"

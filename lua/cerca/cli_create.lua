@@ -58,7 +58,7 @@ end
 -- stderr: a secret must not be lost to a full disk or a closed pipe.
 local function rescue(ui, where, why, text)
   ui.warn(format("cerca: could not write to %s (%s); what follows was not written there and holds "
-    .. "secrets: store it now\n", where, tostring(why)), text)
+    .. "secrets: store it now\n", cerca.printable(where), cerca.printable(tostring(why))), text)
   return "output"
 end
 
@@ -279,7 +279,8 @@ local function batch(ui, o, env)
     -- safely: send nothing.
     client:close()
     journal:close()
-    ui.warn(format("cerca: could not write to %s (%s); nothing was sent\n", where, tostring(write_error)))
+    ui.warn(format("cerca: could not write to %s (%s); nothing was sent\n", cerca.printable(where),
+      cerca.printable(tostring(write_error))))
     return "output"
   end
 
@@ -338,7 +339,7 @@ local function batch(ui, o, env)
     local synced, why = journal:sync()
     if not synced then
       ui.warn(format("cerca: %s: %s; the results are written, but a crash of the system may lose them\n",
-        cerca.printable(o.out), tostring(why)))
+        cerca.printable(o.out), cerca.printable(tostring(why))))
     end
     journal:close()
   end
