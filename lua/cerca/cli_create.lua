@@ -14,7 +14,6 @@ local ipairs = ipairs
 local tostring = tostring
 local format = string.format
 local rep = string.rep
-local concat = table.concat
 local floor = math.floor
 local min = math.min
 local max = math.max
@@ -238,20 +237,22 @@ local function batch(ui, o, env)
   end
 
   local where = o.out or "stdout"
-  local unwritten, write_error = {}, nil
+  -- `sending`: creates have started. From the first record that cannot be
+  -- written on, each one goes to stderr as it comes: held back until the
+  -- end, a second Ctrl-C or a crash would lose the secrets in it.
+  -- (Before that, a record only holds the key of a create not sent.)
+  local write_error, sending = nil, false
   local function record(value)
     local json = value.secret and subscription_json(value) or cerca.encode_json(value)
     local line = json .. "\n"
-    if write_error then
-      unwritten[#unwritten + 1] = line
-      return
-    end
-    local ok, why
-    if journal then ok, why = journal:append(json) else ok, why = put(ui.out, line) end
-    if not ok then
+    if not write_error then
+      local ok, why
+      if journal then ok, why = journal:append(json) else ok, why = put(ui.out, line) end
+      if ok then return end
       write_error = why
-      unwritten[#unwritten + 1] = line
+      if sending then rescue(ui, where, why, "") end
     end
+    if sending then ui.warn(line) end
   end
 
   -- With --out, every fleet's key is drawn (or taken from the earlier run)
@@ -283,6 +284,7 @@ local function batch(ui, o, env)
       cerca.printable(tostring(write_error))))
     return "output"
   end
+  sending = true
 
   -- unsent: cancelled, never sent; cut: ended by a signal (unsent ones too)
   local done, failed, unsent, cut = 0, 0, 0, 0
@@ -356,7 +358,8 @@ local function batch(ui, o, env)
     created_count, failed, unsent > 0 and format(", %d not sent", unsent) or "",
     o.out and format(", %d skipped (already in %s)", skipped, cerca.printable(o.out)) or "",
     (created_count > 0 and not o.out) and "; the secrets above are shown once" or ""))
-  if write_error then return rescue(ui, where, write_error, concat(unwritten)) end
+  -- What could not be written went to stderr as it came (see `record`).
+  if write_error then return "output" end
   if refusal then return nil, refusal end
   -- Cut short by a signal: `cerca.cli.main` ends by it.
   if cut > 0 then return "stopped" end
