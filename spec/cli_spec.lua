@@ -294,7 +294,7 @@ describe("the cerca command", function()
       local err = read(err_file)
       assert.are.equal("7", (read(err_file .. ".rc"):gsub("%s+$", "")), err)
       assert.matches("could not write to esc", err, 1, true)
-      assert.is_nil(err:find("[\0-\9\11-\31\127]"), err)
+      assert.is_nil(err:find("[%z\1-\9\11-\31\127]"), err)
       assert.are.equal(0, #srv:requests())
     end)
 
