@@ -424,6 +424,84 @@ describe("security", function()
     end)
   end)
 
+  describe("the API key goes to base_url's host only", function()
+    it("refuses a method or path of client:request that would change the request line, host or path", function()
+      local other = helpers.start_server { tls = false }
+      local elsewhere = other.http_url:match("^http://(.*)$")
+      local bad_paths = {
+        "@" .. elsewhere .. "/fleets", ":x@" .. elsewhere .. "/", "." .. elsewhere .. "/", elsewhere .. "/fleets",
+        "fleets/f/webhooks", "", "?x=1", "#/fleets", "/fleets#frag", "/fleets\r\nX-Injected: 1",
+        "/fleets x", "/fleets\0/x", "/fleets/\195\169", "/a\\b", "/a%zz", "/a%2", "/a{b}", "/a|b",
+        "/..", "/../admin", "/fleets/../admin", "/fleets/./x", "/%2e%2e/admin", "/%2E./x", "/.%2e",
+        "/x/" .. ("a"):rep(9000),
+      }
+      local bad_methods = { "Post", "post", "POST\r\nX-Injected: 1", "PO ST", "", "GET /admin HTTP/1.1",
+        ("A"):rep(21), 1, true }
+      local refused = {}
+      for _, path in ipairs(bad_paths) do
+        for _, entry in ipairs { "request", "prepare" } do
+          local r, err = client[entry](client, "POST", path, {})
+          assert.is_nil(r, entry .. " " .. helpers.q(path))
+          assert.are.equal("invalid_request", err.type, helpers.q(path))
+          assert.are.equal("path", err.field, helpers.q(path))
+          assert.are.equal(0, err.attempts)
+          refused[#refused + 1] = err.message
+        end
+      end
+      for _, method in ipairs(bad_methods) do
+        local r, err = client:request(method, "/fleets/fleet_1/webhooks", {})
+        assert.is_nil(r, tostring(method))
+        assert.are.equal("invalid_request", err.type, tostring(method))
+        assert.are.equal("method", err.field, tostring(method))
+        refused[#refused + 1] = err.message
+      end
+      assert.are.same({}, srv:requests())
+      assert.are.same({}, other:requests())
+      other:stop()
+      -- Each refusal names the field and the fix.
+      assert.matches('^path must start with "/" %(got "@', refused[1])
+      assert.matches('it is joined to base_url, and anything else could name another host', refused[1], 1, true)
+      assert.matches("^path contains whitespace or a control character at position 8, which a request path "
+        .. "may not hold; percent%-encode it$", refused[19])
+      assert.matches('^path holds a "." or ".." segment', refused[37])
+      assert.are.equal('method must be upper case: pass "POST" (got "Post")', refused[#bad_paths * 2 + 1])
+      assert.matches('^method must be an HTTP method in upper case, e.g. "POST"', refused[#bad_paths * 2 + 3])
+      for _, message in ipairs(refused) do assert.is_nil(message:find(KEY, 1, true)) end
+    end)
+
+    it("sends what a path may hold (query, sub-delims, percent-encoded bytes, dots inside segments) to base_url",
+      function()
+        local good = { "/fleets/f.1/webhooks", "/fleets/a..b/x?since=..&q=%2F", "//double/slash", "/a/@b/c:d",
+          "/%41;b=c,d!$&'()*+~_-", "/v.1/.well-known" }
+        for _, path in ipairs(good) do
+          local res, err = client:request("GET", path)
+          assert.is_truthy(res or err.status, helpers.q(path) .. " " .. tostring(err))
+        end
+        -- Each arrived at base_url's server with its path as written.
+        local seen = {}
+        for i, r in ipairs(srv:requests()) do seen[i] = r.uri end
+        assert.are.same(good, seen)
+      end)
+
+    it("the C core refuses a method or URL that would break the request line, whatever the Lua layer did", function()
+      local s = core.new_session()
+      for _, rq in ipairs {
+        { method = "POST\r\nX: 1", url = srv.http_url .. "/x" },
+        { method = "post", url = srv.http_url .. "/x" },
+        { method = "", url = srv.http_url .. "/x" },
+        { method = "GET", url = srv.http_url .. "/x\r\nX: 1" },
+        { method = "GET", url = srv.http_url .. "/x y" },
+        { method = "GET", url = srv.http_url .. "/\200" },
+      } do
+        local ok, why = pcall(s.request, s, rq)
+        assert.is_false(ok)
+        assert.matches("field '[a-z]+' must be", tostring(why))
+      end
+      s:close()
+      assert.are.same({}, srv:requests())
+    end)
+  end)
+
   describe("what a server sends cannot drive the terminal", function()
     it("escapes control characters in tostring and pretty, of subscriptions and errors", function()
       srv:enqueue { status = 201, body = subscription_body { id = "wh_\27[2J\27]0;pwned\7",

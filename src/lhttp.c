@@ -93,8 +93,15 @@ void cerca_read_request(lua_State *L, int t, cerca_request *rq, int *decode, con
     int ht;
     luaL_checktype(L, t, LUA_TTABLE);
     memset(rq, 0, sizeof *rq);
-    rq->method = string_field(L, t, "method", 1, NULL);
-    rq->url = string_field(L, t, "url", 1, NULL);
+    rq->method = string_field(L, t, "method", 1, &n);
+    /* The method goes on the request line: a token of upper-case letters,
+     * whatever the layer above checked (a CR or LF would add a header). */
+    if (n == 0 || n > 20 || strspn(rq->method, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != n)
+        luaL_error(L, "field 'method' must be 1 to 20 upper-case letters");
+    rq->url = string_field(L, t, "url", 1, &n);
+    for (i = 0; i < n; i++)
+        if ((unsigned char)rq->url[i] < 33 || (unsigned char)rq->url[i] > 126)
+            luaL_error(L, "field 'url' must be printable ASCII without spaces");
     rq->body = string_field(L, t, "body", 0, &rq->body_len);
     /* Loopback plain-http calls never go through a proxy: the key would
      * cross the network in clear text. */

@@ -84,6 +84,10 @@ end
 --   to the C core), `key`, `attempts`, `timeout`, `deadline_seconds`
 -- @treturn[opt] table the error (nothing was sent)
 function _M.call(profile, method, path, body, options, into, options_copied)
+  -- The path is joined to base_url as it is, and the method goes on the
+  -- request line: both are checked before anything else is read.
+  local bad = validate.http_method(method, "method") or validate.request_path(path, "path")
+  if bad then return refused("invalid_request", bad.message, bad.field) end
   if options ~= nil then
     if not options_copied then
       -- Read once: what is checked is what is sent.
@@ -91,7 +95,7 @@ function _M.call(profile, method, path, body, options, into, options_copied)
       if msg then return refused("invalid_request", msg, where) end
       options = copy
     end
-    local bad = check_options(options)
+    bad = check_options(options)
     if bad then return refused("invalid_request", bad.message, bad.field) end
   else
     options = NO_OPTIONS

@@ -13,6 +13,7 @@ local format = string.format
 local byte = string.byte
 local find = string.find
 local lower = string.lower
+local upper = string.upper
 local match = string.match
 local sub = string.sub
 local gsub = string.gsub
@@ -284,6 +285,89 @@ function parse_url(v, field, example, max_bytes)
     end
   end
   return lower(scheme), lower(host)
+end
+
+-- The methods of the API are upper-case words; a method is compared
+-- byte for byte (RFC 9110), so "Post" is not POST and would draw no
+-- idempotency key.
+local MAX_METHOD_BYTES = 20
+
+--- Checks an HTTP method: upper-case letters only.
+function _M.http_method(v, field)
+  if v == "POST" or v == "GET" then return nil end
+  if type(v) == "string" and #v <= MAX_METHOD_BYTES then
+    if find(v, "^%u+$") then return nil end
+    if find(v, "^%a+$") then
+      return problem(field, "%s must be upper case: pass %q (got %s)", field, upper(v), describe(v))
+    end
+  end
+  return problem(field, "%s must be an HTTP method in upper case, e.g. \"POST\" (got %s)", field, describe(v))
+end
+
+-- What a path (and its query) may hold as it is: RFC 3986 pchar, "/" and
+-- "?"; "%" is checked for its two hex digits. No "#": a fragment is never sent.
+local NOT_PATH_CHAR = "[^%w%-%._~!%$&'%(%)%*%+,;=:@/%?%%]"
+local MAX_PATH_BYTES = 8192
+
+--- Checks a request path below base_url ("/fleets/f/webhooks?x=1"). It is
+-- joined to base_url as it is: anything but a leading "/" could name
+-- another host ("@evil.example/") and send it the API key, and a "." or
+-- ".." segment would step out of base_url's path.
+-- Paths that passed, for the calls that follow (a loop or a batch over the
+-- same fleets sends the same few). Bounded: emptied when full.
+local MAX_GOOD_PATHS = 256
+local good_paths, good_paths_count = {}, 0
+
+local check_path
+
+function _M.request_path(v, field)
+  if good_paths[v] then return nil end
+  local bad = check_path(v, field)
+  if bad then return bad end
+  if good_paths_count >= MAX_GOOD_PATHS then good_paths, good_paths_count = {}, 0 end
+  good_paths[v] = true
+  good_paths_count = good_paths_count + 1
+end
+
+function check_path(v, field)
+  local example = "/fleets/fleet_abc123/webhooks"
+  if type(v) ~= "string" then
+    return problem(field, "%s must be a string (got %s); pass e.g. %q", field, describe(v), example)
+  end
+  if #v > MAX_PATH_BYTES then
+    return problem(field, "%s is %d bytes long; at most %d are accepted", field, #v, MAX_PATH_BYTES)
+  end
+  if byte(v, 1) ~= 47 then
+    return problem(field, "%s must start with \"/\" (got %s): it is joined to base_url, "
+      .. "and anything else could name another host; pass e.g. %q", field, describe(v), example)
+  end
+  local bad = find(v, NOT_PATH_CHAR)
+  if bad then
+    local ch = sub(v, bad, bad)
+    local what = find(ch, "[%s%c]") and "whitespace or a control character"
+      or byte(ch) >= 128 and "a non-ASCII byte" or format("%q", ch)
+    return problem(field, "%s contains %s at position %d, which a request path may not hold; "
+      .. "percent-encode it", field, what, bad)
+  end
+  local pct = find(v, "%", 1, true)
+  while pct do
+    if not find(v, "^%x%x", pct + 1) then
+      return problem(field, "%s has a %% at position %d not followed by two hex digits; "
+        .. "write a literal %% as %%25", field, pct)
+    end
+    pct = find(v, "%", pct + 3, true)
+  end
+  -- Dot segments, written plainly or percent-encoded (%2E), in the path
+  -- (the query is not a path).
+  local path = match(v, "^[^?]*")
+  if find(path, "/%.") or find(path, "%%2[eE]") then
+    local steps = gsub(path, "%%2[eE]", ".") .. "/"
+    if find(steps, "/%.%.?/") then
+      return problem(field, "%s holds a \".\" or \"..\" segment, which URL handling reads as a step "
+        .. "out of base_url's path (got %s); pass the path without it", field, describe(v))
+    end
+  end
+  return nil
 end
 
 -- Header field names are RFC 9110 tokens.
