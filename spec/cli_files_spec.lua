@@ -9,7 +9,7 @@ local cjson = require "cjson"
 
 local sh = helpers.sh
 
-local q, read, write, mode_owner = helpers.q, helpers.read, helpers.write, helpers.mode_owner
+local q, read, write, mode_owner = helpers.q, helpers.read, helpers.write_private, helpers.mode_owner
 
 describe("the cerca command's files", function()
   local srv, work, cerca_bin, tree_paths
@@ -125,7 +125,7 @@ describe("the cerca command's files", function()
 
     it("refuses a file too large to read back, before reading it", function()
       local big = work .. "/big.jsonl"
-      sh("rm -f " .. q(big) .. " && truncate -s 300M " .. q(big))
+      sh("rm -f " .. q(big) .. " && truncate -s 300M " .. q(big) .. " && chmod 600 " .. q(big))
       refused(q(big), "--out " .. big .. " is larger than 256 MiB, the most that is read back; give a new --out "
         .. "file, and a --fleets-file of the fleets not created in this one")
       sh("rm -f " .. q(big))
@@ -172,21 +172,28 @@ describe("the cerca command's files", function()
       assert.is_truthy(first("fsync%(" .. fd .. "%)%s+= 0", secret_line))
     end)
 
-    it("sets an existing file of ours to 0600 and resumes from it", function()
-      local outfile = work .. "/loose.jsonl"
-      os.remove(outfile)
-      local _, err, status = run("webhooks create --fleets-file " .. fleets_file("fleet_a\n")
-        .. " --url https://example.com/h --out " .. q(outfile))
-      assert.are.equal(0, status, err)
-      sh("chmod 666 " .. q(outfile))
-      srv:reset()
-      _, err, status = run("webhooks create --fleets-file " .. fleets_file("fleet_a\nfleet_b\n")
-        .. " --url https://example.com/h --out " .. q(outfile))
-      assert.are.equal(0, status, err)
-      assert.matches("cerca: 1 created, 0 failed, 1 skipped", err)
-      assert.are.equal("600 root", mode_owner(outfile))
-      assert.are.equal(1, #srv:requests())
-    end)
+    it("refuses an existing file of ours that others may read, before anything is sent; a private one resumes",
+      function()
+        local outfile = work .. "/loose.jsonl"
+        os.remove(outfile)
+        local _, err, status = run("webhooks create --fleets-file " .. fleets_file("fleet_a\n")
+          .. " --url https://example.com/h --out " .. q(outfile))
+        assert.are.equal(0, status, err)
+        local first_run = read(outfile)
+        sh("chmod 644 " .. q(outfile))
+        srv:reset()
+        refused(q(outfile), "--out " .. outfile .. " can be read or written by others (mode 0644), and one of them "
+          .. "may hold it open to read the secrets written to it, even after a chmod; give a new path (created "
+          .. "0600), or chmod 600 it once sure no one else has it open")
+        assert.are.equal("644 root", mode_owner(outfile))
+        assert.are.equal(first_run, read(outfile))
+        sh("chmod 600 " .. q(outfile))
+        _, err, status = run("webhooks create --fleets-file " .. fleets_file("fleet_a\nfleet_b\n")
+          .. " --url https://example.com/h --out " .. q(outfile))
+        assert.are.equal(0, status, err)
+        assert.matches("cerca: 1 created, 0 failed, 1 skipped", err)
+        assert.are.equal(1, #srv:requests())
+      end)
   end)
 
   describe("--fleets-file", function()

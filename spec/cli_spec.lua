@@ -463,7 +463,7 @@ describe("the cerca command", function()
       write(work .. "/fleets.txt", "fleet_cut\n")
       local outfile = work .. "/cut.jsonl"
       -- An earlier run died while writing: its last line has no end.
-      write(outfile, '{"fleet_id":"fleet_other","idempot')
+      helpers.write_private(outfile, '{"fleet_id":"fleet_other","idempot')
       -- The API creates, then answers one byte a second; the command is
       -- killed once the subscription exists, before any answer is read.
       srv:enqueue { action = "trickle", interval = 1 }

@@ -161,6 +161,12 @@ function helpers.write(path, text)
   f:close()
 end
 
+-- Writes a file only its owner may read (mode 0600), as a journal must be.
+function helpers.write_private(path, text)
+  helpers.write(path, text)
+  assert(os.execute("chmod 600 " .. helpers.q(path)))
+end
+
 -- "600 root": the mode and owner of a path (a link itself, not followed).
 function helpers.mode_owner(path)
   return ((helpers.sh("stat -c '%a %U' " .. helpers.q(path))):gsub("%s+$", ""))

@@ -9,7 +9,7 @@ local cerca = require "cerca"
 
 local sh = helpers.sh
 
-local q, read, write, mode_owner = helpers.q, helpers.read, helpers.write, helpers.mode_owner
+local q, read, write, mode_owner = helpers.q, helpers.read, helpers.write_private, helpers.mode_owner
 
 local function trim(s) return (s:gsub("%s+$", "")) end
 
@@ -62,10 +62,26 @@ describe("the journal", function()
       j:close()
     end)
 
-    it("sets an existing file of ours with a looser mode to 0600, keeping its content", function()
+    it("refuses an existing file of ours that others may read or write, leaving it as it is", function()
       local path = dir .. "/loose"
       write(path, "kept\n")
-      sh("chmod 666 " .. q(path))
+      for _, mode in ipairs { "666", "640", "604", "620", "602", "610" } do
+        sh("chmod " .. mode .. " " .. q(path))
+        local j, msg, kind = core.open_journal(path, 1024)
+        assert.is_nil(j, mode)
+        assert.are.equal("loose_mode", kind)
+        assert.are.equal(path .. " can be read or written by others (mode 0" .. mode .. "), and one of them may "
+          .. "hold it open to read the secrets written to it, even after a chmod; give a new path (created "
+          .. "0600), or chmod 600 it once sure no one else has it open", msg)
+        assert.are.equal(mode, (mode_owner(path):match("^%d+")))
+        assert.are.equal("kept\n", read(path))
+      end
+    end)
+
+    it("sets the owner bits of an existing private file to 0600, keeping its content", function()
+      local path = dir .. "/owner-only"
+      write(path, "kept\n")
+      sh("chmod 700 " .. q(path))
       local j = assert(core.open_journal(path, 1024))
       assert.are.equal("600", (mode_owner(path):match("^%d+")))
       assert.are.equal("kept\n", j:read())
@@ -118,14 +134,15 @@ describe("the journal", function()
       assert.are.equal('{"n":1}\n', read(path))
     end)
 
-    it("tightens an existing file of ours to 0600, keeping what it holds", function()
+    it("refuses an existing file of ours that others may read, keeping what it holds", function()
       local path = dir .. "/loose.jsonl"
       write(path, '{"kept":true}\n')
-      sh("chmod 666 " .. q(path))
-      local j = assert(journal.open(path))
-      assert.are.equal("600 root", mode_owner(path))
-      assert.are.same({ { kept = true } }, j:records())
-      j:close()
+      sh("chmod 644 " .. q(path))
+      local j, why, kind = journal.open(path)
+      assert.is_nil(j)
+      assert.are.equal("loose_mode", kind)
+      assert.matches("(mode 0644)", why, 1, true)
+      assert.are.equal("644 root", mode_owner(path))
       assert.are.equal('{"kept":true}\n', read(path))
     end)
 
@@ -270,7 +287,7 @@ describe("the journal", function()
       j:close()
       -- The default bound, 256 MiB: a larger file is refused before it is read.
       local huge = dir .. "/huge.jsonl"
-      sh("truncate -s 300M " .. q(huge))
+      sh("truncate -s 300M " .. q(huge) .. " && chmod 600 " .. q(huge))
       j = assert(journal.open(huge))
       records, why, kind = j:records()
       assert.is_nil(records)

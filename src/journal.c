@@ -13,10 +13,11 @@
  *                                                     and __close under 5.4)
  *
  * The file is opened without following a symbolic link, must be a regular
- * file with one link owned by the effective user, is created with mode 0600
- * (whatever the umask) and is set to 0600 when its mode is anything else.
+ * file with one link owned by the effective user that no one else may read
+ * or write (no group or other bits), is created with mode 0600 (whatever
+ * the umask), and an existing one's owner bits are set to 0600.
  * `kind` names the refusal: "symlink", "not_regular", "not_owner",
- * "hard_links", "in_use", "too_large" or "system".
+ * "loose_mode", "hard_links", "in_use", "too_large" or "system".
  *
  * An open journal holds an exclusive lock on its file (flock) until it is
  * closed: a second open, by this process or another, is refused ("in_use"),
@@ -191,6 +192,18 @@ static int l_open_journal(lua_State *L)
         lua_pushfstring(L, "%s is in use by another run of cerca, which keeps it locked until it ends; wait "
                         "for that run, or give another path", path);
         return refuse(L, "in_use");
+    }
+    /* Others could open it: a descriptor one of them holds keeps reading
+     * what is appended after a chmod, so it is refused, not tightened (a
+     * new file is created 0600). Group bits also stand for an ACL's mask. */
+    if ((st.st_mode & 077) != 0) {
+        char mode[8];
+        drop_fd(j);
+        snprintf(mode, sizeof mode, "%04o", (unsigned)(st.st_mode & 07777));
+        lua_pushfstring(L, "%s can be read or written by others (mode %s), and one of them may hold it open "
+                        "to read the secrets written to it, even after a chmod; give a new path (created "
+                        "0600), or chmod 600 it once sure no one else has it open", path, mode);
+        return refuse(L, "loose_mode");
     }
     flags = fcntl(fd, F_GETFL);
     if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0)

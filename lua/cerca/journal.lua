@@ -11,15 +11,17 @@
 --
 -- The file is private. It is opened without following a symbolic link, and
 -- must be a regular file with one link, owned by the effective user; a new
--- file is created with mode 0600 whatever the umask, and an existing one is
--- set to 0600. Every check is made on the open descriptor. Each record is
+-- file is created with mode 0600 whatever the umask; an existing one that
+-- others may read or write (any group or other bit) is refused, since a
+-- descriptor one of them opened would keep reading after a chmod, and an
+-- existing one of 0700 or 0400 is set to 0600. Every check is made on the open descriptor. Each record is
 -- one line, appended at the end (`O_APPEND`). Reading back is bounded:
 -- `max_bytes` at most.
 --
 -- No function raises. A failure is `nil, message, kind` (as `io.open`
 -- returns): the message names the file and the fix, and `kind` is one of
 -- `"symlink"`, `"not_regular"` (a device, FIFO, socket or directory),
--- `"not_owner"`, `"hard_links"`, `"in_use"` (another open journal holds the
+-- `"not_owner"`, `"loose_mode"` (others may read or write it), `"hard_links"`, `"in_use"` (another open journal holds the
 -- file: each keeps it locked until closed), `"too_large"` (more than `max_bytes` to
 -- read back), `"system"` (the system refused: no such directory, a full
 -- disk, ...), `"invalid"` (a wrong argument) or `"closed"`.
