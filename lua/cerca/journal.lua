@@ -21,8 +21,9 @@
 -- No function raises. A failure is `nil, message, kind` (as `io.open`
 -- returns): the message names the file and the fix, and `kind` is one of
 -- `"symlink"`, `"not_regular"` (a device, FIFO, socket or directory),
--- `"not_owner"`, `"loose_mode"` (others may read or write it), `"hard_links"`, `"in_use"` (another open journal holds the
--- file: each keeps it locked until closed), `"too_large"` (more than `max_bytes` to
+-- `"not_owner"`, `"loose_mode"` (others may read or write it),
+-- `"hard_links"`, `"in_use"` (another open journal holds the file: each
+-- keeps it locked until closed), `"too_large"` (more than `max_bytes` to
 -- read back), `"system"` (the system refused: no such directory, a full
 -- disk, ...), `"invalid"` (a wrong argument) or `"closed"`.
 -- @module cerca.journal
