@@ -193,6 +193,21 @@ describe("security", function()
       assert.are.equal("[redacted]", res.request_id)
     end)
 
+    it("echoed percent-encoded or escaped as text in a successful create's fields and names", function()
+      local percent = KEY:gsub("[_/;=]", function(c) return ("%%%02X"):format(c:byte()) end)
+      local every = KEY:gsub(".", function(c) return ("%%%02x"):format(c:byte()) end)
+      srv:enqueue { status = 201, body = subscription_body { url = "https://example.com/?k=" .. percent,
+        description = "every byte: " .. every, nested = { { ["k=" .. percent] = true } } } }
+      local sub = assert(client.webhooks.create("fleet_1", { url = URL }))
+      assert.are.equal(SECRET, sub.secret)
+      assert.are.equal("https://example.com/?k=[redacted]", sub.url)
+      assert.are.equal("every byte: [redacted]", sub.description)
+      assert.is_true(sub.nested[1]["k=[redacted]"])
+      for _, form in ipairs { KEY, ESCAPED_KEY, KEY_TAIL, percent, every } do
+        assert_nowhere(form, sub, { tostring(sub), cerca.pretty(sub) }, lines)
+      end
+    end)
+
     it("echoed in a field nested as deep as the decoder accepts, and printed as JSON", function()
       -- The walk that removes it reaches every level an answer may have.
       for _, depth in ipairs { 70, core.MAX_DECODE_DEPTH - 1 } do
@@ -367,6 +382,24 @@ describe("security", function()
       for _, shown in ipairs { tostring(sub), cerca.pretty(sub) } do assert_nowhere(SECRET:sub(7), { shown }) end
       sub.secret = nil
       assert_nowhere(SECRET:sub(7), sub)
+    end)
+
+    it("in another field percent-encoded (a URL's query), or as a field name", function()
+      local percent = SECRET:gsub("[_+/=]", function(c) return ("%%%02X"):format(c:byte()) end)
+      srv:enqueue { status = 201, body = subscription_body { url = "https://example.com/?s=" .. percent,
+        nested = { [percent] = "whsec%5f" .. SECRET:sub(7) } } }
+      local sub = assert(client.webhooks.create("fleet_1", { url = URL }))
+      assert.are.equal(SECRET, sub.secret)
+      assert.are.equal("https://example.com/?s=[redacted]", sub.url)
+      assert.are.equal("[redacted]", sub.nested["[redacted]"])
+      sub.secret = nil
+      assert_nowhere(SECRET:sub(7), sub)
+      assert_nowhere(percent:sub(7), sub)
+      sub.secret = SECRET
+      for _, shown in ipairs { tostring(sub), cerca.pretty(sub) } do
+        assert_nowhere(SECRET:sub(7), { shown })
+        assert_nowhere(percent:sub(7), { shown })
+      end
     end)
 
     it("in another field nested as deep as the decoder accepts", function()

@@ -289,21 +289,25 @@ end
 -- Counted in C (`random_input_spec` holds it to the rule written in Lua).
 _M.written_once = core.written_once
 
+-- Whether `s` may write one of `secrets`: its probe is there as is, or an
+-- escape (`\`, `%`) could write it another way.
+local function may_hold(s, secrets)
+  if find(s, "[\\%%]") then return true end
+  local probes = secrets.probes
+  for i = 1, #probes do
+    if probes[i] == "" or find(s, probes[i], 1, true) then return true end
+  end
+  return false
+end
+
 --- Removes known secrets from the string values of a flat table (headers:
 -- raw text, where a secret may be written as is, JSON-escaped or
 -- percent-encoded), in place; and from its names, which arrive lower-cased
 -- (a server may name a header after a secret).
 function _M.fields(t, secrets)
-  local probes = secrets.probes
   for k, v in pairs(t) do
-    if type(v) == "string" then
-      local maybe = find(v, "%", 1, true) or find(v, "\\", 1, true)
-      for i = 1, #probes do
-        if maybe or probes[i] == "" or find(v, probes[i], 1, true) then maybe = true break end
-      end
-      if maybe then
-        t[k] = hide(v, known_spans(v, secrets))
-      end
+    if type(v) == "string" and may_hold(v, secrets) then
+      t[k] = hide(v, known_spans(v, secrets))
     end
   end
   local renamed
@@ -329,7 +333,9 @@ local MAX_DEPTH = core.MAX_DECODE_DEPTH
 
 local function value(v, secrets, depth)
   if type(v) == "string" then
-    for i = 1, #secrets do v = replace_plain(v, secrets[i]) end
+    -- A decoded string holds no JSON escape of its own, but may hold a
+    -- secret percent-encoded (a URL's query) or escaped as text.
+    if may_hold(v, secrets) then return hide(v, known_spans(v, secrets)) end
     return v
   end
   if type(v) ~= "table" or depth > MAX_DEPTH then return v end
@@ -355,8 +361,7 @@ local function value(v, secrets, depth)
 end
 
 --- Removes known secrets from every string of a decoded value, names
--- included, in place (decoded strings hold no escapes: plain matching
--- finds every form).
+-- included, in place, in every form `text` finds them in.
 -- @return the value
 function _M.value(v, secrets)
   return value(v, secrets, 0)

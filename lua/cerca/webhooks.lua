@@ -246,18 +246,6 @@ function _M.subscription(value)
   return value
 end
 
--- Whether a decoded value holds `secret` in one of its strings (decoded
--- strings have no escapes: a plain search is exact), at any depth the
--- decoder accepts.
-local function holds(v, secret, depth)
-  if type(v) == "string" then return find(v, secret, 1, true) ~= nil end
-  if type(v) ~= "table" or depth > core.MAX_DECODE_DEPTH then return false end
-  for k, item in pairs(v) do
-    if holds(k, secret, depth + 1) or holds(item, secret, depth + 1) then return true end
-  end
-  return false
-end
-
 -- A create's response, as the subscription and the call's details, or
 -- as an error that keeps the raw answer and the key to repeat the call with.
 -- The error for a 2xx answer that is not this create's subscription. What
@@ -310,10 +298,12 @@ local function created(fleet_id, res, err)
   -- The secret is printed only where it is asked for: never inside the
   -- other fields, nor in the answer's headers.
   local secret = sub.secret
-  if not redact.written_once(res.body, secret) then
-    -- Any other field, name or value, at any depth.
+  -- Written once in the raw text, and nowhere percent-encoded: no other
+  -- field can hold it.
+  if not redact.written_once(res.body, secret) or find(res.body, "%", 1, true) then
+    -- Any other field, name or value, at any depth, in any form.
     sub.secret = nil
-    if holds(sub, secret, 0) then redact.value(sub, redact.list(secret)) end
+    redact.value(sub, redact.list(secret))
     sub.secret = secret
   end
   -- Headers are raw text: the secret may stand there as is, or escaped.
