@@ -229,6 +229,65 @@ describe("the cerca command's files", function()
       assert.are.equal("fleet_x", cjson.decode(out).fleetId)
     end)
 
+    it("refuses an --out file given as --fleets-file (and the other way round): nothing sent, no secret shown",
+      function()
+        local outfile = work .. "/swap-out.jsonl"
+        os.remove(outfile)
+        local _, err, status = run("webhooks create --fleets-file " .. fleets_file("fleet_a\nfleet_b\n")
+          .. " --url https://example.com/h --out " .. q(outfile))
+        assert.are.equal(0, status, err)
+        local journal_text = read(outfile)
+        local secret = srv:subscriptions()[1].secret
+        srv:reset()
+        -- The journal as the fleets file: its first line is a key record,
+        -- its third a subscription with its secret.
+        local out
+        out, err, status = run("webhooks create --fleets-file " .. q(outfile) .. " --url https://example.com/h")
+        assert.are.equal(2, status, err)
+        assert.are.equal("", out)
+        assert.are.equal("cerca: --fleets-file " .. outfile .. ": line 1 starts with \"{\", like a JSON record of an "
+          .. "--out file, not a fleet id; give the file that lists one fleet id per line (the --out file of a run "
+          .. "is given as --out)\n", err)
+        -- Only the lines with a secret, and indented: still refused.
+        local secrets_only = work .. "/secrets-only.txt"
+        local only = {}
+        for line in journal_text:gmatch("[^\n]+") do
+          if line:find("whsec_", 1, true) then only[#only + 1] = "  " .. line:match('"secret":"(whsec_[^"]+)"') end
+        end
+        write(secrets_only, "# copied\n\n" .. table.concat(only, "\n") .. "\n")
+        out, err, status = run("webhooks create --fleets-file " .. q(secrets_only) .. " --url https://example.com/h")
+        assert.are.equal(2, status, err)
+        assert.are.equal("", out)
+        assert.are.equal("cerca: --fleets-file " .. secrets_only .. ": line 3 holds a webhook signing secret (it has "
+          .. "whsec_ in it), not a fleet id; give the file that lists one fleet id per line (the --out file of a run "
+          .. "is given as --out)\n", err)
+        -- The fleets file as --out (made private, so that only its content
+        -- is wrong): refused before anything is sent, left as it was.
+        local list = work .. "/list.txt"
+        write(list, "fleet_a\nfleet_b\n")
+        out, err, status = run("webhooks create --fleets-file " .. q(outfile) .. " --url https://example.com/h --out "
+          .. q(list))
+        assert.are.equal(2, status, err)
+        assert.are.equal("", out)
+        out, err, status = run("webhooks create --fleets-file " .. fleets_file("fleet_c\n")
+          .. " --url https://example.com/h --out " .. q(list))
+        assert.are.equal(2, status, err)
+        assert.are.equal("", out)
+        assert.are.equal("cerca: --out " .. list .. " holds 2 lines that no run of cerca wrote (a record starts "
+          .. "with {); is it the --fleets-file? give the --out file of an earlier run, or a new path\n", err)
+        assert.are.equal("fleet_a\nfleet_b\n", read(list))
+        assert.are.same({}, srv:requests())
+        for _, text in ipairs { out, err } do assert.is_nil(text:find(secret:sub(7), 1, true)) end
+        assert.are.equal(journal_text, read(outfile))
+      end)
+
+    it("skips a UTF-8 byte order mark at the start of the file", function()
+      local out, err, status = run("webhooks create --fleets-file " .. fleets_file("\239\187\191fleet_bom\n")
+        .. " --url https://example.com/h --json")
+      assert.are.equal(0, status, err)
+      assert.are.equal("fleet_bom", cjson.decode(out).fleetId)
+    end)
+
     it("says what is wrong with a directory", function()
       local _, err, status = run("webhooks create --fleets-file " .. q(work) .. " --url https://example.com/h")
       assert.are.equal(2, status, err)

@@ -17,6 +17,8 @@ local find = string.find
 local gmatch = string.gmatch
 local byte = string.byte
 local sub = string.sub
+local gsub = string.gsub
+local char = string.char
 local pairs = pairs
 local concat = table.concat
 
@@ -299,15 +301,39 @@ end
 function _M.fleets(o)
   local text, err = read_input("--fleets-file", o.fleets_file)
   if not text then return nil, err end
-  return _M.fleet_lines(text)
+  return _M.fleet_lines(text, "--fleets-file " .. o.fleets_file)
+end
+
+local OPEN_BRACE, OPEN_BRACKET = byte("{"), byte("[")
+
+-- Why line `pos` of `text` cannot be a fleet id, or nil. A line that
+-- starts a JSON record, or holds a signing secret, is a line of an --out
+-- file given as --fleets-file: sent as fleet ids, its secrets would go into
+-- request paths (and the server's logs). The line itself is not quoted.
+local function not_a_fleet(text, pos, line, b, name)
+  local why
+  if b == OPEN_BRACE or b == OPEN_BRACKET then
+    why = format("starts with %q, like a JSON record of an --out file", char(b))
+  elseif find(line, "whsec_", 1, true) then
+    why = "holds a webhook signing secret (it has whsec_ in it)"
+  else
+    return nil
+  end
+  local _, n = gsub(sub(text, 1, pos), "\n", "")
+  return usage_error(format("%s: line %d %s, not a fleet id; give the file that lists one fleet id per line "
+    .. "(the --out file of a run is given as --out)", name, n + 1, why))
 end
 
 --- The fleet ids a fleets file's text lists, in order: each line trimmed
 -- of blanks (%s), empty lines and lines that start with # skipped, each
--- id once.
-function _M.fleet_lines(text)
+-- id once; or nil and a usage error for a line that is no fleet id (see
+-- `not_a_fleet`). A UTF-8 byte order mark at the start is skipped.
+-- @tparam string text the file's content
+-- @tparam[opt] string name the file, for messages
+function _M.fleet_lines(text, name)
   local fleets, n, seen = {}, 0, {}
-  for line in gmatch(text, "[^\n]+") do
+  local from = sub(text, 1, 3) == "\239\187\191" and 4 or 1
+  for pos, line in gmatch(from == 1 and text or sub(text, from), "()([^\n]+)") do
     -- Most lines are an id alone: a line is trimmed only when its first or
     -- last byte may be blank (a control byte is not, but is rare enough to
     -- take the slow way too).
@@ -317,6 +343,8 @@ function _M.fleet_lines(text)
       b = byte(line, 1)
     end
     if b and b ~= HASH and not seen[line] then
+      local bad = not_a_fleet(text, pos + from - 1, line, b, name or "--fleets-file")
+      if bad then return nil, bad end
       seen[line] = true
       n = n + 1
       fleets[n] = line

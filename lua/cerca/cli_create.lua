@@ -156,6 +156,14 @@ local function resumed(journal)
     return nil, nil, usage_error("--out " .. why .. (kind == "too_large" and "; give a new --out file, and a "
       .. "--fleets-file of the fleets not created in this one" or ""))
   end
+  local foreign = why
+  if foreign > 0 then
+    -- Not written by cerca (a fleets file given as --out, say): appending
+    -- secrets to it would mix them into a file kept as something else.
+    return nil, nil, usage_error(format("--out %s holds %d line%s that no run of cerca wrote (a record starts "
+      .. "with {); is it the --fleets-file? give the --out file of an earlier run, or a new path", journal.path,
+      foreign, foreign == 1 and "" or "s"))
+  end
   for _, r in ipairs(records) do
     if type(r.fleetId) == "string" and type(r.secret) == "string" then
       created[r.fleetId] = true

@@ -126,6 +126,10 @@ end
 -- decoded (as `cerca.decode_json` does), in the order written; other lines
 -- (one cut short by a crash, say) are skipped.
 -- @treturn table|nil the records
+-- @treturn[opt] number on success, how many lines were skipped that do not
+--   even start like a record (with `{` or `[`): a line cut short does, so
+--   a count above 0 says the file is not a journal (a list of fleet ids
+--   given in its place, say)
 -- @treturn[opt] string why they cannot be read back, naming the file and,
 --   when it is larger than `max_bytes`, the figure
 -- @treturn[opt] string the kind: `"too_large"`, `"system"`, `"invalid"` or
@@ -135,12 +139,16 @@ function Journal:records()
   if not file then return nil, why, kind end
   local text, rwhy, rkind = file:read()
   if not text then return nil, rwhy, rkind end
-  local records, decode = {}, core.decode
+  local records, decode, foreign = {}, core.decode, 0
   for line in gmatch(text, "[^\n]+") do
     local r = decode(line)
-    if type(r) == "table" then records[#records + 1] = r end
+    if type(r) == "table" then
+      records[#records + 1] = r
+    elseif not find(line, "^[{%[]") then
+      foreign = foreign + 1
+    end
   end
-  return records
+  return records, foreign
 end
 
 --- Puts what was appended on disk (`fsync`; the first time, the folder's
