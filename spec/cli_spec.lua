@@ -492,7 +492,7 @@ describe("the cerca command", function()
     -- in every Debian, tells the two apart; a shell's $? does not).
     local PARENT = [[my ($pid_file, $status_file, @command) = @ARGV;
       my $pid = fork(); defined $pid or exit(126);
-      if ($pid == 0) { $SIG{INT} = "DEFAULT"; $SIG{TERM} = "DEFAULT"; exec(@command) or exit(127); }
+      if ($pid == 0) { $SIG{INT} = $SIG{TERM} = $SIG{HUP} = "DEFAULT"; exec(@command) or exit(127); }
       open(my $f, ">", "$pid_file.new"); print $f $pid; close($f); rename("$pid_file.new", $pid_file);
       waitpid($pid, 0); my $how = ($? & 127) ? "signal " . ($? & 127) : "exit " . ($? >> 8);
       open($f, ">", "$status_file.new"); print $f $how; close($f); rename("$status_file.new", $status_file);]]
@@ -616,23 +616,57 @@ describe("the cerca command", function()
       assert.are.equal(srv:subscriptions()[1].secret, cjson.decode(out).secret)
     end)
 
-    it("sends no single create when the signal comes before it is sent, and ends by the signal", function()
-      -- The key file is a FIFO: the command waits on it with the signals
-      -- already caught, and gets the key once the signal has landed.
-      local fifo = work .. "/key.fifo"
-      sh("rm -f " .. q(fifo) .. " && mkfifo " .. q(fifo))
-      local pid, ended = start("webhooks create fleet_sig --url https://example.com/h --idempotency-key "
-        .. "k-unsent-1 --api-key-file " .. q(fifo))
-      -- The open for writing waits for the command's open for reading.
-      sh(("exec 3>%s; kill -TERM %s; sleep 0.3; echo %s >&3"):format(q(fifo), pid, q(srv.api_key)))
-      local out, err, status = ended()
-      assert.are.equal("signal 15", status, err)
-      assert.are.equal("", out)
-      assert.are.equal("cerca: SIGTERM: stopping; a create not yet sent is not sent, one already sent is let end "
-        .. "(SIGTERM again quits at once: if it was sent, repeat with --idempotency-key k-unsent-1 to get its "
-        .. "subscription without a duplicate)\n"
-        .. "cerca: stopped before the create was sent: it sent nothing\n", err)
+    it("ends at once at the first signal while it waits for an input (a FIFO): nothing sent or written", function()
+      -- Nothing is caught before every input is read: one Ctrl-C ends a
+      -- wait for a writer that never comes.
+      local fifo = work .. "/input.fifo"
+      for _, case in ipairs {
+        { "webhooks create fleet_sig --url https://example.com/h --api-key-file " .. q(fifo), "TERM", "signal 15" },
+        { "webhooks create --fleets-file " .. q(fifo) .. " --url https://example.com/h --out "
+          .. q(work .. "/fifo-out.jsonl"), "INT", "signal 2" },
+        { "webhooks create --fleets-file " .. q(fifo) .. " --url https://example.com/h", "HUP", "signal 1" },
+      } do
+        sh("rm -f " .. q(fifo) .. " " .. q(work .. "/fifo-out.jsonl") .. " && mkfifo " .. q(fifo))
+        local pid, ended = start(case[1])
+        -- Waiting in the open of the FIFO, for a writer (the kernel's name
+        -- for that wait changed over the versions).
+        wait_for("the wait on the FIFO", function()
+          local wchan = read("/proc/" .. pid .. "/wchan") or ""
+          return wchan == "fifo_open" or wchan == "wait_for_partner"
+        end)
+        sh("kill -" .. case[2] .. " " .. pid)
+        local out, err, status = ended()
+        assert.are.equal(case[3], status, err)
+        assert.are.equal("", out)
+        assert.are.equal("", err)
+        assert.is_nil(read(work .. "/fifo-out.jsonl"))
+      end
       assert.are.same({}, srv:requests())
+    end)
+
+    it("stops a batch at SIGHUP (its terminal closed) as at Ctrl-C, and ends by it once all is written", function()
+      local fleets = {}
+      for i = 1, 8 do fleets[i] = "fleet_hup_" .. i end
+      write(work .. "/fleets.txt", table.concat(fleets, "\n") .. "\n")
+      for _ = 1, 8 do srv:enqueue { action = "pass", delay = 2 } end
+      local outfile = work .. "/hup.jsonl"
+      local pid, ended = start("webhooks create --fleets-file " .. q(work .. "/fleets.txt")
+        .. " --url https://example.com/h --concurrency 2 --out " .. q(outfile))
+      wait_for("a first wave", function() return #srv:subscriptions() >= 2 end)
+      sh("kill -HUP " .. pid)
+      local _, err, status = ended()
+      assert.are.equal("signal 1", status, err)
+      assert.matches("cerca: SIGHUP: stopping; the creates in flight end and are written (SIGHUP again quits at "
+        .. "once, and a re-run with the same --out repeats them under their keys)\n", err, 1, true)
+      local created = tonumber(err:match("cerca: stopped by SIGHUP: (%d+) created, 0 failed, %d+ not sent"))
+      assert.truthy(created, err)
+      local stored, secret_of = srv:subscriptions(), {}
+      assert.are.equal(created, #stored)
+      for _, l in ipairs(lines(read(outfile))) do
+        local r = cjson.decode(l)
+        if r.secret then secret_of[r.fleetId] = r.secret end
+      end
+      for _, sub in ipairs(stored) do assert.are.equal(sub.secret, secret_of[sub.fleetId]) end
     end)
 
     it("ends a single create's wait to retry at SIGTERM, with the key to repeat it under", function()

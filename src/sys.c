@@ -5,10 +5,11 @@
  *   core.sleep(seconds)   (blocks the calling thread)
  *   core.isatty(fd)       -> boolean, for fd 0, 1 or 2
  *   core.ignore_write_signals()
- *   core.catch_stop_signals()   SIGINT and SIGTERM set a flag, once each
+ *   core.default_stop_signals() SIGINT, SIGTERM and SIGHUP end the process
+ *   core.catch_stop_signals()   SIGINT, SIGTERM and SIGHUP set a flag, once each
  *   core.stop_signal()          -> the number and name of the first caught, or nil
  *   core.release_stop_signals() -> the same; the earlier handlers are back
- *   core.exit_by_signal(sig)    ends the process by SIGINT or SIGTERM
+ *   core.exit_by_signal(sig)    ends the process by SIGINT, SIGTERM or SIGHUP
  *   core.file_kind(path)        -> "file", "directory", "fifo", "device",
  *                                  "socket" | nil, message
  *   core.curl_version     the version of the libcurl in use
@@ -107,12 +108,13 @@ static int l_hold_std_streams(lua_State *L)
 }
 
 /* A command that must not be cut off in the middle of a batch (it would
- * lose the secrets in flight) catches SIGINT and SIGTERM while it runs and
+ * lose the secrets in flight) catches SIGINT, SIGTERM and SIGHUP (its
+ * terminal closed, an ssh session dropped) while it runs and
  * stops starting work when one arrives. The first of each is caught; the
  * handler then gives way to the default, so a second Ctrl-C ends the
  * process at once. A signal the process was started to ignore (nohup, a
  * background job) stays ignored. */
-static const int stop_signals[] = {SIGINT, SIGTERM};
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
 #define NSTOP_SIGNALS (sizeof stop_signals / sizeof stop_signals[0])
 static struct sigaction stop_previous[NSTOP_SIGNALS];
 static int stop_installed[NSTOP_SIGNALS];
@@ -147,6 +149,25 @@ static int l_catch_stop_signals(lua_State *L)
     return 0;
 }
 
+/* default_stop_signals(): the three signals back to their default action
+ * (ending the process), unless ignored. The `lua` interpreter turns SIGINT
+ * into a Lua error ("interrupted!") that a program's pcall takes for a bug;
+ * before anything is sent, a signal is better left to end it. */
+static int l_default_stop_signals(lua_State *L)
+{
+    size_t i;
+    (void)L;
+    if (stop_catching)
+        return 0;
+    for (i = 0; i < NSTOP_SIGNALS; i++) {
+        struct sigaction now;
+        if (sigaction(stop_signals[i], NULL, &now) == 0 && now.sa_handler != SIG_IGN
+            && now.sa_handler != SIG_DFL)
+            signal(stop_signals[i], SIG_DFL);
+    }
+    return 0;
+}
+
 static int push_stop_signal(lua_State *L)
 {
     int sig = (int)stop_caught;
@@ -155,7 +176,7 @@ static int push_stop_signal(lua_State *L)
         return 1;
     }
     lua_pushinteger(L, sig);
-    lua_pushstring(L, sig == SIGINT ? "SIGINT" : "SIGTERM");
+    lua_pushstring(L, sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP");
     return 2;
 }
 
@@ -187,7 +208,7 @@ static int l_exit_by_signal(lua_State *L)
 {
     lua_Integer sig = luaL_checkinteger(L, 1);
     sigset_t set;
-    luaL_argcheck(L, sig == SIGINT || sig == SIGTERM, 1, "SIGINT (2) or SIGTERM (15)");
+    luaL_argcheck(L, sig == SIGINT || sig == SIGTERM || sig == SIGHUP, 1, "SIGINT (2), SIGTERM (15) or SIGHUP (1)");
     fflush(NULL);
     signal((int)sig, SIG_DFL);
     sigemptyset(&set);
@@ -232,6 +253,7 @@ static const luaL_Reg sys_functions[] = {
     {"isatty", l_isatty},
     {"ignore_write_signals", l_ignore_write_signals},
     {"hold_std_streams", l_hold_std_streams},
+    {"default_stop_signals", l_default_stop_signals},
     {"catch_stop_signals", l_catch_stop_signals},
     {"stop_signal", l_stop_signal},
     {"release_stop_signals", l_release_stop_signals},

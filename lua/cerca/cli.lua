@@ -44,12 +44,13 @@ _M.EXIT = {
   network = 5,      -- network, TLS or timeout
   partial = 6,      -- a batch finished with some failures
   output = 7,       -- the results could not be written (they went to stderr)
-  -- A create or batch cut short by SIGINT (Ctrl-C) or SIGTERM ends by
-  -- that signal once its results are written: the shell sees 128 + its
-  -- number (and a script running it stops too). These are the codes
-  -- should the signal not end the process.
+  -- A create or batch cut short by SIGINT (Ctrl-C), SIGTERM or SIGHUP
+  -- ends by that signal once its results are written: the shell sees
+  -- 128 + its number (and a script running it stops too). These are the
+  -- codes should the signal not end the process.
   interrupted = 130,
   terminated = 143,
+  hung_up = 129,
   internal = 1,     -- a bug in cerca
 }
 
@@ -90,8 +91,8 @@ Exit codes:
   4 other API error   5 network, TLS or timeout   6 batch with some failures
   7 the results could not be written (they were printed on stderr instead)
   1 internal error (a bug in cerca)
-  130, 143 a create or batch cut short by Ctrl-C (SIGINT), by SIGTERM (a create
-  let end keeps its own code)
+  130, 143, 129 a create or batch cut short by Ctrl-C (SIGINT), SIGTERM or
+  SIGHUP (a create let end keeps its own code)
   (deliveries send: 3 the receiver refused the delivery (401, 403), 4 it
   answered another non-2xx)
 
@@ -126,13 +127,13 @@ Batch mode (--fleets-file):
     .. cerca.webhooks.CONCURRENCY.max .. [[ (default ]] .. cerca.webhooks.CONCURRENCY.default .. [[)
   --out FILE             append the results as JSON lines to FILE instead of
                          stdout. FILE holds secrets: it must be a regular file
-                         of yours, not a symbolic link, and is created (or set
-                         to) mode 0600. Each fleet's idempotency key is
+                         of yours, not a symbolic link, that no one else may
+                         read (a new one is created with mode 0600). Each fleet's idempotency key is
                          recorded there before its create is sent: a re-run
                          skips the fleets already created and repeats the
                          others under the same keys, so an interrupted run is
                          resumed without duplicates
-Ctrl-C (or SIGTERM) stops a batch: no create is started after it, those in
+Ctrl-C (or SIGTERM, SIGHUP) stops a batch: no create is started after it, those in
 flight end and are written, and a wait to retry ends with its error; the
 same signal again quits at once. A single create already sent is let end;
 one not yet sent is not sent.
@@ -353,6 +354,9 @@ function _M.main(argv, env)
   -- instead sends them to the rescue on stderr.
   cerca.system.hold_std_streams()
   cerca.system.ignore_write_signals()
+  -- Until every input is read, a signal ends the command (nothing is sent
+  -- or written yet): not the interpreter's "interrupted!" error.
+  cerca.system.default_stop_signals()
   local ui = new_ui(env)
   -- The exit code, and whether a signal cut the work short (see
   -- cerca.cli_create: "stopped", or an error ended by the stop).
@@ -370,14 +374,14 @@ function _M.main(argv, env)
     ui.warn("cerca: internal error: ", (tostring(code):match("^[^\n]*")), "\n")
     code, cut_short = _M.EXIT.internal, false
   end
-  -- Everything is written. A SIGINT or SIGTERM that cut the work short
+  -- Everything is written. A SIGINT, SIGTERM or SIGHUP that cut the work short
   -- now ends the process, as it would have at once, so that a shell
   -- script running cerca stops as well; one that came when nothing was
   -- left to stop leaves the exit code to say how the work ended.
   local signal = cerca.system.release_stop_signals()
   if signal and cut_short then
     cerca.system.exit_by_signal(signal)
-    return signal == 2 and _M.EXIT.interrupted or _M.EXIT.terminated
+    return signal == 2 and _M.EXIT.interrupted or signal == 1 and _M.EXIT.hung_up or _M.EXIT.terminated
   end
   return code
 end

@@ -83,11 +83,23 @@ local function show_subscription(ui, sub, json)
   return "ok"
 end
 
--- The client for the options, or nil and an error.
+-- The client for the options, or nil and an error. Every input is read
+-- by then (the --api-key-file last): from here on SIGINT, SIGTERM and
+-- SIGHUP are caught, so that a signal cannot cut off a create whose
+-- secret is on its way (the first of each is caught; a second one quits
+-- at once). Before, nothing is sent or written, and a signal ends the
+-- process at once, a wait on a FIFO included. `cerca.cli.main` gives the
+-- signals back once the results are written, and ends by the one caught
+-- when it cut the work short (the work returned "stopped", or an error
+-- with `stopped`).
 local function client_of(o, env)
   local opts, err = cli_args.client_options(o, env)
   if not opts then return nil, err end
-  return cerca.new(opts)
+  local client
+  client, err = cerca.new(opts)
+  if not client then return nil, err end
+  cerca.system.catch_stop_signals()
+  return client
 end
 
 -- How to send `name` (a signal caught) again.
@@ -96,7 +108,7 @@ local function again(name)
 end
 
 -- A `stop` for `create_many` over the signal the command caught (see
--- `catching`): it says once, through `on_first(name)`, what happens now,
+-- `client_of`): it says once, through `on_first(name)`, what happens now,
 -- and gives the signal's name as the reason the calls not ended stop.
 local function signal_stop(on_first)
   local seen
@@ -314,7 +326,7 @@ local function batch(ui, o, env)
     end
     if show_progress then progress(ui, done, #items, failed) end
   end
-  -- SIGINT or SIGTERM (caught since `catching` below) stops the batch: no
+  -- SIGINT, SIGTERM or SIGHUP (caught since `client_of`) stops the batch: no
   -- create is started after it, those in flight end and are written.
   local stopped_by
   local stop = signal_stop(function(name)
@@ -374,33 +386,22 @@ local function batch(ui, o, env)
   return failed > 0 and "partial" or "ok"
 end
 
--- Runs `work` with SIGINT and SIGTERM caught from now on, so that Ctrl-C
--- cannot cut off a create whose secret is on its way (the first of each is
--- caught; a second one quits at once). `cerca.cli.main` gives them back
--- once the results are written, and then ends by the signal caught when
--- it cut the work short (`work` returned "stopped", or an error with
--- `stopped`).
-local function catching(work, ...)
-  cerca.system.catch_stop_signals()
-  return work(...)
-end
-
 --- One create, for the one FLEET given; a Ctrl-C lets it end and shows it.
 -- @tparam table ui the output streams (`out`, `say`, `warn`, `color_out`, `tty_err`)
 -- @tparam table o the options (`cerca.cli_args.parse_create`)
 -- @tparam function env reads an environment variable
 function _M.one(ui, o, env)
-  return catching(one, ui, o, env)
+  return one(ui, o, env)
 end
 
 --- A create for each fleet of `--fleets-file`, through `create_many`; the
 -- results as JSON lines on stdout or in the `--out` journal, from which a
--- re-run resumes. SIGINT or SIGTERM stops it between creates.
+-- re-run resumes. SIGINT, SIGTERM or SIGHUP stops it between creates.
 -- @tparam table ui the output streams
 -- @tparam table o the options
 -- @tparam function env reads an environment variable
 function _M.batch(ui, o, env)
-  return catching(batch, ui, o, env)
+  return batch(ui, o, env)
 end
 
 return _M

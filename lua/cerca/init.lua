@@ -133,8 +133,15 @@ system.ignore_write_signals = core.ignore_write_signals
 -- @function system.hold_std_streams
 system.hold_std_streams = core.hold_std_streams
 
+--- For command-line programs (the `cerca` command calls it first): SIGINT,
+-- SIGTERM and SIGHUP get their default action back (the process ends),
+-- unless ignored. The `lua` interpreter turns Ctrl-C into a Lua error
+-- ("interrupted!") that a `pcall` would take for a fault of the program.
+-- @function system.default_stop_signals
+system.default_stop_signals = core.default_stop_signals
+
 --- For command-line programs (the `cerca` command uses it around its
--- creates): from now on SIGINT (Ctrl-C) and SIGTERM only set a flag, which
+-- creates): from now on SIGINT (Ctrl-C), SIGTERM and SIGHUP only set a flag, which
 -- `system.stop_signal` reads, typically from `create_many`'s `stop`. The
 -- first of each is caught; a second one has its default effect (the
 -- process ends at once). A signal ignored when this is called stays
