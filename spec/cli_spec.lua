@@ -109,6 +109,19 @@ describe("the cerca command", function()
       end
     end)
 
+    it("says so, exit 7, when what the other commands print cannot be written", function()
+      for _, args in ipairs { "--version", "webhooks events", "help", "help webhooks", "webhooks --help",
+        "deliveries sign --help", "deliveries sign --data '{}'" } do
+        local out, err, status = run(args .. " >/dev/full", { CERCA_WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" })
+        assert.are.equal(7, status, args .. ": " .. err)
+        assert.are.equal("", out)
+        assert.are.equal("cerca: could not write to stdout (No space left on device)\n", err, args)
+      end
+      local out, err, status = run("webhooks events")
+      assert.are.equal(0, status, err)
+      assert.matches("^agent%.created\n", out)
+    end)
+
     it("rescues the subscription to stderr when stdout is a pipe nobody reads", function()
       local err_file = work .. "/pipe.err"
       local _, status = sh(("(cd %s && %s && env CERCA_API_KEY=%s CERCA_BASE_URL=%s %s webhooks create fleet_1 "

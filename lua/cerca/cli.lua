@@ -204,7 +204,15 @@ local function new_ui(env)
   ui.no_color = (env("NO_COLOR") or "") ~= ""
   ui.color_out = cerca.system.isatty(1) and not ui.no_color
   ui.tty_err = cerca.system.isatty(2)
-  function ui.say(...) ui.out:write(...) end
+  -- What `say` prints is checked (written and flushed): a help, a list of
+  -- events or a signature lost to a full disk or a closed pipe must not
+  -- end with exit 0. The first failure is kept, and `main` reports it.
+  function ui.say(...)
+    if ui.say_failed then return end
+    local ok, why = ui.out:write(...)
+    if ok then ok, why = ui.out:flush() end
+    if not ok then ui.say_failed = why or "write failed" end
+  end
   function ui.warn(...) ui.err:write(...) end
   return ui
 end
@@ -362,6 +370,10 @@ function _M.main(argv, env)
   -- cerca.cli_create: "stopped", or an error ended by the stop).
   local ok, code, cut_short = xpcall(function()
     local outcome, err = dispatch(ui, argv, env)
+    if ui.say_failed and (outcome == "ok" or outcome == "partial") then
+      ui.warn(format("cerca: could not write to stdout (%s)\n", cerca.printable(tostring(ui.say_failed))))
+      outcome = "output"
+    end
     if outcome == "stopped" then return _M.EXIT.interrupted, true end
     if outcome then return _M.EXIT[outcome] or _M.EXIT.internal, false end
     cli_args.read_key_for_messages(argv)
