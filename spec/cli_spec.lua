@@ -112,7 +112,8 @@ describe("the cerca command", function()
     it("says so, exit 7, when what the other commands print cannot be written", function()
       for _, args in ipairs { "--version", "webhooks events", "help", "help webhooks", "webhooks --help",
         "deliveries sign --help", "deliveries sign --data '{}'" } do
-        local out, err, status = run(args .. " >/dev/full", { CERCA_WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" })
+        local out, err, status = run(args .. " >/dev/full",
+          { CERCA_WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" })
         assert.are.equal(7, status, args .. ": " .. err)
         assert.are.equal("", out)
         assert.are.equal("cerca: could not write to stdout (No space left on device)\n", err, args)
