@@ -258,7 +258,10 @@ describe("the cerca command", function()
       assert.are.equal("cerca: 4 created, 0 failed, 0 skipped (already in " .. outfile .. ")\n", err)
       assert.are.equal("600", (sh("stat -c %a " .. q(outfile))):gsub("%s+$", ""))
       local got, pending = {}, 0
-      for _, l in ipairs(lines(read(outfile))) do
+      local records = lines(read(outfile))
+      -- First, what the batch is made with.
+      assert.are.same({ params = { url = "https://example.com/h" } }, cjson.decode(table.remove(records, 1)))
+      for _, l in ipairs(records) do
         local r = cjson.decode(l)
         if r.pending then
           pending = pending + 1
@@ -414,6 +417,47 @@ describe("the cerca command", function()
       assert.matches("/fleets/fleet_a/webhooks", reqs[1].uri, 1, true)
     end)
 
+    it("resumes an --out only with the parameters it was started with (events in any order)", function()
+      write(work .. "/fleets.txt", "fleet_p1\nfleet_p2\n")
+      local outfile = work .. "/params.jsonl"
+      os.remove(outfile)
+      local base = "webhooks create --fleets-file " .. q(work .. "/fleets.txt") .. " --out " .. q(outfile)
+      srv:enqueue { status = 403, body = '{"error":{"message":"fleet locked"}}' }
+      local _, err, status = run(base .. " --url https://example.com/h --event agent.created --event "
+        .. "thread.completed --concurrency 1")
+      assert.are.equal(6, status, err)
+      assert.are.equal(1, #srv:subscriptions())
+      local first = cjson.decode(lines(read(outfile))[1])
+      assert.are.same({ url = "https://example.com/h", events = { "agent.created", "thread.completed" } },
+        first.params)
+      local before = read(outfile)
+      -- Another --url, other events, an --extra: refused, nothing sent or written.
+      for _, other in ipairs { " --url https://example.com/other --event agent.created --event thread.completed",
+        " --url https://example.com/h --event agent.created",
+        " --url https://example.com/h --event agent.created --event thread.completed --extra description='\"x\"'" } do
+        srv:reset()
+        local out
+        out, err, status = run(base .. other)
+        assert.are.equal(2, status, err)
+        assert.are.equal("", out)
+        assert.are.equal("cerca: --out " .. outfile .. " holds a batch started with other parameters (--url "
+          .. "https://example.com/h); a re-run resumes it only with the same --url, --event and --extra: repeat "
+          .. "those, or give a new --out for these\n", err)
+        assert.are.same({}, srv:requests())
+        assert.are.equal(before, read(outfile))
+      end
+      -- The same, events in another order: resumed, the failed fleet under its key.
+      srv:reset()
+      _, err, status = run(base .. " --url https://example.com/h --event thread.completed --event agent.created")
+      assert.are.equal(0, status, err)
+      assert.matches("cerca: 1 created, 0 failed, 1 skipped", err, 1, true)
+      local params_records = 0
+      for _, l in ipairs(lines(read(outfile))) do
+        if cjson.decode(l).params then params_records = params_records + 1 end
+      end
+      assert.are.equal(1, params_records)
+    end)
+
     it("on stdout, a failure's record gives the key it was sent under, and none when nothing was sent", function()
       write(work .. "/fleets.txt", ".\nfleet_b\n")
       srv:enqueue { status = 403, body = '{"error":{"message":"fleet locked"}}' }
@@ -457,9 +501,9 @@ describe("the cerca command", function()
       assert.are.equal(6, status, err)
       assert.are.equal(1, #srv:subscriptions())
       local records = lines(read(outfile))
-      assert.are.equal(2, #records) -- the pending key, then the error
-      local key = cjson.decode(records[1]).idempotency_key
-      assert.are.equal(key, cjson.decode(records[2]).idempotency_key)
+      assert.are.equal(3, #records) -- the params, the pending key, then the error
+      local key = cjson.decode(records[2]).idempotency_key
+      assert.are.equal(key, cjson.decode(records[3]).idempotency_key)
 
       _, err, status = run("webhooks create --fleets-file " .. q(work .. "/fleets.txt")
         .. " --url https://example.com/h --out " .. q(outfile))
@@ -468,7 +512,9 @@ describe("the cerca command", function()
       assert.are.equal(1, #srv:subscriptions())
       local reqs = srv:requests()
       assert.are.equal(key, reqs[#reqs].headers["idempotency-key"])
-      local last = cjson.decode(lines(read(outfile))[4])
+      local written = lines(read(outfile))
+      assert.are.equal(5, #written) -- then the key again, and the subscription
+      local last = cjson.decode(written[5])
       assert.are.equal(srv:subscriptions()[1].secret, last.secret)
     end)
 
@@ -780,7 +826,7 @@ describe("the cerca command", function()
         .. " --url https://example.com/h --out " .. q(outfile))
       assert.are.equal(6, status, err)
       assert.are.equal("", out)
-      local last = cjson.decode(lines(read(outfile))[2])
+      local last = cjson.decode(lines(read(outfile))[3])
       assert.are.equal(raw, last.error.answer)
       assert.are.equal(srv:requests()[1].headers["idempotency-key"], last.idempotency_key)
     end)

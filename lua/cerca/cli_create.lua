@@ -12,6 +12,7 @@ local cli_args = require "cerca.cli_args"
 local type = type
 local ipairs = ipairs
 local tostring = tostring
+local sort = table.sort
 local format = string.format
 local rep = string.rep
 local floor = math.floor
@@ -161,8 +162,28 @@ end
 -- What an --out journal says of earlier runs: the fleets created (a record
 -- with a secret), and the idempotency key each other fleet was sent under;
 -- or nil, nil and a usage error when it cannot be read back.
-local function resumed(journal)
-  local created, keys = {}, {}
+-- The parameters of a batch as its --out records them (the first time the
+-- file is used), and as a re-run's are compared with them: the events in
+-- sorted order, since the order of --event flags does not matter.
+local function run_params(params)
+  local recorded = { url = params.url, extra_body = params.extra_body }
+  if type(params.events) == "table" then
+    recorded.events = {}
+    for i, event in ipairs(params.events) do recorded.events[i] = event end
+    sort(recorded.events, function(a, b) return tostring(a) < tostring(b) end)
+  end
+  return recorded
+end
+
+-- Whether the parameters an --out recorded are this run's: resumed with
+-- another --url, its fleets created for the old one would be skipped, and
+-- the others repeated under keys the API holds for another body.
+local function same_params(recorded, params)
+  return cerca.encode_json(run_params(recorded)) == cerca.encode_json(run_params(params))
+end
+
+local function resumed(journal, params)
+  local created, keys, started_with = {}, {}, nil
   local records, why, kind = journal:records()
   if not records then
     return nil, nil, usage_error("--out " .. why .. (kind == "too_large" and "; give a new --out file, and a "
@@ -181,24 +202,31 @@ local function resumed(journal)
       created[r.fleetId] = true
     elseif type(r.fleet_id) == "string" and type(r.idempotency_key) == "string" then
       keys[r.fleet_id] = keys[r.fleet_id] or r.idempotency_key
+    elseif type(r.params) == "table" and started_with == nil then
+      started_with = r.params
     end
   end
-  return created, keys
+  if started_with and not same_params(started_with, params) then
+    return nil, nil, usage_error(format("--out %s holds a batch started with other parameters (--url %s); a re-run "
+      .. "resumes it only with the same --url, --event and --extra: repeat those, or give a new --out for these",
+      journal.path, cerca.printable(tostring(started_with.url))))
+  end
+  return created, keys, started_with ~= nil
 end
 
 -- Opens --out (see cerca.journal: a private file, append-only) and reads
 -- back what earlier runs recorded there: the journal, the fleets created
 -- and the keys sent under; or nil and a usage error naming the file and
 -- the fix.
-local function open_out(path)
+local function open_out(path, params)
   local journal, why = cerca.journal.open(path)
   if not journal then return nil, usage_error("--out " .. why) end
-  local created, keys, err = resumed(journal)
+  local created, keys, recorded = resumed(journal, params)
   if not created then
     journal:close()
-    return nil, err
+    return nil, recorded
   end
-  return journal, created, keys
+  return journal, created, keys, recorded
 end
 
 local function progress(ui, done, total, failed)
@@ -241,10 +269,10 @@ local function batch(ui, o, env)
 
   -- The --out file is opened and read back before anything is sent: a
   -- refusal is a usage error.
-  local created, keys, journal = {}, {}, nil
+  local created, keys, journal, params_recorded = {}, {}, nil, false
   if o.out then
     local jcreated, jkeys
-    journal, jcreated, jkeys = open_out(o.out)
+    journal, jcreated, jkeys, params_recorded = open_out(o.out, params)
     if not journal then
       client:close()
       return nil, jcreated
@@ -281,6 +309,10 @@ local function batch(ui, o, env)
   -- a duplicate. Without it, each create draws its own key, and a failure's
   -- record gives the key its attempts were sent under.
   local items = {}
+  if journal and not params_recorded and #todo > 0 then
+    -- First, what the batch is made with: a re-run must be made with it too.
+    record { params = run_params(params) }
+  end
   for i, fleet in ipairs(todo) do
     items[i] = { fleet_id = fleet, params = params }
     if o.out then
