@@ -260,6 +260,20 @@ describe("security", function()
       assert_nowhere(key, err)
     end)
 
+    it("too short to be a credential, is not searched for: the secret and the answer reach the caller whole",
+      function()
+        local short = helpers.start_server { api_key = "Mf", tls = false }
+        local body = subscription_body()
+        short:enqueue { status = 201, body = body, headers = { ["X-Request-Id"] = "req_Mf" } }
+        local c = helpers.client(short)
+        local sub, err, res = c.webhooks.create("fleet_1", { url = URL })
+        c:close()
+        short:stop()
+        assert.is_table(sub, tostring(err))
+        assert.are.equal(SECRET, sub.secret)
+        assert.are.equal("req_Mf", res.request_id)
+      end)
+
     it("given in the wrong argument, is not repeated by the refusal", function()
       local refusals = {}
       local _, err = cerca.new { api_key = KEY, base_url = srv.http_url, log_level = KEY }

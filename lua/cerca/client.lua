@@ -159,7 +159,7 @@ function Client.__tostring(client)
 end
 
 -- A key shorter than this is no credential (the API refuses it), and
--- removing it from a refusal would garble the message's words.
+-- removing it from a refusal or an answer would garble their words.
 local MIN_KEY_REMOVED = 8
 
 -- The secrets to remove from a refusal (a refused argument, which its
@@ -227,7 +227,10 @@ function _M.new(opts)
       .. "or false to run calls in the worker itself (got %s)", validate.describe(pool)))
   end
 
-  local secrets = redact.list(api_key)
+  -- A key too short to be a credential is not searched for in answers:
+  -- removing "ab" from every text would garble them, the subscription's
+  -- secret included, which must reach the caller whole.
+  local secrets = redact.list(#api_key >= MIN_KEY_REMOVED and api_key or nil)
   local ua = _M.user_agent()
   local rt = runtime.new { ca_file = ca_file, user_agent = ua, thread_pool = pool }
   local client = setmetatable({
