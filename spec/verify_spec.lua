@@ -276,6 +276,21 @@ describe("webhooks.verify", function()
       assert(cerca.webhooks.verify(BODY, sign_at("msg_1", TS, BODY), SECRET, opts))
     end)
 
+    it("keeps an id claimed again after its window the longest: the oldest claim is forgotten first", function()
+      local guard = assert(cerca.webhooks.replay_guard { size = 2 })
+      local first = { now = TS, replay = guard }
+      assert(cerca.webhooks.verify(BODY, sign_at("msg_a", TS, BODY), SECRET, first))
+      assert(cerca.webhooks.verify(BODY, sign_at("msg_b", TS, BODY), SECRET, first))
+      -- msg_a's window is over: a new delivery under its id passes, and is
+      -- the newest claim; msg_c then pushes out msg_b, not msg_a.
+      local later_ts = TS + 301 -- past the default tolerance, 300 s
+      local later = { now = later_ts, replay = guard }
+      assert(cerca.webhooks.verify(BODY, sign_at("msg_a", later_ts, BODY), SECRET, later))
+      assert(cerca.webhooks.verify(BODY, sign_at("msg_c", later_ts, BODY), SECRET, later))
+      refused("replayed", nil, BODY, sign_at("msg_a", later_ts, BODY), SECRET, later)
+      refused("replayed", nil, BODY, sign_at("msg_c", later_ts, BODY), SECRET, later)
+    end)
+
     it("refuses what is not a guard, and bad guard options, naming the field", function()
       local err = refused("invalid_request", nil, BODY, headers(), SECRET, { now = TS, replay = {} })
       assert.are.equal("opts.replay", err.field)

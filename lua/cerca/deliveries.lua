@@ -60,17 +60,19 @@ function Guard:claim(id, expires, now)
     if why == "exists" then return false end
     return nil, "the replay guard's shared dict refused the id: " .. tostring(why)
   end
-  local seen = self.seen
+  local seen, slot = self.seen, self.slot
   local at = seen[id]
   if at and at > now then return false end
-  if not at then
-    -- Bounded: past `size` ids, the oldest claimed is forgotten first.
-    local ring, head = self.ring, self.head
-    local old = ring[head]
-    if old ~= nil then seen[old] = nil end
-    ring[head] = id
-    self.head = head % self.size + 1
-  end
+  -- Bounded: past `size` claims, the oldest is forgotten first. An id
+  -- claimed again (its window over) takes the newest place: the place it
+  -- held before no longer counts, and forgetting it there would let a
+  -- replay of the new claim through.
+  local ring, head = self.ring, self.head
+  local old = ring[head]
+  if old ~= nil and slot[old] == head then seen[old], slot[old] = nil, nil end
+  ring[head] = id
+  slot[id] = head
+  self.head = head % self.size + 1
   seen[id] = expires
   return true
 end
@@ -102,7 +104,8 @@ function _M.replay_guard(opts)
     end
     return setmetatable({ dict = dict }, Guard)
   end
-  return setmetatable({ size = opts.size or _M.DEFAULT_GUARD_SIZE, seen = {}, ring = {}, head = 1 }, Guard)
+  return setmetatable({ size = opts.size or _M.DEFAULT_GUARD_SIZE, seen = {}, slot = {}, ring = {}, head = 1 },
+    Guard)
 end
 
 local VERIFY_OPTIONS = { "tolerance", "now", "max_body", "replay" }
