@@ -299,6 +299,17 @@ describe("security", function()
       assert.are.equal(0, #srv:requests())
     end)
 
+    it("is removed from every text an error carries, the field a refusal names included", function()
+      local errors, redact = require "cerca.errors", require "cerca.redact"
+      local err = errors.new("invalid_request", "bad " .. KEY, { field = "params.extra_body." .. KEY,
+        request_id = "req_" .. KEY, hint = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", body = "raw " .. KEY })
+      errors.scrub(err, redact.list(KEY))
+      assert.are.equal("params.extra_body.[redacted]", err.field)
+      assert.are.equal("whsec_[redacted]", err.hint)
+      assert.are.equal("raw [redacted]", err.body)
+      assert_nowhere(KEY:sub(1, 8), err, { tostring(err), cerca.pretty(err) })
+    end)
+
     it("given in the wrong argument, is not repeated even cut short, nor by request, prepare or the env", function()
       -- Over the 40 bytes a refused value is quoted in full: cut to 37 and "...".
       local long = "sk_live_" .. string.rep("A1b2C3d4", 6)

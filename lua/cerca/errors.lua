@@ -83,14 +83,17 @@ function _M.new(kind, message, fields)
 end
 
 --- Removes secrets from every string an error carries: known ones
--- (`cerca.redact.list`) everywhere, and recognisable ones (`whsec_`
--- tokens, ...) from the message and the request id. The raw body keeps an
+-- (`cerca.redact.list`) and recognisable ones (`whsec_` tokens, ...) from
+-- each text, known ones from the raw body. The raw body keeps an
 -- answer's secret: it is how a create that cannot be read is recovered.
 -- Used on every error that may hold what a server sent.
 -- @treturn table the error
 function _M.scrub(err, secrets)
-  err.message = redact.text(err.message, secrets)
-  if type(err.request_id) == "string" then err.request_id = redact.text(err.request_id, secrets) end
+  -- Every text the error carries (the message, the request id, the field
+  -- a refusal names, which may quote a table's key), not a list of them.
+  for k, v in pairs(err) do
+    if type(v) == "string" and k ~= "body" then err[k] = redact.text(v, secrets) end
+  end
   if type(err.body) == "string" then err.body = redact.known(err.body, secrets) end
   -- Header values are raw text: the key may stand there escaped.
   if type(err.headers) == "table" then redact.fields(err.headers, secrets) end
