@@ -128,6 +128,25 @@ describe("logging", function()
       .. "request_id=req_%x+\n$", out)
   end)
 
+  it("escapes what a server sent: one line per event, no control character reaches the sink", function()
+    srv:enqueue { status = 400, body = '{"error":{"message":"bad"}}\r\ncerca: POST /forged status=201\n\27[2J',
+      headers = { ["X-Request-Id"] = "req_1\27]0;pwned\7" } }
+    local client, lines = logged_client("debug", { max_retries = 0 })
+    assert.is_nil((client.webhooks.create("fleet_1", { url = URL })))
+    client:close()
+    assert.is_true(#lines > 0)
+    local seen_body = false
+    for _, l in ipairs(lines) do
+      assert.is_nil(l[2]:find("[%c\127]"), l[2])
+      if l[2]:find("cerca: POST /forged", 1, true) then
+        seen_body = true
+        -- The forged line stays inside the body's line, escaped.
+        assert.matches("\\x0d\\x0acerca: POST /forged status=201\\x0a\\x1b[2J", l[2], 1, true)
+      end
+    end
+    assert.is_true(seen_body)
+  end)
+
   it("refuses an unknown level", function()
     local c, err = cerca.new { api_key = "k", log_level = "verbose" }
     assert.is_nil(c)

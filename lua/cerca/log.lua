@@ -6,9 +6,12 @@
 -- plain Lua, `ngx.log` inside nginx). Every line passes through `cerca.redact`
 -- first: the API key however it is written, the `Authorization` value,
 -- `secret` values in JSON and whole `whsec_` tokens never reach a sink.
+-- Each line is then escaped (`cerca.printable`): one line, no control
+-- characters, whatever a server sent.
 -- @module cerca.log
 
 local redact = require "cerca.redact"
+local core = require "cerca.core"
 
 local type = type
 local format = string.format
@@ -61,7 +64,9 @@ function _M.new(level, sink, secrets, callers_sink)
     enabled = function(self, name) return _M.LEVELS[name] >= self.level end,
     write = function(self, name, line)
       if _M.LEVELS[name] < self.level then return end
-      line = redact.text("cerca: " .. line, secrets)
+      -- Redacted, then escaped: a server's bytes (a request id, a body)
+      -- cannot drive a terminal or start a forged line (CR, LF, ESC).
+      line = core.printable(redact.text("cerca: " .. line, secrets))
       -- A logger that fails must not turn a successful create into a loss.
       pcall(sink, name, line)
     end,
