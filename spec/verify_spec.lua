@@ -291,6 +291,11 @@ describe("webhooks.verify", function()
       refused("replayed", nil, BODY, sign_at("msg_c", later_ts, BODY), SECRET, later)
     end)
 
+    it("does not repeat the secret given as the name of an option", function()
+      local err = refused("invalid_request", nil, BODY, headers(), SECRET, { now = TS, [SECRET] = 1 })
+      assert.are.equal('opts: unknown key "[redacted]"', err.message)
+    end)
+
     it("refuses what is not a guard, and bad guard options, naming the field", function()
       local err = refused("invalid_request", nil, BODY, headers(), SECRET, { now = TS, replay = {} })
       assert.are.equal("opts.replay", err.field)

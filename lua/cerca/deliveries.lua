@@ -13,6 +13,7 @@
 local core = require "cerca.core"
 local errors = require "cerca.errors"
 local validate = require "cerca.validate"
+local redact = require "cerca.redact"
 
 local type = type
 local tostring = tostring
@@ -217,7 +218,12 @@ end
 function _M.verify(raw_body, headers, secret, opts)
   local why, field
   opts, why, field = verify_options(opts)
-  if not opts then return fail("invalid_request", why, field) end
+  if not opts then
+    -- The message may quote an option's name: should the secret have been
+    -- given as one, it is not repeated.
+    if type(secret) == "string" and #secret >= 8 then why = redact.text(why, redact.list(secret)) end
+    return fail("invalid_request", why, field)
+  end
   local max_body = opts.max_body or _M.DEFAULT_MAX_BODY
   if type(raw_body) ~= "string" then
     return fail("invalid_payload", "the body must be the raw request body, a string")
