@@ -583,6 +583,23 @@ describe("the cerca command", function()
       assert(ready(), "timed out waiting for " .. what)
     end
 
+    -- A batch of `n` fleets to --out, two in flight and each create 2 s
+    -- long, sent `signal` once a first wave is created. Returns its stderr,
+    -- how it ended and its --out file.
+    local function interrupted_batch(name, n, signal)
+      local fleets = {}
+      for i = 1, n do fleets[i] = "fleet_" .. name .. "_" .. i end
+      write(work .. "/fleets.txt", table.concat(fleets, "\n") .. "\n")
+      for _ = 1, n do srv:enqueue { action = "pass", delay = 2 } end
+      local outfile = work .. "/" .. name .. ".jsonl"
+      local pid, ended = start("webhooks create --fleets-file " .. q(work .. "/fleets.txt")
+        .. " --url https://example.com/h --concurrency 2 --out " .. q(outfile))
+      wait_for("a first wave", function() return #srv:subscriptions() >= 2 end)
+      sh("kill -" .. signal .. " " .. pid)
+      local _, err, status = ended()
+      return err, status, outfile
+    end
+
     it("with stdout failing, puts each secret on stderr as it comes: a second Ctrl-C loses none already made",
       function()
       local fleets = {}
@@ -614,16 +631,7 @@ describe("the cerca command", function()
       function()
       -- Uninterrupted, the batch would take 12 s (six waves of two creates,
       -- 2 s each): the signal lands in it however slow the machine is.
-      local fleets = {}
-      for i = 1, 12 do fleets[i] = "fleet_int_" .. i end
-      write(work .. "/fleets.txt", table.concat(fleets, "\n") .. "\n")
-      for _ = 1, 12 do srv:enqueue { action = "pass", delay = 2 } end
-      local outfile = work .. "/int.jsonl"
-      local pid, ended = start("webhooks create --fleets-file " .. q(work .. "/fleets.txt")
-        .. " --url https://example.com/h --concurrency 2 --out " .. q(outfile))
-      wait_for("a first wave", function() return #srv:subscriptions() >= 2 end)
-      sh("kill -INT " .. pid)
-      local _, err, status = ended()
+      local err, status, outfile = interrupted_batch("int", 12, "INT")
       -- Ended by the signal, once everything was written.
       assert.are.equal("signal 2", status, err)
       assert.matches("cerca: SIGINT: stopping; the creates in flight end and are written (Ctrl-C again quits at "
@@ -705,16 +713,7 @@ describe("the cerca command", function()
     end)
 
     it("stops a batch at SIGHUP (its terminal closed) as at Ctrl-C, and ends by it once all is written", function()
-      local fleets = {}
-      for i = 1, 8 do fleets[i] = "fleet_hup_" .. i end
-      write(work .. "/fleets.txt", table.concat(fleets, "\n") .. "\n")
-      for _ = 1, 8 do srv:enqueue { action = "pass", delay = 2 } end
-      local outfile = work .. "/hup.jsonl"
-      local pid, ended = start("webhooks create --fleets-file " .. q(work .. "/fleets.txt")
-        .. " --url https://example.com/h --concurrency 2 --out " .. q(outfile))
-      wait_for("a first wave", function() return #srv:subscriptions() >= 2 end)
-      sh("kill -HUP " .. pid)
-      local _, err, status = ended()
+      local err, status, outfile = interrupted_batch("hup", 8, "HUP")
       assert.are.equal("signal 1", status, err)
       assert.matches("cerca: SIGHUP: stopping; the creates in flight end and are written (SIGHUP again quits at "
         .. "once, and a re-run with the same --out repeats them under their keys)\n", err, 1, true)
