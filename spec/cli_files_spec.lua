@@ -50,6 +50,17 @@ describe("the cerca command's files", function()
     return q(path)
   end
 
+  -- A batch over `fleets` (the fleets file's text) that succeeds, to a new
+  -- --out file `name` in the work folder; returns its path.
+  local function batch_to_new_out(name, fleets)
+    local outfile = work .. "/" .. name
+    os.remove(outfile)
+    local _, err, status = run("webhooks create --fleets-file " .. fleets_file(fleets)
+      .. " --url https://example.com/h --out " .. q(outfile))
+    assert.are.equal(0, status, err)
+    return outfile
+  end
+
   -- A batch create that must be refused with exactly `message`, exit 2,
   -- nothing on stdout and nothing sent.
   local function refused(out_arg, message)
@@ -174,12 +185,9 @@ describe("the cerca command's files", function()
 
     it("refuses an existing file of ours that others may read, before anything is sent; a private one resumes",
       function()
-        local outfile = work .. "/loose.jsonl"
-        os.remove(outfile)
-        local _, err, status = run("webhooks create --fleets-file " .. fleets_file("fleet_a\n")
-          .. " --url https://example.com/h --out " .. q(outfile))
-        assert.are.equal(0, status, err)
+        local outfile = batch_to_new_out("loose.jsonl", "fleet_a\n")
         local first_run = read(outfile)
+        local _, err, status
         sh("chmod 644 " .. q(outfile))
         srv:reset()
         refused(q(outfile), "--out " .. outfile .. " can be read or written by others (mode 0644), and one of them "
@@ -231,17 +239,13 @@ describe("the cerca command's files", function()
 
     it("refuses an --out file given as --fleets-file (and the other way round): nothing sent, no secret shown",
       function()
-        local outfile = work .. "/swap-out.jsonl"
-        os.remove(outfile)
-        local _, err, status = run("webhooks create --fleets-file " .. fleets_file("fleet_a\nfleet_b\n")
-          .. " --url https://example.com/h --out " .. q(outfile))
-        assert.are.equal(0, status, err)
+        local outfile = batch_to_new_out("swap-out.jsonl", "fleet_a\nfleet_b\n")
         local journal_text = read(outfile)
         local secret = srv:subscriptions()[1].secret
         srv:reset()
         -- The journal as the fleets file: its first line is a key record,
         -- its third a subscription with its secret.
-        local out
+        local out, err, status
         out, err, status = run("webhooks create --fleets-file " .. q(outfile) .. " --url https://example.com/h")
         assert.are.equal(2, status, err)
         assert.are.equal("", out)
