@@ -549,11 +549,12 @@ describe("security", function()
         { method = "", url = srv.http_url .. "/x" },
         { method = "GET", url = srv.http_url .. "/x\r\nX: 1" },
         { method = "GET", url = srv.http_url .. "/x y" },
-        { method = "GET", url = srv.http_url .. "/\200" },
+        { method = "GET", url = srv.http_url .. "/x\0/y" },
+        { method = "GET", url = srv.http_url .. "/x\ty" },
       } do
         local ok, why = pcall(s.request, s, rq)
         assert.is_false(ok)
-        assert.matches("field '[a-z]+' must be", tostring(why))
+        assert.matches("field '[a-z]+' must ", tostring(why))
       end
       s:close()
       assert.are.same({}, srv:requests())

@@ -8,6 +8,11 @@
  *                                    passes when allow_tab is true)
  *        | "utf8"                  not well-formed UTF-8 (overlong,
  *                                    surrogate, beyond U+10FFFF, cut short)
+ *   core.path_problem(s) -> nil | position, kind: what a request path
+ *       below base_url may not be: "start" (no leading "/"), "char" (a byte
+ *       outside RFC 3986 pchar, "/" and "?"), "percent" (a "%" without two
+ *       hex digits) or "dot" (a "." or ".." segment before any "?", its
+ *       dots plain or written %2E)
  *   core.printable(s [, json]) -> s safe to print on a terminal: C0
  *       controls, DEL, C1 controls, the bidirectional overrides and
  *       isolates, and bytes that are not UTF-8 written as escapes: `\xNN`
@@ -87,6 +92,67 @@ static int l_text_problem(lua_State *L)
     if (!utf8_ok) {
         lua_pushliteral(L, "utf8");
         return 1;
+    }
+    lua_pushnil(L);
+    return 1;
+}
+
+/* A byte a request path (or its query) may hold as it is: RFC 3986
+ * pchar, "/" and "?"; "%" is checked apart, for its two hex digits. */
+static int path_byte(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return 1;
+    return c != 0 && memchr("-._~!$&'()*+,;=:@/?%", c, 20) != NULL;
+}
+
+static int hex_digit(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* Bytes at s[i] that write one dot: "." or "%2E" (either case); 0 if none. */
+static size_t dot_at(const unsigned char *s, size_t n, size_t i)
+{
+    if (i < n && s[i] == '.')
+        return 1;
+    if (i + 2 < n && s[i] == '%' && s[i + 1] == '2' && (s[i + 2] == 'e' || s[i + 2] == 'E'))
+        return 3;
+    return 0;
+}
+
+static int path_found(lua_State *L, size_t i, const char *kind)
+{
+    lua_pushinteger(L, (lua_Integer)i + 1);
+    lua_pushstring(L, kind);
+    return 2;
+}
+
+static int l_path_problem(lua_State *L)
+{
+    size_t n, i;
+    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
+    int in_query = 0;
+    if (n == 0 || s[0] != '/')
+        return path_found(L, 0, "start");
+    for (i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (!path_byte(c))
+            return path_found(L, i, "char");
+        if (c == '%' && !(i + 2 < n && hex_digit(s[i + 1]) && hex_digit(s[i + 2])))
+            return path_found(L, i, "percent");
+        if (c == '?')
+            in_query = 1;
+        if (c == '/' && !in_query) {
+            /* A segment of one or two dots, written plainly or as %2E. */
+            size_t j = i + 1, d, dots = 0;
+            while (dots < 3 && (d = dot_at(s, n, j)) != 0) {
+                j += d;
+                dots++;
+            }
+            if ((dots == 1 || dots == 2) && (j == n || s[j] == '/' || s[j] == '?'))
+                return path_found(L, i + 1, "dot");
+        }
     }
     lua_pushnil(L);
     return 1;
@@ -306,6 +372,7 @@ static const luaL_Reg text_functions[] = {
     {"count", l_count},
     {"occurrences", l_occurrences},
     {"text_problem", l_text_problem},
+    {"path_problem", l_path_problem},
     {"percent_encode", l_percent_encode},
     {"printable", l_printable},
     {NULL, NULL},

@@ -71,6 +71,9 @@ local function check_options(options)
     or validate.idempotency_key(options.idempotency_key, "options.idempotency_key")
 end
 
+-- The method and path of the last call that passed their checks.
+local last_method, last_path
+
 local function refused(kind, message, field)
   return nil, errors.new(kind, message, { field = field, attempts = 0 })
 end
@@ -85,9 +88,14 @@ end
 -- @treturn[opt] table the error (nothing was sent)
 function _M.call(profile, method, path, body, options, into, options_copied)
   -- The path is joined to base_url as it is, and the method goes on the
-  -- request line: both are checked before anything else is read.
-  local bad = validate.http_method(method, "method") or validate.request_path(path, "path")
-  if bad then return refused("invalid_request", bad.message, bad.field) end
+  -- request line: both are checked before anything else is read (a loop
+  -- or a batch sends the pair it sent last: two comparisons then).
+  local bad
+  if path ~= last_path or method ~= last_method then
+    bad = validate.http_method(method, "method") or validate.request_path(path, "path")
+    if bad then return refused("invalid_request", bad.message, bad.field) end
+    last_method, last_path = method, path
+  end
   if options ~= nil then
     if not options_copied then
       -- Read once: what is checked is what is sent.
