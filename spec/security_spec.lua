@@ -301,6 +301,10 @@ describe("security", function()
 
     it("is removed from every text an error carries, the field a refusal names included", function()
       local errors, redact = require "cerca.errors", require "cerca.redact"
+      local kept = errors.new("invalid_response", "m", { idempotency_key = "order-42-whsec_retry" })
+      errors.scrub(kept, redact.list(KEY))
+      -- The key to repeat the call with is used as it is, never rewritten.
+      assert.are.equal("order-42-whsec_retry", kept.idempotency_key)
       local err = errors.new("invalid_request", "bad " .. KEY, { field = "params.extra_body." .. KEY,
         request_id = "req_" .. KEY, hint = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", body = "raw " .. KEY })
       errors.scrub(err, redact.list(KEY))
@@ -491,6 +495,7 @@ describe("security", function()
         "fleets/f/webhooks", "", "?x=1", "#/fleets", "/fleets#frag", "/fleets\r\nX-Injected: 1",
         "/fleets x", "/fleets\0/x", "/fleets/\195\169", "/a\\b", "/a%zz", "/a%2", "/a{b}", "/a|b",
         "/..", "/../admin", "/fleets/../admin", "/fleets/./x", "/%2e%2e/admin", "/%2E./x", "/.%2e",
+        "/..%2fadmin", "/x%2F..%2F..%2Fadmin", "/%2e%2e%2f", "/fleets/..%5Cadmin", "/fleets/..%5c",
         "/x/" .. ("a"):rep(9000),
       }
       local bad_methods = { "Post", "post", "POST\r\nX-Injected: 1", "PO ST", "", "GET /admin HTTP/1.1",
@@ -525,6 +530,24 @@ describe("security", function()
       assert.are.equal('method must be upper case: pass "POST" (got "Post")', refused[#bad_paths * 2 + 1])
       assert.matches('^method must be an HTTP method in upper case, e.g. "POST"', refused[#bad_paths * 2 + 3])
       for _, message in ipairs(refused) do assert.is_nil(message:find(KEY, 1, true)) end
+    end)
+
+    it("refuses a fleet id that steps out of the API's path once a server decodes %2F, and nil, nil", function()
+      for _, id in ipairs { "../../admin", "a/../b", "..\\x", "x/.", "./y" } do
+        local sub, err = client.webhooks.create(id, { url = URL })
+        assert.is_nil(sub)
+        assert.are.equal("invalid_request", err.type, id)
+        assert.are.equal("fleet_id", err.field, id)
+      end
+      local r, err = client:prepare(nil, nil)
+      assert.is_nil(r)
+      assert.are.equal("invalid_request", err.type)
+      assert.are.equal("method", err.field)
+      r, err = client:request("HEAD", "/x")
+      assert.is_nil(r)
+      assert.are.equal("method", err.field)
+      assert.matches("use GET", err.message, 1, true)
+      assert.are.same({}, srv:requests())
     end)
 
     it("sends what a path may hold (query, sub-delims, percent-encoded bytes, dots inside segments) to base_url",

@@ -121,6 +121,19 @@ static size_t dot_at(const unsigned char *s, size_t n, size_t i)
     return 0;
 }
 
+/* Bytes at s[i] that a server may read as a segment's end: "/", "\\", or
+ * either written %2F or %5C (many servers decode them before they resolve
+ * dot segments); 0 if none. */
+static size_t separator_at(const unsigned char *s, size_t n, size_t i)
+{
+    if (i < n && (s[i] == '/' || s[i] == '\\'))
+        return 1;
+    if (i + 2 < n && s[i] == '%' && ((s[i + 1] == '2' && (s[i + 2] == 'f' || s[i + 2] == 'F'))
+                                     || (s[i + 1] == '5' && (s[i + 2] == 'c' || s[i + 2] == 'C'))))
+        return 3;
+    return 0;
+}
+
 static int path_found(lua_State *L, size_t i, const char *kind)
 {
     lua_pushinteger(L, (lua_Integer)i + 1);
@@ -143,14 +156,15 @@ static int l_path_problem(lua_State *L)
             return path_found(L, i, "percent");
         if (c == '?')
             in_query = 1;
-        if (c == '/' && !in_query) {
-            /* A segment of one or two dots, written plainly or as %2E. */
-            size_t j = i + 1, d, dots = 0;
+        if (!in_query && separator_at(s, n, i) != 0) {
+            /* A segment of one or two dots, written plainly or as %2E, that
+             * ends where a server may read its end. */
+            size_t j = i + separator_at(s, n, i), d, dots = 0;
             while (dots < 3 && (d = dot_at(s, n, j)) != 0) {
                 j += d;
                 dots++;
             }
-            if ((dots == 1 || dots == 2) && (j == n || s[j] == '/' || s[j] == '?'))
+            if ((dots == 1 || dots == 2) && (j == n || s[j] == '?' || separator_at(s, n, j) != 0))
                 return path_found(L, i + 1, "dot");
         }
     }

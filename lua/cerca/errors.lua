@@ -88,11 +88,16 @@ end
 -- answer's secret: it is how a create that cannot be read is recovered.
 -- Used on every error that may hold what a server sent.
 -- @treturn table the error
+-- Values used as they are, never rewritten: the raw body (how a create is
+-- recovered; scrubbed of known secrets only, below) and the key to repeat
+-- the call with (rewritten, a repeat would make a duplicate).
+local EXACT = { body = true, idempotency_key = true }
+
 function _M.scrub(err, secrets)
   -- Every text the error carries (the message, the request id, the field
   -- a refusal names, which may quote a table's key), not a list of them.
   for k, v in pairs(err) do
-    if type(v) == "string" and k ~= "body" then err[k] = redact.text(v, secrets) end
+    if type(v) == "string" and not EXACT[k] then err[k] = redact.text(v, secrets) end
   end
   if type(err.body) == "string" then err.body = redact.known(err.body, secrets) end
   -- Header values are raw text: the key may stand there escaped.

@@ -71,8 +71,10 @@ local function check_options(options)
     or validate.idempotency_key(options.idempotency_key, "options.idempotency_key")
 end
 
--- The method and path of the last call that passed their checks.
-local last_method, last_path
+-- The method and path of the last call that passed their checks (at
+-- first a value no argument equals: nil must be checked too).
+local NONE = {}
+local last_method, last_path = NONE, NONE
 
 local function refused(kind, message, field)
   return nil, errors.new(kind, message, { field = field, attempts = 0 })

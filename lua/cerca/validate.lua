@@ -295,8 +295,12 @@ local MAX_METHOD_BYTES = 20
 --- Checks an HTTP method: upper-case letters only.
 function _M.http_method(v, field)
   if v == "POST" or v == "GET" then return nil end
+  if v == "HEAD" then
+    -- An answer without a body: the transport would wait for one.
+    return problem(field, "%s HEAD is not supported: its answer has no body to read; use GET", field)
+  end
   if type(v) == "string" and #v <= MAX_METHOD_BYTES then
-    if find(v, "^%u+$") then return nil end
+    if find(v, "^[A-Z]+$") then return nil end
     if find(v, "^%a+$") then
       return problem(field, "%s must be upper case: pass %q (got %s)", field, upper(v), describe(v))
     end

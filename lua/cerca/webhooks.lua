@@ -21,6 +21,7 @@ local strsub = string.sub
 local match = string.match
 local byte = string.byte
 local find = string.find
+local gsub = string.gsub
 local setmetatable = setmetatable
 local rawget = rawget
 local pcall = pcall
@@ -170,6 +171,12 @@ function _M.check(fleet_id, params)
       -- Even percent-encoded, URL handling reads these as path steps.
       return invalid("fleet_id", format('fleet_id cannot be "%s", which a URL reads as a path step; '
         .. "pass the fleet's id", fleet_id))
+    end
+    if find("/" .. gsub(fleet_id, "\\", "/") .. "/", "/%.%.?/") then
+      -- Many servers decode %2F before they resolve "..": "../admin"
+      -- would step out of the API's path.
+      return invalid("fleet_id", 'fleet_id holds a "." or ".." step between "/" or "\\", which a server may '
+        .. "read as a path step out of the API's path; pass the fleet's id")
     end
     remember_path(fleet_id)
   end
