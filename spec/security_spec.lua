@@ -208,6 +208,16 @@ describe("security", function()
       end
     end)
 
+    it("leaves a field that only ends in the key's first bytes as the server wrote it", function()
+      -- A decoded string is whole: a start of the key where it ends, or
+      -- before "...", is the server's own text, not a cut secret.
+      local fields = { url = "https://example.com/hooks/desk_l", description = "100% of keys look like sk_li...",
+        tag = "a\\b sk_li" }
+      srv:enqueue { status = 201, body = subscription_body(fields) }
+      local sub = assert(client.webhooks.create("fleet_1", { url = URL }))
+      for name, text in pairs(fields) do assert.are.equal(text, sub[name]) end
+    end)
+
     it("echoed in a field nested as deep as the decoder accepts, and printed as JSON", function()
       -- The walk that removes it reaches every level an answer may have.
       for _, depth in ipairs { 70, core.MAX_DECODE_DEPTH - 1 } do
@@ -429,6 +439,28 @@ describe("security", function()
         assert_nowhere(SECRET:sub(7), { shown })
         assert_nowhere(percent:sub(7), { shown })
       end
+    end)
+
+    it("in another field escaped as text, in an answer without a percent sign", function()
+      -- The field's decoded text is the secret JSON-escaped (each "/" as
+      -- "\\/", or a byte as "\\u00XX"): the raw answer writes it nowhere
+      -- as it is, yet printing it would show the secret.
+      local secret = "whsec_Mf/Q9r8GKYqr/wjUPD8ILPZIo2LaLaSw"
+      for _, written in ipairs { (secret:gsub("/", "\\/")), "\\u0077" .. secret:sub(2) } do
+        srv:enqueue { status = 201, body = subscription_body { secret = secret, note = "s=" .. written } }
+        local sub = assert(client.webhooks.create("fleet_1", { url = URL }))
+        assert.are.equal(secret, sub.secret)
+        assert.are.equal("s=[redacted]", sub.note)
+        for _, shown in ipairs { tostring(sub), cerca.pretty(sub) } do assert_nowhere("Q9r8GKYqr", { shown }) end
+      end
+    end)
+
+    it("leaves a field that only ends in the secret's first bytes as the server wrote it", function()
+      local fields = { tag = "nowhse", description = "50% off, see whsec_MfK..." }
+      srv:enqueue { status = 201, body = subscription_body(fields) }
+      local sub = assert(client.webhooks.create("fleet_1", { url = URL }))
+      assert.are.equal(SECRET, sub.secret)
+      for name, text in pairs(fields) do assert.are.equal(text, sub[name]) end
     end)
 
     it("in another field nested as deep as the decoder accepts", function()

@@ -11,7 +11,9 @@
 --   not stop the match).
 --
 -- `text` is for text that people read (log lines, messages); `value` walks
--- a decoded answer and removes known values from its strings.
+-- a decoded answer and removes known values, whole, from its strings (a
+-- decoded string is never cut short: a start of a secret at its end is
+-- the server's own text).
 -- @module cerca.redact
 
 local type = type
@@ -47,26 +49,26 @@ local DOT = 46
 local MIN_PART = 4
 
 -- Length of `secret` written at position i of `text`, each of its bytes as
--- is, as a JSON escape or percent-encoded; or of the first MIN_PART bytes
--- or more of it where the text ends or "..." cuts it; nil when it is not
--- there. (`j` and `k0`: where the text and the secret are read from, when
--- a match is tried on from the middle.)
-local function match_at(text, i, secret, j, k0)
+-- is, as a JSON escape or percent-encoded; or, unless `whole`, of the first
+-- MIN_PART bytes or more of it where the text ends or "..." cuts it; nil
+-- when it is not there. (`j` and `k0`: where the text and the secret are
+-- read from, when a match is tried on from the middle.)
+local function match_at(text, i, secret, whole, j, k0)
   j = j or i
   for k = k0 or 1, #secret do
     local c, t = byte(secret, k), byte(text, j)
     if t == nil then
-      if k > MIN_PART then return j - i end
+      if k > MIN_PART and not whole then return j - i end
       return nil
-    elseif t == DOT and k > MIN_PART and sub(text, j, j + 2) == "..." then
+    elseif t == DOT and k > MIN_PART and not whole and sub(text, j, j + 2) == "..." then
       -- Cut there (as `validate.describe` cuts), unless the secret goes on
       -- with these dots.
-      return c == DOT and match_at(text, i, secret, j + 1, k + 1) or j - i
+      return c == DOT and match_at(text, i, secret, whole, j + 1, k + 1) or j - i
     elseif t == c then
       if c == BACKSLASH and byte(text, j + 1) == BACKSLASH then
         -- "\\" writes the secret's backslash escaped, or is two of its own:
         -- the escape is tried first.
-        local len = match_at(text, i, secret, j + 2, k + 1)
+        local len = match_at(text, i, secret, whole, j + 2, k + 1)
         if len then return len end
       end
       j = j + 1
@@ -131,8 +133,8 @@ local function cut_spans(s, secret, spans)
 end
 
 -- Adds to `spans` the {from, to} of every place `secret` is written in `s`,
--- and of its start where `s` ends (a text cut short).
-local function secret_spans(s, secret, spans)
+-- and, unless `whole`, of its start where `s` is cut short.
+local function secret_spans(s, secret, spans, whole)
   local first = byte(secret, 1)
   if not find(s, "[\\%%]") then
     -- Plain text holds no escape: a plain search finds every occurrence.
@@ -141,7 +143,7 @@ local function secret_spans(s, secret, spans)
       spans[#spans + 1] = { i, j }
       i, j = find(s, secret, j + 1, true)
     end
-    cut_spans(s, secret, spans)
+    if not whole then cut_spans(s, secret, spans) end
     return
   end
   -- Only where the text holds the secret's first byte or an escape can
@@ -149,7 +151,7 @@ local function secret_spans(s, secret, spans)
   local starts = "[" .. gsub(char(first), "%W", "%%%0") .. "\\%%]"
   local i = find(s, starts)
   while i do
-    local len = match_at(s, i, secret)
+    local len = match_at(s, i, secret, whole)
     if len then
       spans[#spans + 1] = { i, i + len - 1 }
       i = find(s, starts, i + len)
@@ -210,10 +212,10 @@ local function hide(s, spans)
   return concat(out)
 end
 
--- The spans of every known secret in `s`.
-local function known_spans(s, secrets)
+-- The spans of every known secret in `s` (`whole`: see secret_spans).
+local function known_spans(s, secrets, whole)
   local spans = {}
-  for i = 1, #secrets do secret_spans(s, secrets[i], spans) end
+  for i = 1, #secrets do secret_spans(s, secrets[i], spans, whole) end
   return spans
 end
 
@@ -289,6 +291,15 @@ end
 -- Counted in C (`random_input_spec` holds it to the rule written in Lua).
 _M.written_once = core.written_once
 
+--- True when the raw JSON answer `s` can hold `secret` in one field only
+-- (the one that holds it): the text writes it once, and holds neither a
+-- `%` (a percent-encoded secret) nor an escaped backslash (a secret
+-- escaped as text, which decodes to `\/` or `\u00XX`). When false, the
+-- decoded answer is walked (`value`).
+function _M.in_one_field(s, secret)
+  return core.written_once(s, secret) and not find(s, "%", 1, true) and not find(s, "\\\\", 1, true)
+end
+
 -- Whether `s` may write one of `secrets`: its probe is there as is, or an
 -- escape (`\`, `%`) could write it another way.
 local function may_hold(s, secrets)
@@ -334,8 +345,9 @@ local MAX_DEPTH = core.MAX_DECODE_DEPTH
 local function value(v, secrets, depth)
   if type(v) == "string" then
     -- A decoded string holds no JSON escape of its own, but may hold a
-    -- secret percent-encoded (a URL's query) or escaped as text.
-    if may_hold(v, secrets) then return hide(v, known_spans(v, secrets)) end
+    -- secret percent-encoded (a URL's query) or escaped as text. It is
+    -- whole, never cut: a start of a secret at its end is its own text.
+    if may_hold(v, secrets) then return hide(v, known_spans(v, secrets, true)) end
     return v
   end
   if type(v) ~= "table" or depth > MAX_DEPTH then return v end

@@ -305,9 +305,9 @@ local function created(fleet_id, res, err)
   -- The secret is printed only where it is asked for: never inside the
   -- other fields, nor in the answer's headers.
   local secret = sub.secret
-  -- Written once in the raw text, and nowhere percent-encoded: no other
-  -- field can hold it.
-  if not redact.written_once(res.body, secret) or find(res.body, "%", 1, true) then
+  -- Written once in the raw text, and nowhere percent-encoded or escaped
+  -- as text: no other field can hold it.
+  if not redact.in_one_field(res.body, secret) then
     -- Any other field, name or value, at any depth, in any form.
     sub.secret = nil
     redact.value(sub, redact.list(secret))
