@@ -11,6 +11,7 @@ local cli_args = require "cerca.cli_args"
 
 local type = type
 local ipairs = ipairs
+local concat = table.concat
 local tostring = tostring
 local sort = table.sort
 local format = string.format
@@ -175,11 +176,20 @@ local function run_params(params)
   return recorded
 end
 
--- Whether the parameters an --out recorded are this run's: resumed with
--- another --url, its fleets created for the old one would be skipped, and
--- the others repeated under keys the API holds for another body.
-local function same_params(recorded, params)
-  return cerca.encode_json(run_params(recorded)) == cerca.encode_json(run_params(params))
+-- The flags whose values differ between the parameters an --out recorded
+-- and this run's ("--url and --event"), or nil when none does: resumed
+-- with another --url, its fleets created for the old one would be skipped,
+-- and the others repeated under keys the API holds for another body.
+local FLAG_OF = { { "url", "--url" }, { "events", "--event" }, { "extra_body", "--extra" } }
+local function changed_flags(recorded, params)
+  local was, now, changed = run_params(recorded), run_params(params), {}
+  for _, pair in ipairs(FLAG_OF) do
+    local name = pair[1]
+    if cerca.encode_json({ was[name] }) ~= cerca.encode_json({ now[name] }) then changed[#changed + 1] = pair[2] end
+  end
+  -- Anything else in the record (written by hand) is a difference too.
+  if #changed == 0 and cerca.encode_json(was) ~= cerca.encode_json(now) then changed[1] = "--extra" end
+  return #changed > 0 and concat(changed, " and ") or nil
 end
 
 local function resumed(journal, params)
@@ -206,10 +216,12 @@ local function resumed(journal, params)
       started_with = r.params
     end
   end
-  if started_with and not same_params(started_with, params) then
-    return nil, nil, usage_error(format("--out %s holds a batch started with other parameters (--url %s); a re-run "
-      .. "resumes it only with the same --url, --event and --extra: repeat those, or give a new --out for these",
-      journal.path, cerca.printable(tostring(started_with.url))))
+  local changed = started_with and changed_flags(started_with, params)
+  if changed then
+    -- The values are not quoted: a --url may carry a token in its query.
+    return nil, nil, usage_error(format("--out %s holds a batch started with another %s; a re-run resumes it only "
+      .. "with the same --url, --event and --extra: repeat those, or give a new --out for these", journal.path,
+      changed))
   end
   return created, keys, started_with ~= nil
 end
