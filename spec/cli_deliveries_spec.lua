@@ -247,6 +247,20 @@ describe("cerca deliveries", function()
       assert_clean(out, err)
     end)
 
+    it("says so when the receiver's answer could not be printed, and keeps the failure's exit code", function()
+      srv:enqueue { status = 500, body = "boom" }
+      local _, err, status = run("deliveries send " .. q(srv.http_url .. "/hook") .. " --event agent.created"
+        .. " >/dev/full", with_secret())
+      assert.are.equal(4, status, err)
+      assert.matches("cerca: the receiver answered HTTP 500, not a 2xx\n", err, 1, true)
+      assert.matches("cerca: could not write to stdout (", err, 1, true)
+      srv:enqueue { status = 204, body = "" }
+      _, err, status = run("deliveries send " .. q(srv.http_url .. "/hook") .. " --event agent.created"
+        .. " >/dev/full", with_secret())
+      assert.are.equal(7, status, err)
+      assert.matches("cerca: could not write to stdout (", err, 1, true)
+    end)
+
     it("exit 2, nothing sent and the secret never repeated, for what it refuses", function()
       local function refused(args, env, message)
         local out, err, status = run(args, env)

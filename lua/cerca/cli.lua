@@ -370,9 +370,10 @@ function _M.main(argv, env)
   -- cerca.cli_create: "stopped", or an error ended by the stop).
   local ok, code, cut_short = xpcall(function()
     local outcome, err = dispatch(ui, argv, env)
-    if ui.say_failed and (outcome == "ok" or outcome == "partial") then
+    if ui.say_failed and outcome then
       ui.warn(format("cerca: could not write to stdout (%s)\n", cerca.printable(tostring(ui.say_failed))))
-      outcome = "output"
+      -- A failure's own code says more (a receiver's 500 is still exit 4).
+      if outcome == "ok" or outcome == "partial" then outcome = "output" end
     end
     if outcome == "stopped" then return _M.EXIT.interrupted, true end
     if outcome then return _M.EXIT[outcome] or _M.EXIT.internal, false end
