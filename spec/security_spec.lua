@@ -528,6 +528,7 @@ describe("security", function()
         "/fleets x", "/fleets\0/x", "/fleets/\195\169", "/a\\b", "/a%zz", "/a%2", "/a{b}", "/a|b",
         "/..", "/../admin", "/fleets/../admin", "/fleets/./x", "/%2e%2e/admin", "/%2E./x", "/.%2e",
         "/..%2fadmin", "/x%2F..%2F..%2Fadmin", "/%2e%2e%2f", "/fleets/..%5Cadmin", "/fleets/..%5c",
+        "/..;/admin", "/fleets/.;x=1/y", "/%C0%AE%C0%AE/admin", "/a%c1%9cb",
         "/x/" .. ("a"):rep(9000),
       }
       local bad_methods = { "Post", "post", "POST\r\nX-Injected: 1", "PO ST", "", "GET /admin HTTP/1.1",
@@ -559,6 +560,9 @@ describe("security", function()
       assert.matches("^path contains whitespace or a control character at position 8, which a request path "
         .. "may not hold; percent%-encode it$", refused[19])
       assert.matches('^path holds a "." or ".." segment', refused[37])
+      assert.matches('^path holds a "." or ".." segment', refused[61])
+      assert.are.equal('path holds %C0 at position 2: no UTF-8 text holds that byte, and some servers read it as '
+        .. 'part of an overlong "." or "/"; pass the path without it', refused[65])
       assert.are.equal('method must be upper case: pass "POST" (got "Post")', refused[#bad_paths * 2 + 1])
       assert.matches('^method must be an HTTP method in upper case, e.g. "POST"', refused[#bad_paths * 2 + 3])
       for _, message in ipairs(refused) do assert.is_nil(message:find(KEY, 1, true)) end

@@ -11,8 +11,9 @@
  *   core.path_problem(s) -> nil | position, kind: what a request path
  *       below base_url may not be: "start" (no leading "/"), "char" (a byte
  *       outside RFC 3986 pchar, "/" and "?"), "percent" (a "%" without two
- *       hex digits) or "dot" (a "." or ".." segment before any "?", its
- *       dots plain or written %2E)
+ *       hex digits), "overlong" (%C0 or %C1, which only write an overlong
+ *       "." or "/") or "dot" (a "." or ".." segment before any "?", its
+ *       dots plain or written %2E, ended by "/", "\\", %2F, %5C or ";")
  *   core.printable(s [, json]) -> s safe to print on a terminal: C0
  *       controls, DEL, C1 controls, the bidirectional overrides and
  *       isolates, and bytes that are not UTF-8 written as escapes: `\xNN`
@@ -154,17 +155,22 @@ static int l_path_problem(lua_State *L)
             return path_found(L, i, "char");
         if (c == '%' && !(i + 2 < n && hex_digit(s[i + 1]) && hex_digit(s[i + 2])))
             return path_found(L, i, "percent");
+        /* No UTF-8 text holds the bytes C0 and C1: they only write an
+         * overlong "." or "/", which some servers decode as one. */
+        if (c == '%' && (s[i + 1] == 'c' || s[i + 1] == 'C') && (s[i + 2] == '0' || s[i + 2] == '1'))
+            return path_found(L, i, "overlong");
         if (c == '?')
             in_query = 1;
         if (!in_query && separator_at(s, n, i) != 0) {
             /* A segment of one or two dots, written plainly or as %2E, that
-             * ends where a server may read its end. */
+             * ends where a server may read its end, or its parameters start
+             * (";", which some servers strip before they resolve it). */
             size_t j = i + separator_at(s, n, i), d, dots = 0;
             while (dots < 3 && (d = dot_at(s, n, j)) != 0) {
                 j += d;
                 dots++;
             }
-            if ((dots == 1 || dots == 2) && (j == n || s[j] == '?' || separator_at(s, n, j) != 0))
+            if ((dots == 1 || dots == 2) && (j == n || s[j] == '?' || s[j] == ';' || separator_at(s, n, j) != 0))
                 return path_found(L, i + 1, "dot");
         }
     }
