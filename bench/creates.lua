@@ -84,6 +84,9 @@ if o["core-only"] then
     timeout_ms = 60000,
     connect_timeout_ms = 10000,
     max_body = 1024 * 1024,
+    -- As the client hands it for a plain-HTTP base_url: no proxy, so
+    -- libcurl does not look the proxy variables up on every transfer.
+    no_proxy = client.base_url:find("^[Hh][Tt][Tt][Pp]://") ~= nil,
   }
   create = function()
     -- As the Lua layer hands it over: the key in its own field.
