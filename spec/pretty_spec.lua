@@ -19,14 +19,22 @@ end
 
 describe("redaction", function()
   it("keeps the prefix and the last four characters", function()
-    assert.are.equal("whsec_\226\128\166c123", pretty.redact("whsec_abc123"))
     assert.are.equal("whsec_\226\128\166LaSw", pretty.redact(SECRET))
     assert.are.equal("\226\128\166alue", pretty.redact("plain-secret-value"))
   end)
 
-  it("shows only the prefix of a short secret", function()
+  it("shows only the prefix of a short secret: never more than a quarter of it", function()
     assert.are.equal("whsec_\226\128\166", pretty.redact("whsec_ab12"))
+    assert.are.equal("whsec_\226\128\166", pretty.redact("whsec_abc123"))
+    assert.are.equal("whsec_\226\128\166", pretty.redact("whsec_0123456789abcde"))
+    assert.are.equal("whsec_\226\128\166cdef", pretty.redact("whsec_0123456789abcdef"))
     assert.are.equal("\226\128\166", pretty.redact("abc"))
+  end)
+
+  it("shows no long prefix: letters up to an underscore may be most of the secret", function()
+    assert.are.equal("\226\128\166Fla_", pretty.redact("QmFzZTY0dXJsU2VjcmV0VmFsdWVzWFla_"))
+    assert.are.equal("\226\128\166Zx9w", pretty.redact("KxQpZrTfWmNbVcYhGjDsLaEuIoPq_Zx9w"))
+    assert.are.equal("sk_\226\128\166", pretty.redact("sk_test_short"))
   end)
 end)
 

@@ -7,6 +7,7 @@ local helpers = require "spec.helpers"
 local cerca = require "cerca"
 local cjson = require "cjson"
 local core = require "cerca.core"
+local unpack = table.unpack or unpack
 
 local URL = "https://example.com/webhook"
 -- A key with the characters that escapes and patterns trip on: "/" (JSON
@@ -206,6 +207,18 @@ describe("security", function()
       for _, form in ipairs { KEY, ESCAPED_KEY, KEY_TAIL, percent, every } do
         assert_nowhere(form, sub, { tostring(sub), cerca.pretty(sub) }, lines)
       end
+    end)
+
+    it("leaves a header that only starts like the key or a secret as the server wrote it", function()
+      -- A "%" elsewhere in the block makes every value be read for escapes.
+      local headers = { ["X-Key-Format"] = KEY:sub(1, 8) .. "...", ["X-Secret-Format"] = SECRET:sub(1, 9) .. "...",
+        ["X-Ends"] = "see " .. KEY:sub(1, 6), Link = "<https://example.com/a%20b>; rel=help" }
+      srv:enqueue { status = 201, body = subscription_body(), headers = headers }
+      local _, _, res = client.webhooks.create("fleet_1", { url = URL })
+      for name, value in pairs(headers) do assert.are.equal(value, res.headers[name:lower()]) end
+      srv:enqueue { status = 200, body = "{}", headers = headers }
+      res = assert(client:request("GET", "/x"))
+      for name, value in pairs(headers) do assert.are.equal(value, res.headers[name:lower()]) end
     end)
 
     it("leaves a field that only ends in the key's first bytes as the server wrote it", function()
@@ -455,6 +468,91 @@ describe("security", function()
       end
     end)
 
+    it("holding a control byte, written escaped in one field and raw in another", function()
+      -- JSON writes a TAB "\\t"; a lenient decoder also takes it raw: the
+      -- raw text then writes the secret once as is, and once another way.
+      local secret = "whsec_Mf\tQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+      local escaped = "whsec_Mf\\tQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+      for _, case in ipairs { { escaped, secret }, { secret, escaped } } do
+        local body = subscription_body { secret = "S" }:gsub('"S"', '"' .. case[1] .. '"')
+          :gsub("}$", ',"note":"' .. case[2] .. '"}')
+        srv:enqueue { status = 201, body = body }
+        local sub = assert(client.webhooks.create("fleet_1", { url = URL }))
+        assert.are.equal(secret, sub.secret)
+        assert.are.equal("[redacted]", sub.note)
+        assert_nowhere("Q9r8GKYqr", { tostring(sub), cerca.pretty(sub) }, lines)
+        lines = {}
+      end
+    end)
+
+    it("made of digits, echoed as a JSON number however written", function()
+      local secret = "738192046571"
+      for _, written in ipairs { "738192046571", "7.38192046571e11", "738192046571.0" } do
+        srv:enqueue { status = 201, body = subscription_body { secret = secret }:gsub("}$", ',"n":' .. written .. "}") }
+        local sub = assert(client.webhooks.create("fleet_1", { url = URL }))
+        assert.are.equal(secret, sub.secret)
+        assert.are.equal("[redacted]", sub.n)
+        assert_nowhere("738192046571", { cerca.pretty(sub), assert(cerca.encode_json { n = sub.n }) })
+      end
+    end)
+
+    it("as a header's name in other letters is not a field name of res.headers", function()
+      local secret = "whsec_0123456789abcdef0123456789abcdef"
+      local body = subscription_body { secret = secret }
+      srv:enqueue { action = "raw", body = "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: "
+        .. #body .. "\r\n" .. secret:upper() .. ": 1\r\nX-" .. KEY:upper() .. ": 2\r\n\r\n" .. body }
+      local sub, _, res = client.webhooks.create("fleet_1", { url = URL })
+      assert.are.equal(secret, sub.secret)
+      assert.are.equal("1", res.headers["[redacted]"])
+      assert.are.equal("2", res.headers["x-[redacted]"])
+      assert_nowhere(secret:sub(7), res.headers)
+      assert_nowhere(KEY:lower(), res.headers)
+    end)
+
+    it("of a success cut off before it decoded stays out of the debug log, the retry's secret known or not",
+      function()
+        -- The first answer breaks off inside its body: its secret is not
+        -- known, and it is echoed, without the whsec_ shape, in a field
+        -- before it.
+        local secret = "c2VjcmV0LW9mLXRoaXMtc3Vic2NyaXB0aW9u"
+        local full = '{"note":"' .. secret .. '",' .. subscription_body { secret = secret }:sub(2)
+        local retrying = helpers.client(srv, { log_level = "debug", max_retries = 1,
+          logger = function(_, line) lines[#lines + 1] = line end })
+        srv:enqueue { action = "partial", status = 201, body = full, bytes = 60 }
+        srv:enqueue { status = 201, body = full }
+        local sub = assert(retrying.webhooks.create("fleet_1", { url = URL }))
+        retrying:close()
+        assert.are.equal(secret, sub.secret)
+        assert.are.equal(2, #srv:requests())
+        assert.matches("response body: (60 bytes, not shown", log_text(), 1, true)
+        assert_nowhere(secret, lines)
+      end)
+
+    it("of an answer for another fleet, given as its fleetId, stays out of the error's message", function()
+      local secret = "c2VjcmV0LW9mLWFub3RoZXItZmxlZXQ"
+      srv:enqueue { status = 201, body = subscription_body { secret = secret, fleetId = secret } }
+      local sub, err = client.webhooks.create("fleet_1", { url = URL })
+      assert.is_nil(sub)
+      assert.matches('(fleetId "[redacted]")', err.message, 1, true)
+      assert_nowhere(secret, err, { tostring(err), cerca.pretty(err) }, lines)
+    end)
+
+    it("renamed out of a field name keeps a field the server itself named [redacted]", function()
+      local body = subscription_body():gsub("}$", ',"meta":{"[redacted]":"the server\'s","' .. SECRET .. '":"echo"}}')
+      srv:enqueue { status = 201, body = body }
+      local sub = assert(client.webhooks.create("fleet_1", { url = URL }))
+      assert.are.same({ ["[redacted]"] = "the server's", ["[redacted]#2"] = "echo" }, sub.meta)
+    end)
+
+    it("is hinted at in tostring by a short prefix and at most a quarter of it", function()
+      for secret, hint in pairs { QmFzZTY0dXJsU2VjcmV0VmFsdWVzWFla_ = "\226\128\166Fla_",
+        whsec_abc123 = "whsec_\226\128\166" } do
+        srv:enqueue { status = 201, body = subscription_body { secret = secret } }
+        local sub = assert(client.webhooks.create("fleet_1", { url = URL }))
+        assert.matches("secret=" .. hint .. "$", tostring(sub))
+      end
+    end)
+
     it("leaves a field that only ends in the secret's first bytes as the server wrote it", function()
       local fields = { tag = "nowhse", description = "50% off, see whsec_MfK..." }
       srv:enqueue { status = 201, body = subscription_body(fields) }
@@ -528,7 +626,8 @@ describe("security", function()
         "/fleets x", "/fleets\0/x", "/fleets/\195\169", "/a\\b", "/a%zz", "/a%2", "/a{b}", "/a|b",
         "/..", "/../admin", "/fleets/../admin", "/fleets/./x", "/%2e%2e/admin", "/%2E./x", "/.%2e",
         "/..%2fadmin", "/x%2F..%2F..%2Fadmin", "/%2e%2e%2f", "/fleets/..%5Cadmin", "/fleets/..%5c",
-        "/..;/admin", "/fleets/.;x=1/y", "/%C0%AE%C0%AE/admin", "/a%c1%9cb",
+        "/..;/admin", "/fleets/.;x=1/y", "/%C0%AE%C0%AE/admin", "/a%c1%9cb", "/..%3B/admin", "/..%3f/x",
+        "/x/..%23", "/..%00/admin",
         "/x/" .. ("a"):rep(9000),
       }
       local bad_methods = { "Post", "post", "POST\r\nX-Injected: 1", "PO ST", "", "GET /admin HTTP/1.1",
@@ -563,13 +662,16 @@ describe("security", function()
       assert.matches('^path holds a "." or ".." segment', refused[61])
       assert.are.equal('path holds %C0 at position 2: no UTF-8 text holds that byte, and some servers read it as '
         .. 'part of an overlong "." or "/"; pass the path without it', refused[65])
+      for i = 35, 38 do
+        assert.matches('^path holds a "." or ".." segment %(or one followed by ";", %%3B', refused[i * 2 - 1])
+      end
       assert.are.equal('method must be upper case: pass "POST" (got "Post")', refused[#bad_paths * 2 + 1])
       assert.matches('^method must be an HTTP method in upper case, e.g. "POST"', refused[#bad_paths * 2 + 3])
       for _, message in ipairs(refused) do assert.is_nil(message:find(KEY, 1, true)) end
     end)
 
     it("refuses a fleet id that steps out of the API's path once a server decodes %2F, and nil, nil", function()
-      for _, id in ipairs { "../../admin", "a/../b", "..\\x", "x/.", "./y" } do
+      for _, id in ipairs { "../../admin", "a/../b", "..\\x", "x/.", "./y", "..;x", "..?x", "..#x", "x/.;y" } do
         local sub, err = client.webhooks.create(id, { url = URL })
         assert.is_nil(sub)
         assert.are.equal("invalid_request", err.type, id)
@@ -800,6 +902,35 @@ describe("security", function()
       assert.is_true(ok)
       assert.is_nil(r1)
       assert.is_string(e1)
+    end)
+
+    it("any argument of the wrong type comes back as invalid_request naming it", function()
+      for _, bad in ipairs { {}, { nil }, { {} }, { "x" }, { true }, { 1.5 }, { 0 / 0 } } do
+        local n = select("#", unpack(bad))
+        for name, f in pairs { printable = cerca.printable, exit_by_signal = cerca.system.exit_by_signal } do
+          local ok, r, err = pcall(f, unpack(bad, 1, n))
+          assert.is_true(ok, name .. " raised: " .. tostring(r))
+          if not (name == "printable" and type(bad[1]) == "string") then
+            assert.is_nil(r, name)
+            assert.are.equal("invalid_request", err.type, name)
+          end
+        end
+      end
+      for _, calls in ipairs { false, "x", 1.5, { 1 }, { {} }, { client } } do
+        local ok, r, err = pcall(client.request_many, client, calls, 4, function() end)
+        assert.is_true(ok, tostring(r))
+        assert.is_nil(r)
+        assert.are.equal("invalid_request", err.type)
+        assert.matches("^calls", err.field)
+      end
+      local c = assert(client:prepare("GET", "/x"))
+      for field, args in pairs { concurrency = { { c }, 0 }, on_done = { { c }, 1, "f" },
+        read_more = { { c }, 1, function() end, 3 }, stop = { { c }, 1, function() end, nil, {} } } do
+        local r, err = client:request_many(unpack(args, 1, 5))
+        assert.is_nil(r)
+        assert.are.equal(field, err.field)
+      end
+      assert.are.same({}, srv:requests())
     end)
 
     it("a caller's __index that raises is never run: arguments are read with pairs", function()

@@ -13,7 +13,8 @@
  *       outside RFC 3986 pchar, "/" and "?"), "percent" (a "%" without two
  *       hex digits), "overlong" (%C0 or %C1, which only write an overlong
  *       "." or "/") or "dot" (a "." or ".." segment before any "?", its
- *       dots plain or written %2E, ended by "/", "\\", %2F, %5C or ";")
+ *       dots plain or written %2E, ended by "/", "\\", %2F, %5C, ";", %3B,
+ *       %3F, %23 or %00)
  *   core.printable(s [, json]) -> s safe to print on a terminal: C0
  *       controls, DEL, C1 controls, the bidirectional overrides and
  *       isolates, and bytes that are not UTF-8 written as escapes: `\xNN`
@@ -135,6 +136,23 @@ static size_t separator_at(const unsigned char *s, size_t n, size_t i)
     return 0;
 }
 
+/* Whether a segment of dots ending at s[j] is a whole segment to some
+ * server: the path ends, a separator follows, or what a server may read
+ * as the start of parameters, a query or a fragment, or the end of the
+ * text: ";" or "?", or written %3B, %3F, %23 or %00, which servers that
+ * decode before they resolve dot segments read as such. */
+static int segment_ends_at(const unsigned char *s, size_t n, size_t j)
+{
+    if (j == n || s[j] == '?' || s[j] == ';' || separator_at(s, n, j) != 0)
+        return 1;
+    if (j + 2 < n && s[j] == '%') {
+        unsigned char a = s[j + 1], b = s[j + 2];
+        return (a == '3' && (b == 'b' || b == 'B' || b == 'f' || b == 'F')) || (a == '2' && b == '3')
+            || (a == '0' && b == '0');
+    }
+    return 0;
+}
+
 static int path_found(lua_State *L, size_t i, const char *kind)
 {
     lua_pushinteger(L, (lua_Integer)i + 1);
@@ -170,7 +188,7 @@ static int l_path_problem(lua_State *L)
                 j += d;
                 dots++;
             }
-            if ((dots == 1 || dots == 2) && (j == n || s[j] == '?' || s[j] == ';' || separator_at(s, n, j) != 0))
+            if ((dots == 1 || dots == 2) && segment_ends_at(s, n, j))
                 return path_found(L, i + 1, "dot");
         }
     }

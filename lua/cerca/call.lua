@@ -50,7 +50,14 @@ local function log_attempt(lg, method, path, res, attempt, attempts, elapsed, ne
   if next_wait then line = format("%s retry_in=%.2fs reason=%q", line, next_wait, why) end
   lg:write("info", line)
   if lg.debug then
-    lg:write("debug", redact.text(format("%s %s response body: %s", method, path, res.body), redact.list(secret)))
+    local body = res.body
+    if type(answer) ~= "table" and res.status >= 200 and res.status <= 299 and body ~= "" then
+      -- A success that did not decode (cut off, not JSON) may hold its
+      -- secret in any field and any form, and that secret is not known:
+      -- the log gets its size only. The caller still gets the bytes.
+      body = format("(%d bytes, not shown: a success that could not be decoded may hold a secret)", #body)
+    end
+    lg:write("debug", redact.text(format("%s %s response body: %s", method, path, body), redact.list(secret)))
   end
 end
 
@@ -236,7 +243,7 @@ local function done(self, value)
   local secrets = self.secrets
   local raw = value.raw_headers or ""
   if not redact.absent(raw, secrets) then
-    value.raw_headers = redact.known(raw, secrets)
+    value.raw_headers = redact.known(raw, secrets, true)
     value.headers = nil
     value.request_id = request_id(value)
   end
@@ -244,7 +251,7 @@ local function done(self, value)
     redact.value(value.json, secrets)
     value.body = redact.known(value.body, secrets)
   end
-  return "done", outcome.lazy_headers(value)
+  return "done", outcome.lazy_headers(value, secrets)
 end
 
 --- Takes an attempt's response table and says what comes next.
@@ -319,6 +326,12 @@ function Call:run(runtime, stop)
     if state == "done" then return value end
     if state == "failed" then return nil, value end
   end
+end
+
+
+--- True when `v` is a call made by `new`.
+function _M.is_call(v)
+  return getmetatable(v) == Call
 end
 
 return _M

@@ -29,6 +29,7 @@ local format = string.format
 local gsub = string.gsub
 local find = string.find
 local getenv = os.getenv
+local floor = math.floor
 
 local _M = {}
 
@@ -354,6 +355,25 @@ function Client:prepare(method, path, body, options, options_copied)
   return c
 end
 
+-- Why request_many's arguments are refused, or nil.
+local function request_many_refusal(calls, concurrency, on_done, read_more, stop)
+  local function bad(field, what, got)
+    return errors.new("invalid_request", format("client:request_many: %s must be %s, not %s", field, what,
+      validate.describe(got)), { field = field })
+  end
+  if type(calls) ~= "table" then return bad("calls", "a list of calls from client:prepare", calls) end
+  for k = 1, #calls do
+    if not call.is_call(calls[k]) then return bad("calls[" .. k .. "]", "a call from client:prepare", calls[k]) end
+  end
+  if type(concurrency) ~= "number" or concurrency < 1 or concurrency ~= floor(concurrency) then
+    return bad("concurrency", "a whole number of calls in flight, 1 or more", concurrency)
+  end
+  if type(on_done) ~= "function" then return bad("on_done", "a function", on_done) end
+  if read_more ~= nil and type(read_more) ~= "function" then return bad("read_more", "a function or nil", read_more) end
+  if stop ~= nil and type(stop) ~= "function" then return bad("stop", "a function or nil", stop) end
+  return nil
+end
+
 --- Sends prepared calls at once (curl multi; under nginx, light threads),
 -- each with the same policy as `request`.
 -- @tparam table calls list of calls from `prepare`
@@ -370,6 +390,8 @@ end
 --   nil; asked once every call is read (see `cerca.batch`)
 function Client:request_many(calls, concurrency, on_done, read_more, stop)
   if getmetatable(self) ~= Client then return nil, not_a_client("request_many") end
+  local why = request_many_refusal(calls, concurrency, on_done, read_more, stop)
+  if why then return nil, why end
   local keys = {}
   for k = 1, #calls do keys[k] = k end
   -- The calls read_more adds get the next keys.
@@ -379,7 +401,7 @@ function Client:request_many(calls, concurrency, on_done, read_more, stop)
     return again
   end
   local rt = self._runtime
-  local why = rt:context_error()
+  why = rt:context_error()
   if why or #calls == 0 or self._profile.log.runs_callers_code then
     while more and more() do end
     more = nil

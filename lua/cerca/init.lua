@@ -168,8 +168,16 @@ system.release_stop_signals = core.release_stop_signals
 -- number, and a shell script running the program stops too. For a program
 -- that caught the signal to finish its writes first.
 -- @function system.exit_by_signal
--- @tparam number sig 2 (SIGINT) or 15 (SIGTERM)
-system.exit_by_signal = core.exit_by_signal
+-- @tparam number sig 2 (SIGINT), 15 (SIGTERM) or 1 (SIGHUP)
+-- @return nil and an `invalid_request` error for any other `sig`
+local STOP_SIGNALS = { [1] = true, [2] = true, [15] = true }
+function system.exit_by_signal(sig)
+  if not STOP_SIGNALS[sig] then
+    return nil, errors.new("invalid_request", "system.exit_by_signal: sig must be 2 (SIGINT), 15 (SIGTERM) or 1 "
+      .. "(SIGHUP), not " .. validate.describe(sig), { field = "sig" })
+  end
+  return core.exit_by_signal(sig)
+end
 
 _M.system = system
 
@@ -180,7 +188,14 @@ _M.journal = journal
 -- @function printable
 -- @tparam string s the text
 -- @treturn string
-_M.printable = pretty.printable
+-- @return nil and an `invalid_request` error when `s` is not a string
+function _M.printable(s)
+  if type(s) ~= "string" then
+    return nil, errors.new("invalid_request", "printable: s must be a string, not " .. validate.describe(s)
+      .. " (tostring it first)", { field = "s" })
+  end
+  return pretty.printable(s)
+end
 
 --- `s` without the secrets given nor the ones cerca recognises, for text a
 -- program prints or logs: each secret given is removed wherever it is

@@ -49,13 +49,19 @@ end
 -- Keys whose values are never printed whole.
 local SECRET_KEYS = { secret = true, api_key = true, _api_key = true, authorization = true }
 
---- A recognisable hint of a secret: its `xxx_` prefix and last 4 characters.
--- Short secrets keep only the prefix.
+-- A hint shows a type prefix of at most this many bytes (`whsec_`), and
+-- the last 4 characters only of a secret with this many after it: never
+-- more than a quarter of what is secret.
+local MAX_PREFIX, MIN_TAIL_FROM = 8, 16
+
+--- A recognisable hint of a secret: its short `xxx_` prefix and last 4
+-- characters. Secrets shorter than 16 characters after the prefix keep
+-- only the prefix.
 function _M.redact(secret)
   if type(secret) ~= "string" then return tostring(secret) end
   local prefix, rest = match(secret, "^(%a+_)(.*)$")
-  if not prefix then prefix, rest = "", secret end
-  if #rest >= 6 then
+  if not prefix or #prefix > MAX_PREFIX then prefix, rest = "", secret end
+  if #rest >= MIN_TAIL_FROM then
     return prefix .. ELLIPSIS .. sub(rest, -4)
   end
   return prefix .. ELLIPSIS

@@ -4,7 +4,7 @@
 --
 -- * **known values** (the client's API key, a subscription's secret): every
 --   occurrence, whole, however the text writes it: as is, JSON-escaped
---   (`\/`, `\\`, `\"`, `\u00XX`), or percent-encoded (`%2F`), in any mix;
+--   (`\/`, `\\`, `\"`, `\t`, `\u00XX`), or percent-encoded (`%2F`), in any mix;
 -- * **recognisable shapes**, for secrets cerca does not hold: the value of an
 --   `Authorization:` header, `"secret": "..."` in JSON, and `whsec_` tokens,
 --   each removed to the end of the value (a `\/` or a `;` inside it does
@@ -39,8 +39,9 @@ local REDACTED = _M.REDACTED
 
 local BACKSLASH, PERCENT, LOWER_U = 92, 37, 117
 
--- JSON may escape these three with a backslash alone.
-local SHORT_ESCAPE = { [34] = true, [47] = true, [92] = true }
+-- The byte each two-byte JSON escape writes (`\"`, `\/`, `\\`, `\b`,
+-- `\f`, `\n`, `\r`, `\t`).
+local SHORT_ESCAPE = { [34] = 34, [47] = 47, [92] = 92, [98] = 8, [102] = 12, [110] = 10, [114] = 13, [116] = 9 }
 local DOT = 46
 
 -- A text cut short (an answer at max_response_size, a long value quoted
@@ -74,7 +75,7 @@ local function match_at(text, i, secret, whole, j, k0)
       j = j + 1
     elseif t == BACKSLASH then
       local n = byte(text, j + 1)
-      if n == c and SHORT_ESCAPE[c] then
+      if SHORT_ESCAPE[n] == c then
         j = j + 2
       elseif n == LOWER_U and find(text, "^00%x%x", j + 2) and tonumber(sub(text, j + 4, j + 5), 16) == c then
         j = j + 6
@@ -234,16 +235,16 @@ function _M.text(s, secrets)
 end
 
 -- The longest run of a secret without the bytes JSON may write another
--- way (/, \, "): text that lacks that run, and holds no \u or % escape,
+-- way (/, \, ", control bytes): text that lacks that run, and holds no \u or % escape,
 -- cannot hold the secret in any form. Plain searches, done in C: the
 -- common case (an answer that does not echo a secret) costs little.
 local function probe(secret)
   -- The text before the first such byte is usually long enough (secrets
   -- and keys are mostly letters and digits).
-  local head = match(secret, '^[^/\\"]*')
+  local head = match(secret, '^[^/\\"%c]*')
   if #head >= 16 or #head == #secret then return head end
   local best = head
-  for run in gmatch(secret, '[^/\\"]+') do
+  for run in gmatch(secret, '[^/\\"%c]+') do
     if #run > #best then best = run end
   end
   return best
@@ -273,15 +274,18 @@ function _M.absent(s, secrets)
 end
 
 --- Removes known secrets from the text of a raw answer (kept for the user:
--- nothing else is changed).
-function _M.known(s, secrets)
+-- nothing else is changed). `whole`: the text is never cut short (a
+-- header block, a header's value), so a start of a secret at its end, or
+-- before "...", is its own text.
+function _M.known(s, secrets, whole)
   if occurrences(s, secrets) == 0 then
+    if whole then return s end
     -- Not there whole: only the start of one, where a cut text ends.
     local spans = {}
     for i = 1, #secrets do cut_spans(s, secrets[i], spans) end
     return hide(s, spans)
   end
-  return hide(s, known_spans(s, secrets))
+  return hide(s, known_spans(s, secrets, whole))
 end
 
 --- True when the raw JSON text `s` writes `secret` at most once (in the
@@ -291,13 +295,42 @@ end
 -- Counted in C (`random_input_spec` holds it to the rule written in Lua).
 _M.written_once = core.written_once
 
+-- Bytes JSON writes one way only, or as a \u escape (which `written_once`
+-- sees): printable ASCII but `"` and `\`. A secret holding any other byte
+-- (a TAB, say, written `\t` in one field and raw in another, which a
+-- lenient decoder accepts) cannot be counted in the raw text.
+local UNCOUNTABLE = '[^ !#-Z%[%]^-~]'
+
 --- True when the raw JSON answer `s` can hold `secret` in one field only
--- (the one that holds it): the text writes it once, and holds neither a
--- `%` (a percent-encoded secret) nor an escaped backslash (a secret
--- escaped as text, which decodes to `\/` or `\u00XX`). When false, the
--- decoded answer is walked (`value`).
+-- (the one that holds it): the secret is made of bytes JSON writes one
+-- way only, the text writes it once, and holds neither a `%` (a
+-- percent-encoded secret) nor an escaped backslash (a secret escaped as
+-- text, which decodes to `\/` or `\u00XX`). When false, the decoded
+-- answer is walked (`value`).
 function _M.in_one_field(s, secret)
-  return core.written_once(s, secret) and not find(s, "%", 1, true) and not find(s, "\\\\", 1, true)
+  -- A secret that reads as a number may stand in another field as a JSON
+  -- number, written any way (`1.2e3`): only the walk finds it.
+  return not find(secret, UNCOUNTABLE) and not tonumber(secret) and core.written_once(s, secret)
+    and not find(s, "%", 1, true) and not find(s, "\\\\", 1, true)
+end
+
+-- Moves each field of `t` named k to the name renamed[k]; where that name
+-- is taken (a field the server named "[redacted]" itself, or another
+-- renamed one), to the first free "name#2", "name#3", ...: no field is lost.
+local function rename(t, renamed)
+  local moved = {}
+  for k in pairs(renamed) do
+    moved[k] = t[k]
+    t[k] = nil
+  end
+  for k, hidden in pairs(renamed) do
+    local name, n = hidden, 1
+    while t[name] ~= nil do
+      n = n + 1
+      name = hidden .. "#" .. n
+    end
+    t[name] = moved[k]
+  end
 end
 
 -- Whether `s` may write one of `secrets`: its probe is there as is, or an
@@ -318,7 +351,8 @@ end
 function _M.fields(t, secrets)
   for k, v in pairs(t) do
     if type(v) == "string" and may_hold(v, secrets) then
-      t[k] = hide(v, known_spans(v, secrets))
+      -- A header value is whole: a start of a secret at its end is its own.
+      t[k] = hide(v, known_spans(v, secrets, true))
     end
   end
   local renamed
@@ -332,9 +366,7 @@ function _M.fields(t, secrets)
       end
     end
   end
-  if renamed then
-    for k, hidden in pairs(renamed) do t[hidden], t[k] = t[k], nil end
-  end
+  if renamed then rename(t, renamed) end
   return t
 end
 
@@ -343,6 +375,12 @@ end
 local MAX_DEPTH = core.MAX_DECODE_DEPTH
 
 local function value(v, secrets, depth)
+  if type(v) == "number" then
+    -- A secret made of digits, echoed as a number.
+    local numbers = secrets.numbers
+    if numbers and (v == numbers[1] or v == numbers[2]) then return REDACTED end
+    return v
+  end
   if type(v) == "string" then
     -- A decoded string holds no JSON escape of its own, but may hold a
     -- secret percent-encoded (a URL's query) or escaped as text. It is
@@ -353,7 +391,8 @@ local function value(v, secrets, depth)
   if type(v) ~= "table" or depth > MAX_DEPTH then return v end
   local renamed
   for k, item in pairs(v) do
-    if type(item) == "string" or type(item) == "table" then
+    local kind = type(item)
+    if kind == "string" or kind == "table" or (kind == "number" and secrets.numbers) then
       local clean = value(item, secrets, depth + 1)
       if clean ~= item then v[k] = clean end
     end
@@ -366,9 +405,7 @@ local function value(v, secrets, depth)
       end
     end
   end
-  if renamed then
-    for k, hidden in pairs(renamed) do v[hidden], v[k] = v[k], nil end
-  end
+  if renamed then rename(v, renamed) end
   return v
 end
 
@@ -394,7 +431,15 @@ function _M.list(a, b)
     out = { a }
   end
   local probes = {}
-  for i = 1, #out do probes[i] = probe(out[i]) end
+  for i = 1, #out do
+    probes[i] = probe(out[i])
+    -- A secret that reads as a number, as the decoder reads one.
+    local n = tonumber(out[i])
+    if n then
+      out.numbers = out.numbers or {}
+      out.numbers[#out.numbers + 1] = n
+    end
+  end
   out.probes = probes
   return out
 end

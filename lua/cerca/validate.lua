@@ -361,8 +361,9 @@ function check_path(v, field)
     return problem(field, "%s holds %s at position %d: no UTF-8 text holds that byte, and some servers read it "
       .. "as part of an overlong \".\" or \"/\"; pass the path without it", field, upper(sub(v, at, at + 2)), at)
   end
-  return problem(field, "%s holds a \".\" or \"..\" segment (or one followed by \";\"), which URL handling reads "
-    .. "as a step out of base_url's path (got %s); pass the path without it", field, describe(v))
+  return problem(field, "%s holds a \".\" or \"..\" segment (or one followed by \";\", %%3B, %%3F, %%23 or "
+    .. "%%00), which URL handling reads as a step out of base_url's path (got %s); pass the path without it",
+    field, describe(v))
 end
 
 -- Header field names are RFC 9110 tokens.

@@ -20,8 +20,6 @@ local format = string.format
 local strsub = string.sub
 local match = string.match
 local byte = string.byte
-local find = string.find
-local gsub = string.gsub
 local setmetatable = setmetatable
 local rawget = rawget
 local pcall = pcall
@@ -172,11 +170,12 @@ function _M.check(fleet_id, params)
       return invalid("fleet_id", format('fleet_id cannot be "%s", which a URL reads as a path step; '
         .. "pass the fleet's id", fleet_id))
     end
-    if find("/" .. gsub(fleet_id, "\\", "/") .. "/", "/%.%.?/") then
-      -- Many servers decode %2F before they resolve "..": "../admin"
-      -- would step out of the API's path.
-      return invalid("fleet_id", 'fleet_id holds a "." or ".." step between "/" or "\\", which a server may '
-        .. "read as a path step out of the API's path; pass the fleet's id")
+    local _, kind = core.path_problem("/fleets/" .. encode_segment(fleet_id) .. "/webhooks")
+    if kind == "dot" then
+      -- The rule of every request path: many servers decode %2F, %3B, ...
+      -- before they resolve "..": "../admin" would step out of the API's path.
+      return invalid("fleet_id", 'fleet_id holds a "." or ".." step between "/" or "\\", or followed by ";", '
+        .. '"?" or "#", which a server may read as a path step out of the API\'s path; pass the fleet\'s id')
     end
     remember_path(fleet_id)
   end
@@ -264,8 +263,10 @@ end
 local function answer_error(message, fields, secret)
   local secrets = redact.list(secret)
   if fields.headers then redact.fields(fields.headers, secrets) end
-  if fields.request_id then fields.request_id = redact.known(fields.request_id, secrets) end
-  return errors.scrub(errors.new("invalid_response", message, fields), NO_SECRETS)
+  if fields.request_id then fields.request_id = redact.known(fields.request_id, secrets, true) end
+  -- The message may quote the answer's fields, one of which may be its
+  -- secret: removed there too (the raw body keeps it, to recover from).
+  return errors.scrub(errors.new("invalid_response", redact.text(message, secrets), fields), NO_SECRETS)
 end
 
 -- The error for a 2xx that is not this create's subscription, keeping
@@ -317,12 +318,13 @@ local function created(fleet_id, res, err)
   -- The table of fields is made from the block on first read of `headers`.
   local raw = res.raw_headers
   if redact.maybe_in(raw, secret) then
-    res.raw_headers = redact.known(raw, redact.list(secret))
+    res.raw_headers = redact.known(raw, redact.list(secret), true)
     res.headers = nil
     res.request_id = outcome.request_id(res)
   end
-  return sub, nil, outcome.lazy_headers { status = res.status, raw_headers = res.raw_headers,
-    request_id = res.request_id, attempts = res.attempts, idempotency_key = res.idempotency_key }
+  return sub, nil, outcome.lazy_headers({ status = res.status, raw_headers = res.raw_headers,
+    request_id = res.request_id, attempts = res.attempts, idempotency_key = res.idempotency_key },
+    outcome.secrets_of(res), secret)
 end
 
 --- Creates a subscription through `client`. See `cerca.webhooks.create`.
