@@ -270,9 +270,13 @@ describe("random inputs", function()
     end
     -- The rule of redact.written_once: the secret written at most once,
     -- each of its "/" as is or as "\/" (each on its own); undecided (false)
-    -- past a backslash or a quote in it, or a \u escape in the text.
+    -- past a backslash, a quote or a control byte in it, a secret that
+    -- reads as a number, or a \u escape in the text.
     local function lua_written_once(s, secret)
-      if secret:find("\\", 1, true) or secret:find('"', 1, true) or s:find("\\u", 1, true) then return false end
+      if secret:find("\\", 1, true) or secret:find('"', 1, true) or secret:find("%c") or tonumber(secret)
+        or s:find("\\u", 1, true) then
+        return false
+      end
       if not secret:find("/", 1, true) then return lua_count(s, secret) <= 1 end
       -- Byte by byte, not a pattern: Lua 5.1's patterns stop at a NUL.
       local function written_at(i)
@@ -334,6 +338,13 @@ describe("random inputs", function()
         or (i % 6 == 3) and (text2 .. secret .. secret:gsub("/", "\\/", 1)) or text2
       assert.are.equal(lua_written_once(json_text, secret), core.written_once(json_text, secret),
         ("%q in %q"):format(secret, json_text))
+      -- Whether a header block holds a secret in any letter case: the
+      -- secret put there in random case half of the time.
+      local folded = (i % 2 == 0) and needle ~= "" and (text2 .. needle:gsub("%a", function(c)
+        return random() < 0.5 and c:upper() or c:lower()
+      end) .. text2) or text2
+      assert.are.equal(needle == "" or folded:lower():find(needle:lower(), 1, true) ~= nil,
+        core.holds_folded(folded, needle), ("%q in %q"):format(needle, folded))
     end
   end)
 

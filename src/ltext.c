@@ -28,10 +28,14 @@
  *   core.occurrences(s, probe...) -> the largest count of any probe in s;
  *       nothing (nil) when s holds a `\u` or `%` escape (a secret could be written
  *       there in a form no probe finds) or a probe is empty
+ *   core.holds_folded(s, a [, b]) -> whether s holds the string a or b
+ *       (each may be nil) in any mix of ASCII letter case
  *   core.written_once(s, secret) -> whether the JSON text s writes secret
  *       at most once, each of its "/" as is or as "\/" (JSON may escape
- *       each on its own); false when the secret holds a backslash or a
- *       quote, or s a `\u` escape: undecided
+ *       each on its own); false when the secret holds a backslash, a quote
+ *       or a control byte (JSON writes a TAB "\t", a lenient decoder also
+ *       takes it raw), or reads as a number (another field may be that
+ *       number, written any way), or s holds a `\u` escape: undecided
  */
 #include <stdio.h>
 #include <string.h>
@@ -387,11 +391,116 @@ static size_t written_count(const char *s, size_t n, const char *secret, size_t 
     return found;
 }
 
+/* ASCII letters in lower case; every other byte as it is, whatever the
+ * locale (header names are lower-cased the same way). */
+static unsigned char ascii_lower(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c + ('a' - 'A')) : c;
+}
+
+static int same_folded(const char *a, const char *b, size_t m)
+{
+    size_t k;
+    for (k = 0; k < m; k++)
+        if (ascii_lower((unsigned char)a[k]) != ascii_lower((unsigned char)b[k]))
+            return 0;
+    return 1;
+}
+
+/* Whether s (n bytes) holds needle (m > 0 bytes) in any mix of ASCII
+ * letter case. memchr looks for the needle's first byte that is not a
+ * letter (the same in any case; "_" in most keys and secrets, rare in a
+ * header block), else for its first letter in either case, and each place
+ * found is compared whole. */
+static int folded_in(const char *s, size_t n, const char *needle, size_t m)
+{
+    const char *p, *end;
+    size_t at = 0;
+    int lo, up;
+    if (m > n)
+        return 0;
+    for (at = 0; at < m; at++) {
+        unsigned char c = ascii_lower((unsigned char)needle[at]);
+        if (c < 'a' || c > 'z')
+            break;
+    }
+    if (at == m)
+        at = 0;
+    lo = ascii_lower((unsigned char)needle[at]);
+    up = lo >= 'a' && lo <= 'z' ? lo - ('a' - 'A') : lo;
+    /* The anchor stands at s + at at the earliest, and leaves room for the
+     * rest of the needle after it. */
+    p = s + at;
+    end = s + n - (m - 1 - at);
+    while (p < end) {
+        const char *hit = memchr(p, lo, (size_t)(end - p)), *alt = NULL;
+        if (up != lo)
+            alt = memchr(p, up, hit != NULL ? (size_t)(hit - p) : (size_t)(end - p));
+        if (alt != NULL)
+            hit = alt;
+        if (hit == NULL)
+            return 0;
+        if (same_folded(hit - at, needle, m))
+            return 1;
+        p = hit + 1;
+    }
+    return 0;
+}
+
+static int l_holds_folded(lua_State *L)
+{
+    size_t n, m;
+    const char *s = luaL_checklstring(L, 1, &n), *needle;
+    int i;
+    for (i = 2; i <= 3; i++) {
+        if (lua_isnoneornil(L, i))
+            continue;
+        needle = luaL_checklstring(L, i, &m);
+        if (m == 0 || folded_in(s, n, needle, m)) {
+            lua_pushboolean(L, 1);
+            return 1;
+        }
+    }
+    lua_pushboolean(L, 0);
+    return 1;
+}
+
+/* Whether secret (m bytes) holds a byte a JSON text may write in two
+ * ways that written_count does not follow: a backslash, a quote, a C0
+ * control byte or DEL. One pass; says too whether it holds a "/". */
+static int uncountable(const char *secret, size_t m, int *slash)
+{
+    size_t k;
+    *slash = 0;
+    for (k = 0; k < m; k++) {
+        unsigned char c = (unsigned char)secret[k];
+        if (c < 0x20 || c == 0x7f || c == '\\' || c == '"')
+            return 1;
+        if (c == '/')
+            *slash = 1;
+    }
+    return 0;
+}
+
+/* Whether the string at index i, which holds no control byte, may read
+ * as a number: only one that starts (after spaces) with a digit, a sign,
+ * a point, or "inf"'s or "nan"'s first letter is asked of Lua. */
+static int may_be_number(lua_State *L, int i, const char *p, size_t m)
+{
+    size_t k = 0;
+    while (k < m && p[k] == ' ')
+        k++;
+    if (k == m || !(strchr("0123456789+-.iInN", p[k]) != NULL))
+        return 0;
+    return lua_isnumber(L, i);
+}
+
 static int l_written_once(lua_State *L)
 {
     size_t n, m, found;
+    int slash;
     const char *s = luaL_checklstring(L, 1, &n), *secret = luaL_checklstring(L, 2, &m);
-    if (memchr(secret, '\\', m) != NULL || memchr(secret, '"', m) != NULL || find(s, n, "\\u", 2) != NULL) {
+    if (uncountable(secret, m, &slash) || may_be_number(L, 2, secret, m) || find(s, n, "\\u", 2) != NULL) {
         lua_pushboolean(L, 0);
         return 1;
     }
@@ -400,7 +509,7 @@ static int l_written_once(lua_State *L)
         lua_pushboolean(L, n == 0);
         return 1;
     }
-    found = memchr(secret, '/', m) != NULL ? written_count(s, n, secret, m) : count(s, n, secret, m);
+    found = slash ? written_count(s, n, secret, m) : count(s, n, secret, m);
     lua_pushboolean(L, found <= 1);
     return 1;
 }
@@ -409,6 +518,7 @@ static const luaL_Reg text_functions[] = {
     {"written_once", l_written_once},
     {"count", l_count},
     {"occurrences", l_occurrences},
+    {"holds_folded", l_holds_folded},
     {"text_problem", l_text_problem},
     {"path_problem", l_path_problem},
     {"percent_encode", l_percent_encode},

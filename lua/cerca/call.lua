@@ -251,7 +251,7 @@ local function done(self, value)
     redact.value(value.json, secrets)
     value.body = redact.known(value.body, secrets)
   end
-  return "done", outcome.lazy_headers(value, secrets)
+  return "done", outcome.lazy_headers(value, secrets[1])
 end
 
 --- Takes an attempt's response table and says what comes next.

@@ -80,11 +80,6 @@ end
 local header_table = core.headers
 local header = core.header
 
--- The known secrets of each answer handed out (`lazy_headers`): its
--- header names are lower-cased when the table is made, which can write a
--- secret that the raw block holds in other letters.
-local SECRETS_OF = setmetatable({}, { __mode = "k" })
-
 --- The table of an answer's header fields (lower-case names; repeated
 -- fields joined with ", "), made from its `raw_headers` on first use and
 -- kept in its `headers`.
@@ -92,12 +87,6 @@ function _M.headers(res)
   local h = rawget(res, "headers")
   if h == nil then
     h = header_table(res.raw_headers or "")
-    local secrets = SECRETS_OF[res]
-    if secrets then
-      -- The list is made here, on first read, not for every answer.
-      if secrets.also then secrets = redact.list(secrets.also, secrets.list and secrets.list[1]) end
-      redact.fields(h, secrets)
-    end
     res.headers = h
   end
   return h
@@ -119,22 +108,19 @@ local LAZY_HEADERS = {
   end,
 }
 
---- Gives `t` (a table holding `raw_headers`) a `headers` field made on its
--- first read, without `secrets` (`cerca.redact.list`, of one secret), nor
--- the secret `also`, in any letter case in its names. Returns `t`.
-function _M.lazy_headers(t, secrets, also)
-  if also then
-    SECRETS_OF[t] = { also = also, list = secrets }
-  elseif secrets and #secrets > 0 then
-    SECRETS_OF[t] = secrets
-  end
-  setmetatable(t, LAZY_HEADERS)
-  return t
-end
+local holds_folded = core.holds_folded
 
---- The secrets `lazy_headers` was given for `t`, or nil.
-function _M.secrets_of(t)
-  return SECRETS_OF[t]
+--- Gives `t` (a table holding `raw_headers`, rid of the secrets `a` and
+-- `b` as they are written) a `headers` field made on its first read.
+-- Header names are lower-cased there, which would spell a secret the block
+-- holds in other letters: then (rarely) the table is made now, without
+-- them. Returns `t`.
+function _M.lazy_headers(t, a, b)
+  setmetatable(t, LAZY_HEADERS)
+  if (a or b) and holds_folded(t.raw_headers or "", a, b) then
+    redact.fields(headers_of(t), redact.list(a, b))
+  end
+  return t
 end
 
 -- The message of an API error body, if it has a readable one: cut to 500

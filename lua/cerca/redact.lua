@@ -295,23 +295,15 @@ end
 -- Counted in C (`random_input_spec` holds it to the rule written in Lua).
 _M.written_once = core.written_once
 
--- Bytes JSON writes one way only, or as a \u escape (which `written_once`
--- sees): printable ASCII but `"` and `\`. A secret holding any other byte
--- (a TAB, say, written `\t` in one field and raw in another, which a
--- lenient decoder accepts) cannot be counted in the raw text.
-local UNCOUNTABLE = '[^ !#-Z%[%]^-~]'
-
 --- True when the raw JSON answer `s` can hold `secret` in one field only
--- (the one that holds it): the secret is made of bytes JSON writes one
--- way only, the text writes it once, and holds neither a `%` (a
--- percent-encoded secret) nor an escaped backslash (a secret escaped as
--- text, which decodes to `\/` or `\u00XX`). When false, the decoded
--- answer is walked (`value`).
+-- (the one that holds it): the text writes it once (`written_once`: the
+-- secret holds no byte JSON may write two ways, such as a TAB, and does
+-- not read as a number), and holds neither a `%` (a percent-encoded
+-- secret) nor an escaped backslash (a secret escaped as text, which
+-- decodes to `\/` or `\u00XX`). When false, the decoded answer is walked
+-- (`value`).
 function _M.in_one_field(s, secret)
-  -- A secret that reads as a number may stand in another field as a JSON
-  -- number, written any way (`1.2e3`): only the walk finds it.
-  return not find(secret, UNCOUNTABLE) and not tonumber(secret) and core.written_once(s, secret)
-    and not find(s, "%", 1, true) and not find(s, "\\\\", 1, true)
+  return core.written_once(s, secret) and not find(s, "%", 1, true) and not find(s, "\\\\", 1, true)
 end
 
 -- Moves each field of `t` named k to the name renamed[k]; where that name

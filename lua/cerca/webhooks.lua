@@ -315,16 +315,17 @@ local function created(fleet_id, res, err)
     sub.secret = secret
   end
   -- Headers are raw text: the secret may stand there as is, or escaped.
-  -- The table of fields is made from the block on first read of `headers`.
-  local raw = res.raw_headers
+  -- The table of fields is made from the block on first read of `headers`,
+  -- unless it was made already (a name held the API key in other letters).
+  local raw, headers = res.raw_headers, rawget(res, "headers")
   if redact.maybe_in(raw, secret) then
-    res.raw_headers = redact.known(raw, redact.list(secret), true)
-    res.headers = nil
+    local secrets = redact.list(secret)
+    res.raw_headers = redact.known(raw, secrets, true)
+    if headers then redact.fields(headers, secrets) end
     res.request_id = outcome.request_id(res)
   end
-  return sub, nil, outcome.lazy_headers({ status = res.status, raw_headers = res.raw_headers,
-    request_id = res.request_id, attempts = res.attempts, idempotency_key = res.idempotency_key },
-    outcome.secrets_of(res), secret)
+  return sub, nil, outcome.lazy_headers({ status = res.status, raw_headers = res.raw_headers, headers = headers,
+    request_id = res.request_id, attempts = res.attempts, idempotency_key = res.idempotency_key }, secret)
 end
 
 --- Creates a subscription through `client`. See `cerca.webhooks.create`.
