@@ -338,6 +338,9 @@ describe("random inputs", function()
         or (i % 6 == 3) and (text2 .. secret .. secret:gsub("/", "\\/", 1)) or text2
       assert.are.equal(lua_written_once(json_text, secret), core.written_once(json_text, secret),
         ("%q in %q"):format(secret, json_text))
+      local with_escape = (i % 5 == 0) and json_text .. "\\\\" or (i % 5 == 1) and json_text .. "%" or json_text
+      assert.are.equal(lua_written_once(with_escape, secret) and not with_escape:find("%", 1, true)
+        and not with_escape:find("\\\\", 1, true), core.in_one_field(with_escape, secret))
       -- Whether a header block holds a secret in any letter case: the
       -- secret put there in random case half of the time.
       local folded = (i % 2 == 0) and needle ~= "" and (text2 .. needle:gsub("%a", function(c)

@@ -30,6 +30,8 @@
  *       there in a form no probe finds) or a probe is empty
  *   core.holds_folded(s, a [, b]) -> whether s holds the string a or b
  *       (each may be nil) in any mix of ASCII letter case
+ *   core.in_one_field(s, secret) -> written_once, and s holds neither a
+ *       "%" nor an escaped backslash (see redact.in_one_field)
  *   core.written_once(s, secret) -> whether the JSON text s writes secret
  *       at most once, each of its "/" as is or as "\/" (JSON may escape
  *       each on its own); false when the secret holds a backslash, a quote
@@ -495,27 +497,39 @@ static int may_be_number(lua_State *L, int i, const char *p, size_t m)
     return lua_isnumber(L, i);
 }
 
-static int l_written_once(lua_State *L)
+/* written_once's answer for the strings at index 1 and 2. */
+static int written_once(lua_State *L)
 {
-    size_t n, m, found;
+    size_t n, m;
     int slash;
     const char *s = luaL_checklstring(L, 1, &n), *secret = luaL_checklstring(L, 2, &m);
-    if (uncountable(secret, m, &slash) || may_be_number(L, 2, secret, m) || find(s, n, "\\u", 2) != NULL) {
-        lua_pushboolean(L, 0);
-        return 1;
-    }
-    if (m == 0) {
-        /* "" stands before every byte and after the last. */
-        lua_pushboolean(L, n == 0);
-        return 1;
-    }
-    found = slash ? written_count(s, n, secret, m) : count(s, n, secret, m);
-    lua_pushboolean(L, found <= 1);
+    if (uncountable(secret, m, &slash) || may_be_number(L, 2, secret, m) || find(s, n, "\\u", 2) != NULL)
+        return 0;
+    if (m == 0) /* "" stands before every byte and after the last. */
+        return n == 0;
+    return (slash ? written_count(s, n, secret, m) : count(s, n, secret, m)) <= 1;
+}
+
+static int l_written_once(lua_State *L)
+{
+    lua_pushboolean(L, written_once(L));
+    return 1;
+}
+
+/* in_one_field(s, secret): written_once, and s holds neither a "%" nor an
+ * escaped backslash (one call for what the success path of every create
+ * asks). */
+static int l_in_one_field(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    lua_pushboolean(L, written_once(L) && memchr(s, '%', n) == NULL && find(s, n, "\\\\", 2) == NULL);
     return 1;
 }
 
 static const luaL_Reg text_functions[] = {
     {"written_once", l_written_once},
+    {"in_one_field", l_in_one_field},
     {"count", l_count},
     {"occurrences", l_occurrences},
     {"holds_folded", l_holds_folded},
