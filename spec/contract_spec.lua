@@ -39,7 +39,7 @@ describe("the contract oracle", function()
     assert.is_nil(err)
     assert.are.equal(201, res.status)
     assert.are.equal("cerca.Subscription <string> fleet=<string> url=<string> events=all events "
-      .. "enabled=true secret=whsec_\226\128\166", tostring(sub))
+      .. "enabled=true secret=\226\128\166", tostring(sub))
     assert_seed_example(sub)
   end)
 

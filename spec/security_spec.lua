@@ -209,6 +209,14 @@ describe("security", function()
       end
     end)
 
+    it("leaves a header named with only the key's first bytes as the server named it", function()
+      srv:enqueue { action = "raw", body = "HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\nX-" .. KEY:sub(1, 5)
+        .. ": v1\r\nX-Value: " .. KEY:sub(1, 5) .. "\r\n\r\n{}" }
+      local _, err = client.webhooks.create("fleet_1", { url = URL })
+      assert.are.equal("v1", err.headers["x-" .. KEY:sub(1, 5):lower()])
+      assert.are.equal(KEY:sub(1, 5), err.headers["x-value"])
+    end)
+
     it("leaves a header that only starts like the key or a secret as the server wrote it", function()
       -- A "%" elsewhere in the block makes every value be read for escapes.
       local headers = { ["X-Key-Format"] = KEY:sub(1, 8) .. "...", ["X-Secret-Format"] = SECRET:sub(1, 9) .. "...",
@@ -493,6 +501,8 @@ describe("security", function()
         assert.are.equal(secret, sub.secret)
         assert.are.equal("[redacted]", sub.n)
         assert_nowhere("738192046571", { cerca.pretty(sub), assert(cerca.encode_json { n = sub.n }) })
+        assert_nowhere("7381920", lines)
+        assert_nowhere("7.381920", lines)
       end
     end)
 
@@ -507,6 +517,43 @@ describe("security", function()
       assert.are.equal("2", res.headers["x-[redacted]"])
       assert_nowhere(secret:sub(7), res.headers)
       assert_nowhere(KEY:lower(), res.headers)
+      -- In other letters and percent-encoded too (lower-cased, "%5F" is
+      -- still the secret's "_").
+      srv:enqueue { action = "raw", body = "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: "
+        .. #body .. "\r\n" .. secret:upper():gsub("_", "%%5F") .. ": 1\r\nX-" .. KEY:upper():gsub("_", "%%5F")
+        .. ": 2\r\n\r\n" .. body }
+      sub, _, res = client.webhooks.create("fleet_1", { url = URL })
+      assert.are.equal(secret, sub.secret)
+      assert.are.equal("1", res.headers["[redacted]"])
+      assert.are.equal("2", res.headers["x-[redacted]"])
+      assert_nowhere(secret:sub(7), res.headers)
+      assert_nowhere(KEY:lower():sub(4), res.headers)
+    end)
+
+    it("known from a later attempt stays out of the error's texts of an earlier one, its body kept", function()
+      -- The first answer breaks off, its request id echoing the secret; the
+      -- second (the same subscription, replayed under the key) names it but
+      -- cannot be used.
+      local secret = "sec_live_Z9y8X7w6V5u4T3s2R1q0"
+      local retrying = helpers.client(srv, { log_level = "debug", max_retries = 1,
+        logger = function(_, line) lines[#lines + 1] = line end })
+      for _, second in ipairs { { id = cjson.null }, { fleetId = "fleet_2" } } do
+        lines = {}
+        second.secret = secret
+        local full = subscription_body { secret = secret }
+        srv:enqueue { action = "partial", status = 201, body = full, bytes = 20,
+          headers = { ["X-Request-Id"] = "req_" .. secret, ["X-Echo"] = secret, ["Retry-After"] = "0" } }
+        srv:enqueue { status = 201, body = subscription_body(second), headers = { ["X-Request-Id"] = "req_2" } }
+        local sub, err = retrying.webhooks.create("fleet_1", { url = URL })
+        assert.is_nil(sub)
+        assert.are.equal("invalid_response", err.type)
+        assert.are.equal(full:sub(1, 20), err.body)
+        assert.are.equal("req_[redacted]", err.request_id)
+        assert.are.equal("[redacted]", err.headers["x-echo"])
+        assert_nowhere(secret, { err.message, err.request_id, err.headers, tostring(err), cerca.pretty(err) })
+        assert_nowhere(secret, lines)
+      end
+      retrying:close()
     end)
 
     it("of a success cut off before it decoded stays out of the debug log, the retry's secret known or not",
@@ -529,12 +576,71 @@ describe("security", function()
       end)
 
     it("of an answer for another fleet, given as its fleetId, stays out of the error's message", function()
-      local secret = "c2VjcmV0LW9mLWFub3RoZXItZmxlZXQ"
-      srv:enqueue { status = 201, body = subscription_body { secret = secret, fleetId = secret } }
-      local sub, err = client.webhooks.create("fleet_1", { url = URL })
-      assert.is_nil(sub)
-      assert.matches('(fleetId "[redacted]")', err.message, 1, true)
-      assert_nowhere(secret, err, { tostring(err), cerca.pretty(err) }, lines)
+      -- Plain, and with a TAB or a NUL, which quoting writes "\9", "\0".
+      local secrets = { "c2VjcmV0LW9mLWFub3RoZXItZmxlZXQ", "sk9\tQmZ4vPx8Lr2NwT6yB0", "Q\0mZ4vPx8Lr2NwT6yB0x" }
+      for _, secret in ipairs(secrets) do
+        lines = {}
+        srv:enqueue { status = 201, body = subscription_body { secret = secret, fleetId = secret } }
+        local sub, err = client.webhooks.create("fleet_1", { url = URL })
+        assert.is_nil(sub)
+        assert.matches('(fleetId "[redacted]")', err.message, 1, true)
+        assert_nowhere(secret:sub(5), err, { tostring(err), cerca.pretty(err) }, lines)
+      end
+    end)
+
+    it("stays out of the debug log written as \\u escapes, or where the answer's secret is not a string", function()
+      local secret = "whsec_p\195\164ssw\195\182rt0123456789abcdef"
+      local body = subscription_body { secret = secret }
+        :gsub("}$", ',"note":"whsec_p\\u00e4ssw\\u00f6rt0123456789abcdef"}')
+      srv:enqueue { status = 201, body = body }
+      local sub = assert(client.webhooks.create("fleet_1", { url = URL }))
+      assert.are.equal("[redacted]", sub.note)
+      assert_nowhere("rt0123456789", lines)
+      lines = {}
+      -- Not a string: the answer is unusable, and what it holds unknown.
+      srv:enqueue { status = 201, body = subscription_body { secret = { value = "9f86d081884c7d659a2feaa0c55a" } },
+        headers = { ["X-Request-Id"] = "9f86d081884c7d659a2feaa0c55a" } }
+      local _, err = client.webhooks.create("fleet_1", { url = URL })
+      assert.are.equal("invalid_response", err.type)
+      assert.matches("response body: %(%d+ bytes, not shown", log_text())
+      assert.matches("request_id=(not shown)", log_text(), 1, true)
+      assert_nowhere("9f86d081884c7d", lines)
+    end)
+
+    it("many fields named after it are renamed in linear time", function()
+      -- Each name decodes to the secret, percent-encoded another way: all
+      -- are renamed "[redacted]", "[redacted]#2", ...
+      local redact = require "cerca.redact"
+      local function named(count)
+        local t = {}
+        for i = 1, count do
+          local k, bits = SECRET, i
+          k = k:gsub("[%w_]", function(c)
+            local on = bits % 2 == 1
+            bits = (bits - bits % 2) / 2
+            return on and ("%%%02X"):format(c:byte()) or c
+          end)
+          t[k] = i
+        end
+        return t
+      end
+      local function seconds(count)
+        local t = named(count)
+        local start = os.clock()
+        redact.value(t, redact.list(SECRET))
+        local took = os.clock() - start
+        local n = 0
+        for k in pairs(t) do
+          n = n + 1
+          assert.matches("^%[redacted%]", k)
+        end
+        assert.are.equal(count, n)
+        return took
+      end
+      seconds(500)
+      local small, large = seconds(1000), seconds(8000)
+      -- Linear: 8 times the fields take about 8 times as long (quadratic, 64).
+      assert.is_true(large < 24 * math.max(small, 0.001), ("%.3f s for 1000, %.3f s for 8000"):format(small, large))
     end)
 
     it("renamed out of a field name keeps a field the server itself named [redacted]", function()
@@ -546,7 +652,7 @@ describe("security", function()
 
     it("is hinted at in tostring by a short prefix and at most a quarter of it", function()
       for secret, hint in pairs { QmFzZTY0dXJsU2VjcmV0VmFsdWVzWFla_ = "\226\128\166Fla_",
-        whsec_abc123 = "whsec_\226\128\166" } do
+        whsec_abc123 = "\226\128\166", QxkPzwm_ = "\226\128\166" } do
         srv:enqueue { status = 201, body = subscription_body { secret = secret } }
         local sub = assert(client.webhooks.create("fleet_1", { url = URL }))
         assert.matches("secret=" .. hint .. "$", tostring(sub))
@@ -923,9 +1029,31 @@ describe("security", function()
         assert.are.equal("invalid_request", err.type)
         assert.matches("^calls", err.field)
       end
+      local raising = setmetatable({}, { __index = function() error("boom") end, __len = function() return 1 end })
+      local r0, e0 = client:request_many(raising, 1, function() end)
+      assert.is_nil(r0)
+      if e0.field == "calls" then
+        assert.matches("could not be read: a metamethod raised an error", e0.message, 1, true)
+      else
+        assert.are.equal("calls[1]", e0.field) -- Lua 5.1 runs no __len for tables: calls[1] is nil
+      end
       local c = assert(client:prepare("GET", "/x"))
+      -- What read_more adds that is no call ends at once, not sent.
+      local added, ended = false, {}
+      local calls = { c }
+      assert.is_nil((client:request_many(calls, 2, function(k, _, e) ended[k] = e and e.field or "sent" end,
+        function()
+          if added then return false end
+          added = true
+          calls[2] = "not a call"
+          return false
+        end)))
+      assert.are.same({ "sent", "calls[2]" }, ended)
+      srv:reset()
       for field, args in pairs { concurrency = { { c }, 0 }, on_done = { { c }, 1, "f" },
-        read_more = { { c }, 1, function() end, 3 }, stop = { { c }, 1, function() end, nil, {} } } do
+        read_more = { { c }, 1, function() end, 3 }, stop = { { c }, 1, function() end, nil, {} },
+        [{ "concurrency", "huge" }] = { { c }, math.huge, function() end } } do
+        field = type(field) == "table" and field[1] or field
         local r, err = client:request_many(unpack(args, 1, 5))
         assert.is_nil(r)
         assert.are.equal(field, err.field)

@@ -28,8 +28,9 @@
  *   core.occurrences(s, probe...) -> the largest count of any probe in s;
  *       nothing (nil) when s holds a `\u` or `%` escape (a secret could be written
  *       there in a form no probe finds) or a probe is empty
- *   core.holds_folded(s, a [, b]) -> whether s holds the string a or b
- *       (each may be nil) in any mix of ASCII letter case
+ *   core.may_hold_folded(s, a [, b]) -> whether s holds the string a or b
+ *       (each may be nil) in any mix of ASCII letter case, or holds a "%"
+ *       or a backslash (an escape that could write them another way)
  *   core.in_one_field(s, secret) -> written_once, and s holds neither a
  *       "%" nor an escaped backslash (see redact.in_one_field)
  *   core.written_once(s, secret) -> whether the JSON text s writes secret
@@ -449,11 +450,15 @@ static int folded_in(const char *s, size_t n, const char *needle, size_t m)
     return 0;
 }
 
-static int l_holds_folded(lua_State *L)
+static int l_may_hold_folded(lua_State *L)
 {
     size_t n, m;
     const char *s = luaL_checklstring(L, 1, &n), *needle;
     int i;
+    if (memchr(s, '%', n) != NULL || memchr(s, '\\', n) != NULL) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
     for (i = 2; i <= 3; i++) {
         if (lua_isnoneornil(L, i))
             continue;
@@ -532,7 +537,7 @@ static const luaL_Reg text_functions[] = {
     {"in_one_field", l_in_one_field},
     {"count", l_count},
     {"occurrences", l_occurrences},
-    {"holds_folded", l_holds_folded},
+    {"may_hold_folded", l_may_hold_folded},
     {"text_problem", l_text_problem},
     {"path_problem", l_path_problem},
     {"percent_encode", l_percent_encode},

@@ -28,6 +28,7 @@ local find = string.find
 local sub = string.sub
 local concat = table.concat
 local ceil = math.ceil
+local tonumber = tonumber
 local min = math.min
 local floor = math.floor
 local now = core.monotime
@@ -42,20 +43,27 @@ local function log_attempt(lg, method, path, res, attempt, attempts, elapsed, ne
   -- request id, the body), in any form; the sink removes the API key.
   local answer = res.json
   local secret = type(answer) == "table" and type(answer.secret) == "string" and answer.secret or nil
+  -- A success whose secret is not known (it did not decode, or its secret
+  -- is not a string) may hold it in any field and any form; one whose
+  -- secret reads as a number may hold it as a number written another way
+  -- (7.38e11). Its request id and body are not shown (the caller still
+  -- gets them).
+  local unsure = res.status >= 200 and res.status <= 299 and (res.body or "") ~= "" and (type(answer) ~= "table"
+    or (answer.secret ~= nil and not secret) or (secret and tonumber(secret)))
   local line = format("%s %s status=%s duration_ms=%d attempt=%d/%d", method, path,
     res.status > 0 and tostring(res.status) or res.error, floor(elapsed * 1000 + 0.5), attempt, attempts)
   local rid = request_id(res)
-  if rid then line = line .. " request_id=" .. (secret and redact.text(rid, redact.list(secret)) or rid) end
+  if rid then
+    line = line .. " request_id=" .. (unsure and "(not shown)" or secret and redact.text(rid, redact.list(secret))
+      or rid)
+  end
   if res.error and res.status > 0 then line = line .. " error=" .. res.error end
   if next_wait then line = format("%s retry_in=%.2fs reason=%q", line, next_wait, why) end
   lg:write("info", line)
   if lg.debug then
     local body = res.body
-    if type(answer) ~= "table" and res.status >= 200 and res.status <= 299 and body ~= "" then
-      -- A success that did not decode (cut off, not JSON) may hold its
-      -- secret in any field and any form, and that secret is not known:
-      -- the log gets its size only. The caller still gets the bytes.
-      body = format("(%d bytes, not shown: a success that could not be decoded may hold a secret)", #body)
+    if unsure then
+      body = format("(%d bytes, not shown: a success whose secret cannot be found in it in every form)", #body)
     end
     lg:write("debug", redact.text(format("%s %s response body: %s", method, path, body), redact.list(secret)))
   end

@@ -355,22 +355,41 @@ function Client:prepare(method, path, body, options, options_copied)
   return c
 end
 
+-- Calls in flight at most, as the transports take it.
+local MAX_IN_FLIGHT = 100000
+
+local function bad_argument(field, what, got)
+  return errors.new("invalid_request", format("client:request_many: %s must be %s, not %s", field, what,
+    validate.describe(got)), { field = field })
+end
+
+-- Why calls[from..] are refused, or nil.
+local function calls_refusal(calls, from)
+  for k = from, #calls do
+    if not call.is_call(calls[k]) then
+      return bad_argument("calls[" .. k .. "]", "a call from client:prepare", calls[k])
+    end
+  end
+end
+
 -- Why request_many's arguments are refused, or nil.
 local function request_many_refusal(calls, concurrency, on_done, read_more, stop)
-  local function bad(field, what, got)
-    return errors.new("invalid_request", format("client:request_many: %s must be %s, not %s", field, what,
-      validate.describe(got)), { field = field })
+  if type(calls) ~= "table" then return bad_argument("calls", "a list of calls from client:prepare", calls) end
+  local ok, why = pcall(calls_refusal, calls, 1)
+  if not ok then
+    return errors.new("invalid_request", "client:request_many: calls could not be read: a metamethod raised an "
+      .. "error (" .. (type(why) == "string" and why or type(why)) .. ")", { field = "calls" })
   end
-  if type(calls) ~= "table" then return bad("calls", "a list of calls from client:prepare", calls) end
-  for k = 1, #calls do
-    if not call.is_call(calls[k]) then return bad("calls[" .. k .. "]", "a call from client:prepare", calls[k]) end
+  if why then return why end
+  if type(concurrency) ~= "number" or concurrency < 1 or concurrency > MAX_IN_FLIGHT
+    or concurrency ~= floor(concurrency) then
+    return bad_argument("concurrency", "a whole number of calls in flight from 1 to " .. MAX_IN_FLIGHT, concurrency)
   end
-  if type(concurrency) ~= "number" or concurrency < 1 or concurrency ~= floor(concurrency) then
-    return bad("concurrency", "a whole number of calls in flight, 1 or more", concurrency)
+  if type(on_done) ~= "function" then return bad_argument("on_done", "a function", on_done) end
+  if read_more ~= nil and type(read_more) ~= "function" then
+    return bad_argument("read_more", "a function or nil", read_more)
   end
-  if type(on_done) ~= "function" then return bad("on_done", "a function", on_done) end
-  if read_more ~= nil and type(read_more) ~= "function" then return bad("read_more", "a function or nil", read_more) end
-  if stop ~= nil and type(stop) ~= "function" then return bad("stop", "a function or nil", stop) end
+  if stop ~= nil and type(stop) ~= "function" then return bad_argument("stop", "a function or nil", stop) end
   return nil
 end
 
@@ -394,10 +413,19 @@ function Client:request_many(calls, concurrency, on_done, read_more, stop)
   if why then return nil, why end
   local keys = {}
   for k = 1, #calls do keys[k] = k end
-  -- The calls read_more adds get the next keys.
+  -- The calls read_more adds get the next keys; anything else it adds is
+  -- refused as it comes, and not sent.
+  local read = #calls
   local more = read_more and function()
     local again = read_more()
-    for k = #keys + 1, #calls do keys[k] = k end
+    for k = read + 1, #calls do
+      if call.is_call(calls[k]) then
+        keys[#keys + 1] = k
+      else
+        on_done(k, nil, bad_argument("calls[" .. k .. "]", "a call from client:prepare", calls[k]))
+      end
+    end
+    read = #calls
     return again
   end
   local rt = self._runtime

@@ -86,23 +86,25 @@ end
 -- (`cerca.redact.list`) and recognisable ones (`whsec_` tokens, ...) from
 -- each text, known ones from the raw body. The raw body keeps an
 -- answer's secret: it is how a create that cannot be read is recovered.
--- Used on every error that may hold what a server sent.
+-- Used on every error that may hold what a server sent. `keep_body`:
+-- the raw bodies are left as they are (an unusable create's, which hold
+-- the secret removed from everything else).
 -- @treturn table the error
 -- Values used as they are, never rewritten: the raw body (how a create is
 -- recovered; scrubbed of known secrets only, below) and the key to repeat
 -- the call with (rewritten, a repeat would make a duplicate).
 local EXACT = { body = true, idempotency_key = true }
 
-function _M.scrub(err, secrets)
+function _M.scrub(err, secrets, keep_body)
   -- Every text the error carries (the message, the request id, the field
   -- a refusal names, which may quote a table's key), not a list of them.
   for k, v in pairs(err) do
     if type(v) == "string" and not EXACT[k] then err[k] = redact.text(v, secrets) end
   end
-  if type(err.body) == "string" then err.body = redact.known(err.body, secrets) end
+  if type(err.body) == "string" and not keep_body then err.body = redact.known(err.body, secrets) end
   -- Header values are raw text: the key may stand there escaped.
   if type(err.headers) == "table" then redact.fields(err.headers, secrets) end
-  if _M.is_error(err.last_error) then _M.scrub(err.last_error, secrets) end
+  if _M.is_error(err.last_error) then _M.scrub(err.last_error, secrets, keep_body) end
   return err
 end
 

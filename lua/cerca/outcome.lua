@@ -108,16 +108,17 @@ local LAZY_HEADERS = {
   end,
 }
 
-local holds_folded = core.holds_folded
+local may_hold_folded = core.may_hold_folded
 
 --- Gives `t` (a table holding `raw_headers`, rid of the secrets `a` and
 -- `b` as they are written) a `headers` field made on its first read.
 -- Header names are lower-cased there, which would spell a secret the block
--- holds in other letters: then (rarely) the table is made now, without
--- them. Returns `t`.
+-- holds in other letters, plainly or escaped: when the block may (it holds
+-- one in other letters, or a `%` or `\`: rare), the table is made now,
+-- without them. Returns `t`.
 function _M.lazy_headers(t, a, b)
   setmetatable(t, LAZY_HEADERS)
-  if (a or b) and holds_folded(t.raw_headers or "", a, b) then
+  if (a or b) and may_hold_folded(t.raw_headers or "", a, b) then
     redact.fields(headers_of(t), redact.list(a, b))
   end
   return t

@@ -49,22 +49,21 @@ end
 -- Keys whose values are never printed whole.
 local SECRET_KEYS = { secret = true, api_key = true, _api_key = true, authorization = true }
 
--- A hint shows a type prefix of at most this many bytes (`whsec_`), and
--- the last 4 characters only of a secret with this many after it: never
--- more than a quarter of what is secret.
-local MAX_PREFIX, MIN_TAIL_FROM = 8, 16
+-- A hint shows, of a secret with at least this many characters after its
+-- type prefix (`whsec_`, at most 8 bytes), the prefix and the last 4:
+-- never more than a quarter of what is secret. Of a shorter one, nothing.
+local MAX_PREFIX, MIN_REST = 8, 16
 
 --- A recognisable hint of a secret: its short `xxx_` prefix and last 4
--- characters. Secrets shorter than 16 characters after the prefix keep
--- only the prefix.
+-- characters; only `…` for a secret with fewer than 16 after the prefix.
 function _M.redact(secret)
   if type(secret) ~= "string" then return tostring(secret) end
   local prefix, rest = match(secret, "^(%a+_)(.*)$")
   if not prefix or #prefix > MAX_PREFIX then prefix, rest = "", secret end
-  if #rest >= MIN_TAIL_FROM then
+  if #rest >= MIN_REST then
     return prefix .. ELLIPSIS .. sub(rest, -4)
   end
-  return prefix .. ELLIPSIS
+  return ELLIPSIS
 end
 
 local function events_text(events)

@@ -26,6 +26,7 @@ local match = string.match
 local gsub = string.gsub
 local lower = string.lower
 local char = string.char
+local floor = math.floor
 local tonumber = tonumber
 local concat = table.concat
 local sort = table.sort
@@ -49,6 +50,17 @@ local DOT = 46
 -- this many bytes of the secret.
 local MIN_PART = 4
 
+-- The UTF-8 bytes of code point cp.
+local function utf8_of(cp)
+  if cp < 0x80 then return char(cp) end
+  if cp < 0x800 then return char(0xC0 + floor(cp / 0x40), 0x80 + cp % 0x40) end
+  if cp < 0x10000 then
+    return char(0xE0 + floor(cp / 0x1000), 0x80 + floor(cp / 0x40) % 0x40, 0x80 + cp % 0x40)
+  end
+  return char(0xF0 + floor(cp / 0x40000), 0x80 + floor(cp / 0x1000) % 0x40, 0x80 + floor(cp / 0x40) % 0x40,
+    0x80 + cp % 0x40)
+end
+
 -- Length of `secret` written at position i of `text`, each of its bytes as
 -- is, as a JSON escape or percent-encoded; or, unless `whole`, of the first
 -- MIN_PART bytes or more of it where the text ends or "..." cuts it; nil
@@ -56,7 +68,8 @@ local MIN_PART = 4
 -- read from, when a match is tried on from the middle.)
 local function match_at(text, i, secret, whole, j, k0)
   j = j or i
-  for k = k0 or 1, #secret do
+  local k, m = k0 or 1, #secret
+  while k <= m do
     local c, t = byte(secret, k), byte(text, j)
     if t == nil then
       if k > MIN_PART and not whole then return j - i end
@@ -72,38 +85,36 @@ local function match_at(text, i, secret, whole, j, k0)
         local len = match_at(text, i, secret, whole, j + 2, k + 1)
         if len then return len end
       end
-      j = j + 1
+      j, k = j + 1, k + 1
     elseif t == BACKSLASH then
       local n = byte(text, j + 1)
       if SHORT_ESCAPE[n] == c then
-        j = j + 2
-      elseif n == LOWER_U and find(text, "^00%x%x", j + 2) and tonumber(sub(text, j + 4, j + 5), 16) == c then
-        j = j + 6
+        j, k = j + 2, k + 1
+      elseif n == LOWER_U and find(text, "^%x%x%x%x", j + 2) then
+        -- A \u escape writes a character: its UTF-8 bytes in the secret
+        -- (a pair of them one beyond U+FFFF), or one byte of the same value.
+        local cp, len = tonumber(sub(text, j + 2, j + 5), 16), 6
+        if cp >= 0xD800 and cp <= 0xDBFF and find(text, "^\\u[dD][c-fC-F]%x%x", j + 6) then
+          cp, len = 0x10000 + (cp - 0xD800) * 0x400 + (tonumber(sub(text, j + 8, j + 11), 16) - 0xDC00), 12
+        end
+        local u = utf8_of(cp)
+        if sub(secret, k, k + #u - 1) == u then
+          j, k = j + len, k + #u
+        elseif cp == c then
+          j, k = j + len, k + 1
+        else
+          return nil
+        end
       else
         return nil
       end
     elseif t == PERCENT and find(text, "^%x%x", j + 1) and tonumber(sub(text, j + 1, j + 2), 16) == c then
-      j = j + 3
+      j, k = j + 3, k + 1
     else
       return nil
     end
   end
   return j - i
-end
-
--- Every plain occurrence of `needle` in `s` replaced; s itself when none.
-local function replace_plain(s, needle)
-  local i, j = find(s, needle, 1, true)
-  if not i then return s end
-  local out, start = {}, 1
-  while i do
-    out[#out + 1] = sub(s, start, i - 1)
-    out[#out + 1] = REDACTED
-    start = j + 1
-    i, j = find(s, needle, start, true)
-  end
-  out[#out + 1] = sub(s, start)
-  return concat(out)
 end
 
 -- Adds the span of each start of `secret` (MIN_PART bytes or more of it,
@@ -314,12 +325,17 @@ local function rename(t, renamed)
     moved[k] = t[k]
     t[k] = nil
   end
+  -- The next suffix to try for each name: each is tried once, however
+  -- many fields a hostile answer names after a secret.
+  local next_of = {}
   for k, hidden in pairs(renamed) do
-    local name, n = hidden, 1
+    local n = next_of[hidden] or 1
+    local name = n == 1 and hidden or hidden .. "#" .. n
     while t[name] ~= nil do
       n = n + 1
       name = hidden .. "#" .. n
     end
+    next_of[hidden] = n + 1
     t[name] = moved[k]
   end
 end
@@ -335,6 +351,13 @@ local function may_hold(s, secrets)
   return false
 end
 
+-- The secrets of a list in lower case (for header names).
+local function lowered_list(secrets)
+  local out = {}
+  for i = 1, #secrets do out[i] = lower(secrets[i]) end
+  return out
+end
+
 --- Removes known secrets from the string values of a flat table (headers:
 -- raw text, where a secret may be written as is, JSON-escaped or
 -- percent-encoded), in place; and from its names, which arrive lower-cased
@@ -346,11 +369,14 @@ function _M.fields(t, secrets)
       t[k] = hide(v, known_spans(v, secrets, true))
     end
   end
-  local renamed
+  -- Names arrive lower-cased: they are searched for the secrets lower-cased
+  -- too, in every form (a name is whole, never cut).
+  local renamed, lowered
   for k in pairs(t) do
     if type(k) == "string" then
-      local hidden = hide(k, known_spans(k, secrets))
-      for i = 1, #secrets do hidden = replace_plain(hidden, lower(secrets[i])) end
+      lowered = lowered or lowered_list(secrets)
+      local hidden = hide(k, known_spans(k, secrets, true))
+      hidden = hide(hidden, known_spans(hidden, lowered, true))
       if hidden ~= k then
         renamed = renamed or {}
         renamed[k] = hidden

@@ -254,30 +254,19 @@ end
 
 -- A create's response, as the subscription and the call's details, or
 -- as an error that keeps the raw answer and the key to repeat the call with.
--- The error for a 2xx answer that is not this create's subscription. What
--- the server sent reaches the caller's logs through it: `errors.scrub`
--- removes `whsec_` tokens from the message and the request id, and
--- `secret` (the answer's own, when it names one) is removed from the
--- request id and the header values. The raw body, when kept, keeps it: it
--- is how the create is recovered.
-local function answer_error(message, fields, secret)
-  local secrets = redact.list(secret)
-  if fields.headers then redact.fields(fields.headers, secrets) end
-  if fields.request_id then fields.request_id = redact.known(fields.request_id, secrets, true) end
-  -- The message may quote the answer's fields, one of which may be its
-  -- secret: removed there too (the raw body keeps it, to recover from).
-  return errors.scrub(errors.new("invalid_response", redact.text(message, secrets), fields), NO_SECRETS)
-end
-
 -- The error for a 2xx that is not this create's subscription, keeping
 -- first what an earlier attempt's 2xx delivered, if one did (the API acted
--- then: its bytes may hold the secret).
-local function unusable(res, err)
+-- then: its bytes may hold the secret). The answer's secret, if it has
+-- one, is removed from every text of the error, this answer's and the
+-- earlier attempt's (the same subscription, replayed under the key), but
+-- not from the raw bodies: they are how the create is recovered.
+local function unusable(res, err, secret)
   local before = res.created_before
   if before then
     err = outcome.after_created(before, err)
     err.attempts, err.idempotency_key = res.attempts, res.idempotency_key
   end
+  errors.scrub(err, secret and redact.list(secret) or NO_SECRETS, true)
   err.request_sent, err.maybe_created = true, true
   return nil, err
 end
@@ -290,18 +279,21 @@ local function created(fleet_id, res, err)
       attempts = res.attempts, idempotency_key = res.idempotency_key }
     if not sub then
       local answer = res.json
-      return unusable(res, answer_error("the create succeeded (HTTP " .. res.status .. ") but " .. why
-        .. "; the raw answer is kept in err.body: repeat the call with err.idempotency_key to get the "
-        .. "subscription", fields, type(answer) == "table" and type(answer.secret) == "string" and answer.secret
-        or nil))
+      local secret = type(answer) == "table" and type(answer.secret) == "string" and answer.secret or nil
+      return unusable(res, errors.new("invalid_response", "the create succeeded (HTTP " .. res.status .. ") but "
+        .. why .. "; the raw answer is kept in err.body: repeat the call with err.idempotency_key to get the "
+        .. "subscription", fields), secret)
     end
     -- Not this call's answer (a connection shared across fork(), a proxy
     -- that mixed answers up): neither a success nor something to keep,
     -- and the other subscription's secret stays nowhere in the error.
     fields.body = nil
-    return unusable(res, answer_error("the answer names another fleet than the one asked for (fleetId "
-      .. validate.describe(sub.fleetId) .. "), so it is not this call's answer and was dropped; repeat the "
-      .. "call with err.idempotency_key to get this fleet's subscription", fields, sub.secret))
+    -- Quoted without the secret: quoting escapes what a text search for
+    -- it would then miss (a TAB as "\9").
+    local quoted = validate.describe(redact.value(sub.fleetId, redact.list(sub.secret)))
+    return unusable(res, errors.new("invalid_response", "the answer names another fleet than the one asked for "
+      .. "(fleetId " .. quoted .. "), so it is not this call's answer and was dropped; repeat the call with "
+      .. "err.idempotency_key to get this fleet's subscription", fields), sub.secret)
   end
   -- The secret is printed only where it is asked for: never inside the
   -- other fields, nor in the answer's headers.
