@@ -217,6 +217,35 @@ describe("security", function()
       assert.are.equal(KEY:sub(1, 5), err.headers["x-value"])
     end)
 
+    it("holding a % or a backslash, echoed with that byte escaped, is removed", function()
+      for _, case in ipairs { { "sk_live_ab%cdEFGH12345678", "%", "%25" }, { "sk_live_ab\\cdEFGH12345678", "\\",
+        "\\u005c" } } do
+        local key, plain, escaped = case[1], case[2], case[3]
+        local other = assert(cerca.new { api_key = key, base_url = srv.http_url, max_retries = 0 })
+        local echo = key:gsub(plain == "%" and "%%" or "\\", function() return escaped end)
+        srv:enqueue { status = 401, body = '{"error":{"message":"bad key ' .. echo .. '"}}',
+          headers = { ["X-Request-Id"] = "req_" .. echo, ["X-Echo"] = echo } }
+        local _, err = other.webhooks.create("fleet_1", { url = URL })
+        other:close()
+        assert.are.equal("authentication", err.type)
+        assert.are.equal("req_[redacted]", err.request_id)
+        assert.are.equal("[redacted]", err.headers["x-echo"])
+        assert_nowhere("cdEFGH1234", { err.message, err.request_id, err.headers, tostring(err) })
+      end
+    end)
+
+    it("of a 2xx that broke off, in a successful request's created_before, is removed", function()
+      local retrying = helpers.client(srv, { max_retries = 1 })
+      srv:enqueue { action = "partial", status = 201, body = '{"id":"x","note":"long enough to be cut"}', bytes = 10,
+        headers = { ["X-Request-Id"] = "req_" .. KEY, ["Retry-After"] = "0" } }
+      srv:enqueue { status = 201, body = "{}" }
+      local res = assert(retrying:request("POST", "/things", {}))
+      retrying:close()
+      assert.is_table(res.created_before)
+      assert.are.equal("req_[redacted]", res.created_before.request_id)
+      assert_nowhere(KEY_TAIL, res.created_before, { tostring(res.created_before.error) })
+    end)
+
     it("leaves a header that only starts like the key or a secret as the server wrote it", function()
       -- A "%" elsewhere in the block makes every value be read for escapes.
       local headers = { ["X-Key-Format"] = KEY:sub(1, 8) .. "...", ["X-Secret-Format"] = SECRET:sub(1, 9) .. "...",
@@ -605,6 +634,46 @@ describe("security", function()
       assert.matches("response body: %(%d+ bytes, not shown", log_text())
       assert.matches("request_id=(not shown)", log_text(), 1, true)
       assert_nowhere("9f86d081884c7d", lines)
+      -- A null secret is none: the log shows such an answer as it is.
+      lines = {}
+      srv:enqueue { status = 200, body = '{"id":"wh_1","secret":null}', headers = { ["X-Request-Id"] = "req_42" } }
+      assert(client:request("GET", "/fleets/fleet_1/webhooks/wh_1"))
+      assert.matches("request_id=req_42", log_text(), 1, true)
+      assert.matches('response body: {"id":"wh_1","secret":null}', log_text(), 1, true)
+    end)
+
+    it("of many backslashes, beside a field of twice as many, is looked for in polynomial time", function()
+      local n = 24
+      local secret = ("\\"):rep(n) .. "x"
+      local body = subscription_body { secret = secret, note = ("\\"):rep(2 * n) .. "y" }
+      srv:enqueue { status = 201, body = body }
+      local start = os.clock()
+      local sub = assert(client.webhooks.create("fleet_1", { url = URL }))
+      assert.are.equal(secret, sub.secret)
+      assert.is_true(os.clock() - start < 2, ("%.2f s of CPU"):format(os.clock() - start))
+    end)
+
+    it("in a header's name with one letter escaped in its own case is hidden with the name", function()
+      local secret = "Sec_live_Z9y8X7w6V5u4T3s2R1q0"
+      local body = subscription_body { secret = secret }
+      srv:enqueue { action = "raw", body = "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: "
+        .. #body .. "\r\nX-%53" .. secret:sub(2):upper() .. ": 1\r\nX-\\u0053" .. secret:sub(2) .. ": 2\r\n\r\n"
+        .. body }
+      local sub, _, res = client.webhooks.create("fleet_1", { url = URL })
+      assert.are.equal(secret, sub.secret)
+      assert_nowhere(secret:sub(2):lower(), res.headers)
+      local values = {}
+      for _, v in pairs(res.headers) do values[v] = true end
+      assert.is_true(values["1"] and values["2"])
+    end)
+
+    it("keeps a request id that only ends in the secret's first bytes, in an unusable create's error", function()
+      local secret = "Sec_live_Z9y8X7w6V5u4T3s2R1q0"
+      srv:enqueue { status = 201, body = subscription_body { secret = secret, id = cjson.null },
+        headers = { ["X-Request-Id"] = "req-Sec_l" } }
+      local _, err = client.webhooks.create("fleet_1", { url = URL })
+      assert.are.equal("invalid_response", err.type)
+      assert.are.equal("req-Sec_l", err.request_id)
     end)
 
     it("many fields named after it are renamed in linear time", function()
@@ -1032,10 +1101,11 @@ describe("security", function()
       local raising = setmetatable({}, { __index = function() error("boom") end, __len = function() return 1 end })
       local r0, e0 = client:request_many(raising, 1, function() end)
       assert.is_nil(r0)
-      if e0.field == "calls" then
+      if #raising == 1 then
+        assert.are.equal("calls", e0.field)
         assert.matches("could not be read: a metamethod raised an error", e0.message, 1, true)
       else
-        assert.are.equal("calls[1]", e0.field) -- Lua 5.1 runs no __len for tables: calls[1] is nil
+        assert.is_nil(e0) -- Lua 5.1 runs no __len for tables: an empty list, nothing to do
       end
       local c = assert(client:prepare("GET", "/x"))
       -- What read_more adds that is no call ends at once, not sent.
@@ -1049,6 +1119,19 @@ describe("security", function()
           return false
         end)))
       assert.are.same({ "sent", "calls[2]" }, ended)
+      -- Where no call can be made (nginx, a phase that cannot yield): each
+      -- ends once, refused.
+      rawset(client._runtime, "context_error", function() return "no network here" end)
+      added, ended, calls = false, {}, { c }
+      client:request_many(calls, 2, function(k, _, e) ended[#ended + 1] = k .. ":" .. e.type end, function()
+        if added then return false end
+        added = true
+        calls[2], calls[3] = "not a call", c
+        return false
+      end)
+      rawset(client._runtime, "context_error", nil)
+      table.sort(ended)
+      assert.are.same({ "1:configuration", "2:invalid_request", "3:configuration" }, ended)
       srv:reset()
       for field, args in pairs { concurrency = { { c }, 0 }, on_done = { { c }, 1, "f" },
         read_more = { { c }, 1, function() end, 3 }, stop = { { c }, 1, function() end, nil, {} },

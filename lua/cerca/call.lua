@@ -44,12 +44,13 @@ local function log_attempt(lg, method, path, res, attempt, attempts, elapsed, ne
   local answer = res.json
   local secret = type(answer) == "table" and type(answer.secret) == "string" and answer.secret or nil
   -- A success whose secret is not known (it did not decode, or its secret
-  -- is not a string) may hold it in any field and any form; one whose
+  -- is an object, a list or a number) may hold it in any field and any
+  -- form (a `null` or `false` secret is none); one whose
   -- secret reads as a number may hold it as a number written another way
   -- (7.38e11). Its request id and body are not shown (the caller still
   -- gets them).
   local unsure = res.status >= 200 and res.status <= 299 and (res.body or "") ~= "" and (type(answer) ~= "table"
-    or (answer.secret ~= nil and not secret) or (secret and tonumber(secret)))
+    or type(answer.secret) == "table" or type(answer.secret) == "number" or (secret and tonumber(secret)))
   local line = format("%s %s status=%s duration_ms=%d attempt=%d/%d", method, path,
     res.status > 0 and tostring(res.status) or res.error, floor(elapsed * 1000 + 0.5), attempt, attempts)
   local rid = request_id(res)
@@ -281,7 +282,7 @@ function Call:finish(res)
     local secrets, rid = self.secrets, request_id(res)
     self.created = { status = res.status, headers = redact.fields(outcome.headers(res), secrets),
       body = redact.known(res.body, secrets), request_id = rid and redact.text(rid, secrets),
-      attempt = attempt, broke_off = res.error ~= nil, error = err }
+      attempt = attempt, broke_off = res.error ~= nil, error = errors.scrub(err, secrets) }
   end
   if failure.uncertain then
     -- The first such attempt is the one named; the last, whether the

@@ -435,7 +435,7 @@ function Client:request_many(calls, concurrency, on_done, read_more, stop)
     more = nil
   end
   if why then
-    for k = 1, #calls do on_done(k, nil, refused(why)) end
+    for i = 1, #keys do on_done(keys[i], nil, refused(why)) end
     return
   end
   if #calls == 0 then return end

@@ -94,12 +94,14 @@ end
 -- recovered; scrubbed of known secrets only, below) and the key to repeat
 -- the call with (rewritten, a repeat would make a duplicate).
 local EXACT = { body = true, idempotency_key = true }
+-- Texts never cut short: a start of a secret at their end is their own.
+local WHOLE = { request_id = true }
 
 function _M.scrub(err, secrets, keep_body)
   -- Every text the error carries (the message, the request id, the field
   -- a refusal names, which may quote a table's key), not a list of them.
   for k, v in pairs(err) do
-    if type(v) == "string" and not EXACT[k] then err[k] = redact.text(v, secrets) end
+    if type(v) == "string" and not EXACT[k] then err[k] = redact.text(v, secrets, WHOLE[k]) end
   end
   if type(err.body) == "string" and not keep_body then err.body = redact.known(err.body, secrets) end
   -- Header values are raw text: the key may stand there escaped.

@@ -65,8 +65,9 @@ end
 -- is, as a JSON escape or percent-encoded; or, unless `whole`, of the first
 -- MIN_PART bytes or more of it where the text ends or "..." cuts it; nil
 -- when it is not there. (`j` and `k0`: where the text and the secret are
--- read from, when a match is tried on from the middle.)
-local function match_at(text, i, secret, whole, j, k0)
+-- read from, when a match is tried on from the middle; `failed`: the
+-- places (j, k) already tried in vain from this start.)
+local function match_at(text, i, secret, whole, j, k0, failed)
   j = j or i
   local k, m = k0 or 1, #secret
   while k <= m do
@@ -77,19 +78,17 @@ local function match_at(text, i, secret, whole, j, k0)
     elseif t == DOT and k > MIN_PART and not whole and sub(text, j, j + 2) == "..." then
       -- Cut there (as `validate.describe` cuts), unless the secret goes on
       -- with these dots.
-      return c == DOT and match_at(text, i, secret, whole, j + 1, k + 1) or j - i
-    elseif t == c then
-      if c == BACKSLASH and byte(text, j + 1) == BACKSLASH then
-        -- "\\" writes the secret's backslash escaped, or is two of its own:
-        -- the escape is tried first.
-        local len = match_at(text, i, secret, whole, j + 2, k + 1)
-        if len then return len end
-      end
-      j, k = j + 1, k + 1
-    elseif t == BACKSLASH then
+      return c == DOT and match_at(text, i, secret, whole, j + 1, k + 1, failed) or j - i
+    end
+    -- The text's byte may start an escape: its reading as one is tried
+    -- first; where the secret holds that byte too (a `\` or a `%` of its
+    -- own), the byte as is after. Each place is tried once: a text of
+    -- many backslashes cannot make the tries grow exponentially.
+    local escape
+    if t == BACKSLASH then
       local n = byte(text, j + 1)
       if SHORT_ESCAPE[n] == c then
-        j, k = j + 2, k + 1
+        escape = 2
       elseif n == LOWER_U and find(text, "^%x%x%x%x", j + 2) then
         -- A \u escape writes a character: its UTF-8 bytes in the secret
         -- (a pair of them one beyond U+FFFF), or one byte of the same value.
@@ -99,17 +98,33 @@ local function match_at(text, i, secret, whole, j, k0)
         end
         local u = utf8_of(cp)
         if sub(secret, k, k + #u - 1) == u then
-          j, k = j + len, k + #u
+          escape, k = len, k + #u - 1
         elseif cp == c then
-          j, k = j + len, k + 1
-        else
-          return nil
+          escape = len
         end
-      else
-        return nil
       end
     elseif t == PERCENT and find(text, "^%x%x", j + 1) and tonumber(sub(text, j + 1, j + 2), 16) == c then
-      j, k = j + 3, k + 1
+      escape = 3
+    end
+    if escape and t == c then
+      -- Both readings may go on: the escape's is tried here, the plain
+      -- one below, each (j, k) once.
+      failed = failed or {}
+      local at = (j + escape) * (m + 2) + k + 1
+      if not failed[at] then
+        local len = match_at(text, i, secret, whole, j + escape, k + 1, failed)
+        if len then return len end
+        failed[at] = true
+      end
+      escape = nil
+      local plain = (j + 1) * (m + 2) + k + 1
+      if failed[plain] then return nil end
+      failed[plain] = true
+    end
+    if escape then
+      j, k = j + escape, k + 1
+    elseif t == c then
+      j, k = j + 1, k + 1
     else
       return nil
     end
@@ -236,9 +251,11 @@ end
 -- hidden as one: no match can cut another short.
 -- @tparam string s the text
 -- @tparam[opt] table secrets known secret values (`list`)
+-- @tparam[opt] boolean whole the text is never cut short (a request id):
+--   a start of a known secret at its end is its own text
 -- @treturn string
-function _M.text(s, secrets)
-  local spans = secrets and known_spans(s, secrets) or {}
+function _M.text(s, secrets, whole)
+  local spans = secrets and known_spans(s, secrets, whole) or {}
   json_secret_spans(s, spans)
   pattern_spans(s, WHSEC, spans)
   pattern_spans(s, AUTHORIZATION, spans)
@@ -358,6 +375,25 @@ local function lowered_list(secrets)
   return out
 end
 
+local SHORT_BYTE = { b = "\b", f = "\f", n = "\n", r = "\r", t = "\t" }
+
+-- `s` with its escapes read, JSON's and percent-encoding's, until none is
+-- left to read (an escape may write another: `%5Cu0053`), three rounds
+-- at most.
+local function unescaped(s)
+  for _ = 1, 3 do
+    local before = s
+    s = gsub(s, "%%(%x%x)", function(h) return char(tonumber(h, 16)) end)
+    s = gsub(s, "\\u([dD][89abAB]%x%x)\\u([dD][c-fC-F]%x%x)", function(hi, lo)
+      return utf8_of(0x10000 + (tonumber(hi, 16) - 0xD800) * 0x400 + (tonumber(lo, 16) - 0xDC00))
+    end)
+    s = gsub(s, "\\u(%x%x%x%x)", function(h) return utf8_of(tonumber(h, 16)) end)
+    s = gsub(s, "\\([bfnrt\\/\"])", function(e) return SHORT_BYTE[e] or e end)
+    if s == before then break end
+  end
+  return s
+end
+
 --- Removes known secrets from the string values of a flat table (headers:
 -- raw text, where a secret may be written as is, JSON-escaped or
 -- percent-encoded), in place; and from its names, which arrive lower-cased
@@ -377,6 +413,12 @@ function _M.fields(t, secrets)
       lowered = lowered or lowered_list(secrets)
       local hidden = hide(k, known_spans(k, secrets, true))
       hidden = hide(hidden, known_spans(hidden, lowered, true))
+      -- What is left may still spell one once its escapes are read (a
+      -- letter escaped keeps its case, `%53`): then the whole name goes.
+      local read = lower(unescaped(hidden))
+      for i = 1, #lowered do
+        if find(read, lowered[i], 1, true) then hidden = REDACTED end
+      end
       if hidden ~= k then
         renamed = renamed or {}
         renamed[k] = hidden
