@@ -224,6 +224,45 @@ describe("cerca.core", function()
       s:close()
     end)
 
+    it("sends its User-Agent once, as a line of its own, unless the request names its own", function()
+      local s = assert(core.new_session { user_agent = "spec/2" })
+      -- The same session, the URL changed and changed back: the parsed
+      -- URL libcurl is given follows it.
+      assert.are.equal(201, post(s).status)
+      assert.are.equal(201, post(s, { headers = { "Authorization: Bearer " .. srv.api_key,
+        "Content-Type: application/json", "User-Agent: mine/3" } }).status)
+      assert.are.equal(201, post(s, { headers = { "Authorization: Bearer " .. srv.api_key,
+        "Content-Type: application/json", "user-agent: lower/4" } }).status)
+      assert.are.equal(201, post(s).status)
+      local reqs = srv:requests()
+      assert.are.same({ "spec/2", "mine/3", "lower/4", "spec/2" }, { reqs[1].headers["user-agent"],
+        reqs[2].headers["user-agent"], reqs[3].headers["user-agent"], reqs[4].headers["user-agent"] })
+      s:close()
+      -- It becomes a header line: one that would start another is refused.
+      for _, ua in ipairs { "a\r\nX-Evil: 1", "a\nb", "a\0b" } do
+        local ok, why = pcall(core.new_session, { user_agent = ua })
+        assert.is_false(ok)
+        assert.matches("user_agent", why)
+      end
+    end)
+
+    it("follows a URL that changes from one attempt to the next on the same session", function()
+      local s = assert(core.new_session())
+      local base = srv.http_url .. "/fleets/"
+      for i, fleet in ipairs { "fleet_a", "fleet_b", "fleet_a", "fleet_c" } do
+        local res = post(s, { url = base .. fleet .. "/webhooks" })
+        assert.are.equal(201, res.status)
+        assert.are.equal("/fleets/" .. fleet .. "/webhooks", srv:requests()[i].uri)
+      end
+      -- A URL libcurl cannot parse fails that attempt only, as not sent.
+      local bad = post(s, { url = "http://[::1" })
+      assert.are.equal("url", bad.error)
+      assert.is_false(bad.request_sent)
+      assert.are.equal(201, post(s, { url = base .. "fleet_d/webhooks" }).status)
+      assert.are.equal("/fleets/fleet_d/webhooks", srv:requests()[5].uri)
+      s:close()
+    end)
+
     it("reports JSON it cannot decode", function()
       srv:enqueue { status = 200, body = "not json" }
       local res = post(core.new_session())

@@ -154,8 +154,6 @@ static int setup_easy(cerca_http *h)
         curl_easy_setopt(e, CURLOPT_PROTOCOLS,
                          (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS)) != CURLE_OK ||
 #endif
-        (h->user_agent != NULL &&
-         curl_easy_setopt(e, CURLOPT_USERAGENT, h->user_agent) != CURLE_OK) ||
         /* CAINFO replaces the default bundle file, while the default CA
          * directory stays in force: the file adds trust, it never narrows it. */
         (h->ca_file != NULL &&
@@ -243,59 +241,111 @@ static int same_lines(const cerca_http *h, const cerca_request *rq)
     return 1;
 }
 
+/* Whether a line names the header `name` (its length n, lower case):
+ * the name, then ':' or ';' (libcurl's "send it empty"), as libcurl
+ * itself reads the lines it is given. */
+static int names(const char *line, const char *name, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)line[i];
+        if ((c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c) != (unsigned char)name[i])
+            return 0;
+    }
+    return line[n] == ':' || line[n] == ';';
+}
+
+#define UA_PREFIX "User-Agent: "
+
 /* Makes h->lines from the request's header lines: one allocation for the
- * nodes and their text. On failure h->lines is left as it was. */
+ * nodes and their text. The User-Agent goes in as one more line, unless
+ * the request names its own: given as CURLOPT_USERAGENT, libcurl would
+ * format "User-Agent: ..." anew on every attempt. On failure h->lines is
+ * left as it was. */
 static int keep_lines(cerca_http *h, const cerca_request *rq)
 {
-    size_t i, n = rq->nheaders, text = 0, node_bytes;
+    size_t i, n = rq->nheaders, text = 0, node_bytes, ua_len = 0, nodes_n;
     struct curl_slist *nodes;
     char *p;
-    if (n >= SIZE_MAX / sizeof *nodes)
+    int own_ua = h->user_agent != NULL;
+    for (i = 0; i < n && own_ua; i++)
+        if (names(rq->headers[i], "user-agent", 10))
+            own_ua = 0;
+    if (own_ua)
+        ua_len = sizeof UA_PREFIX - 1 + strlen(h->user_agent) + 1;
+    nodes_n = n + (own_ua ? 1 : 0);
+    if (nodes_n >= SIZE_MAX / sizeof *nodes)
         return -1;
-    node_bytes = (n + 1) * sizeof *nodes;
+    node_bytes = (nodes_n + 1) * sizeof *nodes;
     for (i = 0; i < n; i++) {
         size_t len = strlen(rq->headers[i]) + 1;
         if (len > SIZE_MAX - node_bytes - text)
             return -1;
         text += len;
     }
-    nodes = malloc(node_bytes + text);
+    if (ua_len > SIZE_MAX - node_bytes - text)
+        return -1;
+    nodes = malloc(node_bytes + text + ua_len);
     if (nodes == NULL)
         return -1;
-    p = (char *)(nodes + n + 1);
+    p = (char *)(nodes + nodes_n + 1);
     for (i = 0; i < n; i++) {
         size_t len = strlen(rq->headers[i]) + 1;
         nodes[i].data = memcpy(p, rq->headers[i], len);
         nodes[i].next = &nodes[i + 1];
         p += len;
     }
-    nodes[n].data = expect_line;
-    nodes[n].next = NULL;
+    if (own_ua) {
+        nodes[n].data = p;
+        memcpy(p, UA_PREFIX, sizeof UA_PREFIX - 1);
+        memcpy(p + sizeof UA_PREFIX - 1, h->user_agent, strlen(h->user_agent) + 1);
+        nodes[n].next = &nodes[n + 1];
+    }
+    nodes[nodes_n].data = expect_line;
+    nodes[nodes_n].next = NULL;
     free(h->lines);
     h->lines = nodes;
     h->nlines = n;
     return 0;
 }
 
-/* Sets the URL unless the handle has it already. */
+/* Sets the URL unless the handle has it already. libcurl parses a URL
+ * given as a string again on every transfer (and writes it out again
+ * whole): it is given parsed as well (CURLOPT_CURLU, which libcurl then
+ * reads instead), parsed here once. The string stays set, for what libcurl
+ * reports of the URL. Parsed with the flags libcurl parses a string with. */
 static CURLcode set_url(cerca_http *h, const char *url)
 {
     char *copy;
     CURLcode rc;
+    CURLUcode uc;
     if (h->url != NULL && strcmp(h->url, url) == 0)
         return CURLE_OK;
+    /* Nothing is remembered until both are set: a failure leaves no URL. */
+    free(h->url);
+    h->url = NULL;
+    curl_easy_setopt(h->easy, CURLOPT_CURLU, (CURLU *)NULL);
+    if (h->parsed == NULL && (h->parsed = curl_url()) == NULL)
+        return CURLE_OUT_OF_MEMORY;
     copy = strdup(url);
     if (copy == NULL)
         return CURLE_OUT_OF_MEMORY;
-    rc = curl_easy_setopt(h->easy, CURLOPT_URL, url);
-    if (rc != CURLE_OK) {
-        /* libcurl dropped the URL it had: nothing is remembered. */
+    uc = curl_url_set(h->parsed, CURLUPART_URL, url, CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME);
+    if (uc != CURLUE_OK) {
+        /* The message libcurl gives when it parses the string itself. */
+#if LIBCURL_VERSION_NUM >= 0x075000
+        snprintf(h->errbuf, sizeof h->errbuf, "URL rejected: %s", curl_url_strerror(uc));
+#endif
         free(copy);
-        free(h->url);
-        h->url = NULL;
+        return CURLE_URL_MALFORMAT;
+    }
+    rc = curl_easy_setopt(h->easy, CURLOPT_URL, url);
+    if (rc == CURLE_OK)
+        rc = curl_easy_setopt(h->easy, CURLOPT_CURLU, h->parsed);
+    if (rc != CURLE_OK) {
+        free(copy);
         return rc;
     }
-    free(h->url);
     h->url = copy;
     return CURLE_OK;
 }
@@ -441,6 +491,9 @@ void cerca_http_cleanup(cerca_http *h)
     h->nlines = 0;
     free(h->url);
     h->url = NULL;
+    if (h->parsed != NULL)
+        curl_url_cleanup(h->parsed);
+    h->parsed = NULL;
     buf_free(&h->body);
     buf_free(&h->headers);
     free(h->ca_file);

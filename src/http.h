@@ -83,6 +83,7 @@ typedef struct {
     /* What `easy` was last given: a setting that does not change is not
      * set again (libcurl copies each string it is given). */
     char *url;    /* NULL: none yet */
+    CURLU *parsed; /* `url`, parsed once (CURLOPT_CURLU), or NULL */
     int no_proxy; /* -1: none yet */
     cerca_buf body;
     cerca_buf headers;     /* the header block of the latest response */

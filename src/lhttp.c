@@ -67,12 +67,16 @@ static lua_Number bounded_field(lua_State *L, int t, const char *k, lua_Number d
 
 void cerca_read_handle_options(lua_State *L, const char **ca_file, const char **user_agent)
 {
+    size_t ua_len;
     *ca_file = *user_agent = NULL;
     if (lua_isnoneornil(L, 1))
         return;
     luaL_checktype(L, 1, LUA_TTABLE);
     *ca_file = opt_string_field(L, 1, "ca_file");
-    *user_agent = opt_string_field(L, 1, "user_agent");
+    *user_agent = string_field(L, 1, "user_agent", 0, &ua_len);
+    /* It becomes a header line of every request. */
+    if (*user_agent != NULL && strcspn(*user_agent, "\r\n") != ua_len)
+        luaL_error(L, "field 'user_agent' must not hold CR, LF or NUL");
 }
 
 /* decode = false: leave the JSON to the caller (the OpenResty adapter
