@@ -342,6 +342,10 @@ describe("security", function()
       refusals[#refusals + 1] = err
       _, err = cerca.new { api_key = KEY, base_url = srv.http_url, ca_file = "/nonexistent/" .. KEY }
       refusals[#refusals + 1] = err
+      -- The options read through a metatable: the key they give is the one removed.
+      local conf = { api_key = KEY, base_url = srv.http_url, timeout = KEY }
+      _, err = cerca.new(setmetatable({}, { __index = conf, __pairs = function() return next, conf, nil end }))
+      if RUNS_PAIRS then refusals[#refusals + 1] = err end
       _, err = client.webhooks.create("fleet_1", { url = URL }, { idempotency_key = KEY .. " x" })
       refusals[#refusals + 1] = err
       _, err = client.webhooks.create("fleet_1", { url = URL }, { [KEY] = 1 })
@@ -710,6 +714,82 @@ describe("security", function()
       local small, large = seconds(1000), seconds(8000)
       -- Linear: 8 times the fields take about 8 times as long (quadratic, 64).
       assert.is_true(large < 24 * math.max(small, 0.001), ("%.3f s for 1000, %.3f s for 8000"):format(small, large))
+    end)
+
+    it("of 100,000 bytes read two ways beside a field of as many is found without overflowing a stack", function()
+      -- Each "%25" of the other field reads as the secret's "%", or as "%"
+      -- then "25": a search that recursed at each such place overflowed,
+      -- and the create that succeeded was lost.
+      local n = 100000
+      local secret = ("%"):rep(n)
+      srv:enqueue { status = 201, body = subscription_body { secret = secret, note = ("%25"):rep(n) } }
+      local sub, err = client.webhooks.create("fleet_1", { url = URL })
+      assert.is_nil(err and tostring(err))
+      assert.are.equal(secret, sub.secret)
+      assert.are.equal("[redacted]", sub.note)
+      assert.are.equal("[redacted]", cerca.redact(("%25"):rep(n), secret))
+    end)
+
+    it("spelt across a repeated header's joined values stays out of the headers and the request id", function()
+      local secret = "whsec_MfKQ9r8GKYqr, TwjUPD8ILPZIo2LaLaSw"
+      local body = subscription_body { secret = secret }
+      srv:enqueue { action = "raw", body = "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: "
+        .. #body .. "\r\nX-Request-Id: whsec_MfKQ9r8GKYqr\r\nX-Request-Id: TwjUPD8ILPZIo2LaLaSw\r\n"
+        .. "X-Other: whsec_MfKQ9r8GKYqr\r\nx-other: TwjUPD8ILPZIo2LaLaSw\r\n\r\n" .. body }
+      local sub, _, res = client.webhooks.create("fleet_1", { url = URL })
+      assert.are.equal(secret, sub.secret)
+      assert_nowhere(secret, res.headers, res.request_id, cerca.pretty(res), lines)
+      assert.are.equal("[redacted]", res.request_id)
+      -- client:request, which knows only the API key, treats the key so.
+      local key = "sk_live_cdEFGH1234,"
+      local c = helpers.client(srv, { api_key = key, max_retries = 0 })
+      srv:enqueue { action = "raw", body = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2"
+        .. "\r\nX-Request-Id: sk_live_cdEFGH1234\r\nX-Request-Id: z\r\n\r\n{}" }
+      local got = assert(c:request("GET", "/fleets/fleet_1/webhooks"))
+      c:close()
+      assert_nowhere(key, got.headers, got.request_id)
+    end)
+
+    it("of a success that cannot be read: its request id is kept for the caller, printed nowhere", function()
+      -- Not JSON (a stray byte), and a request id holding the secret
+      -- percent-encoded: no form of the secret can be looked for.
+      local echo = "whsec%5FMfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+      srv:enqueue { status = 201, body = subscription_body() .. "x", headers = { ["X-Request-Id"] = echo } }
+      local _, err = client.webhooks.create("fleet_1", { url = URL })
+      assert.are.equal("invalid_response", err.type)
+      assert.is_true(err.withheld)
+      assert.are.equal(echo, err.request_id)
+      assert.matches(SECRET, err.body, 1, true)
+      assert_nowhere(echo, { tostring(err), cerca.pretty(err) }, lines)
+      -- Decoded, with a secret that is a number or an object: the same.
+      for _, v in ipairs { 7381234567890123456, { value = "zX9-secret-as-object-abcdef" } } do
+        lines = {}
+        local text = type(v) == "number" and "7381234567890123456" or v.value
+        srv:enqueue { status = 201, body = subscription_body { secret = v }, headers = { ["X-Request-Id"] = text } }
+        local _, e = client.webhooks.create("fleet_1", { url = URL })
+        assert.are.equal("invalid_response", e.type)
+        assert.is_true(e.withheld)
+        assert_nowhere(text, { tostring(e), cerca.pretty(e) }, lines)
+      end
+    end)
+
+    it("holding the text of an escape is not spelt by escaping for print", function()
+      -- A literal backslash, "x1b": the ESC byte of another field is
+      -- printed as those four characters.
+      local secret = "sec\\x1bABCDEFGHIJKLMNOP"
+      srv:enqueue { status = 201, body = subscription_body { secret = secret, note = "sec\27ABCDEFGHIJKLMNOP" } }
+      local sub = assert(client.webhooks.create("fleet_1", { url = URL }))
+      assert.are.equal(secret, sub.secret)
+      assert_nowhere(secret, { cerca.pretty(sub), tostring(sub) }, lines)
+      -- And a key holding one, in an API error's message.
+      local key = "sk_test_ab\\xffcdefgh12345"
+      local c = helpers.client(srv, { api_key = key, max_retries = 0, log_level = "debug",
+        logger = function(_, line) lines[#lines + 1] = line end })
+      srv:enqueue { status = 401, body = '{"error":{"message":"key sk_test_ab\255cdefgh12345 is not valid"}}' }
+      local _, err = c.webhooks.create("fleet_1", { url = URL })
+      c:close()
+      assert.are.equal("authentication", err.type)
+      assert_nowhere(key, { tostring(err), cerca.pretty(err), err.message }, lines)
     end)
 
     it("renamed out of a field name keeps a field the server itself named [redacted]", function()

@@ -28,7 +28,6 @@ local find = string.find
 local sub = string.sub
 local concat = table.concat
 local ceil = math.ceil
-local tonumber = tonumber
 local min = math.min
 local floor = math.floor
 local now = core.monotime
@@ -43,19 +42,14 @@ local function log_attempt(lg, method, path, res, attempt, attempts, elapsed, ne
   -- request id, the body), in any form; the sink removes the API key.
   local answer = res.json
   local secret = type(answer) == "table" and type(answer.secret) == "string" and answer.secret or nil
-  -- A success whose secret is not known (it did not decode, or its secret
-  -- is an object, a list or a number) may hold it in any field and any
-  -- form (a `null` or `false` secret is none); one whose
-  -- secret reads as a number may hold it as a number written another way
-  -- (7.38e11). Its request id and body are not shown (the caller still
-  -- gets them).
-  local unsure = res.status >= 200 and res.status <= 299 and (res.body or "") ~= "" and (type(answer) ~= "table"
-    or type(answer.secret) == "table" or type(answer.secret) == "number" or (secret and tonumber(secret)))
+  -- A success whose secret is not known may hold it in any field and any
+  -- form: its request id and body are not shown (the caller gets them).
+  local unsure = outcome.secret_unknown(res)
   local line = format("%s %s status=%s duration_ms=%d attempt=%d/%d", method, path,
     res.status > 0 and tostring(res.status) or res.error, floor(elapsed * 1000 + 0.5), attempt, attempts)
   local rid = request_id(res)
   if rid then
-    line = line .. " request_id=" .. (unsure and "(not shown)" or secret and redact.text(rid, redact.list(secret))
+    line = line .. " request_id=" .. (unsure and "(not shown)" or secret and redact.printed(rid, redact.list(secret))
       or rid)
   end
   if res.error and res.status > 0 then line = line .. " error=" .. res.error end
@@ -66,7 +60,7 @@ local function log_attempt(lg, method, path, res, attempt, attempts, elapsed, ne
     if unsure then
       body = format("(%d bytes, not shown: a success whose secret cannot be found in it in every form)", #body)
     end
-    lg:write("debug", redact.text(format("%s %s response body: %s", method, path, body), redact.list(secret)))
+    lg:write("debug", redact.printed(format("%s %s response body: %s", method, path, body), redact.list(secret)))
   end
 end
 
@@ -251,10 +245,13 @@ local function done(self, value)
   if self.created then value.created_before = self.created end
   local secrets = self.secrets
   local raw = value.raw_headers or ""
-  if not redact.absent(raw, secrets) then
+  -- (A repeated field's values are joined with ", " in the table and the
+  -- request id: a secret with a comma or a space may be spelt across two.)
+  if not redact.absent(raw, secrets) or secrets.joinable then
     value.raw_headers = redact.known(raw, secrets, true)
     value.headers = nil
-    value.request_id = request_id(value)
+    local rid = request_id(value)
+    value.request_id = rid and redact.known(rid, secrets, true)
   end
   if not redact.absent(value.body, secrets) then
     redact.value(value.json, secrets)
@@ -282,7 +279,8 @@ function Call:finish(res)
     local secrets, rid = self.secrets, request_id(res)
     self.created = { status = res.status, headers = redact.fields(outcome.headers(res), secrets),
       body = redact.known(res.body, secrets), request_id = rid and redact.text(rid, secrets),
-      attempt = attempt, broke_off = res.error ~= nil, error = errors.scrub(err, secrets) }
+      attempt = attempt, broke_off = res.error ~= nil, error = errors.scrub(err, secrets),
+      withheld = outcome.secret_unknown(res) or nil }
   end
   if failure.uncertain then
     -- The first such attempt is the one named; the last, whether the

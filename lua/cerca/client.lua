@@ -290,6 +290,13 @@ end
 
 local new = _M.new
 _M.new = errors.protect(function(opts)
+  -- Read once, here: the key the refusal below removes is the one the
+  -- options gave, through a metatable too.
+  if type(opts) == "table" then
+    local msg
+    opts, msg = validate.snapshot(opts, "cerca.new options")
+    if not opts then return nil, config_error("options", msg) end
+  end
   local client, err = new(opts)
   -- A refused option is quoted: the key, given in the wrong one, is removed.
   local secrets = err and refusal_secrets(type(opts) == "table" and rawget(opts, "api_key") or nil,

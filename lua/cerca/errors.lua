@@ -3,13 +3,16 @@
 -- Every run-time failure in cerca is returned as `nil, err`, where `err` is
 -- a table made here: `type` (machine readable), `message`, and where known
 -- `status`, `request_id`, `headers`, `body` (the raw response text) and
--- `field` (the argument a validation error is about). `tostring(err)` is one
+-- `field` (the argument a validation error is about); `withheld` marks one
+-- that keeps a success's answer whose secret could not be found in it (its
+-- request id is then not printed). `tostring(err)` is one
 -- line, its control characters escaped. No error holds the API key: the
 -- call layer passes every error that may carry an answer through `scrub`.
 -- @module cerca.errors
 
 local pretty = require "cerca.pretty"
 local redact = require "cerca.redact"
+local core_printable = require("cerca.core").printable
 
 local setmetatable = setmetatable
 local pcall = pcall
@@ -61,7 +64,7 @@ function Error.__tostring(err)
   end
   parts[#parts + 1] = ": "
   parts[#parts + 1] = printable(tostring(err.message))
-  if err.request_id then
+  if err.request_id and not err.withheld then
     parts[#parts + 1] = " (request id " .. printable(tostring(err.request_id)) .. ")"
   end
   return concat(parts)
@@ -101,7 +104,13 @@ function _M.scrub(err, secrets, keep_body)
   -- Every text the error carries (the message, the request id, the field
   -- a refusal names, which may quote a table's key), not a list of them.
   for k, v in pairs(err) do
-    if type(v) == "string" and not EXACT[k] then err[k] = redact.text(v, secrets, WHOLE[k]) end
+    if type(v) == "string" and not EXACT[k] then
+      -- Kept escaped only where escaping spelt a secret (see
+      -- `redact.printed`): `tostring` escapes what it prints.
+      local clean = redact.text(v, secrets, WHOLE[k])
+      local shown = redact.printed(clean, secrets, WHOLE[k])
+      err[k] = shown ~= core_printable(clean) and shown or clean
+    end
   end
   if type(err.body) == "string" and not keep_body then err.body = redact.known(err.body, secrets) end
   -- Header values are raw text: the key may stand there escaped.

@@ -11,7 +11,6 @@
 -- @module cerca.log
 
 local redact = require "cerca.redact"
-local core = require "cerca.core"
 
 local type = type
 local format = string.format
@@ -66,7 +65,7 @@ function _M.new(level, sink, secrets, callers_sink)
       if _M.LEVELS[name] < self.level then return end
       -- Redacted, then escaped: a server's bytes (a request id, a body)
       -- cannot drive a terminal or start a forged line (CR, LF, ESC).
-      line = core.printable(redact.text("cerca: " .. line, secrets))
+      line = redact.printed("cerca: " .. line, secrets)
       -- A logger that fails must not turn a successful create into a loss.
       pcall(sink, name, line)
     end,

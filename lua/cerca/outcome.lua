@@ -113,9 +113,11 @@ local may_hold_folded = core.may_hold_folded
 --- Gives `t` (a table holding `raw_headers`, rid of the secrets `a` and
 -- `b` as they are written) a `headers` field made on its first read.
 -- Header names are lower-cased there, which would spell a secret the block
--- holds in other letters, plainly or escaped: when the block may (it holds
--- one in other letters, or a `%` or `\`: rare), the table is made now,
--- without them. Returns `t`.
+-- holds in other letters, plainly or escaped, and a repeated field's values
+-- are joined with ", ", which would spell one that holds a comma or a
+-- space: when the table may (the block holds a secret in other letters, or
+-- a `%` or `\`; a secret holds a comma or a space: all rare), it is made
+-- now, without them. Returns `t`.
 function _M.lazy_headers(t, a, b)
   setmetatable(t, LAZY_HEADERS)
   if (a or b) and may_hold_folded(t.raw_headers or "", a, b) then
@@ -138,12 +140,27 @@ local function api_message(answer, secrets)
   return m
 end
 
+--- True when `res` is a success whose secret cannot be found in every form
+-- it may take: its body did not decode, or its secret is an object, a list
+-- or a number (a `null` or `false` secret is none), or reads as a number
+-- (which may stand elsewhere written another way, 7.38e11). Any text of
+-- such an answer may hold the secret: its request id and body are never
+-- printed (the log, an error's message and `pretty`), though the caller
+-- gets them (`withheld` on an error), as the way to recover the create.
+function _M.secret_unknown(res)
+  local answer = res.json
+  local secret = type(answer) == "table" and answer.secret
+  return res.status >= 200 and res.status <= 299 and (res.body or "") ~= "" and (type(answer) ~= "table"
+    or type(secret) == "table" or type(secret) == "number" or (type(secret) == "string" and tonumber(secret) ~= nil))
+end
+local secret_unknown = _M.secret_unknown
+
 -- What an error keeps of the answer: status, headers, raw body, request id.
 local function answer_fields(res)
   local answered = res.status > 0
   return {
     status = answered and res.status or nil, headers = answered and headers_of(res) or nil,
-    body = answered and res.body or nil, request_id = request_id(res),
+    body = answered and res.body or nil, request_id = request_id(res), withheld = secret_unknown(res) or nil,
   }
 end
 
@@ -219,7 +236,7 @@ function _M.after_created(created, later)
     later.type == "invalid_response" and "a later answer could not be used either" or "the later attempts failed",
     tostring(later)), {
       status = created.status, headers = created.headers, body = created.body,
-      request_id = created.request_id, last_error = later,
+      request_id = created.request_id, withheld = created.withheld, last_error = later,
     })
 end
 

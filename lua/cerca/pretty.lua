@@ -11,6 +11,7 @@
 -- escapes the same, see cerca.json).
 local core_printable = require("cerca.core").printable
 local number_text = require("cerca.core").number_text
+local redact = require "cerca.redact"
 
 local type = type
 local pairs = pairs
@@ -126,12 +127,20 @@ end
 -- carried by its metatable); other fields follow, sorted.
 local function render_subscription(s, fields, opts, paint)
   local rows, known = {}, {}
+  -- The other fields hold no form of the secret (the create removed it),
+  -- but escaping writes bytes as text (ESC as `\x1b`), which may spell a
+  -- secret that holds such text: what is printed is searched again.
+  local secrets = type(s.secret) == "string" and redact.list(s.secret) or nil
+  local function shown(k, v)
+    if secrets and type(v) == "string" and not SECRET_KEYS[k] then return redact.printed(v, secrets, true) end
+    return value_text(k, v, opts, paint)
+  end
   for i, f in ipairs(fields) do
     known[i] = f[1]
-    rows[i] = { f[1], value_text(f[1], s[f[1]], opts, paint) }
+    rows[i] = { f[1], shown(f[1], s[f[1]]) }
   end
   for _, k in ipairs(sorted_extra_keys(s, known)) do
-    rows[#rows + 1] = { k, value_text(k, s[k], opts, paint) }
+    rows[#rows + 1] = { k, shown(k, s[k]) }
   end
   local out = block(paint("title", "Webhook subscription " .. text(s.id)), rows, paint)
   if not opts.reveal_secret then
@@ -145,7 +154,12 @@ local ERROR_ORDER = { "type", "status", "message", "field", "request_id", "attem
 local function render_error(e, opts, paint)
   local rows = {}
   for _, k in ipairs(ERROR_ORDER) do
-    if e[k] ~= nil then rows[#rows + 1] = { k, value_text(k, e[k], opts, paint) } end
+    if k == "request_id" and e.withheld and e[k] ~= nil then
+      -- A success's answer whose secret could not be found in it.
+      rows[#rows + 1] = { k, "(not shown: in err.request_id)" }
+    elseif e[k] ~= nil then
+      rows[#rows + 1] = { k, value_text(k, e[k], opts, paint) }
+    end
   end
   if e.body ~= nil then
     rows[#rows + 1] = { "body", format("%d bytes (in err.body)", #tostring(e.body)) }

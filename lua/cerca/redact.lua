@@ -64,72 +64,92 @@ end
 -- Length of `secret` written at position i of `text`, each of its bytes as
 -- is, as a JSON escape or percent-encoded; or, unless `whole`, of the first
 -- MIN_PART bytes or more of it where the text ends or "..." cuts it; nil
--- when it is not there. (`j` and `k0`: where the text and the secret are
--- read from, when a match is tried on from the middle; `failed`: the
--- places (j, k) already tried in vain from this start.)
-local function match_at(text, i, secret, whole, j, k0, failed)
-  j = j or i
-  local k, m = k0 or 1, #secret
-  while k <= m do
-    local c, t = byte(secret, k), byte(text, j)
-    if t == nil then
-      if k > MIN_PART and not whole then return j - i end
-      return nil
-    elseif t == DOT and k > MIN_PART and not whole and sub(text, j, j + 2) == "..." then
-      -- Cut there (as `validate.describe` cuts), unless the secret goes on
-      -- with these dots.
-      return c == DOT and match_at(text, i, secret, whole, j + 1, k + 1, failed) or j - i
-    end
-    -- The text's byte may start an escape: its reading as one is tried
-    -- first; where the secret holds that byte too (a `\` or a `%` of its
-    -- own), the byte as is after. Each place is tried once: a text of
-    -- many backslashes cannot make the tries grow exponentially.
-    local escape
-    if t == BACKSLASH then
-      local n = byte(text, j + 1)
-      if SHORT_ESCAPE[n] == c then
-        escape = 2
-      elseif n == LOWER_U and find(text, "^%x%x%x%x", j + 2) then
-        -- A \u escape writes a character: its UTF-8 bytes in the secret
-        -- (a pair of them one beyond U+FFFF), or one byte of the same value.
-        local cp, len = tonumber(sub(text, j + 2, j + 5), 16), 6
-        if cp >= 0xD800 and cp <= 0xDBFF and find(text, "^\\u[dD][c-fC-F]%x%x", j + 6) then
-          cp, len = 0x10000 + (cp - 0xD800) * 0x400 + (tonumber(sub(text, j + 8, j + 11), 16) - 0xDC00), 12
-        end
-        local u = utf8_of(cp)
-        if sub(secret, k, k + #u - 1) == u then
-          escape, k = len, k + #u - 1
-        elseif cp == c then
-          escape = len
-        end
+-- when it is not there.
+--
+-- Where the text can be read two ways (a `\` or `%` that the secret holds
+-- too, as an escape or as is; a "..." that cuts it or its own dots), the
+-- first reading is followed and the other kept on a list of places to try
+-- after it, in the order a recursive search would try them. A list, not
+-- recursion: a text of 100,000 such places must not overflow the C stack.
+-- Each place (j, k) is tried once: the tries cannot grow exponentially.
+local function match_at(text, i, secret, whole)
+  local m = #secret
+  local j, k = i, 1
+  -- Places still to try: j, k pairs; a k of 0 stands for "a match cut
+  -- at j" (the reading where "..." cut the secret).
+  local pending, top, tried = nil, 0, nil
+  while true do
+    local len
+    while true do
+      if k > m then
+        len = j - i
+        break
       end
-    elseif t == PERCENT and find(text, "^%x%x", j + 1) and tonumber(sub(text, j + 1, j + 2), 16) == c then
-      escape = 3
-    end
-    if escape and t == c then
-      -- Both readings may go on: the escape's is tried here, the plain
-      -- one below, each (j, k) once.
-      failed = failed or {}
-      local at = (j + escape) * (m + 2) + k + 1
-      if not failed[at] then
-        local len = match_at(text, i, secret, whole, j + escape, k + 1, failed)
-        if len then return len end
-        failed[at] = true
+      local c, t = byte(secret, k), byte(text, j)
+      if t == nil then
+        if k > MIN_PART and not whole then len = j - i end
+        break
+      elseif t == DOT and k > MIN_PART and not whole and sub(text, j, j + 2) == "..." then
+        -- Cut there (as `validate.describe` cuts), unless the secret goes
+        -- on with these dots: that reading first, the cut after it.
+        if c ~= DOT then
+          len = j - i
+          break
+        end
+        pending, top = pending or {}, top + 2
+        pending[top - 1], pending[top] = j, 0
       end
-      escape = nil
-      local plain = (j + 1) * (m + 2) + k + 1
-      if failed[plain] then return nil end
-      failed[plain] = true
+      -- The text's byte may start an escape: its reading as one is tried
+      -- first; where the secret holds that byte too (a `\` or a `%` of its
+      -- own), the byte as is after.
+      local escape, kn = nil, k + 1
+      if t == BACKSLASH then
+        local n = byte(text, j + 1)
+        if SHORT_ESCAPE[n] == c then
+          escape = 2
+        elseif n == LOWER_U and find(text, "^%x%x%x%x", j + 2) then
+          -- A \u escape writes a character: its UTF-8 bytes in the secret
+          -- (a pair of them one beyond U+FFFF), or one byte of the same value.
+          local cp, ulen = tonumber(sub(text, j + 2, j + 5), 16), 6
+          if cp >= 0xD800 and cp <= 0xDBFF and find(text, "^\\u[dD][c-fC-F]%x%x", j + 6) then
+            cp, ulen = 0x10000 + (cp - 0xD800) * 0x400 + (tonumber(sub(text, j + 8, j + 11), 16) - 0xDC00), 12
+          end
+          local u = utf8_of(cp)
+          if sub(secret, k, k + #u - 1) == u then
+            escape, kn = ulen, k + #u
+          elseif cp == c then
+            escape = ulen
+          end
+        end
+      elseif t == PERCENT and find(text, "^%x%x", j + 1) and tonumber(sub(text, j + 1, j + 2), 16) == c then
+        escape = 3
+      end
+      if escape and t == c then
+        -- Both readings may go on: the plain one is kept for later.
+        tried = tried or {}
+        local plain = (j + 1) * (m + 2) + k + 1
+        if not tried[plain] then
+          tried[plain] = true
+          pending, top = pending or {}, top + 2
+          pending[top - 1], pending[top] = j + 1, k + 1
+        end
+        local at = (j + escape) * (m + 2) + kn
+        if tried[at] then break end
+        tried[at] = true
+        j, k = j + escape, kn
+      elseif escape then
+        j, k = j + escape, kn
+      elseif t == c then
+        j, k = j + 1, k + 1
+      else
+        break
+      end
     end
-    if escape then
-      j, k = j + escape, k + 1
-    elseif t == c then
-      j, k = j + 1, k + 1
-    else
-      return nil
-    end
+    if len then return len end
+    if top == 0 then return nil end
+    j, k, top = pending[top - 1], pending[top], top - 2
+    if k == 0 then return j - i end
   end
-  return j - i
 end
 
 -- Adds the span of each start of `secret` (MIN_PART bytes or more of it,
@@ -294,6 +314,26 @@ end
 function _M.maybe_in(s, secret)
   return occurrences_of(s, secret, "\\") ~= 0
 end
+
+--- `text(s, secrets, whole)`, escaped for printing (`cerca.printable`).
+-- Escaping writes bytes as text (ESC as `\x1b`): a secret that holds such
+-- text may be spelt by it, so the escaped text is searched again.
+-- Escaping it again changes nothing.
+function _M.printed(s, secrets, whole)
+  local clean = _M.text(s, secrets, whole)
+  local shown = core.printable(clean)
+  if shown ~= clean then shown = _M.text(shown, secrets, whole) end
+  return shown
+end
+
+--- True when `secret` holds a comma or a space: the values of a repeated
+-- header field, joined with ", ", may then spell it where no one of them
+-- does. (A list of secrets says it in its `joinable`.)
+function _M.joinable(secret)
+  -- Two plain searches: a pattern with a set costs ten times as much.
+  return find(secret, ",", 1, true) ~= nil or find(secret, " ", 1, true) ~= nil
+end
+local joinable = _M.joinable
 
 --- True when none of `secrets` can be written in `s`, in any form.
 function _M.absent(s, secrets)
@@ -477,7 +517,8 @@ end
 
 --- A list of known secrets: the non-empty strings among `a` and `b`,
 -- longest first (a secret that holds another is removed whole), with what
--- finds them fast.
+-- finds them fast (`probes`, `numbers`) and whether a joined header may
+-- spell one (`joinable`).
 function _M.list(a, b)
   local out
   if type(a) ~= "string" or a == "" then a, b = b, nil end
@@ -490,8 +531,10 @@ function _M.list(a, b)
     out = { a }
   end
   local probes = {}
+  out.joinable = false
   for i = 1, #out do
     probes[i] = probe(out[i])
+    out.joinable = out.joinable or joinable(out[i])
     -- A secret that reads as a number, as the decoder reads one.
     local n = tonumber(out[i])
     if n then

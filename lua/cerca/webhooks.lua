@@ -276,7 +276,7 @@ local function created(fleet_id, res, err)
   local sub, why = _M.subscription(res.json)
   if not sub or sub.fleetId ~= fleet_id then
     local fields = { status = res.status, headers = res.headers, body = res.body, request_id = res.request_id,
-      attempts = res.attempts, idempotency_key = res.idempotency_key }
+      attempts = res.attempts, idempotency_key = res.idempotency_key, withheld = outcome.secret_unknown(res) or nil }
     if not sub then
       local answer = res.json
       local secret = type(answer) == "table" and type(answer.secret) == "string" and answer.secret or nil
@@ -309,12 +309,16 @@ local function created(fleet_id, res, err)
   -- Headers are raw text: the secret may stand there as is, or escaped.
   -- The table of fields is made from the block on first read of `headers`,
   -- unless it was made already (a name held the API key in other letters).
+  -- A repeated field's values are joined with ", ": a secret holding a
+  -- comma or a space may be spelt across two of them, in the table and in
+  -- the request id.
   local raw, headers = res.raw_headers, rawget(res, "headers")
-  if redact.maybe_in(raw, secret) then
+  if redact.maybe_in(raw, secret) or redact.joinable(secret) then
     local secrets = redact.list(secret)
     res.raw_headers = redact.known(raw, secrets, true)
     if headers then redact.fields(headers, secrets) end
-    res.request_id = outcome.request_id(res)
+    local rid = outcome.request_id(res)
+    res.request_id = rid and redact.known(rid, secrets, true)
   end
   return sub, nil, outcome.lazy_headers({ status = res.status, raw_headers = res.raw_headers, headers = headers,
     request_id = res.request_id, attempts = res.attempts, idempotency_key = res.idempotency_key }, secret)
