@@ -378,6 +378,25 @@ describe("security", function()
       assert_nowhere(KEY:sub(1, 8), err, { tostring(err), cerca.pretty(err) })
     end)
 
+    it("given as an idempotency key is refused, nothing sent: that key is kept and printed whole", function()
+      for _, own in ipairs { KEY, "k-" .. KEY, "k-" .. ESCAPED_KEY } do
+        local sub, err = client.webhooks.create("fleet_1", { url = URL }, { idempotency_key = own })
+        assert.is_nil(sub)
+        assert.are.equal("invalid_request", err.type)
+        assert.are.equal("options.idempotency_key", err.field)
+        assert.are.equal(0, err.attempts)
+        assert_nowhere(KEY_TAIL, err, { tostring(err), cerca.pretty(err) })
+        local results = assert(client.webhooks.create_many { { fleet_id = "fleet_1", params = { url = URL },
+          options = { idempotency_key = own } } })
+        assert.are.equal("invalid_request", results[1].error.type)
+        assert_nowhere(KEY_TAIL, results)
+      end
+      assert.are.same({}, srv:requests())
+      -- A key of your own still goes through whole.
+      local _, _, res = assert(client.webhooks.create("fleet_1", { url = URL }, { idempotency_key = "mine-1" }))
+      assert.are.equal("mine-1", res.idempotency_key)
+    end)
+
     it("given in the wrong argument, is not repeated even cut short, nor by request, prepare or the env", function()
       -- Over the 40 bytes a refused value is quoted in full: cut to 37 and "...".
       local long = "sk_live_" .. string.rep("A1b2C3d4", 6)

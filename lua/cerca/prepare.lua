@@ -7,6 +7,7 @@ local core = require "cerca.core"
 local errors = require "cerca.errors"
 local json = require "cerca.json"
 local validate = require "cerca.validate"
+local redact = require "cerca.redact"
 
 local type = type
 local pairs = pairs
@@ -107,6 +108,13 @@ function _M.call(profile, method, path, body, options, into, options_copied)
     end
     bad = check_options(options)
     if bad then return refused("invalid_request", bad.message, bad.field) end
+    -- The key to repeat a call with is kept whole in the result and in
+    -- every error, and printed: never the API key given in the wrong place.
+    local own = options.idempotency_key
+    if own and profile.secrets and redact.known(own, profile.secrets, true) ~= own then
+      return refused("invalid_request", "options.idempotency_key holds the API key: give a key of your own "
+        .. "(1 to 255 printable ASCII characters; cerca.new_idempotency_key() draws one)", "options.idempotency_key")
+    end
   else
     options = NO_OPTIONS
   end
