@@ -306,7 +306,8 @@ static int value(lua_State *L, reader *r)
         return 0;
     switch (*r->p) {
     case '"':
-        luaL_checkstack(L, 2, "JSON");
+        /* Room for it (and a string's buffer) was made by the container
+         * it is in, or by cerca_json_decode_fast for a value alone. */
         return string(L, r);
     case '{':
     case '[':
@@ -336,7 +337,6 @@ static int value(lua_State *L, reader *r)
         lua_pushlightuserdata(L, NULL);
         return 1;
     default:
-        luaL_checkstack(L, 1, "JSON");
         return number(L, r);
     }
 }
@@ -348,6 +348,8 @@ int cerca_json_decode_fast(lua_State *L, const char *text, size_t len)
     r.p = text;
     r.end = text + len;
     r.depth = 0;
+    /* Room for a value alone; a container makes its own. */
+    luaL_checkstack(L, 4, "JSON");
     skip_space(&r);
     if (value(L, &r)) {
         skip_space(&r);
