@@ -263,6 +263,61 @@ describe("cerca.core", function()
       s:close()
     end)
 
+    it("refuses, unsent, a URL that only a URL before it would complete (path, query, host without scheme)", function()
+      local s = assert(core.new_session())
+      assert.are.equal(201, post(s).status)
+      for _, url in ipairs { "/fleets/f/webhooks", "?q=1", "//127.0.0.1:1/x" } do
+        local res = post(s, { url = url })
+        assert.are.equal("url", res.error, url)
+        assert.is_false(res.request_sent)
+      end
+      -- A host without a scheme is read as http://, on its own: not as a
+      -- path under the URL before.
+      local hostport = srv.http_url:match("^http://(.*)$")
+      assert.are.equal(201, post(s, { url = hostport .. "/fleets/g/webhooks" }).status)
+      local reqs = srv:requests()
+      assert.are.equal(2, #reqs)
+      assert.are.equal("/fleets/g/webhooks", reqs[2].uri)
+      s:close()
+    end)
+
+    it("gives a proxy's CONNECT the User-Agent, which the request's header lines do not reach", function()
+      -- A proxy of one connection: it keeps the CONNECT's head and refuses it.
+      local port, seen, script = helpers.closed_port(), os.tmpname(), os.tmpname()
+      local f = assert(io.open(script, "w"))
+      f:write([[
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1); print("ready", flush=True)
+c, _ = s.accept(); head = b""
+while b"\r\n\r\n" not in head:
+    d = c.recv(4096)
+    if not d: break
+    head += d
+open(sys.argv[2], "wb").write(head)
+c.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"); c.close()
+]])
+      f:close()
+      local proxy = io.popen(("exec python3 %s %d %s"):format(script, port, seen))
+      assert.are.equal("ready", proxy:read("*l"))
+      local out = helpers.run_lua(([[
+        local s = assert(require("cerca.core").new_session { user_agent = "spec-proxy/1" })
+        local res = s:request { method = "GET", url = "https://proxied.invalid/x", headers = { "X-A: 1" },
+          timeout_ms = 5000 }
+        io.write(tostring(res.status), " ", tostring(res.error))
+      ]]), { https_proxy = "http://127.0.0.1:" .. port, no_proxy = "", NO_PROXY = "" })
+      proxy:close()
+      f = assert(io.open(seen, "rb"))
+      local head = f:read("*a")
+      f:close()
+      os.remove(seen)
+      os.remove(script)
+      assert.matches("^CONNECT proxied.invalid:443 HTTP/1.1\r\n", head)
+      assert.matches("\r\nUser%-Agent: spec%-proxy/1\r\n", head)
+      assert.is_nil(head:find("X-A", 1, true), head)
+      assert.matches("connection", out)
+    end)
+
     it("reports JSON it cannot decode", function()
       srv:enqueue { status = 200, body = "not json" }
       local res = post(core.new_session())

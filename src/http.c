@@ -12,6 +12,9 @@
  * on every header byte of an attempt, interim (1xx) answers included. */
 #define CERCA_MAX_HEADER_BYTES (64 * 1024)
 
+/* The User-Agent's header line: this, then the user agent. */
+#define UA_PREFIX "User-Agent: "
+
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static CURLcode global_status = CURLE_FAILED_INIT;
 
@@ -134,6 +137,7 @@ static int setup_easy(cerca_http *h)
     free(h->url);
     h->url = NULL;
     h->no_proxy = -1;
+    h->proxy_ua = -1;
     if (e == NULL)
         return -1;
     h->easy = e;
@@ -154,6 +158,7 @@ static int setup_easy(cerca_http *h)
         curl_easy_setopt(e, CURLOPT_PROTOCOLS,
                          (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS)) != CURLE_OK ||
 #endif
+
         /* CAINFO replaces the default bundle file, while the default CA
          * directory stays in force: the file adds trust, it never narrows it. */
         (h->ca_file != NULL &&
@@ -173,8 +178,16 @@ int cerca_http_init(cerca_http *h, const char *ca_file, const char *user_agent)
         return -1;
     h->ca_file = dup_or_null(ca_file);
     h->user_agent = dup_or_null(user_agent);
+    if (user_agent != NULL) {
+        size_t n = sizeof UA_PREFIX + strlen(user_agent);
+        if ((h->proxy_ua_line = malloc(n)) != NULL) {
+            snprintf(h->proxy_ua_line, n, "%s%s", UA_PREFIX, user_agent);
+            h->proxy_ua_node.data = h->proxy_ua_line;
+            h->proxy_ua_node.next = NULL;
+        }
+    }
     if ((ca_file != NULL && h->ca_file == NULL) || (user_agent != NULL && h->user_agent == NULL) ||
-        setup_easy(h) != 0) {
+        (user_agent != NULL && h->proxy_ua_line == NULL) || setup_easy(h) != 0) {
         cerca_http_cleanup(h);
         return -1;
     }
@@ -255,13 +268,23 @@ static int names(const char *line, const char *name, size_t n)
     return line[n] == ':' || line[n] == ';';
 }
 
-#define UA_PREFIX "User-Agent: "
+static int is_https(const char *url)
+{
+    static const char scheme[] = "https:";
+    size_t i;
+    for (i = 0; i < sizeof scheme - 1; i++) {
+        unsigned char c = (unsigned char)url[i];
+        if ((c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c) != (unsigned char)scheme[i])
+            return 0;
+    }
+    return 1;
+}
 
 /* Makes h->lines from the request's header lines: one allocation for the
  * nodes and their text. The User-Agent goes in as one more line, unless
- * the request names its own: given as CURLOPT_USERAGENT, libcurl would
- * format "User-Agent: ..." anew on every attempt. On failure h->lines is
- * left as it was. */
+ * the request names its own: given as CURLOPT_USERAGENT alone, libcurl
+ * would format "User-Agent: ..." anew on every attempt (it does not when
+ * the list names one). On failure h->lines is left as it was. */
 static int keep_lines(cerca_http *h, const cerca_request *rq)
 {
     size_t i, n = rq->nheaders, text = 0, node_bytes, ua_len = 0, nodes_n;
@@ -313,7 +336,8 @@ static int keep_lines(cerca_http *h, const cerca_request *rq)
  * given as a string again on every transfer (and writes it out again
  * whole): it is given parsed as well (CURLOPT_CURLU, which libcurl then
  * reads instead), parsed here once. The string stays set, for what libcurl
- * reports of the URL. Parsed with the flags libcurl parses a string with. */
+ * reports of the URL. Parsed with the flags libcurl parses a string with,
+ * into a new handle each time (see below). */
 static CURLcode set_url(cerca_http *h, const char *url)
 {
     char *copy;
@@ -325,18 +349,27 @@ static CURLcode set_url(cerca_http *h, const char *url)
     free(h->url);
     h->url = NULL;
     curl_easy_setopt(h->easy, CURLOPT_CURLU, (CURLU *)NULL);
-    if (h->parsed == NULL && (h->parsed = curl_url()) == NULL)
+    /* A new handle for each URL: one that holds a URL reads the next as
+     * relative to it ("/x", "host/x" or "//host/x" would keep the host
+     * before, and the key would go there). */
+    if (h->parsed != NULL)
+        curl_url_cleanup(h->parsed);
+    if ((h->parsed = curl_url()) == NULL)
         return CURLE_OUT_OF_MEMORY;
     copy = strdup(url);
     if (copy == NULL)
         return CURLE_OUT_OF_MEMORY;
     uc = curl_url_set(h->parsed, CURLUPART_URL, url, CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME);
     if (uc != CURLUE_OK) {
-        /* The message libcurl gives when it parses the string itself. */
+        free(copy);
+        curl_url_cleanup(h->parsed);
+        h->parsed = NULL;
+        if (uc == CURLUE_OUT_OF_MEMORY)
+            return CURLE_OUT_OF_MEMORY;
+        /* Why the parser refused it (libcurl's own message is a general one). */
 #if LIBCURL_VERSION_NUM >= 0x075000
         snprintf(h->errbuf, sizeof h->errbuf, "URL rejected: %s", curl_url_strerror(uc));
 #endif
-        free(copy);
         return CURLE_URL_MALFORMAT;
     }
     rc = curl_easy_setopt(h->easy, CURLOPT_URL, url);
@@ -390,6 +423,14 @@ CURLcode cerca_http_prepare(cerca_http *h, const cerca_request *rq)
     SET(CURLOPT_TIMEOUT_MS, rq->timeout_ms);
     SET(CURLOPT_CONNECTTIMEOUT_MS, rq->connect_timeout_ms);
     SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)rq->max_body);
+    if (rc == CURLE_OK && h->proxy_ua != (h->user_agent != NULL && is_https(rq->url))) {
+        /* A proxy's CONNECT (https) gets the User-Agent from this list:
+         * the request's header list does not reach it. Not for http, where
+         * the request itself, its list included, goes to the proxy. */
+        int want = h->user_agent != NULL && is_https(rq->url);
+        rc = curl_easy_setopt(e, CURLOPT_PROXYHEADER, want ? &h->proxy_ua_node : NULL);
+        h->proxy_ua = rc == CURLE_OK ? want : -1;
+    }
     if (rc == CURLE_OK && h->no_proxy != (rq->no_proxy != 0)) {
         /* NULL restores libcurl's default: proxies from the environment. */
         rc = curl_easy_setopt(e, CURLOPT_NOPROXY, rq->no_proxy ? "*" : NULL);
@@ -498,5 +539,6 @@ void cerca_http_cleanup(cerca_http *h)
     buf_free(&h->headers);
     free(h->ca_file);
     free(h->user_agent);
-    h->ca_file = h->user_agent = NULL;
+    free(h->proxy_ua_line);
+    h->ca_file = h->user_agent = h->proxy_ua_line = NULL;
 }

@@ -85,6 +85,7 @@ typedef struct {
     char *url;    /* NULL: none yet */
     CURLU *parsed; /* `url`, parsed once (CURLOPT_CURLU), or NULL */
     int no_proxy; /* -1: none yet */
+    int proxy_ua; /* CURLOPT_PROXYHEADER is the User-Agent line (1), none (0), not set yet (-1) */
     cerca_buf body;
     cerca_buf headers;     /* the header block of the latest response */
     size_t header_bytes;   /* header bytes of every response of the attempt */
@@ -96,6 +97,9 @@ typedef struct {
     pid_t pid;
     char *ca_file;
     char *user_agent;
+    /* "User-Agent: ..." for a proxy's CONNECT (see cerca_http_prepare). */
+    char *proxy_ua_line;
+    struct curl_slist proxy_ua_node;
 } cerca_http;
 
 /* Process-wide libcurl initialisation; safe to call from several threads. */
