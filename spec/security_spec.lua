@@ -796,7 +796,9 @@ describe("security", function()
       -- A literal backslash, "x1b": the ESC byte of another field is
       -- printed as those four characters.
       local secret = "sec\\x1bABCDEFGHIJKLMNOP"
-      srv:enqueue { status = 201, body = subscription_body { secret = secret, note = "sec\27ABCDEFGHIJKLMNOP" } }
+      local spelt = "sec\27ABCDEFGHIJKLMNOP"
+      srv:enqueue { status = 201, body = subscription_body { secret = secret, note = spelt, id = spelt,
+        url = "https://e.example/" .. spelt, events = { spelt } } }
       local sub = assert(client.webhooks.create("fleet_1", { url = URL }))
       assert.are.equal(secret, sub.secret)
       assert_nowhere(secret, { cerca.pretty(sub), tostring(sub) }, lines)

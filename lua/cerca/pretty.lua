@@ -41,9 +41,14 @@ end
 local printable = _M.printable
 
 -- Any value as printable text; a number with all the digits it was sent
--- with (as JSON output writes it), not tostring's 14.
-local function text(v)
+-- with (as JSON output writes it), not tostring's 14. `secrets`: the
+-- subscription's own, in a list (`cerca.redact.list`). Its other fields
+-- hold no form of it (the create removed them), but escaping writes bytes
+-- as text (ESC as `\x1b`), which may spell a secret holding such text:
+-- what a string prints as is searched again.
+local function text(v, secrets)
   if type(v) == "number" then return number_text(v) or tostring(v) end
+  if secrets and type(v) == "string" then return redact.printed(v, secrets, true) end
   return printable(tostring(v))
 end
 
@@ -67,18 +72,24 @@ function _M.redact(secret)
   return ELLIPSIS
 end
 
-local function events_text(events)
-  if type(events) ~= "table" then return text(events) end
+local function events_text(events, secrets)
+  if type(events) ~= "table" then return text(events, secrets) end
   if #events == 0 then return "all events" end
   local names = {}
-  for i = 1, #events do names[i] = text(events[i]) end
+  for i = 1, #events do names[i] = text(events[i], secrets) end
   return concat(names, ", ")
+end
+
+-- The list of a subscription's secret, to search what it prints for.
+local function secrets_of(sub_)
+  return type(sub_.secret) == "string" and redact.list(sub_.secret) or nil
 end
 
 --- One line for a subscription; the secret redacted.
 function _M.subscription_line(sub_)
+  local secrets = secrets_of(sub_)
   return format("cerca.Subscription %s fleet=%s url=%s events=%s enabled=%s secret=%s",
-    text(sub_.id), text(sub_.fleetId), text(sub_.url), events_text(sub_.events),
+    text(sub_.id, secrets), text(sub_.fleetId, secrets), text(sub_.url, secrets), events_text(sub_.events, secrets),
     text(sub_.enabled), text(_M.redact(sub_.secret)))
 end
 
@@ -113,36 +124,29 @@ local function sorted_extra_keys(t, known)
   return extra
 end
 
-local function value_text(k, v, opts, paint)
+local function value_text(k, v, opts, paint, secrets)
   if SECRET_KEYS[k] and v ~= nil then
     if k == "secret" and opts.reveal_secret then return paint("secret", text(v)) end
     return paint("secret", text(_M.redact(v)))
   end
-  if k == "events" then return events_text(v) end
+  if k == "events" then return events_text(v, secrets) end
   if type(v) == "table" then return "(table)" end
-  return text(v)
+  return text(v, secrets)
 end
 
 -- `fields`: the subscription's own fields in order (cerca.webhooks.FIELDS,
 -- carried by its metatable); other fields follow, sorted.
 local function render_subscription(s, fields, opts, paint)
   local rows, known = {}, {}
-  -- The other fields hold no form of the secret (the create removed it),
-  -- but escaping writes bytes as text (ESC as `\x1b`), which may spell a
-  -- secret that holds such text: what is printed is searched again.
-  local secrets = type(s.secret) == "string" and redact.list(s.secret) or nil
-  local function shown(k, v)
-    if secrets and type(v) == "string" and not SECRET_KEYS[k] then return redact.printed(v, secrets, true) end
-    return value_text(k, v, opts, paint)
-  end
+  local secrets = secrets_of(s)
   for i, f in ipairs(fields) do
     known[i] = f[1]
-    rows[i] = { f[1], shown(f[1], s[f[1]]) }
+    rows[i] = { f[1], value_text(f[1], s[f[1]], opts, paint, secrets) }
   end
   for _, k in ipairs(sorted_extra_keys(s, known)) do
-    rows[#rows + 1] = { k, shown(k, s[k]) }
+    rows[#rows + 1] = { k, value_text(k, s[k], opts, paint, secrets) }
   end
-  local out = block(paint("title", "Webhook subscription " .. text(s.id)), rows, paint)
+  local out = block(paint("title", "Webhook subscription " .. text(s.id, secrets)), rows, paint)
   if not opts.reveal_secret then
     out = out .. "\n  (the secret is shown once, at create: read sub.secret to store it)"
   end
