@@ -802,6 +802,17 @@ describe("security", function()
       local sub = assert(client.webhooks.create("fleet_1", { url = URL }))
       assert.are.equal(secret, sub.secret)
       assert_nowhere(secret, { cerca.pretty(sub), tostring(sub) }, lines)
+      -- An extra field named so; and events whose names, joined with ", "
+      -- to be printed, spell a secret that holds ", ".
+      local joined = "abcdefghij, klmnopqrstuvwxyz"
+      srv:enqueue { status = 201, body = subscription_body { secret = secret, [spelt] = "x" } }
+      srv:enqueue { status = 201,
+        body = subscription_body { secret = joined, events = { "abcdefghij", "klmnopqrstuvwxyz" } } }
+      sub = assert(client.webhooks.create("fleet_1", { url = URL }))
+      assert_nowhere(secret, { cerca.pretty(sub), tostring(sub) })
+      sub = assert(client.webhooks.create("fleet_1", { url = URL }))
+      assert.are.equal(joined, sub.secret)
+      assert_nowhere(joined, { cerca.pretty(sub), tostring(sub) })
       -- And a key holding one, in an API error's message.
       local key = "sk_test_ab\\xffcdefgh12345"
       local c = helpers.client(srv, { api_key = key, max_retries = 0, log_level = "debug",

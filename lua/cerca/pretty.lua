@@ -77,6 +77,8 @@ local function events_text(events, secrets)
   if #events == 0 then return "all events" end
   local names = {}
   for i = 1, #events do names[i] = text(events[i], secrets) end
+  -- Joined with ", ", names may spell a secret that holds a comma or a space.
+  if secrets and secrets.joinable then return redact.printed(concat(names, ", "), secrets, true) end
   return concat(names, ", ")
 end
 
@@ -101,10 +103,10 @@ local function painter(enabled)
 end
 
 -- Aligned "key  value" rows under a title.
-local function block(title, rows, paint)
+local function block(title, rows, paint, secrets)
   local keys, width = {}, 0
   for i, row in ipairs(rows) do
-    keys[i] = text(row[1])
+    keys[i] = text(row[1], secrets)
     if #keys[i] > width then width = #keys[i] end
   end
   local out = { title }
@@ -146,7 +148,7 @@ local function render_subscription(s, fields, opts, paint)
   for _, k in ipairs(sorted_extra_keys(s, known)) do
     rows[#rows + 1] = { k, value_text(k, s[k], opts, paint, secrets) }
   end
-  local out = block(paint("title", "Webhook subscription " .. text(s.id, secrets)), rows, paint)
+  local out = block(paint("title", "Webhook subscription " .. text(s.id, secrets)), rows, paint, secrets)
   if not opts.reveal_secret then
     out = out .. "\n  (the secret is shown once, at create: read sub.secret to store it)"
   end
