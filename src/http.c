@@ -177,17 +177,16 @@ int cerca_http_init(cerca_http *h, const char *ca_file, const char *user_agent)
     if (cerca_http_global_init() != 0)
         return -1;
     h->ca_file = dup_or_null(ca_file);
-    h->user_agent = dup_or_null(user_agent);
     if (user_agent != NULL) {
         size_t n = sizeof UA_PREFIX + strlen(user_agent);
-        if ((h->proxy_ua_line = malloc(n)) != NULL) {
-            snprintf(h->proxy_ua_line, n, "%s%s", UA_PREFIX, user_agent);
-            h->proxy_ua_node.data = h->proxy_ua_line;
-            h->proxy_ua_node.next = NULL;
+        if ((h->ua_line = malloc(n)) != NULL) {
+            snprintf(h->ua_line, n, "%s%s", UA_PREFIX, user_agent);
+            h->ua_node.data = h->ua_line;
+            h->ua_node.next = NULL;
         }
     }
-    if ((ca_file != NULL && h->ca_file == NULL) || (user_agent != NULL && h->user_agent == NULL) ||
-        (user_agent != NULL && h->proxy_ua_line == NULL) || setup_easy(h) != 0) {
+    if ((ca_file != NULL && h->ca_file == NULL) ||
+        (user_agent != NULL && h->ua_line == NULL) || setup_easy(h) != 0) {
         cerca_http_cleanup(h);
         return -1;
     }
@@ -254,30 +253,24 @@ static int same_lines(const cerca_http *h, const cerca_request *rq)
     return 1;
 }
 
-/* Whether a line names the header `name` (its length n, lower case):
- * the name, then ':' or ';' (libcurl's "send it empty"), as libcurl
- * itself reads the lines it is given. */
-static int names(const char *line, const char *name, size_t n)
+/* Whether s starts with `prefix` (n bytes, lower case) in any ASCII letter
+ * case (tolower() would follow the locale a program set). */
+static int starts_folded(const char *s, const char *prefix, size_t n)
 {
     size_t i;
     for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)line[i];
-        if ((c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c) != (unsigned char)name[i])
-            return 0;
-    }
-    return line[n] == ':' || line[n] == ';';
-}
-
-static int is_https(const char *url)
-{
-    static const char scheme[] = "https:";
-    size_t i;
-    for (i = 0; i < sizeof scheme - 1; i++) {
-        unsigned char c = (unsigned char)url[i];
-        if ((c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c) != (unsigned char)scheme[i])
+        unsigned char c = (unsigned char)s[i];
+        if ((c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c) != (unsigned char)prefix[i])
             return 0;
     }
     return 1;
+}
+
+/* Whether a header line names the User-Agent: the name, then ':' or ';'
+ * (libcurl's "send it empty"), as libcurl itself reads the lines. */
+static int names_user_agent(const char *line)
+{
+    return starts_folded(line, "user-agent", 10) && (line[10] == ':' || line[10] == ';');
 }
 
 /* Makes h->lines from the request's header lines: one allocation for the
@@ -287,15 +280,13 @@ static int is_https(const char *url)
  * the list names one). On failure h->lines is left as it was. */
 static int keep_lines(cerca_http *h, const cerca_request *rq)
 {
-    size_t i, n = rq->nheaders, text = 0, node_bytes, ua_len = 0, nodes_n;
+    size_t i, n = rq->nheaders, text = 0, node_bytes, nodes_n;
     struct curl_slist *nodes;
     char *p;
-    int own_ua = h->user_agent != NULL;
+    int own_ua = h->ua_line != NULL;
     for (i = 0; i < n && own_ua; i++)
-        if (names(rq->headers[i], "user-agent", 10))
+        if (names_user_agent(rq->headers[i]))
             own_ua = 0;
-    if (own_ua)
-        ua_len = sizeof UA_PREFIX - 1 + strlen(h->user_agent) + 1;
     nodes_n = n + (own_ua ? 1 : 0);
     if (nodes_n >= SIZE_MAX / sizeof *nodes)
         return -1;
@@ -306,9 +297,7 @@ static int keep_lines(cerca_http *h, const cerca_request *rq)
             return -1;
         text += len;
     }
-    if (ua_len > SIZE_MAX - node_bytes - text)
-        return -1;
-    nodes = malloc(node_bytes + text + ua_len);
+    nodes = malloc(node_bytes + text);
     if (nodes == NULL)
         return -1;
     p = (char *)(nodes + nodes_n + 1);
@@ -319,9 +308,7 @@ static int keep_lines(cerca_http *h, const cerca_request *rq)
         p += len;
     }
     if (own_ua) {
-        nodes[n].data = p;
-        memcpy(p, UA_PREFIX, sizeof UA_PREFIX - 1);
-        memcpy(p + sizeof UA_PREFIX - 1, h->user_agent, strlen(h->user_agent) + 1);
+        nodes[n].data = h->ua_line; /* h's own, made once (cerca_http_init) */
         nodes[n].next = &nodes[n + 1];
     }
     nodes[nodes_n].data = expect_line;
@@ -388,6 +375,7 @@ CURLcode cerca_http_prepare(cerca_http *h, const cerca_request *rq)
     CURL *e = h->easy;
     CURLcode rc;
     struct curl_slist *head;
+    int proxy_ua;
     size_t key_len = rq->idempotency_key != NULL ? strlen(rq->idempotency_key) : 0;
 
     buf_reset(&h->body, rq->max_body);
@@ -423,13 +411,13 @@ CURLcode cerca_http_prepare(cerca_http *h, const cerca_request *rq)
     SET(CURLOPT_TIMEOUT_MS, rq->timeout_ms);
     SET(CURLOPT_CONNECTTIMEOUT_MS, rq->connect_timeout_ms);
     SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)rq->max_body);
-    if (rc == CURLE_OK && h->proxy_ua != (h->user_agent != NULL && is_https(rq->url))) {
-        /* A proxy's CONNECT (https) gets the User-Agent from this list:
-         * the request's header list does not reach it. Not for http, where
-         * the request itself, its list included, goes to the proxy. */
-        int want = h->user_agent != NULL && is_https(rq->url);
-        rc = curl_easy_setopt(e, CURLOPT_PROXYHEADER, want ? &h->proxy_ua_node : NULL);
-        h->proxy_ua = rc == CURLE_OK ? want : -1;
+    /* A proxy's CONNECT (https) gets the User-Agent from its own list:
+     * the request's header list does not reach it. Not for http, where the
+     * request itself, its list included, goes to the proxy. */
+    proxy_ua = h->ua_line != NULL && starts_folded(rq->url, "https:", 6);
+    if (rc == CURLE_OK && h->proxy_ua != proxy_ua) {
+        rc = curl_easy_setopt(e, CURLOPT_PROXYHEADER, proxy_ua ? &h->ua_node : NULL);
+        h->proxy_ua = rc == CURLE_OK ? proxy_ua : -1;
     }
     if (rc == CURLE_OK && h->no_proxy != (rq->no_proxy != 0)) {
         /* NULL restores libcurl's default: proxies from the environment. */
@@ -538,7 +526,6 @@ void cerca_http_cleanup(cerca_http *h)
     buf_free(&h->body);
     buf_free(&h->headers);
     free(h->ca_file);
-    free(h->user_agent);
-    free(h->proxy_ua_line);
-    h->ca_file = h->user_agent = h->proxy_ua_line = NULL;
+    free(h->ua_line);
+    h->ca_file = h->ua_line = NULL;
 }

@@ -96,10 +96,10 @@ typedef struct {
      * child makes a handle of its own (see multi.c). */
     pid_t pid;
     char *ca_file;
-    char *user_agent;
-    /* "User-Agent: ..." for a proxy's CONNECT (see cerca_http_prepare). */
-    char *proxy_ua_line;
-    struct curl_slist proxy_ua_node;
+    /* "User-Agent: ...", made once: a line of `lines` (unless the request
+     * names its own), and alone in its node the list of a proxy's CONNECT. */
+    char *ua_line;
+    struct curl_slist ua_node;
 } cerca_http;
 
 /* Process-wide libcurl initialisation; safe to call from several threads. */
