@@ -451,10 +451,10 @@ static int folded_in(const char *s, size_t n, const char *needle, size_t m)
 }
 
 /* may_hold_folded(block, a, b): whether the table of fields made from
- * the header block may spell secret a or b where the block does not: a
- * name is lower-cased there (a secret in other letters, or escaped: a `%`
- * or a backslash in the block), and the values of a repeated field are joined with
- * ", " (a secret holding a comma or a space may be spelt across two). */
+ * the header block may spell secret a or b where the block does not
+ * because a name is lower-cased there: the block holds a secret in other
+ * letters, or escaped (a `%` or a backslash in the block). (The joining of
+ * a repeated field's values is redact.joinable's.) */
 static int l_may_hold_folded(lua_State *L)
 {
     size_t n, m;
@@ -468,8 +468,7 @@ static int l_may_hold_folded(lua_State *L)
         if (lua_isnoneornil(L, i))
             continue;
         needle = luaL_checklstring(L, i, &m);
-        if (m == 0 || memchr(needle, ',', m) != NULL || memchr(needle, ' ', m) != NULL ||
-            folded_in(s, n, needle, m)) {
+        if (m == 0 || folded_in(s, n, needle, m)) {
             lua_pushboolean(L, 1);
             return 1;
         }

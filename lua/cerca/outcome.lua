@@ -109,6 +109,7 @@ local LAZY_HEADERS = {
 }
 
 local may_hold_folded = core.may_hold_folded
+local joinable = redact.joinable
 
 --- Gives `t` (a table holding `raw_headers`, rid of the secrets `a` and
 -- `b` as they are written) a `headers` field made on its first read.
@@ -120,7 +121,7 @@ local may_hold_folded = core.may_hold_folded
 -- now, without them. Returns `t`.
 function _M.lazy_headers(t, a, b)
   setmetatable(t, LAZY_HEADERS)
-  if (a or b) and may_hold_folded(t.raw_headers or "", a, b) then
+  if (a and joinable(a)) or (b and joinable(b)) or ((a or b) and may_hold_folded(t.raw_headers or "", a, b)) then
     redact.fields(headers_of(t), redact.list(a, b))
   end
   return t
