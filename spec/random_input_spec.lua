@@ -348,6 +348,10 @@ describe("random inputs", function()
       end) .. text2) or text2
       assert.are.equal(needle == "" or folded:lower():find(needle:lower(), 1, true) ~= nil
         or folded:find("[%%\\]") ~= nil, core.may_hold_folded(folded, needle), ("%q in %q"):format(needle, folded))
+      -- Whether a secret may be spelt across a repeated field's values,
+      -- joined with ", ".
+      local joined = (i % 3 == 0) and (needle .. (i % 2 == 0 and "," or " ") .. text2) or needle
+      assert.are.equal(joined:find("[, ]") ~= nil, core.joinable(joined), ("%q"):format(joined))
     end
   end)
 

@@ -329,10 +329,8 @@ end
 --- True when `secret` holds a comma or a space: the values of a repeated
 -- header field, joined with ", ", may then spell it where no one of them
 -- does. (A list of secrets says it in its `joinable`.)
-function _M.joinable(secret)
-  -- Two plain searches: a pattern with a set costs ten times as much.
-  return find(secret, ",", 1, true) ~= nil or find(secret, " ", 1, true) ~= nil
-end
+-- @function joinable
+_M.joinable = core.joinable
 local joinable = _M.joinable
 
 --- True when none of `secrets` can be written in `s`, in any form.
