@@ -324,12 +324,14 @@ local MAX_PATH_BYTES = 8192
 local MAX_GOOD_PATHS = 256
 local good_paths, good_paths_count = {}, 0
 
-local check_path
+local check_path, path_kind_problem
 
+-- @treturn[opt] table the problem
+-- @treturn[opt] string what kind of problem (`core.path_problem`'s)
 function _M.request_path(v, field)
   if good_paths[v] then return nil end
-  local bad = check_path(v, field)
-  if bad then return bad end
+  local bad, kind = check_path(v, field)
+  if bad then return bad, kind end
   if good_paths_count >= MAX_GOOD_PATHS then good_paths, good_paths_count = {}, 0 end
   good_paths[v] = true
   good_paths_count = good_paths_count + 1
@@ -345,6 +347,10 @@ function check_path(v, field)
   end
   local at, kind = path_problem(v)
   if not at then return nil end
+  return path_kind_problem(v, field, example, at, kind), kind
+end
+
+function path_kind_problem(v, field, example, at, kind)
   if kind == "start" then
     return problem(field, "%s must start with \"/\" (got %s): it is joined to base_url, "
       .. "and anything else could name another host; pass e.g. %q", field, describe(v), example)

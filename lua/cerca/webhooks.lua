@@ -149,9 +149,9 @@ local encode_segment = core.percent_encode
 local MAX_CHECKED = 256
 local checked_paths, checked_count = {}, 0
 
-local function remember_path(fleet_id)
+local function remember_path(fleet_id, path)
   if checked_count >= MAX_CHECKED then checked_paths, checked_count = {}, 0 end
-  checked_paths[fleet_id] = "/fleets/" .. encode_segment(fleet_id) .. "/webhooks"
+  checked_paths[fleet_id] = path
   checked_count = checked_count + 1
 end
 
@@ -170,14 +170,17 @@ function _M.check(fleet_id, params)
       return invalid("fleet_id", format('fleet_id cannot be "%s", which a URL reads as a path step; '
         .. "pass the fleet's id", fleet_id))
     end
-    local _, kind = core.path_problem("/fleets/" .. encode_segment(fleet_id) .. "/webhooks")
+    -- Checked as every request path is (validate.request_path), which
+    -- remembers it: the call then finds it checked.
+    local path = "/fleets/" .. encode_segment(fleet_id) .. "/webhooks"
+    local _, kind = validate.request_path(path, "path")
     if kind == "dot" then
       -- The rule of every request path: many servers decode %2F, %3B, ...
       -- before they resolve "..": "../admin" would step out of the API's path.
       return invalid("fleet_id", 'fleet_id holds a "." or ".." step between "/" or "\\", or followed by ";", '
         .. '"?" or "#", which a server may read as a path step out of the API\'s path; pass the fleet\'s id')
     end
-    remember_path(fleet_id)
+    remember_path(fleet_id, path)
   end
   if type(params) ~= "table" then
     return invalid("params", format("params must be a table (got %s); "
