@@ -18,7 +18,7 @@ LDFLAGS += -shared
 LIBS     = -lcurl -lcrypto -lpthread
 
 # The Lua side (core.h) over the plain-C layers (no Lua inside).
-SRC      = src/core.c src/jdecode.c src/jencode.c src/session.c src/lmulti.c src/lhttp.c src/sys.c src/lcrypto.c src/ltext.c src/lwalk.c src/journal.c \
+SRC      = src/core.c src/names.c src/jdecode.c src/jencode.c src/session.c src/lmulti.c src/lhttp.c src/sys.c src/lcrypto.c src/ltext.c src/lwalk.c src/journal.c \
            src/http.c src/headers.c src/crypto.c src/multi.c src/pid.c
 HDR      = src/compat.h src/core.h src/http.h src/headers.h src/crypto.h src/multi.h src/pid.h
 # PUC Lua versions; LuaJIT is built apart (OpenResty's headers).

@@ -94,6 +94,28 @@ describe("cerca.core", function()
       assert.are.equal(420, accepted)
     end)
 
+    it("reads the API's own keys (made once per state) as any other key, and keys that only look like them", function()
+      -- The answer keys the decoder pushes from its table of names, and
+      -- their near misses: one byte more, less or changed, another case,
+      -- escaped, the empty key.
+      local ref, seen = require("cjson.safe").new(), 0
+      local known = { "url", "error", "id", "fleetId", "events", "enabled", "createdAt", "updatedAt", "secret",
+        "message", "type", "param", "code", "data" }
+      for _, k in ipairs(known) do
+        for _, variant in ipairs { k, k .. "s", k:sub(1, -2), k:sub(2), k:upper(), "x" .. k:sub(2),
+          k:sub(1, -2) .. "\\u00" .. ("%02x"):format(k:byte(-1)), "" } do
+          local text = ('{"%s":"v","%s":{"%s":[1,"w"]},"z":1}'):format(variant, k, variant)
+          assert(helpers.decodes_as(ref.decode, core.decode, text), text)
+          seen = seen + 1
+        end
+        -- The key as a string value stays a value, and a table of names does
+        -- not leak into what decode returns.
+        local value = core.decode(('{"%s":"%s"}'):format(k, k))
+        assert.are.same({ [k] = k }, value)
+      end
+      assert.are.equal(#known * 8, seen)
+    end)
+
     it("takes no more memory than lua-cjson for many small objects (a server's body chooses their number)", function()
       local parts = {}
       for i = 1, 20000 do parts[i] = '{"":0}' end

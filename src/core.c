@@ -74,12 +74,13 @@ static int l_encode(lua_State *L)
 }
 
 /* The decode function every part of the core uses (CERCA_UV_DECODE): the
- * fast path (jdecode.c), else lua-cjson's decode, its upvalue. */
+ * fast path (jdecode.c), else lua-cjson's decode, its first upvalue (the
+ * second is the table of names). */
 static int wire_decode(lua_State *L)
 {
     size_t len;
     const char *text = lua_tolstring(L, 1, &len);
-    if (text != NULL && cerca_json_decode_fast(L, text, len))
+    if (text != NULL && cerca_json_decode_fast(L, text, len, lua_upvalueindex(2)))
         return 1;
     lua_settop(L, 1);
     lua_pushvalue(L, lua_upvalueindex(1));
@@ -163,7 +164,7 @@ void cerca_register_class(lua_State *L, const cerca_class *c, int uv, int nup)
 
 int luaopen_cerca_core(lua_State *L)
 {
-    int m, cjson, uv;
+    int m, cjson, names, uv;
     if (cerca_http_global_init() != 0)
         return luaL_error(L, "cerca.core: curl_global_init failed");
 
@@ -171,12 +172,16 @@ int luaopen_cerca_core(lua_State *L)
     m = lua_gettop(L);
     push_cjson(L);
     cjson = lua_gettop(L);
-    /* The CERCA_NUP shared values, at uv .. uv + 2 in the order of CERCA_UV_*. */
+    cerca_push_names(L);
+    names = lua_gettop(L);
+    /* The CERCA_NUP shared values, at uv .. uv + 3 in the order of CERCA_UV_*. */
     lua_getfield(L, cjson, "encode");
     uv = lua_gettop(L);
     lua_getfield(L, cjson, "decode");
-    lua_pushcclosure(L, wire_decode, 1);
+    lua_pushvalue(L, names);
+    lua_pushcclosure(L, wire_decode, 2);
     push_empty_array(L);
+    lua_pushvalue(L, names);
 
     cerca_set_functions(L, m, json_functions, uv, CERCA_NUP);
     lua_pushvalue(L, uv + CERCA_UV_EMPTY_ARRAY - 1);

@@ -22,6 +22,7 @@
  *   lhttp.c    headers, header (a response's header block, as a table or
  *              one field)
  *   journal.c  open_journal and the journal userdata
+ *   names.c    the table of names (no function of its own in the module)
  *
  * lhttp.c also reads request tables and builds response tables for
  * session.c and lmulti.c. The files without Lua (http.c, multi.c, headers.c,
@@ -35,11 +36,13 @@
 
 /* The values the JSON-using functions close over, at these upvalue
  * indices: the encode and decode functions of the module's private
- * lua-cjson instance and the empty-array sentinel (see core.c). */
+ * lua-cjson instance, the empty-array sentinel (see core.c) and the table
+ * of names (names.c). */
 #define CERCA_UV_ENCODE 1
 #define CERCA_UV_DECODE 2
 #define CERCA_UV_EMPTY_ARRAY 3
-#define CERCA_NUP 3
+#define CERCA_UV_NAMES 4
+#define CERCA_NUP 4
 
 /* The deepest nesting of arrays and objects JSON decoding accepts (both
  * decoders); exported as core.MAX_DECODE_DEPTH, so that every walk over a
@@ -77,13 +80,71 @@ void cerca_text_open(lua_State *L, int module);
 void cerca_walk_open(lua_State *L, int module);
 void cerca_journal_open(lua_State *L, int module);
 
+/* ---- names (names.c) ------------------------------------------------ */
+
+/* The index of each name in the table of names. The keys of answers come
+ * last, from CERCA_NAME_FIRST_KEY on: the decoder looks only those up. */
+enum {
+    CERCA_NAME_METHOD = 1,
+    CERCA_NAME_HEADERS,
+    CERCA_NAME_TIMEOUT_MS,
+    CERCA_NAME_CONNECT_TIMEOUT_MS,
+    CERCA_NAME_MAX_BODY,
+    CERCA_NAME_NO_PROXY,
+    CERCA_NAME_DECODE,
+    CERCA_NAME_IDEMPOTENCY_KEY,
+    CERCA_NAME_BODY,
+    CERCA_NAME_STATUS,
+    CERCA_NAME_RAW_HEADERS,
+    CERCA_NAME_TIME,
+    CERCA_NAME_NEW_CONNECTS,
+    CERCA_NAME_REQUEST_SENT,
+    CERCA_NAME_JSON,
+    CERCA_NAME_JSON_ERROR,
+    CERCA_NAME_ERROR_MESSAGE,
+    CERCA_NAME_CURL_CODE,
+    CERCA_NAME_TOKEN,
+    CERCA_NAME_RESPONSE,
+    CERCA_NAME_URL,
+    CERCA_NAME_FIRST_KEY = CERCA_NAME_URL,
+    CERCA_NAME_ERROR,
+    CERCA_NAME_ID,
+    CERCA_NAME_FLEET_ID,
+    CERCA_NAME_EVENTS,
+    CERCA_NAME_ENABLED,
+    CERCA_NAME_CREATED_AT,
+    CERCA_NAME_UPDATED_AT,
+    CERCA_NAME_SECRET,
+    CERCA_NAME_MESSAGE,
+    CERCA_NAME_TYPE,
+    CERCA_NAME_PARAM,
+    CERCA_NAME_CODE,
+    CERCA_NAME_DATA,
+    CERCA_NAME_COUNT
+};
+
+/* Pushes the table of names (made once, by luaopen_cerca_core). */
+void cerca_push_names(lua_State *L);
+
+/* Pushes name `id` from the table of names at index `names` (an upvalue's
+ * pseudo-index works). */
+#define cerca_push_name(L, names, id) lua_rawgeti((L), (names), (id))
+
+/* The text of name `id`, for messages. */
+const char *cerca_name(int id);
+
+/* The index of the answer key s[0 .. len - 1] in the table of names, or 0
+ * when it is not one. */
+int cerca_key_name(const char *s, size_t len);
+
 /* ---- JSON (jdecode.c) ------------------------------------------------ */
 
 /* Decodes `text` as lua-cjson would (as core.c configures it) and pushes
  * the value, returning 1; or pushes nothing and returns 0 where it
  * declines (an escape or number it does not read, malformed or too deep
- * input): then lua-cjson decodes it. */
-int cerca_json_decode_fast(lua_State *L, const char *text, size_t len);
+ * input): then lua-cjson decodes it. `names` is the index of the table of
+ * names (the answer keys found there are pushed from it). */
+int cerca_json_decode_fast(lua_State *L, const char *text, size_t len, int names);
 
 /* core.encode_canonical(value, array_mt) -> text | nil: the fast path of
  * json.lua's canonical encoder (jencode.c); nil when it declines. Closes

@@ -25,6 +25,7 @@
 typedef struct {
     const char *p, *end;
     int depth;
+    int names; /* the index of the table of names */
 } reader;
 
 static int value(lua_State *L, reader *r);
@@ -84,12 +85,12 @@ static int unescape(char c)
     }
 }
 
-/* A string at r->p (its opening quote); pushes it. A string with escapes
- * is unescaped run by run: on the C stack when it is short (the common
- * case, a URL with "\/"), else in a luaL_Buffer. */
-static int string(lua_State *L, reader *r)
+/* The string whose text starts at `start` (after its opening quote), its
+ * plain run ending at q; pushes it. A string with escapes is unescaped
+ * run by run: on the C stack when it is short (the common case, a URL with
+ * "\/"), else in a luaL_Buffer. */
+static int string_from(lua_State *L, reader *r, const char *start, const char *q)
 {
-    const char *start = ++r->p, *q = plain_run(start, r->end);
     char small[256];
     size_t n = 0;
     luaL_Buffer b;
@@ -135,6 +136,27 @@ static int string(lua_State *L, reader *r)
         lua_pushlstring(L, small, n);
     r->p = q + 1;
     return 1;
+}
+
+/* A string at r->p (its opening quote); pushes it. */
+static int string(lua_State *L, reader *r)
+{
+    const char *start = r->p + 1;
+    return string_from(L, r, start, plain_run(start, r->end));
+}
+
+/* An object's key at r->p; pushes it. One of the answer keys is pushed
+ * from the table of names: no hashing, no look-up in the string table. */
+static int key(lua_State *L, reader *r)
+{
+    const char *start = r->p + 1, *q = plain_run(start, r->end);
+    int id;
+    if (q < r->end && *q == '"' && (id = cerca_key_name(start, (size_t)(q - start))) != 0) {
+        cerca_push_name(L, r->names, id);
+        r->p = q + 1;
+        return 1;
+    }
+    return string_from(L, r, start, q);
 }
 
 static int is_digit(char c)
@@ -240,7 +262,7 @@ static int object(lua_State *L, reader *r)
     lua_createtable(L, 0, r->depth == 1 ? OBJECT_ROOM : 0);
     /* In the order read: of a key given twice, the last value stays. */
     for (;;) {
-        if (r->p == r->end || *r->p != '"' || !string(L, r))
+        if (r->p == r->end || *r->p != '"' || !key(L, r))
             return 0;
         skip_space(r);
         if (r->p == r->end || *r->p != ':')
@@ -341,13 +363,14 @@ static int value(lua_State *L, reader *r)
     }
 }
 
-int cerca_json_decode_fast(lua_State *L, const char *text, size_t len)
+int cerca_json_decode_fast(lua_State *L, const char *text, size_t len, int names)
 {
     reader r;
     int top = lua_gettop(L);
     r.p = text;
     r.end = text + len;
     r.depth = 0;
+    r.names = names;
     /* Room for a value alone; a container makes its own. */
     luaL_checkstack(L, 4, "JSON");
     skip_space(&r);

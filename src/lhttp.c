@@ -28,12 +28,34 @@ static const char *const err_kind_names[] = {
 
 /* ---- reading --------------------------------------------------------- */
 
-/* The string at t[k] (NULL when absent). Only true strings are taken: a
- * number converted here would be a string nothing references once popped. */
-static const char *string_field(lua_State *L, int t, const char *k, int required, size_t *len)
+/* The field names of requests and responses are pushed from the table of
+ * names the calling function closes over (names.c). A request is read
+ * raw: it is a plain table the Lua layer made, and no metamethod runs
+ * while it is read. */
+#define NAMES lua_upvalueindex(CERCA_UV_NAMES)
+
+/* Pushes t[name] of the request table at (absolute) index t. */
+static void get_field(lua_State *L, int t, int id)
+{
+    cerca_push_name(L, NAMES, id);
+    lua_rawget(L, t);
+}
+
+/* Sets field `id` of the table at (absolute) index t to the value on top,
+ * which it pops. */
+static void set_field(lua_State *L, int t, int id)
+{
+    cerca_push_name(L, NAMES, id);
+    lua_insert(L, -2);
+    lua_rawset(L, t);
+}
+
+/* Pops the value on top, field `k` of a table, and returns it when it is a
+ * string (NULL when absent). Only true strings are taken: a number
+ * converted here would be a string nothing references once popped. */
+static const char *string_value(lua_State *L, const char *k, int required, size_t *len)
 {
     const char *s = NULL;
-    lua_getfield(L, t, k);
     if (lua_type(L, -1) == LUA_TSTRING)
         s = lua_tolstring(L, -1, len);
     else if (required || !lua_isnil(L, -1))
@@ -42,26 +64,26 @@ static const char *string_field(lua_State *L, int t, const char *k, int required
     return s;
 }
 
-static const char *opt_string_field(lua_State *L, int t, const char *k)
+static const char *string_field(lua_State *L, int t, int id, int required, size_t *len)
 {
-    return string_field(L, t, k, 0, NULL);
+    get_field(L, t, id);
+    return string_value(L, cerca_name(id), required, len);
 }
 
 /* A positive number field, at most `max`; converted only once in range,
  * since a C cast of an out-of-range double is undefined. */
-static lua_Number bounded_field(lua_State *L, int t, const char *k, lua_Number dflt,
-                                lua_Number max)
+static lua_Number bounded_field(lua_State *L, int t, int id, lua_Number dflt, lua_Number max)
 {
     lua_Number n = dflt;
-    lua_getfield(L, t, k);
+    get_field(L, t, id);
     if (!lua_isnil(L, -1)) {
         if (!lua_isnumber(L, -1))
-            luaL_error(L, "field '%s' must be a number", k);
+            luaL_error(L, "field '%s' must be a number", cerca_name(id));
         n = lua_tonumber(L, -1);
     }
     lua_pop(L, 1);
     if (!(n >= 1)) /* also catches NaN */
-        luaL_error(L, "field '%s' must be at least 1", k);
+        luaL_error(L, "field '%s' must be at least 1", cerca_name(id));
     return n > max ? max : n;
 }
 
@@ -72,8 +94,10 @@ void cerca_read_handle_options(lua_State *L, const char **ca_file, const char **
     if (lua_isnoneornil(L, 1))
         return;
     luaL_checktype(L, 1, LUA_TTABLE);
-    *ca_file = opt_string_field(L, 1, "ca_file");
-    *user_agent = string_field(L, 1, "user_agent", 0, &ua_len);
+    lua_getfield(L, 1, "ca_file");
+    *ca_file = string_value(L, "ca_file", 0, NULL);
+    lua_getfield(L, 1, "user_agent");
+    *user_agent = string_value(L, "user_agent", 0, &ua_len);
     /* It becomes a header line of every request. */
     if (*user_agent != NULL && strcspn(*user_agent, "\r\n") != ua_len)
         luaL_error(L, "field 'user_agent' must not hold CR, LF or NUL");
@@ -84,7 +108,7 @@ void cerca_read_handle_options(lua_State *L, const char **ca_file, const char **
 int cerca_request_decodes(lua_State *L, int t)
 {
     int decode;
-    lua_getfield(L, t, "decode");
+    get_field(L, t, CERCA_NAME_DECODE);
     decode = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_pop(L, 1);
     return decode;
@@ -97,7 +121,7 @@ void cerca_read_request(lua_State *L, int t, cerca_request *rq, int *decode, con
     int ht;
     luaL_checktype(L, t, LUA_TTABLE);
     memset(rq, 0, sizeof *rq);
-    rq->method = string_field(L, t, "method", 1, &n);
+    rq->method = string_field(L, t, CERCA_NAME_METHOD, 1, &n);
     /* The method and the URL go on the request line, whatever the layer
      * above checked: the method is a token of upper-case letters, and the
      * URL holds no byte that would end the line or a field of it (CR, LF,
@@ -107,22 +131,22 @@ void cerca_read_request(lua_State *L, int t, cerca_request *rq, int *decode, con
     for (i = 0; i < n; i++)
         if (rq->method[i] < 'A' || rq->method[i] > 'Z')
             luaL_error(L, "field 'method' must be 1 to 20 upper-case letters");
-    rq->url = string_field(L, t, "url", 1, &n);
+    rq->url = string_field(L, t, CERCA_NAME_URL, 1, &n);
     if (strlen(rq->url) != n || memchr(rq->url, '\r', n) != NULL || memchr(rq->url, '\n', n) != NULL
         || memchr(rq->url, ' ', n) != NULL || memchr(rq->url, '\t', n) != NULL)
         luaL_error(L, "field 'url' must not hold CR, LF, NUL, spaces or tabs");
-    rq->body = string_field(L, t, "body", 0, &rq->body_len);
+    rq->body = string_field(L, t, CERCA_NAME_BODY, 0, &rq->body_len);
     /* Loopback plain-http calls never go through a proxy: the key would
      * cross the network in clear text. */
-    lua_getfield(L, t, "no_proxy");
+    get_field(L, t, CERCA_NAME_NO_PROXY);
     rq->no_proxy = lua_toboolean(L, -1);
     lua_pop(L, 1);
     /* Longer than ~24 days is "no practical limit"; libcurl takes a long. */
-    rq->timeout_ms = (long)bounded_field(L, t, "timeout_ms", 60000, 2147483647.0);
-    rq->connect_timeout_ms = (long)bounded_field(L, t, "connect_timeout_ms", 10000, 2147483647.0);
-    rq->max_body = (size_t)bounded_field(L, t, "max_body", 1024 * 1024, 2147483647.0);
+    rq->timeout_ms = (long)bounded_field(L, t, CERCA_NAME_TIMEOUT_MS, 60000, 2147483647.0);
+    rq->connect_timeout_ms = (long)bounded_field(L, t, CERCA_NAME_CONNECT_TIMEOUT_MS, 10000, 2147483647.0);
+    rq->max_body = (size_t)bounded_field(L, t, CERCA_NAME_MAX_BODY, 1024 * 1024, 2147483647.0);
     *decode = cerca_request_decodes(L, t);
-    rq->idempotency_key = string_field(L, t, "idempotency_key", 0, &n);
+    rq->idempotency_key = string_field(L, t, CERCA_NAME_IDEMPOTENCY_KEY, 0, &n);
     if (rq->idempotency_key != NULL) {
         /* One header line: printable ASCII without spaces, bounded. */
         if (n == 0 || n > CERCA_MAX_KEY_BYTES)
@@ -132,7 +156,7 @@ void cerca_read_request(lua_State *L, int t, cerca_request *rq, int *decode, con
                 luaL_error(L, "field 'idempotency_key' must be printable ASCII without spaces");
     }
 
-    lua_getfield(L, t, "headers");
+    get_field(L, t, CERCA_NAME_HEADERS);
     ht = lua_gettop(L);
     n = lua_istable(L, ht) ? cerca_rawlen(L, ht) : 0;
     if (n > room)
@@ -285,13 +309,13 @@ static void set_json(lua_State *L, int res)
     lua_pushvalue(L, lua_upvalueindex(CERCA_UV_DECODE));
     lua_insert(L, -2);
     if (lua_pcall(L, 1, 2, 0) != 0) {
-        lua_setfield(L, res, "json_error");
+        set_field(L, res, CERCA_NAME_JSON_ERROR);
     } else if (lua_isnil(L, -2)) {
-        lua_setfield(L, res, "json_error");
+        set_field(L, res, CERCA_NAME_JSON_ERROR);
         lua_pop(L, 1);
     } else {
         lua_pop(L, 1);
-        lua_setfield(L, res, "json");
+        set_field(L, res, CERCA_NAME_JSON);
     }
 }
 
@@ -301,31 +325,31 @@ void cerca_push_response(lua_State *L, const cerca_response *rs, int decode)
     lua_createtable(L, 0, 10);
     res = lua_gettop(L);
     lua_pushinteger(L, (lua_Integer)rs->status);
-    lua_setfield(L, res, "status");
+    set_field(L, res, CERCA_NAME_STATUS);
     /* The block as received: one string in which Lua can look for an echo
      * of a secret at once, and from which the table of fields is made
      * when it is asked for. */
     lua_pushlstring(L, rs->headers, rs->headers_len);
-    lua_setfield(L, res, "raw_headers");
+    set_field(L, res, CERCA_NAME_RAW_HEADERS);
     lua_pushlstring(L, rs->body, rs->body_len);
     if (rs->err == CERCA_OK && rs->body_len > 0 && decode)
         lua_pushvalue(L, -1); /* the same string, for the decoder */
-    lua_setfield(L, res, "body");
+    set_field(L, res, CERCA_NAME_BODY);
     lua_pushnumber(L, rs->total_time);
-    lua_setfield(L, res, "time");
+    set_field(L, res, CERCA_NAME_TIME);
     lua_pushinteger(L, (lua_Integer)rs->new_connects);
-    lua_setfield(L, res, "new_connects");
+    set_field(L, res, CERCA_NAME_NEW_CONNECTS);
     /* Whether request bytes reached a socket: if so, the server may have
      * acted on the request, whatever came back. */
     lua_pushboolean(L, rs->request_sent);
-    lua_setfield(L, res, "request_sent");
+    set_field(L, res, CERCA_NAME_REQUEST_SENT);
     if (rs->err != CERCA_OK) {
         lua_pushstring(L, err_kind_names[rs->err]);
-        lua_setfield(L, res, "error");
+        set_field(L, res, CERCA_NAME_ERROR);
         lua_pushstring(L, rs->err_message);
-        lua_setfield(L, res, "error_message");
+        set_field(L, res, CERCA_NAME_ERROR_MESSAGE);
         lua_pushinteger(L, rs->curl_code);
-        lua_setfield(L, res, "curl_code");
+        set_field(L, res, CERCA_NAME_CURL_CODE);
     } else if (rs->body_len > 0 && decode) {
         set_json(L, res);
     }
@@ -336,9 +360,9 @@ int cerca_decode_response(lua_State *L)
     int failed, empty;
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    lua_getfield(L, 1, "error");
+    get_field(L, 1, CERCA_NAME_ERROR);
     failed = !lua_isnil(L, -1);
-    lua_getfield(L, 1, "body");
+    get_field(L, 1, CERCA_NAME_BODY);
     empty = lua_type(L, -1) != LUA_TSTRING || cerca_rawlen(L, -1) == 0;
     if (failed || empty) {
         lua_settop(L, 1);

@@ -110,15 +110,17 @@ static int l_multi_poll(lua_State *L)
         int decode = 1;
         lua_rawgeti(L, anchors, (int)token);
         if (lua_istable(L, -1))
-            decode = cerca_request_decodes(L, -1);
+            decode = cerca_request_decodes(L, lua_gettop(L));
         lua_pop(L, 1);
         lua_pushnil(L);
         lua_rawseti(L, anchors, (int)token);
         lua_createtable(L, 0, 2);
+        cerca_push_name(L, lua_upvalueindex(CERCA_UV_NAMES), CERCA_NAME_TOKEN);
         lua_pushinteger(L, (lua_Integer)token);
-        lua_setfield(L, -2, "token");
+        lua_rawset(L, -3);
+        cerca_push_name(L, lua_upvalueindex(CERCA_UV_NAMES), CERCA_NAME_RESPONSE);
         cerca_push_response(L, &rs, decode);
-        lua_setfield(L, -2, "response");
+        lua_rawset(L, -3);
         lua_rawseti(L, list, ++n);
     }
     lua_pushinteger(L, running);
