@@ -513,6 +513,39 @@ c.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"); c.close()
       m:close()
     end)
 
+    it("moves every transfer of a multi handle along with 120 at once, on sockets numbered past 64", function()
+      -- Files held open push the sockets' numbers up, so that the index of
+      -- the watched sockets grows while transfers run; 120 at a time make
+      -- libcurl add, change and remove sockets all through.
+      local held = {}
+      for i = 1, 80 do held[i] = assert(io.open("/dev/null")) end
+      local m = assert(core.new_multi())
+      local req = { method = "POST", url = srv.http_url .. "/fleets/f/webhooks",
+        body = '{"url":"https://example.com/h"}',
+        headers = { "Authorization: Bearer " .. srv.api_key, "Content-Type: application/json" } }
+      local total, added, in_flight, ended, statuses = 360, 0, 0, 0, {}
+      local deadline = core.monotime() + 60
+      while ended < total do
+        while in_flight < 120 and added < total do
+          added = added + 1
+          assert(m:add(added, req))
+          in_flight = in_flight + 1
+        end
+        for _, f in ipairs((m:poll(100))) do
+          statuses[f.token] = f.response.status
+          ended = ended + 1
+          in_flight = in_flight - 1
+        end
+        assert(core.monotime() < deadline, ("%d of %d transfers ended in 60 s"):format(ended, total))
+      end
+      for i = 1, total do assert.are.equal(201, statuses[i], "transfer " .. i) end
+      assert.are.equal(total, #srv:requests())
+      -- Each socket was watched once, and none is once nothing is in flight.
+      assert.are.equal(0, m:watching())
+      m:close()
+      for i = 1, #held do held[i]:close() end
+    end)
+
     it("speaks http and https only", function()
       local res = post(core.new_session(), { url = "ftp://127.0.0.1/x" })
       assert.are.equal("url", res.error)

@@ -5,6 +5,7 @@
  *   multi:limit(max_connections)
  *   multi:add(token, request)                  -> true | nil, message
  *   multi:poll(timeout_ms) -> { { token =, response = }, ... }, running
+ *   multi:watching()                          -> sockets watched now
  *   multi:close()                              (idempotent; also __gc,
  *                                               and __close under 5.4)
  *
@@ -142,10 +143,20 @@ static int l_multi_close(lua_State *L)
     return 0;
 }
 
+/* How many sockets the handle watches: for the specs, which check that a
+ * socket is watched once and no longer than libcurl uses it. */
+static int l_multi_watching(lua_State *L)
+{
+    multi *mu = check_open_multi(L);
+    lua_pushinteger(L, (lua_Integer)cerca_multi_watching(mu->m));
+    return 1;
+}
+
 static const luaL_Reg multi_methods[] = {
     {"limit", l_multi_limit},
     {"add", l_multi_add},
     {"poll", l_multi_poll},
+    {"watching", l_multi_watching},
     {"close", l_multi_close},
     {NULL, NULL},
 };

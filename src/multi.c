@@ -3,6 +3,7 @@
 #include "pid.h"
 
 #include <poll.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -28,6 +29,10 @@ struct cerca_multi {
     struct pollfd *watched; /* the sockets libcurl asked to be watched */
     struct pollfd *ready;   /* scratch: the sockets one poll() found ready */
     size_t nwatched, room;  /* room: what both arrays hold */
+    /* at[fd]: where socket fd is in `watched`, for every watched fd below
+     * nat (one that found no room here is looked for one by one). */
+    size_t *at;
+    size_t nat;
     long long timer_at;     /* when libcurl wants its timeout call (ms), or -1 */
     int running;            /* transfers not finished, as libcurl last said */
     slot *returned; /* the slot handed out by the last next_done */
@@ -83,6 +88,45 @@ static int reserve_watch(cerca_multi *m, size_t n)
     return 0;
 }
 
+/* Where socket s is in m->watched, or m->nwatched when it is not there.
+ * libcurl tells of a change to one socket at a time, each transfer several
+ * times: with 200 in flight, a search one by one cost more than the
+ * rest of the callback. */
+static size_t watch_index(const cerca_multi *m, curl_socket_t s)
+{
+    size_t i;
+    if (s >= 0 && (size_t)s < m->nat) {
+        i = m->at[s];
+        return i < m->nwatched && m->watched[i].fd == s ? i : m->nwatched;
+    }
+    for (i = 0; i < m->nwatched && m->watched[i].fd != s; i++)
+        ;
+    return i;
+}
+
+/* Notes that socket s is at `i` in m->watched. An fd beyond the index
+ * grows it (then every watched socket is indexed again: one may have been
+ * added while growing failed); if it cannot grow, s is found by search. */
+static void index_watch(cerca_multi *m, curl_socket_t s, size_t i)
+{
+    if (s < 0)
+        return;
+    if ((size_t)s >= m->nat) {
+        size_t n = (size_t)s < 64 ? 64 : (size_t)s * 2, j;
+        size_t *grown = (size_t)s < SIZE_MAX / 2 / sizeof *grown ? realloc(m->at, n * sizeof *grown) : NULL;
+        if (grown == NULL)
+            return;
+        for (j = m->nat; j < n; j++)
+            grown[j] = SIZE_MAX; /* no fd there */
+        m->at = grown;
+        m->nat = n;
+        for (j = 0; j < m->nwatched; j++)
+            if (m->watched[j].fd >= 0 && (size_t)m->watched[j].fd < n)
+                m->at[m->watched[j].fd] = j;
+    }
+    m->at[s] = i;
+}
+
 /* CURLMOPT_SOCKETFUNCTION: watch socket s for `what`, or stop. Room was
  * made when the transfer was added (cerca_multi_add), where running out of
  * memory fails that one transfer; this grows it only if a transfer holds
@@ -93,15 +137,16 @@ static int reserve_watch(cerca_multi *m, size_t n)
 static int socket_changed(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     cerca_multi *m = (cerca_multi *)userp;
-    size_t i;
+    size_t i = watch_index(m, s);
     short events = 0;
     (void)easy;
     (void)socketp;
-    for (i = 0; i < m->nwatched && m->watched[i].fd != s; i++)
-        ;
     if (what == CURL_POLL_REMOVE) {
-        if (i < m->nwatched)
+        if (i < m->nwatched) {
             m->watched[i] = m->watched[--m->nwatched];
+            if (i < m->nwatched)
+                index_watch(m, m->watched[i].fd, i);
+        }
         return 0;
     }
     if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
@@ -113,10 +158,16 @@ static int socket_changed(CURL *easy, curl_socket_t s, int what, void *userp, vo
             return 0;
         m->watched[m->nwatched].fd = s;
         m->nwatched++;
+        index_watch(m, s, i);
     }
     m->watched[i].events = events;
     m->watched[i].revents = 0;
     return 0;
+}
+
+size_t cerca_multi_watching(const cerca_multi *m)
+{
+    return m->nwatched;
 }
 
 /* CURLMOPT_TIMERFUNCTION: call back in timeout_ms, or never (-1). */
@@ -397,5 +448,6 @@ void cerca_multi_free(cerca_multi *m)
     free(m->orphans);
     free(m->watched);
     free(m->ready);
+    free(m->at);
     free(m);
 }

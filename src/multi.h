@@ -36,6 +36,10 @@ int cerca_multi_in_flight(const cerca_multi *m, long token);
  * next call of any cerca_multi function), or 0 when none is pending. */
 int cerca_multi_next_done(cerca_multi *m, long *token, cerca_response *rs);
 
+/* The sockets watched now (each once, whatever libcurl told in what
+ * order): none once no transfer is in flight. */
+size_t cerca_multi_watching(const cerca_multi *m);
+
 /* Stops every transfer and frees everything; m may be NULL. */
 void cerca_multi_free(cerca_multi *m);
 
