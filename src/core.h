@@ -83,7 +83,7 @@ void cerca_journal_open(lua_State *L, int module);
 /* ---- names (names.c) ------------------------------------------------ */
 
 /* The index of each name in the table of names. The keys of answers come
- * last, from CERCA_NAME_FIRST_KEY on: the decoder looks only those up. */
+ * last: the decoder looks those up (cerca_key_name). */
 enum {
     CERCA_NAME_METHOD = 1,
     CERCA_NAME_HEADERS,
@@ -106,7 +106,6 @@ enum {
     CERCA_NAME_TOKEN,
     CERCA_NAME_RESPONSE,
     CERCA_NAME_URL,
-    CERCA_NAME_FIRST_KEY = CERCA_NAME_URL,
     CERCA_NAME_ERROR,
     CERCA_NAME_ID,
     CERCA_NAME_FLEET_ID,
@@ -129,6 +128,9 @@ void cerca_push_names(lua_State *L);
 /* Pushes name `id` from the table of names at index `names` (an upvalue's
  * pseudo-index works). */
 #define cerca_push_name(L, names, id) lua_rawgeti((L), (names), (id))
+
+/* The table of names, in a function that closes over the CERCA_NUP values. */
+#define CERCA_NAMES lua_upvalueindex(CERCA_UV_NAMES)
 
 /* The text of name `id`, for messages. */
 const char *cerca_name(int id);

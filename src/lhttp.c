@@ -29,15 +29,14 @@ static const char *const err_kind_names[] = {
 /* ---- reading --------------------------------------------------------- */
 
 /* The field names of requests and responses are pushed from the table of
- * names the calling function closes over (names.c). A request is read
- * raw: it is a plain table the Lua layer made, and no metamethod runs
- * while it is read. */
-#define NAMES lua_upvalueindex(CERCA_UV_NAMES)
+ * names the calling function closes over (CERCA_NAMES, names.c). A
+ * request is read raw: it is a plain table the Lua layer made, and no
+ * metamethod runs while it is read. */
 
 /* Pushes t[name] of the request table at (absolute) index t. */
 static void get_field(lua_State *L, int t, int id)
 {
-    cerca_push_name(L, NAMES, id);
+    cerca_push_name(L, CERCA_NAMES, id);
     lua_rawget(L, t);
 }
 
@@ -45,7 +44,7 @@ static void get_field(lua_State *L, int t, int id)
  * which it pops. */
 static void set_field(lua_State *L, int t, int id)
 {
-    cerca_push_name(L, NAMES, id);
+    cerca_push_name(L, CERCA_NAMES, id);
     lua_insert(L, -2);
     lua_rawset(L, t);
 }

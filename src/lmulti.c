@@ -116,10 +116,10 @@ static int l_multi_poll(lua_State *L)
         lua_pushnil(L);
         lua_rawseti(L, anchors, (int)token);
         lua_createtable(L, 0, 2);
-        cerca_push_name(L, lua_upvalueindex(CERCA_UV_NAMES), CERCA_NAME_TOKEN);
+        cerca_push_name(L, CERCA_NAMES, CERCA_NAME_TOKEN);
         lua_pushinteger(L, (lua_Integer)token);
         lua_rawset(L, -3);
-        cerca_push_name(L, lua_upvalueindex(CERCA_UV_NAMES), CERCA_NAME_RESPONSE);
+        cerca_push_name(L, CERCA_NAMES, CERCA_NAME_RESPONSE);
         cerca_push_response(L, &rs, decode);
         lua_rawset(L, -3);
         lua_rawseti(L, list, ++n);
