@@ -45,6 +45,48 @@ describe("cerca.core", function()
       assert.is_nil((json.encode_canonical { f = print }))
       assert.is_nil((json.encode_canonical { [true] = 1 }))
     end)
+
+    it("escapes every byte lua-cjson escapes, at any offset of a string read eight bytes at a time", function()
+      local escaped = 0
+      for _, fill in ipairs { "a", "\195\169", "\255" } do
+        for at = 0, 19 do
+          local lead = string.rep(fill, at):sub(1, at)
+          for b = 0, 255 do
+            local s = lead .. string.char(b) .. lead
+            local want = cjson.encode(s)
+            assert.are.equal(want, core.encode_canonical(s, json.array_mt), ("byte %d after %d bytes"):format(b, at))
+            if #want > #s + 2 then escaped = escaped + 1 end
+          end
+        end
+      end
+      -- The controls, '"', '/', '\\' and DEL: 36 bytes, 3 fills x 20 offsets.
+      assert.are.equal(36 * 60, escaped)
+    end)
+  end)
+
+  describe("printable", function()
+    it("escapes each control, DEL and byte that is not UTF-8 at any offset, and only those", function()
+      local function alone(b, json)
+        if b >= 0x20 and b < 0x7f then return string.char(b) end
+        return (json and "\\u%04x" or "\\x%02x"):format(b)
+      end
+      for at = 0, 19 do
+        local lead, tail = ("p"):rep(at), ("q"):rep(19 - at)
+        for b = 0, 255 do
+          local s = lead .. string.char(b) .. tail
+          for _, as_json in ipairs { false, true } do
+            assert.are.equal(lead .. alone(b, as_json) .. tail, core.printable(s, as_json),
+              ("byte %d after %d bytes"):format(b, at))
+          end
+        end
+        -- UTF-8 across a word's edge: kept, or escaped when a terminal acts on it.
+        assert.are.equal(lead .. "\195\169" .. tail, core.printable(lead .. "\195\169" .. tail))
+        assert.are.equal(lead .. "\\u{009b}" .. tail, core.printable(lead .. "\194\155" .. tail))
+        assert.are.equal(lead .. "\\u{202e}" .. tail, core.printable(lead .. "\226\128\174" .. tail))
+      end
+      local plain = ("x"):rep(64)
+      assert.are.equal(plain, core.printable(plain))
+    end)
   end)
 
   describe("decode", function()

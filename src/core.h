@@ -49,6 +49,27 @@
  * decoded value reaches all of it. */
 #define CERCA_MAX_DECODE_DEPTH 128
 
+/* ---- scanning text eight bytes at a time ---------------------------- */
+
+/* Whether any byte of the word w is below n (n <= 128), or equal to c: a
+ * nonzero word flags it. A borrow can flag a byte only above a byte truly
+ * flagged, so the lowest flagged byte of a word (or of several such words
+ * or-ed together) is the first byte that holds; bytes of 0x80 and above
+ * are never below n. */
+#define CERCA_ONES 0x0101010101010101ULL
+#define CERCA_HIGHS 0x8080808080808080ULL
+#define CERCA_ANY_BELOW(w, n) (((w) - CERCA_ONES * (n)) & ~(w) & CERCA_HIGHS)
+#define CERCA_ANY_EQUAL(w, c) CERCA_ANY_BELOW((w) ^ (CERCA_ONES * (c)), 1)
+
+/* The offset (0 to 7) in a word read from memory of its first byte flagged
+ * in hit (nonzero), or 8 where the host cannot tell (not little-endian, or
+ * no bit count): the caller then reads that word a byte at a time. */
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define CERCA_FIRST_FLAGGED(hit) ((size_t)(__builtin_ctzll(hit) >> 3))
+#else
+#define CERCA_FIRST_FLAGGED(hit) ((size_t)8)
+#endif
+
 /* ---- registration (core.c) ------------------------------------------ */
 
 /* Sets the functions of `l` into the table at (absolute) index t, each

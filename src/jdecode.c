@@ -36,12 +36,6 @@ static void skip_space(reader *r)
         r->p++;
 }
 
-#define ONES 0x0101010101010101ULL
-#define HIGHS 0x8080808080808080ULL
-/* Whether any byte of w is below n (n <= 128), or equal to c. */
-#define ANY_BELOW(w, n) (((w) - ONES * (n)) & ~(w) & HIGHS)
-#define ANY_EQUAL(w, c) ANY_BELOW((w) ^ (ONES * (c)), 1)
-
 /* The end of the plain run of a string starting at q: the first quote,
  * backslash or control character (or `end`). Eight bytes at a time; in
  * the word that holds one, the lowest flagged byte is the first such byte
@@ -53,13 +47,11 @@ static const char *plain_run(const char *q, const char *end)
     while (end - q >= 8) {
         uint64_t w, hit;
         memcpy(&w, q, sizeof w);
-        hit = ANY_EQUAL(w, '"') | ANY_EQUAL(w, '\\') | ANY_BELOW(w, 0x20);
+        hit = CERCA_ANY_EQUAL(w, '"') | CERCA_ANY_EQUAL(w, '\\') | CERCA_ANY_BELOW(w, 0x20);
         if (hit) {
-#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-            return q + (__builtin_ctzll(hit) >> 3);
-#else
+            if (CERCA_FIRST_FLAGGED(hit) < 8)
+                return q + CERCA_FIRST_FLAGGED(hit);
             break;
-#endif
         }
         q += 8;
     }

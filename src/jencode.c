@@ -13,6 +13,7 @@
 #define _POSIX_C_SOURCE 200809L /* newlocale, uselocale */
 #include <locale.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +120,27 @@ static const char *escape_of(unsigned char c, char scratch[7])
     }
 }
 
+/* The first byte at or after i that lua-cjson escapes (n if none): eight
+ * bytes at a time (the same set as ESCAPED), then one by one. */
+static size_t plain_until(const unsigned char *u, size_t i, size_t n)
+{
+    while (n - i >= 8) {
+        uint64_t w, hit;
+        memcpy(&w, u + i, sizeof w);
+        hit = CERCA_ANY_BELOW(w, 0x20) | CERCA_ANY_EQUAL(w, '"') | CERCA_ANY_EQUAL(w, '/') |
+              CERCA_ANY_EQUAL(w, '\\') | CERCA_ANY_EQUAL(w, 0x7f);
+        if (hit) {
+            if (CERCA_FIRST_FLAGGED(hit) < 8)
+                return i + CERCA_FIRST_FLAGGED(hit);
+            break;
+        }
+        i += 8;
+    }
+    while (i < n && !ESCAPED[u[i]])
+        i++;
+    return i;
+}
+
 static void put_string(lua_State *L, out_buf *b, const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)s;
@@ -129,8 +151,7 @@ static void put_string(lua_State *L, out_buf *b, const char *s, size_t n)
     b->data[b->len++] = '"';
     for (;;) {
         const char *e;
-        while (i < n && !ESCAPED[u[i]])
-            i++;
+        i = plain_until(u, i, n);
         if (i == n)
             break;
         e = escape_of(u[i], scratch);
