@@ -327,6 +327,45 @@ describe("cerca.core", function()
       s:close()
     end)
 
+    it("sends each URL where it points, whether only its path changed from the URL before or more did", function()
+      -- A plain path under the same scheme and authority reuses the parse
+      -- before it; a query, a fragment, "." segments, "%" escapes or
+      -- another authority are parsed whole, as libcurl reads them alone.
+      local s = assert(core.new_session())
+      local P = srv.http_url
+      local port = P:match(":(%d+)$")
+      local sent = {
+        { "/fleets/a/webhooks", "/fleets/a/webhooks" },
+        { "/fleets/b/webhooks", "/fleets/b/webhooks" },
+        { "/fleets/c/webhooks?x=1", "/fleets/c/webhooks?x=1" },
+        { "/fleets/d/webhooks", "/fleets/d/webhooks" },
+        { "/fleets/e/webhooks#frag", "/fleets/e/webhooks" },
+        { "/fleets/f/webhooks", "/fleets/f/webhooks" },
+        { "/fleets/G%2Fh/webhooks", "/fleets/G%2Fh/webhooks" },
+        { "/fleets/i/webhooks", "/fleets/i/webhooks" },
+        { "/fleets/j/x/../webhooks", "/fleets/j/webhooks" },
+        { "/fleets/k/./webhooks", "/fleets/k/webhooks" },
+        { "/fleets/l.m/webhooks", "/fleets/l.m/webhooks" },
+        { "/fleets/n/webhooks/", "/fleets/n/webhooks/" },
+      }
+      for i, case in ipairs(sent) do
+        local res = post(s, { url = P .. case[1] })
+        assert.is_nil(res.error, case[1])
+        assert.are.equal(case[2], srv:requests()[i].uri, case[1])
+      end
+      -- Another authority, even one the URL before starts with, is not
+      -- that URL's: the port less its last digit is another (closed) port.
+      for _, other in ipairs { "http://127.0.0.1:" .. port:sub(1, -2), "http://127.0.0.1:" .. port .. "0",
+        "http://127.0.0.2:" .. port } do
+        local before = #srv:requests()
+        post(s, { url = other .. "/fleets/o/webhooks", connect_timeout_ms = 500 })
+        assert.are.equal(before, #srv:requests(), other)
+        assert.are.equal(201, post(s, { url = P .. "/fleets/p/webhooks" }).status)
+        assert.are.equal(before + 1, #srv:requests(), other)
+      end
+      s:close()
+    end)
+
     it("refuses, unsent, a URL that only a URL before it would complete (path, query, host without scheme)", function()
       local s = assert(core.new_session())
       assert.are.equal(201, post(s).status)

@@ -84,6 +84,7 @@ typedef struct {
      * set again (libcurl copies each string it is given). */
     char *url;    /* NULL: none yet */
     CURLU *parsed; /* `url`, parsed once (CURLOPT_CURLU), or NULL */
+    size_t url_path_at; /* where `url`'s path starts when it is plainly written, else 0 */
     int no_proxy; /* -1: none yet */
     int proxy_ua; /* CURLOPT_PROXYHEADER is the User-Agent line (1), none (0), not set yet (-1) */
     cerca_buf body;
