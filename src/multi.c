@@ -26,6 +26,7 @@ struct cerca_multi {
     CURLM *multi; /* NULL only when a forked child could not make its own */
     slot **slots;
     size_t nslots;
+    size_t next_free; /* where free_slot looks first: after the slot it gave last */
     struct pollfd *watched; /* the sockets libcurl asked to be watched */
     struct pollfd *ready;   /* scratch: the sockets one poll() found ready */
     size_t nwatched, room;  /* room: what both arrays hold */
@@ -272,13 +273,21 @@ void cerca_multi_limit(cerca_multi *m, long max_connections)
     curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_connections);
 }
 
+/* A slot not in use, or a new one. The search starts after the slot given
+ * last: transfers of the same kind end about in the order they started,
+ * so the slot there is most often free (a search from the first slot read
+ * half of them, with 200 in flight). */
 static slot *free_slot(cerca_multi *m)
 {
-    size_t i;
+    size_t k, i;
     slot *s, **grown;
-    for (i = 0; i < m->nslots; i++)
-        if (!m->slots[i]->busy)
+    for (k = 0; k < m->nslots; k++) {
+        i = (m->next_free + k) % m->nslots;
+        if (!m->slots[i]->busy) {
+            m->next_free = i + 1;
             return m->slots[i];
+        }
+    }
     s = calloc(1, sizeof *s);
     grown = realloc(m->slots, (m->nslots + 1) * sizeof *grown);
     if (s == NULL || grown == NULL) {
