@@ -19,8 +19,8 @@ LIBS     = -lcurl -lcrypto -lpthread
 
 # The Lua side (core.h) over the plain-C layers (no Lua inside).
 SRC      = src/core.c src/names.c src/jdecode.c src/jencode.c src/session.c src/lmulti.c src/lhttp.c src/sys.c src/lcrypto.c src/ltext.c src/lwalk.c src/journal.c \
-           src/http.c src/headers.c src/crypto.c src/multi.c src/pid.c
-HDR      = src/compat.h src/core.h src/http.h src/headers.h src/crypto.h src/multi.h src/pid.h
+           src/http.c src/url.c src/headers.c src/crypto.c src/multi.c src/pid.c
+HDR      = src/compat.h src/core.h src/http.h src/url.h src/headers.h src/crypto.h src/multi.h src/pid.h
 # PUC Lua versions; LuaJIT is built apart (OpenResty's headers).
 LUA_VERSIONS = 5.1 5.2 5.3 5.4
 CORE_54  = build/lua5.4/cerca/core.so
@@ -28,7 +28,7 @@ CORE_JIT = build/luajit/cerca/core.so
 CORES    = $(foreach v,$(LUA_VERSIONS),build/lua$(v)/cerca/core.so) $(CORE_JIT)
 CORE_SAN = build/asan/cerca/core.so
 LUA_SAN  = build/asan/lua-asan
-FUZZERS  = build/fuzz/headers_fuzz build/fuzz/base64_fuzz
+FUZZERS  = build/fuzz/headers_fuzz build/fuzz/base64_fuzz build/fuzz/url_fuzz
 FUZZ_CC  = clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc
 SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_SECONDS ?= 60
@@ -138,6 +138,10 @@ build/fuzz/headers_fuzz: spec/fuzz/headers_fuzz.c src/headers.c src/headers.h
 build/fuzz/base64_fuzz: spec/fuzz/base64_fuzz.c src/crypto.c src/crypto.h src/pid.c src/pid.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) spec/fuzz/base64_fuzz.c src/crypto.c src/pid.c -o $@ -lcrypto
+
+build/fuzz/url_fuzz: spec/fuzz/url_fuzz.c src/url.c src/url.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) spec/fuzz/url_fuzz.c src/url.c -o $@ -lcurl
 
 # What `make install` puts in place for LUA_VERSION: 5.1 means LuaJIT (as
 # OpenResty uses it), 5.2 to 5.4 that PUC Lua.

@@ -25,8 +25,8 @@
  *   names.c    the table of names (no function of its own in the module)
  *
  * lhttp.c also reads request tables and builds response tables for
- * session.c and lmulti.c. The files without Lua (http.c, multi.c, headers.c,
- * crypto.c, pid.c) include none of this.
+ * session.c and lmulti.c. The files without Lua (http.c, url.c, multi.c,
+ * headers.c, crypto.c, pid.c) include none of this.
  */
 #ifndef CERCA_CORE_H
 #define CERCA_CORE_H

@@ -1,6 +1,7 @@
 #define _POSIX_C_SOURCE 200809L /* strdup */
 #include "http.h"
 #include "pid.h"
+#include "url.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -319,97 +320,11 @@ static int keep_lines(cerca_http *h, const cerca_request *rq)
     return 0;
 }
 
-/* What each byte may be in a plainly written URL (plain_path_at): 1, part
- * of an authority (no space, control byte, "?", "#" or "\\"); 3, of a path
- * too, one that every URL parser keeps as it is (letters, digits, "-",
- * ".", "_", "~" and "/"); 0, neither. */
-#define IN_AUTHORITY 1
-#define IN_PATH 2
-static const unsigned char URL_BYTE[256] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3,
-    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 0,
-    1, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
-    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 1, 0, 1, 1, 3,
-    1, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
-    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 1, 1, 1, 3, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-};
-
-/* Where the path of a plainly written URL starts: the index of the "/"
- * that ends "scheme://authority", or 0 when the URL is not that plain. The
- * authority holds IN_AUTHORITY bytes (the path's own start is its first
- * "/"); the path is longer than "/", holds only IN_PATH bytes, and no
- * segment starts with "." (no "." or ".." for a parser to remove). Such a
- * URL's parse is its authority's parse and its path, byte for byte. */
-static size_t plain_path_at(const char *url)
-{
-    const unsigned char *u = (const unsigned char *)url;
-    size_t i = 0, at;
-    while ((u[i] >= 'a' && u[i] <= 'z') || (u[i] >= 'A' && u[i] <= 'Z') ||
-           (i > 0 && ((u[i] >= '0' && u[i] <= '9') || u[i] == '+' || u[i] == '-' || u[i] == '.')))
-        i++;
-    if (i == 0 || strncmp(url + i, "://", 3) != 0)
-        return 0;
-    at = i += 3;
-    while (u[i] != '/') {
-        if (!(URL_BYTE[u[i]] & IN_AUTHORITY))
-            return 0; /* the end of the text (NUL) too */
-        i++;
-    }
-    if (i == at)
-        return 0;
-    at = i;
-    for (; u[i] != '\0'; i++) {
-        if (!(URL_BYTE[u[i]] & IN_PATH) || (u[i] == '.' && u[i - 1] == '/'))
-            return 0;
-    }
-    return i - at > 1 ? at : 0;
-}
-
-/* The parse of url: the parse before (of h->url) with its path replaced
- * when both URLs are plain (plain_path_at) and share their "scheme://
- * authority" byte for byte, else a whole parse into a new handle. A whole
- * parse costs libcurl several thousand instructions, and a batch names
- * another fleet, so another path, on every create. A new handle for a
- * whole parse: one that holds a URL reads the next as relative to it
- * ("/x", "host/x" or "//host/x" would keep the host before, and the key
- * would go there). NULL, with *uc saying why, when url is refused. */
-static CURLU *parse_url(const cerca_http *h, const char *url, size_t at, CURLUcode *uc)
-{
-    CURLU *u;
-    *uc = CURLUE_OK;
-    if (at != 0 && h->url != NULL && h->parsed != NULL && h->url_path_at == at && memcmp(h->url, url, at) == 0) {
-        u = curl_url_dup(h->parsed);
-        if (u != NULL && curl_url_set(u, CURLUPART_PATH, url + at, 0) == CURLUE_OK)
-            return u;
-        curl_url_cleanup(u); /* parsed whole below */
-    }
-    if ((u = curl_url()) == NULL) {
-        *uc = CURLUE_OUT_OF_MEMORY;
-        return NULL;
-    }
-    *uc = curl_url_set(u, CURLUPART_URL, url, CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME);
-    if (*uc != CURLUE_OK) {
-        curl_url_cleanup(u);
-        return NULL;
-    }
-    return u;
-}
-
 /* Sets the URL unless the handle has it already. libcurl parses a URL
  * given as a string again on every transfer (and writes it out again
  * whole): it is given parsed as well (CURLOPT_CURLU, which libcurl then
- * reads instead), parsed here once (parse_url), with the flags libcurl
- * parses a string with. The string stays set, for what libcurl reports of
+ * reads instead), parsed here once (cerca_url_parse, url.c), with the
+ * flags libcurl parses a string with. The string stays set, for what libcurl reports of
  * the URL. */
 static CURLcode set_url(cerca_http *h, const char *url)
 {
@@ -420,8 +335,8 @@ static CURLcode set_url(cerca_http *h, const char *url)
     CURLUcode uc;
     if (h->url != NULL && strcmp(h->url, url) == 0)
         return CURLE_OK;
-    at = plain_path_at(url);
-    parsed = parse_url(h, url, at, &uc);
+    at = cerca_url_path_at(url);
+    parsed = cerca_url_parse(h->url, h->url_path_at, h->parsed, url, at, &uc);
     /* Nothing is remembered until both are set: a failure leaves no URL. */
     free(h->url);
     h->url = NULL;

@@ -7,7 +7,7 @@ set -u
 cd "$(dirname "$0")/../.."
 seconds=${1:-60}
 status=0
-for name in headers base64; do
+for name in headers base64 url; do
   corpus=build/fuzz/corpus-$name
   mkdir -p "$corpus"
   log=$(mktemp)

@@ -59,7 +59,7 @@ for v in 5.1 5.2 5.3; do
   suite lua$v --exclude-pattern=nginx_spec --exclude-pattern=rockspec_spec --exclude-pattern=packaging_spec
 done
 gate "memory (valgrind, ASan+UBSan)" sh spec/tools/check-memory.sh
-gate "fuzz (header and base64 parsers, 15 s each)" sh spec/tools/fuzz.sh 15
+gate "fuzz (header, base64 and URL parsers, 15 s each)" sh spec/tools/fuzz.sh 15
 
 echo
 echo "$passed passed, $failed failed"
