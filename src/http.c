@@ -324,8 +324,8 @@ static int keep_lines(cerca_http *h, const cerca_request *rq)
  * given as a string again on every transfer (and writes it out again
  * whole): it is given parsed as well (CURLOPT_CURLU, which libcurl then
  * reads instead), parsed here once (cerca_url_parse, url.c), with the
- * flags libcurl parses a string with. The string stays set, for what libcurl reports of
- * the URL. */
+ * flags libcurl parses a string with. The string stays set, for what
+ * libcurl reports of the URL. */
 static CURLcode set_url(cerca_http *h, const char *url)
 {
     char *copy;
