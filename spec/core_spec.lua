@@ -374,13 +374,21 @@ describe("cerca.core", function()
         assert.are.equal("url", res.error, url)
         assert.is_false(res.request_sent)
       end
+      -- Longer than libcurl parses (8,000,000 bytes) with a path that is
+      -- not, under the authority of the URL before: refused as libcurl
+      -- refuses the whole URL.
+      assert.are.equal(201, post(s, { url = srv.http_url .. "/fleets/h/webhooks" }).status)
+      local long = post(s, { url = srv.http_url .. "/" .. ("a"):rep(7999990) })
+      assert.are.equal("url", long.error)
+      assert.matches("^URL rejected", long.error_message)
+      assert.is_false(long.request_sent)
       -- A host without a scheme is read as http://, on its own: not as a
       -- path under the URL before.
       local hostport = srv.http_url:match("^http://(.*)$")
       assert.are.equal(201, post(s, { url = hostport .. "/fleets/g/webhooks" }).status)
       local reqs = srv:requests()
-      assert.are.equal(2, #reqs)
-      assert.are.equal("/fleets/g/webhooks", reqs[2].uri)
+      assert.are.equal(3, #reqs)
+      assert.are.equal("/fleets/g/webhooks", reqs[3].uri)
       s:close()
     end)
 

@@ -344,7 +344,7 @@ static CURLcode set_url(cerca_http *h, const char *url)
     if (h->parsed != NULL)
         curl_url_cleanup(h->parsed);
     h->parsed = parsed;
-    if (parsed == NULL) {
+    if (parsed == NULL && uc != CURLUE_OK) {
         if (uc == CURLUE_OUT_OF_MEMORY)
             return CURLE_OUT_OF_MEMORY;
         /* Why the parser refused it (libcurl's own message is a general one). */
@@ -357,14 +357,15 @@ static CURLcode set_url(cerca_http *h, const char *url)
     if (copy == NULL)
         return CURLE_OUT_OF_MEMORY;
     rc = curl_easy_setopt(h->easy, CURLOPT_URL, url);
-    if (rc == CURLE_OK)
-        rc = curl_easy_setopt(h->easy, CURLOPT_CURLU, h->parsed);
+    if (rc == CURLE_OK && parsed != NULL)
+        rc = curl_easy_setopt(h->easy, CURLOPT_CURLU, parsed);
     if (rc != CURLE_OK) {
         free(copy);
         return rc;
     }
     h->url = copy;
-    h->url_path_at = at;
+    /* A URL given as a string has no parse for the next one to reuse. */
+    h->url_path_at = parsed != NULL ? at : 0;
     return CURLE_OK;
 }
 

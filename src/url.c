@@ -57,12 +57,17 @@ size_t cerca_url_path_at(const char *url)
     return i - at > 1 ? at : 0;
 }
 
+/* The longest URL libcurl parses (its CURL_MAX_INPUT_LENGTH): setting a
+ * path alone measures the path only. */
+#define URL_MAX 8000000
+
 CURLU *cerca_url_parse(const char *before, size_t before_at, CURLU *before_parsed, const char *url,
                        size_t at, CURLUcode *uc)
 {
     CURLU *u;
     *uc = CURLUE_OK;
-    if (at != 0 && before != NULL && before_parsed != NULL && before_at == at && memcmp(before, url, at) == 0) {
+    if (at != 0 && before != NULL && before_parsed != NULL && before_at == at && memcmp(before, url, at) == 0 &&
+        strlen(url + at) <= URL_MAX - at) {
         u = curl_url_dup(before_parsed);
         if (u != NULL && curl_url_set(u, CURLUPART_PATH, url + at, 0) == CURLUE_OK)
             return u;
@@ -77,5 +82,18 @@ CURLU *cerca_url_parse(const char *before, size_t before_at, CURLU *before_parse
         curl_url_cleanup(u);
         return NULL;
     }
+#if LIBCURL_VERSION_NUM >= 0x074100
+    {
+        /* libcurl copies the parse it is given (curl_url_dup), and 7.88's
+         * copy drops an IPv6 host's zone id ("[fe80::1%25eth0]"): such a
+         * URL goes as a string, which libcurl parses with its zone. */
+        char *zone = NULL;
+        if (curl_url_get(u, CURLUPART_ZONEID, &zone, 0) == CURLUE_OK) {
+            curl_free(zone);
+            curl_url_cleanup(u);
+            return NULL;
+        }
+    }
+#endif
     return u;
 }

@@ -33,7 +33,9 @@ size_t cerca_url_path_at(const char *url);
  * the next as relative to it ("/x", "host/x" or "//host/x" would keep the
  * host before, and the key would go there). The caller owns the result
  * (curl_url_cleanup). NULL, with *uc saying why, when url is refused or
- * memory runs out. */
+ * memory runs out; NULL with *uc CURLUE_OK when no parse can stand for the
+ * URL (libcurl's copy of it would differ) and the URL is to be given to
+ * libcurl as a string. */
 CURLU *cerca_url_parse(const char *before, size_t before_at, CURLU *before_parsed, const char *url,
                        size_t at, CURLUcode *uc);
 

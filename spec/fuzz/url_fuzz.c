@@ -4,10 +4,13 @@
  * first LF (each ends at a NUL); a next URL that starts with "/" is a path
  * under the "scheme://authority" of the one before, when that one is
  * plain (the case where the parse before is reused). The next URL's parse from cerca_url_parse,
- * given the parse before (the path replaced when both are plain), must be
- * libcurl's whole parse of it, part for part: the same refusal, or the
- * same scheme, user, password, options, host, zone, port, path, query,
- * fragment and whole URL. The key goes where that parse points.
+ * given the parse before (the path replaced when both are plain), as
+ * libcurl uses it (its own copy, curl_url_dup, taken for each transfer),
+ * must be libcurl's whole parse of the URL string, part for part: the same
+ * refusal, or the same scheme, user, password, options, host, zone, port,
+ * path, query, fragment and whole URL. The key goes where that parse
+ * points. No parse (NULL, CURLUE_OK) means the string itself is given to
+ * libcurl: right whenever libcurl parses the string.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -75,18 +78,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(before_at == 0 || before[before_at] == '/');
     check(at == 0 || url[at] == '/');
     before_parsed = cerca_url_parse(NULL, 0, NULL, before, before_at, &uc);
-    if (before_parsed != NULL) {
-        next = cerca_url_parse(before, before_at, before_parsed, url, at, &uc);
-        whole = cerca_url_parse(NULL, 0, NULL, url, at, &whole_uc);
-        check((next == NULL) == (whole == NULL));
-        if (next != NULL)
-            same_parse(next, whole);
-        else
-            check(uc == whole_uc);
-        curl_url_cleanup(next);
-        curl_url_cleanup(whole);
-        curl_url_cleanup(before_parsed);
+    /* As set_url keeps it: a URL given as a string leaves nothing to reuse. */
+    next = cerca_url_parse(before, before_parsed != NULL ? before_at : 0, before_parsed, url, at, &uc);
+    whole = curl_url();
+    check(whole != NULL);
+    whole_uc = curl_url_set(whole, CURLUPART_URL, url, CERCA_URL_FLAGS);
+    if (whole_uc != CURLUE_OK) {
+        check(next == NULL && uc == whole_uc);
+    } else if (next != NULL) {
+        CURLU *used = curl_url_dup(next);
+        check(used != NULL);
+        same_parse(used, whole);
+        curl_url_cleanup(used);
+    } else {
+        check(uc == CURLUE_OK);
     }
+    curl_url_cleanup(next);
+    curl_url_cleanup(whole);
+    curl_url_cleanup(before_parsed);
     free(before);
     free(url);
     return 0;
