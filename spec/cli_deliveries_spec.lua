@@ -280,7 +280,7 @@ describe("cerca deliveries", function()
       refused(send .. "--event agent.created " .. SECRET, nil, never)
       refused("frobnicate " .. SECRET, nil, never)
       refused(send .. "--event agent.created", nil, "no webhook secret: set CERCA_WEBHOOK_SECRET, or use "
-        .. "--secret-file FILE (the whsec_... secret the subscription was created with)")
+        .. "--secret-file FILE (the whsec_ secret the subscription was created with)")
       refused(send .. "--event agent.created", with_secret("whsec_" .. KEY:sub(1, 5) .. "!"),
         "the webhook secret in CERCA_WEBHOOK_SECRET is not valid: expected whsec_ followed by the base64 of the "
         .. "key, as the subscription's create printed it")

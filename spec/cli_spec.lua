@@ -176,6 +176,17 @@ describe("the cerca command", function()
       assert.are.equal("", out)
       assert.are.equal("cerca: the API key is never taken as an argument (it would land in the shell's history): "
         .. "set CERCA_API_KEY or use --api-key-file FILE\n", err)
+      -- A file without a key, or with more than a key: the flag is named.
+      write(work .. "/key", "\n")
+      out, err, status = run("webhooks create fleet_1 --url https://example.com/h --api-key-file " .. q(work .. "/key"))
+      assert.are.equal(2, status)
+      assert.are.equal("", out)
+      assert.are.equal("cerca: --api-key-file " .. work .. "/key is empty: write the API key in it\n", err)
+      write(work .. "/key", " " .. srv.api_key .. "\n")
+      out, err, status = run("webhooks create fleet_1 --url https://example.com/h --api-key-file " .. q(work .. "/key"))
+      assert.are.equal(2, status)
+      assert.are.equal("", out)
+      assert.matches("^cerca: %-%-api%-key%-file: the API key contains a space", err)
     end)
   end)
 
@@ -198,15 +209,27 @@ describe("the cerca command", function()
         fails(2, "webhooks create fleet_1 --url http://example.com/h"))
       assert.are.equal("cerca: --idempotency-key must be 1 to 255 printable ASCII characters without spaces "
         .. '(got "a b")\n', fails(2, "webhooks create fleet_1 --url https://example.com/h --idempotency-key 'a b'"))
-      assert.are.equal("cerca: --extra url: url is a named parameter; set params.url instead\n",
+      assert.are.equal("cerca: --extra url: url is a named parameter; use --url instead\n",
         fails(2, "webhooks create fleet_1 --url https://example.com/h --extra url='\"x\"'"))
+      assert.are.equal("cerca: --extra events: events is a named parameter; use --event instead\n",
+        fails(2, "webhooks create fleet_1 --url https://example.com/h --extra events='[\"agent.created\"]'"))
+      assert.are.equal('cerca: --event: "agent.created" is already given by --event number 1; give each event '
+        .. "once\n", fails(2, "webhooks create fleet_1 --url https://example.com/h --event agent.created "
+        .. "--event agent.created"))
+      assert.are.equal('cerca: --event: unknown event "agent.created,thread.completed"; see \'cerca webhooks '
+        .. "events' for the 19 names\n", fails(2, "webhooks create fleet_1 --url https://example.com/h "
+        .. "--event agent.created,thread.completed"))
+      -- Quoting is the fix for a bare word, not for JSON written wrong.
+      assert.matches("; quote strings: description='\"ops\"'\n$",
+        fails(2, "webhooks create fleet_1 --url https://example.com/h --extra description=ops"))
+      assert.matches("; correct the JSON\n$",
+        fails(2, "webhooks create fleet_1 --url https://example.com/h --extra 'a={\"b\":'"))
       assert.are.equal("cerca: --url is required: the HTTPS endpoint that receives deliveries\n",
         fails(2, "webhooks create fleet_1"))
       assert.are.equal("cerca: unknown option --evnt; see 'cerca help webhooks create'\n",
         fails(2, "webhooks create fleet_1 --url https://example.com/h --evnt x"))
       assert.are.equal("cerca: no API key: set CERCA_API_KEY, or use --api-key-file FILE\n",
         fails(2, nil, { CERCA_API_KEY = "" }))
-      fails(2, "webhooks create fleet_1 --url https://example.com/h --extra description=ops")
       assert.are.equal("cerca: --timeout must be at least 0.001 seconds (got 0.0005)\n",
         fails(2, "webhooks create fleet_1 --url https://example.com/h --timeout 0.0005"))
       fails(2, "frobnicate")

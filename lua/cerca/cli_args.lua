@@ -160,8 +160,10 @@ function _M.params(o)
       end
       local value, why = cerca.decode_json(json)
       if value == nil then
-        return nil, usage_error(format("--extra %s: the value is not JSON (%s); quote strings: %s='\"%s\"'",
-          key, why, key, json))
+        -- Quoting is the fix for a bare word, not for JSON written wrong.
+        local fix = find(json, '^%s*[%[{"%-%d]') and "correct the JSON"
+          or format("quote strings: %s='\"%s\"'", key, json)
+        return nil, usage_error(format("--extra %s: the value is not JSON (%s); %s", key, why, fix))
       end
       params.extra_body[key] = value
     end
@@ -176,7 +178,7 @@ local INPUT_FILES = {
   ["--api-key-file"] = { max = 64 * 1024, max_text = "64 KiB", holds = "a key file",
     fix = "give the file that holds the API key" },
   ["--secret-file"] = { max = 64 * 1024, max_text = "64 KiB", holds = "a secret file",
-    fix = "give the file that holds the webhook secret (whsec_...)" },
+    fix = "give the file that holds the webhook secret (the one that starts with whsec_)" },
   ["--fleets-file"] = { max = 64 * 1024 * 1024, max_text = "64 MiB", holds = "a fleets file",
     fix = "give a file of fleet ids, one per line (split a longer list over several runs)" },
   -- A receiver refuses a larger body by default (webhooks.verify's max_body).
@@ -259,6 +261,9 @@ function _M.client_options(o, env)
     if not text then return nil, err end
     opts.api_key = chomp(text)
     _M.key_read = opts.api_key
+    if opts.api_key == "" then
+      return nil, usage_error("--api-key-file " .. o.api_key_file .. " is empty: write the API key in it")
+    end
   end
   if o.timeout then
     opts.timeout = tonumber(o.timeout)
@@ -367,7 +372,7 @@ function _M.webhook_secret(o, env)
   local secret = env("CERCA_WEBHOOK_SECRET")
   if secret == nil or secret == "" then
     return nil, usage_error("no webhook secret: set CERCA_WEBHOOK_SECRET, or use --secret-file FILE "
-      .. "(the whsec_... secret the subscription was created with)")
+      .. "(the whsec_ secret the subscription was created with)")
   end
   return secret
 end
@@ -405,21 +410,38 @@ local FLAG_OF = {
   { "^fleet_id$", "FLEET" },
   { "^base_url$", "--base-url" },
   { "^ca_file$", "--ca-file" },
+  { "^api_key$", "--api-key-file" },
   -- cerca.post, for deliveries send:
   { "^opts%.timeout$", "--timeout" },
   { "^url$", "URL" },
 }
 
+-- What the rest of a library message names in its own terms, in the
+-- command's.
+local TERMS_OF = {
+  { "set params%.url instead", "use --url instead" },
+  { "set params%.events instead", "use --event instead" },
+  { "already listed at params%.events%[(%d+)%]", "already given by --event number %1" },
+  { "list each event once", "give each event once" },
+  { "see cerca%.webhooks%.EVENTS", "see 'cerca webhooks events'" },
+}
+
 --- `err`'s message with the library's field name at its start replaced by
--- the flag, or nil when it names none of them.
+-- the flag, and the library's terms after it by the command's, or nil
+-- when it names none of the fields.
 function _M.flag_message(err)
   local field, message = err.field, err.message
   if type(field) ~= "string" or type(message) ~= "string" then return nil end
   for _, pair in ipairs(FLAG_OF) do
     local flag, n = field:gsub(pair[1], pair[2])
     if n > 0 then
-      if message:sub(1, #field) == field then return flag .. message:sub(#field + 1) end
-      return flag .. ": " .. message
+      if message:sub(1, #field) == field then
+        message = message:sub(#field + 1)
+      else
+        message = ": " .. message
+      end
+      for _, term in ipairs(TERMS_OF) do message = message:gsub(term[1], term[2]) end
+      return flag .. message
     end
   end
 end
