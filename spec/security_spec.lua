@@ -397,6 +397,52 @@ describe("security", function()
       assert.are.equal("mine-1", res.idempotency_key)
     end)
 
+    it("is sent in the Authorization header only: an argument that would carry it elsewhere is refused, unsent",
+      function()
+        local pct = KEY:gsub("[^%w]", function(c) return string.format("%%%02X", c:byte()) end)
+        local function refused(field, kind, sub, err)
+          assert.is_nil(sub, field)
+          assert.are.equal(kind or "invalid_request", err.type, field)
+          assert.are.equal(field, err.field)
+          assert.matches("holds the API key, which is sent in the Authorization header only", err.message, 1, true)
+          assert_nowhere(KEY_TAIL, err, { tostring(err), cerca.pretty(err) })
+        end
+        local create = client.webhooks.create
+        -- In the URL (as the fleet's path segment, percent-encoded there).
+        refused("fleet_id", nil, create(KEY, { url = URL }))
+        refused("fleet_id", nil, create("fleet " .. KEY .. " 2", { url = URL }))
+        -- In the body, as it is, percent-encoded or JSON-escaped there.
+        refused("params.url", nil, create("fleet_1", { url = URL .. "?k=" .. KEY }))
+        refused("params.url", nil, create("fleet_1", { url = URL .. "?k=" .. pct }))
+        refused("params.extra_body.description", nil,
+          create("fleet_1", { url = URL, extra_body = { description = "key: " .. KEY } }))
+        refused("params.extra_body.meta", nil,
+          create("fleet_1", { url = URL, extra_body = { meta = { a = { 1, "x" .. KEY } } } }))
+        refused("params.extra_body", nil, create("fleet_1", { url = URL, extra_body = { [KEY] = true } }))
+        -- In another header.
+        refused("options.headers.X-Key", nil, create("fleet_1", { url = URL }, { headers = { ["X-Key"] = KEY } }))
+        refused("options.headers", nil, create("fleet_1", { url = URL }, { headers = { ["X-" .. pct] = "1" } }))
+        -- In a batch's item, and through client:request and client:prepare.
+        local results = assert(client.webhooks.create_many { { fleet_id = "fleet_1", params = { url = URL } },
+          { fleet_id = KEY, params = { url = URL } } })
+        assert.is_true(results[1].ok)
+        refused("fleet_id", nil, nil, results[2].error)
+        assert.are.equal(2, results[2].error.item)
+        refused("path", nil, client:request("GET", "/fleets/" .. pct))
+        refused("body", nil, client:request("POST", "/fleets/fleet_1/webhooks", { url = URL, note = KEY }))
+        refused("body", nil, client:prepare("POST", "/fleets/fleet_1/webhooks", { [KEY] = 1 }))
+        -- In the client's options.
+        refused("base_url", "configuration", cerca.new { api_key = KEY, base_url = srv.http_url .. "/" .. pct })
+        refused("headers.X-Key", "configuration",
+          cerca.new { api_key = KEY, base_url = srv.http_url, headers = { ["X-Key"] = "Bearer " .. KEY } })
+        -- Only the batch's good item reached the server, its key in Authorization alone.
+        local reqs = srv:requests()
+        assert.are.equal(1, #reqs)
+        assert.are.equal("/fleets/fleet_1/webhooks", reqs[1].uri)
+        assert.is_nil(reqs[1].body:find("D9x", 1, true))
+        assert_nowhere(KEY_TAIL, lines)
+      end)
+
     it("given in the wrong argument, is not repeated even cut short, nor by request, prepare or the env", function()
       -- Over the 40 bytes a refused value is quoted in full: cut to 37 and "...".
       local long = "sk_live_" .. string.rep("A1b2C3d4", 6)

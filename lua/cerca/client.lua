@@ -232,6 +232,9 @@ function _M.new(opts)
   -- removing "ab" from every text would garble them, the subscription's
   -- secret included, which must reach the caller whole.
   local secrets = redact.list(#api_key >= MIN_KEY_REMOVED and api_key or nil)
+  bad = validate.key_problem(secrets, base_url, base_field, "the URL", "give the API's address only")
+    or (opts.headers and validate.headers_key_problem(secrets, opts.headers, "headers"))
+  if bad then return nil, config_error(bad.field, bad.message) end
   local ua = _M.user_agent()
   local rt = runtime.new { ca_file = ca_file, user_agent = ua, thread_pool = pool }
   local client = setmetatable({

@@ -7,7 +7,6 @@ local core = require "cerca.core"
 local errors = require "cerca.errors"
 local json = require "cerca.json"
 local validate = require "cerca.validate"
-local redact = require "cerca.redact"
 
 local type = type
 local pairs = pairs
@@ -57,6 +56,10 @@ function _M.header_lines(api_key, client_headers, call_headers)
   return lines
 end
 
+local key_problem = validate.key_problem
+
+local headers_key_problem = validate.headers_key_problem
+
 local function check_options(options)
   if options == nil then return nil end
   if type(options) ~= "table" then
@@ -72,10 +75,11 @@ local function check_options(options)
     or validate.idempotency_key(options.idempotency_key, "options.idempotency_key")
 end
 
--- The method and path of the last call that passed their checks (at
--- first a value no argument equals: nil must be checked too).
+-- The method and path of the last call that passed their checks, and the
+-- secrets the path was checked against (at first a value no argument
+-- equals: nil must be checked too).
 local NONE = {}
-local last_method, last_path = NONE, NONE
+local last_method, last_path, last_secrets = NONE, NONE, NONE
 
 local function refused(kind, message, field)
   return nil, errors.new(kind, message, { field = field, attempts = 0 })
@@ -94,10 +98,12 @@ function _M.call(profile, method, path, body, options, into, options_copied)
   -- request line: both are checked before anything else is read (a loop
   -- or a batch sends the pair it sent last: two comparisons then).
   local bad
-  if path ~= last_path or method ~= last_method then
+  local secrets = profile.secrets
+  if path ~= last_path or method ~= last_method or secrets ~= last_secrets then
     bad = validate.http_method(method, "method") or validate.request_path(path, "path")
+      or key_problem(secrets, path, "path", "the URL", "remove it from the path")
     if bad then return refused("invalid_request", bad.message, bad.field) end
-    last_method, last_path = method, path
+    last_method, last_path, last_secrets = method, path, secrets
   end
   if options ~= nil then
     if not options_copied then
@@ -106,15 +112,13 @@ function _M.call(profile, method, path, body, options, into, options_copied)
       if msg then return refused("invalid_request", msg, where) end
       options = copy
     end
-    bad = check_options(options)
-    if bad then return refused("invalid_request", bad.message, bad.field) end
     -- The key to repeat a call with is kept whole in the result and in
     -- every error, and printed: never the API key given in the wrong place.
-    local own = options.idempotency_key
-    if own and profile.secrets and redact.known(own, profile.secrets, true) ~= own then
-      return refused("invalid_request", "options.idempotency_key holds the API key: give a key of your own "
-        .. "(1 to 255 printable ASCII characters; cerca.new_idempotency_key() draws one)", "options.idempotency_key")
-    end
+    bad = check_options(options)
+      or key_problem(secrets, options.idempotency_key, "options.idempotency_key", "another header",
+        "give a key of your own (1 to 255 printable ASCII characters; cerca.new_idempotency_key() draws one)")
+      or (options.headers and headers_key_problem(secrets, options.headers, "options.headers"))
+    if bad then return refused("invalid_request", bad.message, bad.field) end
   else
     options = NO_OPTIONS
   end
@@ -123,6 +127,8 @@ function _M.call(profile, method, path, body, options, into, options_copied)
     local why
     encoded, why = json.encode_canonical(body)
     if not encoded then return refused("invalid_request", "the body cannot be encoded as JSON: " .. why) end
+    bad = key_problem(secrets, encoded, "body", "the body", "remove it from the body")
+    if bad then return refused("invalid_request", bad.message, bad.field) end
   end
   local lines = profile.header_lines(options.headers)
   -- One key for the whole call: a retry of a create that did happen gets

@@ -28,6 +28,7 @@ local tonumber = tonumber
 
 local json = require "cerca.json"
 local core = require "cerca.core"
+local redact = require "cerca.redact"
 local text_problem = core.text_problem
 local number_text = core.number_text
 
@@ -45,6 +46,37 @@ function _M.problem(field, fmt, ...)
   return { field = field, message = format(fmt, ...) }
 end
 local problem = _M.problem
+
+--- nil, or the problem (`{ field, message }`) of a text a request would
+-- carry outside its Authorization line (its URL, body or another header)
+-- that holds the API key, in any form: the key is sent in that line only,
+-- and the others are written into logs along the way (proxies, servers).
+-- The one rule for every argument that becomes part of a request
+-- (`cerca.prepare` checks what it assembles, `cerca.webhooks` each
+-- argument of a create, `cerca.client` its options).
+-- @tparam table secrets the client's (`cerca.redact.list` of the API key)
+-- @param text what the argument puts in the request (not a string: nil)
+-- @tparam string field the argument, named in the message
+-- @tparam string where "the URL", "the body" or "another header"
+-- @tparam string fix what to do instead
+function _M.key_problem(secrets, text, field, where, fix)
+  if secrets[1] and type(text) == "string" and not redact.absent(text, secrets)
+      and redact.known(text, secrets, true) ~= text then
+    return problem(field, "%s holds the API key, which is sent in the Authorization header only, "
+      .. "never in %s: %s", field, where, fix)
+  end
+end
+
+--- nil, or `key_problem` of the first name or value of a header table
+-- that holds the API key.
+function _M.headers_key_problem(secrets, headers, field)
+  for name, value in pairs(headers) do
+    local bad = _M.key_problem(secrets, name, field, "another header", "remove that header")
+      or _M.key_problem(secrets, value, field .. "." .. name, "another header",
+        "remove that header (the api_key option authenticates every call)")
+    if bad then return bad end
+  end
+end
 
 --- Short description of a value for "(got ...)" in messages. Never prints
 -- a whole long string.

@@ -155,6 +155,34 @@ local function remember_path(fleet_id, path)
   checked_count = checked_count + 1
 end
 
+-- The first argument of a create that holds the API key (`secrets`, the
+-- client's), named as the caller gave it; nil when none does. Asked when
+-- the call refused its path or body for holding it (`cerca.prepare`), so
+-- that the refusal names the argument.
+local function key_problem(secrets, fleet_id, params)
+  local bad = validate.key_problem(secrets, fleet_id, "fleet_id", "the URL", "pass the fleet's id")
+    or validate.key_problem(secrets, params.url, "params.url", "the body",
+      "pass the HTTPS endpoint that receives deliveries")
+  if bad or not params.extra_body or not secrets[1] then return bad end
+  for k, v in pairs(params.extra_body) do
+    local field = "params.extra_body." .. k
+    bad = validate.key_problem(secrets, k, "params.extra_body", "the body", "remove that field")
+      or validate.key_problem(secrets, type(v) == "table" and json.encode(v) or v, field, "the body",
+        "remove it from " .. field)
+    if bad then return bad end
+  end
+end
+
+-- `err`, a refusal of the call made from `fleet_id` and `params`, naming
+-- the argument that put the API key in its path or body.
+local function named(err, secrets, fleet_id, params)
+  if err and (err.field == "path" or err.field == "body") and err.attempts == 0 then
+    local bad = key_problem(secrets, fleet_id, params)
+    if bad then err.field, err.message = bad.field, bad.message end
+  end
+  return err
+end
+
 --- Checks the arguments of `create`; returns nil or an `invalid_request` error.
 function _M.check(fleet_id, params)
   if type(fleet_id) == "table" and rawget(fleet_id, "create") then
@@ -339,7 +367,9 @@ function _M.create(client, fleet_id, params, options)
     err.attempts = 0
     return nil, err
   end
-  return created(fleet_id, client:request("POST", _M.path(fleet_id), _M.body(params), options))
+  local res
+  res, err = client:request("POST", _M.path(fleet_id), _M.body(params), options)
+  return created(fleet_id, res, named(err, client._profile.secrets, fleet_id, params))
 end
 
 local ITEM_KEYS = { "fleet_id", "params", "options" }
@@ -381,6 +411,7 @@ end
 --   themselves are wrong (nothing was sent)
 function _M.create_many(client, items, opts)
   local why, about
+  local secrets = client._profile.secrets
   -- Read once: each item is checked and turned into its prepared call (body
   -- encoded, options read, key drawn) in one pass, and nothing of `items`
   -- is read after it. A progress callback may change them, so no result is
@@ -474,6 +505,7 @@ function _M.create_many(client, items, opts)
       end
       if not err then
         c, err = client:prepare("POST", _M.path(fleet_id), _M.body(params), options, true)
+        err = named(err, secrets, fleet_id, params)
         fleet = fleet_id
       end
       -- One key names one create: two items under it would both get the
