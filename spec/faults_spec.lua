@@ -250,6 +250,11 @@ describe("faults", function()
         assert.are.equal(srv:requests()[1].headers["idempotency-key"], err.idempotency_key)
         assert.matches("attempt 1's outcome is unknown (connection), so the call may have acted: repeat it with "
           .. "err.idempotency_key", err.message, 1, true)
+        -- Printed, the error says so with the key, in one line or a block.
+        assert.matches("; it may have been created: repeat with idempotency key " .. err.idempotency_key
+          .. " to get it without a duplicate", tostring(err), 1, true)
+        assert.matches("maybe_created%s+true", cerca.pretty(err))
+        assert.matches("idempotency_key%s+" .. err.idempotency_key:gsub("%-", "%%-"), cerca.pretty(err))
         assert.are.equal(1, #srv:subscriptions())
         local again = assert(create { idempotency_key = err.idempotency_key })
         assert.are.equal(srv:subscriptions()[1].secret, again.secret)
@@ -263,6 +268,8 @@ describe("faults", function()
       assert.are.equal("unprocessable_entity", err.type)
       assert.is_nil(err.maybe_created)
       assert.are.equal("bad", err.message)
+      assert.is_nil(tostring(err):find("may have been created", 1, true))
+      assert.is_nil(cerca.pretty(err):find("maybe_created", 1, true))
       for _ = 1, 3 do srv:enqueue { status = 429, body = "{}", headers = SOON } end
       _, err = create()
       assert.are.equal("rate_limit", err.type)
@@ -272,6 +279,8 @@ describe("faults", function()
       assert.are.equal("server", err.type)
       assert.is_true(err.maybe_created)
       assert.are.equal("HTTP 503 Service Unavailable", err.message)
+      assert.are.equal("cerca: server (HTTP 503): HTTP 503 Service Unavailable; it may have been created: repeat "
+        .. "with idempotency key " .. err.idempotency_key .. " to get it without a duplicate", tostring(err))
     end)
 
     it("a complete 2xx that cannot be used, retried on x-should-retry, keeps its bytes past later failures", function()

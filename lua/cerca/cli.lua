@@ -335,14 +335,17 @@ local function report(ui, err, env)
     ui.warn("cerca: no API key: set CERCA_API_KEY, or use --api-key-file FILE\n")
     return "usage"
   end
-  local hint = ""
-  if err.idempotency_key and err.maybe_created then
-    -- An attempt reached the API and its outcome is not known (whatever
-    -- the last one got): the same key gets the subscription back, if any.
-    hint = "; the subscription may exist: repeat with --idempotency-key " .. err.idempotency_key
-      .. " to get it without a duplicate"
+  -- An attempt reached the API and its outcome is not known (whatever the
+  -- last one got): the same key gets the subscription back, if any. The
+  -- error's line says so, with the key; the flag is what a user types.
+  local line, key = tostring(err), err.maybe_created and err.idempotency_key
+  local tail = key and "; it may have been created: repeat with idempotency key " .. cerca.printable(key)
+    .. " to get it without a duplicate"
+  if tail and line:sub(-#tail) == tail then
+    line = line:sub(1, -#tail - 1) .. "; the subscription may exist: repeat with --idempotency-key "
+      .. cerca.printable(key) .. " to get it without a duplicate"
   end
-  ui.warn(tostring(err), hint, "\n")
+  ui.warn(line, "\n")
   local answer = create.kept_answer(err)
   if answer then
     ui.warn(format("cerca: the answer as received (%d bytes; it may hold the subscription's secret):\n%s\n",

@@ -67,6 +67,12 @@ function Error.__tostring(err)
   if err.request_id and not err.withheld then
     parts[#parts + 1] = " (request id " .. printable(tostring(err.request_id)) .. ")"
   end
+  -- What a repeat needs, on the line a log or a terminal shows.
+  if err.maybe_created and type(err.idempotency_key) == "string" then
+    parts[#parts + 1] = "; it may have been created: repeat with idempotency key "
+    parts[#parts + 1] = printable(err.idempotency_key)
+    parts[#parts + 1] = " to get it without a duplicate"
+  end
   return concat(parts)
 end
 

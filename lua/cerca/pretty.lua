@@ -155,7 +155,10 @@ local function render_subscription(s, fields, opts, paint)
   return out
 end
 
-local ERROR_ORDER = { "type", "status", "message", "field", "request_id", "attempts" }
+-- What a repeat needs comes last: whether the call may have created, and
+-- the key that gets what it made without a duplicate.
+local ERROR_ORDER = { "type", "status", "message", "field", "request_id", "attempts", "retry_after",
+  "maybe_created", "idempotency_key" }
 
 local function render_error(e, opts, paint)
   local rows = {}
