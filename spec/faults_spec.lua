@@ -171,19 +171,38 @@ describe("faults", function()
 
     -- On a kept-alive connection, libcurl itself sends the request once more
     -- on a new connection when the old one closes before any answer byte:
-    -- one attempt of ours, two requests, the same key, one subscription.
-    it("created, then dropped on a kept-alive connection: libcurl's re-send is just as safe", function()
+    -- two requests, counted as two attempts, the same key, one subscription.
+    it("created, then dropped on a kept-alive connection: libcurl's re-send is safe, and counted", function()
       assert(create())
       srv:reset()
       srv:enqueue { action = "create_then_drop" }
       local sub, err, res = create()
       assert.is_nil(err)
-      assert.are.equal(1, res.attempts)
+      assert.are.equal(2, res.attempts)
+      assert.is_nil(res.resent)
       local reqs = srv:requests()
       assert.are.equal(2, #reqs)
       assert.are_not.equal(reqs[1].connection, reqs[2].connection)
       same_call(reqs)
       the_one_subscription(sub)
+    end)
+
+    it("dropped every time, first on a kept-alive connection: every request sent is counted", function()
+      local lines = {}
+      local c = helpers.client(srv, { max_retries = 2, log_level = "warn",
+        logger = function(_, line) lines[#lines + 1] = line end })
+      assert(c.webhooks.create("fleet_1", { url = URL }))
+      srv:reset()
+      for _ = 1, 4 do srv:enqueue { action = "drop" } end
+      local sub, err = c.webhooks.create("fleet_1", { url = URL })
+      c:close()
+      assert.is_nil(sub)
+      assert.are.equal("connection", err.type)
+      -- libcurl's re-send within the first attempt, then two retries of ours.
+      assert.are.equal(4, #srv:requests())
+      same_call(srv:requests())
+      assert.are.equal(4, err.attempts)
+      assert.matches("failed after 4 attempts", table.concat(lines, "\n"), 1, true)
     end)
 
     it("reset in the middle of the body: retried, the same subscription, exactly one exists", function()

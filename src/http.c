@@ -125,6 +125,22 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     return buf_append(&h->headers, p, bytes) == 0 ? bytes : 0;
 }
 
+#if LIBCURL_VERSION_NUM >= 0x075000
+/* Called each time libcurl is about to send the request, on a new or a
+ * kept-alive connection: more than once in an attempt when libcurl sends
+ * it again (a kept-alive connection closed before any byte of an answer). */
+static int on_send(void *ud, char *remote_ip, char *local_ip, int remote_port, int local_port)
+{
+    cerca_http *h = ud;
+    (void)remote_ip;
+    (void)local_ip;
+    (void)remote_port;
+    (void)local_port;
+    h->sends++;
+    return CURL_PREREQFUNC_OK;
+}
+#endif
+
 static char *dup_or_null(const char *s)
 {
     return s != NULL ? strdup(s) : NULL;
@@ -153,6 +169,10 @@ static int setup_easy(cerca_http *h)
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK ||
+#if LIBCURL_VERSION_NUM >= 0x075000
+        curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_send) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_PREREQDATA, h) != CURLE_OK ||
+#endif
 #if LIBCURL_VERSION_NUM >= 0x075500
         curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
 #else
@@ -382,6 +402,7 @@ CURLcode cerca_http_prepare(cerca_http *h, const cerca_request *rq)
     h->header_bytes = 0;
     h->header_block_done = 1; /* the first line is a status line */
     h->body_started = 0;
+    h->sends = 0;
     h->errbuf[0] = '\0';
 
     if (key_len > CERCA_MAX_KEY_BYTES)
@@ -482,6 +503,7 @@ static void report(cerca_http *h, CURLcode code, cerca_response *rs, int transfe
     rs->headers_len = h->headers.len;
     rs->total_time = total;
     rs->new_connects = connects;
+    rs->resent = transferred && h->sends > 1 ? h->sends - 1 : 0;
 }
 
 void cerca_http_finish(cerca_http *h, CURLcode code, cerca_response *rs)

@@ -67,6 +67,10 @@ typedef struct {
     double total_time; /* seconds */
     long new_connects; /* connections opened by this attempt */
     int request_sent;  /* request bytes reached a socket on this attempt */
+    /* Times libcurl sent the request again within this attempt: on a new
+     * connection, when the kept-alive one it was sent on closed before
+     * any byte of an answer (the same bytes, the same key). */
+    int resent;
 } cerca_response;
 
 typedef struct {
@@ -92,6 +96,7 @@ typedef struct {
     size_t header_bytes;   /* header bytes of every response of the attempt */
     int header_block_done; /* the last header line was the blank one */
     int body_started;
+    int sends; /* requests the attempt began to send (libcurl may send one again) */
     char errbuf[CURL_ERROR_SIZE];
     /* The process that made `easy`, and what it was made with: a forked
      * child makes a handle of its own (see multi.c). */

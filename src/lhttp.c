@@ -6,7 +6,7 @@
  *               timeout_ms, connect_timeout_ms, max_body, no_proxy, decode }
  *   response: status, raw_headers, body, time, new_connects,
  *             request_sent, json | json_error, error, error_message,
- *             curl_code
+ *             curl_code, resent (only when libcurl sent it again)
  *
  *   core.headers(raw_headers) -> { lower-case name = value, ... }
  *   core.header(raw_headers, name) -> value | nil   (name in lower case)
@@ -342,6 +342,10 @@ void cerca_push_response(lua_State *L, const cerca_response *rs, int decode)
      * acted on the request, whatever came back. */
     lua_pushboolean(L, rs->request_sent);
     set_field(L, res, CERCA_NAME_REQUEST_SENT);
+    if (rs->resent > 0) { /* rare: no name made for it */
+        lua_pushinteger(L, (lua_Integer)rs->resent);
+        lua_setfield(L, res, "resent");
+    }
     if (rs->err != CERCA_OK) {
         lua_pushstring(L, err_kind_names[rs->err]);
         set_field(L, res, CERCA_NAME_ERROR);

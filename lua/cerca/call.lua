@@ -90,9 +90,10 @@ function _M.new(profile, method, path, body, options, options_copied)
     -- each attempt's
     in_flight = nil, started = nil, deadline = nil, request_sent = nil,
     -- Added only by a failed attempt, which is rare: `last_error` (what a
-    -- retry would follow), `created` (a 2xx that could not be used) and
-    -- `uncertain` (the first attempt that may have acted). Named here, they
-    -- would take the table's hash part past 16 slots, to 32.
+    -- retry would follow), `created` (a 2xx that could not be used),
+    -- `uncertain` (the first attempt that may have acted) and `resent`
+    -- (requests libcurl sent again). Named here, they would take the
+    -- table's hash part past 16 slots, to 32.
   }
   local _, err = prepare.call(profile, method, path, body, options, c, options_copied)
   if err then return nil, err end
@@ -154,7 +155,8 @@ local function give_up(self, err)
   -- Whether the call may have acted (created the subscription): a repeat
   -- with err.idempotency_key tells, without a duplicate.
   if uncertain then err.maybe_created = true end
-  err.attempts = self.attempt
+  local attempts = self.attempt + (self.resent or 0)
+  err.attempts = attempts
   -- The key a repeat must carry to find what this call may have made, and
   -- whether any attempt's request reached a server (if none did, nothing
   -- can have been made).
@@ -164,8 +166,8 @@ local function give_up(self, err)
   local lg = self.log
   if err.type == "invalid_response" then
     lg:write("warn", format("%s %s: %s", self.method, self.path, err.message))
-  elseif self.attempt > 1 then
-    lg:write("warn", format("%s %s failed after %d attempts: %s", self.method, self.path, self.attempt,
+  elseif attempts > 1 then
+    lg:write("warn", format("%s %s failed after %d attempts: %s", self.method, self.path, attempts,
       tostring(err)))
   end
   return "failed", err
@@ -238,7 +240,8 @@ end
 -- nothing of the API key. (The header table is made from the raw block,
 -- and the decoded body can hold the key only if the raw text can.)
 local function done(self, value)
-  value.attempts = self.attempt
+  value.attempts = self.attempt + (self.resent or 0)
+  value.resent = nil
   value.idempotency_key = self.key
   -- An earlier 2xx that could not be used: should this answer not be
   -- usable either (the resource's check), those bytes are what to keep.
@@ -267,6 +270,9 @@ function Call:finish(res)
   self.in_flight = false
   local elapsed = now() - self.started
   if res.request_sent then self.request_sent = true end
+  -- Requests libcurl sent again within the attempt count as attempts made
+  -- (not against max_retries, which is cerca's own policy).
+  if res.resent then self.resent = (self.resent or 0) + res.resent end
   local value, failure = outcome.classify(res, self.max_response_size, self.secrets)
   local lg, attempt, attempts = self.log, self.attempt, self.attempts
   if value then
