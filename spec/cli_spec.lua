@@ -163,6 +163,13 @@ describe("the cerca command", function()
       assert.are.equal(2, status)
       assert.are.equal("", out)
       assert.matches("^cerca: %-%-ca%-file", err)
+      -- Without the server's CA: the fix named in the command's terms.
+      out, err, status = run("webhooks create fleet_4 --url https://example.com/h",
+        { CERCA_BASE_URL = srv.https_url })
+      assert.are.equal(5, status)
+      assert.are.equal("", out)
+      assert.matches("^cerca: tls: .*certificate.*needs that CA's PEM file as %-%-ca%-file FILE "
+        .. "%(or CERCA_CA_FILE%)\n$", err)
     end)
 
     it("reads the key from --api-key-file, and never takes it as an argument", function()

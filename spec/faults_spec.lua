@@ -414,6 +414,7 @@ describe("faults", function()
       srv:enqueue { status = 201, body = "{}", delay = 5 }
       local _, err, _, elapsed = create { deadline = 0.5 }
       assert.are.equal("timeout", err.type)
+      assert.matches("; the call's deadline (0.5 s) has passed", err.message, 1, true)
       assert.is_true(elapsed >= 0.5 and elapsed < 1.0, "elapsed " .. elapsed)
     end)
 

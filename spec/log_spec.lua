@@ -50,7 +50,8 @@ describe("logging", function()
     client:close()
     assert.are.equal("server", err.type)
     assert.are.same({ { "warn", "cerca: POST /fleets/fleet_1/webhooks failed after 2 attempts: "
-      .. "cerca: server (HTTP 500): HTTP 500 Internal Server Error" } }, lines)
+      .. "server (HTTP 500): HTTP 500 Internal Server Error; it may have been created: repeat with idempotency "
+      .. "key " .. err.idempotency_key .. " to get it without a duplicate" } }, lines)
   end)
 
   it("warns when a 2xx cannot be read", function()

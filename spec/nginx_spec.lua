@@ -265,7 +265,7 @@ describe("nginx", function()
         -- The warning of a call that failed after retries reaches error.log.
         assert.is_truthy(a:error_log():find("[warn]", 1, true))
         assert.is_truthy(a:error_log():find("cerca: POST /fleets/fleet_1/webhooks failed after 3 attempts: "
-          .. "cerca: server (HTTP 500): boom", 1, true))
+          .. "server (HTTP 500): boom", 1, true))
       end)
 
       it("invalid input: 400 invalid_request, nothing sent", function()

@@ -26,6 +26,7 @@ local setmetatable = setmetatable
 local format = string.format
 local find = string.find
 local sub = string.sub
+local gsub = string.gsub
 local concat = table.concat
 local ceil = math.ceil
 local min = math.min
@@ -167,8 +168,9 @@ local function give_up(self, err)
   if err.type == "invalid_response" then
     lg:write("warn", format("%s %s: %s", self.method, self.path, err.message))
   elseif attempts > 1 then
+    -- The error's line without its own "cerca: " (the log line has one).
     lg:write("warn", format("%s %s failed after %d attempts: %s", self.method, self.path, attempts,
-      tostring(err)))
+      (gsub(tostring(err), "^cerca: ", ""))))
   end
   return "failed", err
 end
@@ -293,6 +295,10 @@ function Call:finish(res)
     -- final error already says so itself.
     local u = self.uncertain
     if u then u.last = err else self.uncertain = { attempt = attempt, error = err, last = err } end
+  end
+  if err.type == "timeout" and self.deadline and now() + MIN_BUDGET >= self.deadline then
+    -- The attempt's time was what the deadline left: name it.
+    err.message = format("%s; the call's deadline (%g s) has passed", err.message, self.deadline_seconds)
   end
   self.last_error = err
   local wait, server_wait = retry.next_wait(failure, attempt, attempts, outcome.headers(res))

@@ -338,7 +338,7 @@ local function report(ui, err, env)
   -- An attempt reached the API and its outcome is not known (whatever the
   -- last one got): the same key gets the subscription back, if any. The
   -- error's line says so, with the key; the flag is what a user types.
-  local line, key = tostring(err), err.maybe_created and err.idempotency_key
+  local line, key = cli_args.flag_terms(tostring(err)), err.maybe_created and err.idempotency_key
   local tail = key and "; it may have been created: repeat with idempotency key " .. cerca.printable(key)
     .. " to get it without a duplicate"
   if tail and line:sub(-#tail) == tail then

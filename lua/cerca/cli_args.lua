@@ -424,7 +424,15 @@ local TERMS_OF = {
   { "already listed at params%.events%[(%d+)%]", "already given by --event number %1" },
   { "list each event once", "give each event once" },
   { "see cerca%.webhooks%.EVENTS", "see 'cerca webhooks events'" },
+  { "as the ca_file option %(or CERCA_CA_FILE%)", "as --ca-file FILE (or CERCA_CA_FILE)" },
+  { "the host in base_url", "the host in --base-url (or CERCA_BASE_URL)" },
 }
+
+--- `text` (a library message) with the library's terms in the command's.
+function _M.flag_terms(text)
+  for _, term in ipairs(TERMS_OF) do text = text:gsub(term[1], term[2]) end
+  return text
+end
 
 --- `err`'s message with the library's field name at its start replaced by
 -- the flag, and the library's terms after it by the command's, or nil
@@ -440,8 +448,7 @@ function _M.flag_message(err)
       else
         message = ": " .. message
       end
-      for _, term in ipairs(TERMS_OF) do message = message:gsub(term[1], term[2]) end
-      return flag .. message
+      return flag .. _M.flag_terms(message)
     end
   end
 end

@@ -29,6 +29,7 @@ local errors = require "cerca.errors"
 local redact = require "cerca.redact"
 
 local type = type
+local ipairs = ipairs
 local tostring = tostring
 local rawget = rawget
 local setmetatable = setmetatable
@@ -53,11 +54,24 @@ local STATUS_TYPES = {
 -- Statuses worth another attempt, besides 5xx.
 local RETRY_STATUS = { [408] = true, [409] = true, [429] = true }
 
+--- The fix for a server certificate no CA cerca trusts signed.
+_M.CA_FIX = "a server whose certificate a CA of your own signed needs that CA's PEM file as the ca_file option "
+  .. "(or CERCA_CA_FILE)"
+
 -- The C core's transport errors: their type, and whether to try again.
 local TRANSPORT = {
   connection = { type = "connection", retryable = true },
   timeout = { type = "timeout", retryable = true },
   tls = { type = "tls", retryable = false },
+}
+
+-- What to do about a certificate libcurl refused, by what its message says.
+local TLS_FIXES = {
+  { "local issuer", _M.CA_FIX },
+  { "self%-signed", _M.CA_FIX },
+  { "unable to get issuer", _M.CA_FIX },
+  { "subject name", "the host in base_url must be a name the server's certificate holds" },
+  { "expired", "the server's certificate has expired: it must be renewed on the server" },
 }
 
 -- Reason phrases for messages when the API gives none of its own.
@@ -212,8 +226,16 @@ local function failure_of(res, max_response_size, secrets)
     if kind == "url" then
       return errors.new("configuration", "the request URL is not usable: " .. res.error_message, fields), false
     end
-    local t = TRANSPORT[kind]
-    return errors.new(t and t.type or "connection", res.error_message, fields), t ~= nil and t.retryable
+    local t, message = TRANSPORT[kind], res.error_message
+    if kind == "tls" then
+      for _, fix in ipairs(TLS_FIXES) do
+        if find(message, fix[1]) then
+          message = message .. "; " .. fix[2]
+          break
+        end
+      end
+    end
+    return errors.new(t and t.type or "connection", message, fields), t ~= nil and t.retryable
   end
   if not ok then
     return status_error(res, nil, secrets), RETRY_STATUS[status] or (status >= 500 and status <= 599)
