@@ -397,6 +397,32 @@ describe("security", function()
       assert.are.equal("mine-1", res.idempotency_key)
     end)
 
+    it("is shown by no table a client holds: cerca.pretty and tostring of each, after calls", function()
+      assert(client.webhooks.create("fleet_1", { url = URL }))
+      srv:enqueue { status = 500, body = "{}" }
+      local _, err = client.webhooks.create("fleet_1", { url = URL })
+      assert.is_true(cerca.is_error(err))
+      local seen, shown = {}, 0
+      local function walk(t, depth)
+        if seen[t] or depth > 8 then return end
+        seen[t] = true
+        shown = shown + 1
+        assert_nowhere(KEY_TAIL, { cerca.pretty(t), tostring(t) })
+        for k, v in pairs(t) do
+          if type(k) == "table" then walk(k, depth + 1) end
+          if type(v) == "table" then walk(v, depth + 1) end
+        end
+        local mt = getmetatable(t)
+        if type(mt) == "table" then walk(mt, depth + 1) end
+      end
+      walk(client, 0)
+      walk(err, 0)
+      -- The client's workings were reached, its lists of secrets among them.
+      assert.is_true(seen[client._profile.secrets] and shown > 10)
+      assert.are.equal("cerca.Secrets (1, not shown)", cerca.pretty(client._profile.secrets))
+      assert.is_nil(cerca.pretty(client):find("_profile", 1, true))
+    end)
+
     it("is sent in the Authorization header only: an argument that would carry it elsewhere is refused, unsent",
       function()
         local pct = KEY:gsub("[^%w]", function(c) return string.format("%%%02X", c:byte()) end)
@@ -1072,7 +1098,8 @@ describe("security", function()
       srv:enqueue { action = "raw", body = "HTTP/1.1 500 Internal Server Error\r\nX-Request-Id: r\27[1m\r\n"
         .. "Content-Type: application/json\r\nContent-Length: 25\r\n\r\n" .. '{"error":{"message":"x"}}' }
       local _, err = client.webhooks.create("fleet_1", { url = URL })
-      assert.are.equal("cerca: server (HTTP 500): x (request id r\\x1b[1m)", tostring(err))
+      assert.are.equal("cerca: server (HTTP 500): x (request id r\\x1b[1m); it may have been created: repeat with "
+        .. "idempotency key " .. err.idempotency_key .. " to get it without a duplicate", tostring(err))
       assert.is_nil(cerca.pretty(err):find("\27", 1, true))
     end)
   end)

@@ -22,6 +22,7 @@ local format = string.format
 local rep = string.rep
 local sub = string.sub
 local match = string.match
+local find = string.find
 local concat = table.concat
 local sort = table.sort
 
@@ -176,10 +177,14 @@ local function render_error(e, opts, paint)
   return block(paint("bad", "cerca error: " .. text(e.type)), rows, paint)
 end
 
-local function render_table(t, opts, paint)
+-- `private`: fields whose names start with "_" (a client's workings) are
+-- left out.
+local function render_table(t, opts, paint, private)
   local rows = {}
   for _, k in ipairs(sorted_extra_keys(t, {})) do
-    rows[#rows + 1] = { k, value_text(k, t[k], opts, paint) }
+    if not (private and type(k) == "string" and find(k, "^_")) then
+      rows[#rows + 1] = { k, value_text(k, t[k], opts, paint) }
+    end
   end
   return block(paint("title", text(t)), rows, paint)
 end
@@ -196,7 +201,8 @@ function _M.pretty(value, opts)
   local name = type(mt) == "table" and mt.__name
   if name == "cerca.Subscription" then return render_subscription(value, mt.fields, opts, paint) end
   if name == "cerca.Error" then return render_error(value, opts, paint) end
-  if type(value) == "table" then return render_table(value, opts, paint) end
+  if name == "cerca.Secrets" then return tostring(value) end
+  if type(value) == "table" then return render_table(value, opts, paint, name == "cerca.Client") end
   return text(value)
 end
 

@@ -30,6 +30,8 @@ local floor = math.floor
 local tonumber = tonumber
 local concat = table.concat
 local sort = table.sort
+local format = string.format
+local setmetatable = setmetatable
 
 local core = require "cerca.core"
 
@@ -513,6 +515,15 @@ function _M.value(v, secrets)
   return value(v, secrets, 0)
 end
 
+-- A list of secrets, and its probes (runs of them), are printed as this
+-- says, never as what they hold: `cerca.pretty` and `tostring` of any
+-- table reachable from a client show no key.
+local SECRETS = {
+  __name = "cerca.Secrets",
+  __tostring = function(t) return format("cerca.Secrets (%d, not shown)", #t) end,
+}
+_M.SECRETS = SECRETS
+
 --- A list of known secrets: the non-empty strings among `a` and `b`,
 -- longest first (a secret that holds another is removed whole), with what
 -- finds them fast (`probes`, `numbers`) and whether a joined header may
@@ -540,8 +551,8 @@ function _M.list(a, b)
       out.numbers[#out.numbers + 1] = n
     end
   end
-  out.probes = probes
-  return out
+  out.probes = setmetatable(probes, SECRETS)
+  return setmetatable(out, SECRETS)
 end
 
 return _M
