@@ -242,8 +242,9 @@ end
 -- nothing of the API key. (The header table is made from the raw block,
 -- and the decoded body can hold the key only if the raw text can.)
 local function done(self, value)
-  value.attempts = self.attempt + (self.resent or 0)
-  value.resent = nil
+  local resent = self.resent
+  if resent then value.resent = nil end
+  value.attempts = self.attempt + (resent or 0)
   value.idempotency_key = self.key
   -- An earlier 2xx that could not be used: should this answer not be
   -- usable either (the resource's check), those bytes are what to keep.

@@ -176,7 +176,7 @@ end
 -- `err`, a refusal of the call made from `fleet_id` and `params`, naming
 -- the argument that put the API key in its path or body.
 local function named(err, secrets, fleet_id, params)
-  if err and (err.field == "path" or err.field == "body") and err.attempts == 0 then
+  if (err.field == "path" or err.field == "body") and err.attempts == 0 then
     local bad = key_problem(secrets, fleet_id, params)
     if bad then err.field, err.message = bad.field, bad.message end
   end
@@ -369,7 +369,8 @@ function _M.create(client, fleet_id, params, options)
   end
   local res
   res, err = client:request("POST", _M.path(fleet_id), _M.body(params), options)
-  return created(fleet_id, res, named(err, client._profile.secrets, fleet_id, params))
+  if err then err = named(err, client._profile.secrets, fleet_id, params) end
+  return created(fleet_id, res, err)
 end
 
 local ITEM_KEYS = { "fleet_id", "params", "options" }
@@ -505,7 +506,7 @@ function _M.create_many(client, items, opts)
       end
       if not err then
         c, err = client:prepare("POST", _M.path(fleet_id), _M.body(params), options, true)
-        err = named(err, secrets, fleet_id, params)
+        if err then err = named(err, secrets, fleet_id, params) end
         fleet = fleet_id
       end
       -- One key names one create: two items under it would both get the
