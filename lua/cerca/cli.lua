@@ -335,17 +335,10 @@ local function report(ui, err, env)
     ui.warn("cerca: no API key: set CERCA_API_KEY, or use --api-key-file FILE\n")
     return "usage"
   end
-  -- An attempt reached the API and its outcome is not known (whatever the
-  -- last one got): the same key gets the subscription back, if any. The
-  -- error's line says so, with the key; the flag is what a user types.
-  local line, key = cli_args.flag_terms(tostring(err)), err.maybe_created and err.idempotency_key
-  local tail = key and "; it may have been created: repeat with idempotency key " .. cerca.printable(key)
-    .. " to get it without a duplicate"
-  if tail and line:sub(-#tail) == tail then
-    line = line:sub(1, -#tail - 1) .. "; the subscription may exist: repeat with --idempotency-key "
-      .. cerca.printable(key) .. " to get it without a duplicate"
-  end
-  ui.warn(line, "\n")
+  -- When an attempt's outcome is not known (whatever the last one got),
+  -- the error's line ends with the key that gets the subscription back,
+  -- if any: said with the flag a user types.
+  ui.warn(cli_args.flag_terms(tostring(err)), "\n")
   local answer = create.kept_answer(err)
   if answer then
     ui.warn(format("cerca: the answer as received (%d bytes; it may hold the subscription's secret):\n%s\n",

@@ -426,6 +426,8 @@ local TERMS_OF = {
   { "see cerca%.webhooks%.EVENTS", "see 'cerca webhooks events'" },
   { "as the ca_file option %(or CERCA_CA_FILE%)", "as --ca-file FILE (or CERCA_CA_FILE)" },
   { "the host in base_url", "the host in --base-url (or CERCA_BASE_URL)" },
+  { "; it may have been created: repeat with idempotency key ",
+    "; the subscription may exist: repeat with --idempotency-key " },
 }
 
 --- `text` (a library message) with the library's terms in the command's.

@@ -54,8 +54,8 @@ local STATUS_TYPES = {
 -- Statuses worth another attempt, besides 5xx.
 local RETRY_STATUS = { [408] = true, [409] = true, [429] = true }
 
---- The fix for a server certificate no CA cerca trusts signed.
-_M.CA_FIX = "a server whose certificate a CA of your own signed needs that CA's PEM file as the ca_file option "
+-- The fix for a server certificate no CA cerca trusts signed.
+local CA_FIX = "a server whose certificate a CA of your own signed needs that CA's PEM file as the ca_file option "
   .. "(or CERCA_CA_FILE)"
 
 -- The C core's transport errors: their type, and whether to try again.
@@ -67,9 +67,9 @@ local TRANSPORT = {
 
 -- What to do about a certificate libcurl refused, by what its message says.
 local TLS_FIXES = {
-  { "local issuer", _M.CA_FIX },
-  { "self%-signed", _M.CA_FIX },
-  { "unable to get issuer", _M.CA_FIX },
+  { "local issuer", CA_FIX },
+  { "self%-signed", CA_FIX },
+  { "unable to get issuer", CA_FIX },
   { "subject name", "the host in base_url must be a name the server's certificate holds" },
   { "expired", "the server's certificate has expired: it must be renewed on the server" },
 }

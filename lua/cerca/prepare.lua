@@ -7,6 +7,7 @@ local core = require "cerca.core"
 local errors = require "cerca.errors"
 local json = require "cerca.json"
 local validate = require "cerca.validate"
+local redact = require "cerca.redact"
 
 local type = type
 local pairs = pairs
@@ -57,9 +58,8 @@ function _M.header_lines(api_key, client_headers, call_headers)
 end
 
 local key_problem = validate.key_problem
-local absent = require("cerca.redact").absent
-
 local headers_key_problem = validate.headers_key_problem
+local absent = redact.absent
 
 local function check_options(options)
   if options == nil then return nil end

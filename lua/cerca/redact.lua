@@ -522,7 +522,6 @@ local SECRETS = {
   __name = "cerca.Secrets",
   __tostring = function(t) return format("cerca.Secrets (%d, not shown)", #t) end,
 }
-_M.SECRETS = SECRETS
 
 --- A list of known secrets: the non-empty strings among `a` and `b`,
 -- longest first (a secret that holds another is removed whole), with what
