@@ -212,6 +212,9 @@ describe("the cerca command", function()
       -- Errors name the flag the user typed, not the library's field.
       assert.are.equal('cerca: --event: unknown event "thread.complete"; did you mean "thread.completed"?\n',
         fails(2, "webhooks create fleet_1 --url https://example.com/h --event thread.complete"))
+      assert.are.equal('cerca: --event: unknown event "agent.created, turn.failed"; give each event its own '
+        .. "--event: --event agent.created --event turn.failed\n",
+        fails(2, "webhooks create fleet_1 --url https://example.com/h --event 'agent.created, turn.failed'"))
       assert.are.equal("cerca: --url must use https (got http://); deliveries are only sent to HTTPS endpoints\n",
         fails(2, "webhooks create fleet_1 --url http://example.com/h"))
       assert.are.equal("cerca: --idempotency-key must be 1 to 255 printable ASCII characters without spaces "
@@ -223,9 +226,9 @@ describe("the cerca command", function()
       assert.are.equal('cerca: --event: "agent.created" is already given by --event number 1; give each event '
         .. "once\n", fails(2, "webhooks create fleet_1 --url https://example.com/h --event agent.created "
         .. "--event agent.created"))
-      assert.are.equal('cerca: --event: unknown event "agent.created,thread.completed"; see \'cerca webhooks '
-        .. "events' for the 19 names\n", fails(2, "webhooks create fleet_1 --url https://example.com/h "
-        .. "--event agent.created,thread.completed"))
+      assert.are.equal('cerca: --event: unknown event "agent.created,thread.completed"; give each event its own '
+        .. "--event: --event agent.created --event thread.completed\n", fails(2, "webhooks create fleet_1 --url "
+        .. "https://example.com/h --event agent.created,thread.completed"))
       -- Quoting is the fix for a bare word, not for JSON written wrong.
       assert.matches("; quote strings: description='\"ops\"'\n$",
         fails(2, "webhooks create fleet_1 --url https://example.com/h --extra description=ops"))

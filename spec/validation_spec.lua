@@ -211,6 +211,18 @@ describe("webhooks.create validation", function()
         "params.events[1]", "fleet_1", { url = URL, events = { "billing" } })
     end)
 
+    it("refuses a list written as one string, giving the list meant", function()
+      rejects('params.events[1]: unknown event "agent.created,thread.completed"; give each event its own '
+        .. 'item: { "agent.created", "thread.completed" }',
+        "params.events[1]", "fleet_1", { url = URL, events = { "agent.created,thread.completed" } })
+      rejects('params.events[2]: unknown event "turn.failed turn.completed"; give each event its own '
+        .. 'item: { "turn.failed", "turn.completed" }',
+        "params.events[2]", "fleet_1", { url = URL, events = { "agent.created", "turn.failed turn.completed" } })
+      -- A name in it that is no event: the closest one is suggested instead.
+      rejects('params.events[1]: unknown event "agent.created,bogus"; did you mean "agent.created"?',
+        "params.events[1]", "fleet_1", { url = URL, events = { "agent.created,bogus" } })
+    end)
+
     it("refuses duplicates", function()
       rejects('params.events[3]: "agent.created" is already listed at params.events[1]; list each event once',
         "params.events[3]", "fleet_1", { url = URL, events = { "agent.created", "turn.failed", "agent.created" } })

@@ -423,6 +423,9 @@ local TERMS_OF = {
   { "set params%.events instead", "use --event instead" },
   { "already listed at params%.events%[(%d+)%]", "already given by --event number %1" },
   { "list each event once", "give each event once" },
+  { "give each event its own item: { (.-) }$", function(list)
+    return "give each event its own --event: " .. list:gsub('"([^"]*)",? ?', "--event %1 "):gsub(" $", "")
+  end },
   { "see cerca%.webhooks%.EVENTS", "see 'cerca webhooks events'" },
   { "as the ca_file option %(or CERCA_CA_FILE%)", "as --ca-file FILE (or CERCA_CA_FILE)" },
   { "the host in base_url", "the host in --base-url (or CERCA_BASE_URL)" },

@@ -17,6 +17,7 @@ local type = type
 local pairs = pairs
 local ipairs = ipairs
 local format = string.format
+local concat = table.concat
 local strsub = string.sub
 local match = string.match
 local byte = string.byte
@@ -86,6 +87,17 @@ local function event_error(i, name, first_at)
   if #name > MAX_EVENT_NAME_BYTES then
     return invalid(field, format("%s is %d bytes long, which no event name is; "
       .. "see cerca.webhooks.EVENTS for the 19 names", field, #name))
+  end
+  -- Several names in one string (commas or spaces between them, each
+  -- known): the list meant, item by item.
+  local parts = {}
+  for part in name:gmatch("[^,%s]+") do
+    if not KNOWN_EVENT[part] then parts = nil break end
+    parts[#parts + 1] = format("%q", part)
+  end
+  if parts and #parts > 1 then
+    return invalid(field, format("%s: unknown event %s; give each event its own item: { %s }", field,
+      validate.describe(name), concat(parts, ", ")))
   end
   local guess = validate.suggest(name, _M.EVENTS)
   return invalid(field, format("%s: unknown event %s; %s", field, validate.describe(name),
