@@ -21,6 +21,26 @@ end
 
 local AT = { now = TS }
 
+-- Standard base64 with padding (arithmetic only: every Lua the suite runs under).
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local function base64(bytes)
+  local out = {}
+  for i = 1, #bytes, 3 do
+    local a, b, c = bytes:byte(i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    local chars = {}
+    for k = 4, 1, -1 do
+      local v = n % 64
+      chars[k] = B64:sub(v + 1, v + 1)
+      n = (n - v) / 64
+    end
+    if not b then chars[3] = "=" end
+    if not c then chars[4] = "=" end
+    out[#out + 1] = table.concat(chars)
+  end
+  return table.concat(out)
+end
+
 local function refused(kind, message, body, h, secret, opts)
   local event, err = cerca.webhooks.verify(body, h, secret, opts or AT)
   assert.is_nil(event)
@@ -52,11 +72,14 @@ describe("webhooks.sign", function()
     local sig, err = cerca.webhooks.sign(nil, SECRET, MSG_ID, TS)
     assert.is_nil(sig)
     assert.are.equal("invalid_payload", err.type)
-    for _, ts in ipairs { 1.5, -1, 1e20, 0 / 0 } do
+    for _, ts in ipairs { 1.5, -1, 1e20, 0 / 0, 1e12, "abc", "", "1.5", " 1", "1000000000000" } do
       sig, err = cerca.webhooks.sign(BODY, SECRET, MSG_ID, ts)
       assert.is_nil(sig)
-      assert.are.equal("the timestamp must be a whole number of seconds", err.message)
+      assert.are.equal("invalid_payload", err.type)
+      assert.are.equal("the timestamp must be a whole number of seconds, at most 12 digits", err.message)
     end
+    -- What it signs, verify takes.
+    assert(cerca.webhooks.sign(BODY, SECRET, MSG_ID, 999999999999))
   end)
 end)
 
@@ -105,6 +128,16 @@ describe("webhooks.verify", function()
     it("skips unknown versions, even one holding the right MAC", function()
       refused("invalid_signature", "webhook-signature holds no v1 signature", BODY,
         headers { ["webhook-signature"] = "v2," .. SIGNATURE:sub(4) .. " v1a," .. SIGNATURE:sub(4) }, SECRET)
+    end)
+
+    it("refuses a signature spelt another way than canonical base64 (bits after the last byte set)", function()
+      -- The reference signature ends "OE=": "E" carries 2 bits no byte
+      -- holds. "F", "G" and "H" decode to the same 32 bytes.
+      for _, last in ipairs { "F", "G", "H" } do
+        local other = SIGNATURE:sub(1, -3) .. last .. "="
+        refused("invalid_signature", nil, BODY, headers { ["webhook-signature"] = other }, SECRET)
+      end
+      assert(cerca.webhooks.verify(BODY, headers(), SECRET, AT))
     end)
 
     it("refuses garbage base64 in the signature", function()
@@ -168,6 +201,11 @@ describe("webhooks.verify", function()
       end
     end)
 
+    it("refuses a header whose value is no string, saying so", function()
+      refused("missing_header", "webhook-timestamp must be the header's text, a string (got number)", BODY,
+        headers { ["webhook-timestamp"] = TS }, SECRET)
+    end)
+
     it("refuses a header given as a list of values", function()
       refused("missing_header", "webhook-signature was sent more than once; a delivery has exactly one", BODY,
         headers { ["webhook-signature"] = { SIGNATURE, SIGNATURE } }, SECRET)
@@ -190,6 +228,31 @@ describe("webhooks.verify", function()
         "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n", nil, 7 } do
         refused("invalid_secret", "the secret is not valid: expected whsec_ followed by base64 of the key",
           BODY, headers(), bad)
+      end
+    end)
+
+    it("refuses a secret spelt another way than canonical base64", function()
+      -- "...LaSw" has no padding; a secret of 32 bytes ends with one "=",
+      -- whose last character before it must carry no stray bits.
+      local key = string.rep("k", 32)
+      local canonical = "whsec_" .. base64(key)
+      assert.are.equal("=", canonical:sub(-1))
+      assert.are_not.equal("=", canonical:sub(-2, -2))
+      local stray = canonical:sub(1, -3) .. string.char(canonical:byte(-2) + 1) .. "="
+      assert(cerca.webhooks.sign(BODY, canonical, MSG_ID, TS))
+      local sig, err = cerca.webhooks.sign(BODY, stray, MSG_ID, TS)
+      assert.is_nil(sig)
+      assert.are.equal("invalid_secret", err.type)
+    end)
+
+    it("takes a key of up to 1024 bytes, and says so past it", function()
+      local encode = base64
+      for _, n in ipairs { 1022, 1023, 1024 } do
+        assert(cerca.webhooks.sign(BODY, "whsec_" .. encode(string.rep("k", n)), MSG_ID, TS), n)
+      end
+      for _, n in ipairs { 1025, 1026, 5000 } do
+        refused("invalid_secret", "the secret is not valid: its key is longer than 1024 bytes", BODY, headers(),
+          "whsec_" .. encode(string.rep("k", n)))
       end
     end)
 
@@ -265,6 +328,21 @@ describe("webhooks.verify", function()
       refused("replayed", nil, BODY, sign_at(MSG_ID, later, BODY), SECRET, { now = later, replay = guard })
     end)
 
+    it("refuses a replay up to the last second a delivery passes in, the tolerance's end", function()
+      for _, tolerance in ipairs { 300, 2, 0 } do
+        local guard = assert(cerca.webhooks.replay_guard())
+        local id = "msg_edge_" .. tolerance
+        assert(cerca.webhooks.verify(BODY, sign_at(id, TS, BODY), SECRET,
+          { now = TS, tolerance = tolerance, replay = guard }))
+        local last = { now = TS + tolerance, tolerance = tolerance, replay = guard }
+        refused("replayed", nil, BODY, sign_at(id, TS, BODY), SECRET, last)
+        refused("replayed", nil, BODY, sign_at(id, TS, BODY), SECRET, last)
+        -- A second later the delivery is too old: refused as that.
+        refused("timestamp", nil, BODY, sign_at(id, TS, BODY), SECRET,
+          { now = TS + tolerance + 1, tolerance = tolerance, replay = guard })
+      end
+    end)
+
     it("is bounded: past size ids, the oldest is forgotten first", function()
       local guard = assert(cerca.webhooks.replay_guard { size = 2 })
       local opts = { now = TS, replay = guard }
@@ -296,6 +374,32 @@ describe("webhooks.verify", function()
       assert.are.equal('opts: unknown key "[redacted]"', err.message)
     end)
 
+    it("prints the secret in no error, whatever argument it was given in, in either form", function()
+      local bare = SECRET:sub(7)
+      local errs = {}
+      local function keep(_, err) errs[#errs + 1] = err end
+      -- Arguments swapped: the secret as the options.
+      keep(cerca.webhooks.verify(BODY, headers(), { now = TS }, SECRET))
+      keep(cerca.webhooks.verify(BODY, headers(), bare, bare))
+      -- The secret as an option's value, given bare or whole.
+      keep(cerca.webhooks.verify(BODY, headers(), bare, { now = bare }))
+      keep(cerca.webhooks.verify(BODY, headers(), SECRET, { now = bare }))
+      keep(cerca.webhooks.verify(BODY, headers(), bare, { tolerance = SECRET }))
+      keep(cerca.webhooks.verify(BODY, headers(), SECRET, { [bare] = true }))
+      -- To replay_guard and sign.
+      keep(cerca.webhooks.replay_guard(SECRET))
+      keep(cerca.webhooks.replay_guard { size = SECRET })
+      keep(cerca.webhooks.replay_guard { [SECRET] = 1 })
+      keep(cerca.webhooks.sign(BODY, SECRET, MSG_ID, SECRET))
+      assert.are.equal(10, #errs)
+      for i, err in ipairs(errs) do
+        assert.is_true(cerca.is_error(err), i)
+        for _, text in ipairs { err.message, tostring(err), cerca.pretty(err), tostring(err.field) } do
+          assert.is_nil(text:find(bare:sub(1, 12), 1, true), i .. ": " .. text)
+        end
+      end
+    end)
+
     it("refuses what is not a guard, and bad guard options, naming the field", function()
       local err = refused("invalid_request", nil, BODY, headers(), SECRET, { now = TS, replay = {} })
       assert.are.equal("opts.replay", err.field)
@@ -315,7 +419,8 @@ describe("webhooks.verify", function()
       -- real one runs in the nginx specs.
       local dict = { items = {} }
       function dict.add(self, key, _, ttl)
-        assert.is_true(ttl > 0)
+        -- 0 would be "never expires" to ngx.shared.
+        assert.is_true(ttl >= 1)
         if self.items[key] then return false, "exists" end
         self.items[key] = true
         return true
@@ -324,6 +429,10 @@ describe("webhooks.verify", function()
       local b = assert(cerca.webhooks.replay_guard { dict = dict })
       assert(cerca.webhooks.verify(BODY, headers(), SECRET, { now = TS, replay = a }))
       refused("replayed", nil, BODY, headers(), SECRET, { now = TS, replay = b })
+      -- At the window's last second too (here its only one).
+      local edge = { ["webhook-id"] = "msg_edge", ["webhook-timestamp"] = tostring(TS),
+        ["webhook-signature"] = assert(cerca.webhooks.sign(BODY, SECRET, "msg_edge", TS)) }
+      assert(cerca.webhooks.verify(BODY, edge, SECRET, { now = TS, tolerance = 0, replay = a }))
     end)
   end)
 

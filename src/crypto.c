@@ -64,25 +64,40 @@ int cerca_uuid4(char out[CERCA_UUID_LEN + 1])
     return 0;
 }
 
-static int is_b64_char(unsigned char c)
+/* The 6-bit value of a base64 character, or -1. */
+static int b64_value(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
-           c == '/';
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
 }
 
 long cerca_base64_decode(const char *in, size_t len, unsigned char *out, size_t cap)
 {
     size_t i, pad = 0, need;
     int n;
-    /* EVP_DecodeBlock is lenient (white space, no padding check): vet the
-     * text first, so only canonical base64 reaches it. */
+    /* EVP_DecodeBlock is lenient (white space, no padding check, bits
+     * after the last byte ignored): vet the text first, so only canonical
+     * base64 reaches it, the one spelling of its bytes. */
     if (len == 0 || len % 4 != 0 || len > INT_MAX)
         return -1;
     if (in[len - 1] == '=')
         pad = in[len - 2] == '=' ? 2 : 1;
     for (i = 0; i < len - pad; i++)
-        if (!is_b64_char((unsigned char)in[i]))
+        if (b64_value((unsigned char)in[i]) < 0)
             return -1;
+    /* Before padding, the last character carries bits no byte holds (2 of
+     * them before "=", 4 before "=="): zero in the canonical spelling. */
+    if (pad > 0 && (b64_value((unsigned char)in[len - pad - 1]) & (pad == 1 ? 0x3 : 0xf)) != 0)
+        return -1;
     need = len / 4 * 3;
     if (need > cap)
         return -1;

@@ -17,8 +17,10 @@
 int cerca_uuid4(char out[CERCA_UUID_LEN + 1]);
 
 /* Strict standard base64 (RFC 4648 alphabet, padding required, no white
- * space). Writes at most `cap` bytes to `out`; returns the decoded length,
- * or -1 when the text is not such base64 or does not fit. */
+ * space, the bits after the last byte zero: each byte string has one
+ * spelling). Writes len/4*3 bytes to `out` (the padding's too) when that
+ * is at most `cap`; returns the decoded length, or -1 when the text is not
+ * such base64 or does not fit. */
 long cerca_base64_decode(const char *in, size_t len, unsigned char *out, size_t cap);
 
 /* Standard base64 with padding of `len` bytes; `out` holds 4*ceil(len/3)+1. */

@@ -3,7 +3,7 @@
  * signatures.
  *
  *   core.uuid4() -> random UUID | nil, message
- *   core.webhook_key(secret_b64) -> key | nil, "invalid_secret"
+ *   core.webhook_key(secret_b64) -> key | nil, "invalid_secret" | nil, "too_long" (a key over 1024 bytes)
  *       the secret without its "whsec_" prefix, decoded once: the key
  *       keeps the HMAC states it leads to, not the decoded bytes
  *   key:sign(id, timestamp, body) -> base64 HMAC-SHA256 of id.timestamp.body
@@ -47,19 +47,26 @@ static int l_webhook_key(lua_State *L)
 {
     size_t secret_len;
     const char *secret = luaL_checklstring(L, 1, &secret_len);
-    unsigned char key[MAX_KEY_BYTES];
+    /* Room for the bytes the padding stands for, which the decoder writes too. */
+    unsigned char key[MAX_KEY_BYTES + 2];
     long key_len = cerca_base64_decode(secret, secret_len, key, sizeof key);
+    /* Longer than the base64 of the longest key: refused for its length,
+     * whatever it holds. */
+    int too_long = key_len > MAX_KEY_BYTES || secret_len > (MAX_KEY_BYTES + 2) / 3 * 4;
     webhook_key *k = (webhook_key *)lua_newuserdata(L, sizeof *k);
     int rc = -1;
     k->open = 0;
     luaL_getmetatable(L, KEY_MT);
     lua_setmetatable(L, -2);
-    if (key_len > 0)
+    if (key_len > 0 && !too_long)
         rc = cerca_hmac_init(&k->hmac, key, (size_t)key_len);
     cerca_cleanse(key, sizeof key);
     if (rc != 0) {
         lua_pushnil(L);
-        lua_pushliteral(L, "invalid_secret");
+        if (too_long)
+            lua_pushliteral(L, "too_long");
+        else
+            lua_pushliteral(L, "invalid_secret");
         return 2;
     }
     k->open = 1;
@@ -158,4 +165,6 @@ void cerca_lcrypto_open(lua_State *L, int module)
 {
     cerca_set_functions(L, module, crypto_functions, 0, 0);
     cerca_register_class(L, &key_class, 0, 0);
+    lua_pushinteger(L, MAX_KEY_BYTES);
+    lua_setfield(L, module, "MAX_KEY_BYTES");
 }

@@ -21,6 +21,7 @@ local getmetatable = getmetatable
 local setmetatable = setmetatable
 local pairs = pairs
 local tonumber = tonumber
+local select = select
 local format = string.format
 local lower = string.lower
 local match = string.match
@@ -35,10 +36,21 @@ _M.DEFAULT_GUARD_SIZE = 100000      -- message ids an in-process replay guard ke
 
 local HEADERS = { "webhook-id", "webhook-timestamp", "webhook-signature" }
 
-local BAD_SECRET = "the secret is not valid: expected whsec_ followed by base64 of the key"
+local NO_SECRETS = redact.list()
+
+local BAD_SECRET = {
+  invalid_secret = "the secret is not valid: expected whsec_ followed by base64 of the key",
+  too_long = format("the secret is not valid: its key is longer than %d bytes", core.MAX_KEY_BYTES),
+}
 
 local function fail(kind, message, field)
   return nil, errors.new(kind, message, field and { field = field } or nil)
+end
+
+-- A timestamp as the headers carry it: twelve digits at most reach the
+-- year 33658, longer is garbage, not a time. The number, or nil.
+local function seconds_of(text)
+  return match(text, "^%d%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?$") and tonumber(text)
 end
 
 -- Replay guards: message ids that passed, each kept until its delivery's
@@ -56,14 +68,16 @@ function Guard:claim(id, expires, now)
   if dict then
     -- `add` is atomic across nginx's workers: of two racing on one id,
     -- one gets true.
-    local ok, why = dict:add(id, true, expires - now)
+    -- Held through the second `expires` itself, the last one a delivery
+    -- passes in (never 0, which a shared dict reads as "forever").
+    local ok, why = dict:add(id, true, expires - now + 1)
     if ok then return true end
     if why == "exists" then return false end
     return nil, "the replay guard's shared dict refused the id: " .. tostring(why)
   end
   local seen, slot = self.seen, self.slot
   local at = seen[id]
-  if at and at > now then return false end
+  if at and at >= now then return false end
   -- Bounded: past `size` claims, the oldest is forgotten first. An id
   -- claimed again (its window over) takes the newest place: the place it
   -- held before no longer counts, and forgetting it there would let a
@@ -139,14 +153,15 @@ end
 local MAX_KEYS = 64
 local keys, key_count = {}, 0
 
--- The key of a `whsec_...` secret (the prefix is optional), or nil when
--- the secret is not base64 of a key.
+-- The key of a `whsec_...` secret (the prefix is optional), or nil and
+-- what is wrong with it (a key of BAD_SECRET).
 local function key_of(secret)
-  if type(secret) ~= "string" then return nil end
+  if type(secret) ~= "string" then return nil, "invalid_secret" end
   local key = keys[secret]
   if key then return key end
-  key = core.webhook_key(match(secret, "^whsec_(.*)$") or secret)
-  if not key then return nil end
+  local why
+  key, why = core.webhook_key(match(secret, "^whsec_(.*)$") or secret)
+  if not key then return nil, why end
   if key_count >= MAX_KEYS then keys, key_count = {}, 0 end
   keys[secret], key_count = key, key_count + 1
   return key
@@ -167,8 +182,11 @@ local function read_headers(headers)
   for name, value in pairs(headers) do
     local i = type(name) == "string" and NAME_LENGTH[#name] and WANTED[lower(name)]
     if i then
-      if found[i] ~= nil or type(value) ~= "string" then
+      if found[i] ~= nil or type(value) == "table" then
         return nil, format("%s was sent more than once; a delivery has exactly one", HEADERS[i])
+      end
+      if type(value) ~= "string" then
+        return nil, format("%s must be the header's text, a string (got %s)", HEADERS[i], type(value))
       end
       found[i] = value
     end
@@ -195,13 +213,17 @@ function _M.sign(raw_body, secret, msg_id, timestamp)
       .. "(the timestamp may be a number)")
   end
   if type(timestamp) == "number" then
-    if timestamp ~= timestamp or timestamp < 0 or timestamp >= 1e15 or timestamp % 1 ~= 0 then
-      return fail("invalid_payload", "the timestamp must be a whole number of seconds")
+    if timestamp ~= timestamp or timestamp < 0 or timestamp >= 1e12 or timestamp % 1 ~= 0 then
+      return fail("invalid_payload", "the timestamp must be a whole number of seconds, at most 12 digits")
     end
     timestamp = format("%.0f", timestamp)
   end
-  local key = key_of(secret)
-  if not key then return fail("invalid_secret", BAD_SECRET) end
+  -- What verify would refuse is not signed.
+  if not seconds_of(timestamp) then
+    return fail("invalid_payload", "the timestamp must be a whole number of seconds, at most 12 digits")
+  end
+  local key, why = key_of(secret)
+  if not key then return fail("invalid_secret", BAD_SECRET[why] or BAD_SECRET.invalid_secret) end
   return "v1," .. key:sign(msg_id, timestamp, raw_body)
 end
 
@@ -218,12 +240,7 @@ end
 function _M.verify(raw_body, headers, secret, opts)
   local why, field
   opts, why, field = verify_options(opts)
-  if not opts then
-    -- The message may quote an option's name: should the secret have been
-    -- given as one, it is not repeated.
-    if type(secret) == "string" and #secret >= 8 then why = redact.text(why, redact.list(secret)) end
-    return fail("invalid_request", why, field)
-  end
+  if not opts then return fail("invalid_request", why, field) end
   local max_body = opts.max_body or _M.DEFAULT_MAX_BODY
   if type(raw_body) ~= "string" then
     return fail("invalid_payload", "the body must be the raw request body, a string")
@@ -233,14 +250,13 @@ function _M.verify(raw_body, headers, secret, opts)
   end
   -- A secret that does not decode is a configuration fault: say so first,
   -- whatever else is wrong with this delivery.
-  local key = key_of(secret)
-  if not key then return fail("invalid_secret", BAD_SECRET) end
+  local key, bad_key = key_of(secret)
+  if not key then return fail("invalid_secret", BAD_SECRET[bad_key] or BAD_SECRET.invalid_secret) end
 
   local id, timestamp, signature = read_headers(headers)
   if not id then return fail("missing_header", timestamp) end
 
-  -- Twelve digits reach the year 33658: longer is garbage, not a time.
-  local ts = match(timestamp, "^%d%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?$") and tonumber(timestamp)
+  local ts = seconds_of(timestamp)
   if not ts then
     return fail("timestamp", "webhook-timestamp is not a whole number of seconds")
   end
@@ -282,9 +298,32 @@ function _M.verify(raw_body, headers, secret, opts)
   return event
 end
 
+-- The secret a function was given, in both the forms `verify` takes it
+-- (with and without `whsec_`), as a list for `errors.scrub`.
+local function given_secrets(secret)
+  local bare = type(secret) == "string" and (match(secret, "^whsec_(.*)$") or secret)
+  -- Shorter is no secret (a real one is base64 of 24 bytes or more), and
+  -- removing it would garble the message.
+  if not bare or #bare < 8 then return NO_SECRETS end
+  return redact.list("whsec_" .. bare, bare)
+end
+
+-- `fn` whose every error is rid of the secret in its argument `secret_at`
+-- and of any `whsec_` token: a secret given in the wrong place (as an
+-- option, or as the options) is never printed.
+local function scrubbed(fn, secret_at)
+  return function(...)
+    local value, err = fn(...)
+    if value == nil and errors.is_error(err) then
+      errors.scrub(err, given_secrets(secret_at and (select(secret_at, ...))))
+    end
+    return value, err
+  end
+end
+
 -- No public function raises: a fault inside becomes `nil, err`.
-_M.sign = errors.protect(_M.sign)
-_M.verify = errors.protect(_M.verify)
-_M.replay_guard = errors.protect(_M.replay_guard)
+_M.sign = scrubbed(errors.protect(_M.sign), 2)
+_M.verify = scrubbed(errors.protect(_M.verify), 3)
+_M.replay_guard = scrubbed(errors.protect(_M.replay_guard))
 
 return _M

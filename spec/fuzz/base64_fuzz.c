@@ -4,6 +4,7 @@
  *
  * Invariants: a decode never writes past its buffer (ASan), a successful
  * one has the length the padding implies, and re-encoding what it gave
+ * spells the input exactly (canonical: one spelling per byte string) and
  * decodes to the same bytes.
  */
 #include <stdint.h>
@@ -39,6 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     again = malloc(cap ? cap : 1);
     if (text != NULL && again != NULL) {
         cerca_base64_encode(out, (size_t)n, text);
+        check(strlen(text) == size && memcmp(text, in, size) == 0);
         m = cerca_base64_decode(text, strlen(text), again, cap);
         check(m == n && memcmp(out, again, (size_t)n) == 0);
     }
