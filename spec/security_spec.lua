@@ -344,7 +344,7 @@ describe("security", function()
       refusals[#refusals + 1] = err
       -- The options read through a metatable: the key they give is the one removed.
       local conf = { api_key = KEY, base_url = srv.http_url, timeout = KEY }
-      _, err = cerca.new(setmetatable({}, { __index = conf, __pairs = function() return next, conf, nil end }))
+      _, err = cerca.new(setmetatable({}, { __pairs = function() return next, conf, nil end }))
       if RUNS_PAIRS then refusals[#refusals + 1] = err end
       _, err = client.webhooks.create("fleet_1", { url = URL }, { idempotency_key = KEY .. " x" })
       refusals[#refusals + 1] = err
@@ -1139,18 +1139,50 @@ describe("security", function()
       end
     end)
 
-    it("options and params whose __index answers differently each time never reach the core", function()
+    it("options and params whose __index answers differently each time are refused, never read", function()
       local n = 0
       local tricky = { __index = function(_, k)
         n = n + 1
         if k == "connect_timeout" or k == "timeout" then return n == 1 and 5 or "soon" end
         if k == "url" then return n == 1 and URL or "http://evil.example/" end
       end }
-      local sub, err = client.webhooks.create("fleet_1", setmetatable({ url = URL }, tricky),
-        setmetatable({}, tricky))
-      assert.is_nil(err)
-      assert.are.equal(URL, cjson.decode(srv:requests()[1].body).url)
-      assert.is_table(sub)
+      local sub, err = client.webhooks.create("fleet_1", setmetatable({ url = URL }, tricky))
+      assert.is_nil(sub)
+      assert.are.equal("params", err.field)
+      sub, err = client.webhooks.create("fleet_1", { url = URL }, setmetatable({}, tricky))
+      assert.is_nil(sub)
+      assert.are.equal("options", err.field)
+      -- Deeper down too.
+      sub, err = client.webhooks.create("fleet_1", { url = URL, extra_body = { meta = setmetatable({}, tricky) } })
+      assert.is_nil(sub)
+      assert.are.equal("params.extra_body.meta", err.field)
+      assert.are.equal(0, n)
+      assert.are.same({}, srv:requests())
+    end)
+
+    it("a field given only through __index is never left out silently: the table is refused", function()
+      -- The defaults pattern: the key to repeat with, a timeout, a replay
+      -- guard in __index. Read with pairs, they would be missed: a second
+      -- subscription on a repeat, no replay check.
+      local defaults = { idempotency_key = "order-42", timeout = 5 }
+      local sub, err = client.webhooks.create("fleet_1", { url = URL }, setmetatable({}, { __index = defaults }))
+      assert.is_nil(sub)
+      assert.are.equal("invalid_request", err.type)
+      assert.are.equal("options", err.field)
+      assert.are.equal("options has a metatable with __index: cerca reads a table's own fields (with pairs), "
+        .. "never through __index; pass a plain table, with any defaults copied into it", err.message)
+      local results, merr = client.webhooks.create_many({ { fleet_id = "fleet_1", params = { url = URL } },
+        { fleet_id = "fleet_2", params = { url = URL }, options = setmetatable({}, { __index = defaults }) } })
+      assert.is_nil(results)
+      assert.are.equal("items[2].options", merr.field)
+      local _, cerr = cerca.new(setmetatable({ base_url = srv.http_url }, { __index = { api_key = KEY } }))
+      assert.are.equal("options", cerr.field)
+      local guard = assert(cerca.webhooks.replay_guard())
+      local event, verr = cerca.webhooks.verify("{}", {}, SECRET, setmetatable({}, { __index = { replay = guard } }))
+      assert.is_nil(event)
+      assert.are.equal("invalid_request", verr.type)
+      assert.are.equal("opts", verr.field)
+      assert.are.same({}, srv:requests())
     end)
 
     it("a metatable that hides behind __metatable (posing as cerca's list mark) is still seen", function()
@@ -1170,7 +1202,8 @@ describe("security", function()
       local sub, err = client.webhooks.create("fleet_1", params)
       assert.is_nil(sub)
       assert.are.equal("invalid_request", err.type)
-      assert.are.equal("params.url", err.field)
+      assert.are.equal("params", err.field)
+      assert.matches("metatable with __index", err.message, 1, true)
       assert.are.equal(0, reads)
       -- Deeper down too: a list of events posing as a decoded one.
       local events = setmetatable({ "agent.created" }, { __metatable = mark,
@@ -1329,17 +1362,19 @@ describe("security", function()
       assert.are.same({}, srv:requests())
     end)
 
-    it("a caller's __index that raises is never run: arguments are read with pairs", function()
+    it("a caller's __index that raises is never run: the table is refused, naming it", function()
       local raising = setmetatable({}, { __index = function() error("no fields for you") end })
       local ok, sub, err = pcall(client.webhooks.create, "fleet_1", raising)
       assert.is_true(ok, tostring(sub))
-      assert.are.equal("params.url", err.field)
+      assert.are.equal("params", err.field)
       ok, sub, err = pcall(client.webhooks.create, "fleet_1", { url = URL }, raising)
       assert.is_true(ok, tostring(sub))
-      assert.is_nil(err)
+      assert.are.equal("options", err.field)
       ok, sub, err = pcall(cerca.webhooks.verify, "{}", {}, SECRET, raising)
       assert.is_true(ok, tostring(sub))
-      assert.are.equal("missing_header", err.type)
+      assert.are.equal("invalid_request", err.type)
+      assert.are.equal("opts", err.field)
+      assert.are.same({}, srv:requests())
     end)
 
     it("a caller's __pairs that raises is an invalid_request, nothing sent (where Lua runs __pairs)", function()

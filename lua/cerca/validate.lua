@@ -33,8 +33,9 @@ local text_problem = core.text_problem
 local number_text = core.number_text
 
 local pcall = pcall
-local getmetatable = getmetatable
 local error = error
+-- The real metatable: a __metatable field does not hide it.
+local raw_metatable = debug.getmetatable
 
 local _M = {}
 
@@ -524,14 +525,17 @@ _M.MAX_ENTRIES = MAX_ENTRIES
 -- Raised inside `snapshot` to stop the copy with a message of ours.
 local Stop = {}
 
--- Where a copy stopped, for its message: the field and the first key below it.
-local function stop(ctx, message)
-  local first = ctx.first
+-- Where a copy stopped, for its message: the field and the first `keys`
+-- keys of the path to the value being read.
+local function stop(ctx, message, keys)
   local where = ctx.field
-  if type(first) == "string" then
-    where = where .. "." .. first
-  elseif first ~= nil then
-    where = where .. "[" .. tostring(first) .. "]"
+  for i = 1, keys do
+    local k = ctx.path[i]
+    if type(k) == "string" then
+      where = where .. "." .. k
+    else
+      where = where .. "[" .. tostring(k) .. "]"
+    end
   end
   Stop.message, Stop.where = format(message, where), where
   error(Stop)
@@ -541,23 +545,29 @@ local function copy(v, depth, ctx)
   if type(v) ~= "table" or v == core.empty_array then return v end
   -- An object cerca made (a replay guard) is passed on as it is: it is not
   -- the caller's data, and its state must stay shared.
-  local mt = getmetatable(v)
-  if type(mt) == "table" and rawget(mt, "__cerca_object") then return v end
+  local mt = raw_metatable(v)
+  if mt ~= nil and rawget(mt, "__cerca_object") then return v end
+  -- Fields given through __index would be in no copy (tables are read with
+  -- pairs, and no code of the caller's is run): an idempotency key, a
+  -- replay guard or a timeout would be left out without a word. Refused.
+  if mt ~= nil and rawget(mt, "__index") ~= nil then
+    stop(ctx, "%s has a metatable with __index: cerca reads a table's own fields (with pairs), never through "
+      .. "__index; pass a plain table, with any defaults copied into it", depth)
+  end
   -- Two levels more than JSON values may nest, so that their own check
   -- (json_value) is the one that speaks of a deep value.
   if depth > MAX_DEPTH + 2 then
-    stop(ctx, "%s nests deeper than " .. MAX_DEPTH .. " levels (or refers to itself)")
+    stop(ctx, "%s nests deeper than " .. MAX_DEPTH .. " levels (or refers to itself)", 1)
   end
   local out = {}
   for k, item in pairs(v) do
     ctx.left = ctx.left - 1
     if ctx.left < 0 then
       -- Counted for the whole argument, not the part being read.
-      ctx.first = nil
       stop(ctx, "%s holds more than " .. MAX_ENTRIES .. " table entries in all (a table held in several places "
-        .. "counts in each); pass less at a time (to create_many, fewer items per call)")
+        .. "counts in each); pass less at a time (to create_many, fewer items per call)", 0)
     end
-    if depth == 0 then ctx.first = k end
+    ctx.path[depth + 1] = k
     out[copy(k, depth + 1, ctx)] = copy(item, depth + 1, ctx)
   end
   -- Lists decoded by cerca keep their mark (an empty one stays [] in JSON).
@@ -594,7 +604,7 @@ end
 --   absurd size) and the field it is about
 function _M.snapshot(v, field)
   if type(v) ~= "table" then return v end
-  local ctx = { left = MAX_ENTRIES, field = field }
+  local ctx = { left = MAX_ENTRIES, field = field, path = {} }
   local ok, result = pcall(copy, v, 0, ctx)
   if ok then return result end
   if result == Stop then return nil, Stop.message, Stop.where end
