@@ -322,6 +322,23 @@ describe("the cerca command's files", function()
       assert.are.equal("fleet_1", cjson.decode(out).fleetId)
     end)
 
+    it("is not read for a usage error's message when it is a FIFO: no hang, nothing taken from it", function()
+      -- A usage error reads a regular key file to remove the key from what
+      -- it quotes; a FIFO would block the message until a writer came, and
+      -- its content would be taken for that alone.
+      local fifo = work .. "/key.fifo"
+      sh("rm -f " .. q(fifo) .. " && mkfifo " .. q(fifo))
+      for _, args in ipairs { "webhooks create fleet_1 --bogus", "webhooks create fleet_1",
+        "webhooks create fleet_1 --url https://example.com/h --extra 'a=[1'" } do
+        local out, err, status = run(args .. " --api-key-file " .. q(fifo))
+        assert.are.equal(2, status, err)
+        assert.are.equal("", out)
+        assert.matches("^cerca: ", err)
+        assert.is_nil(err:find("\n.", 1), err)
+      end
+      assert.are.same({}, srv:requests())
+    end)
+
     it("answers at once for a key file of many line breaks and then text", function()
       -- A pattern that trims the line ends backtracks here in quadratic time.
       local key = work .. "/key"

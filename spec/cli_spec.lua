@@ -348,6 +348,44 @@ describe("the cerca command", function()
       assert.are.equal(0, #srv:requests())
     end)
 
+    it("refuses what every create shares, or a fleets file holding the key, before writing or sending", function()
+      write(work .. "/fleets.txt", FLEETS)
+      local outfile = work .. "/shared.jsonl"
+      os.remove(outfile)
+      local function refused(args, message)
+        local out, err, status = run(args)
+        assert.are.equal(2, status, err)
+        assert.are.equal("", out)
+        assert.are.equal(message, err)
+        assert_clean(out, err)
+        assert.is_nil(io.open(outfile))
+      end
+      -- A flag typed wrong is one usage error naming it, not a failure per
+      -- fleet recorded in --out (which a corrected re-run would then refuse).
+      refused("webhooks create --fleets-file fleets.txt --url http://e.com/h --event agent.craeted --out "
+        .. q(outfile), "cerca: --url must use https (got http://); deliveries are only sent to HTTPS endpoints\n")
+      refused("webhooks create --fleets-file fleets.txt --url https://e.com/h --event agent.craeted --out "
+        .. q(outfile), 'cerca: --event: unknown event "agent.craeted"; did you mean "agent.created"?\n')
+      -- The key in a shared flag, or in the fleets file (a .env given by
+      -- mistake): refused without printing or recording it.
+      refused("webhooks create --fleets-file fleets.txt --url " .. q("https://e.com/h?t=" .. srv.api_key)
+        .. " --out " .. q(outfile), "cerca: --url holds the API key, which is sent in the Authorization header "
+        .. "only, never in the body: pass the HTTPS endpoint that receives deliveries\n")
+      refused("webhooks create --fleets-file fleets.txt --url https://e.com/h --extra "
+        .. q('note="' .. srv.api_key .. '"') .. " --out " .. q(outfile), "cerca: --extra note holds the API key, "
+        .. "which is sent in the Authorization header only, never in the body: remove it from --extra note\n")
+      write(work .. "/dotenv", "fleet_a\nCERCA_API_KEY=" .. srv.api_key .. "\n")
+      refused("webhooks create --fleets-file dotenv --url https://e.com/h --out " .. q(outfile),
+        "cerca: --fleets-file dotenv: fleet id number 2 holds the API key; give the file that lists one "
+        .. "fleet id per line\n")
+      assert.are.equal(0, #srv:requests())
+      -- Corrected, the same --out takes the batch.
+      local _, err, status = run("webhooks create --fleets-file fleets.txt --url https://e.com/h --out "
+        .. q(outfile))
+      assert.are.equal(0, status, err)
+      assert.are.equal(4, #srv:subscriptions())
+    end)
+
     it("refuses an --out file another run is writing (exit 2), sending nothing", function()
       write(work .. "/fleets.txt", FLEETS)
       local outfile = work .. "/busy.jsonl"

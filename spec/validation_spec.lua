@@ -27,10 +27,30 @@ describe("webhooks.create validation", function()
     assert.are.equal("invalid_request", err.type)
     assert.are.equal(message, err.message)
     assert.are.equal(field, err.field)
+    -- webhooks.check refuses it the same way.
+    local ok, cerr = client.webhooks.check(fleet_id, params, options)
+    assert.is_nil(ok)
+    assert.are.equal("invalid_request", cerr.type)
+    assert.are.equal(message, cerr.message)
+    assert.are.equal(field, cerr.field)
     assert.are.same({}, srv:requests())
   end
 
   local URL = "https://example.com/webhook"
+
+  it("webhooks.check passes what create would send, sending nothing", function()
+    assert.is_true(client.webhooks.check("fleet_1", { url = URL, events = { "agent.created" } },
+      { timeout = 5, idempotency_key = "order-42" }))
+    assert.is_true(client.webhooks.check("fleet_1", { url = URL, extra_body = { description = "ops" } }))
+    assert.are.same({}, srv:requests())
+    -- The API key given in the wrong place: refused, as create refuses it.
+    local _, err = client.webhooks.check(srv.api_key, { url = URL })
+    assert.are.equal("fleet_id", err.field)
+    _, err = client.webhooks.check("fleet_1", { url = URL .. "?k=" .. srv.api_key })
+    assert.are.equal("params.url", err.field)
+    assert.is_nil(err.message:find(srv.api_key, 1, true))
+    assert.are.same({}, srv:requests())
+  end)
 
   describe("fleet_id", function()
     it("must be a string", function()

@@ -306,14 +306,8 @@ end
 -- A usage error quotes what was typed: should the API key (from the
 -- environment, or --api-key-file once read) have been pasted into the
 -- wrong flag, it is removed, in any form the message writes it (quoted
--- with escapes, cut short). A key shorter than 8 bytes is no credential,
--- and removing it would garble the message's words.
-local function without_key(text, env)
-  local function long(k) return type(k) == "string" and #k >= 8 and k or nil end
-  local key, other = long(env("CERCA_API_KEY")), long(cli_args.key_read)
-  if key or other then return cerca.redact(text, key or other, key and other) end
-  return text
-end
+-- with escapes, cut short).
+local without_key = cli_args.without_key
 
 -- Says what went wrong, in one line on stderr (and the answer as received
 -- when it may hold the secret); returns the name of the exit code.

@@ -237,7 +237,9 @@ end
 
 --- Reads the key of `--api-key-file` in `argv` into `key_read`, if no run
 -- did yet (a usage error found before the file was read may quote the key
--- all the same; it is removed then). Whatever fails here is left unsaid.
+-- all the same; it is removed then). Only a regular file is read: a FIFO
+-- would block the error's message, and lose what it holds. Whatever fails
+-- here is left unsaid.
 function _M.read_key_for_messages(argv)
   if _M.key_read then return end
   for i = 1, #argv do
@@ -245,6 +247,7 @@ function _M.read_key_for_messages(argv)
     local path = (a == "--api-key-file" and argv[i + 1])
       or (type(a) == "string" and a:match("^%-%-api%-key%-file=(.+)$"))
     if path then
+      if cerca.system.file_kind(path) ~= "file" then return end
       local text = read_input("--api-key-file", path)
       if text then _M.key_read = chomp(text) end
       return
@@ -309,6 +312,25 @@ function _M.fleets(o)
   return _M.fleet_lines(text, "--fleets-file " .. o.fleets_file)
 end
 
+--- The API key as this run knows it (`CERCA_API_KEY`, and `--api-key-file`
+-- once read), each only when 8 bytes or longer: a shorter one is no
+-- credential, and removing it would garble the words of a message.
+function _M.api_keys(env)
+  local function long(k) return type(k) == "string" and #k >= 8 and k or nil end
+  local key, other = long(env("CERCA_API_KEY")), long(_M.key_read)
+  if key then return key, other end
+  return other
+end
+
+--- `text` with the API key removed, in any form it may be written in (a
+-- message quotes what was typed: the key pasted into the wrong flag, or
+-- into a file of fleet ids, is not repeated).
+function _M.without_key(text, env)
+  local key, other = _M.api_keys(env)
+  if key then return cerca.redact(text, key, other) end
+  return text
+end
+
 local OPEN_BRACE, OPEN_BRACKET = byte("{"), byte("[")
 
 -- Why line `pos` of `text` cannot be a fleet id, or nil. A line that
@@ -327,6 +349,29 @@ local function not_a_fleet(text, pos, line, b, name)
   local _, n = gsub(sub(text, 1, pos), "\n", "")
   return usage_error(format("%s: line %d %s, not a fleet id; give the file that lists one fleet id per line "
     .. "(the --out file of a run is given as --out)", name, n + 1, why))
+end
+
+-- Whether `text` holds the API key (`key`, `other`) in any form.
+-- (`cerca.redact` also removes what it recognises, `whsec_` tokens: that
+-- alone is no key.)
+local function holds_key(text, key, other)
+  return find(text, key, 1, true) ~= nil or (other ~= nil and find(text, other, 1, true) ~= nil)
+    or cerca.redact(text, key, other) ~= cerca.redact(text)
+end
+
+--- The usage error for fleet ids (`fleets_file`'s) of which one holds the
+-- API key, naming which (not quoting it), or nil. Sent as a fleet id the
+-- key would be refused; written in a record or an error line, printed. (A
+-- `.env` given by mistake.) The ids are searched at once, then one by one.
+function _M.key_in_fleets(fleets, fleets_file, env)
+  local key, other = _M.api_keys(env)
+  if not key or not holds_key(concat(fleets, "\n"), key, other) then return nil end
+  for i, fleet in ipairs(fleets) do
+    if holds_key(fleet, key, other) then
+      return usage_error(format("--fleets-file %s: fleet id number %d holds the API key; give the file that "
+        .. "lists one fleet id per line", fleets_file, i))
+    end
+  end
 end
 
 --- The fleet ids a fleets file's text lists, in order: each line trimmed
@@ -420,6 +465,7 @@ local FLAG_OF = {
 -- command's.
 local TERMS_OF = {
   { "set params%.url instead", "use --url instead" },
+  { "remove it from params%.extra_body%.", "remove it from --extra " },
   { "set params%.events instead", "use --event instead" },
   { "already listed at params%.events%[(%d+)%]", "already given by --event number %1" },
   { "list each event once", "give each event once" },

@@ -278,6 +278,23 @@ local function batch(ui, o, env)
   if not fleets then return nil, ferr end
   local client, err = client_of(o, env)
   if not client then return nil, err end
+  -- A fleets file that holds the API key is refused (once the key is
+  -- read): its ids would be printed and recorded.
+  local held = cli_args.key_in_fleets(fleets, o.fleets_file, env)
+  if held then
+    client:close()
+    return nil, held
+  end
+  -- What every create of the batch shares (--url, --event, --extra, the
+  -- client's options) is checked before anything is written or sent: a
+  -- flag typed wrong is a usage error naming it, not one failure per
+  -- fleet, and no --out records it. (A fleet's own id is checked with its
+  -- create: a bad one fails alone.)
+  local _, shared = client.webhooks.check(fleets[1] or "fleet", params)
+  if shared and shared.field ~= "fleet_id" then
+    client:close()
+    return nil, shared
+  end
 
   -- The --out file is opened and read back before anything is sent: a
   -- refusal is a usage error.

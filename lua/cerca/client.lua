@@ -287,6 +287,11 @@ function _M.new(opts)
       local results, merr = webhooks.create_many(client, items, batch_opts)
       return results, merr and client:scrub_refusal(merr)
     end),
+    check = errors.protect(function(fleet_id, params, options)
+      local cerr = webhooks.refusal(client, fleet_id, params, options)
+      if cerr then return nil, client:scrub_refusal(cerr) end
+      return true
+    end),
   }
   return client
 end

@@ -126,6 +126,15 @@ end
 -- @function system.ignore_write_signals
 system.ignore_write_signals = core.ignore_write_signals
 
+--- What `path` is, without opening it (symbolic links followed):
+-- `"file"`, `"directory"`, `"fifo"`, `"device"` or `"socket"`; a program
+-- can then leave alone what reading would block on or consume.
+-- @function system.file_kind
+-- @tparam string path
+-- @treturn string|nil the kind
+-- @treturn[opt] string why it cannot be told (no such file, ...)
+system.file_kind = errors.protect(core.file_kind)
+
 --- Opens again each standard descriptor (0, 1, 2) the process was started
 -- without: 0 on /dev/null, 1 and 2 on /dev/full, where every write fails.
 -- Left closed, the next socket or file opened would take its number, and
@@ -364,6 +373,22 @@ api.create = errors.protect(function(fleet_id, params, options)
   local c, err = default()
   if not c then return nil, err end
   return c.webhooks.create(fleet_id, params, options)
+end)
+
+--- Checks the arguments of a create as `create` does, sending nothing
+-- (`client.webhooks.check` takes the same arguments): what would be
+-- refused before anything is sent, such as a form's URL or events, or
+-- the API key given in the wrong place.
+-- @function webhooks.check
+-- @tparam string fleet_id the fleet
+-- @tparam table params as `create` takes them
+-- @tparam[opt] table options as `create` takes them
+-- @treturn boolean|nil true when `create` would send the request
+-- @treturn[opt] table the `invalid_request` error `create` would return
+api.check = errors.protect(function(fleet_id, params, options)
+  local c, err = default()
+  if not c then return nil, err end
+  return c.webhooks.check(fleet_id, params, options)
 end)
 
 --- Creates many subscriptions at once, each as `create` would.

@@ -367,6 +367,22 @@ local function created(fleet_id, res, err)
     request_id = res.request_id, attempts = res.attempts, idempotency_key = res.idempotency_key }, secret)
 end
 
+--- What `create` would refuse before sending anything, or nil: the same
+-- checks, nothing sent. See `cerca.webhooks.check`.
+function _M.refusal(client, fleet_id, params, options)
+  local copy, why, where = validate.settled(params, "params")
+  if why then return errors.new("invalid_request", why, { field = where, attempts = 0 }) end
+  params = copy
+  local err = _M.check(fleet_id, params)
+  if not err then
+    local _
+    _, err = client:prepare("POST", _M.path(fleet_id), _M.body(params), options)
+    if err then err = named(err, client._profile.secrets, fleet_id, params) end
+  end
+  if err then err.attempts = 0 end
+  return err
+end
+
 --- Creates a subscription through `client`. See `cerca.webhooks.create`.
 function _M.create(client, fleet_id, params, options)
   -- Checked, then turned into the body before anything else runs: a plain
