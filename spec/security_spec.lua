@@ -821,6 +821,27 @@ describe("security", function()
       assert.are.equal("[redacted]", cerca.redact(("%25"):rep(n), secret))
     end)
 
+    it("is searched in time linear in the answer, however the answer is built to slow the search", function()
+      -- A secret of one repeated byte, and fields that hold all but its
+      -- last byte beside an escape: searched byte by byte from every place,
+      -- this 96 KB answer took 40 s of CPU per search (the create, then
+      -- each tostring and pretty). Past a budget linear in the text, the
+      -- whole text is hidden instead: never less safe.
+      local secret = ("a"):rep(32000)
+      local body = subscription_body { secret = secret, x = ("a"):rep(31999) .. "b%", y = ("a"):rep(32000) }
+      srv:enqueue { status = 201, body = body }
+      local t0 = helpers.now()
+      local sub, err = client.webhooks.create("fleet_1", { url = URL }, { timeout = 5 })
+      assert.is_nil(err and tostring(err))
+      assert.are.equal(secret, sub.secret)
+      assert.are.equal("[redacted]", sub.y)
+      assert.is_nil(sub.x:find(("a"):rep(16), 1, true))
+      local shown = cerca.pretty(sub) .. tostring(sub) .. cerca.redact(body, secret)
+      local took = helpers.now() - t0
+      assert.is_nil(shown:find(("a"):rep(16), 1, true))
+      assert.is_true(took < 5, ("%.1f s"):format(took))
+    end)
+
     it("spelt across a repeated header's joined values stays out of the headers and the request id", function()
       local secret = "whsec_MfKQ9r8GKYqr, TwjUPD8ILPZIo2LaLaSw"
       local body = subscription_body { secret = secret }

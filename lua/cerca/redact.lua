@@ -74,15 +74,23 @@ end
 -- after it, in the order a recursive search would try them. A list, not
 -- recursion: a text of 100,000 such places must not overflow the C stack.
 -- Each place (j, k) is tried once: the tries cannot grow exponentially.
-local function match_at(text, i, secret, whole)
+-- Each byte compared spends one step of `budget.left`: spent, the search
+-- gives up (false).
+local function match_at(text, i, secret, whole, budget)
   local m = #secret
   local j, k = i, 1
   -- Places still to try: j, k pairs; a k of 0 stands for "a match cut
   -- at j" (the reading where "..." cut the secret).
   local pending, top, tried = nil, 0, nil
+  local left = budget.left
   while true do
     local len
     while true do
+      left = left - 1
+      if left < 0 then
+        budget.left = 0
+        return false
+      end
       if k > m then
         len = j - i
         break
@@ -147,19 +155,38 @@ local function match_at(text, i, secret, whole)
         break
       end
     end
-    if len then return len end
-    if top == 0 then return nil end
+    if len then
+      budget.left = left
+      return len
+    end
+    if top == 0 then
+      budget.left = left
+      return nil
+    end
     j, k, top = pending[top - 1], pending[top], top - 2
-    if k == 0 then return j - i end
+    if k == 0 then
+      budget.left = left
+      return j - i
+    end
   end
+end
+
+-- The steps a search for one secret in a text may take: linear in their
+-- lengths. A text searched byte by byte from every place (a secret of one
+-- repeated byte, a text of that byte and escapes) would take their
+-- product: seconds to hours for an answer a hostile server builds for it.
+-- Past the budget the whole text is hidden, which is never less safe.
+local function search_budget(s, secret)
+  return { left = 8 * (#s + #secret) + 4096 }
 end
 
 -- Adds the span of each start of `secret` (MIN_PART bytes or more of it,
 -- as is) where `s` is cut: where it ends, or where "..." follows (as
 -- `validate.describe` cuts a long value).
-local function cut_spans(s, secret, spans)
+local function cut_spans(s, secret, spans, budget)
   local head = sub(secret, 1, MIN_PART)
   if #head < MIN_PART then return end
+  budget = budget or search_budget(s, secret)
   local n = #s
   local i = find(s, head, 1, true)
   while i do
@@ -167,6 +194,12 @@ local function cut_spans(s, secret, spans)
     -- a "..." cuts (dots may be the secret's own: each place is a cut).
     local k, cut = MIN_PART, nil
     while k < #secret do
+      budget.left = budget.left - 1
+      if budget.left < 0 then
+        -- Spent: the whole text is hidden.
+        spans[#spans + 1] = { 1, n }
+        return
+      end
       local after = i + k
       if after > n then
         cut = k
@@ -185,6 +218,7 @@ end
 -- and, unless `whole`, of its start where `s` is cut short.
 local function secret_spans(s, secret, spans, whole)
   local first = byte(secret, 1)
+  local budget = search_budget(s, secret)
   if not find(s, "[\\%%]") then
     -- Plain text holds no escape: a plain search finds every occurrence.
     local i, j = find(s, secret, 1, true)
@@ -192,7 +226,7 @@ local function secret_spans(s, secret, spans, whole)
       spans[#spans + 1] = { i, j }
       i, j = find(s, secret, j + 1, true)
     end
-    if not whole then cut_spans(s, secret, spans) end
+    if not whole then cut_spans(s, secret, spans, budget) end
     return
   end
   -- Only where the text holds the secret's first byte or an escape can
@@ -200,7 +234,12 @@ local function secret_spans(s, secret, spans, whole)
   local starts = "[" .. gsub(char(first), "%W", "%%%0") .. "\\%%]"
   local i = find(s, starts)
   while i do
-    local len = match_at(s, i, secret, whole)
+    local len = match_at(s, i, secret, whole, budget)
+    if len == false then
+      -- Spent: the whole text is hidden.
+      spans[#spans + 1] = { 1, #s }
+      return
+    end
     if len then
       spans[#spans + 1] = { i, i + len - 1 }
       i = find(s, starts, i + len)
