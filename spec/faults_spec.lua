@@ -213,6 +213,39 @@ describe("faults", function()
       the_one_subscription(sub)
     end)
 
+    it("reset in the middle of the body, and the repeat answers the same one: nothing else kept", function()
+      srv:enqueue { action = "create_then_partial" }
+      local sub, err, res = create()
+      assert.is_nil(err)
+      assert.is_nil(res.created_before)
+      the_one_subscription(sub)
+    end)
+
+    it("cut off, then another subscription under the same key: the first bytes kept, and a warning", function()
+      -- A server that does not honour the key: the first answer broke off
+      -- with all of wh_first's secret, the repeat answers wh_second.
+      local first = cjson.encode { id = "wh_first", fleetId = "fleet_1", secret = "whsec_" .. ("f"):rep(40) }
+      srv:enqueue { action = "partial", body = first, bytes = #first - 2, headers = SOON }
+      srv:enqueue { status = 201, body = cjson.encode { id = "wh_second", fleetId = "fleet_1",
+        url = URL, events = {}, enabled = true, createdAt = "2026-01-01T00:00:00Z",
+        updatedAt = "2026-01-01T00:00:00Z", secret = "whsec_" .. ("s"):rep(40) } }
+      local lines = {}
+      local c = helpers.client(srv, { log_level = "warn", logger = function(_, l) lines[#lines + 1] = l end })
+      local sub, err, res = c.webhooks.create("fleet_1", { url = URL })
+      c:close()
+      assert.is_nil(err)
+      assert.are.equal("wh_second", sub.id)
+      local kept = res.created_before
+      assert.is_true(cerca.is_error(kept))
+      assert.are.equal(first:sub(1, -3), kept.body)
+      assert.are.equal(201, kept.status)
+      assert.matches('answered subscription "wh_second", which those bytes do not show', kept.message, 1, true)
+      assert.matches('answered subscription "wh_second"', table.concat(lines, "\n"), 1, true)
+      -- Printed nowhere: pretty and tostring of the result say where it is.
+      local shown = cerca.pretty(res) .. tostring(kept) .. cerca.pretty(kept) .. table.concat(lines, "\n")
+      assert.is_nil(shown:find(("f"):rep(20), 1, true))
+    end)
+
     it("reset in the middle of the body on every attempt: invalid_response, what arrived kept", function()
       local body = cjson.encode { id = "wh_cut", secret = "whsec_" .. string.rep("s", 40) }
       for _ = 1, 3 do srv:enqueue { action = "partial", body = body, bytes = 30, headers = SOON } end

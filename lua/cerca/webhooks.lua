@@ -20,6 +20,7 @@ local format = string.format
 local concat = table.concat
 local strsub = string.sub
 local match = string.match
+local find = string.find
 local byte = string.byte
 local setmetatable = setmetatable
 local rawget = rawget
@@ -314,7 +315,24 @@ local function unusable(res, err, secret)
   return nil, err
 end
 
-local function created(fleet_id, res, err)
+-- The earlier 2xx of a create that succeeded on a repeat, when its bytes
+-- do not show the subscription the repeat answered (`sub`): an API that
+-- honours the key replays the one it made, so these bytes may hold another
+-- (made in spite of the key), and are kept. An error, so that its body is
+-- printed nowhere (it may hold that other secret). Logged as a warning.
+local function earlier_answer(before, sub, lg)
+  if find(before.body or "", sub.id, 1, true) then return nil end
+  local kept = errors.new("invalid_response", format("the create's answer on attempt %d (HTTP %d) %s, and the "
+    .. "repeat under the same idempotency key answered subscription %s, which those bytes do not show: they "
+    .. "may hold another subscription, kept in res.created_before.body", before.attempt, before.status,
+    before.broke_off and "broke off" or "could not be used", validate.describe(sub.id)), {
+      status = before.status, headers = before.headers, body = before.body, request_id = before.request_id,
+      withheld = before.withheld })
+  if lg then lg:write("warn", kept.message) end
+  return kept
+end
+
+local function created(fleet_id, res, err, lg)
   if not res then return nil, err end
   local sub, why = _M.subscription(res.json)
   if not sub or sub.fleetId ~= fleet_id then
@@ -363,8 +381,10 @@ local function created(fleet_id, res, err)
     local rid = outcome.request_id(res)
     res.request_id = rid and redact.known(rid, secrets, true)
   end
+  local before = res.created_before
   return sub, nil, outcome.lazy_headers({ status = res.status, raw_headers = res.raw_headers, headers = headers,
-    request_id = res.request_id, attempts = res.attempts, idempotency_key = res.idempotency_key }, secret)
+    request_id = res.request_id, attempts = res.attempts, idempotency_key = res.idempotency_key,
+    created_before = before and earlier_answer(before, sub, lg) }, secret)
 end
 
 --- What `create` would refuse before sending anything, or nil: the same
@@ -398,7 +418,7 @@ function _M.create(client, fleet_id, params, options)
   local res
   res, err = client:request("POST", _M.path(fleet_id), _M.body(params), options)
   if err then err = named(err, client._profile.secrets, fleet_id, params) end
-  return created(fleet_id, res, err)
+  return created(fleet_id, res, err, client._profile.log)
 end
 
 local ITEM_KEYS = { "fleet_id", "params", "options" }
@@ -590,7 +610,7 @@ function _M.create_many(client, items, opts)
   read_to(min(count, stopped and count or concurrency))
   if next_item > count then end_reading() end
   local _, fault = client:request_many(calls, concurrency, function(k, res, err)
-    local sub, e, response = created(fleet_of[k], res, err)
+    local sub, e, response = created(fleet_of[k], res, err, client._profile.log)
     if sub then
       report(index_of[k], { ok = true, subscription = sub, response = response })
     else
