@@ -821,6 +821,44 @@ describe("security", function()
       assert.are.equal("[redacted]", cerca.redact(("%25"):rep(n), secret))
     end)
 
+    it("is not spelt across the parts of a line: tostring, pretty and the log line search it whole", function()
+      -- Each part is rid of the secret on its own; a secret holding a space
+      -- or a "=" can be spelt by two parts the line puts side by side.
+      local cases = {
+        { secret = "wh_9 fleet=fleet_1", fields = { id = "wh_9" } },
+        { secret = "zzzz       qqqq", fields = { zzzz = "qqqq" } },
+        { secret = "attempt=1/1 request_id=req_Zz", headers = { ["X-Request-Id"] = "req_Zz" } },
+      }
+      for _, case in ipairs(cases) do
+        local fields = { secret = case.secret }
+        for k, v in pairs(case.fields or {}) do fields[k] = v end
+        srv:enqueue { status = 201, body = subscription_body(fields), headers = case.headers }
+        local lines = {}
+        local c = helpers.client(srv, { log_level = "info", logger = function(_, l) lines[#lines + 1] = l end })
+        local sub, err = c.webhooks.create("fleet_1", { url = URL })
+        c:close()
+        assert.is_nil(err and tostring(err))
+        assert.are.equal(case.secret, sub.secret)
+        for _, shown in ipairs { tostring(sub), cerca.pretty(sub), table.concat(lines, "\n") } do
+          assert.is_nil(shown:find(case.secret, 1, true), shown)
+        end
+      end
+    end)
+
+    it("of fewer than 8 bytes is no credential: the answer's other fields reach the caller whole", function()
+      -- Removed from every field, "h" garbled the id and the URL, and "ab"
+      -- renamed the required "enabled" away.
+      for _, secret in ipairs { "h", "ab", "abled" } do
+        srv:enqueue { status = 201, body = subscription_body { secret = secret } }
+        local sub, err = client.webhooks.create("fleet_1", { url = URL })
+        assert.is_nil(err and tostring(err))
+        assert.are.equal(secret, sub.secret)
+        assert.are.equal("wh_1", sub.id)
+        assert.are.equal(URL, sub.url)
+        assert.is_true(sub.enabled)
+      end
+    end)
+
     it("is searched in time linear in the answer, however the answer is built to slow the search", function()
       -- A secret of one repeated byte, and fields that hold all but its
       -- last byte beside an escape: searched byte by byte from every place,

@@ -55,6 +55,9 @@ local function log_attempt(lg, method, path, res, attempt, attempts, elapsed, ne
   end
   if res.error and res.status > 0 then line = line .. " error=" .. res.error end
   if next_wait then line = format("%s retry_in=%.2fs reason=%q", line, next_wait, why) end
+  -- The line could spell the secret across its parts (a secret holding a
+  -- space or a "="): searched whole.
+  if secret then line = redact.known(line, redact.list(secret), true) end
   lg:write("info", line)
   if lg.debug then
     local body = res.body

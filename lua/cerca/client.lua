@@ -161,7 +161,7 @@ end
 
 -- A key shorter than this is no credential (the API refuses it), and
 -- removing it from a refusal or an answer would garble their words.
-local MIN_KEY_REMOVED = 8
+local MIN_KEY_REMOVED = redact.MIN_SECRET
 
 -- The secrets to remove from a refusal (a refused argument, which its
 -- message may quote) for the keys given (the option, the environment's),

@@ -218,7 +218,7 @@ end
 -- @treturn string
 function _M.redact(s, secret, other)
   if type(s) ~= "string" then return s end
-  return redact.text(s, redact.list(secret, other))
+  return redact.text(s, redact.exact_list(secret, other))
 end
 
 --- True when `v` is an error made by cerca.

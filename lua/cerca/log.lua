@@ -26,7 +26,7 @@ _M.DEFAULT_LEVEL = "warn"
 -- @tparam string s the text
 -- @tparam[opt] string api_key removed wherever and however it appears
 function _M.redact(s, api_key)
-  return redact.text(s, redact.list(api_key))
+  return redact.text(s, redact.exact_list(api_key))
 end
 
 --- Checks a level name; returns its number or nil and a message.

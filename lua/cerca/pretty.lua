@@ -91,9 +91,12 @@ end
 --- One line for a subscription; the secret redacted.
 function _M.subscription_line(sub_)
   local secrets = secrets_of(sub_)
-  return format("cerca.Subscription %s fleet=%s url=%s events=%s enabled=%s secret=%s",
+  local line = format("cerca.Subscription %s fleet=%s url=%s events=%s enabled=%s secret=%s",
     text(sub_.id, secrets), text(sub_.fleetId, secrets), text(sub_.url, secrets), events_text(sub_.events, secrets),
     text(sub_.enabled), text(_M.redact(sub_.secret)))
+  -- Each field is rid of the secret on its own; the line they make could
+  -- spell it across two (a secret holding a space or a "="): searched whole.
+  return secrets and redact.known(line, secrets, true) or line
 end
 
 local COLORS = { title = "\27[1m", key = "\27[36m", secret = "\27[33m", bad = "\27[31m", reset = "\27[0m" }
@@ -150,6 +153,10 @@ local function render_subscription(s, fields, opts, paint)
     rows[#rows + 1] = { k, value_text(k, s[k], opts, paint, secrets) }
   end
   local out = block(paint("title", "Webhook subscription " .. text(s.id, secrets)), rows, paint, secrets)
+  -- The block may spell the secret across a name and its value, or two
+  -- rows: searched whole (with the secret shown on request, its own row
+  -- is left as it is).
+  if secrets and not opts.reveal_secret then out = redact.known(out, secrets, true) end
   if not opts.reveal_secret then
     out = out .. "\n  (the secret is shown once, at create: read sub.secret to store it)"
   end

@@ -562,11 +562,14 @@ local SECRETS = {
   __tostring = function(t) return format("cerca.Secrets (%d, not shown)", #t) end,
 }
 
---- A list of known secrets: the non-empty strings among `a` and `b`,
--- longest first (a secret that holds another is removed whole), with what
--- finds them fast (`probes`, `numbers`) and whether a joined header may
--- spell one (`joinable`).
-function _M.list(a, b)
+
+--- A list of known secrets, exactly as given: the non-empty strings among
+-- `a` and `b`, longest first (a secret that holds another is removed
+-- whole), with what finds them fast (`probes`, `numbers`) and whether a
+-- joined header may spell one (`joinable`). For a caller who names the
+-- text to remove (`cerca.redact`), however short; cerca's own lists of
+-- secrets are made by `list`.
+function _M.exact_list(a, b)
   local out
   if type(a) ~= "string" or a == "" then a, b = b, nil end
   if type(b) ~= "string" or b == "" then b = nil end
@@ -591,6 +594,24 @@ function _M.list(a, b)
   end
   out.probes = setmetatable(probes, SECRETS)
   return setmetatable(out, SECRETS)
+end
+
+-- A secret shorter than this is no credential (an API key, a webhook
+-- secret: 24 bytes and more), and removing it from every text would
+-- garble them: "h" from every id and URL, "ab" from a field's name (the
+-- answer's `enabled` lost). It is not searched for.
+_M.MIN_SECRET = 8
+local MIN_SECRET = _M.MIN_SECRET
+
+local function searchable(s)
+  return type(s) == "string" and #s >= MIN_SECRET and s or nil
+end
+
+--- The list of secrets cerca searches for (the API key, an answer's
+-- secret): `exact_list` of those of `a` and `b` that are `MIN_SECRET`
+-- bytes or longer.
+function _M.list(a, b)
+  return _M.exact_list(searchable(a), searchable(b))
 end
 
 return _M
