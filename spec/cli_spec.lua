@@ -1007,6 +1007,30 @@ describe("the cerca command", function()
       local out = on_tty("webhooks create --fleets-file fleets.txt --url https://example.com/h --out tty.jsonl")
       assert.matches("\r[" .. ("#"):rep(30) .. "] 2/2", out, 1, true)
     end)
+
+    it("wipes the bar before a result line on the same terminal: each line starts with its JSON", function()
+      write(work .. "/fleets.txt", "t1\nt2\nt3\n")
+      local out = on_tty("webhooks create --fleets-file fleets.txt --url https://example.com/h")
+      -- What the terminal shows of a line: each CR starts writing over it
+      -- from its first column.
+      local function shown(line)
+        local screen = ""
+        for part in (line .. "\r"):gmatch("([^\r]*)\r") do
+          screen = part .. screen:sub(#part + 1)
+        end
+        return (screen:gsub(" +$", ""))
+      end
+      local results = 0
+      for line in out:gmatch("[^\n]+") do
+        local visible = shown(line)
+        if visible:find('"secret"', 1, true) then
+          results = results + 1
+          -- The JSON alone: nothing of the bar before or after it.
+          assert.matches("^{.*}$", visible)
+        end
+      end
+      assert.are.equal(3, results)
+    end)
   end)
 
   it("prints help, the events and its version", function()

@@ -88,6 +88,26 @@ describe("the journal", function()
       j:close()
     end)
 
+    it("sets a file of its user's without the write bit (0400, 0500) to 0600, without root's powers", function()
+      -- Root writes any file: the open runs without root's capabilities,
+      -- as any user's would (open for writing is refused for 0400).
+      local root = trim(sh("id -u")) == "0"
+      for _, mode in ipairs { "400", "500" } do
+        local path = dir .. "/read-only-" .. mode .. ".jsonl"
+        write(path, '{"a":0}\n')
+        sh("chmod " .. mode .. " " .. q(path))
+        local script = dir .. "/ro.lua"
+        write(script, ("local j = assert(require('cerca').journal.open(%q)) assert(j:append { a = 1 })"
+          .. " print('ok') j:close()"):format(path))
+        local out = sh((root and "setpriv --bounding-set=-all --inh-caps=-all " or "")
+          .. "env LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH=" .. q(helpers.build_dir .. "/?.so;;")
+          .. " " .. helpers.interpreter .. " " .. q(script) .. " 2>&1")
+        assert.are.equal("ok", trim(out))
+        assert.are.equal("600", (mode_owner(path):match("^%d+")))
+        assert.are.equal('{"a":0}\n{"a":1}\n', read(path))
+      end
+    end)
+
     it("raises for a caller's bug: a bad max_bytes, a closed journal", function()
       assert.has_error(function() core.open_journal(dir .. "/x", 0) end)
       assert.has_error(function() core.open_journal(dir .. "/x", 1.5) end)

@@ -833,13 +833,13 @@ describe("security", function()
         local fields = { secret = case.secret }
         for k, v in pairs(case.fields or {}) do fields[k] = v end
         srv:enqueue { status = 201, body = subscription_body(fields), headers = case.headers }
-        local lines = {}
-        local c = helpers.client(srv, { log_level = "info", logger = function(_, l) lines[#lines + 1] = l end })
+        local logged = {}
+        local c = helpers.client(srv, { log_level = "info", logger = function(_, l) logged[#logged + 1] = l end })
         local sub, err = c.webhooks.create("fleet_1", { url = URL })
         c:close()
         assert.is_nil(err and tostring(err))
         assert.are.equal(case.secret, sub.secret)
-        for _, shown in ipairs { tostring(sub), cerca.pretty(sub), table.concat(lines, "\n") } do
+        for _, shown in ipairs { tostring(sub), cerca.pretty(sub), table.concat(logged, "\n") } do
           assert.is_nil(shown:find(case.secret, 1, true), shown)
         end
       end

@@ -118,6 +118,44 @@ static void drop_fd(journal *j)
     j->fd = -1;
 }
 
+/* A file of ours without the write bit for us (0400, 0500: set so by
+ * hand, or by an earlier tool) cannot be opened for writing without root.
+ * Opened for reading, checked (a regular file of ours, one link, nothing
+ * for others), given 0600 and opened again for writing; the second open
+ * must reach the same file (device and inode), else the path was swapped
+ * meanwhile. Returns the descriptor, or -1 with errno (EACCES when it was
+ * not such a file). */
+static int open_read_only_own(const char *path)
+{
+    struct stat before, after;
+    int ro, fd, e;
+    do
+        ro = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    while (ro < 0 && errno == EINTR);
+    if (ro < 0) {
+        errno = EACCES;
+        return -1;
+    }
+    if (fstat(ro, &before) != 0 || !S_ISREG(before.st_mode) || before.st_uid != geteuid() ||
+        before.st_nlink != 1 || (before.st_mode & 077) != 0 || fchmod(ro, PRIVATE_MODE) != 0) {
+        close(ro);
+        errno = EACCES;
+        return -1;
+    }
+    do
+        fd = open(path, O_RDWR | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    while (fd < 0 && errno == EINTR);
+    e = errno;
+    if (fd >= 0 && (fstat(fd, &after) != 0 || after.st_dev != before.st_dev || after.st_ino != before.st_ino)) {
+        close(fd);
+        fd = -1;
+        e = EACCES;
+    }
+    close(ro);
+    errno = e;
+    return fd;
+}
+
 /* core.open_journal(path, max_bytes) */
 static int l_open_journal(lua_State *L)
 {
@@ -152,6 +190,8 @@ static int l_open_journal(lua_State *L)
     do
         fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, PRIVATE_MODE);
     while (fd < 0 && errno == EINTR);
+    if (fd < 0 && errno == EACCES)
+        fd = open_read_only_own(path);
     if (fd < 0) {
         e = errno;
         if (e == ELOOP) {

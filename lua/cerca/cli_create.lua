@@ -241,11 +241,14 @@ local function open_out(path, params)
   return journal, created, keys, recorded
 end
 
+-- Draws the bar (on stderr, a terminal); returns its length.
 local function progress(ui, done, total, failed)
   local width = 30
   local filled = total > 0 and floor(width * done / total) or width
-  ui.warn(format("\r[%s%s] %d/%d%s", rep("#", filled), rep(".", width - filled), done, total,
-    failed > 0 and format(" (%d failed)", failed) or ""))
+  local bar = format("\r[%s%s] %d/%d%s", rep("#", filled), rep(".", width - filled), done, total,
+    failed > 0 and format(" (%d failed)", failed) or "")
+  ui.warn(bar)
+  return #bar
 end
 
 --- The raw text of an answer that could not be used: it may still hold
@@ -319,11 +322,16 @@ local function batch(ui, o, env)
   -- end, a second Ctrl-C or a crash would lose the secrets in it.
   -- (Before that, a record only holds the key of a create not sent.)
   local write_error, sending = nil, false
+  -- The length of the progress bar drawn on the terminal stdout shares,
+  -- if any: a line written there would follow the bar's text (a secret
+  -- behind "[###...] 3/10"), so the bar is wiped first, and drawn again.
+  local bar_shown = nil
   local function record(value)
     local json = value.secret and subscription_json(value) or cerca.encode_json(value)
     local line = json .. "\n"
     if not write_error then
       local ok, why
+      if bar_shown then ui.warn("\r" .. rep(" ", bar_shown) .. "\r") end
       if journal then ok, why = journal:append(json) else ok, why = put(ui.out, line) end
       if ok then return end
       write_error = why
@@ -370,7 +378,11 @@ local function batch(ui, o, env)
   -- unsent: cancelled, never sent; cut: ended by a signal (unsent ones too)
   local done, failed, unsent, cut = 0, 0, 0, 0
   local show_progress = ui.tty_err and #items > 0
-  if show_progress then progress(ui, 0, #items, 0) end
+  local bar_shares_stdout = show_progress and not journal and cerca.system.isatty(1)
+  if show_progress then
+    local len = progress(ui, 0, #items, 0)
+    if bar_shares_stdout then bar_shown = len end
+  end
   local function on_result(i, r)
     done = done + 1
     -- Written as it arrives: an interrupted run keeps every secret so far.
@@ -385,7 +397,10 @@ local function batch(ui, o, env)
         ui.warn(format("cerca: %s: %s\n", cerca.printable(todo[i]), tostring(r.error)))
       end
     end
-    if show_progress then progress(ui, done, #items, failed) end
+    if show_progress then
+      local len = progress(ui, done, #items, failed)
+      if bar_shares_stdout then bar_shown = len end
+    end
   end
   -- SIGINT, SIGTERM or SIGHUP (caught since `client_of`) stops the batch: no
   -- create is started after it, those in flight end and are written.

@@ -14,7 +14,8 @@
 -- file is created with mode 0600 whatever the umask; an existing one that
 -- others may read or write (any group or other bit) is refused, since a
 -- descriptor one of them opened would keep reading after a chmod, and an
--- existing one of 0700 or 0400 is set to 0600. Every check is made on the open descriptor. Each record is
+-- existing one of 0700, 0500 or 0400 is set to 0600 (by any user). Every
+-- check is made on the open descriptor. Each record is
 -- one line, appended at the end (`O_APPEND`). Reading back is bounded:
 -- `max_bytes` at most.
 --
