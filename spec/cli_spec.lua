@@ -329,6 +329,35 @@ describe("the cerca command", function()
       for _, s in ipairs(stored) do assert.are.equal(s.secret, rescued[s.fleetId]) end
     end)
 
+    it("started with stdout closed where /dev/full is missing (a bare chroot), rescues the secrets the same", function()
+      -- In a mount namespace of its own, /dev holds null, zero, random and
+      -- urandom only: the stand-in for descriptor 1 is then a pipe no one
+      -- reads, where every write fails as on /dev/full.
+      write(work .. "/fleets.txt", FLEETS)
+      local dev = work .. "/dev"
+      local inner = ("mkdir -p %s && mount -t tmpfs none %s && for d in null zero random urandom; do "
+        .. "touch %s/$d && mount --bind /dev/$d %s/$d; done && mount --bind %s /dev && test ! -e /dev/full && "
+        .. "cd %s && %s && env -u NO_COLOR CERCA_API_KEY=%s CERCA_BASE_URL=%s %s webhooks create --fleets-file "
+        .. "fleets.txt --url https://example.com/h --json --concurrency 1 2>%s >&-; echo $? > %s")
+        :format(q(dev), q(dev), q(dev), q(dev), q(dev), q(work), tree_paths, q(srv.api_key), q(srv.http_url),
+          q(cerca_bin), q(work .. "/nodevfull.err"), q(work .. "/nodevfull.rc"))
+      sh("unshare -m sh -c " .. q(inner) .. " </dev/null")
+      local err = read(work .. "/nodevfull.err") or ""
+      assert.are.equal("7", ((read(work .. "/nodevfull.rc") or ""):gsub("%s+$", "")), err)
+      assert.matches("^cerca: could not write to stdout %(", err)
+      assert.is_nil(err:find("traceback", 1, true), err)
+      local rescued = {}
+      for _, l in ipairs(lines(err)) do
+        if l:sub(1, 1) == "{" then
+          local r = cjson.decode(l)
+          rescued[r.fleetId] = r.secret
+        end
+      end
+      local stored = srv:subscriptions()
+      assert.are.equal(4, #stored)
+      for _, s in ipairs(stored) do assert.are.equal(s.secret, rescued[s.fleetId]) end
+    end)
+
     it("escapes the --out file's name in the line that says it could not be written", function()
       write(work .. "/fleets.txt", FLEETS)
       local name = "esc\27]0;pwned\7\27[2J.jsonl"

@@ -78,13 +78,27 @@ static int l_ignore_write_signals(lua_State *L)
     return 0;
 }
 
+/* A pipe's end that reads nothing (fd 0: its writing end is closed) or on
+ * which every write fails (1, 2: its reading end is closed; EPIPE, once
+ * SIGPIPE is ignored), or -1: the stand-in where /dev/null or /dev/full
+ * cannot be opened (a system without /dev/full, a bare chroot). */
+static int dead_pipe_end(int fd)
+{
+    int p[2];
+    if (pipe(p) != 0)
+        return -1;
+    close(fd == 0 ? p[1] : p[0]);
+    return fd == 0 ? p[0] : p[1];
+}
+
 /* hold_std_streams(): a standard descriptor (0, 1, 2) the process was
  * started without is opened again, on /dev/null for reading (0) and on
- * /dev/full for writing (1, 2). Left closed, the next socket or file would
- * take its number, and what the command prints there (a subscription and
- * its secret) would go into that socket or file; on /dev/full each write
- * fails, and the command rescues what it could not write. Returns how many
- * were closed. */
+ * /dev/full for writing (1, 2), or on a pipe that does the same where
+ * those are missing. Left closed, the next socket or file would take its
+ * number, and what the command prints there (a subscription and its
+ * secret) would go into that socket or file; there each write fails, and
+ * the command rescues what it could not write. Returns how many were
+ * closed. */
 static int l_hold_std_streams(lua_State *L)
 {
     int fd, held = 0;
@@ -93,6 +107,8 @@ static int l_hold_std_streams(lua_State *L)
         if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
             continue;
         other = open(fd == 0 ? "/dev/null" : "/dev/full", fd == 0 ? O_RDONLY : O_WRONLY);
+        if (other == -1)
+            other = dead_pipe_end(fd);
         if (other == -1)
             return luaL_error(L, "cannot open a stand-in for descriptor %d: %s", fd, strerror(errno));
         if (other != fd) {

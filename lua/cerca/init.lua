@@ -136,7 +136,9 @@ system.ignore_write_signals = core.ignore_write_signals
 system.file_kind = errors.protect(core.file_kind)
 
 --- Opens again each standard descriptor (0, 1, 2) the process was started
--- without: 0 on /dev/null, 1 and 2 on /dev/full, where every write fails.
+-- without: 0 on /dev/null, 1 and 2 on /dev/full, where every write fails
+-- (where those are missing, on a pipe that reads nothing, or that no one
+-- reads: a write there raises SIGPIPE unless `ignore_write_signals` ran).
 -- Left closed, the next socket or file opened would take its number, and
 -- what a program prints would go there. Returns how many were closed.
 -- @function system.hold_std_streams
