@@ -704,6 +704,18 @@ describe("the cerca command", function()
       return err, status, outfile
     end
 
+    it("writes no core file: the key and the secrets in its memory stay there (core size limit 0)", function()
+      srv:enqueue { action = "pass", delay = 2 }
+      local pid, ended = start("webhooks create fleet_core --url https://example.com/h --json")
+      wait_for("the create sent", function() return #srv:requests() >= 1 end)
+      local limits = read("/proc/" .. pid .. "/limits") or ""
+      local soft, hard = limits:match("Max core file size%s+(%S+)%s+(%S+)")
+      local _, err, status = ended()
+      assert.are.equal("0", soft, limits)
+      assert.are.equal("0", hard, limits)
+      assert.are.equal("exit 0", status, err)
+    end)
+
     it("with stdout failing, puts each secret on stderr as it comes: a second Ctrl-C loses none already made",
       function()
       local fleets = {}

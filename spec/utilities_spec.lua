@@ -369,6 +369,20 @@ describe("cerca.system", function()
     return status, err
   end
 
+  it("no_core_dumps sets the core file size limit to 0, soft and hard", function()
+    local file = os.tmpname()
+    helpers.write(file, [[
+      assert(require("cerca").system.no_core_dumps())
+      for line in io.lines("/proc/self/limits") do
+        if line:find("^Max core file size") then print(line:match("^Max core file size%s+(%S+)%s+(%S+)")) end
+      end
+    ]])
+    local out = sh(("bash -c %s"):format(q(("ulimit -c unlimited && env LUA_PATH=%s LUA_CPATH=%s %s %s")
+      :format(q(package.path), q(package.cpath), helpers.interpreter, q(file)))))
+    os.remove(file)
+    assert.are.equal("0\t0\n", out)
+  end)
+
   it("ignore_write_signals turns a write to a closed pipe into an error the program handles", function()
     -- `true` reads nothing and exits at once.
     local shape = "%s 2>%s | true; exit ${PIPESTATUS[0]}"

@@ -22,6 +22,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -123,13 +124,33 @@ static int l_hold_std_streams(lua_State *L)
     return 1;
 }
 
+/* no_core_dumps(): the process's core file size limit set to 0, soft and
+ * hard: a crash, or Ctrl-\ (SIGQUIT), writes no core file holding the API
+ * key and the secrets in memory. Returns true, or nil and a message. */
+static int l_no_core_dumps(lua_State *L)
+{
+    struct rlimit none;
+    none.rlim_cur = 0;
+    none.rlim_max = 0;
+    if (setrlimit(RLIMIT_CORE, &none) != 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, strerror(errno));
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* A command that must not be cut off in the middle of a batch (it would
  * lose the secrets in flight) catches SIGINT, SIGTERM and SIGHUP (its
  * terminal closed, an ssh session dropped) while it runs and
  * stops starting work when one arrives. The first of each is caught; the
  * handler then gives way to the default, so a second Ctrl-C ends the
- * process at once. A signal the process was started to ignore (nohup, a
- * background job) stays ignored. */
+ * process at once. A signal the process was started to ignore (nohup)
+ * stays ignored: SIGHUP and SIGTERM. SIGINT cannot be told: the Lua
+ * interpreter (lua.c) puts its own handler in place before the command's
+ * script runs, over an ignored SIGINT too (a shell script's background
+ * job), so the command finds it caught, never ignored. */
 static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
 #define NSTOP_SIGNALS (sizeof stop_signals / sizeof stop_signals[0])
 static struct sigaction stop_previous[NSTOP_SIGNALS];
@@ -269,6 +290,7 @@ static const luaL_Reg sys_functions[] = {
     {"isatty", l_isatty},
     {"ignore_write_signals", l_ignore_write_signals},
     {"hold_std_streams", l_hold_std_streams},
+    {"no_core_dumps", l_no_core_dumps},
     {"default_stop_signals", l_default_stop_signals},
     {"catch_stop_signals", l_catch_stop_signals},
     {"stop_signal", l_stop_signal},

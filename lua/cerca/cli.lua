@@ -352,6 +352,9 @@ function _M.main(argv, env)
   -- instead sends them to the rescue on stderr.
   cerca.system.hold_std_streams()
   cerca.system.ignore_write_signals()
+  -- The key and the secrets are in this process's memory: a crash or a
+  -- Ctrl-\ must not write them into a core file.
+  cerca.system.no_core_dumps()
   -- Until every input is read, a signal ends the command (nothing is sent
   -- or written yet): not the interpreter's "interrupted!" error.
   cerca.system.default_stop_signals()

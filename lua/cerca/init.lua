@@ -135,6 +135,15 @@ system.ignore_write_signals = core.ignore_write_signals
 -- @treturn[opt] string why it cannot be told (no such file, ...)
 system.file_kind = errors.protect(core.file_kind)
 
+--- For command-line programs (the `cerca` command uses it): sets the
+-- process's core file size limit to 0, soft and hard, so that a crash or
+-- Ctrl-\ (SIGQUIT) writes no core file holding the API key and secrets in
+-- memory. Not for a library's host (nginx, an application).
+-- @function system.no_core_dumps
+-- @treturn boolean|nil true
+-- @treturn[opt] string why the limit could not be set
+system.no_core_dumps = core.no_core_dumps
+
 --- Opens again each standard descriptor (0, 1, 2) the process was started
 -- without: 0 on /dev/null, 1 and 2 on /dev/full, where every write fails
 -- (where those are missing, on a pipe that reads nothing, or that no one
