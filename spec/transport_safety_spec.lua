@@ -456,6 +456,27 @@ describe("transport safety", function()
       assert.are.equal(2, #srv:requests())  -- one attempt each: not retried
     end)
 
+    it("names one header line longer than libcurl holds (100 KB) as headers over the cap, not memory", function()
+      -- libcurl holds a line whole before handing it over, up to 100 KB:
+      -- past that it ends the transfer as "out of memory".
+      for _, status in ipairs { "201 Created", "503 Service Unavailable" } do
+        local raw = "HTTP/1.1 " .. status .. "\r\nX-Big: " .. ("a"):rep(110000) .. "\r\nContent-Type: application/json"
+          .. "\r\nContent-Length: " .. #SUBSCRIPTION .. "\r\n\r\n" .. SUBSCRIPTION
+        local res = attempt(raw)
+        assert.are.equal("too_large", res.error)
+        assert.matches("^the response headers are larger than 65536 bytes", res.error_message)
+        srv:reset()
+        srv:enqueue { action = "raw", body = raw }
+        local client = new_client("http")
+        local sub, err = client.webhooks.create("fleet_1", { url = URL })
+        client:close()
+        assert.is_nil(sub)
+        assert.are.equal("invalid_response", err.type)
+        assert.matches("^the response headers are larger than 65536 bytes", err.message)
+        assert.are.equal(1, #srv:requests())  -- not retried
+      end
+    end)
+
     it("counts header lines that begin with HTTP/ inside one answer", function()
       local lines = { "HTTP/1.1 201 Created" }
       for i = 1, 100 do lines[#lines + 1] = "HTTP/1.1-Pad-" .. i .. ": " .. ("p"):rep(1024) end

@@ -251,6 +251,13 @@ static cerca_err_kind classify(CURLcode code, const cerca_http *h, int request_s
          * says "unsupported protocol" for bytes without a status line). */
         return request_sent ? CERCA_ERR_CONNECTION : CERCA_ERR_URL;
     case CURLE_OUT_OF_MEMORY:
+        /* libcurl holds a header line whole before it hands it over, up to
+         * a cap of its own (100 KB): a longer one ends the transfer as "out
+         * of memory" before our callback sees a byte of it. The headers are
+         * then over our cap too. */
+        if (request_sent && h->body.len == 0 && !h->body.overflow)
+            return CERCA_ERR_TOO_LARGE;
+        return CERCA_ERR_INTERNAL;
     case CURLE_BAD_FUNCTION_ARGUMENT:
         return CERCA_ERR_INTERNAL;
     default:
@@ -487,7 +494,7 @@ static void report(cerca_http *h, CURLcode code, cerca_response *rs, int transfe
     if (rs->err != CERCA_OK) {
         char message[CURL_ERROR_SIZE];
         const char *why = h->errbuf[0] ? h->errbuf : curl_easy_strerror(code);
-        if (h->headers.overflow) {
+        if (h->headers.overflow || (rs->err == CERCA_ERR_TOO_LARGE && code == CURLE_OUT_OF_MEMORY)) {
             snprintf(message, sizeof message, "the response headers are larger than %d bytes",
                      CERCA_MAX_HEADER_BYTES);
             why = memcpy(h->errbuf, message, sizeof message);
