@@ -6,6 +6,10 @@
 --   CERCA_WEBHOOK_SECRET=whsec_... (the secret of the subscription)
 --
 -- Answers 204 to a verified delivery, 401 with the reason otherwise.
+-- A CGI script is a process per request: it keeps no replay guard (a
+-- verified delivery sent again within the tolerance window passes again).
+-- Record each webhook-id where requests share state, or see the nginx
+-- receiver (doc/deliveries.md).
 local cerca = require "cerca"
 
 local MAX_BODY = 1024 * 1024
