@@ -309,14 +309,9 @@ describe("the cerca command", function()
       for _, s in ipairs(stored) do assert.are.equal(s.secret, got[s.fleetId]) end
     end)
 
-    it("started with stdout closed, puts every secret on stderr, exit 7 (not into a socket)", function()
-      -- Left closed, descriptor 1 is the next one opened (libcurl's first
-      -- socket), and the results would be written into it.
-      write(work .. "/fleets.txt", FLEETS)
-      local _, err, status = run("webhooks create --fleets-file " .. q(work .. "/fleets.txt")
-        .. " --url https://example.com/h --json --concurrency 1 >&-")
-      assert.are.equal(7, status, err)
-      assert.matches("^cerca: could not write to stdout %(", err)
+    -- Every subscription the server made (`n`), its secret on a JSON line
+    -- of stderr (`err`): rescued from a stdout that could not be written.
+    local function assert_all_rescued(err, n)
       local rescued = {}
       for _, l in ipairs(lines(err)) do
         if l:sub(1, 1) == "{" then
@@ -325,8 +320,19 @@ describe("the cerca command", function()
         end
       end
       local stored = srv:subscriptions()
-      assert.are.equal(4, #stored)
+      assert.are.equal(n, #stored)
       for _, s in ipairs(stored) do assert.are.equal(s.secret, rescued[s.fleetId]) end
+    end
+
+    it("started with stdout closed, puts every secret on stderr, exit 7 (not into a socket)", function()
+      -- Left closed, descriptor 1 is the next one opened (libcurl's first
+      -- socket), and the results would be written into it.
+      write(work .. "/fleets.txt", FLEETS)
+      local _, err, status = run("webhooks create --fleets-file " .. q(work .. "/fleets.txt")
+        .. " --url https://example.com/h --json --concurrency 1 >&-")
+      assert.are.equal(7, status, err)
+      assert.matches("^cerca: could not write to stdout %(", err)
+      assert_all_rescued(err, 4)
     end)
 
     it("started with stdout closed where /dev/full is missing (a bare chroot), rescues the secrets the same", function()
@@ -346,16 +352,7 @@ describe("the cerca command", function()
       assert.are.equal("7", ((read(work .. "/nodevfull.rc") or ""):gsub("%s+$", "")), err)
       assert.matches("^cerca: could not write to stdout %(", err)
       assert.is_nil(err:find("traceback", 1, true), err)
-      local rescued = {}
-      for _, l in ipairs(lines(err)) do
-        if l:sub(1, 1) == "{" then
-          local r = cjson.decode(l)
-          rescued[r.fleetId] = r.secret
-        end
-      end
-      local stored = srv:subscriptions()
-      assert.are.equal(4, #stored)
-      for _, s in ipairs(stored) do assert.are.equal(s.secret, rescued[s.fleetId]) end
+      assert_all_rescued(err, 4)
     end)
 
     it("escapes the --out file's name in the line that says it could not be written", function()

@@ -438,6 +438,18 @@ describe("transport safety", function()
       assert.are.equal("fleet_1", sub.fleetId)
     end)
 
+    -- A create whose answer (enqueued) has headers over the cap: refused as
+    -- invalid_response naming the cap; returns the error.
+    local function refused_over_header_cap()
+      local client = new_client("http")
+      local sub, err = client.webhooks.create("fleet_1", { url = URL })
+      client:close()
+      assert.is_nil(sub)
+      assert.are.equal("invalid_response", err.type)
+      assert.matches("^the response headers are larger than 65536 bytes", err.message)
+      return err
+    end
+
     it("counts the header bytes of every interim answer", function()
       local raw = interims(10, 10 * 1024) .. FINAL
       local res = attempt(raw)
@@ -445,12 +457,7 @@ describe("transport safety", function()
       assert.matches("header", res.error_message)
 
       srv:enqueue { action = "raw", body = raw }
-      local client = new_client("http")
-      local sub, err = client.webhooks.create("fleet_1", { url = URL })
-      client:close()
-      assert.is_nil(sub)
-      assert.are.equal("invalid_response", err.type)
-      assert.matches("^the response headers are larger than 65536 bytes", err.message)
+      local err = refused_over_header_cap()
       assert.is_true(err.request_sent)
       assert.are.equal(srv:requests()[2].headers["idempotency-key"], err.idempotency_key)
       assert.are.equal(2, #srv:requests())  -- one attempt each: not retried
@@ -467,12 +474,7 @@ describe("transport safety", function()
         assert.matches("^the response headers are larger than 65536 bytes", res.error_message)
         srv:reset()
         srv:enqueue { action = "raw", body = raw }
-        local client = new_client("http")
-        local sub, err = client.webhooks.create("fleet_1", { url = URL })
-        client:close()
-        assert.is_nil(sub)
-        assert.are.equal("invalid_response", err.type)
-        assert.matches("^the response headers are larger than 65536 bytes", err.message)
+        refused_over_header_cap()
         assert.are.equal(1, #srv:requests())  -- not retried
       end
     end)
