@@ -142,6 +142,22 @@ describe("webhooks.create_many", function()
     assert.are.equal(3, results[1].error.attempts)
   end)
 
+  it("starts a retry whose wait is over before the items not yet started: its deadline holds", function()
+    -- One at a time, each answer 0.2 s away: behind the 9 other items, the
+    -- first one's retry would start after 1.8 s, past its 1 s deadline.
+    srv:enqueue { status = 503, body = "{}", headers = { ["Retry-After-Ms"] = "1" } }
+    for _ = 1, 10 do srv:enqueue { action = "pass", delay = 0.2 } end
+    local items = items_for(10)
+    items[1].options = { deadline = 1 }
+    local results = assert(client.webhooks.create_many(items, { concurrency = 1 }))
+    assert.is_true(results[1].ok, results[1].error and tostring(results[1].error))
+    assert.are.equal(2, results[1].response.attempts)
+    -- The retry was the third request: after the one item already in flight.
+    local key = srv:requests()[1].headers["idempotency-key"]
+    assert.are.equal(key, srv:requests()[3].headers["idempotency-key"])
+    for i = 2, 10 do assert.is_true(results[i].ok) end
+  end)
+
   it("applies per-item options", function()
     srv:enqueue { status = 201, body = "{}", delay = 2 }
     local items = items_for(2)

@@ -44,11 +44,20 @@ function _M.over_multi(multi, calls, keys, concurrency, on_done, runtime, more, 
   local queued_keys = #keys
 
   local head, in_flight, stopped = 1, 0, nil
-  -- Starts queued calls while there is room.
+  -- Retries whose wait is over, started before any call not yet started:
+  -- behind them, a retry would wait for the whole rest of the batch, past
+  -- its deadline.
+  local due = {}
+  -- Starts due retries, then queued calls, while there is room.
   local function fill()
-    while in_flight < concurrency and head <= #queue do
-      local k = queue[head]
-      head = head + 1
+    while in_flight < concurrency and (#due > 0 or head <= #queue) do
+      local k
+      if #due > 0 then
+        k = table.remove(due, 1)
+      else
+        k = queue[head]
+        head = head + 1
+      end
       local c = calls[k]
       local request = c:next_request()
       if not request then
@@ -77,6 +86,10 @@ function _M.over_multi(multi, calls, keys, concurrency, on_done, runtime, more, 
       on_done(k, nil, select(2, calls[k]:stop(stopped)))
     end
     head = #queue + 1
+    for i = 1, #due do
+      on_done(due[i], nil, select(2, calls[due[i]]:stop(stopped)))
+    end
+    due = {}
     for k in pairs(waiting) do
       waiting[k] = nil
       on_done(k, nil, select(2, calls[k]:stop(stopped)))
@@ -88,18 +101,18 @@ function _M.over_multi(multi, calls, keys, concurrency, on_done, runtime, more, 
       stopped = stop()
       if stopped then stop_the_rest() end
     end
-    -- Retries whose wait is over go to the back of the queue.
+    -- Retries whose wait is over are due, before the calls not started.
     local t, soonest = now(), nil
     for k, at in pairs(waiting) do
       if at <= t then
         waiting[k] = nil
-        queue[#queue + 1] = k
+        due[#due + 1] = k
       elseif not soonest or at < soonest then
         soonest = at
       end
     end
     fill()
-    if in_flight == 0 and head > #queue and not next(waiting) and not more then return end
+    if in_flight == 0 and #due == 0 and head > #queue and not next(waiting) and not more then return end
 
     local timeout = IDLE_POLL_MS
     if soonest then timeout = max(0, min(timeout, (soonest - t) * 1000)) end
@@ -113,7 +126,7 @@ function _M.over_multi(multi, calls, keys, concurrency, on_done, runtime, more, 
       -- The freed places get their next calls, and those are sent, before
       -- the answers are read: a wave of answers read one by one would
       -- otherwise hold back the next wave of requests.
-      if head <= #queue and in_flight < concurrency then
+      if (#due > 0 or head <= #queue) and in_flight < concurrency then
         fill()
         take(multi:poll(0), done)
       end
