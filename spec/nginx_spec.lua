@@ -290,6 +290,21 @@ describe("nginx", function()
         assert.are.equal(stored[1].secret, decode(res).secret)
       end)
 
+      it("lost every time: 502 with the key and maybe_created; repeated with it, the one subscription", function()
+        for _ = 1, 3 do srv:enqueue { action = "create_then_drop" } end
+        local res = a:request("POST", "/subscriptions", cjson.encode { fleet_id = "fleet_1", url = URL })
+        assert.are.equal(502, res.status, res.body)
+        local e = decode(res).error
+        assert.is_true(e.maybe_created)
+        assert.are.equal(srv:requests()[1].headers["idempotency-key"], e.idempotency_key)
+        local again = a:request("POST", "/subscriptions", cjson.encode { fleet_id = "fleet_1", url = URL }, nil,
+          { ["Idempotency-Key"] = e.idempotency_key })
+        assert.are.equal(201, again.status, again.body)
+        local stored = srv:subscriptions()
+        assert.are.equal(1, #stored)
+        assert.are.equal(stored[1].secret, decode(again).secret)
+      end)
+
       it("an answer lost after the create: the retry gets the same subscription", function()
         srv:enqueue { action = "create_then_drop" }
         local res = post(a, cjson.encode { fleet_id = "fleet_1", url = URL })
@@ -493,6 +508,68 @@ describe("nginx", function()
         assert.is_true(n <= case.threads, n .. " connections")
       end)
     end
+
+    it("refuses a create from inside a call from C (a gsub callback), sending nothing", function()
+      -- The attempt would be handed to the thread pool and its answer never
+      -- waited for: sent, with no result and no key.
+      local res = decode(a:request("GET", "/in_gsub"))
+      assert.is_false(res.ok)
+      assert.are.equal("configuration", res.type)
+      assert.matches("from inside a function that C code calls", res.message, 1, true)
+      helpers.sleep(0.3)
+      assert.are.equal(0, #srv:requests())
+    end)
+
+    it("finishes a create in flight when nginx reloads (SIGHUP): the answer and its secret arrive", function()
+      local pending = slow_create("pool=cerca&fleet=fleet_reload")
+      local master = launcher.read_file(a:path("logs/nginx.pid")):match("%d+")
+      assert(os.execute("kill -HUP " .. master))
+      local res = pending:wait()
+      assert.are.equal(200, res.status, res.body)
+      local outcome = decode(res)
+      assert.is_true(outcome.ok, res.body)
+      assert.are.equal(srv:subscriptions()[1].secret, outcome.secret)
+      -- The new worker serves.
+      assert.is_truthy(eventually(5, function() return a:request("GET", "/ping").status == 200 end))
+    end)
+
+    it("runs more attempts at once than nginx has thread VMs (100): they wait for one, none fails", function()
+      for _ = 1, 150 do srv:enqueue { action = "pass", delay = 0.2 } end
+      local res = a:request("GET", "/many?n=150&concurrency=150", nil, 60)
+      assert.are.same({ created = 150, in_order = true }, decode(res))
+      assert.are.equal(150, #srv:subscriptions())
+    end)
+
+    it("counts the time an attempt waits for a thread of the pool against its deadline", function()
+      -- One thread, four creates of a 1 s deadline against an API 2 s away:
+      -- each ends about 1 s after it started, none after the others' turns.
+      for _ = 1, 4 do srv:enqueue { action = "pass", delay = 2 } end
+      local t0 = helpers.now()
+      local pending = {}
+      for i = 1, 4 do pending[i] = a:spawn("GET", "/create?pool=single&deadline=1&fleet=fleet_dl_" .. i) end
+      for i = 1, 4 do
+        local outcome = decode(pending[i]:wait())
+        assert.is_false(outcome.ok)
+        assert.are.equal("timeout", outcome.type)
+        assert.is_true(outcome.at - t0 < 2, ("create %d ended %.1f s after the start"):format(i, outcome.at - t0))
+      end
+      -- Those sent (with what was left of their second) the API makes once
+      -- its 2 s are over: waited for, so that the next spec starts from a
+      -- quiet API.
+      assert.is_truthy(eventually(5, function() return #srv:subscriptions() == #srv:requests() end))
+      helpers.sleep(2.2)
+    end)
+
+    it("runs cerca.post in the thread pool too: the worker answers while it waits", function()
+      srv:enqueue { action = "pass", delay = 2 }
+      local pending = a:spawn("GET", "/post?url=" .. srv.http_url .. "/fleets/fleet_post/webhooks")
+      assert.is_truthy(eventually(2, function() return #srv:requests() == 1 end), "the post did not start")
+      local worst = 0
+      for _ = 1, 5 do worst = math.max(worst, a:request("GET", "/ping").time) end
+      local res = decode(pending:wait())
+      assert.are.equal(401, res.status)
+      assert.is_true(worst < 0.1, "worst /ping " .. worst .. " s")
+    end)
 
     it("runs create_many concurrently, in order, without stalling the worker", function()
       -- Each create waits 0.3 s at the API: 12 one after another take 3.6 s,

@@ -20,6 +20,7 @@ local journal = require "cerca.journal"
 local json = require "cerca.json"
 local outcome = require "cerca.outcome"
 local pretty = require "cerca.pretty"
+local runtime = require "cerca.runtime"
 local redact = require "cerca.redact"
 local webhooks = require "cerca.webhooks"
 
@@ -316,15 +317,22 @@ _M.post = errors.protect(function(url, body, opts)
   sort(names)
   for i, name in ipairs(names) do lines[i] = name .. ": " .. opts.headers[name] end
   local defaults = _M.POST_DEFAULTS
-  local session, serr = core.new_session { ca_file = ca_file, user_agent = client.user_agent() }
-  if not session then return nil, errors.new("internal", tostring(serr)) end
-  local res = session:request {
+  -- Where it runs as a client's calls do: inside nginx, in its thread pool
+  -- (never blocking the worker), refused where nginx cannot wait; a
+  -- connection of its own, kept by none.
+  local rt = runtime.new { ca_file = ca_file, user_agent = client.user_agent() }
+  local cannot = rt:context_error()
+  if cannot then
+    rt:close()
+    return nil, errors.new("configuration", cannot)
+  end
+  local res = rt:attempt {
     method = "POST", url = url, headers = lines, body = body, decode = false, no_proxy = scheme == "http",
     timeout_ms = ceil((opts.timeout or defaults.timeout) * 1000),
     connect_timeout_ms = ceil((opts.connect_timeout or defaults.connect_timeout) * 1000),
     max_body = opts.max_response_size or defaults.max_response_size,
   }
-  session:close()
+  rt:close()
   if res.error then
     local kind = POST_FAILURES[res.error] or "internal"
     local message = tostring(res.error_message or res.error)

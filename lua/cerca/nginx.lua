@@ -22,7 +22,11 @@ local tostring = tostring
 local select = select
 local setmetatable = setmetatable
 local format = string.format
+local find = string.find
 local min = math.min
+local getinfo = debug.getinfo
+local pcall = pcall
+local xpcall = xpcall
 
 local _M = {}
 
@@ -44,6 +48,22 @@ local LEVELS = { debug = ngx.DEBUG, info = ngx.INFO, warn = ngx.WARN }
 -- The one test of the phase that may block: nginx's master, before forking.
 local function in_master()
   return ngx.get_phase() == "init"
+end
+
+-- Whether the running code can wait (yield to nginx): false inside a call
+-- from C (a string.gsub callback, a table.sort comparator, a metamethod
+-- run by tostring), where a wait would fail after the attempt was handed
+-- over. Nginx's LuaJIT has no coroutine.isyieldable (a Lua 5.2 extension
+-- it is built without): the stack is read instead, for a C function other
+-- than pcall and xpcall (across which LuaJIT yields).
+local function can_wait()
+  local level = 3
+  while true do
+    local info = getinfo(level, "Sf")
+    if not info then return true end
+    if info.what == "C" and info.func ~= pcall and info.func ~= xpcall then return false end
+    level = level + 1
+  end
 end
 
 local Nginx = {}
@@ -68,10 +88,19 @@ function Nginx.context_error()
   if in_master() then return nil end
   if not HAS_THREADS then return NO_THREADS end
   local phase = ngx.get_phase()
-  if YIELDABLE[phase] then return nil end
-  return format("cerca cannot call the API in nginx's %s phase: it cannot wait for the network there "
-    .. "without blocking the worker; run the call from a timer instead: "
-    .. "ngx.timer.at(0, function() ... end)", phase)
+  if not YIELDABLE[phase] then
+    return format("cerca cannot call the API in nginx's %s phase: it cannot wait for the network there "
+      .. "without blocking the worker; run the call from a timer instead: "
+      .. "ngx.timer.at(0, function() ... end)", phase)
+  end
+  -- The attempt would be handed to the thread pool, and its answer never
+  -- waited for: sent, with no result and no key to repeat it with.
+  if not can_wait() then
+    return "cerca cannot call the API from inside a function that C code calls (a string.gsub or "
+      .. "table.sort callback, a metamethod, an iterator): nginx cannot wait for the network there; make "
+      .. "the call outside it"
+  end
+  return nil
 end
 
 --- Why the thread pool's Lua VMs cannot load `module`, or nil when it
@@ -99,12 +128,53 @@ function _M.unloadable(module)
     module, package.path)
 end
 
+-- nginx's graceful exit (a reload, `nginx -s quit`) ends a worker once no
+-- timer is left, cutting off its open requests: a request waiting on the
+-- thread pool holds no timer, and would lose the secret on its way. A
+-- light thread sleeping in steps this long holds one until the answer is
+-- back (a sleeping request is waited for).
+local HOLD_STEP = 0.1
+
+-- All Lua VMs of the thread pool busy (`lua_worker_thread_vm_pool_size`,
+-- 100 by default): nothing was sent, and the attempt waits for one, in
+-- sleeps that grow to this long, as long as its timeout.
+local VM_WAIT_MAX = 0.05
+
+-- Runs the attempt in the pool, waiting for a free Lua VM; returns what
+-- ngx.run_worker_thread returned.
+local function run_in_pool(self, request)
+  local give_up_at = core.monotime() + (request.timeout_ms or 0) / 1000
+  -- The attempt's time runs from now, not from when a thread takes it.
+  request.not_after = give_up_at
+  local step = 0.001
+  while true do
+    local ok, res = ngx.run_worker_thread(self.pool, "cerca.nginx_thread", "attempt",
+      self.conn.ca_file, self.conn.user_agent, request)
+    if ok or not find(tostring(res), "no available Lua vm", 1, true) then return ok, res end
+    if core.monotime() + step >= give_up_at then
+      return false, "every Lua VM of nginx's worker threads stayed busy (lua_worker_thread_vm_pool_size, 100 "
+        .. "by default): raise it, or run fewer creates at once in one worker"
+    end
+    ngx.sleep(step)
+    step = min(step * 2, VM_WAIT_MAX)
+  end
+end
+
 -- One attempt in the thread pool; the JSON is decoded here, in the
 -- request's own VM (cjson's null cannot cross the thread boundary).
 local function in_thread_pool(self, request)
   local pool = self.pool
-  local ok, res = ngx.run_worker_thread(pool, "cerca.nginx_thread", "attempt",
-    self.conn.ca_file, self.conn.user_agent, request)
+  local back = false
+  local holder = ngx.thread.spawn(function()
+    while not back do ngx.sleep(HOLD_STEP) end
+  end)
+  local ok, res = run_in_pool(self, request)
+  back = true
+  ngx.thread.kill(holder)
+  if not ok and find(tostring(res), "^every Lua VM") then
+    -- Nothing was sent: a failure to connect, as far as retries go.
+    return transport.failed("connection", res)
+  end
   if not ok then
     -- Nothing was sent: the thread never ran the attempt. Both causes are
     -- in nginx.conf (the pool, or lua_package_path/cpath for the thread).

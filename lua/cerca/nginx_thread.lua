@@ -7,6 +7,10 @@
 -- @module cerca.nginx_thread
 
 local transport = require "cerca.transport"
+local core = require "cerca.core"
+
+local ceil = math.ceil
+local min = math.min
 
 local _M = {}
 
@@ -14,6 +18,17 @@ local sessions = {}
 
 --- One attempt. Returns the C core's response table, undecoded.
 function _M.attempt(ca_file, user_agent, request)
+  -- The attempt's time ran while it waited for a thread of the pool: what
+  -- is left of it, or nothing sent at all.
+  local not_after = request.not_after
+  if not_after then
+    local left = not_after - core.monotime()
+    if left < 0.001 then
+      return transport.failed("timeout", "the attempt waited for a thread of nginx's pool (thread_pool "
+        .. "threads=) until its time was up; nothing was sent")
+    end
+    request.timeout_ms = min(request.timeout_ms, ceil(left * 1000))
+  end
   local key = (ca_file or "") .. "\0" .. user_agent
   local s = sessions[key]
   if not s then

@@ -19,12 +19,13 @@ local function new_client(pool)
 end
 
 -- One create, as a plain table that encodes to JSON.
-local function create(client, fleet)
-  local sub, err, res = client.webhooks.create(fleet, { url = URL })
+local function create(client, fleet, options)
+  local sub, err, res = client.webhooks.create(fleet, { url = URL }, options)
   if sub then
     return { ok = true, id = sub.id, secret = sub.secret, attempts = res.attempts }
   end
-  return { ok = false, type = err.type, message = err.message, attempts = err.attempts }
+  return { ok = false, type = err.type, message = err.message, attempts = err.attempts,
+    idempotency_key = err.idempotency_key }
 end
 
 local function reply(value)
@@ -34,13 +35,31 @@ end
 
 -- adapter.conf ---------------------------------------------------------------
 
--- GET /create?pool=<thread pool>|none&fleet=<id>: one create.
+-- GET /create?pool=<thread pool>|none&fleet=<id>[&deadline=<s>]: one create.
 function _M.create()
   local args = ngx.req.get_uri_args()
   local client = new_client(args.pool)
-  local outcome = create(client, args.fleet or "fleet_1")
+  local outcome = create(client, args.fleet or "fleet_1", args.deadline and { deadline = tonumber(args.deadline) })
+  client:close()
+  ngx.update_time()
+  outcome.at = ngx.now()
+  reply(outcome)
+end
+
+-- GET /in_gsub: a create from inside a string.gsub callback (a call from
+-- C, where nothing can yield).
+function _M.in_gsub()
+  local client = new_client("cerca")
+  local outcome
+  string.gsub("x", "x", function() outcome = create(client, "fleet_gsub") end)
   client:close()
   reply(outcome)
+end
+
+-- GET /post?url=<url>: one cerca.post of "{}"; answers its status or error type.
+function _M.post()
+  local res, err = cerca.post(ngx.req.get_uri_args().url, "{}")
+  reply(res and { status = res.status } or { type = err.type, message = err.message })
 end
 
 -- GET /sequential?n=<count>&pool=<thread pool>: n creates one after the
