@@ -379,10 +379,11 @@ local function batch(ui, o, env)
   local done, failed, unsent, cut = 0, 0, 0, 0
   local show_progress = ui.tty_err and #items > 0
   local bar_shares_stdout = show_progress and not journal and cerca.system.isatty(1)
-  if show_progress then
-    local len = progress(ui, 0, #items, 0)
+  local function draw_bar()
+    local len = progress(ui, done, #items, failed)
     if bar_shares_stdout then bar_shown = len end
   end
+  if show_progress then draw_bar() end
   local function on_result(i, r)
     done = done + 1
     -- Written as it arrives: an interrupted run keeps every secret so far.
@@ -397,10 +398,7 @@ local function batch(ui, o, env)
         ui.warn(format("cerca: %s: %s\n", cerca.printable(todo[i]), tostring(r.error)))
       end
     end
-    if show_progress then
-      local len = progress(ui, done, #items, failed)
-      if bar_shares_stdout then bar_shown = len end
-    end
+    if show_progress then draw_bar() end
   end
   -- SIGINT, SIGTERM or SIGHUP (caught since `client_of`) stops the batch: no
   -- create is started after it, those in flight end and are written.

@@ -387,34 +387,41 @@ local function created(fleet_id, res, err, lg)
     created_before = before and earlier_answer(before, sub, lg) }, secret)
 end
 
+-- `params` read once (a plain one as it is, one with metamethods into a
+-- copy) and checked with `fleet_id`: the params to use, or nil and the
+-- `invalid_request` error (nothing sent).
+local function checked(fleet_id, params)
+  local copy, why, where = validate.settled(params, "params")
+  if why then return nil, errors.new("invalid_request", why, { field = where, attempts = 0 }) end
+  local err = _M.check(fleet_id, copy)
+  if err then
+    err.attempts = 0
+    return nil, err
+  end
+  return copy
+end
+
 --- What `create` would refuse before sending anything, or nil: the same
 -- checks, nothing sent. See `cerca.webhooks.check`.
 function _M.refusal(client, fleet_id, params, options)
-  local copy, why, where = validate.settled(params, "params")
-  if why then return errors.new("invalid_request", why, { field = where, attempts = 0 }) end
-  params = copy
-  local err = _M.check(fleet_id, params)
-  if not err then
-    local _
-    _, err = client:prepare("POST", _M.path(fleet_id), _M.body(params), options)
-    if err then err = named(err, client._profile.secrets, fleet_id, params) end
+  local err
+  params, err = checked(fleet_id, params)
+  if not params then return err end
+  local _
+  _, err = client:prepare("POST", _M.path(fleet_id), _M.body(params), options)
+  if err then
+    err = named(err, client._profile.secrets, fleet_id, params)
+    err.attempts = 0
   end
-  if err then err.attempts = 0 end
   return err
 end
 
 --- Creates a subscription through `client`. See `cerca.webhooks.create`.
 function _M.create(client, fleet_id, params, options)
-  -- Checked, then turned into the body before anything else runs: a plain
-  -- table needs no copy; one with metamethods is read once into one.
-  local copy, why, where = validate.settled(params, "params")
-  if why then return nil, errors.new("invalid_request", why, { field = where, attempts = 0 }) end
-  params = copy
-  local err = _M.check(fleet_id, params)
-  if err then
-    err.attempts = 0
-    return nil, err
-  end
+  -- Checked, then turned into the body before anything else runs.
+  local err
+  params, err = checked(fleet_id, params)
+  if not params then return nil, err end
   local res
   res, err = client:request("POST", _M.path(fleet_id), _M.body(params), options)
   if err then err = named(err, client._profile.secrets, fleet_id, params) end
