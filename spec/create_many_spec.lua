@@ -164,6 +164,21 @@ describe("webhooks.create_many", function()
     for i = 2, 10 do assert.is_true(results[i].ok) end
   end)
 
+  it("ends a due retry at its deadline when every place is taken, not when a place frees", function()
+    srv:enqueue { status = 503, body = "{}", headers = { ["Retry-After"] = "0.2" } }
+    srv:enqueue { action = "pass", delay = 3 }
+    local t0, ended = helpers.now(), {}
+    local items = items_for(2)
+    items[1].options = { deadline = 1 }
+    local results = assert(client.webhooks.create_many(items, { concurrency = 1,
+      on_result = function(i) ended[i] = helpers.now() - t0 end }))
+    assert.is_true(results[2].ok)
+    assert.are.equal("timeout", results[1].error.type)
+    assert.is_true(results[1].error.maybe_created)
+    assert.is_string(results[1].error.idempotency_key)
+    assert.is_true(ended[1] < 1.5, "item 1 (deadline 1 s) ended after " .. ended[1] .. " s")
+  end)
+
   it("applies per-item options", function()
     srv:enqueue { status = 201, body = "{}", delay = 2 }
     local items = items_for(2)

@@ -187,6 +187,44 @@ describe("faults", function()
       the_one_subscription(sub)
     end)
 
+    -- The re-sent request's answer says nothing of what the first did: a
+    -- 409 "in progress" (the API still at the first), a 429 or a 4xx.
+    it("created, then dropped on a kept-alive connection, then refused: the outcome is unknown", function()
+      assert(create())
+      srv:reset()
+      srv:enqueue { action = "create_then_drop" }
+      for _ = 1, 3 do
+        srv:enqueue { status = 409, headers = SOON, body = '{"error":{"message":"request in progress"}}' }
+      end
+      local sub, err = create()
+      assert.is_nil(sub)
+      assert.are.equal("conflict", err.type)
+      assert.are.equal(1, #srv:subscriptions())
+      assert.is_true(err.request_sent)
+      assert.is_true(err.maybe_created)
+      assert.matches("attempt 1's outcome is unknown", err.message, 1, true)
+      assert.matches("repeat with idempotency key " .. err.idempotency_key, tostring(err), 1, true)
+      -- Repeated under its key, it gets the one the first send made.
+      local again = assert(client.webhooks.create("fleet_1", { url = URL }, { idempotency_key = err.idempotency_key }))
+      the_one_subscription(again)
+    end)
+
+    it("an interim (1xx) answer's headers do not steer the retry of an attempt that got no answer", function()
+      client:close()
+      for _, head in ipairs {
+        "HTTP/1.1 100 Continue\r\nx-should-retry: false\r\n\r\n",
+        "HTTP/1.1 103 Early Hints\r\nRetry-After: 120\r\n\r\n",
+      } do
+        srv:reset()
+        srv:enqueue { action = "raw", body = head }
+        local sub, err, res, took = create()
+        assert.is_nil(err, head)
+        assert.are.equal(2, res.attempts)
+        assert.is_true(took < 5, head)
+        the_one_subscription(sub)
+      end
+    end)
+
     it("dropped every time, first on a kept-alive connection: every request sent is counted", function()
       local lines = {}
       local c = helpers.client(srv, { max_retries = 2, log_level = "warn",

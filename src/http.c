@@ -484,8 +484,15 @@ static void report(cerca_http *h, CURLcode code, cerca_response *rs, int transfe
 
     /* An interim (1xx) status is no answer: a transfer that failed after
      * one got no final status line. */
-    if (code != CURLE_OK && status >= 100 && status < 200)
+    if (code != CURLE_OK && status >= 100 && status < 200) {
         status = 0;
+        /* Nor are its headers the answer's: a Retry-After or x-should-retry
+         * of an interim answer must not steer what follows "no answer". */
+        if (!h->headers.overflow && h->headers.data != NULL) {
+            h->headers.len = 0;
+            h->headers.data[0] = '\0';
+        }
+    }
     rs->status = status;
     rs->curl_code = (int)code;
     rs->request_sent = request_size > 0;

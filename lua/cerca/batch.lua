@@ -112,6 +112,23 @@ function _M.over_multi(multi, calls, keys, concurrency, on_done, runtime, more, 
       end
     end
     fill()
+    -- A retry that is due but finds every place taken waits for one only
+    -- while its deadline allows: at the deadline it ends (as a single call
+    -- would), not when a transfer of another call lets a place go.
+    if #due > 0 then
+      local kept, at_now = {}, now()
+      for i = 1, #due do
+        local k = due[i]
+        local by, passed = calls[k]:deadline_left(at_now)
+        if passed then
+          on_done(k, nil, select(2, calls[k]:expire()))
+        else
+          kept[#kept + 1] = k
+          if by and (not soonest or by < soonest) then soonest = by end
+        end
+      end
+      due = kept
+    end
     if in_flight == 0 and #due == 0 and head > #queue and not next(waiting) and not more then return end
 
     local timeout = IDLE_POLL_MS

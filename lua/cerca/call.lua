@@ -178,6 +178,18 @@ local function give_up(self, err)
   return "failed", err
 end
 
+--- When the call's deadline leaves no time for another attempt at `t`
+-- (monotonic seconds): the time it ends by, and whether that is already
+-- past; nil when the call has no deadline running.
+-- @tparam number t now
+-- @treturn number|nil the time by which its next attempt must start
+-- @treturn boolean true when that time has come
+function Call:deadline_left(t)
+  local deadline = self.deadline
+  if not deadline then return nil end
+  return deadline - MIN_BUDGET, t + MIN_BUDGET >= deadline
+end
+
 --- Ends a call whose deadline passed before its next attempt could start.
 -- @treturn string "failed"
 -- @treturn table a `timeout` error

@@ -291,6 +291,15 @@ function _M.classify(res, max_response_size, secrets)
     end
   end
   local created = status >= 200 and status < 300
+  -- libcurl sent the request again within this attempt (a kept-alive
+  -- connection closed before any byte of an answer): the first send reached
+  -- a server and got no answer, so whatever answered the later one (a 409
+  -- "in progress", a 429, a 4xx) says nothing of what the first did.
+  local lost_send = res.request_sent and (res.resent or 0) > 0
+  if lost_send and not (created or (res.error ~= nil and status == 0) or (status >= 500 and status <= 599)) then
+    err.message = format("%s; the request went out %d times in this attempt (libcurl sent it again after a "
+      .. "connection closed with no answer), so an earlier one may have acted", err.message, res.resent + 1)
+  end
   return nil, {
     error = err,
     retryable = retryable or false,
@@ -300,7 +309,7 @@ function _M.classify(res, max_response_size, secrets)
     -- (a 409 or 429 after an attempt whose outcome is unknown does not
     -- undo that attempt: the call keeps its uncertainty).
     uncertain = res.request_sent and (created or (res.error ~= nil and status == 0)
-      or (status >= 500 and status <= 599)) or nil,
+      or (status >= 500 and status <= 599) or lost_send) or nil,
   }
 end
 
