@@ -602,6 +602,95 @@ c.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"); c.close()
       m:close()
     end)
 
+    -- A caller's finalizer may run inside a request while its answer is
+    -- made into Lua values from the handle's buffers, and reach the handle.
+    it("refuses a request on a session whose request is under way, and closes it once that is over", function()
+      local current, nested, closed_inside = nil, {}, false
+      local fired, stop = helpers.finalizer_inside(core.new_session().request, function()
+        local ok, why = pcall(post, current)
+        nested[#nested + 1] = ok and "sent" or tostring(why)
+        -- (Sent: the finalizer ran before the request began, while the
+        -- request table was read.)
+        if not ok then
+          current:close()
+          closed_inside = true
+        end
+      end)
+      local answers, closed, give_up = 0, 0, core.monotime() + 20
+      local ok, why = pcall(function()
+        while fired() < 5 and core.monotime() < give_up do
+          current, closed_inside = assert(core.new_session()), false
+          local res = post(current)
+          assert(res.status == 201 and res.json.fleetId == "f" and res.json.secret,
+            "an answer lost its body: " .. tostring(res.status) .. " " .. tostring(res.error_message))
+          answers = answers + 1
+          if closed_inside then
+            assert(not pcall(post, current), "a session closed during its request was used after it")
+            closed = closed + 1
+          end
+          current:close()
+        end
+      end)
+      local firings = stop()
+      assert(ok, why)
+      assert.is_true(firings > 0, "no finalizer ran inside a request")
+      -- (A finalizer may run more than once inside one request: after the
+      -- first, the session is closed already.)
+      local sent, refused = 0, 0
+      for _, n in ipairs(nested) do
+        if n == "sent" then
+          sent = sent + 1
+        else
+          assert.is_truthy(n:find("under way", 1, true) or n:find("closed session", 1, true), n)
+          refused = refused + 1
+        end
+      end
+      assert.is_true(refused > 0, "no request was tried while another was under way")
+      assert.is_true(closed > 0 and closed <= refused)
+      assert.are.equal(answers + sent, #srv:requests())
+    end)
+
+    it("refuses a call on a multi handle whose poll is under way, and closes it once that is over", function()
+      local req = { method = "POST", url = srv.http_url .. "/fleets/f/webhooks",
+        body = '{"url":"https://example.com/h"}',
+        headers = { "Authorization: Bearer " .. srv.api_key, "Content-Type: application/json" } }
+      local current, nested, closed_inside = nil, {}, false
+      local fired, stop = helpers.finalizer_inside(core.new_multi().poll, function()
+        local ok, why = pcall(current.poll, current, 0)
+        nested[#nested + 1] = ok and "polled" or tostring(why)
+        ok, why = pcall(current.add, current, 99, req)
+        nested[#nested + 1] = ok and "added" or tostring(why)
+        current:close()
+        closed_inside = true
+      end)
+      local answers, give_up = 0, core.monotime() + 20
+      local ok, why = pcall(function()
+        while fired() < 5 and core.monotime() < give_up do
+          current, closed_inside = assert(core.new_multi()), false
+          for token = 1, 3 do assert(current:add(token, req)) end
+          local got = 0
+          while got < 3 and not closed_inside do
+            for _, f in ipairs((current:poll(100))) do
+              local res = f.response
+              assert(res.status == 201 and res.json.fleetId == "f" and res.json.secret, "an answer lost its body")
+              got, answers = got + 1, answers + 1
+            end
+          end
+          if closed_inside then
+            assert(not pcall(current.poll, current, 0), "a handle closed during its poll was used after it")
+          end
+          current:close()
+        end
+      end)
+      local firings = stop()
+      assert(ok, why)
+      assert.is_true(firings > 0, "no finalizer ran inside a poll")
+      assert.is_true(answers > 0)
+      for _, n in ipairs(nested) do
+        assert.is_truthy(n:find("under way", 1, true) or n:find("closed multi", 1, true), n)
+      end
+    end)
+
     it("moves every transfer of a multi handle along with 120 at once, on sockets numbered past 64", function()
       -- Files held open push the sockets' numbers up, so that the index of
       -- the watched sockets grows while transfers run; 120 at a time make

@@ -461,3 +461,70 @@ describe("the default client", function()
     assert.are.same({}, srv:requests())
   end)
 end)
+
+-- Numbers the checks let through must reach the C core as they were given:
+-- an integer (Lua 5.3 on) of seconds times 1000 wraps around.
+describe("webhooks.create with the largest numbers the checks take", function()
+  local srv, client
+
+  setup(function()
+    srv = helpers.start_server { tls = false, delay = 0.5 }
+    client = helpers.client(srv)
+  end)
+
+  teardown(function()
+    if client then client:close() end
+    if srv then srv:stop() end
+  end)
+
+  before_each(function() srv:reset() end)
+
+  local HUGE_INT = math.maxinteger or 2 ^ 63
+  -- 18446744073709552 ms is 2^64 + 384: wrapped, a 384 ms timeout.
+  local WRAPS_TO_384_MS = math.tointeger and math.tointeger(18446744073709552) or 18446744073709552
+
+  it("gives an attempt the timeout it was given, however large an integer", function()
+    for _, opts in ipairs {
+      { timeout = HUGE_INT }, { timeout = WRAPS_TO_384_MS }, { connect_timeout = HUGE_INT },
+      { deadline = HUGE_INT, timeout = HUGE_INT },
+    } do
+      opts.max_retries = 0
+      local sub, err = client.webhooks.create("fleet_1", { url = URL }, opts)
+      assert.is_table(sub, tostring(err))
+    end
+    local c = assert(helpers.client(srv, { timeout = HUGE_INT, connect_timeout = WRAPS_TO_384_MS, max_retries = 0 }))
+    local sub, err = c.webhooks.create("fleet_1", { url = URL })
+    c:close()
+    assert.is_table(sub, tostring(err))
+    local res
+    res, err = cerca.post(srv.http_url .. "/fleets/fleet_1/webhooks", '{"url":"' .. URL .. '"}',
+      { timeout = WRAPS_TO_384_MS, headers = { Authorization = "Bearer " .. srv.api_key,
+        ["Content-Type"] = "application/json" } })
+    assert.is_table(res, tostring(err))
+  end)
+
+  it("lets the other items of a batch go on beside one with a huge integer timeout", function()
+    local items = {}
+    for i = 1, 6 do items[i] = { fleet_id = "fleet_" .. i, params = { url = URL } } end
+    items[4].options = { timeout = HUGE_INT }
+    local results = assert(client.webhooks.create_many(items, { concurrency = 2 }))
+    for i = 1, 6 do assert.is_true(results[i].ok, tostring(results[i].error)) end
+  end)
+
+  it("ends only the call whose request the C core refuses, not the batch", function()
+    local calls = {}
+    for i = 1, 4 do
+      calls[i] = assert(client:prepare("POST", "/fleets/fleet_" .. i .. "/webhooks", { url = URL }))
+    end
+    calls[2].request.connect_timeout_ms = -1  -- as a number wrapped around would be
+    local got = {}
+    client:request_many(calls, 2, function(k, res, err) got[k] = res and "ok" or err end)
+    assert.are.equal("ok", got[1])
+    assert.are.equal("ok", got[3])
+    assert.are.equal("ok", got[4])
+    assert.is_table(got[2])
+    assert.are.equal(0, got[2].attempts)
+    assert.is_nil(got[2].maybe_created)
+    assert.are.equal(3, #srv:subscriptions())
+  end)
+end)

@@ -186,4 +186,55 @@ function helpers.install_command()
     ("eval \"$(luarocks --lua-version 5.4 --tree %s path)\""):format(q(work .. "/tree"))
 end
 
+--- Runs `action()` from a finalizer (`__gc`) whenever the collector runs
+-- one inside the C function `c_function` (while it makes Lua values), as
+-- a caller's finalizer may; the collector runs often meanwhile. When it
+-- does so depends on the heap: run the code under test until
+-- `fired() >= n` or for some seconds. Returns `fired` (how many times
+-- `action` ran) and `stop()`, which ends it, puts the collector back and
+-- returns that count.
+function helpers.finalizer_inside(c_function, action)
+  local busy, done, firings = false, false, 0
+  local arm
+  local function finalizer()
+    if not busy and not done then
+      local info = debug.getinfo(2, "f")
+      if info and info.func == c_function then
+        busy, firings = true, firings + 1
+        pcall(action)
+        busy = false
+      end
+    end
+    if not done then arm() end
+  end
+  if _VERSION == "Lua 5.1" then
+    local proto = newproxy(true)
+    getmetatable(proto).__gc = finalizer
+    arm = function() newproxy(proto) end
+  else
+    local mt = { __gc = finalizer }
+    arm = function() setmetatable({}, mt) end
+  end
+  local restore
+  if _VERSION == "Lua 5.4" then
+    -- From incremental: a collector already generational ran them rarely.
+    local mode = collectgarbage("incremental")
+    collectgarbage("collect")
+    collectgarbage("generational", 1, 100)
+    restore = function() collectgarbage(mode) end
+  else
+    local pause, stepmul = collectgarbage("setpause", 0), collectgarbage("setstepmul", 1000)
+    restore = function()
+      collectgarbage("setpause", pause)
+      collectgarbage("setstepmul", stepmul)
+    end
+  end
+  arm()
+  return function() return firings end, function()
+    done = true
+    restore()
+    return firings
+  end
+end
+
 return helpers

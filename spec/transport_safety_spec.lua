@@ -1,6 +1,7 @@
 -- Transport safety of the C core: libcurl handles never cross a fork(),
--- the response says whether the request reached the wire, and every
--- response header byte counts against the header cap.
+-- nor are they pulled from under an attempt by a caller's finalizer, the
+-- response says whether the request reached the wire, and every response
+-- header byte counts against the header cap.
 local helpers = require "spec.helpers"
 local core = require "cerca.core"
 local cjson = require "cjson"
@@ -495,6 +496,73 @@ describe("transport safety", function()
       assert.is_nil(res.error)
       assert.are.equal("req_early", core.headers(res.raw_headers)["x-request-id"])
       assert.are.equal("req_early", core.header(res.raw_headers, "x-request-id"))
+    end)
+  end)
+
+  -- Lua may run a finalizer (`__gc`) of the caller's at any allocation, the
+  -- C core's included, while an attempt's answer is made into Lua values;
+  -- one that uses the same client meanwhile must not take that answer,
+  -- nor free what it is read from.
+  describe("a caller's finalizer that uses the client during a create", function()
+    local api
+
+    setup(function() api = helpers.start_server { tls = false } end)
+    teardown(function() if api then api:stop() end end)
+    before_each(function() api:reset() end)
+
+    -- Creates for `fleet` until a finalizer run inside an attempt has done
+    -- `action(client)` 5 times (or 20 s passed). Returns the subscriptions
+    -- the creates returned, the errors, and how many times it ran there.
+    local function creates_beside(fleet, action)
+      local client = helpers.client(api)
+      assert(client.webhooks.create("fleet_warm", { url = URL }))
+      local fired, stop = helpers.finalizer_inside(core.new_session().request, function() action(client) end)
+      local subs, errs, give_up = {}, {}, helpers.now() + 20
+      local ok, why = pcall(function()
+        while fired() < 5 and helpers.now() < give_up do
+          local sub, err = client.webhooks.create(fleet, { url = URL })
+          if sub then subs[#subs + 1] = sub else errs[#errs + 1] = tostring(err) end
+        end
+      end)
+      local firings = stop()
+      client:close()
+      assert(ok, why)
+      assert.is_true(firings > 0, "no finalizer ran inside an attempt")
+      return subs, errs
+    end
+
+    it("gets each create its own answer when the finalizer creates on the same client", function()
+      local inner = {}
+      local subs, errs = creates_beside("fleet_outer", function(client)
+        inner[#inner + 1] = (client.webhooks.create("fleet_inner", { url = URL }))
+      end)
+      assert.are.same({}, errs)
+      for _, sub in ipairs(subs) do assert.are.equal("fleet_outer", sub.fleetId) end
+      assert.is_true(#inner > 0)
+      for _, sub in ipairs(inner) do assert.are.equal("fleet_inner", sub.fleetId) end
+    end)
+
+    it("keeps the answer of a create whose client the finalizer closes", function()
+      local subs, errs = creates_beside("fleet_outer", function(client) client:close() end)
+      assert.are.same({}, errs)
+      for _, sub in ipairs(subs) do assert.are.equal("fleet_outer", sub.fleetId) end
+      -- Every subscription made was handed to the caller, with its secret.
+      assert.are.equal(#subs + 1, #api:subscriptions())
+    end)
+
+    it("hands every subscription made to exactly one create, the finalizer's creates of the same fleet too", function()
+      local seen = {}
+      local subs, errs = creates_beside("fleet_1", function(client)
+        seen[#seen + 1] = assert(client.webhooks.create("fleet_1", { url = URL })).id
+      end)
+      assert.are.same({}, errs)
+      seen[#seen + 1] = api:subscriptions()[1].id  -- fleet_warm's
+      for _, sub in ipairs(subs) do seen[#seen + 1] = sub.id end
+      local made = {}
+      for _, s in ipairs(api:subscriptions()) do made[#made + 1] = s.id end
+      table.sort(made)
+      table.sort(seen)
+      assert.are.same(made, seen)
     end)
   end)
 end)

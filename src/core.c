@@ -150,7 +150,7 @@ void cerca_register_class(lua_State *L, const cerca_class *c, int uv, int nup)
     lua_newtable(L);
     cerca_set_functions(L, lua_gettop(L), c->methods, uv, nup);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, c->close);
+    lua_pushcfunction(L, c->gc != NULL ? c->gc : c->close);
     lua_setfield(L, -2, "__gc");
     cerca_set_close(L, c->close);
     if (c->tostring != NULL) {

@@ -82,6 +82,7 @@ typedef struct {
     const luaL_Reg *methods; /* its __index table (`close` among them) */
     lua_CFunction close;     /* idempotent: also __gc, and __close where Lua has it */
     lua_CFunction tostring;  /* __tostring, or NULL */
+    lua_CFunction gc;        /* __gc, or NULL when `close` is it */
 } cerca_class;
 
 /* Registers the metatable of `c`, its methods closing over the nup values

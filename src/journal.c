@@ -455,7 +455,7 @@ static const luaL_Reg journal_methods[] = {
 };
 
 static const cerca_class journal_class = {
-    JOURNAL_MT, journal_methods, l_journal_close, l_journal_tostring,
+    JOURNAL_MT, journal_methods, l_journal_close, l_journal_tostring, NULL,
 };
 
 static const luaL_Reg journal_functions[] = {

@@ -152,7 +152,7 @@ static const luaL_Reg key_methods[] = {
 };
 
 static const cerca_class key_class = {
-    KEY_MT, key_methods, l_key_close, l_key_tostring,
+    KEY_MT, key_methods, l_key_close, l_key_tostring, NULL,
 };
 
 static const luaL_Reg crypto_functions[] = {

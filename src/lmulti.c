@@ -9,6 +9,11 @@
  *   multi:close()                              (idempotent; also __gc,
  *                                               and __close under 5.4)
  *
+ * While add or poll runs, the handle is busy: poll reads each answer from
+ * the handle's buffers as it makes it into Lua values, and any allocation
+ * may run a finalizer (`__gc`) that reaches this handle. A call on it then
+ * raises, and a close is done when the call is over.
+ *
  * Requests and responses are those of sessions (lhttp.c). A request table
  * stays anchored, by its token, until its transfer is reported done: its
  * strings are what libcurl reads.
@@ -21,6 +26,8 @@
 typedef struct {
     cerca_multi *m;
     int anchors; /* registry ref of token -> request table (keeps bodies alive) */
+    int busy;          /* an add or a poll is under way */
+    int close_pending; /* closed while busy: done when it is over */
 } multi;
 
 static multi *check_multi(lua_State *L)
@@ -36,6 +43,8 @@ static int l_new_multi(lua_State *L)
     mu = (multi *)lua_newuserdata(L, sizeof *mu);
     mu->m = NULL;
     mu->anchors = LUA_NOREF;
+    mu->busy = 0;
+    mu->close_pending = 0;
     luaL_getmetatable(L, MULTI_MT);
     lua_setmetatable(L, -2);
     mu->m = cerca_multi_new(ca_file, ua);
@@ -49,11 +58,34 @@ static int l_new_multi(lua_State *L)
     return 1;
 }
 
+static void multi_free(lua_State *L, multi *mu)
+{
+    if (mu->m != NULL) {
+        cerca_multi_free(mu->m);
+        mu->m = NULL;
+    }
+    if (mu->anchors != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, mu->anchors);
+        mu->anchors = LUA_NOREF;
+    }
+    mu->close_pending = 0;
+}
+
+/* The end of an add or a poll: a close asked for meanwhile is done. */
+static void done_with(lua_State *L, multi *mu)
+{
+    mu->busy = 0;
+    if (mu->close_pending)
+        multi_free(L, mu);
+}
+
 static multi *check_open_multi(lua_State *L)
 {
     multi *mu = check_multi(L);
-    if (mu->m == NULL)
+    if (mu->m == NULL || mu->close_pending)
         luaL_error(L, "use of a closed multi");
+    if (mu->busy)
+        luaL_error(L, "use of a multi whose add or poll is under way");
     return mu;
 }
 
@@ -75,12 +107,15 @@ static int l_multi_add(lua_State *L)
     cerca_response failed;
     int decode, anchors;
     cerca_read_request(L, 3, &rq, &decode, lines, sizeof lines / sizeof *lines);
+    /* (Checked again after the read: a finalizer may have run in it.) */
+    check_open_multi(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, mu->anchors);
     anchors = lua_gettop(L);
     lua_rawgeti(L, anchors, (int)token);
     if (!lua_isnil(L, -1))
         return luaL_error(L, "token %d is already in flight", (int)token);
     lua_pop(L, 1);
+    mu->busy = 1;
     /* Anchored first: libcurl reads the body from the request's string. */
     lua_pushvalue(L, 3);
     lua_rawseti(L, anchors, (int)token);
@@ -89,9 +124,11 @@ static int l_multi_add(lua_State *L)
         lua_rawseti(L, anchors, (int)token);
         lua_pushnil(L);
         lua_pushstring(L, failed.err_message);
+        done_with(L, mu);
         return 2;
     }
     lua_pushboolean(L, 1);
+    done_with(L, mu);
     return 1;
 }
 
@@ -102,6 +139,7 @@ static int l_multi_poll(lua_State *L)
     cerca_response rs;
     long token;
     int running, n = 0, anchors, list;
+    mu->busy = 1;
     running = cerca_multi_run(mu->m, timeout > 0 ? (long)(timeout > 60000 ? 60000 : timeout) : 0);
     lua_rawgeti(L, LUA_REGISTRYINDEX, mu->anchors);
     anchors = lua_gettop(L);
@@ -125,21 +163,29 @@ static int l_multi_poll(lua_State *L)
         lua_rawseti(L, list, ++n);
     }
     lua_pushinteger(L, running);
+    done_with(L, mu);
     return 2;
 }
 
-/* close, __gc and __close: one idempotent function. */
+/* close and __close: idempotent; put off while an add or a poll is under
+ * way. */
 static int l_multi_close(lua_State *L)
 {
     multi *mu = check_multi(L);
-    if (mu->m != NULL) {
-        cerca_multi_free(mu->m);
-        mu->m = NULL;
-    }
-    if (mu->anchors != LUA_NOREF) {
-        luaL_unref(L, LUA_REGISTRYINDEX, mu->anchors);
-        mu->anchors = LUA_NOREF;
-    }
+    if (mu->busy)
+        mu->close_pending = 1;
+    else
+        multi_free(L, mu);
+    return 0;
+}
+
+/* __gc: nothing can be under way on an unreachable handle (a call that
+ * raised, out of memory, left it marked busy). */
+static int l_multi_gc(lua_State *L)
+{
+    multi *mu = check_multi(L);
+    mu->busy = 0;
+    multi_free(L, mu);
     return 0;
 }
 
@@ -162,7 +208,7 @@ static const luaL_Reg multi_methods[] = {
 };
 
 static const cerca_class multi_class = {
-    MULTI_MT, multi_methods, l_multi_close, NULL,
+    MULTI_MT, multi_methods, l_multi_close, NULL, l_multi_gc,
 };
 
 static const luaL_Reg multi_functions[] = {

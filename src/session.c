@@ -12,6 +12,11 @@
  *   session:request(request)                    -> response   (see lhttp.c)
  *   session:close()                             (idempotent; also __gc,
  *                                                and __close under 5.4)
+ *
+ * While a request runs, the session is busy: the answer is read from the
+ * handle's buffers as it is made into Lua values, and any allocation there
+ * may run a finalizer (`__gc`) that reaches this session. A request then
+ * raises, and a close is done when the request is over.
  */
 #include "core.h"
 #include "multi.h"
@@ -22,6 +27,8 @@ typedef struct {
     cerca_multi *m;
     long last_token; /* each attempt's own, so no answer is taken for another's */
     int open;
+    int busy;          /* a request is under way */
+    int close_pending; /* closed while busy: done when the request is over */
 } session;
 
 static session *check_session(lua_State *L)
@@ -38,6 +45,8 @@ static int l_new_session(lua_State *L)
     s->open = 0;
     s->m = NULL;
     s->last_token = 0;
+    s->busy = 0;
+    s->close_pending = 0;
     luaL_getmetatable(L, SESSION_MT);
     lua_setmetatable(L, -2);
     if ((s->m = cerca_multi_new(ca_file, ua)) == NULL) {
@@ -49,15 +58,34 @@ static int l_new_session(lua_State *L)
     return 1;
 }
 
-/* close, __gc and __close: one idempotent function. */
-static int l_session_close(lua_State *L)
+static void session_free(session *s)
 {
-    session *s = check_session(L);
     if (s->open) {
         cerca_multi_free(s->m);
         s->m = NULL;
         s->open = 0;
     }
+    s->close_pending = 0;
+}
+
+/* close and __close: idempotent; put off while a request is under way. */
+static int l_session_close(lua_State *L)
+{
+    session *s = check_session(L);
+    if (s->busy)
+        s->close_pending = 1;
+    else
+        session_free(s);
+    return 0;
+}
+
+/* __gc: nothing can be under way on an unreachable session (a request that
+ * raised, out of memory, left it marked busy). */
+static int l_session_gc(lua_State *L)
+{
+    session *s = check_session(L);
+    s->busy = 0;
+    session_free(s);
     return 0;
 }
 
@@ -99,11 +127,18 @@ static int l_session_request(lua_State *L)
     cerca_response rs;
     int decode;
     luaL_checktype(L, 2, LUA_TTABLE);
-    if (!s->open)
-        return luaL_error(L, "request on a closed session");
     cerca_read_request(L, 2, &rq, &decode, lines, sizeof lines / sizeof *lines);
+    /* (Checked after the read: a finalizer may have run in it.) */
+    if (!s->open || s->close_pending)
+        return luaL_error(L, "request on a closed session");
+    if (s->busy)
+        return luaL_error(L, "request on a session whose request is under way");
+    s->busy = 1;
     perform(s, &rq, &rs);
     cerca_push_response(L, &rs, decode);
+    s->busy = 0;
+    if (s->close_pending)
+        session_free(s);
     return 1;
 }
 
@@ -114,7 +149,7 @@ static const luaL_Reg session_methods[] = {
 };
 
 static const cerca_class session_class = {
-    SESSION_MT, session_methods, l_session_close, l_session_tostring,
+    SESSION_MT, session_methods, l_session_close, l_session_tostring, l_session_gc,
 };
 
 static const luaL_Reg session_functions[] = {

@@ -10,6 +10,8 @@
 local core = require "cerca.core"
 
 local pairs = pairs
+local pcall = pcall
+local type = type
 local select = select
 local next = next
 local min = math.min
@@ -63,7 +65,10 @@ function _M.over_multi(multi, calls, keys, concurrency, on_done, runtime, more, 
       if not request then
         on_done(k, nil, select(2, c:expire()))
       else
-        local ok, add_why = multi:add(k, request)
+        -- A request the core refuses ends its own call, not the batch
+        -- (and with it the transfers of the others in flight).
+        local added, ok, add_why = pcall(multi.add, multi, k, request)
+        if not added then ok, add_why = false, type(ok) == "string" and ok or "the request was refused" end
         if ok then
           in_flight = in_flight + 1
         else

@@ -28,7 +28,6 @@ local find = string.find
 local sub = string.sub
 local gsub = string.gsub
 local concat = table.concat
-local ceil = math.ceil
 local min = math.min
 local floor = math.floor
 local now = core.monotime
@@ -133,7 +132,7 @@ function Call:next_request()
   end
   self.attempt = self.attempt + 1
   self.in_flight = true
-  self.request.timeout_ms = ceil(budget * 1000)
+  self.request.timeout_ms = prepare.milliseconds(budget)
   self.started = t
   return self.request
 end

@@ -19,6 +19,7 @@ local errors = require "cerca.errors"
 local journal = require "cerca.journal"
 local json = require "cerca.json"
 local outcome = require "cerca.outcome"
+local prepare = require "cerca.prepare"
 local pretty = require "cerca.pretty"
 local runtime = require "cerca.runtime"
 local redact = require "cerca.redact"
@@ -33,7 +34,6 @@ local tostring = tostring
 local format = string.format
 local find = string.find
 local sort = table.sort
-local ceil = math.ceil
 
 local _M = {}
 
@@ -328,8 +328,8 @@ _M.post = errors.protect(function(url, body, opts)
   end
   local res = rt:attempt {
     method = "POST", url = url, headers = lines, body = body, decode = false, no_proxy = scheme == "http",
-    timeout_ms = ceil((opts.timeout or defaults.timeout) * 1000),
-    connect_timeout_ms = ceil((opts.connect_timeout or defaults.connect_timeout) * 1000),
+    timeout_ms = prepare.milliseconds(opts.timeout or defaults.timeout),
+    connect_timeout_ms = prepare.milliseconds(opts.connect_timeout or defaults.connect_timeout),
     max_body = opts.max_response_size or defaults.max_response_size,
   }
   rt:close()

@@ -86,6 +86,17 @@ local function refused(kind, message, field)
   return nil, errors.new(kind, message, { field = field, attempts = 0 })
 end
 
+--- Whole milliseconds (rounded up) of a number of seconds the checks let
+-- through, for the C core's `timeout_ms` and `connect_timeout_ms`. In
+-- floating point: an integer (Lua 5.3 on) times 1000 wraps around
+-- (math.maxinteger to a negative number, 18446744073709552 to 384 ms);
+-- the C core caps what it is given at about 24 days.
+-- @tparam number seconds
+-- @treturn number
+function _M.milliseconds(seconds)
+  return ceil(seconds * 1000.0)
+end
+
 --- Prepares a call. `profile` is what the client gives every call (see
 -- `cerca.client`): `url`, `timeout`, `connect_timeout`, `max_retries`,
 -- `max_response_size`, `no_proxy`, and `header_lines(call_headers)`.
@@ -158,7 +169,7 @@ function _M.call(profile, method, path, body, options, into, options_copied)
     headers = lines,
     idempotency_key = key,
     body = encoded,
-    connect_timeout_ms = ceil((options.connect_timeout or profile.connect_timeout) * 1000),
+    connect_timeout_ms = _M.milliseconds(options.connect_timeout or profile.connect_timeout),
     max_body = profile.max_response_size,
     no_proxy = profile.no_proxy,
     timeout_ms = nil,  -- each attempt's (named: the table is made with its slot)

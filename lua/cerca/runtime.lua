@@ -57,14 +57,27 @@ end
 
 function Plain:attempt(request)
   if not self.keep then return transport.attempt_once(self.conn, request) end
+  -- The attempt owns the session while it runs, as a batch owns its multi
+  -- handle: a finalizer (`__gc`) of the caller's that the collector runs
+  -- inside it, and that calls this client, gets a session of its own, and
+  -- its close() cannot free the buffers this attempt's answer is read from.
+  -- Afterwards the session is kept, unless the runtime was closed meanwhile
+  -- or a nested attempt kept its own.
   local s = self.session
+  self.session = nil
   if not s then
     local why
     s, why = transport.open(self.conn)
     if not s then return transport.failed("internal", why) end
-    self.session = s
   end
-  local res = s:request(request)
+  local closes = self.closes
+  local ok, res = pcall(s.request, s, request)
+  if ok and self.closes == closes and not self.session then
+    self.session = s
+  else
+    s:close()
+  end
+  if not ok then error(res, 0) end
   return res
 end
 

@@ -35,8 +35,9 @@ end
 function _M.attempt_once(conn, request)
   local s, why = _M.open(conn)
   if not s then return _M.failed("internal", why) end
-  local res = s:request(request)
+  local ok, res = pcall(s.request, s, request)
   s:close()
+  if not ok then error(res, 0) end
   return res
 end
 
