@@ -11,7 +11,6 @@ local core = require "cerca.core"
 
 local pairs = pairs
 local pcall = pcall
-local type = type
 local select = select
 local next = next
 local min = math.min
@@ -65,11 +64,13 @@ function _M.over_multi(multi, calls, keys, concurrency, on_done, runtime, more, 
       if not request then
         on_done(k, nil, select(2, c:expire()))
       else
-        -- A request the core refuses ends its own call, not the batch
-        -- (and with it the transfers of the others in flight).
+        -- A request the core refuses (it raises) ends its own call, as a
+        -- single call's attempt would, not the batch and with it the
+        -- transfers of the others in flight.
         local added, ok, add_why = pcall(multi.add, multi, k, request)
-        if not added then ok, add_why = false, type(ok) == "string" and ok or "the request was refused" end
-        if ok then
+        if not added then
+          on_done(k, nil, select(2, c:not_sent("internal", "the C core refused the request: " .. tostring(ok))))
+        elseif ok then
           in_flight = in_flight + 1
         else
           on_done(k, nil, select(2, c:not_sent("connection", add_why)))
