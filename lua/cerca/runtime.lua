@@ -71,13 +71,13 @@ function Plain:attempt(request)
     if not s then return transport.failed("internal", why) end
   end
   local closes = self.closes
-  local ok, res = pcall(s.request, s, request)
-  if ok and self.closes == closes and not self.session then
+  -- (Should the core raise, the session is left to the collector.)
+  local res = s:request(request)
+  if self.closes == closes and not self.session then
     self.session = s
   else
     s:close()
   end
-  if not ok then error(res, 0) end
   return res
 end
 
