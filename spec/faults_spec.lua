@@ -225,6 +225,20 @@ describe("faults", function()
       end
     end)
 
+    it("an interim (1xx) answer over the header cap: its headers steer no retry either", function()
+      local links = {}
+      for i = 1, 1500 do links[i] = ("Link: </style-%04d.css>; rel=preload; as=style\r\n"):format(i) end
+      srv:enqueue { action = "raw", body = "HTTP/1.1 103 Early Hints\r\nx-should-retry: true\r\nRetry-After: 2\r\n"
+        .. table.concat(links) .. "\r\n" }
+      local sub, err, _, took = create()
+      assert.is_nil(sub)
+      assert.are.equal("invalid_response", err.type)
+      assert.matches("the response headers are larger than", err.message, 1, true)
+      assert.are.equal(1, err.attempts)
+      assert.are.equal(1, #srv:requests())
+      assert.is_true(took < 1, "took " .. took)
+    end)
+
     it("dropped every time, first on a kept-alive connection: every request sent is counted", function()
       local lines = {}
       local c = helpers.client(srv, { max_retries = 2, log_level = "warn",

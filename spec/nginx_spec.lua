@@ -522,6 +522,15 @@ describe("nginx", function()
       assert.are.equal(0, #srv:requests())
     end)
 
+    it("ends only the call of a batch whose request the C core refuses, in the pool or the worker", function()
+      for _, pool in ipairs { "cerca", "none" } do
+        srv:reset()
+        local got = decode(a:request("GET", "/refused_in_batch?pool=" .. pool))
+        assert.are.same({ "ok", "internal", "ok", "ok" }, got, pool)
+        assert.are.equal(3, #srv:subscriptions(), pool)
+      end
+    end)
+
     it("finishes a create in flight when nginx reloads (SIGHUP): the answer and its secret arrive", function()
       local pending = slow_create("pool=cerca&fleet=fleet_reload")
       local master = launcher.read_file(a:path("logs/nginx.pid")):match("%d+")

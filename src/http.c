@@ -488,7 +488,7 @@ static void report(cerca_http *h, CURLcode code, cerca_response *rs, int transfe
         status = 0;
         /* Nor are its headers the answer's: a Retry-After or x-should-retry
          * of an interim answer must not steer what follows "no answer". */
-        if (!h->headers.overflow && h->headers.data != NULL) {
+        if (h->headers.data != NULL) {
             h->headers.len = 0;
             h->headers.data[0] = '\0';
         }

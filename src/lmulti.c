@@ -18,6 +18,8 @@
  * stays anchored, by its token, until its transfer is reported done: its
  * strings are what libcurl reads.
  */
+#include <stdio.h>
+
 #include "core.h"
 #include "multi.h"
 
@@ -120,11 +122,16 @@ static int l_multi_add(lua_State *L)
     lua_pushvalue(L, 3);
     lua_rawseti(L, anchors, (int)token);
     if (cerca_multi_add(mu->m, (long)token, &rq, &failed) != 0) {
+        /* The message points into the handle: copied, so that the handle
+         * is done with before anything is allocated (a finalizer that
+         * raises there would otherwise leave it busy for good). */
+        char why[CURL_ERROR_SIZE + 64];
+        snprintf(why, sizeof why, "%s", failed.err_message != NULL ? failed.err_message : "");
         lua_pushnil(L);
         lua_rawseti(L, anchors, (int)token);
-        lua_pushnil(L);
-        lua_pushstring(L, failed.err_message);
         done_with(L, mu);
+        lua_pushnil(L);
+        lua_pushstring(L, why);
         return 2;
     }
     lua_pushboolean(L, 1);

@@ -215,12 +215,14 @@ end
 -- an `internal` error that says whether the call may have reached the API,
 -- with the key to repeat it under when it may have.
 -- @tparam table fault the batch's error
+-- @tparam[opt] string what what happened ("the batch stopped before this
+--   call ended" unless given)
 -- @treturn table the error
-function Call:broken_off(fault)
+function Call:broken_off(fault, what)
   -- A transfer in flight may have had its bytes sent.
   if self.in_flight then self.request_sent = true end
-  local err = errors.new("internal", format("the batch stopped before this call ended (%s); %s",
-    tostring(fault.message or fault), self.attempt > 0
+  local err = errors.new("internal", format("%s (%s); %s", what or "the batch stopped before this call ended",
+    tostring(type(fault) == "table" and fault.message or fault), self.attempt > 0
       and "it may have reached the API: repeat it with err.idempotency_key" or "it was not sent"))
   -- This message says it already.
   if self.attempt > 0 then self.uncertain = { attempt = self.attempt, error = err, last = err } end

@@ -222,7 +222,14 @@ function Nginx:run_many(calls, keys, concurrency, on_done, more, stop)
       if why then
         on_done(k, nil, select(2, calls[k]:stop(why)))
       else
-        on_done(k, calls[k]:run(self, stop))
+        -- A fault inside cerca (the C core refusing a request) ends this
+        -- call, not the light thread with the calls it had still to take.
+        local ran, res, err = pcall(calls[k].run, calls[k], self, stop)
+        if ran then
+          on_done(k, res, err)
+        else
+          on_done(k, nil, calls[k]:broken_off(res, "cerca failed inside this call"))
+        end
       end
     end
   end

@@ -30,15 +30,23 @@ function _M.attempt(ca_file, user_agent, request)
     request.timeout_ms = min(request.timeout_ms, ceil(left * 1000))
   end
   local key = (ca_file or "") .. "\0" .. user_agent
+  -- The attempt holds the session while it runs, as the plain runtime's
+  -- does: should the core raise, the session is left to the collector and
+  -- the next attempt opens another. A raise is returned as a fault inside
+  -- cerca, so that the worker tells it from a thread that could not run
+  -- this module at all (nginx.conf's paths).
   local s = sessions[key]
+  sessions[key] = nil
   if not s then
     local why
     s, why = transport.open { ca_file = ca_file, user_agent = user_agent }
     if not s then return transport.failed("internal", why) end
-    sessions[key] = s
   end
   request.decode = false
-  return s:request(request)
+  local ok, res = pcall(s.request, s, request)
+  if not ok then return transport.failed("internal", "the C core refused the request: " .. tostring(res)) end
+  sessions[key] = s
+  return res
 end
 
 return _M

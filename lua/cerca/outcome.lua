@@ -211,8 +211,10 @@ local function failure_of(res, max_response_size, secrets)
     end
     return status_error(res, " (body truncated at max_response_size)", secrets), false
   end
-  if kind == "configuration" then
-    return errors.new("configuration", res.error_message), false
+  if kind == "configuration" or kind == "internal" then
+    -- Nothing was sent (transport.failed): no handle, or a request the C
+    -- core refused in another Lua VM (nginx's threads).
+    return errors.new(kind, res.error_message), false
   end
   if kind then
     if ok then

@@ -62,6 +62,22 @@ function _M.post()
   reply(res and { status = res.status } or { type = err.type, message = err.message })
 end
 
+-- GET /refused_in_batch?pool=<thread pool>|none: request_many over 4
+-- prepared calls, the second changed into one the C core refuses; answers
+-- what each call ended with ("ok" or its error type), in order.
+function _M.refused_in_batch()
+  local client = new_client(ngx.req.get_uri_args().pool)
+  local calls = {}
+  for i = 1, 4 do
+    calls[i] = assert(client:prepare("POST", "/fleets/fleet_batch_" .. i .. "/webhooks", { url = URL }))
+  end
+  calls[2].request.connect_timeout_ms = -1
+  local got = { "none", "none", "none", "none" }
+  client:request_many(calls, 2, function(k, res, err) got[k] = res and "ok" or err.type end)
+  client:close()
+  reply(got)
+end
+
 -- GET /sequential?n=<count>&pool=<thread pool>: n creates one after the
 -- other with one client; answers how many succeeded and the first error.
 function _M.sequential()
