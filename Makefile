@@ -58,7 +58,7 @@ DEB_PACKAGES = $(DEMO_PACKAGES) \
                libpcre3-dev zlib1g-dev \
                clang libclang-rt-14-dev
 
-.PHONY: help deps deps-build deps-demo build test demo serve install lint check-memory fuzz docs rock rock-build rock-install clean
+.PHONY: help deps deps-build deps-demo deps-docs build test demo serve install lint check-memory fuzz docs rock rock-build rock-install clean
 
 # The release rockspec `make rock` packs, and where the rock goes.
 ROCKSPEC ?= rockspec/cerca-0.1.0-1.rockspec
@@ -70,7 +70,10 @@ help: ## list the targets
 deps: ## install every missing Debian package the build, demo, tests and benchmarks use (apt-get; needs root)
 	@sh spec/tools/deps.sh $(DEB_PACKAGES)
 
-# Only what the build, or the demo, needs.
+# Only what the build, or the demo, or the docs need.
+deps-docs:
+	@sh spec/tools/deps.sh lua5.4 lua-ldoc lua-discount
+
 deps-build:
 	@sh spec/tools/deps.sh $(BUILD_PACKAGES)
 
@@ -160,10 +163,12 @@ install: build ## install into $(PREFIX) for Lua $(LUA_VERSION) (5.1: LuaJIT); v
 	@if [ "$(LUA_VERSION)" = 5.4 ] || [ ! -e $(BINDIR)/cerca ]; then \
 	  ln -sf cerca-$(LUA_VERSION) $(BINDIR)/cerca; echo "$(BINDIR)/cerca -> cerca-$(LUA_VERSION)"; fi
 
-docs: deps ## API reference of the public API (LDoc, config.ld) into build/doc/; fails on any LDoc warning
+docs: deps-docs ## API reference of the public API (LDoc, config.ld) into build/doc/; fails on any LDoc warning
 	@rm -rf build/doc
+	@mkdir -p build
 	@ldoc . > build/ldoc.log 2>&1; status=$$?; cat build/ldoc.log; \
 	  if [ $$status -ne 0 ] || grep -q ':[0-9]*: ' build/ldoc.log; then echo "docs: LDoc warnings above" >&2; exit 1; fi
+	@lua5.4 spec/tools/doc-links.lua build/doc
 
 rock: ## source rock of $(ROCKSPEC) from the working tree, into $(ROCK_DIR)/ (offline)
 	@sh rockspec/pack.sh $(ROCKSPEC) $(ROCK_DIR)

@@ -208,6 +208,18 @@ describe("the cerca command", function()
       return err
     end
 
+    it("1 when the library cannot be loaded (lua-cjson missing): what and how, no traceback", function()
+      -- Only the tree's C modules on the path: no lua-cjson.
+      local out, err, status = run("--version", { LUA_CPATH = work .. "/tree/lib/lua/5.4/?.so" })
+      assert.are.equal(1, status)
+      assert.are.equal("", out)
+      assert.are.equal(2, #lines(err), err)
+      assert.matches("^cerca: cannot load the library for Lua 5.4: module 'cjson.safe' not found", err)
+      assert.matches("apt-get install lua-cjson", err, 1, true)
+      assert_clean(out, err)
+      assert.are.equal(0, #srv:requests())
+    end)
+
     it("2 for usage and validation errors, nothing sent", function()
       -- Errors name the flag the user typed, not the library's field.
       assert.are.equal('cerca: --event: unknown event "thread.complete"; did you mean "thread.completed"?\n',
@@ -500,7 +512,7 @@ describe("the cerca command", function()
       local _, err, status = run("webhooks create --fleets-file " .. q(work .. "/fleets.txt")
         .. " --url https://example.com/h --out " .. q(outfile) .. " --concurrency 1")
       assert.are.equal(6, status)
-      assert.matches("cerca: fleet_a: cerca: permission_denied %(HTTP 403%): fleet locked", err)
+      assert.matches("\ncerca: fleet_a: permission_denied %(HTTP 403%): fleet locked", "\n" .. err)
       assert.matches("cerca: 3 created, 1 failed, 0 skipped", err)
       assert.are.equal(3, #srv:subscriptions())
 

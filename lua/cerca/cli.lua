@@ -90,7 +90,7 @@ Exit codes:
   0 success   2 usage or validation error   3 authentication or permission
   4 other API error   5 network, TLS or timeout   6 batch with some failures
   7 the results could not be written (they were printed on stderr instead)
-  1 internal error (a bug in cerca)
+  1 internal error (a bug in cerca), or the library cannot be loaded
   130, 143, 129 a create or batch cut short by Ctrl-C (SIGINT), SIGTERM or
   SIGHUP (a create let end keeps its own code)
   (deliveries send: 3 the receiver refused the delivery (401, 403), 4 it

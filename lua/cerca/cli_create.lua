@@ -16,6 +16,7 @@ local tostring = tostring
 local sort = table.sort
 local format = string.format
 local rep = string.rep
+local gsub = string.gsub
 local floor = math.floor
 local min = math.min
 local max = math.max
@@ -30,6 +31,12 @@ _M.BATCH_SLICE = 100000
 -- Table entries `create_many` reads for `item`: its own and those of the
 -- tables it holds, as often as they are held (the params all items share
 -- count for each), and one for its place in the list.
+-- An error's line after the "cerca: " it starts with: a batch's lines
+-- already start with it, and the fleet.
+local function after_prefix(err)
+  return (gsub(tostring(err), "^cerca: ", "", 1))
+end
+
 local function entries_of(item)
   local n = 1
   for _, v in pairs(item) do
@@ -395,7 +402,7 @@ local function batch(ui, o, env)
       if r.error.stopped then cut = cut + 1 end
       record(error_record(todo[i], r.error, items[i].options and items[i].options.idempotency_key))
       if not show_progress and not cancelled then
-        ui.warn(format("cerca: %s: %s\n", cerca.printable(todo[i]), tostring(r.error)))
+        ui.warn(format("cerca: %s: %s\n", cerca.printable(todo[i]), after_prefix(r.error)))
       end
     end
     if show_progress then draw_bar() end
@@ -443,7 +450,7 @@ local function batch(ui, o, env)
     ui.warn("\n")
     for i, r in ipairs(results) do
       if not r.ok and r.error.type ~= "cancelled" then
-        ui.warn(format("cerca: %s: %s\n", cerca.printable(todo[i]), tostring(r.error)))
+        ui.warn(format("cerca: %s: %s\n", cerca.printable(todo[i]), after_prefix(r.error)))
       end
     end
   end
