@@ -190,23 +190,24 @@ end
 -- one inside the C function `c_function` (while it makes Lua values), as
 -- a caller's finalizer may; the collector runs often meanwhile. When it
 -- does so depends on the heap: run the code under test until
--- `fired() >= n` or for some seconds. Returns `fired` (how many times
--- `action` ran) and `stop()`, which ends it, puts the collector back and
--- returns that count.
+-- `fired() >= n` or for some seconds, calling `fired` between calls (it
+-- arms the next finalizer: one made inside a finalizer was not always
+-- collected again under Lua 5.4's generational collector). Returns `fired`
+-- (how many times `action` ran) and `stop()`, which ends it, puts the
+-- collector back and returns that count.
 function helpers.finalizer_inside(c_function, action)
-  local busy, done, firings = false, false, 0
-  local arm
+  local busy, done, armed, firings = false, false, false, 0
   local function finalizer()
-    if not busy and not done then
-      local info = debug.getinfo(2, "f")
-      if info and info.func == c_function then
-        busy, firings = true, firings + 1
-        pcall(action)
-        busy = false
-      end
+    armed = false
+    if busy or done then return end
+    local info = debug.getinfo(2, "f")
+    if info and info.func == c_function then
+      busy, firings = true, firings + 1
+      pcall(action)
+      busy = false
     end
-    if not done then arm() end
   end
+  local arm
   if _VERSION == "Lua 5.1" then
     local proto = newproxy(true)
     getmetatable(proto).__gc = finalizer
@@ -229,8 +230,15 @@ function helpers.finalizer_inside(c_function, action)
       collectgarbage("setstepmul", stepmul)
     end
   end
-  arm()
-  return function() return firings end, function()
+  local function fired()
+    if not armed and not done then
+      armed = true
+      arm()
+    end
+    return firings
+  end
+  fired()
+  return fired, function()
     done = true
     restore()
     return firings
