@@ -170,13 +170,21 @@ describe("the cerca command's files", function()
       local function first(pattern, from)
         for i = from or 1, #calls do if calls[i]:find(pattern) then return i end end
       end
-      local fd = assert(calls[first("synced%.jsonl")]:match("= (%d+)$"))
+      local opened = assert(first("synced%.jsonl"))
+      local fd = assert(calls[opened]:match("= (%d+)$"))
       local pending_a = assert(first('write%(' .. fd .. ', "{\\"fleet_id\\":\\"fleet_a\\".-pending'))
       local pending_b = assert(first('write%(' .. fd .. ', "{\\"fleet_id\\":\\"fleet_b\\".-pending'))
       local synced = assert(first("fsync%(" .. fd .. "%)%s+= 0", math.max(pending_a, pending_b)))
-      local folder = assert(first('openat%(AT_FDCWD, "' .. work:gsub("%p", "%%%0") .. '", O_RDONLY.-O_DIRECTORY',
-        synced))
-      local folder_synced = assert(first("fsync%(" .. calls[folder]:match("= (%d+)$") .. "%)%s+= 0", folder))
+      -- The folder is opened with the file (the one it is in, whatever
+      -- the working folder is by the time of the sync), synced after it.
+      local folder
+      for i = 1, opened do
+        if calls[i]:find('openat%(AT_FDCWD, "' .. work:gsub("%p", "%%%0") .. '", O_RDONLY.-O_DIRECTORY') then
+          folder = i
+        end
+      end
+      assert(folder)
+      local folder_synced = assert(first("fsync%(" .. calls[folder]:match("= (%d+)$") .. "%)%s+= 0", synced))
       local sent = assert(first("connect%("))
       assert.is_true(folder_synced < sent)
       local secret_line = assert(first('write%(' .. fd .. ', "{.-secret'))

@@ -622,7 +622,8 @@ c.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"); c.close()
           current, closed_inside = assert(core.new_session()), false
           local res = post(current)
           assert(res.status == 201 and res.json.fleetId == "f" and res.json.secret,
-            "an answer lost its body: " .. tostring(res.status) .. " " .. tostring(res.error_message) .. " " .. tostring(res.body))
+            ("an answer lost its body: %s %s %s"):format(tostring(res.status), tostring(res.error_message),
+              tostring(res.body)))
           answers = answers + 1
           if closed_inside then
             assert(not pcall(post, current), "a session closed during its request was used after it")

@@ -294,6 +294,69 @@ describe("the journal", function()
       assert.are.equal("A\ttrue\nB\tnil\nC\ttrue\nread\tfleet_A\tkey-A\nread\tfleet_C\tkey-C\n", out)
     end)
 
+    it("ends a line cut short while it is open (an edit, another process) before the next record", function()
+      local path = dir .. "/edited.jsonl"
+      local j = assert(journal.open(path))
+      assert.is_true(j:append { fleet_id = "fleet_1", idempotency_key = "k1" })
+      assert.is_true(j:append { fleet_id = "fleet_2", idempotency_key = "k2" })
+      sh("truncate -s -10 " .. q(path))
+      assert.is_true(j:append { fleetId = "fleet_3", secret = "whsec_THE_ONLY_COPY_OF_THIS_SECRET" })
+      local records = assert(j:records())
+      j:close()
+      assert.are.same({ fleet_id = "fleet_1", idempotency_key = "k1" }, records[1])
+      assert.are.same({ fleetId = "fleet_3", secret = "whsec_THE_ONLY_COPY_OF_THIS_SECRET" }, records[2])
+      assert.are.equal(2, #records)
+    end)
+
+    it("writes no string that is not a JSON object or array: it would never be read back", function()
+      local path = dir .. "/strings.jsonl"
+      local j = assert(journal.open(path))
+      for _, bad in ipairs { '{"c":', '"scalar"', "42", "not json", '{"d":"x\0y"}', "" } do
+        local ok, why, kind = j:append(bad)
+        assert.is_nil(ok, bad)
+        assert.is_string(why)
+        assert.are.equal("invalid", kind)
+      end
+      assert.is_true(j:append '{"e":1}')
+      assert.is_true(j:append "[1]")
+      local records, foreign = j:records()
+      j:close()
+      assert.are.same({ { e = 1 }, { 1 } }, records)
+      assert.are.equal(0, foreign)
+      assert.are.equal('{"e":1}\n[1]\n', read(path))
+    end)
+
+    it("syncs the folder it was opened in, even once that folder is renamed", function()
+      sh("mkdir " .. q(dir .. "/a"))
+      local j = assert(journal.open(dir .. "/a/keys.jsonl"))
+      assert.is_true(j:append { fleet_id = "fleet_1", idempotency_key = "k1" })
+      sh("mv " .. q(dir .. "/a") .. " " .. q(dir .. "/b"))
+      local ok, why = j:sync()
+      j:close()
+      assert.is_true(ok, why)
+      assert.matches('"k1"', read(dir .. "/b/keys.jsonl"), 1, true)
+    end)
+
+    it("does not say synced when its file was removed or replaced while open (an editor's save)", function()
+      for _, how in ipairs { "replaced", "removed" } do
+        local path = dir .. "/" .. how .. ".jsonl"
+        local j = assert(journal.open(path))
+        assert.is_true(j:append { fleet_id = "fleet_1", idempotency_key = "k1" })
+        assert.is_true(j:sync())
+        if how == "replaced" then
+          sh("cp -p " .. q(path) .. " " .. q(path .. ".new") .. " && mv " .. q(path .. ".new") .. " " .. q(path))
+        else
+          sh("rm " .. q(path))
+        end
+        assert.is_true(j:append { fleetId = "fleet_1", secret = "whsec_THE_ONLY_COPY_OF_THIS_SECRET" })
+        local ok, why, kind = j:sync()
+        j:close()
+        assert.is_nil(ok, how)
+        assert.matches("removed or replaced", why, 1, true)
+        assert.are.equal("system", kind)
+      end
+    end)
+
     it("bounds what it reads back: more than max_bytes is refused, naming the file and the figure", function()
       local path = dir .. "/big.jsonl"
       write(path, ("y"):rep(2048) .. "\n")
@@ -323,7 +386,8 @@ describe("the journal", function()
     it("appends one line per record, and writes nothing for what is not one", function()
       local path = dir .. "/strict.jsonl"
       local j = assert(journal.open(path))
-      for _, bad in ipairs { 42, true, '{"a":\n1}', { f = print }, { 0 / 0 } } do
+      for _, bad in ipairs { 42, true, '{"a":\n1}', { f = print }, { 0 / 0 },
+          { "result", { ok = true }, fleetId = "fleet_1", secret = "whsec_ONLY_COPY" } } do
         local ok, why, kind = j:append(bad)
         assert.is_nil(ok)
         assert.is_string(why)

@@ -168,6 +168,57 @@ describe("cerca.decode_json", function()
   end)
 end)
 
+describe("cerca.encode_json of what a caller should not hand it", function()
+  it("never writes a client's lists of secrets: the API key stays out of JSON as of tostring and pretty", function()
+    local key = "sk_test_SUPERSECRETKEY123456"
+    local client = assert(cerca.new { api_key = key, base_url = "http://127.0.0.1:9" })
+    local lists = { client._refusal_secrets, client._profile.secrets, client._profile.secrets.probes }
+    for _, list in ipairs(lists) do
+      for _, v in ipairs { list, { list }, { nested = { list } } } do
+        local text, why = cerca.encode_json(v)
+        assert.is_nil(text)
+        assert.is_string(why)
+        assert.is_nil(why:find(key, 1, true))
+        assert.are.equal("cerca.Secrets (1, not shown)", tostring(list))
+      end
+    end
+    client:close()
+  end)
+
+  it("refuses a table that mixes list items and named keys, rather than drop or shuffle the keys", function()
+    for _, v in ipairs {
+      { "pending", {}, fleet = "fleet_1", secret = "whsec_ONLY_COPY" },
+      { "pending", fleet = "fleet_1", secret = "whsec_ONLY_COPY", z = 1, a = 2, m = 3 },
+      { outer = { 1, 2, x = true } },
+    } do
+      local text, why = cerca.encode_json(v)
+      assert.is_nil(text)
+      assert.matches("mixes list items and named keys", why, 1, true)
+    end
+    assert.are.equal('["a",["b"],{"c":1}]', cerca.encode_json { "a", { "b" }, { c = 1 } })
+  end)
+
+  it("refuses a table whose __len is no whole count, or a count beyond MAX_ENTRIES, at once", function()
+    -- (Lua 5.1 and LuaJIT do not call a table's __len: the items are written.)
+    local len_called = #setmetatable({}, { __len = function() return 1 end }) == 1
+    for _, len in ipairs { 1 / 0, 2 ^ 60, 0 / 0, 1.5, "x", 1000001 } do
+      local v = setmetatable({ 1, 2, 3 }, { __len = function() return len end })
+      local started = os.clock()
+      local text, why = cerca.encode_json(v)
+      if len_called then
+        assert.is_nil(text)
+        assert.is_truthy(why)
+      else
+        assert.are.equal("[1,2,3]", text)
+      end
+      assert.is_true(os.clock() - started < 1)
+    end
+    -- A __len that tells a length within reason is honoured, as before.
+    assert.are.equal(len_called and "[1,2,3,null]" or "[1,2,3]",
+      cerca.encode_json(setmetatable({ 1, 2, 3 }, { __len = function() return 4 end })))
+  end)
+end)
+
 describe("cerca.new_idempotency_key", function()
   it("draws a fresh UUIDv4 each time", function()
     local seen = {}

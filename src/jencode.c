@@ -326,11 +326,12 @@ static long collect(lua_State *L, int idx, member *members, size_t max)
 /* Whether the metatable on top of the stack changes nothing json.lua sees
  * of its table (a subscription's: `__name`, `__tostring`): no `__len` (the
  * length), no `__pairs` (the members), no `__metatable` (the list mark
- * test). json.lua reads only keys that are present, so `__index` is never
+ * test), no `__secrets` (a list of secrets, which json.lua refuses).
+ * json.lua reads only keys that are present, so `__index` is never
  * consulted. */
 static int inert(lua_State *L)
 {
-    static const char *const fields[] = {"__len", "__pairs", "__metatable"};
+    static const char *const fields[] = {"__len", "__pairs", "__metatable", "__secrets"};
     size_t i;
     for (i = 0; i < sizeof fields / sizeof *fields; i++) {
         int absent;

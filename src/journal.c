@@ -8,7 +8,9 @@
  *   journal:write(text)  -> true | nil, message      (all of it, appended)
  *   journal:sync()       -> true | nil, message      (what was written is on
  *                           disk: fsync, and the first time, of the folder
- *                           too, so that a new file's name is as well)
+ *                           it was opened in too, so that a new file's name
+ *                           is as well; refused once the path names another
+ *                           file or none: removed, or replaced by an edit)
  *   journal:close()      -> true                     (idempotent; also __gc,
  *                                                     and __close under 5.4)
  *
@@ -51,9 +53,13 @@
 #define MAX_LIMIT 1099511627776.0
 
 typedef struct {
-    int fd; /* -1 once closed */
+    int fd;     /* -1 once closed */
+    int folder; /* the folder that holds the file, opened with it (-1: not
+                 * readable by us, or closed): what sync checks and syncs,
+                 * whatever the process's working folder is by then */
     int folder_synced;
     size_t max_bytes;
+    size_t base; /* offset of the file's name in path */
     char path[1]; /* the path as given, NUL-terminated (allocated longer) */
 } journal;
 
@@ -114,9 +120,51 @@ static int close_fd(int fd)
  * are pushed afterwards, so errno is read before). */
 static void drop_fd(journal *j)
 {
-    close_fd(j->fd);
+    if (j->fd >= 0)
+        close_fd(j->fd);
     j->fd = -1;
+    if (j->folder >= 0)
+        close_fd(j->folder);
+    j->folder = -1;
 }
+
+/* Opens the folder that holds j->path (its part before the last '/', "."
+ * when there is none), into j->folder, and sets j->base. A folder we may
+ * write in but not read cannot be opened for reading: j->folder stays -1
+ * and the path is used as given. 0, or -1 with errno set. */
+static int open_folder(journal *j)
+{
+    const char *slash = strrchr(j->path, '/');
+    int fd, e;
+    if (slash == NULL) {
+        j->base = 0;
+        fd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    } else {
+        size_t n = slash == j->path ? 1 : (size_t)(slash - j->path);
+        char *folder = malloc(n + 1);
+        if (folder == NULL) {
+            errno = ENOMEM;
+            return -1;
+        }
+        memcpy(folder, j->path, n);
+        folder[n] = '\0';
+        j->base = (size_t)(slash - j->path) + 1;
+        do
+            fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        while (fd < 0 && errno == EINTR);
+        e = errno;
+        free(folder);
+        errno = e;
+    }
+    if (fd < 0 && errno != EACCES)
+        return -1;
+    j->folder = fd;
+    return 0;
+}
+
+/* The folder to open the file's name in, and that name. */
+#define AT_FOLDER(j) ((j)->folder >= 0 ? (j)->folder : AT_FDCWD)
+#define NAME_IN_FOLDER(j) ((j)->folder >= 0 ? (j)->path + (j)->base : (j)->path)
 
 /* A file of ours without the write bit for us (0400, 0500: set so by
  * hand, or by an earlier tool) cannot be opened for writing without root.
@@ -125,12 +173,12 @@ static void drop_fd(journal *j)
  * must reach the same file (device and inode), else the path was swapped
  * meanwhile. Returns the descriptor, or -1 with errno (EACCES when it was
  * not such a file). */
-static int open_read_only_own(const char *path)
+static int open_read_only_own(int folder, const char *name)
 {
     struct stat before, after;
     int ro, fd, e;
     do
-        ro = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+        ro = openat(folder, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     while (ro < 0 && errno == EINTR);
     if (ro < 0) {
         errno = EACCES;
@@ -143,7 +191,7 @@ static int open_read_only_own(const char *path)
         return -1;
     }
     do
-        fd = open(path, O_RDWR | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+        fd = openat(folder, name, O_RDWR | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     while (fd < 0 && errno == EINTR);
     e = errno;
     if (fd >= 0 && (fstat(fd, &after) != 0 || after.st_dev != before.st_dev || after.st_ino != before.st_ino)) {
@@ -173,27 +221,47 @@ static int l_open_journal(lua_State *L)
         lua_pushliteral(L, "the path holds a NUL byte; give the path of a regular file");
         return refuse(L, "system");
     }
-    /* Devices and FIFOs are refused before they are opened. */
-    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
-        return refuse_mode(L, path, st.st_mode);
-
-    /* The userdata first: once open, the descriptor is never without an
-     * owner (an error raised below leaves it to __gc). */
+    /* The userdata first: once open, the descriptors are never without an
+     * owner (an error raised below leaves them to __gc). */
     j = (journal *)lua_newuserdata(L, sizeof *j + len);
     j->fd = -1;
+    j->folder = -1;
     j->folder_synced = 0;
     j->max_bytes = (size_t)max;
+    j->base = 0;
     memcpy(j->path, path, len + 1);
     luaL_getmetatable(L, JOURNAL_MT);
     lua_setmetatable(L, -2);
 
+    if (len > 0 && path[len - 1] == '/') {
+        lua_pushfstring(L, "%s is a directory; give the path of a regular file", path);
+        return refuse(L, "not_regular");
+    }
+    /* The file is opened in its folder, held open: sync checks and syncs
+     * that folder even once the program changed its working folder or the
+     * folder was renamed. */
+    if (len > 0 && open_folder(j) != 0) {
+        e = errno;
+        lua_pushfstring(L, "cannot open %s: %s; give the path of a regular file you can write", path,
+                        strerror(e));
+        return refuse(L, "system");
+    }
+
+    /* Devices and FIFOs are refused before they are opened. */
+    if (fstatat(AT_FOLDER(j), NAME_IN_FOLDER(j), &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode)) {
+        drop_fd(j);
+        return refuse_mode(L, path, st.st_mode);
+    }
+
     do
-        fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, PRIVATE_MODE);
+        fd = openat(AT_FOLDER(j), NAME_IN_FOLDER(j),
+                    O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, PRIVATE_MODE);
     while (fd < 0 && errno == EINTR);
     if (fd < 0 && errno == EACCES)
-        fd = open_read_only_own(path);
+        fd = open_read_only_own(AT_FOLDER(j), NAME_IN_FOLDER(j));
     if (fd < 0) {
         e = errno;
+        drop_fd(j);
         if (e == ELOOP) {
             lua_pushfstring(L, "%s is a symbolic link; give the path of a regular file", path);
             return refuse(L, "symlink");
@@ -343,35 +411,19 @@ static int l_journal_write(lua_State *L)
     return 1;
 }
 
-/* fsync of the folder that holds `path` (its name's entry); 0, or -1 with
- * errno set. A file system that cannot sync a folder (EINVAL) has nothing
- * more to write; a folder the user may write in but not read (EACCES on
- * opening it) cannot be synced by them, and is left to the system. */
-static int sync_folder(const char *path)
+/* 0 when the path still names the open file; else -1 with errno set
+ * (ENOENT: removed, or replaced by another file, such as an editor's save
+ * through a new file and a rename): what is synced then is in a file no
+ * path names, lost once closed. */
+static int still_named(journal *j)
 {
-    const char *slash = strrchr(path, '/');
-    int fd, r, e;
-    if (slash == NULL) {
-        fd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    } else {
-        size_t n = slash == path ? 1 : (size_t)(slash - path);
-        char *folder = malloc(n + 1);
-        if (folder == NULL) {
-            errno = ENOMEM;
-            return -1;
-        }
-        memcpy(folder, path, n);
-        folder[n] = '\0';
-        fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        free(folder);
-    }
-    if (fd < 0)
-        return errno == EACCES ? 0 : -1;
-    r = fsync(fd);
-    e = errno;
-    close_fd(fd);
-    if (r != 0 && e != EINVAL) {
-        errno = e;
+    struct stat open_st, named;
+    if (fstat(j->fd, &open_st) != 0)
+        return -1;
+    if (open_st.st_nlink == 0 ||
+        fstatat(AT_FOLDER(j), NAME_IN_FOLDER(j), &named, AT_SYMLINK_NOFOLLOW) != 0 ||
+        named.st_dev != open_st.st_dev || named.st_ino != open_st.st_ino) {
+        errno = ENOENT;
         return -1;
     }
     return 0;
@@ -385,8 +437,25 @@ static int l_journal_sync(lua_State *L)
     do
         r = fsync(j->fd);
     while (r != 0 && errno == EINTR);
+    if (r == 0 && still_named(j) != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot sync %s to disk: it was removed or replaced by another file while open, and "
+                        "what was appended is in a file no path names; close it, and open the path again",
+                        j->path);
+        return 2;
+    }
+    /* The first time, the folder too (a new file's name): the folder it
+     * was opened in. A file system that cannot sync a folder (EINVAL) has
+     * nothing more to write; one we may write in but not read is left to
+     * the system. */
     if (r == 0 && !j->folder_synced) {
-        r = sync_folder(j->path);
+        if (j->folder >= 0) {
+            do
+                r = fsync(j->folder);
+            while (r != 0 && errno == EINTR);
+            if (r != 0 && errno == EINVAL)
+                r = 0;
+        }
         j->folder_synced = r == 0;
     }
     if (r != 0) {
@@ -430,10 +499,7 @@ fail:
 static int l_journal_close(lua_State *L)
 {
     journal *j = (journal *)luaL_checkudata(L, 1, JOURNAL_MT);
-    if (j->fd >= 0) {
-        close_fd(j->fd);
-        j->fd = -1;
-    }
+    drop_fd(j);
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -106,20 +106,20 @@ function Journal:append(record)
     return nil, "a record is a table or a string of JSON, not a " .. type(record), "invalid"
   end
   if find(text, "\n", 1, true) then return nil, "a record is one line: this one holds a line break", "invalid" end
-  -- A line left open (cut short by a crash or a full disk) is ended first,
-  -- so that this record is a line of its own and is read back.
-  if not self._line_ended then
-    local open, owhy = file:line_open()
-    if open == nil then return nil, owhy, "system" end
-    if open then text = "\n" .. text end
+  -- What `records` would skip is not written: a string that is no JSON
+  -- object or array would be reported written, and never read back.
+  if type(record) == "string" and type(core.decode(text)) ~= "table" then
+    return nil, "a record is a JSON object or array: this string is not one", "invalid"
   end
+  -- A line left open (cut short by a crash, a full disk, another process
+  -- or an edit made while the journal is open) is ended first, so that
+  -- this record is a line of its own and is read back: looked at before
+  -- every record, since the file may change between two.
+  local open, owhy = file:line_open()
+  if open == nil then return nil, owhy, "system" end
+  if open then text = "\n" .. text end
   local ok, werr = file:write(text .. "\n")
-  if not ok then
-    -- Part of the line may be in the file: the next record ends it first.
-    self._line_ended = false
-    return nil, werr, "system"
-  end
-  self._line_ended = true
+  if not ok then return nil, werr, "system" end
   return true
 end
 
@@ -154,8 +154,10 @@ end
 
 --- Puts what was appended on disk (`fsync`; the first time, the folder's
 -- too, so that a new file's name survives a crash of the system, unless
--- the folder may be written in but not read): append a record, `sync`, and
--- only then act on it.
+-- the folder may be written in but not read; the folder it was opened in,
+-- whatever the working folder is by then): append a record, `sync`, and
+-- only then act on it. A file removed or replaced (an editor's save) while
+-- open is `nil` and a message: what was appended is in no file any path names.
 -- @treturn boolean|nil true
 -- @treturn[opt] string why it could not
 -- @treturn[opt] string the kind: `"system"`, `"invalid"` or `"closed"`

@@ -59,6 +59,16 @@ end
 -- that holds itself would never end.
 local MAX_DEPTH = core.MAX_DECODE_DEPTH
 
+-- The most items a list whose `__len` is a caller's is written with: the
+-- most table entries cerca reads from one argument
+-- (cerca.webhooks.MAX_ENTRIES).
+local MAX_ITEMS = 1000000
+
+-- A table's metatable as it is, whatever its `__metatable` says.
+local rawmetatable = debug and debug.getmetatable or getmetatable
+local rawget = rawget
+local tostring = tostring
+
 -- Appends the canonical text of v to out; nil, or a message. `overflow`:
 -- infinities are written as 1e999 (output) instead of refused (requests).
 -- Numbers are the C core's text (core.number_text: as cjson writes them
@@ -81,8 +91,28 @@ local function canonical(v, out, depth, overflow)
   if depth >= MAX_DEPTH then
     return format("nests deeper than %d levels (or refers to itself)", MAX_DEPTH)
   end
+  local mt = rawmetatable(v)
+  if type(mt) == "table" and rawget(mt, "__secrets") then
+    return "a list of secrets is never written (" .. tostring(v) .. ")"
+  end
   local n = #v
+  -- A caller's `__len` may say anything: a length that is no count of
+  -- items, or more than any argument may hold, would have the loop below
+  -- run on (for ever, for an infinite one) writing nulls. Without one,
+  -- `#` is a border of the table, which holds that many entries.
+  if type(mt) == "table" and rawget(mt, "__len") ~= nil
+      and (type(n) ~= "number" or n ~= n or n % 1 ~= 0 or n > MAX_ITEMS) then
+    return format("has a length (its __len) that is not a whole number up to %d: %s", MAX_ITEMS, tostring(n))
+  end
   if n > 0 or (getmetatable(v) == _M.array_mt and next(v) == nil) then
+    -- A list is its items 1..n and nothing else: named keys beside them
+    -- would be dropped (or, by cjson, written as an object in no set
+    -- order), so such a table is refused, as requests refuse it.
+    for k in pairs(v) do
+      if type(k) ~= "number" or k % 1 ~= 0 or k < 1 or k > n then
+        return "mixes list items and named keys; use one or the other"
+      end
+    end
     if n > 0 and flat(v, n) then
       local text, why = core.encode(v)
       if not text then return why end

@@ -560,6 +560,8 @@ end
 local SECRETS = {
   __name = "cerca.Secrets",
   __tostring = function(t) return format("cerca.Secrets (%d, not shown)", #t) end,
+  -- Nor written as JSON: `cerca.encode_json` refuses it (cerca.json).
+  __secrets = true,
 }
 
 
