@@ -616,9 +616,15 @@ c.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"); c.close()
           closed_inside = true
         end
       end)
-      local answers, closed, give_up = 0, 0, core.monotime() + 20
+      -- (The server's record of requests is emptied every 500, counted:
+      -- thousands may be needed on a busy machine, more than it holds.)
+      local answers, closed, recorded, give_up = 0, 0, 0, core.monotime() + 20
       local ok, why = pcall(function()
         while fired() < 5 and core.monotime() < give_up do
+          if answers > 0 and answers % 500 == 0 then
+            recorded = recorded + #srv:requests()
+            srv:reset()
+          end
           current, closed_inside = assert(core.new_session()), false
           local res = post(current)
           assert(res.status == 201 and res.json.fleetId == "f" and res.json.secret,
@@ -648,7 +654,7 @@ c.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"); c.close()
       end
       assert.is_true(refused > 0, "no request was tried while another was under way")
       assert.is_true(closed > 0 and closed <= refused)
-      assert.are.equal(answers + sent, #srv:requests())
+      assert.are.equal(answers + sent, recorded + #srv:requests())
     end)
 
     it("refuses a call on a multi handle whose poll is under way, and closes it once that is over", function()
@@ -664,9 +670,12 @@ c.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"); c.close()
         current:close()
         closed_inside = true
       end)
-      local answers, give_up = 0, core.monotime() + 20
+      local answers, rounds, give_up = 0, 0, core.monotime() + 20
       local ok, why = pcall(function()
         while fired() < 5 and core.monotime() < give_up do
+          -- (The server's record of requests emptied now and then.)
+          rounds = rounds + 1
+          if rounds % 200 == 0 then srv:reset() end
           current, closed_inside = assert(core.new_multi()), false
           for token = 1, 3 do assert(current:add(token, req)) end
           local got = 0
