@@ -506,6 +506,7 @@ describe("the journal", function()
         local held = { assert(open(path)) }
         assert.are.equal(1, open_fds(path))
         held[1] = nil
+        assert.are.equal(0, #held)
         collectgarbage()
         collectgarbage()
         assert.are.equal(0, open_fds(path))
