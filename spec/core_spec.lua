@@ -604,132 +604,126 @@ c.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"); c.close()
 
     -- A caller's finalizer may run inside a request while its answer is
     -- made into Lua values from the handle's buffers, and reach the handle.
-    -- Each case runs in a fresh interpreter: how often the collector runs a
-    -- finalizer inside a call depends on the whole heap, and a suite's heap
-    -- made it too rare to count on. The child prints what it saw as JSON.
-    local FINALIZER_CHILD = [[
+    -- Each case runs in a fresh interpreter (the hook and the collector's
+    -- settings of helpers.finalizer_inside stay out of the suite's), the
+    -- finalizer at the 1st, 2nd, ... 24th allocation inside the call in
+    -- turn, each twice. The child prints what it saw as JSON.
+    local CHILD_HEAD = [[
       local helpers = require "spec.helpers"
       local core = require "cerca.core"
       local cjson = require "cjson"
-      local url, key = os.getenv("URL"), os.getenv("KEY")
-      local req = { method = "POST", url = url, body = '{"url":"https://example.com/h"}',
-        headers = { "Authorization: Bearer " .. key, "Content-Type: application/json" },
+      local req = { method = "POST", url = os.getenv("URL"), body = '{"url":"https://example.com/h"}',
+        headers = { "Authorization: Bearer " .. os.getenv("KEY"), "Content-Type: application/json" },
         timeout_ms = 5000, connect_timeout_ms = 2000, max_body = 65536 }
       local function whole(res)
         if not (res.status == 201 and res.json and res.json.fleetId == "f" and res.json.secret) then
           error(("an answer lost its body: %s %s"):format(tostring(res.status), tostring(res.error_message)), 0)
         end
       end
-      local seen = { answers = 0, sent = 0, refused = 0, closed = 0, odd = {} }
-      local current, closed_inside = nil, false
-      -- A nested request: refused while the session's request is under way,
-      -- or, once closed inside it, refused as closed; sent when the
-      -- finalizer ran before the request began (while its table was read).
-      local function nested()
-        local ok, why = pcall(function() whole(current:request(req)) end)
-        if ok then
-          seen.sent = seen.sent + 1
-        elseif tostring(why):find("under way", 1, true) or tostring(why):find("closed session", 1, true) then
-          seen.refused = seen.refused + 1
-          if not closed_inside then
-            current:close()
-            closed_inside = true
-          end
-        else
-          seen.odd[#seen.odd + 1] = tostring(why)
-        end
-      end
-      -- A heap of some megabytes, as a program's: in a bare interpreter's
-      -- few hundred kilobytes, Lua 5.1 and 5.3 ran their finalizers
-      -- elsewhere.
-      local ballast = {}
-      for i = 1, 100000 do ballast[i] = { i } end
-      local fired, stop = helpers.finalizer_inside(core.new_session().request, nested)
-      -- (Thousands of rounds may be needed: the server's record of requests,
-      -- which could not hold them, is emptied every 300, by a process of
-      -- its own, so that no call of the core's runs the finalizer then.)
-      local reset = "curl -s -o /dev/null -X POST -H 'Content-Type: application/json' -d '{}' "
-        .. os.getenv("CONTROL")
-      local give_up, rounds = core.monotime() + 20, 0
-      local ok, why = pcall(function()
-        while fired() < 5 and core.monotime() < give_up do
-          rounds = rounds + 1
-          if rounds % 300 == 0 then os.execute(reset) end
-          closed_inside = false
-          current = assert(core.new_session())
-          whole(current:request(req))
-          seen.answers = seen.answers + 1
-          if closed_inside then
-            if pcall(current.request, current, req) then
-              error("a session closed during its request was used after it", 0)
-            end
-            seen.closed = seen.closed + 1
-          end
-          current:close()
-        end
-      end)
-      seen.firings = stop()
-      seen.ballast = #ballast
-      seen.error = not ok and tostring(why) or nil
-      io.write("RESULT ", cjson.encode(seen), "\n")
     ]]
 
-    it("refuses a request on a session whose request is under way, and closes it once that is over", function()
-      local out, status = helpers.run_lua(FINALIZER_CHILD, { URL = srv.http_url .. "/fleets/f/webhooks",
-        KEY = srv.api_key, CONTROL = srv.http_url .. "/__control/reset" })
+    local function run_child(body)
+      local out, status = helpers.run_lua(CHILD_HEAD .. body, { URL = srv.http_url .. "/fleets/f/webhooks",
+        KEY = srv.api_key })
       assert.are.equal(0, status, out)
-      local result = assert(out:match("RESULT ([^\n]*)"), out)
-      local seen = cjson.decode(result)
+      return cjson.decode((assert(out:match("RESULT ([^\n]*)"), out)))
+    end
+
+    it("refuses a request on a session whose request is under way, and closes it once that is over", function()
+      local seen = run_child [[
+        local seen = { answers = 0, sent = 0, refused = 0, closed = 0, odd = {} }
+        local current, closed_inside = nil, false
+        -- A nested request: refused while the session's request is under
+        -- way, or, once closed inside it, refused as closed.
+        local function nested()
+          local ok, why = pcall(function() whole(current:request(req)) end)
+          if ok then
+            seen.sent = seen.sent + 1
+          elseif tostring(why):find("under way", 1, true) or tostring(why):find("closed session", 1, true) then
+            seen.refused = seen.refused + 1
+            if not closed_inside then
+              current:close()
+              closed_inside = true
+            end
+          else
+            seen.odd[#seen.odd + 1] = tostring(why)
+          end
+        end
+        local _, stop = helpers.finalizer_inside(core.new_session(), "request", nested, 24)
+        local ok, why = pcall(function()
+          for _ = 1, 48 do
+            closed_inside = false
+            current = assert(core.new_session())
+            whole(current:request(req))
+            seen.answers = seen.answers + 1
+            if closed_inside then
+              if pcall(current.request, current, req) then
+                error("a session closed during its request was used after it", 0)
+              end
+              seen.closed = seen.closed + 1
+            end
+            current:close()
+          end
+        end)
+        seen.firings = stop()
+        seen.error = not ok and tostring(why) or nil
+        io.write("RESULT ", cjson.encode(seen), "\n")
+      ]]
       assert.is_nil(seen.error)
       assert.is_true(seen.firings > 0, "no finalizer ran inside the call")
       assert.are.same({}, seen.odd)
-      assert.is_true(seen.refused > 0, "no call was tried while another was under way")
-      -- (A finalizer may run more than once inside one call: after the
-      -- first, the handle is closed already.)
-      assert.is_true(seen.closed > 0 and seen.closed <= seen.refused)
-      assert.is_true(seen.answers > 0)
+      -- Every nested request was refused: none was sent while another
+      -- was under way; each session closed inside its request was closed
+      -- once that was over. (The refused request on a closed session may
+      -- run the finalizer again, as it raises.)
+      assert.are.equal(0, seen.sent)
+      assert.are.equal(seen.firings, seen.refused)
+      assert.is_true(seen.closed > 0 and seen.closed <= seen.firings)
+      assert.are.equal(48, seen.answers)
     end)
 
     it("refuses a call on a multi handle whose poll is under way, and closes it once that is over", function()
-      local req = { method = "POST", url = srv.http_url .. "/fleets/f/webhooks",
-        body = '{"url":"https://example.com/h"}',
-        headers = { "Authorization: Bearer " .. srv.api_key, "Content-Type: application/json" } }
-      local current, nested, closed_inside = nil, {}, false
-      local fired, stop = helpers.finalizer_inside(core.new_multi().poll, function()
-        local ok, why = pcall(current.poll, current, 0)
-        nested[#nested + 1] = ok and "polled" or tostring(why)
-        ok, why = pcall(current.add, current, 99, req)
-        nested[#nested + 1] = ok and "added" or tostring(why)
-        current:close()
-        closed_inside = true
-      end)
-      local answers, rounds, give_up = 0, 0, core.monotime() + 20
-      local ok, why = pcall(function()
-        while fired() < 5 and core.monotime() < give_up do
-          -- (The server's record of requests emptied now and then.)
-          rounds = rounds + 1
-          if rounds % 200 == 0 then srv:reset() end
-          current, closed_inside = assert(core.new_multi()), false
-          for token = 1, 3 do assert(current:add(token, req)) end
-          local got = 0
-          while got < 3 and not closed_inside do
-            for _, f in ipairs((current:poll(100))) do
-              local res = f.response
-              assert(res.status == 201 and res.json.fleetId == "f" and res.json.secret, "an answer lost its body")
-              got, answers = got + 1, answers + 1
-            end
-          end
-          if closed_inside then
-            assert(not pcall(current.poll, current, 0), "a handle closed during its poll was used after it")
-          end
+      local seen = run_child [[
+        local current, nested, closed_inside = nil, {}, false
+        local _, stop = helpers.finalizer_inside(core.new_multi(), "poll", function()
+          local ok, why = pcall(current.poll, current, 0)
+          nested[#nested + 1] = ok and "polled" or tostring(why)
+          ok, why = pcall(current.add, current, 99, req)
+          nested[#nested + 1] = ok and "added" or tostring(why)
           current:close()
-        end
-      end)
-      local firings = stop()
-      assert(ok, why)
-      assert.is_true(firings > 0, "no finalizer ran inside a poll")
-      assert.is_true(answers > 0)
-      for _, n in ipairs(nested) do
+          closed_inside = true
+        end, 24)
+        local answers, closed = 0, 0
+        local ok, why = pcall(function()
+          for _ = 1, 48 do
+            current, closed_inside = assert(core.new_multi()), false
+            for token = 1, 3 do assert(current:add(token, req)) end
+            local got = 0
+            while got < 3 and not closed_inside do
+              for _, f in ipairs((current:poll(100))) do
+                local res = f.response
+                assert(res.status == 201 and res.json.fleetId == "f" and res.json.secret, "an answer lost its body")
+                got, answers = got + 1, answers + 1
+              end
+            end
+            if closed_inside then
+              assert(not pcall(current.poll, current, 0), "a handle closed during its poll was used after it")
+              closed = closed + 1
+            end
+            current:close()
+          end
+        end)
+        local firings = stop()
+        io.write("RESULT ", cjson.encode { firings = firings, answers = answers, closed = closed, nested = nested,
+          error = not ok and tostring(why) or nil }, "\n")
+      ]]
+      assert.is_nil(seen.error)
+      assert.is_true(seen.firings > 0, "no finalizer ran inside a poll")
+      -- (The refused poll on a closed handle may run the finalizer again.)
+      assert.is_true(seen.closed > 0 and seen.closed <= seen.firings)
+      assert.is_true(seen.answers > 0)
+      assert.are.equal(2 * seen.firings, #seen.nested)
+      for _, n in ipairs(seen.nested) do
         assert.is_truthy(n:find("under way", 1, true) or n:find("closed multi", 1, true), n)
       end
     end)

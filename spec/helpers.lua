@@ -186,61 +186,115 @@ function helpers.install_command()
     ("eval \"$(luarocks --lua-version 5.4 --tree %s path)\""):format(q(work .. "/tree"))
 end
 
---- Runs `action()` from a finalizer (`__gc`) whenever the collector runs
--- one inside the C function `c_function` (while it makes Lua values), as
--- a caller's finalizer may; the collector runs often meanwhile. When it
--- does so depends on the heap: run the code under test until
--- `fired() >= n` or for some seconds, calling `fired` between calls (it
--- arms the next finalizer: one made inside a finalizer was not always
--- collected again under Lua 5.4's generational collector). Returns `fired`
--- (how many times `action` ran) and `stop()`, which ends it, puts the
--- collector back and returns that count.
-function helpers.finalizer_inside(c_function, action)
-  local busy, done, armed, firings = false, false, false, 0
-  local function finalizer()
-    armed = false
-    if busy or done then return end
-    local info = debug.getinfo(2, "f")
-    if info and info.func == c_function then
-      busy, firings = true, firings + 1
-      pcall(action)
-      busy = false
+--- Runs `action()` from a finalizer (`__gc`) at an allocation inside the
+-- C method `name` of `object`'s class, as a caller's finalizer may run
+-- there while the method makes Lua values. Deterministic: the class's
+-- method is replaced, until `stop()`, by one that ends the collector's
+-- cycle and sets it to run a whole cycle at every allocation until the C
+-- function returns; at each cycle inside the call one object with a
+-- finalizer is let go, and the k-th one runs `action`, k = 1, 2, ...
+-- `steps` in turn from call to call (then 1 again), so that calling the
+-- method `steps` times reaches each of its first `steps` allocations. (A
+-- collector left to itself ran no finalizer there for 20 s in some
+-- heaps.) Returns `fired` (how many times `action` ran) and `stop()`,
+-- which ends it, puts the method, the collector and LuaJIT's compiler back
+-- and returns that count. `action` may call the method.
+function helpers.finalizer_inside(object, name, action, steps)
+  steps = steps or 24
+  local version = _VERSION
+  local methods = assert(debug.getmetatable(object).__index)
+  local c_function = assert(methods[name])
+  local busy, done, spent, calls, firings = false, false, true, 0, 0
+  -- This call's objects still held, only to keep them (the next to let go
+  -- at [cycle + 1]), its padding tables, how many cycles ran inside it,
+  -- and the one that runs `action`.
+  local held, pads, cycle, last = {}, {}, 0, 0 -- luacheck: ignore 241
+  local jit_was_on = rawget(_G, "jit") and jit.status()
+  if jit_was_on then jit.off() end  -- (no finalizer runs inside a trace)
+  local mode = version == "Lua 5.4" and collectgarbage("incremental")
+  local pause, stepmul = collectgarbage("setpause", 0), collectgarbage("setstepmul", 200)
+  local function calm()
+    collectgarbage("setpause", pause)
+    collectgarbage("setstepmul", stepmul)
+    if version == "Lua 5.4" then collectgarbage("incremental", 0, 0, 13) end
+  end
+  calm()
+  -- A whole cycle at each allocation: no pause, no limit to a step's work.
+  local function eager()
+    collectgarbage("setpause", 0)
+    if version == "Lua 5.4" then
+      collectgarbage("setstepmul", 1000)
+      collectgarbage("incremental", 0, 0, 40)
+    elseif version == "Lua 5.1" then
+      collectgarbage("setstepmul", 0)  -- (0: no limit, in 5.1 and LuaJIT)
+    else
+      collectgarbage("setstepmul", 100000000)
     end
   end
-  local arm
-  if _VERSION == "Lua 5.1" then
+  local wrapper
+  -- Whether a collection runs inside the C function (or what it calls),
+  -- not in the wrapper before or after it.
+  local function inside()
+    local level = 3
+    while true do
+      local info = debug.getinfo(level, "f")
+      if not info or info.func == wrapper then return false end
+      if info.func == c_function then return true end
+      level = level + 1
+    end
+  end
+  -- (Allocates nothing but where it calls `action`.)
+  local function finalizer()
+    if busy or done or spent then return end
+    if not inside() then spent = true return end
+    cycle = cycle + 1
+    if cycle < last then
+      held[cycle + 1] = nil  -- (collected by the next cycle, the next allocation)
+      -- Lua 5.2 and 5.3 put the collector's next step some kilobytes off
+      -- at each check made while a finalizer runs (a call is one): some
+      -- kilobytes allocated last, where nothing checks, bring it back.
+      local pad = pads[cycle]
+      for i = 1, 1024 do pad[i] = true end
+      return
+    end
+    spent, busy, firings = true, true, firings + 1
+    pcall(action)
+    busy = false
+  end
+  local new
+  if version == "Lua 5.1" then
     local proto = newproxy(true)
     getmetatable(proto).__gc = finalizer
-    arm = function() newproxy(proto) end
+    new = function() return newproxy(proto) end
   else
     local mt = { __gc = finalizer }
-    arm = function() setmetatable({}, mt) end
+    new = function() return setmetatable({}, mt) end
   end
-  local restore
-  if _VERSION == "Lua 5.4" then
-    -- From incremental: a collector already generational ran them rarely.
-    local mode = collectgarbage("incremental")
-    collectgarbage("collect")
-    collectgarbage("generational", 1, 100)
-    restore = function() collectgarbage(mode) end
-  else
-    local pause, stepmul = collectgarbage("setpause", 0), collectgarbage("setstepmul", 1000)
-    restore = function()
-      collectgarbage("setpause", pause)
-      collectgarbage("setstepmul", stepmul)
-    end
+  local function settle(ok, ...)
+    spent = true
+    calm()
+    if not ok then error((...), 0) end
+    return ...
   end
-  local function fired()
-    if not armed and not done then
-      armed = true
-      arm()
-    end
-    return firings
+  wrapper = function(...)
+    if busy or done then return c_function(...) end
+    calls = calls + 1
+    cycle, last = 0, (calls - 1) % steps + 1
+    held, pads = {}, {}
+    for i = 2, last do held[i], pads[i - 1] = new(), {} end
+    eager()
+    collectgarbage("collect")  -- (the last call's objects go now, doing nothing)
+    spent = false
+    new()  -- (the first, let go at once)
+    return settle(pcall(c_function, ...))
   end
-  fired()
-  return fired, function()
+  methods[name] = wrapper
+  return function() return firings end, function()
     done = true
-    restore()
+    methods[name] = c_function
+    calm()
+    if mode then collectgarbage(mode) end
+    if jit_was_on then jit.on() end
     return firings
   end
 end

@@ -510,12 +510,12 @@ describe("transport safety", function()
     teardown(function() if api then api:stop() end end)
     before_each(function() api:reset() end)
 
-    -- In a fresh interpreter, creates for one fleet until a finalizer run
-    -- inside an attempt has done the scenario's action 5 times (or 20 s
-    -- passed): how often the collector runs a finalizer there depends on
-    -- the whole heap, and a suite's heap made it too rare to count on.
-    -- Returns what the child saw: the outer creates' { id, fleetId }, their
-    -- errors, what the finalizer's creates returned, how many times it ran.
+    -- In a fresh interpreter (the hook and the collector's settings stay
+    -- out of the suite's), 48 creates for one fleet, a finalizer doing the
+    -- scenario's action at the 1st, 2nd, ... 24th allocation inside the
+    -- attempt in turn. Returns what the child saw: the outer creates'
+    -- { id, fleetId }, their errors, what the finalizer's creates
+    -- returned, how many times it ran.
     local CHILD = [[
       local helpers = require "spec.helpers"
       local core = require "cerca.core"
@@ -536,9 +536,9 @@ describe("transport safety", function()
         close = function() client:close() end,
       }
       local fleet = scenario == "same_fleet" and "fleet_1" or "fleet_outer"
-      local fired, stop = helpers.finalizer_inside(core.new_session().request, actions[scenario])
-      local subs, errs, give_up = {}, {}, core.monotime() + 20
-      while fired() < 5 and core.monotime() < give_up do
+      local _, stop = helpers.finalizer_inside(core.new_session(), "request", actions[scenario], 24)
+      local subs, errs = {}, {}
+      for _ = 1, 48 do
         local sub, err = client.webhooks.create(fleet, { url = URL })
         if sub then subs[#subs + 1] = { id = sub.id, fleetId = sub.fleetId } else errs[#errs + 1] = tostring(err) end
       end
