@@ -728,6 +728,49 @@ c.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"); c.close()
       end
     end)
 
+    -- libcurl reads a body from the request's own string, without a copy,
+    -- in the polls after add: the string is held by the handle, not
+    -- through the request table, which its caller may change meanwhile.
+    it("sends the body it was added with, whatever becomes of the request table", function()
+      local m = assert(core.new_multi())
+      local function make_body() return '{"url":"https://example.com/h","pad":"' .. ("a"):rep(300000) .. '"}' end
+      -- (A string of its own: strings this long are not shared.)
+      local expected = make_body()
+      local size = #expected
+      local req = { method = "POST", url = srv.http_url .. "/fleets/f/webhooks", body = make_body(),
+        headers = { "Authorization: Bearer " .. srv.api_key, "Content-Type: application/json" }, decode = false }
+      assert(m:add(1, req))
+      -- The table's strings let go, collected, and their memory taken by
+      -- others of the same size.
+      req.body, req.url, req.headers, req.decode = nil, nil, nil, true
+      collectgarbage()
+      collectgarbage()
+      local others = {}
+      for i = 1, 40 do others[i] = string.char(65 + i % 26):rep(size) end
+      local done
+      while not done do done = m:poll(100)[1] end
+      m:close()
+      assert.are.equal(201, done.response.status)
+      -- Its answer is left as text, as asked at add.
+      assert.is_nil(done.response.json)
+      assert.are.equal(1, #srv:requests())
+      assert.is_true(srv:requests()[1].body == expected, "the body sent is not the one added")
+      assert.are.equal(40, #others)
+    end)
+
+    it("takes tokens from 1 to 2147483647, one transfer each", function()
+      local m = assert(core.new_multi())
+      local req = { method = "POST", url = srv.http_url .. "/fleets/f/webhooks", body = "{}",
+        headers = { "Authorization: Bearer " .. srv.api_key } }
+      for _, token in ipairs { 0, -1, 2147483648 } do
+        assert.has_error(function() m:add(token, req) end,
+          "bad argument #1 to 'add' (must be from 1 to 2147483647)")
+      end
+      assert(m:add(2147483647, req))
+      assert.has_error(function() m:add(2147483647, req) end, "token 2147483647 is already in flight")
+      m:close()
+    end)
+
     it("moves every transfer of a multi handle along with 120 at once, on sockets numbered past 64", function()
       -- Files held open push the sockets' numbers up, so that the index of
       -- the watched sockets grows while transfers run; 120 at a time make

@@ -193,13 +193,15 @@ double cerca_json_strtod(const char *text);
 void cerca_read_handle_options(lua_State *L, const char **ca_file, const char **user_agent);
 
 /* Reads the request table at (absolute) index t into rq, and whether its
- * answer is decoded as JSON into *decode. The strings stay owned by that
- * table: it must stay alive (on the stack, or anchored) while the transfer
- * runs. Its header lines are listed in `lines` (room for `room`), or in a
- * userdata left on the stack when there are more. Raises on a malformed
- * request. */
-void cerca_read_request(lua_State *L, int t, cerca_request *rq, int *decode, const char **lines,
-                        size_t room);
+ * answer is decoded as JSON into *decode. The body (a string, or nil) is
+ * left on the stack, at the index returned: libcurl reads that string
+ * without a copy, so a transfer that outlives the call must anchor it (the
+ * table's field may be changed meanwhile). The other strings are copied
+ * when the transfer is set up, before anything else runs. Its header lines
+ * are listed in `lines` (room for `room`), or in a userdata left on the
+ * stack when there are more. Raises on a malformed request. */
+int cerca_read_request(lua_State *L, int t, cerca_request *rq, int *decode, const char **lines,
+                       size_t room);
 
 /* Whether the request table at index t wants its answer decoded as JSON:
  * unless its `decode` field is false. */

@@ -113,11 +113,11 @@ int cerca_request_decodes(lua_State *L, int t)
     return decode;
 }
 
-void cerca_read_request(lua_State *L, int t, cerca_request *rq, int *decode, const char **lines,
-                        size_t room)
+int cerca_read_request(lua_State *L, int t, cerca_request *rq, int *decode, const char **lines,
+                       size_t room)
 {
     size_t i, n;
-    int ht;
+    int ht, body;
     luaL_checktype(L, t, LUA_TTABLE);
     memset(rq, 0, sizeof *rq);
     rq->method = string_field(L, t, CERCA_NAME_METHOD, 1, &n);
@@ -134,7 +134,14 @@ void cerca_read_request(lua_State *L, int t, cerca_request *rq, int *decode, con
     if (strlen(rq->url) != n || memchr(rq->url, '\r', n) != NULL || memchr(rq->url, '\n', n) != NULL
         || memchr(rq->url, ' ', n) != NULL || memchr(rq->url, '\t', n) != NULL)
         luaL_error(L, "field 'url' must not hold CR, LF, NUL, spaces or tabs");
-    rq->body = string_field(L, t, CERCA_NAME_BODY, 0, &rq->body_len);
+    /* The body stays on the stack: it is the string libcurl reads, and the
+     * caller anchors it, whatever becomes of the table's field. */
+    get_field(L, t, CERCA_NAME_BODY);
+    body = lua_gettop(L);
+    if (lua_type(L, body) == LUA_TSTRING)
+        rq->body = lua_tolstring(L, body, &rq->body_len);
+    else if (!lua_isnil(L, body))
+        luaL_error(L, "field 'body' must be a string");
     /* Loopback plain-http calls never go through a proxy: the key would
      * cross the network in clear text. */
     get_field(L, t, CERCA_NAME_NO_PROXY);
@@ -178,6 +185,7 @@ void cerca_read_request(lua_State *L, int t, cerca_request *rq, int *decode, con
     lua_remove(L, ht);
     rq->headers = lines;
     rq->nheaders = n;
+    return body;
 }
 
 /* ---- building -------------------------------------------------------- */

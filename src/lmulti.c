@@ -14,10 +14,12 @@
  * may run a finalizer (`__gc`) that reaches this handle. A call on it then
  * raises, and a close is done when the call is over.
  *
- * Requests and responses are those of sessions (lhttp.c). A request table
- * stays anchored, by its token, until its transfer is reported done: its
- * strings are what libcurl reads.
+ * Requests and responses are those of sessions (lhttp.c). A request's body
+ * string stays anchored, by its token, until its transfer is reported
+ * done: it is what libcurl reads, whatever becomes of the request table
+ * meanwhile. Whether the answer is decoded is read once, at add.
  */
+#include <limits.h>
 #include <stdio.h>
 
 #include "core.h"
@@ -27,7 +29,8 @@
 
 typedef struct {
     cerca_multi *m;
-    int anchors; /* registry ref of token -> request table (keeps bodies alive) */
+    int anchors; /* registry ref of token -> its body string (true without one) */
+    int raw;     /* registry ref of token -> true: its answer is not decoded */
     int busy;          /* an add or a poll is under way */
     int close_pending; /* closed while busy: done when it is over */
 } multi;
@@ -45,6 +48,7 @@ static int l_new_multi(lua_State *L)
     mu = (multi *)lua_newuserdata(L, sizeof *mu);
     mu->m = NULL;
     mu->anchors = LUA_NOREF;
+    mu->raw = LUA_NOREF;
     mu->busy = 0;
     mu->close_pending = 0;
     luaL_getmetatable(L, MULTI_MT);
@@ -57,6 +61,8 @@ static int l_new_multi(lua_State *L)
     }
     lua_newtable(L);
     mu->anchors = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_newtable(L);
+    mu->raw = luaL_ref(L, LUA_REGISTRYINDEX);
     return 1;
 }
 
@@ -69,6 +75,10 @@ static void multi_free(lua_State *L, multi *mu)
     if (mu->anchors != LUA_NOREF) {
         luaL_unref(L, LUA_REGISTRYINDEX, mu->anchors);
         mu->anchors = LUA_NOREF;
+    }
+    if (mu->raw != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, mu->raw);
+        mu->raw = LUA_NOREF;
     }
     mu->close_pending = 0;
 }
@@ -107,8 +117,10 @@ static int l_multi_add(lua_State *L)
     cerca_request rq;
     const char *lines[16];
     cerca_response failed;
-    int decode, anchors;
-    cerca_read_request(L, 3, &rq, &decode, lines, sizeof lines / sizeof *lines);
+    int decode, anchors, body;
+    /* (A key of the anchor tables, and a long of multi.c's.) */
+    luaL_argcheck(L, token >= 1 && token <= INT_MAX, 2, "must be from 1 to 2147483647");
+    body = cerca_read_request(L, 3, &rq, &decode, lines, sizeof lines / sizeof *lines);
     /* (Checked again after the read: a finalizer may have run in it.) */
     check_open_multi(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, mu->anchors);
@@ -118,9 +130,18 @@ static int l_multi_add(lua_State *L)
         return luaL_error(L, "token %d is already in flight", (int)token);
     lua_pop(L, 1);
     mu->busy = 1;
-    /* Anchored first: libcurl reads the body from the request's string. */
-    lua_pushvalue(L, 3);
+    /* Anchored first: libcurl reads the body from this very string. */
+    if (lua_isnil(L, body))
+        lua_pushboolean(L, 1);
+    else
+        lua_pushvalue(L, body);
     lua_rawseti(L, anchors, (int)token);
+    if (!decode) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, mu->raw);
+        lua_pushboolean(L, 1);
+        lua_rawseti(L, -2, (int)token);
+        lua_pop(L, 1);
+    }
     if (cerca_multi_add(mu->m, (long)token, &rq, &failed) != 0) {
         /* The message points into the handle: copied, so that the handle
          * is done with before anything is allocated (a finalizer that
@@ -129,6 +150,10 @@ static int l_multi_add(lua_State *L)
         snprintf(why, sizeof why, "%s", failed.err_message != NULL ? failed.err_message : "");
         lua_pushnil(L);
         lua_rawseti(L, anchors, (int)token);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, mu->raw);
+        lua_pushnil(L);
+        lua_rawseti(L, -2, (int)token);
+        lua_pop(L, 1);
         done_with(L, mu);
         lua_pushnil(L);
         lua_pushstring(L, why);
@@ -145,21 +170,27 @@ static int l_multi_poll(lua_State *L)
     lua_Number timeout = luaL_optnumber(L, 2, 0);
     cerca_response rs;
     long token;
-    int running, n = 0, anchors, list;
+    int running, n = 0, anchors, raw, list;
     mu->busy = 1;
     running = cerca_multi_run(mu->m, timeout > 0 ? (long)(timeout > 60000 ? 60000 : timeout) : 0);
     lua_rawgeti(L, LUA_REGISTRYINDEX, mu->anchors);
     anchors = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, mu->raw);
+    raw = lua_gettop(L);
     lua_newtable(L);
     list = lua_gettop(L);
     while (cerca_multi_next_done(mu->m, &token, &rs)) {
-        int decode = 1;
-        lua_rawgeti(L, anchors, (int)token);
-        if (lua_istable(L, -1))
-            decode = cerca_request_decodes(L, lua_gettop(L));
-        lua_pop(L, 1);
+        int decode;
+        /* The transfer is over: libcurl no longer reads its body. */
         lua_pushnil(L);
         lua_rawseti(L, anchors, (int)token);
+        lua_rawgeti(L, raw, (int)token);
+        decode = lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (!decode) {
+            lua_pushnil(L);
+            lua_rawseti(L, raw, (int)token);
+        }
         lua_createtable(L, 0, 2);
         cerca_push_name(L, CERCA_NAMES, CERCA_NAME_TOKEN);
         lua_pushinteger(L, (lua_Integer)token);
