@@ -186,29 +186,36 @@ function helpers.install_command()
     ("eval \"$(luarocks --lua-version 5.4 --tree %s path)\""):format(q(work .. "/tree"))
 end
 
+--- The table of methods of a C core object (its metatable's `__index`),
+-- for `finalizer_inside`.
+function helpers.methods(object)
+  return assert(debug.getmetatable(object).__index)
+end
+
 --- Runs `action()` from a finalizer (`__gc`) at an allocation inside the
--- C method `name` of `object`'s class, as a caller's finalizer may run
--- there while the method makes Lua values. Deterministic: the class's
--- method is replaced, until `stop()`, by one that ends the collector's
--- cycle and sets it to run a whole cycle at every allocation until the C
--- function returns; at each cycle inside the call one object with a
--- finalizer is let go, and the k-th one runs `action`, k = 1, 2, ...
--- `steps` in turn from call to call (then 1 again), so that calling the
--- method `steps` times reaches each of its first `steps` allocations. (A
--- collector left to itself ran no finalizer there for 20 s in some
--- heaps.) Returns `fired` (how many times `action` ran) and `stop()`,
--- which ends it, puts the method, the collector and LuaJIT's compiler back
--- and returns that count. `action` may call the method.
-function helpers.finalizer_inside(object, name, action, steps)
+-- C function `holder[name]` (a C core method: `holder` is
+-- `helpers.methods(object)`; or a module's function), as a caller's
+-- finalizer may run there. Deterministic: the function is replaced, until
+-- `stop()`, by one that ends the collector's cycle and sets it to run a
+-- whole cycle at every allocation until the C function returns; at each
+-- cycle inside the call one object with a finalizer is let go, and the
+-- k-th one runs `action`, k = 1, 2, ... `steps` in turn from call to call
+-- (then 1 again), so that calling it `steps` times reaches each of its
+-- first `steps` allocations. (Under Lua 5.2 the first may be the call's
+-- own entry, before the function's body: 5.2 checks the collector there.)
+-- A collector left to itself ran no finalizer there for 20 s in some
+-- heaps. Returns `fired` (how many times `action` ran) and `stop()`, which
+-- ends it, puts the function, the collector and LuaJIT's compiler back and
+-- returns that count. `action` may call the function (not counted).
+function helpers.finalizer_inside(holder, name, action, steps)
   steps = steps or 24
   local version = _VERSION
-  local methods = assert(debug.getmetatable(object).__index)
-  local c_function = assert(methods[name])
+  local c_function = assert(holder[name])
   local busy, done, spent, calls, firings = false, false, true, 0, 0
   -- This call's objects still held, only to keep them (the next to let go
-  -- at [cycle + 1]), its padding tables, how many cycles ran inside it,
-  -- and the one that runs `action`.
-  local held, pads, cycle, last = {}, {}, 0, 0 -- luacheck: ignore 241
+  -- at [cycle + 1]), how many cycles ran inside it, and the one that runs
+  -- `action`.
+  local held, cycle, last = {}, 0, 0 -- luacheck: ignore 241
   local jit_was_on = rawget(_G, "jit") and jit.status()
   if jit_was_on then jit.off() end  -- (no finalizer runs inside a trace)
   local mode = version == "Lua 5.4" and collectgarbage("incremental")
@@ -231,6 +238,16 @@ function helpers.finalizer_inside(object, name, action, steps)
       collectgarbage("setstepmul", 100000000)
     end
   end
+  -- Lua 5.2 puts the collector's next step some kilobytes off at each
+  -- check made while a finalizer runs (a call is one), after the cycle:
+  -- some kilobytes allocated where nothing checks bring it back.
+  local padding = {}
+  local function pad()
+    if version ~= "Lua 5.2" then return end
+    local p = padding[#padding]
+    padding[#padding] = nil
+    for i = 1, 1024 do p[i] = true end
+  end
   local wrapper
   -- Whether a collection runs inside the C function (or what it calls),
   -- not in the wrapper before or after it.
@@ -246,16 +263,12 @@ function helpers.finalizer_inside(object, name, action, steps)
   -- (Allocates nothing but where it calls `action`.)
   local function finalizer()
     if busy or done or spent then return end
+    -- (Outside: the call is over, or ended by an error.)
     if not inside() then spent = true return end
     cycle = cycle + 1
     if cycle < last then
       held[cycle + 1] = nil  -- (collected by the next cycle, the next allocation)
-      -- Lua 5.2 and 5.3 put the collector's next step some kilobytes off
-      -- at each check made while a finalizer runs (a call is one): some
-      -- kilobytes allocated last, where nothing checks, bring it back.
-      local pad = pads[cycle]
-      for i = 1, 1024 do pad[i] = true end
-      return
+      return pad()
     end
     spent, busy, firings = true, true, firings + 1
     pcall(action)
@@ -270,28 +283,33 @@ function helpers.finalizer_inside(object, name, action, steps)
     local mt = { __gc = finalizer }
     new = function() return setmetatable({}, mt) end
   end
-  local function settle(ok, ...)
+  local function settle(...)
     spent = true
     calm()
-    if not ok then error((...), 0) end
     return ...
   end
+  -- (No pcall around the C function: under 5.2 its entry would check the
+  -- collector outside. Should the function raise, the next collection
+  -- finds it gone and does nothing, and the next call or `stop` calms
+  -- the collector.)
   wrapper = function(...)
     if busy or done then return c_function(...) end
     calls = calls + 1
     cycle, last = 0, (calls - 1) % steps + 1
-    held, pads = {}, {}
-    for i = 2, last do held[i], pads[i - 1] = new(), {} end
+    held, padding = {}, {}
+    for i = 2, last do held[i], padding[i] = new(), {} end
+    padding[1] = {}
     eager()
     collectgarbage("collect")  -- (the last call's objects go now, doing nothing)
+    pad()
     spent = false
     new()  -- (the first, let go at once)
-    return settle(pcall(c_function, ...))
+    return settle(c_function(...))
   end
-  methods[name] = wrapper
+  holder[name] = wrapper
   return function() return firings end, function()
     done = true
-    methods[name] = c_function
+    holder[name] = c_function
     calm()
     if mode then collectgarbage(mode) end
     if jit_was_on then jit.on() end

@@ -536,7 +536,7 @@ describe("transport safety", function()
         close = function() client:close() end,
       }
       local fleet = scenario == "same_fleet" and "fleet_1" or "fleet_outer"
-      local _, stop = helpers.finalizer_inside(core.new_session(), "request", actions[scenario], 24)
+      local _, stop = helpers.finalizer_inside(helpers.methods(core.new_session()), "request", actions[scenario], 24)
       local subs, errs = {}, {}
       for _ = 1, 48 do
         local sub, err = client.webhooks.create(fleet, { url = URL })

@@ -188,18 +188,20 @@ double cerca_json_strtod(const char *text);
 /* ---- requests and responses (lhttp.c) -------------------------------- */
 
 /* The options of new_session and new_multi at index 1: { ca_file =,
- * user_agent = }, the table and both fields optional. The strings stay
- * owned by that table. Raises on a field of the wrong type. */
+ * user_agent = }, the table and both fields optional. Both values are left
+ * on the stack, holding the strings until the caller returns (see
+ * cerca_read_request). Raises on a field of the wrong type. */
 void cerca_read_handle_options(lua_State *L, const char **ca_file, const char **user_agent);
 
 /* Reads the request table at (absolute) index t into rq, and whether its
- * answer is decoded as JSON into *decode. The body (a string, or nil) is
- * left on the stack, at the index returned: libcurl reads that string
- * without a copy, so a transfer that outlives the call must anchor it (the
- * table's field may be changed meanwhile). The other strings are copied
- * when the transfer is set up, before anything else runs. Its header lines
- * are listed in `lines` (room for `room`), or in a userdata left on the
- * stack when there are more. Raises on a malformed request. */
+ * answer is decoded as JSON into *decode. Every string rq points into is
+ * left on the stack (with the headers table) until the caller returns: a
+ * finalizer that an allocation runs may drop the table's reference to one,
+ * and collect. The body (a string, or nil) is at the index returned:
+ * libcurl reads it without a copy, so a transfer that outlives the call
+ * must anchor it. Its header lines are listed in `lines` (room for
+ * `room`), or in a userdata left on the stack when there are more. Raises
+ * on a malformed request. */
 int cerca_read_request(lua_State *L, int t, cerca_request *rq, int *decode, const char **lines,
                        size_t room);
 

@@ -49,24 +49,25 @@ static void set_field(lua_State *L, int t, int id)
     lua_rawset(L, t);
 }
 
-/* Pops the value on top, field `k` of a table, and returns it when it is a
- * string (NULL when absent). Only true strings are taken: a number
- * converted here would be a string nothing references once popped. */
-static const char *string_value(lua_State *L, const char *k, int required, size_t *len)
+/* The value on top, field `k` of a table, when it is a string (NULL when
+ * absent). The value is left on the stack, where it stays until the C
+ * function returns: a finalizer (`__gc`) that an allocation runs meanwhile
+ * may drop the table's reference to it, and collect. Only true strings are
+ * taken: a number would be converted into a string of the stack's slot. */
+static const char *kept_string(lua_State *L, const char *k, int required, size_t *len)
 {
     const char *s = NULL;
     if (lua_type(L, -1) == LUA_TSTRING)
         s = lua_tolstring(L, -1, len);
     else if (required || !lua_isnil(L, -1))
         luaL_error(L, "field '%s' must be a string", k);
-    lua_pop(L, 1);
     return s;
 }
 
 static const char *string_field(lua_State *L, int t, int id, int required, size_t *len)
 {
     get_field(L, t, id);
-    return string_value(L, cerca_name(id), required, len);
+    return kept_string(L, cerca_name(id), required, len);
 }
 
 /* A positive number field, at most `max`; converted only once in range,
@@ -94,9 +95,9 @@ void cerca_read_handle_options(lua_State *L, const char **ca_file, const char **
         return;
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_getfield(L, 1, "ca_file");
-    *ca_file = string_value(L, "ca_file", 0, NULL);
+    *ca_file = kept_string(L, "ca_file", 0, NULL);
     lua_getfield(L, 1, "user_agent");
-    *user_agent = string_value(L, "user_agent", 0, &ua_len);
+    *user_agent = kept_string(L, "user_agent", 0, &ua_len);
     /* It becomes a header line of every request. */
     if (*user_agent != NULL && strcspn(*user_agent, "\r\n") != ua_len)
         luaL_error(L, "field 'user_agent' must not hold CR, LF or NUL");
@@ -134,14 +135,10 @@ int cerca_read_request(lua_State *L, int t, cerca_request *rq, int *decode, cons
     if (strlen(rq->url) != n || memchr(rq->url, '\r', n) != NULL || memchr(rq->url, '\n', n) != NULL
         || memchr(rq->url, ' ', n) != NULL || memchr(rq->url, '\t', n) != NULL)
         luaL_error(L, "field 'url' must not hold CR, LF, NUL, spaces or tabs");
-    /* The body stays on the stack: it is the string libcurl reads, and the
-     * caller anchors it, whatever becomes of the table's field. */
-    get_field(L, t, CERCA_NAME_BODY);
+    /* (Its index is returned: the string libcurl reads, which a transfer
+     * that outlives the call anchors.) */
+    rq->body = string_field(L, t, CERCA_NAME_BODY, 0, &rq->body_len);
     body = lua_gettop(L);
-    if (lua_type(L, body) == LUA_TSTRING)
-        rq->body = lua_tolstring(L, body, &rq->body_len);
-    else if (!lua_isnil(L, body))
-        luaL_error(L, "field 'body' must be a string");
     /* Loopback plain-http calls never go through a proxy: the key would
      * cross the network in clear text. */
     get_field(L, t, CERCA_NAME_NO_PROXY);
@@ -180,9 +177,8 @@ int cerca_read_request(lua_State *L, int t, cerca_request *rq, int *decode, cons
             luaL_error(L, "headers[%d] must not hold CR, LF or NUL", (int)i + 1);
         lua_pop(L, 1);
     }
-    /* The headers table goes (its strings live on in the request); a
-     * userdata of lines stays until the caller returns. */
-    lua_remove(L, ht);
+    /* The headers table stays on the stack, holding the lines' strings, as
+     * does the userdata of lines, until the caller returns. */
     rq->headers = lines;
     rq->nheaders = n;
     return body;
