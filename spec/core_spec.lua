@@ -876,13 +876,33 @@ c.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"); c.close()
       assert.is_true(srv:requests()[1].body == expected, "the body sent is not the one added")
     end)
 
+    it("takes whole numbers in range where it takes a count, a depth or a descriptor", function()
+      local function refused(f, ...)
+        local ok, why = pcall(f, ...)
+        assert.is_false(ok)
+        assert.matches("must be a whole number from", tostring(why))
+      end
+      -- The walk recurses in C once a level: its depth is bounded, never
+      -- cut to 32 bits.
+      refused(core.plain_left, {}, nil, nil, 2 ^ 31 - 1, 10)
+      refused(core.plain_left, {}, nil, nil, 2 ^ 32 + 5, 10)
+      refused(core.plain_left, {}, nil, nil, 5, -1)
+      refused(core.plain_left, {}, nil, nil, 5.5, 10)
+      assert.are.equal(9, core.plain_left({ {} }, nil, nil, 5, 10))
+      refused(core.isatty, 1.9)
+      refused(core.isatty, 3)
+      refused(core.exit_by_signal, 2.5)
+    end)
+
     it("takes tokens from 1 to 2147483647, one transfer each", function()
       local m = assert(core.new_multi())
       local req = { method = "POST", url = srv.http_url .. "/fleets/f/webhooks", body = "{}",
         headers = { "Authorization: Bearer " .. srv.api_key } }
-      for _, token in ipairs { 0, -1, 2147483648 } do
+      -- (A fraction is refused too: Lua 5.1 and LuaJIT would drop it, and
+      -- 1.5 would run as token 1.)
+      for _, token in ipairs { 0, -1, 2147483648, 1.5, 0 / 0 } do
         assert.has_error(function() m:add(token, req) end,
-          "bad argument #1 to 'add' (must be from 1 to 2147483647)")
+          "bad argument #1 to 'add' (must be a whole number from 1 to 2147483647)")
       end
       assert(m:add(2147483647, req))
       assert.has_error(function() m:add(2147483647, req) end, "token 2147483647 is already in flight")

@@ -14,6 +14,7 @@
  * the global cjson module cannot change what goes on the wire.
  */
 #define _GNU_SOURCE /* memmem */
+#include <stdio.h>
 #include <string.h>
 
 #include "core.h"
@@ -131,6 +132,21 @@ static const luaL_Reg json_functions[] = {
     {"number_text", cerca_l_number_text},
     {NULL, NULL},
 };
+
+/* ---- arguments ------------------------------------------------------- */
+
+lua_Integer cerca_check_whole(lua_State *L, int arg, lua_Integer min, lua_Integer max)
+{
+    lua_Number n = luaL_checknumber(L, arg);
+    /* (NaN fails both comparisons.) */
+    if (!(n >= (lua_Number)min && n <= (lua_Number)max) || n != (lua_Number)(lua_Integer)n) {
+        char range[80];
+        snprintf(range, sizeof range, "must be a whole number from %lld to %lld", (long long)min,
+                 (long long)max);
+        luaL_argerror(L, arg, range);
+    }
+    return (lua_Integer)n;
+}
 
 /* ---- registration ---------------------------------------------------- */
 

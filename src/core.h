@@ -70,6 +70,14 @@
 #define CERCA_FIRST_FLAGGED(hit) ((size_t)8)
 #endif
 
+/* ---- arguments (core.c) --------------------------------------------- */
+
+/* The whole number from min to max at argument `arg`, or an argument error
+ * naming the range. Not luaL_checkinteger: under Lua 5.1 and LuaJIT it
+ * drops a fraction (1.5 would be taken as 1), and a value out of range
+ * would be cut by a cast. The bounds lie within +-2^53. */
+lua_Integer cerca_check_whole(lua_State *L, int arg, lua_Integer min, lua_Integer max);
+
 /* ---- registration (core.c) ------------------------------------------ */
 
 /* Sets the functions of `l` into the table at (absolute) index t, each

@@ -15,6 +15,7 @@
  * The signed content is hashed in its three parts: it is never built as
  * one string.
  */
+#include <limits.h>
 #include "core.h"
 #include "crypto.h"
 
@@ -111,7 +112,7 @@ static int l_key_verify(lua_State *L)
     int match;
     webhook_key *k = check_key(L);
     header = luaL_checklstring(L, 5, &header_len);
-    max_entries = luaL_checkinteger(L, 6);
+    max_entries = cerca_check_whole(L, 6, 0, INT_MAX);
     mac_of(L, k, mac);
     match = cerca_signature_match(header, header_len, max_entries > 0 ? (size_t)max_entries : 0, mac);
     cerca_cleanse(mac, sizeof mac);

@@ -113,13 +113,12 @@ static int l_multi_limit(lua_State *L)
 static int l_multi_add(lua_State *L)
 {
     multi *mu = check_open_multi(L);
-    lua_Integer token = luaL_checkinteger(L, 2);
+    /* (A key of the anchor tables, and a long of multi.c's.) */
+    lua_Integer token = cerca_check_whole(L, 2, 1, INT_MAX);
     cerca_request rq;
     const char *lines[16];
     cerca_response failed;
     int decode, anchors, body;
-    /* (A key of the anchor tables, and a long of multi.c's.) */
-    luaL_argcheck(L, token >= 1 && token <= INT_MAX, 2, "must be from 1 to 2147483647");
     body = cerca_read_request(L, 3, &rq, &decode, lines, sizeof lines / sizeof *lines);
     /* (Checked again after the read: a finalizer may have run in it.) */
     check_open_multi(L);

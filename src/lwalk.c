@@ -66,10 +66,10 @@ static lua_Integer walk(lua_State *L, int t, int depth, int max_depth, lua_Integ
 
 static int l_plain_left(lua_State *L)
 {
-    int max_depth = (int)luaL_checkinteger(L, 4);
-    lua_Integer left = luaL_checkinteger(L, 5);
+    /* (The walk recurses in C once a level: the depth is bounded.) */
+    int max_depth = (int)cerca_check_whole(L, 4, 0, 255);
+    lua_Integer left = cerca_check_whole(L, 5, 0, (lua_Integer)1 << 53);
     luaL_checktype(L, 1, LUA_TTABLE);
-    luaL_argcheck(L, left >= 0, 5, "entries left must not be negative");
     lua_settop(L, 5);
     left = walk(L, 1, 0, max_depth, left);
     if (left < 0)

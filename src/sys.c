@@ -61,8 +61,7 @@ static int l_sleep(lua_State *L)
  * the command line's colours and progress bar. */
 static int l_isatty(lua_State *L)
 {
-    lua_Integer fd = luaL_checkinteger(L, 1);
-    luaL_argcheck(L, fd >= 0 && fd <= 2, 1, "0, 1 or 2");
+    lua_Integer fd = cerca_check_whole(L, 1, 0, 2);
     lua_pushboolean(L, isatty((int)fd));
     return 1;
 }
@@ -243,7 +242,7 @@ static int l_release_stop_signals(lua_State *L)
  * interrupted. Returns only if the signal could not end it. */
 static int l_exit_by_signal(lua_State *L)
 {
-    lua_Integer sig = luaL_checkinteger(L, 1);
+    lua_Integer sig = cerca_check_whole(L, 1, 1, 64);
     sigset_t set;
     luaL_argcheck(L, sig == SIGINT || sig == SIGTERM || sig == SIGHUP, 1, "SIGINT (2), SIGTERM (15) or SIGHUP (1)");
     fflush(NULL);
