@@ -620,6 +620,13 @@ c.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"); c.close()
           error(("an answer lost its body: %s %s"):format(tostring(res.status), tostring(res.error_message)), 0)
         end
       end
+      -- Prints what the child saw, with the count of `stop` and the error
+      -- that ended its loop, if any.
+      local function report(seen, stop, ok, why)
+        seen.firings = stop()
+        seen.error = not ok and tostring(why) or nil
+        io.write("RESULT ", cjson.encode(seen), "\n")
+      end
     ]]
 
     local function run_child(body)
@@ -669,9 +676,7 @@ c.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"); c.close()
             current:close()
           end
         end)
-        seen.firings = stop()
-        seen.error = not ok and tostring(why) or nil
-        io.write("RESULT ", cjson.encode(seen), "\n")
+        report(seen, stop, ok, why)
       ]]
       assert.is_nil(seen.error)
       assert.are.same({}, seen.odd)
@@ -727,9 +732,7 @@ c.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"); c.close()
             current:close()
           end
         end)
-        seen.firings = stop()
-        seen.error = not ok and tostring(why) or nil
-        io.write("RESULT ", cjson.encode(seen), "\n")
+        report(seen, stop, ok, why)
       ]]
       assert.is_nil(seen.error)
       assert.is_true(seen.answers > 0)

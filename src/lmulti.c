@@ -29,8 +29,8 @@
 
 typedef struct {
     cerca_multi *m;
-    int anchors; /* registry ref of token -> its body string (true without one) */
-    int raw;     /* registry ref of token -> true: its answer is not decoded */
+    int anchors; /* registry ref of token -> its body string (true without
+                  * one), and -token -> true when its answer is not decoded */
     int busy;          /* an add or a poll is under way */
     int close_pending; /* closed while busy: done when it is over */
 } multi;
@@ -48,7 +48,6 @@ static int l_new_multi(lua_State *L)
     mu = (multi *)lua_newuserdata(L, sizeof *mu);
     mu->m = NULL;
     mu->anchors = LUA_NOREF;
-    mu->raw = LUA_NOREF;
     mu->busy = 0;
     mu->close_pending = 0;
     luaL_getmetatable(L, MULTI_MT);
@@ -61,8 +60,6 @@ static int l_new_multi(lua_State *L)
     }
     lua_newtable(L);
     mu->anchors = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_newtable(L);
-    mu->raw = luaL_ref(L, LUA_REGISTRYINDEX);
     return 1;
 }
 
@@ -75,10 +72,6 @@ static void multi_free(lua_State *L, multi *mu)
     if (mu->anchors != LUA_NOREF) {
         luaL_unref(L, LUA_REGISTRYINDEX, mu->anchors);
         mu->anchors = LUA_NOREF;
-    }
-    if (mu->raw != LUA_NOREF) {
-        luaL_unref(L, LUA_REGISTRYINDEX, mu->raw);
-        mu->raw = LUA_NOREF;
     }
     mu->close_pending = 0;
 }
@@ -110,10 +103,27 @@ static int l_multi_limit(lua_State *L)
     return 0;
 }
 
+/* Lets go of what the anchor table at index `anchors` holds for `token`;
+ * returns whether its answer is decoded. */
+static int release(lua_State *L, int anchors, int token)
+{
+    int decode;
+    lua_pushnil(L);
+    lua_rawseti(L, anchors, token);
+    lua_rawgeti(L, anchors, -token);
+    decode = lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (!decode) {
+        lua_pushnil(L);
+        lua_rawseti(L, anchors, -token);
+    }
+    return decode;
+}
+
 static int l_multi_add(lua_State *L)
 {
     multi *mu = check_open_multi(L);
-    /* (A key of the anchor tables, and a long of multi.c's.) */
+    /* (A key of the anchor table, and a long of multi.c's.) */
     lua_Integer token = cerca_check_whole(L, 2, 1, INT_MAX);
     cerca_request rq;
     const char *lines[16];
@@ -136,10 +146,8 @@ static int l_multi_add(lua_State *L)
         lua_pushvalue(L, body);
     lua_rawseti(L, anchors, (int)token);
     if (!decode) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, mu->raw);
         lua_pushboolean(L, 1);
-        lua_rawseti(L, -2, (int)token);
-        lua_pop(L, 1);
+        lua_rawseti(L, anchors, -(int)token);
     }
     if (cerca_multi_add(mu->m, (long)token, &rq, &failed) != 0) {
         /* The message points into the handle: copied, so that the handle
@@ -147,12 +155,7 @@ static int l_multi_add(lua_State *L)
          * raises there would otherwise leave it busy for good). */
         char why[CURL_ERROR_SIZE + 64];
         snprintf(why, sizeof why, "%s", failed.err_message != NULL ? failed.err_message : "");
-        lua_pushnil(L);
-        lua_rawseti(L, anchors, (int)token);
-        lua_rawgeti(L, LUA_REGISTRYINDEX, mu->raw);
-        lua_pushnil(L);
-        lua_rawseti(L, -2, (int)token);
-        lua_pop(L, 1);
+        release(L, anchors, (int)token);
         done_with(L, mu);
         lua_pushnil(L);
         lua_pushstring(L, why);
@@ -169,27 +172,16 @@ static int l_multi_poll(lua_State *L)
     lua_Number timeout = luaL_optnumber(L, 2, 0);
     cerca_response rs;
     long token;
-    int running, n = 0, anchors, raw, list;
+    int running, n = 0, anchors, list;
     mu->busy = 1;
     running = cerca_multi_run(mu->m, timeout > 0 ? (long)(timeout > 60000 ? 60000 : timeout) : 0);
     lua_rawgeti(L, LUA_REGISTRYINDEX, mu->anchors);
     anchors = lua_gettop(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, mu->raw);
-    raw = lua_gettop(L);
     lua_newtable(L);
     list = lua_gettop(L);
     while (cerca_multi_next_done(mu->m, &token, &rs)) {
-        int decode;
         /* The transfer is over: libcurl no longer reads its body. */
-        lua_pushnil(L);
-        lua_rawseti(L, anchors, (int)token);
-        lua_rawgeti(L, raw, (int)token);
-        decode = lua_isnil(L, -1);
-        lua_pop(L, 1);
-        if (!decode) {
-            lua_pushnil(L);
-            lua_rawseti(L, raw, (int)token);
-        }
+        int decode = release(L, anchors, (int)token);
         lua_createtable(L, 0, 2);
         cerca_push_name(L, CERCA_NAMES, CERCA_NAME_TOKEN);
         lua_pushinteger(L, (lua_Integer)token);
