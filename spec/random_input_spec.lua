@@ -469,6 +469,72 @@ describe("random inputs", function()
     end
   end)
 
+  it("redaction looks for a shape only where it can be, and removes what trying it everywhere removes "
+    .. "(20,000 texts)", function()
+    local redact = require "cerca.redact"
+    -- Pieces of every shape, in every case and spacing, cut and whole.
+    local pieces = { "Authorization:", "AUTHORIZATION: ", "aUtHoRiZaTiOn:\t", "authorizatio", "n:", "N:", "on",
+      '"secret"', '"secret" : "', '"secret":"', '"secre', 't":"', "whsec_", "whsec", "_", "abc", "/+=", "%2F",
+      "\\", '\\"', "\\u0041", " ", "\r\n", ";", "...", "sk_test_cerca", "sk_t", "\0", "\195\169" }
+    local secrets = redact.list("sk_test_cerca")
+    math.randomseed(SEED + 5)
+    for n = 1, 20000 do
+      local parts = {}
+      for i = 1, random(0, 8) do parts[i] = pieces[random(#pieces)] end
+      local text = table.concat(parts)
+      local with = random() < 0.5 and secrets or nil
+      local whole = random() < 0.5
+      local want = redact.text_every_shape(text, with, whole)
+      assert(redact.text(text, with, whole) == want, ("text %d: %q: %q, not %q"):format(n, text,
+        redact.text(text, with, whole), want))
+    end
+  end)
+
+  it("a fleets file holds the API key exactly where redacting it changes the text (20,000 files)", function()
+    local cerca = require "cerca"
+    -- The rule, written plainly: the whole file first, then id by id; an id
+    -- holds the key when it is there as is, or when removing the key (in
+    -- any form it may be written in, or its start where the text is cut)
+    -- changes what redaction leaves.
+    local function holds(text, key, other)
+      return text:find(key, 1, true) ~= nil or (other ~= nil and text:find(other, 1, true) ~= nil)
+        or cerca.redact(text, key, other) ~= cerca.redact(text)
+    end
+    local function by_rule(fleets, key, other)
+      if not holds(table.concat(fleets, "\n"), key, other) then return nil end
+      for i, fleet in ipairs(fleets) do
+        if holds(fleet, key, other) then return i end
+      end
+      return nil
+    end
+    local KEYS = { "sk_test_cerca", "sk_live_a/b\\c%d", "k3y.with...dots" }
+    math.randomseed(SEED + 4)
+    for n = 1, 20000 do
+      local key = KEYS[random(#KEYS)]
+      local other = random() < 0.2 and "sk_second_key" or nil
+      -- Pieces of the key and of the ways a text may write it.
+      local pieces = { key, other or "ab", key:sub(1, random(2, #key)), key:sub(random(2, #key)), "%", "%73",
+        "%2F", "\\u0073", "\\/", "\\\\", "...", "a", "_", "whsec_x", "Authorization: ", "\"secret\":\"" }
+      local fleets = {}
+      for i = 1, random(1, 4) do
+        local parts = {}
+        for j = 1, random(1, 4) do parts[j] = pieces[random(#pieces)] end
+        fleets[i] = table.concat(parts)
+      end
+      local env = function(name) return name == "CERCA_API_KEY" and key or nil end
+      cli_args.key_read = other
+      local err = cli_args.key_in_fleets(fleets, "fleets.txt", env)
+      cli_args.key_read = nil
+      local want = by_rule(fleets, key, other)
+      if want then
+        assert(err and err.message:find("fleet id number " .. want .. " holds the API key", 1, true),
+          ("file %d: id %d holds the key, but the check said %s"):format(n, want, err and err.message or "nothing"))
+      else
+        assert(err == nil, ("file %d holds no key, but the check said %s"):format(n, tostring(err and err.message)))
+      end
+    end
+  end)
+
   it("a fleets file's ids are those its documented rule gives (20,000 texts)", function()
     -- The rule, written plainly: lines trimmed of %s, empty ones and #
     -- comments skipped, each id once, in order.
