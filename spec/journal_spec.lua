@@ -479,6 +479,14 @@ describe("the journal", function()
         assert.are.equal("not_owner", kind)
         assert.are.equal("644 nobody", mode_owner(theirs))
         assert.are.equal("theirs\n", read(theirs))
+        -- A uid above INT_MAX is named as it is, not as a negative number.
+        local far = dir .. "/far"
+        write(far, "far\n")
+        sh("chown 3000000000 " .. q(far))
+        j, err, kind = open(far)
+        assert.is_nil(j)
+        assert.are.equal(far .. " belongs to another user (uid 3000000000); give a file of your own or a new path", err)
+        assert.are.equal("not_owner", kind)
 
         local mine = dir .. "/mine"
         write(mine, "mine\n")

@@ -211,6 +211,7 @@ static int l_open_journal(lua_State *L)
     const char *path = luaL_checklstring(L, 1, &len);
     lua_Number max = luaL_checknumber(L, 2);
     struct stat st;
+    char number[24];
     journal *j;
     int fd, flags, e;
 
@@ -281,16 +282,20 @@ static int l_open_journal(lua_State *L)
         drop_fd(j);
         return refuse_mode(L, path, st.st_mode);
     }
+    /* A uid or link count is written whole, as the unsigned number it is
+     * (an int would print one above INT_MAX as negative). */
     if (st.st_uid != geteuid()) {
         drop_fd(j);
-        lua_pushfstring(L, "%s belongs to another user (uid %d); give a file of your own or a new path",
-                        path, (int)st.st_uid);
+        snprintf(number, sizeof number, "%ju", (uintmax_t)st.st_uid);
+        lua_pushfstring(L, "%s belongs to another user (uid %s); give a file of your own or a new path",
+                        path, number);
         return refuse(L, "not_owner");
     }
     if (st.st_nlink != 1) {
         drop_fd(j);
-        lua_pushfstring(L, "%s has %d hard links (it is also another file); give a file with one link or "
-                        "a new path", path, (int)st.st_nlink);
+        snprintf(number, sizeof number, "%ju", (uintmax_t)st.st_nlink);
+        lua_pushfstring(L, "%s has %s hard links (it is also another file); give a file with one link or "
+                        "a new path", path, number);
         return refuse(L, "hard_links");
     }
     /* A file system without locks (ENOLCK, EOPNOTSUPP: some network file
