@@ -377,6 +377,38 @@ describe("reference server", function()
             assert.are.same({}, srv:subscriptions())
             assert.are.equal(201, request { body = VALID }.status)
         end)
+
+        it("makes nothing for a request still waiting out its delay when reset: it is the test before's",
+            function()
+            -- A create that waits 0.5 s, sent in the background; reset once
+            -- it has arrived.
+            srv:enqueue { action = "pass", delay = 0.5 }
+            local out = srv.prefix .. "/spec-late.txt"
+            os.remove(out)
+            os.execute(table.concat({ "(curl -q -sS --noproxy '*' --max-time 5 -o /dev/null -w '%{http_code}'",
+                "-X POST -H", quote("Authorization: Bearer " .. API_KEY), "-H 'Content-Type: application/json'",
+                "--data-binary", quote(cjson.encode(VALID)), quote(srv.http_url .. PATH), "2>/dev/null;",
+                "echo \" $?\") >", quote(out), "&" }, " "))
+            local waited = 0
+            while #srv:requests() == 0 do
+                assert(waited < 400, "the request did not arrive")
+                os.execute("sleep 0.01")
+                waited = waited + 1
+            end
+            srv:reset()
+            waited = 0
+            while not (read_file(out) or ""):match(" %d+%s*$") do
+                assert(waited < 700, "curl did not end")
+                os.execute("sleep 0.01")
+                waited = waited + 1
+            end
+            -- No answer (curl: 52, empty reply), and nothing made.
+            assert.are.equal("000 52", (read_file(out):gsub("%s+$", "")))
+            assert.are.same({}, srv:subscriptions())
+            assert.are.same({}, srv:idempotency_keys())
+            assert.are.equal(201, request { body = VALID }.status)
+            assert.are.equal(1, #srv:subscriptions())
+        end)
     end)
 
     describe("scripts", function()

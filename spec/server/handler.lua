@@ -72,6 +72,12 @@ local function _dict()
     return ngx.shared[DICT_NAME]
 end
 
+-- How many resets there have been: a request that arrived before a reset
+-- belongs to the test before it, and must not act after it (see _M.api).
+local function _epoch()
+    return _dict():get("epoch") or 0
+end
+
 -- Appends a JSON text to the named list. A counter gives each entry its
 -- place, so order is arrival order across all workers. (The shared dict's own
 -- lists cannot be read without popping them.)
@@ -746,6 +752,9 @@ end
 function _M.api()
     -- recorded first, whatever happens next; in lean mode, nothing is
     -- written to the shared dict at all (an empty script queue is only read)
+    -- (Lean mode stores nothing: a request of the test before cannot leave
+    -- anything behind.)
+    local epoch = not config.lean and _epoch()
     local raw = config.lean and _read_body() or _record()
     local script = _next_script()
     local delay
@@ -768,6 +777,13 @@ function _M.api()
     end
     if delay and delay > 0 then
         ngx.sleep(delay)
+    end
+    -- Reset while it waited: the test that sent it is over (its client may
+    -- have let it go, as a batch broken off does). Made now, its
+    -- subscription would be the next test's: it is dropped, and nothing
+    -- is made.
+    if epoch and _epoch() ~= epoch then
+        return ngx.exit(444)
     end
 
     local action = script.action
@@ -820,8 +836,10 @@ end
 
 CONTROL["POST /__control/reset"] = function()
     local dict = _dict()
+    local epoch = _epoch() + 1
     dict:flush_all()
     dict:flush_expired()
+    dict:set("epoch", epoch)
     return 200, cjson.encode { ok = true }
 end
 
