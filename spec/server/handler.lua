@@ -750,11 +750,12 @@ function _M.init()
 end
 
 function _M.api()
-    -- recorded first, whatever happens next; in lean mode, nothing is
-    -- written to the shared dict at all (an empty script queue is only read)
+    -- The resets so far, to tell after the wait whether one came meanwhile.
     -- (Lean mode stores nothing: a request of the test before cannot leave
     -- anything behind.)
     local epoch = not config.lean and _epoch()
+    -- recorded first, whatever happens next; in lean mode, nothing is
+    -- written to the shared dict at all (an empty script queue is only read)
     local raw = config.lean and _read_body() or _record()
     local script = _next_script()
     local delay
