@@ -337,13 +337,11 @@ local OPEN_BRACE, OPEN_BRACKET = byte("{"), byte("[")
 -- starts a JSON record, or holds a signing secret, is a line of an --out
 -- file given as --fleets-file: sent as fleet ids, its secrets would go into
 -- request paths (and the server's logs). The line itself is not quoted.
--- (`whsec`: whether the whole text holds "whsec_" anywhere; most do not,
--- and then no line is searched for it.)
-local function not_a_fleet(text, pos, line, b, name, whsec)
+local function not_a_fleet(text, pos, line, b, name)
   local why
   if b == OPEN_BRACE or b == OPEN_BRACKET then
     why = format("starts with %q, like a JSON record of an --out file", char(b))
-  elseif whsec and find(line, "whsec_", 1, true) then
+  elseif find(line, "whsec_", 1, true) then
     why = "holds a webhook signing secret (it has whsec_ in it)"
   else
     return nil
@@ -384,6 +382,8 @@ end
 -- @tparam[opt] string name the file, for messages
 function _M.fleet_lines(text, name)
   local fleets, n, seen = {}, 0, {}
+  -- A line is searched for whsec_ only when the whole text holds it (most
+  -- do not).
   local whsec = find(text, "whsec_", 1, true) ~= nil
   local from = sub(text, 1, 3) == "\239\187\191" and 4 or 1
   for pos, line in gmatch(from == 1 and text or sub(text, from), "()([^\n]+)") do
@@ -397,7 +397,7 @@ function _M.fleet_lines(text, name)
     end
     if b and b ~= HASH and not seen[line] then
       if whsec or b == OPEN_BRACE or b == OPEN_BRACKET then
-        local bad = not_a_fleet(text, pos + from - 1, line, b, name or "--fleets-file", whsec)
+        local bad = not_a_fleet(text, pos + from - 1, line, b, name or "--fleets-file")
         if bad then return nil, bad end
       end
       seen[line] = true

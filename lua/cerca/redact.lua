@@ -307,6 +307,18 @@ local function known_spans(s, secrets, whole)
   return spans
 end
 
+-- The spans `text` hides. Each shape is looked for only where a plain
+-- search (done in C) finds what it must hold, unless `every`: most texts
+-- hold none, and a pattern tried at every byte of a long text costs
+-- milliseconds.
+local function text_spans(s, secrets, whole, every)
+  local spans = secrets and known_spans(s, secrets, whole) or {}
+  if every or find(s, '"secret"', 1, true) then json_secret_spans(s, spans) end
+  if every or find(s, "whsec_", 1, true) then pattern_spans(s, WHSEC, spans) end
+  if every or find(s, "n:", 1, true) or find(s, "N:", 1, true) then pattern_spans(s, AUTHORIZATION, spans) end
+  return spans
+end
+
 --- Removes known secrets and recognisable ones from a text. Every place to
 -- hide is found in the original text first, then overlapping places are
 -- hidden as one: no match can cut another short.
@@ -316,24 +328,13 @@ end
 --   a start of a known secret at its end is its own text
 -- @treturn string
 function _M.text(s, secrets, whole)
-  local spans = secrets and known_spans(s, secrets, whole) or {}
-  -- Each shape is looked for only where a plain search (done in C) finds
-  -- what it must hold: most texts hold none, and a pattern tried at every
-  -- byte of a long text costs milliseconds.
-  if find(s, '"secret"', 1, true) then json_secret_spans(s, spans) end
-  if find(s, "whsec_", 1, true) then pattern_spans(s, WHSEC, spans) end
-  if find(s, "n:", 1, true) or find(s, "N:", 1, true) then pattern_spans(s, AUTHORIZATION, spans) end
-  return hide(s, spans)
+  return hide(s, text_spans(s, secrets, whole, false))
 end
 
 --- `text` with every shape looked for in every text: the reference that
 -- `text`'s plain searches are checked against.
 function _M.text_every_shape(s, secrets, whole)
-  local spans = secrets and known_spans(s, secrets, whole) or {}
-  json_secret_spans(s, spans)
-  pattern_spans(s, WHSEC, spans)
-  pattern_spans(s, AUTHORIZATION, spans)
-  return hide(s, spans)
+  return hide(s, text_spans(s, secrets, whole, true))
 end
 
 -- The longest run of a secret without the bytes JSON may write another
