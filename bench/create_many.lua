@@ -1,14 +1,17 @@
 --- create_many, timed inside the process. Run by bench/run.lua (from the
 -- repository root) under lua5.4:
 --
---   bench/create_many.lua --url URL --key KEY --count N --concurrency C [--core-only]
+--   bench/create_many.lua --url URL --key KEY --count N --concurrency C [--core-only | --no-gc]
 --
 -- N creates (one per fleet) through one create_many with C in flight; the
 -- server answers each after its configured delay. With --core-only, the
 -- same creates go through the C core's multi handle alone, driven by the
 -- smallest loop that keeps C in flight: what the batch costs without the
 -- Lua layer (no checks, no canonical body per item, no retry policy, no
--- redaction). Prints
+-- redaction). With --no-gc, the library's batch runs with Lua's garbage
+-- collector stopped (started again after it): what the collector's work
+-- costs the batch. A measurement, not a way to run: memory then grows with
+-- every create. Prints
 --
 --   RESULT connects=0 cpu_seconds=T creates=N seconds=S sys_seconds=K
 --
@@ -60,11 +63,14 @@ local function core_batch()
   return results
 end
 
+-- (Stopped before the clock starts; the work it skips is what is measured.)
+if o["no-gc"] then collectgarbage("stop") end
 local _, sys0 = env.cpu_times()
 local cpu0, t0 = os.clock(), core.monotime()
 local results = o["core-only"] and core_batch()
   or assert(client.webhooks.create_many(items, { concurrency = concurrency }))
 local seconds, cpu = core.monotime() - t0, os.clock() - cpu0
+collectgarbage("restart")
 local _, sys1 = env.cpu_times()
 for i = 1, count do
   if not results[i].ok then error("create " .. i .. " failed: " .. tostring(results[i].error), 0) end

@@ -357,6 +357,13 @@ local CONTENDERS = {
       .. " client on the other CPU", LARGE_CONCURRENCY),
     server = "slow", creates = LARGE_CREATES, warmup = 0, connections = "any", apart = true,
     command = function(s, c) return create_many_command(LARGE_CONCURRENCY)(s, c) .. " --core-only" end },
+  -- The library's batch with Lua's garbage collector stopped while it runs:
+  -- what the collector's work costs it (row 3d's reason).
+  { name = "many_no_gc",
+    what = format("create_many, Lua 5.4, %d in flight, server delay 20 ms, Lua's garbage collector stopped during"
+      .. " the batch, client on the other CPU", LARGE_CONCURRENCY),
+    server = "slow", creates = LARGE_CREATES, warmup = 0, connections = "any", apart = true,
+    command = function(s, c) return create_many_command(LARGE_CONCURRENCY)(s, c) .. " --no-gc" end },
   -- The same batch against a server that answers at once: its client never
   -- waits, so its CPU per create is the batch's own work, without what
   -- waking up after each wait costs (row 3d's reason).
@@ -419,7 +426,7 @@ local GROUPS = {
     "https_lua54", "https_ceiling", "https_fresh", "http_lua54_apart" },
   { "http_node", "http_python" },
   { "many_lua54", "load_many", "many_large", "load_large", "cli_large", "many_nowait", "many_one_wave",
-    "cli_one", "many_core" },
+    "cli_one", "many_core", "many_no_gc" },
 }
 do
   local by_name, grouped = {}, 0
@@ -1251,12 +1258,14 @@ local ROWS = {
     fmt_ratio, many_target,
     why = function()
       return format("the C core alone, driving the same batch with no Lua layer, reaches %s at %.1f us of client"
-        .. " CPU per create (3j), and cerca %.1f us; %s; against a server that answers at once, so that it never"
-        .. " waits, the same batch costs"
-        .. " its client %.1f us per create: the rest comes with the waits (a CPU gone idle that wakes for each"
-        .. " group of answers); one create at a time (1a's loop) costs its client %.1f us with client and server"
-        .. " on one CPU, %.1f us with them on two as here; %s",
+        .. " CPU per create (3j), and cerca %.1f us; with Lua's garbage collector stopped during the batch, cerca"
+        .. " reaches %s at %.1f us (3k): the collector's work is that much of the gap; %s; against a server that"
+        .. " answers at once, so that it never waits, the same batch costs its client %.1f us per create: the"
+        .. " rest comes with the waits (a CPU gone idle that wakes for each group of answers); one create at a"
+        .. " time (1a's loop) costs its client %.1f us with client and server on one CPU, %.1f us with them on"
+        .. " two as here; %s",
         fmt_ratio(ideal_ratio("many_core", LARGE_IDEAL)), per_create("many_core").cpu, per_create("many_large").cpu,
+        fmt_ratio(ideal_ratio("many_no_gc", LARGE_IDEAL)), per_create("many_no_gc").cpu,
         batch_why("many_large", "load_large", LARGE_CONCURRENCY, "3i"), per_create("many_nowait").cpu,
         per_create("http_lua54").cpu, per_create("http_lua54_apart").cpu,
         waves_why("many_large", "many_one_wave", LARGE_CREATES, LARGE_CONCURRENCY))
@@ -1284,6 +1293,9 @@ local ROWS = {
     function() return load_ratio("load_large", LARGE_CONCURRENCY) end, fmt_ratio },
   { "3j", format("the C core alone (no Lua layer) on 3d's batch: ideal (%g s) / actual", LARGE_IDEAL),
     function() return ideal_ratio("many_core", LARGE_IDEAL) end, fmt_ratio },
+  { "3k", format("create_many with Lua's garbage collector stopped during 3d's batch: ideal (%g s) / actual",
+      LARGE_IDEAL),
+    function() return ideal_ratio("many_no_gc", LARGE_IDEAL) end, fmt_ratio },
   { "4a", format("RSS growth from %d to %d sequential creates (Lua 5.4)", MEMORY_FIRST, MEMORY_LAST),
     function() return of(memory) end, fmt_kib, { below = 1024, text = "< 1024 KiB" } },
   { "4b", 'require "cerca" (fresh process, CPU time)',
