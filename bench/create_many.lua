@@ -70,7 +70,7 @@ local cpu0, t0 = os.clock(), core.monotime()
 local results = o["core-only"] and core_batch()
   or assert(client.webhooks.create_many(items, { concurrency = concurrency }))
 local seconds, cpu = core.monotime() - t0, os.clock() - cpu0
-collectgarbage("restart")
+if o["no-gc"] then collectgarbage("restart") end
 local _, sys1 = env.cpu_times()
 for i = 1, count do
   if not results[i].ok then error("create " .. i .. " failed: " .. tostring(results[i].error), 0) end
