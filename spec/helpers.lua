@@ -44,6 +44,20 @@ function helpers.now()
   return t
 end
 
+-- The CPU seconds that timed(n) reports at n and at factor * n, each the
+-- least of a few runs: a growth-rate check compares the two, and one run
+-- slowed by the machine (another process, a collection) must not decide
+-- it. timed(n) times only the work under test and returns its seconds; the
+-- first run at n is also the warm-up (compiled code, grown tables).
+function helpers.cpu_at_two_sizes(timed, n, factor, runs)
+  local function least(size)
+    local best = math.huge
+    for _ = 1, runs or 3 do best = math.min(best, timed(size)) end
+    return best
+  end
+  return least(n), least(factor * n)
+end
+
 function helpers.sleep(seconds)
   require("cerca.core").sleep(seconds)
 end
