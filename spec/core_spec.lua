@@ -237,6 +237,100 @@ describe("cerca.core", function()
     end)
   end)
 
+  describe("same_value", function()
+    local function same(a, b, depth, left) return core.same_value(a, b, depth or 8, left or 100) end
+
+    it("holds for the same content in other tables, and both ways", function()
+      local a = { url = "https://example.com/h", events = { "agent.created", "thread.completed" }, n = 3 }
+      local b = { n = 3, events = { "agent.created", "thread.completed" }, url = "https://example.com/h" }
+      assert.is_true(same(a, b))
+      assert.is_true(same(b, a))
+      assert.is_true(same({}, {}))
+      assert.is_true(same("x", "x"))
+      assert.is_true(same(nil, nil))
+      assert.is_true(same(core.empty_array, core.empty_array))
+      local t = {}
+      assert.is_true(same(t, t, 0, 0))
+    end)
+
+    it("tells apart any key or value that differs, on either side", function()
+      local function base() return { url = "u", events = { "a", "b" } } end
+      local changes = {
+        function(t) t.url = "v" end,
+        function(t) t.url = nil end,
+        function(t) t.extra = 1 end,
+        function(t) t.events[2] = nil end,
+        function(t) t.events[3] = "c" end,
+        function(t) t.events = { "b", "a" } end,
+        function(t) t.events.x = true end,
+        function(t) t.events = "a" end,
+        function(t) t.events = core.empty_array end,
+        function(t) t[1] = "u" end,
+      }
+      for i, change in ipairs(changes) do
+        local changed = base()
+        change(changed)
+        assert.is_false(same(base(), changed), "change " .. i)
+        assert.is_false(same(changed, base()), "change " .. i .. ", the other way")
+      end
+    end)
+
+    it("compares numbers as JSON writes them: subtype, sign of zero, NaN", function()
+      assert.is_true(same(1.5, 1.5))
+      -- (Made at run time: a literal -0.0 can share 0.0's constant.)
+      local negative_zero = -(1 / math.huge)
+      assert.are.equal(-math.huge, 1 / negative_zero)
+      assert.is_false(same(0.0, negative_zero))
+      assert.is_false(same(0 / 0, 0 / 0))
+      assert.is_false(same(1, "1"))
+      assert.is_false(same(true, 1))
+      if math.type then
+        -- 1 and 1.0 are equal to `==`, and written "1" and "1.0".
+        assert.is_false(same(1, 1.0))
+        assert.is_false(same({ n = 1 }, { n = 1.0 }))
+        assert.is_true(same({ n = math.maxinteger }, { n = math.maxinteger }))
+      end
+    end)
+
+    it("takes a table with a metatable for the same only beside the same metatable", function()
+      local mt = { __index = function() return "x" end }
+      local marked = setmetatable({}, mt)
+      assert.is_false(same(marked, {}))
+      assert.is_false(same({}, marked))
+      assert.is_true(same(marked, setmetatable({}, mt)))
+      assert.is_false(same(marked, setmetatable({}, {})))
+      -- The real metatable, whatever __metatable says.
+      local hidden = setmetatable({}, { __metatable = false })
+      assert.is_false(same(hidden, {}))
+      -- No metamethod runs: __index and __pairs are not asked.
+      local asked = false
+      local proxy = setmetatable({}, { __index = function() asked = true return "u" end,
+        __pairs = function() asked = true return next, {}, nil end })
+      assert.is_false(same(proxy, { url = "u" }))
+      assert.is_false(asked)
+    end)
+
+    it("gives up, unequal, past its depth or its count of entries", function()
+      local deep, deeper = { a = { b = { c = 1 } } }, { a = { b = { c = 1 } } }
+      assert.is_true(same(deep, deeper, 3))
+      assert.is_false(same(deep, deeper, 2))
+      local list, copy = {}, {}
+      for i = 1, 10 do list[i], copy[i] = i, i end
+      assert.is_true(same(list, copy, 2, 10))
+      assert.is_false(same(list, copy, 2, 9))
+      -- A table inside itself ends at the depth, not on the C stack.
+      local loop, loop2 = {}, {}
+      loop.self, loop2.self = loop, loop2
+      assert.is_false(same(loop, loop2, 200, 1000))
+    end)
+
+    it("compares table keys by identity", function()
+      local k = {}
+      assert.is_true(same({ [k] = 1 }, { [k] = 1 }))
+      assert.is_false(same({ [k] = 1 }, { [{}] = 1 }))
+    end)
+  end)
+
   describe("monotime and sleep", function()
     it("sleep waits, and the monotonic clock measures it", function()
       local t0 = core.monotime()

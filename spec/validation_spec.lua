@@ -300,6 +300,97 @@ describe("webhooks.create validation", function()
     end)
   end)
 
+  -- Params of the same content as the last create's that passed are not
+  -- checked again: whatever differs must be.
+  describe("params that passed before", function()
+    local function passes(fleet_id, params)
+      local sub, err = client.webhooks.create(fleet_id, params)
+      assert.is_nil(err)
+      assert.is_truthy(sub)
+    end
+
+    it("are checked again once changed in place, however little", function()
+      local params = { url = URL, events = { "agent.created" } }
+      passes("fleet_1", params)
+      srv:reset()
+      params.events[1] = "agent.creatd"
+      rejects('params.events[1]: unknown event "agent.creatd"; did you mean "agent.created"?',
+        "params.events[1]", "fleet_1", params)
+      params.events[1] = "agent.created"
+      params.events[2] = "agent.created"
+      rejects('params.events[2]: "agent.created" is already listed at params.events[1]; list each event once',
+        "params.events[2]", "fleet_1", params)
+      params.events[2] = nil
+      params.url = "http://example.com/webhook"
+      rejects("params.url must use https (got http://); deliveries are only sent to HTTPS endpoints",
+        "params.url", "fleet_1", params)
+      params.url = URL
+      params.evnets = true
+      rejects('params: unknown key "evnets"; did you mean "events"?; other body fields go in params.extra_body',
+        "params", "fleet_1", params)
+      params.evnets = nil
+      passes("fleet_1", params)
+      srv:reset()
+      -- A list that became a map, and a url that became a table.
+      params.events.x = "agent.created"
+      rejects('params.events must be a list, not a map (found key "x"); e.g. { "agent.created" }, or omit it for '
+        .. "all non-test events", "params.events", "fleet_1", params)
+    end)
+
+    it("with a metatable are refused as any others are", function()
+      passes("fleet_1", { url = URL })
+      srv:reset()
+      -- The same fields to a raw read, others through __index.
+      local proxy = setmetatable({ url = URL }, { __index = function(_, k)
+        if k == "events" then return { "no.such.event" } end
+      end })
+      rejects("params has a metatable with __index: cerca reads a table's own fields (with pairs), never through "
+        .. "__index; pass a plain table, with any defaults copied into it", "params", "fleet_1", proxy)
+    end)
+
+    it("leave the fleet id to its own checks", function()
+      local params = { url = URL }
+      passes("fleet_1", params)
+      srv:reset()
+      rejects('fleet_id cannot be "..", which a URL reads as a path step; pass the fleet\'s id',
+        "fleet_id", "..", params)
+      rejects('fleet_id must be a non-empty string (got nil); pass e.g. "fleet_abc123"', "fleet_id", nil, params)
+      rejects('fleet_id must be a non-empty string (got nil); pass e.g. "fleet_abc123"', "fleet_id", nil,
+        { url = URL })
+    end)
+
+    it("are searched for each client's own API key", function()
+      -- Params that hold another client's key pass for this one, and are
+      -- refused by the client whose key they hold.
+      local other_key = "sk_test_other_0123456789"
+      local params = { url = URL .. "?token=" .. other_key }
+      passes("fleet_1", params)
+      local other = helpers.client(srv, { api_key = other_key })
+      srv:reset()
+      local sub, err = other.webhooks.create("fleet_1", { url = URL .. "?token=" .. other_key })
+      other:close()
+      assert.is_nil(sub)
+      assert.are.equal("params.url", err.field)
+      assert.is_nil(err.message:find(other_key, 1, true))
+      assert.are.same({}, srv:requests())
+    end)
+
+    it("send the same bytes, in a create and in a batch", function()
+      local params = { url = URL, events = { "thread.completed", "agent.created" } }
+      passes("fleet_1", params)
+      passes("fleet_2", { events = { "thread.completed", "agent.created" }, url = URL })
+      local results = client.webhooks.create_many({ { fleet_id = "fleet_3", params = params },
+        { fleet_id = "fleet_4", params = { url = URL, events = { "thread.completed", "agent.created" } } } })
+      assert.is_true(results[1].ok and results[2].ok)
+      local reqs = srv:requests()
+      assert.are.equal(4, #reqs)
+      for i = 1, 4 do
+        assert.are.equal('{"events":["thread.completed","agent.created"],"url":"https:\\/\\/example.com\\/webhook"}',
+          reqs[i].body)
+      end
+    end)
+  end)
+
   describe("per-call options", function()
     it("must be a table of known options", function()
       rejects('options must be a table (got "fast"); e.g. { timeout = 10 }', "options",

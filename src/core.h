@@ -17,7 +17,7 @@
  *   lcrypto.c  uuid4, webhook_key (and its sign, verify)
  *   ltext.c    text_problem, percent_encode (byte checks of caller text),
  *              count, occurrences, written_once (redaction's bounds)
- *   lwalk.c    plain_left, list_problem, set_problem, field_problem
+ *   lwalk.c    plain_left, list_problem, set_problem, field_problem, same_value
  *              (walks of arguments and answers)
  *   lhttp.c    headers, header (a response's header block, as a table or
  *              one field)

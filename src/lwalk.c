@@ -29,6 +29,18 @@
  * value is then nil), or that repeats an earlier one: its index, and the
  * index of the earlier one. Raw reads only. An allowed set is small, so a
  * repeat is found by comparing with the items before it.
+ *
+ *   core.same_value(a, b, max_depth, left) -> boolean
+ *
+ * Whether a and b hold the same, as JSON encoding and the checks read
+ * them: the same type; numbers of the same subtype (integer or float) and
+ * the same bits (0.0 is not -0.0, and a NaN equals no NaN); strings and
+ * booleans equal; tables either the same one, or with the same real
+ * metatable (lua_getmetatable, none on both or the same one), the same keys
+ * (compared raw) and, under each, the same value, at most max_depth levels
+ * down and `left` entries in all. Raw reads only, no metamethod runs: a
+ * table of the caller's is compared with a private copy the caller made of
+ * an earlier value, and its checks' outcome reused when they hold the same.
  */
 #include <string.h>
 
@@ -164,7 +176,79 @@ static int l_field_problem(lua_State *L)
     return 0;
 }
 
+/* Indexes a and b: same value (1) or not (0); `left` counts down entries. */
+static int same(lua_State *L, int a, int b, int depth, int max_depth, lua_Integer *left)
+{
+    int type = lua_type(L, a), n_a = 0, n_b = 0, same_mt;
+    if (type != lua_type(L, b))
+        return 0;
+    if (type == LUA_TNUMBER) {
+        lua_Number x, y;
+#if LUA_VERSION_NUM >= 503
+        if (lua_isinteger(L, a) != lua_isinteger(L, b))
+            return 0;
+        if (lua_isinteger(L, a))
+            return lua_tointeger(L, a) == lua_tointeger(L, b);
+#endif
+        x = lua_tonumber(L, a);
+        y = lua_tonumber(L, b);
+        return x == y && memcmp(&x, &y, sizeof x) == 0;
+    }
+    if (type != LUA_TTABLE || lua_rawequal(L, a, b))
+        return lua_rawequal(L, a, b);
+    if (depth >= max_depth)
+        return 0;
+    /* The real metatables: both absent, or the same table. */
+    same_mt = lua_getmetatable(L, a);
+    same_mt += lua_getmetatable(L, b);
+    if (same_mt == 1 || (same_mt == 2 && !lua_rawequal(L, -1, -2))) {
+        lua_pop(L, same_mt);
+        return 0;
+    }
+    lua_pop(L, same_mt);
+    luaL_checkstack(L, 4, "value comparison");
+    lua_pushnil(L);
+    while (lua_next(L, a) != 0) {
+        int top = lua_gettop(L); /* top - 1: the key, top: a's value */
+        if (--*left < 0) {
+            lua_pop(L, 2);
+            return 0;
+        }
+        lua_pushvalue(L, top - 1);
+        lua_rawget(L, b);
+        if (!same(L, top, top + 1, depth + 1, max_depth, left)) {
+            lua_pop(L, 3);
+            return 0;
+        }
+        lua_pop(L, 2);
+        n_a++;
+    }
+    /* Every key of a is in b: b holds no other when it holds as many. */
+    lua_pushnil(L);
+    while (lua_next(L, b) != 0) {
+        lua_pop(L, 1);
+        if (++n_b > n_a) {
+            lua_pop(L, 1);
+            return 0;
+        }
+    }
+    return n_a == n_b;
+}
+
+static int l_same_value(lua_State *L)
+{
+    /* (The comparison recurses in C once a level: the depth is bounded.) */
+    int max_depth = (int)cerca_check_whole(L, 3, 0, 255);
+    lua_Integer left = cerca_check_whole(L, 4, 0, (lua_Integer)1 << 53);
+    luaL_checkany(L, 1);
+    luaL_checkany(L, 2);
+    lua_settop(L, 2);
+    lua_pushboolean(L, same(L, 1, 2, 0, max_depth, &left));
+    return 1;
+}
+
 static const luaL_Reg walk_functions[] = {
+    {"same_value", l_same_value},
     {"field_problem", l_field_problem},
     {"set_problem", l_set_problem},
     {"plain_left", l_plain_left},

@@ -16,6 +16,7 @@ local sort = table.sort
 local concat = table.concat
 local next = next
 local getmetatable = getmetatable
+local setmetatable = setmetatable
 local format = string.format
 local huge = math.huge
 local fast_canonical = core.encode_canonical
@@ -156,6 +157,24 @@ function _M.encode_canonical(value)
   local text = fast_canonical(value, _M.array_mt)
   if text then return text end
   return _M.encode_canonical_lua(value)
+end
+
+-- Marks a body already encoded by `encode_canonical` (see `canonical_body`).
+local ENCODED = { __name = "cerca.encoded_json" }
+
+--- A body whose canonical text is already made: `cerca.prepare` sends
+-- `text` as it is instead of encoding the value again. For a caller that
+-- sends the same body many times and keeps this table to itself.
+-- @tparam string text what `encode_canonical` returned
+-- @treturn table the body
+function _M.canonical_body(text)
+  return setmetatable({ text = text }, ENCODED)
+end
+
+--- The text of a body made by `canonical_body`, or nil for any other value.
+function _M.canonical_text(body)
+  if getmetatable(body) == ENCODED then return body.text end
+  return nil
 end
 
 --- `encode_canonical` without the C core's fast path: the reference that

@@ -24,6 +24,7 @@ local find = string.find
 local byte = string.byte
 local setmetatable = setmetatable
 local rawget = rawget
+local getmetatable = getmetatable
 local pcall = pcall
 local tostring = tostring
 local min = math.min
@@ -196,8 +197,8 @@ local function named(err, secrets, fleet_id, params)
   return err
 end
 
---- Checks the arguments of `create`; returns nil or an `invalid_request` error.
-function _M.check(fleet_id, params)
+-- nil, or the `invalid_request` error of a fleet id a create cannot use.
+local function check_fleet(fleet_id)
   if type(fleet_id) == "table" and rawget(fleet_id, "create") then
     return invalid("fleet_id", "fleet_id must be a string (got the webhooks table); "
       .. "call create with a dot: client.webhooks.create(fleet_id, params)")
@@ -223,6 +224,12 @@ function _M.check(fleet_id, params)
     end
     remember_path(fleet_id, path)
   end
+end
+
+--- Checks the arguments of `create`; returns nil or an `invalid_request` error.
+function _M.check(fleet_id, params)
+  local bad = check_fleet(fleet_id)
+  if bad then return bad end
   if type(params) ~= "table" then
     return invalid("params", format("params must be a table (got %s); "
       .. "pass { url = \"https://example.com/webhook\" }", validate.describe(params)))
@@ -401,6 +408,58 @@ local function checked(fleet_id, params)
   return copy
 end
 
+-- The params of the last create that passed their checks, as a private
+-- copy (one without extra_body), and its body, encoded: a create whose
+-- params hold the same (`core.same_value`: the same keys and values, the
+-- same metatables) would pass the same checks and send the same bytes, so
+-- it is neither checked nor encoded again. Its fleet is checked as ever.
+local same_value = core.same_value
+local last_params, last_body = nil, nil
+-- Deep enough for { url =, events = { ... } }; a larger list is not kept.
+local SAME_DEPTH, SAME_ENTRIES = 2, 64
+
+local function remember_params(params, text)
+  local events, copy = params.events, nil
+  if params.extra_body ~= nil or (events and #events > SAME_ENTRIES - 2) then return end
+  if events then
+    copy = {}
+    for i = 1, #events do copy[i] = events[i] end
+    setmetatable(copy, getmetatable(events))
+  end
+  last_params = { url = params.url, events = copy }
+  last_body = json.canonical_body(text)
+end
+
+-- `params` checked with `fleet_id`, and the body they make: the params to
+-- use (a copy of ones with metamethods) and the body, encoded when it can
+-- be; or nil and the `invalid_request` error (nothing sent). `settle`: the
+-- params may have metamethods (not for an item of a list already read).
+local function checked_body(fleet_id, params, settle)
+  if last_body and same_value(params, last_params, SAME_DEPTH, SAME_ENTRIES) then
+    -- (Such params have no metamethod either: nothing to settle.)
+    local err = check_fleet(fleet_id)
+    if err then
+      err.attempts = 0
+      return nil, err
+    end
+    return params, last_body
+  end
+  local err
+  if settle then
+    params, err = checked(fleet_id, params)
+  else
+    err = _M.check(fleet_id, params)
+  end
+  if err then return nil, err end
+  local body = _M.body(params)
+  local text = json.encode_canonical(body)
+  -- (A body that cannot be encoded goes on as it is: preparing the call
+  -- says why.)
+  if not text then return params, body end
+  remember_params(params, text)
+  return params, json.canonical_body(text)
+end
+
 --- What `create` would refuse before sending anything, or nil: the same
 -- checks, nothing sent. See `cerca.webhooks.check`.
 function _M.refusal(client, fleet_id, params, options)
@@ -419,11 +478,11 @@ end
 --- Creates a subscription through `client`. See `cerca.webhooks.create`.
 function _M.create(client, fleet_id, params, options)
   -- Checked, then turned into the body before anything else runs.
-  local err
-  params, err = checked(fleet_id, params)
-  if not params then return nil, err end
+  local body, err
+  params, body = checked_body(fleet_id, params, true)
+  if not params then return nil, body end
   local res
-  res, err = client:request("POST", _M.path(fleet_id), _M.body(params), options)
+  res, err = client:request("POST", _M.path(fleet_id), body, options)
   if err then err = named(err, client._profile.secrets, fleet_id, params) end
   return created(fleet_id, res, err, client._profile.log)
 end
@@ -554,13 +613,19 @@ function _M.create_many(client, items, opts)
         end
       end
       local fleet_id, params, options = item.fleet_id, item.params, item.options
-      err = (unknown and invalid(unknown.field, unknown.message)) or _M.check(fleet_id, params)
+      local body
+      if unknown then
+        err = invalid(unknown.field, unknown.message)
+      else
+        params, body = checked_body(fleet_id, params, false)
+        if not params then err = body end
+      end
       if not err and options ~= nil then
         options, why, about = validate.snapshot(options, format("items[%d].options", i))
         if why then err = invalid(about, why) end
       end
       if not err then
-        c, err = client:prepare("POST", _M.path(fleet_id), _M.body(params), options, true)
+        c, err = client:prepare("POST", _M.path(fleet_id), body, options, true)
         if err then err = named(err, secrets, fleet_id, params) end
         fleet = fleet_id
       end
