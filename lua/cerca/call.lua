@@ -35,9 +35,9 @@ local request_id = outcome.request_id
 
 local _M = {}
 
--- One log line per attempt: what was sent, what came back, what happens next.
+-- One log line per attempt: what was sent, what came back, what happens
+-- next. (Called only when the log takes info lines.)
 local function log_attempt(lg, method, path, res, attempt, attempts, elapsed, next_wait, why)
-  if not lg.info then return end
   -- The answer's own secret is removed from what the server wrote (the
   -- request id, the body), in any form; the sink removes the API key.
   local answer = res.json
@@ -295,7 +295,7 @@ function Call:finish(res)
   local value, failure = outcome.classify(res, self.max_response_size, self.secrets)
   local lg, attempt, attempts = self.log, self.attempt, self.attempts
   if value then
-    log_attempt(lg, self.method, self.path, res, attempt, attempts, elapsed)
+    if lg.info then log_attempt(lg, self.method, self.path, res, attempt, attempts, elapsed) end
     return done(self, value)
   end
   local err = failure.error
@@ -322,10 +322,10 @@ function Call:finish(res)
   -- A wait the server asked for but that is too long is left to the caller.
   if server_wait then err.retry_after = server_wait end
   if not wait or (self.deadline and now() + wait + MIN_BUDGET >= self.deadline) then
-    log_attempt(lg, self.method, self.path, res, attempt, attempts, elapsed)
+    if lg.info then log_attempt(lg, self.method, self.path, res, attempt, attempts, elapsed) end
     return give_up(self, err)
   end
-  log_attempt(lg, self.method, self.path, res, attempt, attempts, elapsed, wait, failure.reason)
+  if lg.info then log_attempt(lg, self.method, self.path, res, attempt, attempts, elapsed, wait, failure.reason) end
   return "retry", wait
 end
 
