@@ -81,8 +81,10 @@ end
 -- equals: nil must be checked too).
 local NONE = {}
 local last_method, last_path, last_secrets = NONE, NONE, NONE
--- The body text that last passed its search for the key, and those secrets.
+-- The body text that last passed its search for the key, and those
+-- secrets; a longer text is not kept alive for it.
 local last_clean_body, last_clean_secrets = NONE, NONE
+local MAX_CLEAN_KEPT = 4096
 local canonical_text = json.canonical_text
 
 local function refused(kind, message, field)
@@ -153,7 +155,7 @@ function _M.call(profile, method, path, body, options, into, options_copied)
         bad = key_problem(secrets, encoded, "body", "the body", "remove it from the body")
         if bad then return refused("invalid_request", bad.message, bad.field) end
       end
-      last_clean_body, last_clean_secrets = encoded, secrets
+      if #encoded <= MAX_CLEAN_KEPT then last_clean_body, last_clean_secrets = encoded, secrets end
     end
   end
   local lines = profile.header_lines(options.headers)
