@@ -375,6 +375,75 @@ describe("webhooks.create validation", function()
       assert.are.same({}, srv:requests())
     end)
 
+    it("are checked against the URL limit of the time", function()
+      local webhooks = require "cerca.webhooks"
+      local url = "https://example.com/" .. ("a"):rep(80)
+      passes("fleet_1", { url = url })
+      srv:reset()
+      local limit = webhooks.MAX_URL_BYTES
+      webhooks.MAX_URL_BYTES = 50
+      local sub, err = client.webhooks.create("fleet_1", { url = url })
+      webhooks.MAX_URL_BYTES = limit
+      assert.is_nil(sub)
+      assert.are.equal("params.url is 100 bytes long; at most 50 are accepted", err.message)
+      assert.are.same({}, srv:requests())
+    end)
+
+    it("keep a list marked by a metatable that hides itself, read raw", function()
+      local json = require "cerca.json"
+      json.array_mt.__metatable = "locked"
+      local ok, sub, err = pcall(client.webhooks.create, "fleet_1",
+        { url = URL, events = setmetatable({ "agent.created" }, json.array_mt) })
+      json.array_mt.__metatable = nil
+      assert.is_true(ok)
+      assert.is_nil(err)
+      assert.are.same({ "agent.created" }, { table.unpack and table.unpack(sub.events) or unpack(sub.events) })
+    end)
+
+    -- A caller's finalizer that creates runs inside a create: at the 1st,
+    -- 2nd, ... allocation of the check of a new fleet on the shortcut, and
+    -- of the remembering of params that passed. Each create must send its
+    -- own body, and so must every create after. In a fresh interpreter:
+    -- the collector's settings of helpers.finalizer_inside stay out of the
+    -- suite's.
+    it("stay beside their own body when a finalizer creates meanwhile", function()
+      local out, status = helpers.run_lua([[
+        local helpers = require "spec.helpers"
+        local cerca = require "cerca"
+        local validate = require "cerca.validate"
+        local json = require "cerca.json"
+        local client = assert(cerca.new { api_key = os.getenv("KEY"), base_url = os.getenv("URL"),
+          log_level = "off", max_retries = 0 })
+        local ONE = { url = "https://example.com/one" }
+        local TWO = { url = "https://example.com/two", events = { "agent.created" } }
+        local wrong, fired, fleets = 0, 0, 0
+        local function create(params)
+          fleets = fleets + 1
+          local sub = assert(client.webhooks.create("fleet_" .. fleets, params))
+          if sub.url ~= params.url then wrong = wrong + 1 end
+        end
+        -- The nested create is refused by its options, after its params
+        -- passed: it sends nothing, and leaves its params remembered.
+        local function nested() client.webhooks.create("fleet_n", TWO, { bogus = 1 }) end
+        for step = 1, 12 do
+          for _, where in ipairs { { validate, "request_path" }, { json, "canonical_body" } } do
+            create(ONE)
+            local _, stop = helpers.finalizer_inside(where[1], where[2], nested, step)
+            create(where[2] == "request_path" and ONE or { url = "https://example.com/three" })
+            fired = fired + stop()
+            create(TWO)
+            create(ONE)
+          end
+        end
+        io.write("RESULT ", wrong, " ", fired, "\n")
+      ]], { URL = srv.http_url, KEY = srv.api_key })
+      assert.are.equal(0, status, out)
+      local wrong, fired = out:match("RESULT (%d+) (%d+)")
+      assert.are.equal("0", wrong, out)
+      -- (LuaJIT runs no finalizer inside the call: nothing to check there.)
+      if helpers.abi ~= "luajit" then assert.is_true(tonumber(fired) > 0, out) end
+    end)
+
     it("send the same bytes, in a create and in a batch", function()
       local params = { url = URL, events = { "thread.completed", "agent.created" } }
       passes("fleet_1", params)

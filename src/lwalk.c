@@ -198,6 +198,8 @@ static int same(lua_State *L, int a, int b, int depth, int max_depth, lua_Intege
         return lua_rawequal(L, a, b);
     if (depth >= max_depth)
         return 0;
+    /* Room for both metatables, then for a key and two values. */
+    luaL_checkstack(L, 4, "value comparison");
     /* The real metatables: both absent, or the same table. */
     same_mt = lua_getmetatable(L, a);
     same_mt += lua_getmetatable(L, b);
@@ -206,7 +208,6 @@ static int same(lua_State *L, int a, int b, int depth, int max_depth, lua_Intege
         return 0;
     }
     lua_pop(L, same_mt);
-    luaL_checkstack(L, 4, "value comparison");
     lua_pushnil(L);
     while (lua_next(L, a) != 0) {
         int top = lua_gettop(L); /* top - 1: the key, top: a's value */

@@ -163,18 +163,22 @@ end
 local ENCODED = { __name = "cerca.encoded_json" }
 
 --- A body whose canonical text is already made: `cerca.prepare` sends
--- `text` as it is instead of encoding the value again. For a caller that
--- sends the same body many times and keeps this table to itself.
+-- `text` as it is instead of encoding the value again. For cerca's own
+-- callers, which send the same body many times, make `text` with
+-- `encode_canonical` and keep this table to themselves.
 -- @tparam string text what `encode_canonical` returned
 -- @treturn table the body
 function _M.canonical_body(text)
+  if type(text) ~= "string" then error("canonical_body: the text must be a string", 2) end
   return setmetatable({ text = text }, ENCODED)
 end
 
 --- The text of a body made by `canonical_body`, or nil for any other value.
 function _M.canonical_text(body)
-  if getmetatable(body) == ENCODED then return body.text end
-  return nil
+  if getmetatable(body) ~= ENCODED then return nil end
+  local text = body.text
+  if type(text) ~= "string" then return nil end
+  return text
 end
 
 --- `encode_canonical` without the C core's fast path: the reference that

@@ -24,7 +24,6 @@ local find = string.find
 local byte = string.byte
 local setmetatable = setmetatable
 local rawget = rawget
-local getmetatable = getmetatable
 local pcall = pcall
 local tostring = tostring
 local min = math.min
@@ -409,25 +408,37 @@ local function checked(fleet_id, params)
 end
 
 -- The params of the last create that passed their checks, as a private
--- copy (one without extra_body), and its body, encoded: a create whose
--- params hold the same (`core.same_value`: the same keys and values, the
--- same metatables) would pass the same checks and send the same bytes, so
--- it is neither checked nor encoded again. Its fleet is checked as ever.
+-- copy (one without extra_body), its body, encoded, and the URL limit they
+-- were checked against, in one table set in one statement (a finalizer
+-- that creates meanwhile cannot leave a body beside other params): a
+-- create whose params hold the same (`core.same_value`: the same keys and
+-- values, the same metatables) would pass the same checks and send the
+-- same bytes, so it is neither checked nor encoded again. Its fleet is
+-- checked as ever.
 local same_value = core.same_value
-local last_params, last_body = nil, nil
+local rawmetatable = debug and debug.getmetatable or getmetatable
+-- (Lua 5.1's `#` reads no __len of a table.)
+local rawlen = rawlen or function(t) return #t end
+local last_passed = nil
 -- Deep enough for { url =, events = { ... } }; a larger list is not kept.
 local SAME_DEPTH, SAME_ENTRIES = 2, 64
 
-local function remember_params(params, text)
-  local events, copy = params.events, nil
-  if params.extra_body ~= nil or (events and #events > SAME_ENTRIES - 2) then return end
-  if events then
+-- The body of params that passed their checks, encoded as `text`; kept
+-- with a copy of the params (read raw) when they can be compared later.
+local function passed(params, text)
+  local body = json.canonical_body(text)
+  local events, copy = rawget(params, "events"), nil
+  if rawget(params, "extra_body") ~= nil then return body end
+  if events ~= nil then
+    local n, mt = rawlen(events), rawmetatable(events)
+    if n > SAME_ENTRIES - 2 or (mt ~= nil and mt ~= json.array_mt) then return body end
     copy = {}
-    for i = 1, #events do copy[i] = events[i] end
-    setmetatable(copy, getmetatable(events))
+    for i = 1, n do copy[i] = rawget(events, i) end
+    setmetatable(copy, mt)
   end
-  last_params = { url = params.url, events = copy }
-  last_body = json.canonical_body(text)
+  last_passed = { params = { url = rawget(params, "url"), events = copy }, body = body,
+    max_url = _M.MAX_URL_BYTES }
+  return body
 end
 
 -- `params` checked with `fleet_id`, and the body they make: the params to
@@ -435,14 +446,15 @@ end
 -- be; or nil and the `invalid_request` error (nothing sent). `settle`: the
 -- params may have metamethods (not for an item of a list already read).
 local function checked_body(fleet_id, params, settle)
-  if last_body and same_value(params, last_params, SAME_DEPTH, SAME_ENTRIES) then
+  local last = last_passed
+  if last and last.max_url == _M.MAX_URL_BYTES and same_value(params, last.params, SAME_DEPTH, SAME_ENTRIES) then
     -- (Such params have no metamethod either: nothing to settle.)
     local err = check_fleet(fleet_id)
     if err then
       err.attempts = 0
       return nil, err
     end
-    return params, last_body
+    return params, last.body
   end
   local err
   if settle then
@@ -456,8 +468,7 @@ local function checked_body(fleet_id, params, settle)
   -- (A body that cannot be encoded goes on as it is: preparing the call
   -- says why.)
   if not text then return params, body end
-  remember_params(params, text)
-  return params, json.canonical_body(text)
+  return params, passed(params, text)
 end
 
 --- What `create` would refuse before sending anything, or nil: the same
