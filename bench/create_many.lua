@@ -1,7 +1,8 @@
 --- create_many, timed inside the process. Run by bench/run.lua (from the
 -- repository root) under lua5.4:
 --
---   bench/create_many.lua --url URL --key KEY --count N --concurrency C [--core-only | --no-gc]
+--   bench/create_many.lua --url URL --key KEY --count N --concurrency C
+--     [--core-only | --no-gc | --incremental | --stalls]
 --
 -- N creates (one per fleet) through one create_many with C in flight; the
 -- server answers each after its configured delay. With --core-only, the
@@ -11,9 +12,15 @@
 -- redaction). With --no-gc, the library's batch runs with Lua's garbage
 -- collector stopped (started again after it): what the collector's work
 -- costs the batch. A measurement, not a way to run: memory then grows with
--- every create. Prints
+-- every create. With --incremental, the collector runs in incremental mode
+-- (`collectgarbage("incremental")`) instead of the generational mode the
+-- lua5.4 interpreter starts in. With --stalls, the batch also records the
+-- stretches it spends away from the network (from the return of one poll
+-- of the multi handle to the start of the next: Lua's work, the
+-- collector's included), and Lua's heap before and after the longest. Prints
 --
 --   RESULT connects=0 cpu_seconds=T creates=N seconds=S sys_seconds=K
+--     [longest_stall_ms=L stall_heap_from_kib=A stall_heap_to_kib=B stalls_over_2ms=M stalls_over_2ms_ms=D]
 --
 -- S is the wall time of the whole batch, T its CPU time and K the part of
 -- T spent in the kernel (from /proc, in 10 ms ticks: a share, not a
@@ -63,8 +70,33 @@ local function core_batch()
   return results
 end
 
--- (Stopped before the clock starts; the work it skips is what is measured.)
+-- The stretches away from the network, when asked for: the multi handle's
+-- poll method (every handle's) is wrapped before the batch starts.
+local stalls
+if o.stalls then
+  stalls = { longest = 0, from = 0, to = 0, over = 0, over_seconds = 0 }
+  local probe = assert(core.new_multi {})
+  local methods = getmetatable(probe).__index
+  probe:close()
+  local poll, left_at, heap_then = methods.poll, nil, nil
+  methods.poll = function(m, timeout)
+    local t = core.monotime()
+    if left_at then
+      local away = t - left_at
+      if away > stalls.longest then
+        stalls.longest, stalls.from, stalls.to = away, heap_then, collectgarbage("count")
+      end
+      if away > 0.002 then stalls.over, stalls.over_seconds = stalls.over + 1, stalls.over_seconds + away end
+    end
+    local finished, running = poll(m, timeout)
+    left_at, heap_then = core.monotime(), collectgarbage("count")
+    return finished, running
+  end
+end
+
+-- (Set before the clock starts; the work it skips is what is measured.)
 if o["no-gc"] then collectgarbage("stop") end
+if o.incremental then collectgarbage("incremental") end
 local _, sys0 = env.cpu_times()
 local cpu0, t0 = os.clock(), core.monotime()
 local results = o["core-only"] and core_batch()
@@ -77,5 +109,13 @@ for i = 1, count do
 end
 client:close()
 -- Connections are the multi handle's business here: not counted.
-env.report { connects = 0, cpu_seconds = format("%.6f", cpu), creates = count,
+local fields = { connects = 0, cpu_seconds = format("%.6f", cpu), creates = count,
   seconds = format("%.6f", seconds), sys_seconds = format("%.6f", sys1 - sys0) }
+if stalls then
+  fields.longest_stall_ms = format("%.3f", stalls.longest * 1000)
+  fields.stall_heap_from_kib = format("%.0f", stalls.from)
+  fields.stall_heap_to_kib = format("%.0f", stalls.to)
+  fields.stalls_over_2ms = stalls.over
+  fields.stalls_over_2ms_ms = format("%.3f", stalls.over_seconds * 1000)
+end
+env.report(fields)

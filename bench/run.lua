@@ -364,6 +364,20 @@ local CONTENDERS = {
       .. " the batch, client on the other CPU", LARGE_CONCURRENCY),
     server = "slow", creates = LARGE_CREATES, warmup = 0, connections = "any", apart = true,
     command = function(s, c) return create_many_command(LARGE_CONCURRENCY)(s, c) .. " --no-gc" end },
+  -- The library's batch recording the stretches it spends away from the
+  -- network, and Lua's heap around the longest (row 3d's reason).
+  { name = "many_stalls",
+    what = format("create_many, Lua 5.4, %d in flight, server delay 20 ms, its stretches away from the network"
+      .. " recorded, client on the other CPU", LARGE_CONCURRENCY),
+    server = "slow", creates = LARGE_CREATES, warmup = 0, connections = "any", apart = true,
+    command = function(s, c) return create_many_command(LARGE_CONCURRENCY)(s, c) .. " --stalls" end },
+  -- The library's batch with the collector in incremental mode, the
+  -- interpreter's other mode (row 3l).
+  { name = "many_incremental",
+    what = format("create_many, Lua 5.4, %d in flight, server delay 20 ms, incremental collector, client on the"
+      .. " other CPU", LARGE_CONCURRENCY),
+    server = "slow", creates = LARGE_CREATES, warmup = 0, connections = "any", apart = true,
+    command = function(s, c) return create_many_command(LARGE_CONCURRENCY)(s, c) .. " --incremental" end },
   -- The same batch against a server that answers at once: its client never
   -- waits, so its CPU per create is the batch's own work, without what
   -- waking up after each wait costs (row 3d's reason).
@@ -426,7 +440,7 @@ local GROUPS = {
     "https_lua54", "https_ceiling", "https_fresh", "http_lua54_apart" },
   { "http_node", "http_python" },
   { "many_lua54", "load_many", "many_large", "load_large", "cli_large", "many_nowait", "many_one_wave",
-    "cli_one", "many_core", "many_no_gc" },
+    "cli_one", "many_core", "many_no_gc", "many_stalls", "many_incremental" },
 }
 do
   local by_name, grouped = {}, 0
@@ -1136,6 +1150,20 @@ local function ideal_ratio(name, ideal)
   return per_round(name, nil, function(r) return ideal / r.seconds end)
 end
 
+-- What the collector does to a batch: the longest stretch it spent away
+-- from the network (Lua's work between two polls, the collector's
+-- included), Lua's heap before and after it, and the stretches over 2 ms
+-- (medians of the rounds); then the batch under the incremental collector.
+local function stalls_why(name)
+  local function m(field) return (per_round(name, nil, function(r) return r[field] end)) end
+  return format("recording the stretches it spends away from the network, the same batch's longest was %.1f ms,"
+    .. " in which Lua's heap went from %.1f to %.1f MiB (a full collection: the lua5.4 interpreter starts the"
+    .. " generational collector, which makes full, stop-the-world collections while the heap grows, and the"
+    .. " batch keeps every result), and its stretches over 2 ms add up to %.1f ms; under the incremental"
+    .. " collector the batch reaches %s (3l)", m("longest_stall_ms"), m("stall_heap_from_kib") / 1024,
+    m("stall_heap_to_kib") / 1024, m("stalls_over_2ms_ms"), fmt_ratio(ideal_ratio("many_incremental", LARGE_IDEAL)))
+end
+
 -- What a load generator keeping `in_flight` creates in flight reaches on
 -- the batch server: its rate / the ideal rate (rows 3h, 3i).
 local function load_ratio(load, in_flight)
@@ -1259,13 +1287,13 @@ local ROWS = {
     why = function()
       return format("the C core alone, driving the same batch with no Lua layer, reaches %s at %.1f us of client"
         .. " CPU per create (3j), and cerca %.1f us; with Lua's garbage collector stopped during the batch, cerca"
-        .. " reaches %s at %.1f us (3k): the collector's work is that much of the gap; %s; against a server that"
+        .. " reaches %s at %.1f us (3k): the collector's work is that much of the gap; %s; %s; against a server that"
         .. " answers at once, so that it never waits, the same batch costs its client %.1f us per create: the"
         .. " rest comes with the waits (a CPU gone idle that wakes for each group of answers); one create at a"
         .. " time (1a's loop) costs its client %.1f us with client and server on one CPU, %.1f us with them on"
         .. " two as here; %s",
         fmt_ratio(ideal_ratio("many_core", LARGE_IDEAL)), per_create("many_core").cpu, per_create("many_large").cpu,
-        fmt_ratio(ideal_ratio("many_no_gc", LARGE_IDEAL)), per_create("many_no_gc").cpu,
+        fmt_ratio(ideal_ratio("many_no_gc", LARGE_IDEAL)), per_create("many_no_gc").cpu, stalls_why("many_stalls"),
         batch_why("many_large", "load_large", LARGE_CONCURRENCY, "3i"), per_create("many_nowait").cpu,
         per_create("http_lua54").cpu, per_create("http_lua54_apart").cpu,
         waves_why("many_large", "many_one_wave", LARGE_CREATES, LARGE_CONCURRENCY))
@@ -1296,6 +1324,9 @@ local ROWS = {
   { "3k", format("create_many with Lua's garbage collector stopped during 3d's batch: ideal (%g s) / actual",
       LARGE_IDEAL),
     function() return ideal_ratio("many_no_gc", LARGE_IDEAL) end, fmt_ratio },
+  { "3l", format("create_many under Lua 5.4's incremental collector (`collectgarbage(\"incremental\")`) on 3d's"
+      .. " batch: ideal (%g s) / actual", LARGE_IDEAL),
+    function() return ideal_ratio("many_incremental", LARGE_IDEAL) end, fmt_ratio },
   { "4a", format("RSS growth from %d to %d sequential creates (Lua 5.4)", MEMORY_FIRST, MEMORY_LAST),
     function() return of(memory) end, fmt_kib, { below = 1024, text = "< 1024 KiB" } },
   { "4b", 'require "cerca" (fresh process, CPU time)',
