@@ -1058,6 +1058,18 @@ describe("the cerca command", function()
       assert.matches("\r[" .. ("#"):rep(30) .. "] 2/2", out, 1, true)
     end)
 
+    it("lists the failures again under the bar once it is done, in the file's order, across slices", function()
+      write(work .. "/fleets.txt", "t1\n..\nt3\nt4\n.\nt6\n")
+      local out = on_tty("webhooks create --fleets-file fleets.txt --url https://example.com/h --out tty2.jsonl"
+        .. " --concurrency 1", { LUA_INIT = "require('cerca.cli_create').BATCH_SLICE = 4" })
+      local after = out:sub(out:find("] 6/6", 1, true) or error("no finished bar: " .. out))
+      local first, second = after:find("cerca: ..: ", 1, true), after:find("cerca: .: ", 1, true)
+      assert.is_truthy(first, after)
+      assert.is_truthy(second, after)
+      assert.is_true(first < second, after)
+      assert.matches("cerca: 4 created, 2 failed", after, 1, true)
+    end)
+
     it("wipes the bar before a result line on the same terminal: each line starts with its JSON", function()
       write(work .. "/fleets.txt", "t1\nt2\nt3\n")
       local out = on_tty("webhooks create --fleets-file fleets.txt --url https://example.com/h")

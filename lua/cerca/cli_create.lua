@@ -391,7 +391,12 @@ local function batch(ui, o, env)
     if bar_shares_stdout then bar_shown = len end
   end
   if show_progress then draw_bar() end
+  -- The failures listed again under the progress bar once it is done, as
+  -- { index, error }: only those are kept, not the results (the secrets
+  -- among them), which are written as they come.
+  local failures = {}
   local function on_result(i, r)
+    if show_progress and not r.ok and r.error.type ~= "cancelled" then failures[#failures + 1] = { i, r.error } end
     done = done + 1
     -- Written as it arrives: an interrupted run keeps every secret so far.
     if r.ok then
@@ -420,7 +425,7 @@ local function batch(ui, o, env)
   -- The fleets go to `create_many` a slice at a time: one call reads a
   -- bounded number of table entries (the shared params count for every
   -- fleet), and a fleets file may list more.
-  local results, refusal, slice_size = {}, nil, _M.slice_size(items)
+  local refusal, slice_size = nil, _M.slice_size(items)
   for first = 1, #items, slice_size do
     local slice = {}
     for i = first, min(#items, first + slice_size - 1) do slice[#slice + 1] = items[i] end
@@ -429,11 +434,11 @@ local function batch(ui, o, env)
       on_result = function(k, r) on_result(first + k - 1, r) end,
       stop = stop,
     })
+    -- Each result went to on_result: the slice's are let go here.
     if not got then
       refusal = why
       break
     end
-    for k = 1, #got do results[first + k - 1] = got[k] end
   end
   client:close()
   if journal then
@@ -448,10 +453,9 @@ local function batch(ui, o, env)
   end
   if show_progress then
     ui.warn("\n")
-    for i, r in ipairs(results) do
-      if not r.ok and r.error.type ~= "cancelled" then
-        ui.warn(format("cerca: %s: %s\n", cerca.printable(todo[i]), after_prefix(r.error)))
-      end
+    sort(failures, function(a, b) return a[1] < b[1] end)
+    for _, f in ipairs(failures) do
+      ui.warn(format("cerca: %s: %s\n", cerca.printable(todo[f[1]]), after_prefix(f[2])))
     end
   end
   local created_count = done - failed - unsent
