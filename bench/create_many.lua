@@ -17,10 +17,13 @@
 -- lua5.4 interpreter starts in. With --stalls, the batch also records the
 -- stretches it spends away from the network (from the return of one poll
 -- of the multi handle to the start of the next: Lua's work, the
--- collector's included), and Lua's heap before and after the longest. Prints
+-- collector's included), Lua's heap before and after the longest, and the
+-- interval (between two polls, or one poll, its wait included) in which
+-- the heap fell most: where the largest collection seen ran. Prints
 --
 --   RESULT connects=0 cpu_seconds=T creates=N seconds=S sys_seconds=K
---     [longest_stall_ms=L stall_heap_from_kib=A stall_heap_to_kib=B stalls_over_2ms=M stalls_over_2ms_ms=D]
+--     [longest_stall_ms=L stall_heap_from_kib=A stall_heap_to_kib=B stalls_over_2ms=M stalls_over_2ms_ms=D
+--      fall_ms=F fall_from_kib=C fall_to_kib=E fall_in_poll=0|1]
 --
 -- S is the wall time of the whole batch, T its CPU time and K the part of
 -- T spent in the kernel (from /proc, in 10 ms ticks: a share, not a
@@ -71,25 +74,36 @@ local function core_batch()
 end
 
 -- The stretches away from the network, when asked for: the multi handle's
--- poll method (every handle's) is wrapped before the batch starts.
+-- poll method (every handle's) is wrapped before the batch starts. Lua's
+-- heap is read at each poll's start and end: a fall marks an interval in
+-- which the collector ran, between two polls or inside one (a poll makes
+-- the answers' tables, and an allocation there may start a collection).
 local stalls
 if o.stalls then
-  stalls = { longest = 0, from = 0, to = 0, over = 0, over_seconds = 0 }
+  stalls = { longest = 0, from = 0, to = 0, over = 0, over_seconds = 0,
+    fall = 0, fall_seconds = 0, fall_from = 0, fall_to = 0, fall_in_poll = 0 }
   local probe = assert(core.new_multi {})
   local methods = getmetatable(probe).__index
   probe:close()
+  local heap_kib = collectgarbage
+  local function saw(seconds, from, to, in_poll)
+    if from - to > stalls.fall then
+      stalls.fall, stalls.fall_seconds, stalls.fall_from, stalls.fall_to = from - to, seconds, from, to
+      stalls.fall_in_poll = in_poll
+    end
+  end
   local poll, left_at, heap_then = methods.poll, nil, nil
   methods.poll = function(m, timeout)
-    local t = core.monotime()
+    local t, heap = core.monotime(), heap_kib("count")
     if left_at then
       local away = t - left_at
-      if away > stalls.longest then
-        stalls.longest, stalls.from, stalls.to = away, heap_then, collectgarbage("count")
-      end
+      if away > stalls.longest then stalls.longest, stalls.from, stalls.to = away, heap_then, heap end
       if away > 0.002 then stalls.over, stalls.over_seconds = stalls.over + 1, stalls.over_seconds + away end
+      saw(away, heap_then, heap, 0)
     end
     local finished, running = poll(m, timeout)
-    left_at, heap_then = core.monotime(), collectgarbage("count")
+    left_at, heap_then = core.monotime(), heap_kib("count")
+    saw(left_at - t, heap, heap_then, 1)
     return finished, running
   end
 end
@@ -117,5 +131,9 @@ if stalls then
   fields.stall_heap_to_kib = format("%.0f", stalls.to)
   fields.stalls_over_2ms = stalls.over
   fields.stalls_over_2ms_ms = format("%.3f", stalls.over_seconds * 1000)
+  fields.fall_ms = format("%.3f", stalls.fall_seconds * 1000)
+  fields.fall_from_kib = format("%.0f", stalls.fall_from)
+  fields.fall_to_kib = format("%.0f", stalls.fall_to)
+  fields.fall_in_poll = stalls.fall_in_poll
 end
 env.report(fields)

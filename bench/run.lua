@@ -1150,23 +1150,33 @@ local function ideal_ratio(name, ideal)
   return per_round(name, nil, function(r) return ideal / r.seconds end)
 end
 
--- What the collector does to a batch: the longest stretch it spent away
--- from the network (Lua's work between two polls, the collector's
--- included) and Lua's heap before and after it, from the round whose
--- longest stretch is the median; the stretches over 2 ms (median of the
--- rounds); then the batch under the incremental collector.
+-- What the collector does to a batch, from the `--stalls` rounds: the
+-- longest stretch it spent away from the network (Lua's work between two
+-- polls, the collector's included) and Lua's heap before and after it;
+-- the stretches over 2 ms; the interval (between two polls, or one poll,
+-- its wait included) in which the heap fell most, where the largest
+-- collection seen ran; then the batch under the incremental collector.
+-- A round's figures are read together: those of the middle round by each
+-- measure (the lower middle one for an even number of rounds).
 local function stalls_why(name)
-  local rounds = {}
-  for i, r in ipairs(runs[name]) do rounds[i] = r end
-  table.sort(rounds, function(a, b) return a.longest_stall_ms < b.longest_stall_ms end)
-  local mid = rounds[math.floor((#rounds + 1) / 2)]
+  local function middle(field)
+    local rounds = {}
+    for i, r in ipairs(runs[name]) do rounds[i] = r end
+    table.sort(rounds, function(a, b) return a[field] < b[field] end)
+    return rounds[math.floor((#rounds + 1) / 2)]
+  end
+  local long, fall = middle("longest_stall_ms"), middle("fall_ms")
   local over = per_round(name, nil, function(r) return r.stalls_over_2ms_ms end)
   return format("recording the stretches it spends away from the network, the same batch's longest was %.1f ms"
-    .. " (the median round), in which Lua's heap went from %.1f to %.1f MiB: a collection ran in it (while the"
-    .. " heap only grows, and a batch keeps every result, the generational collector the lua5.4 interpreter"
-    .. " starts makes full, stop-the-world collections: doc/performance.md); its stretches over 2 ms add up to"
-    .. " %.1f ms; under the incremental collector the batch reaches %s (3l)", mid.longest_stall_ms,
-    mid.stall_heap_from_kib / 1024, mid.stall_heap_to_kib / 1024, over,
+    .. " (the middle round), in which Lua's heap went from %.1f to %.1f MiB%s; its stretches over 2 ms add up to"
+    .. " %.1f ms; the largest collection it saw (the heap falling from %.1f to %.1f MiB) ran %s (while the heap"
+    .. " only grows, and a batch keeps every result, the generational collector the lua5.4 interpreter starts"
+    .. " makes full, stop-the-world collections: doc/performance.md); under the incremental collector the batch"
+    .. " reaches %s (3l)", long.longest_stall_ms, long.stall_heap_from_kib / 1024, long.stall_heap_to_kib / 1024,
+    long.stall_heap_to_kib < long.stall_heap_from_kib and " (a collection ran in it)" or "", over,
+    fall.fall_from_kib / 1024, fall.fall_to_kib / 1024, fall.fall_in_poll == 1
+      and format("inside a poll that took %.1f ms, its wait for answers included", fall.fall_ms)
+      or format("between two polls, in a stretch of %.1f ms", fall.fall_ms),
     fmt_ratio(ideal_ratio("many_incremental", LARGE_IDEAL)))
 end
 

@@ -1058,16 +1058,41 @@ describe("the cerca command", function()
       assert.matches("\r[" .. ("#"):rep(30) .. "] 2/2", out, 1, true)
     end)
 
+    -- The failures' lines under the finished bar, in the order they come.
+    local function listed(out, total, names)
+      local after = out:sub(out:find("] " .. total .. "/" .. total, 1, true) or error("no finished bar: " .. out))
+      local at = {}
+      for i, name in ipairs(names) do
+        at[i] = after:find("\ncerca: " .. name .. ": ", 1, true)
+        assert.is_truthy(at[i], name .. " is not listed: " .. after)
+      end
+      return at, after
+    end
+
     it("lists the failures again under the bar once it is done, in the file's order, across slices", function()
       write(work .. "/fleets.txt", "t1\n..\nt3\nt4\n.\nt6\n")
+      -- Slices of 4 (either variable: a LUA_INIT_5_4 of the caller's would
+      -- hide LUA_INIT); the mark says the slice size was set.
+      local init = "require('cerca.cli_create').BATCH_SLICE = 4; io.stderr:write('slices of 4\\n')"
       local out = on_tty("webhooks create --fleets-file fleets.txt --url https://example.com/h --out tty2.jsonl"
-        .. " --concurrency 1", { LUA_INIT = "require('cerca.cli_create').BATCH_SLICE = 4" })
-      local after = out:sub(out:find("] 6/6", 1, true) or error("no finished bar: " .. out))
-      local first, second = after:find("cerca: ..: ", 1, true), after:find("cerca: .: ", 1, true)
-      assert.is_truthy(first, after)
-      assert.is_truthy(second, after)
-      assert.is_true(first < second, after)
+        .. " --concurrency 1", { LUA_INIT = init, LUA_INIT_5_4 = init })
+      assert.matches("slices of 4", out, 1, true)
+      local at, after = listed(out, 6, { "..", "." })
+      assert.is_true(at[1] < at[2], after)
       assert.matches("cerca: 4 created, 2 failed", after, 1, true)
+    end)
+
+    it("lists them in the file's order within a slice too: a refused fleet after one the API turned down", function()
+      -- The refused fleet is reported when the items are read, before the
+      -- answer of the one sent first.
+      write(work .. "/fleets.txt", "t1\n..\nt3\n")
+      srv:enqueue { status = 400, body = '{"error":{"message":"fleet t1 refused"}}' }
+      local out = on_tty("webhooks create --fleets-file fleets.txt --url https://example.com/h --out tty3.jsonl"
+        .. " --concurrency 1")
+      local at, after = listed(out, 3, { "t1", ".." })
+      assert.is_true(at[1] < at[2], after)
+      assert.matches("fleet t1 refused", after, 1, true)
+      assert.matches("cerca: 1 created, 2 failed", after, 1, true)
     end)
 
     it("wipes the bar before a result line on the same terminal: each line starts with its JSON", function()

@@ -392,11 +392,14 @@ local function batch(ui, o, env)
   end
   if show_progress then draw_bar() end
   -- The failures listed again under the progress bar once it is done, as
-  -- { index, error }: only those are kept, not the results (the secrets
-  -- among them), which are written as they come.
+  -- { index, the line's text }: only those lines are kept, not the results
+  -- (the secrets among them, and an unusable answer's raw body an error may
+  -- hold), which are written as they come.
   local failures = {}
   local function on_result(i, r)
-    if show_progress and not r.ok and r.error.type ~= "cancelled" then failures[#failures + 1] = { i, r.error } end
+    if show_progress and not r.ok and r.error.type ~= "cancelled" then
+      failures[#failures + 1] = { i, after_prefix(r.error) }
+    end
     done = done + 1
     -- Written as it arrives: an interrupted run keeps every secret so far.
     if r.ok then
@@ -455,7 +458,7 @@ local function batch(ui, o, env)
     ui.warn("\n")
     sort(failures, function(a, b) return a[1] < b[1] end)
     for _, f in ipairs(failures) do
-      ui.warn(format("cerca: %s: %s\n", cerca.printable(todo[f[1]]), after_prefix(f[2])))
+      ui.warn(format("cerca: %s: %s\n", cerca.printable(todo[f[1]]), f[2]))
     end
   end
   local created_count = done - failed - unsent
