@@ -287,11 +287,12 @@ local function cli_batch_command(fleets_file)
   end
 end
 
--- bench/create_many.lua with `in_flight` creates in flight: a contender's command.
-local function create_many_command(in_flight)
+-- bench/create_many.lua with `in_flight` creates in flight, and its flag
+-- if any (`--core-only`, `--no-gc`, ...): a contender's command.
+local function create_many_command(in_flight, flag)
   return function(s, c)
-    return format("lua5.4 bench/create_many.lua --url %s --key %s --count %d --concurrency %d",
-      shell_quote(s.http_url), shell_quote(s.api_key), c.creates, in_flight)
+    return format("lua5.4 bench/create_many.lua --url %s --key %s --count %d --concurrency %d%s",
+      shell_quote(s.http_url), shell_quote(s.api_key), c.creates, in_flight, flag and " " .. flag or "")
   end
 end
 
@@ -356,28 +357,28 @@ local CONTENDERS = {
     what = format("the C core's multi handle alone (Lua 5.4, no Lua layer), %d in flight, server delay 20 ms,"
       .. " client on the other CPU", LARGE_CONCURRENCY),
     server = "slow", creates = LARGE_CREATES, warmup = 0, connections = "any", apart = true,
-    command = function(s, c) return create_many_command(LARGE_CONCURRENCY)(s, c) .. " --core-only" end },
+    command = create_many_command(LARGE_CONCURRENCY, "--core-only") },
   -- The library's batch with Lua's garbage collector stopped while it runs:
   -- what the collector's work costs it (row 3d's reason).
   { name = "many_no_gc",
     what = format("create_many, Lua 5.4, %d in flight, server delay 20 ms, Lua's garbage collector stopped during"
       .. " the batch, client on the other CPU", LARGE_CONCURRENCY),
     server = "slow", creates = LARGE_CREATES, warmup = 0, connections = "any", apart = true,
-    command = function(s, c) return create_many_command(LARGE_CONCURRENCY)(s, c) .. " --no-gc" end },
+    command = create_many_command(LARGE_CONCURRENCY, "--no-gc") },
   -- The library's batch recording the stretches it spends away from the
   -- network, and Lua's heap around the longest (row 3d's reason).
   { name = "many_stalls",
     what = format("create_many, Lua 5.4, %d in flight, server delay 20 ms, its stretches away from the network"
       .. " recorded, client on the other CPU", LARGE_CONCURRENCY),
     server = "slow", creates = LARGE_CREATES, warmup = 0, connections = "any", apart = true,
-    command = function(s, c) return create_many_command(LARGE_CONCURRENCY)(s, c) .. " --stalls" end },
+    command = create_many_command(LARGE_CONCURRENCY, "--stalls") },
   -- The library's batch with the collector in incremental mode, the
   -- interpreter's other mode (row 3l).
   { name = "many_incremental",
     what = format("create_many, Lua 5.4, %d in flight, server delay 20 ms, incremental collector, client on the"
       .. " other CPU", LARGE_CONCURRENCY),
     server = "slow", creates = LARGE_CREATES, warmup = 0, connections = "any", apart = true,
-    command = function(s, c) return create_many_command(LARGE_CONCURRENCY)(s, c) .. " --incremental" end },
+    command = create_many_command(LARGE_CONCURRENCY, "--incremental") },
   -- The same batch against a server that answers at once: its client never
   -- waits, so its CPU per create is the batch's own work, without what
   -- waking up after each wait costs (row 3d's reason).
