@@ -1,7 +1,7 @@
 --- The `cerca` command's batch mode, timed from outside. Run by
 -- bench/run.lua (from the repository root) under lua5.4:
 --
---   bench/cli_batch.lua --url URL --key KEY --fleets-file FILE --count N --concurrency C
+--   bench/cli_batch.lua --url URL --key KEY --fleets-file FILE --count N --concurrency C [--no-gc]
 --
 -- Runs, from the checkout (lua/ and build/lua5.4/, as bench/env.lua sets
 -- the paths for the benchmark scripts),
@@ -18,6 +18,11 @@
 -- the part of T spent in the kernel (the children's, from /proc, in clock
 -- ticks). The command must exit 0 and say
 -- that all N were created; anything else aborts the run with its message.
+--
+-- --no-gc runs the command with Lua's garbage collector stopped from its
+-- start (`LUA_INIT_5_4`, which the interpreter runs before the script, after
+-- it has chosen the collector's mode): what the collector's work costs the
+-- whole command (row 3m).
 local env = require "bench.env"
 local core = require "cerca.core"
 
@@ -30,10 +35,12 @@ local concurrency = tonumber(o.concurrency) or error("--concurrency is required"
 local function q(s) return "'" .. tostring(s):gsub("'", [['\'']]) .. "'" end
 
 local err_file = os.tmpname()
-local command = format("env -u CERCA_LOG -u CERCA_CA_FILE -u NO_COLOR LUA_PATH=%s LUA_CPATH=%s CERCA_API_KEY=%s"
-  .. " CERCA_BASE_URL=%s lua5.4 bin/cerca webhooks create --fleets-file %s --url https://example.com/webhook"
-  .. " --concurrency %d --json > /dev/null 2> %s < /dev/null",
-  q("./lua/?.lua;./lua/?/init.lua;;"), q("./build/lua5.4/?.so;;"), q(o.key), q(o.url), q(o["fleets-file"]),
+-- Neither LUA_INIT of the caller's runs in the command.
+local init = o["no-gc"] and "LUA_INIT_5_4='collectgarbage(\"stop\")'" or "-u LUA_INIT_5_4"
+local command = format("env -u CERCA_LOG -u CERCA_CA_FILE -u NO_COLOR -u LUA_INIT %s LUA_PATH=%s LUA_CPATH=%s"
+  .. " CERCA_API_KEY=%s CERCA_BASE_URL=%s lua5.4 bin/cerca webhooks create --fleets-file %s"
+  .. " --url https://example.com/webhook --concurrency %d --json > /dev/null 2> %s < /dev/null",
+  init, q("./lua/?.lua;./lua/?/init.lua;;"), q("./build/lua5.4/?.so;;"), q(o.key), q(o.url), q(o["fleets-file"]),
   concurrency, q(err_file))
 
 local user0, sys0 = env.cpu_times("self", true)

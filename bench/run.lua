@@ -279,11 +279,13 @@ local function write_fleets_file()
   f:close()
 end
 
--- bench/cli_batch.lua over `fleets_file`: a contender's command.
-local function cli_batch_command(fleets_file)
+-- bench/cli_batch.lua over `fleets_file`, and its flag if any (`--no-gc`):
+-- a contender's command.
+local function cli_batch_command(fleets_file, flag)
   return function(s, c)
-    return format("lua5.4 bench/cli_batch.lua --url %s --key %s --fleets-file %s --count %d --concurrency %d",
-      shell_quote(s.http_url), shell_quote(s.api_key), shell_quote(fleets_file), c.creates, LARGE_CONCURRENCY)
+    return format("lua5.4 bench/cli_batch.lua --url %s --key %s --fleets-file %s --count %d --concurrency %d%s",
+      shell_quote(s.http_url), shell_quote(s.api_key), shell_quote(fleets_file), c.creates, LARGE_CONCURRENCY,
+      flag and " " .. flag or "")
   end
 end
 
@@ -395,6 +397,13 @@ local CONTENDERS = {
       .. " 20 ms, client on the other CPU, whole command", LARGE_CONCURRENCY),
     server = "slow", creates = LARGE_CREATES, warmup = 0, connections = "any", apart = true,
     command = cli_batch_command(FLEETS_FILE) },
+  -- The same command with Lua's garbage collector stopped from its start:
+  -- what the collector's work costs the whole command (row 3m).
+  { name = "cli_no_gc", what = format("`cerca webhooks create --fleets-file` (Lua 5.4), %d in flight, server"
+      .. " delay 20 ms, Lua's garbage collector stopped from the start, client on the other CPU, whole command",
+      LARGE_CONCURRENCY),
+    server = "slow", creates = LARGE_CREATES, warmup = 0, connections = "any", apart = true,
+    command = cli_batch_command(FLEETS_FILE, "--no-gc") },
   -- The same command with one fleet: its start-up and exit, one connection
   -- and one create (row 3f's reason).
   { name = "cli_one", what = "`cerca webhooks create --fleets-file` (Lua 5.4), one fleet, server delay 20 ms, client"
@@ -441,7 +450,8 @@ local GROUPS = {
     "https_lua54", "https_ceiling", "https_fresh", "http_lua54_apart" },
   { "http_node", "http_python" },
   { "many_lua54", "load_many", "many_large", "load_large", "cli_large", "many_nowait", "many_one_wave",
-    "cli_one", "many_core", "many_no_gc", "many_stalls", "many_incremental" },
+    "cli_one", "many_core", "many_no_gc", "many_stalls", "many_incremental",
+    "cli_no_gc" },
 }
 do
   local by_name, grouped = {}, 0
@@ -1322,9 +1332,11 @@ local ROWS = {
     function() return ideal_ratio("cli_large", LARGE_IDEAL) end,
     fmt_ratio, many_target,
     why = function()
-      return format("the library reaches %s on the same work (3d); %s; %s",
+      return format("the library reaches %s on the same work (3d); %s; %s; %s",
         fmt_ratio(ideal_ratio("many_large", LARGE_IDEAL)),
         command_why("cli_large", "many_large", "cli_one", LARGE_IDEAL, many_target.min),
+        format("with Lua's garbage collector stopped from its start, the command reaches %s (3m)",
+          fmt_ratio(ideal_ratio("cli_no_gc", LARGE_IDEAL))),
         batch_why("cli_large", "load_large", LARGE_CONCURRENCY, "3i"))
     end },
   { "3g", "command line / library on the same work (3f / 3d)",
@@ -1344,6 +1356,9 @@ local ROWS = {
   { "3l", format("create_many under Lua 5.4's incremental collector (`collectgarbage(\"incremental\")`) on 3d's"
       .. " batch: ideal (%g s) / actual", LARGE_IDEAL),
     function() return ideal_ratio("many_incremental", LARGE_IDEAL) end, fmt_ratio },
+  { "3m", format("the command's batch (3e) with Lua's garbage collector stopped from its start: ideal (%g s) /"
+      .. " actual", LARGE_IDEAL),
+    function() return ideal_ratio("cli_no_gc", LARGE_IDEAL) end, fmt_ratio },
   { "4a", format("RSS growth from %d to %d sequential creates (Lua 5.4)", MEMORY_FIRST, MEMORY_LAST),
     function() return of(memory) end, fmt_kib, { below = 1024, text = "< 1024 KiB" } },
   { "4b", 'require "cerca" (fresh process, CPU time)',
