@@ -65,6 +65,38 @@ end
 
 local count_connections = helpers.distinct_connections
 
+-- A ping the worker answered late: 100 ms, where it answers in about 1 ms.
+local LATE_PING = 0.1
+
+-- Asserts that the worker answered every ping promptly while a call waited.
+-- `measure` runs the whole scenario (starts the call, pings, checks the
+-- call's outcome) and returns the pings' times. A worker the call blocks
+-- answers every ping made meanwhile late, and one that stalls at some
+-- point of the call stalls there again; a host that loses its CPU for a
+-- moment (a virtual machine's neighbours) delays one ping, at random. So a
+-- run with a single late ping is measured once more, and that run must
+-- have none; a run with two or more fails at once.
+local function assert_prompt(what, measure)
+  local times = measure()
+  local late, worst = 0, 0
+  local function tally()
+    late, worst = 0, 0
+    for _, t in ipairs(times) do
+      if t >= LATE_PING then late = late + 1 end
+      worst = math.max(worst, t)
+    end
+  end
+  tally()
+  if late == 1 then
+    print(string.format("%s: one /ping of %d took %.1f ms; measured once more", what, #times, worst * 1000))
+    times = measure()
+    tally()
+  end
+  assert.are.equal(0, late, string.format("%s: %d of %d /ping answered in %.1f ms or more (worst %.1f ms)", what,
+    late, #times, LATE_PING * 1000, worst * 1000))
+  return worst
+end
+
 describe("nginx", function()
   local srv
   local running = {}  -- nginx instances not stopped yet
@@ -454,26 +486,31 @@ describe("nginx", function()
     end
 
     it("answers /ping in under 100 ms while a create waits 2 s for the API", function()
-      local pending, t0 = slow_create("pool=cerca")
-      local worst, pings = 0, 20
-      for i = 1, pings do
-        local res = a:request("GET", "/ping")
+      local pings, took = 20, nil
+      local worst = assert_prompt("a create waiting 2 s", function()
+        srv:reset()
+        local pending, t0 = slow_create("pool=cerca")
+        local times = {}
+        for i = 1, pings do
+          local res = a:request("GET", "/ping")
+          assert.are.equal(200, res.status)
+          times[i] = res.time
+          -- Spread over about 1.4 s, however slow this process is.
+          helpers.sleep(math.max(0, t0 + i * 0.07 - helpers.now()))
+        end
+        -- The API answers 2 s after it got the request: every ping was made
+        -- while the create was in flight.
+        local last = helpers.now()
+        local res = pending:wait()
         assert.are.equal(200, res.status)
-        worst = math.max(worst, res.time)
-        -- Spread over about 1.4 s, however slow this process is.
-        helpers.sleep(math.max(0, t0 + i * 0.07 - helpers.now()))
-      end
-      -- The API answers 2 s after it got the request: every ping was made
-      -- while the create was in flight.
-      local last = helpers.now()
-      local res = pending:wait()
-      assert.are.equal(200, res.status)
-      local outcome = decode(res)
-      assert.is_true(outcome.ok, res.body)
-      assert.is_true(last - t0 < 2, "the pings took too long to be all during the create")
+        local outcome = decode(res)
+        assert.is_true(outcome.ok, res.body)
+        assert.is_true(last - t0 < 2, "the pings took too long to be all during the create")
+        took = res.time
+        return times
+      end)
       print(string.format("nginx non-blocking: worst /ping %.1f ms (%d pings) during a %.1f s create",
-        worst * 1000, pings, res.time))
-      assert.is_true(worst < 0.1, "worst /ping " .. worst .. " s")
+        worst * 1000, pings, took))
     end)
 
     it("blocks the worker when the client runs without a thread pool (the contrast)", function()
@@ -572,34 +609,40 @@ describe("nginx", function()
     end)
 
     it("runs cerca.post in the thread pool too: the worker answers while it waits", function()
-      srv:enqueue { action = "pass", delay = 2 }
-      local pending = a:spawn("GET", "/post?url=" .. srv.http_url .. "/fleets/fleet_post/webhooks")
-      assert.is_truthy(eventually(2, function() return #srv:requests() == 1 end), "the post did not start")
-      local worst = 0
-      for _ = 1, 5 do worst = math.max(worst, a:request("GET", "/ping").time) end
-      local res = decode(pending:wait())
-      assert.are.equal(401, res.status)
-      assert.is_true(worst < 0.1, "worst /ping " .. worst .. " s")
+      assert_prompt("a post waiting 2 s", function()
+        srv:reset()
+        srv:enqueue { action = "pass", delay = 2 }
+        local pending = a:spawn("GET", "/post?url=" .. srv.http_url .. "/fleets/fleet_post/webhooks")
+        assert.is_truthy(eventually(2, function() return #srv:requests() == 1 end), "the post did not start")
+        local times = {}
+        for i = 1, 5 do times[i] = a:request("GET", "/ping").time end
+        local res = decode(pending:wait())
+        assert.are.equal(401, res.status)
+        return times
+      end)
     end)
 
     it("runs create_many concurrently, in order, without stalling the worker", function()
       -- Each create waits 0.3 s at the API: 12 one after another take 3.6 s,
       -- 4 at a time about 0.9 s.
-      for _ = 1, 12 do srv:enqueue { action = "pass", delay = 0.3 } end
-      local t0 = helpers.now()
-      local pending = a:spawn("GET", "/many?n=12&concurrency=4")
-      local worst = 0
-      for _ = 1, 8 do
-        worst = math.max(worst, a:request("GET", "/ping").time)
-        helpers.sleep(0.05)
-      end
-      local res = pending:wait()
-      local elapsed = helpers.now() - t0
-      assert.are.same({ created = 12, in_order = true }, decode(res))
-      assert.are.equal(12, #srv:subscriptions())
-      assert.is_true(elapsed < 2.5, "create_many took " .. elapsed .. " s")
-      assert.is_true(worst < 0.1, "worst /ping " .. worst .. " s")
-      assert.is_true(count_connections(srv:requests()) <= 4)
+      assert_prompt("create_many, 4 at a time", function()
+        srv:reset()
+        for _ = 1, 12 do srv:enqueue { action = "pass", delay = 0.3 } end
+        local t0 = helpers.now()
+        local pending = a:spawn("GET", "/many?n=12&concurrency=4")
+        local times = {}
+        for i = 1, 8 do
+          times[i] = a:request("GET", "/ping").time
+          helpers.sleep(0.05)
+        end
+        local res = pending:wait()
+        local elapsed = helpers.now() - t0
+        assert.are.same({ created = 12, in_order = true }, decode(res))
+        assert.are.equal(12, #srv:subscriptions())
+        assert.is_true(elapsed < 2.5, "create_many took " .. elapsed .. " s")
+        assert.is_true(count_connections(srv:requests()) <= 4)
+        return times
+      end)
     end)
 
     it("stops create_many when opts.stop says so: those running end, the rest are cancelled unsent", function()
