@@ -400,7 +400,7 @@ local CONTENDERS = {
   -- The same command with Lua's garbage collector stopped from its start:
   -- what the collector's work costs the whole command (row 3m).
   { name = "cli_no_gc", what = format("`cerca webhooks create --fleets-file` (Lua 5.4), %d in flight, server"
-      .. " delay 20 ms, Lua's garbage collector stopped from the start, client on the other CPU, whole command",
+      .. " delay 20 ms, Lua's garbage collector stopped from its start, client on the other CPU, whole command",
       LARGE_CONCURRENCY),
     server = "slow", creates = LARGE_CREATES, warmup = 0, connections = "any", apart = true,
     command = cli_batch_command(FLEETS_FILE, "--no-gc") },
@@ -449,9 +449,8 @@ local GROUPS = {
   { "http_lua54", "http_luajit", "http_core", "http_ceiling", "http_lua_curl",
     "https_lua54", "https_ceiling", "https_fresh", "http_lua54_apart" },
   { "http_node", "http_python" },
-  { "many_lua54", "load_many", "many_large", "load_large", "cli_large", "many_nowait", "many_one_wave",
-    "cli_one", "many_core", "many_no_gc", "many_stalls", "many_incremental",
-    "cli_no_gc" },
+  { "many_lua54", "load_many", "many_no_gc", "many_large", "cli_large", "cli_no_gc", "load_large", "many_nowait",
+    "many_one_wave", "cli_one", "many_core", "many_stalls", "many_incremental" },
 }
 do
   local by_name, grouped = {}, 0

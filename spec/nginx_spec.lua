@@ -67,34 +67,53 @@ local count_connections = helpers.distinct_connections
 
 -- A ping the worker answered late: 100 ms, where it answers in about 1 ms.
 local LATE_PING = 0.1
+-- CPU time the hypervisor may take from this machine during a run before
+-- the run's late pings say nothing about the worker: half a late ping.
+local STOLEN = 0.05
 
--- Asserts that the worker answered every ping promptly while a call waited.
--- `measure` runs the whole scenario (starts the call, pings, checks the
--- call's outcome) and returns the pings' times. A worker the call blocks
--- answers every ping made meanwhile late, and one that stalls at some
--- point of the call stalls there again; a host that loses its CPU for a
--- moment (a virtual machine's neighbours) delays one ping, at random. So a
--- run with a single late ping is measured once more, and that run must
--- have none; a run with two or more fails at once.
+-- CPU time the hypervisor has taken from this machine, all CPUs, in
+-- seconds: the steal column of /proc/stat, in USER_HZ (100 a second).
+local function stolen()
+  local f = io.open("/proc/stat")
+  local line = f and f:read("*l") or ""
+  if f then f:close() end
+  local ticks = select(8, line:match("^cpu" .. string.rep("%s+(%d+)", 8)))
+  return (tonumber(ticks) or 0) / 100
+end
+
+-- Asserts that the worker answered every ping promptly while a call
+-- waited. `measure` runs the whole scenario (starts the call, pings, checks
+-- the call's outcome) and returns the pings' times. Each ping waits for its
+-- answer, so a worker that the call blocks, or that stalls at some point
+-- of it, makes one ping late, the one that meets the stall; so does a
+-- virtual machine whose CPUs the hypervisor takes for a moment. The kernel
+-- accounts that time (steal): a run with late pings is measured once more
+-- only when the machine lost at least STOLEN to the hypervisor during it,
+-- and the repeat must have none, whatever is stolen then.
 local function assert_prompt(what, measure)
-  local times = measure()
-  local late, worst = 0, 0
-  local function tally()
-    late, worst = 0, 0
-    for _, t in ipairs(times) do
-      if t >= LATE_PING then late = late + 1 end
+  local function run()
+    local before = stolen()
+    local times = measure()
+    local late, worst = {}, 0
+    for i, t in ipairs(times) do
+      if t >= LATE_PING then late[#late + 1] = string.format("ping %d: %.1f ms", i, t * 1000) end
       worst = math.max(worst, t)
     end
+    return { times = times, late = late, worst = worst, lost = stolen() - before }
   end
-  tally()
-  if late == 1 then
-    print(string.format("%s: one /ping of %d took %.1f ms; measured once more", what, #times, worst * 1000))
-    times = measure()
-    tally()
+  local function said(r)
+    return string.format("%d of %d /ping answered in %.0f ms or more (%s), %.0f ms of CPU stolen meanwhile",
+      #r.late, #r.times, LATE_PING * 1000, table.concat(r.late, ", "), r.lost * 1000)
   end
-  assert.are.equal(0, late, string.format("%s: %d of %d /ping answered in %.1f ms or more (worst %.1f ms)", what,
-    late, #times, LATE_PING * 1000, worst * 1000))
-  return worst
+  local r, first = run(), nil
+  if #r.late > 0 and r.lost >= STOLEN then
+    first = r
+    print(string.format("%s: %s; measured once more", what, said(first)))
+    r = run()
+  end
+  assert.are.equal(0, #r.late, string.format("%s: %s%s", what, said(r),
+    first and "; in a repeat, after " .. said(first) or ""))
+  return r.worst
 end
 
 describe("nginx", function()
@@ -149,6 +168,13 @@ describe("nginx", function()
   after_each(function()
     for _, s in ipairs(srv:subscriptions()) do issued[#issued + 1] = s.secret end
   end)
+
+  -- The API emptied for a repeat within one spec: the secrets it issued
+  -- are kept first, as after_each keeps them.
+  local function reset_api()
+    for _, s in ipairs(srv:subscriptions()) do issued[#issued + 1] = s.secret end
+    srv:reset()
+  end
 
   local function post(a, body)
     return a:request("POST", "/subscriptions", body)
@@ -488,7 +514,7 @@ describe("nginx", function()
     it("answers /ping in under 100 ms while a create waits 2 s for the API", function()
       local pings, took = 20, nil
       local worst = assert_prompt("a create waiting 2 s", function()
-        srv:reset()
+        reset_api()
         local pending, t0 = slow_create("pool=cerca")
         local times = {}
         for i = 1, pings do
@@ -610,7 +636,7 @@ describe("nginx", function()
 
     it("runs cerca.post in the thread pool too: the worker answers while it waits", function()
       assert_prompt("a post waiting 2 s", function()
-        srv:reset()
+        reset_api()
         srv:enqueue { action = "pass", delay = 2 }
         local pending = a:spawn("GET", "/post?url=" .. srv.http_url .. "/fleets/fleet_post/webhooks")
         assert.is_truthy(eventually(2, function() return #srv:requests() == 1 end), "the post did not start")
@@ -626,7 +652,7 @@ describe("nginx", function()
       -- Each create waits 0.3 s at the API: 12 one after another take 3.6 s,
       -- 4 at a time about 0.9 s.
       assert_prompt("create_many, 4 at a time", function()
-        srv:reset()
+        reset_api()
         for _ = 1, 12 do srv:enqueue { action = "pass", delay = 0.3 } end
         local t0 = helpers.now()
         local pending = a:spawn("GET", "/many?n=12&concurrency=4")
