@@ -35,9 +35,8 @@ local concurrency = tonumber(o.concurrency) or error("--concurrency is required"
 local function q(s) return "'" .. tostring(s):gsub("'", [['\'']]) .. "'" end
 
 local err_file = os.tmpname()
--- Neither LUA_INIT of the caller's runs in the command.
-local init = o["no-gc"] and "LUA_INIT_5_4='collectgarbage(\"stop\")'" or "-u LUA_INIT_5_4"
-local command = format("env -u CERCA_LOG -u CERCA_CA_FILE -u NO_COLOR -u LUA_INIT %s LUA_PATH=%s LUA_CPATH=%s"
+local init = o["no-gc"] and "LUA_INIT_5_4='collectgarbage(\"stop\")'" or ""
+local command = format("env -u CERCA_LOG -u CERCA_CA_FILE -u NO_COLOR %s LUA_PATH=%s LUA_CPATH=%s"
   .. " CERCA_API_KEY=%s CERCA_BASE_URL=%s lua5.4 bin/cerca webhooks create --fleets-file %s"
   .. " --url https://example.com/webhook --concurrency %d --json > /dev/null 2> %s < /dev/null",
   init, q("./lua/?.lua;./lua/?/init.lua;;"), q("./build/lua5.4/?.so;;"), q(o.key), q(o.url), q(o["fleets-file"]),

@@ -279,13 +279,16 @@ local function write_fleets_file()
   f:close()
 end
 
+-- A script's flag on its command line: " --flag", or nothing.
+local function flag_arg(flag) return flag and " " .. flag or "" end
+
 -- bench/cli_batch.lua over `fleets_file`, and its flag if any (`--no-gc`):
 -- a contender's command.
 local function cli_batch_command(fleets_file, flag)
   return function(s, c)
     return format("lua5.4 bench/cli_batch.lua --url %s --key %s --fleets-file %s --count %d --concurrency %d%s",
       shell_quote(s.http_url), shell_quote(s.api_key), shell_quote(fleets_file), c.creates, LARGE_CONCURRENCY,
-      flag and " " .. flag or "")
+      flag_arg(flag))
   end
 end
 
@@ -294,7 +297,7 @@ end
 local function create_many_command(in_flight, flag)
   return function(s, c)
     return format("lua5.4 bench/create_many.lua --url %s --key %s --count %d --concurrency %d%s",
-      shell_quote(s.http_url), shell_quote(s.api_key), c.creates, in_flight, flag and " " .. flag or "")
+      shell_quote(s.http_url), shell_quote(s.api_key), c.creates, in_flight, flag_arg(flag))
   end
 end
 

@@ -165,14 +165,16 @@ describe("nginx", function()
     if srv then srv:stop() end
   end)
 
-  after_each(function()
+  -- The secrets the API issued, kept for the check of every log.
+  local function keep_issued()
     for _, s in ipairs(srv:subscriptions()) do issued[#issued + 1] = s.secret end
-  end)
+  end
 
-  -- The API emptied for a repeat within one spec: the secrets it issued
-  -- are kept first, as after_each keeps them.
+  after_each(keep_issued)
+
+  -- The API emptied for a repeat within one spec, its secrets kept first.
   local function reset_api()
-    for _, s in ipairs(srv:subscriptions()) do issued[#issued + 1] = s.secret end
+    keep_issued()
     srv:reset()
   end
 
