@@ -10,7 +10,8 @@
 --     -- env = { CERCA_CA_FILE = "@PREFIX@/ca.pem" } names the copy
 --   }
 --   local res = a:request("POST", "/subscriptions", '{"fleet_id":...}')
---   -- res.status, res.headers (lower-case names), res.body, res.time (seconds)
+--   -- res.status, res.headers (lower-case names), res.body, res.time (seconds),
+--   -- res.connected, res.first_byte (curl's time_connect, time_starttransfer)
 --   a:error_log()
 --   a:stop()
 --
@@ -174,7 +175,7 @@ function App:_args(method, path, body, tag, max_time, headers)
     "-X " .. method,
     "-D " .. quote(self:path(tag .. ".headers")),
     "-o " .. quote(self:path(tag .. ".body")),
-    "-w " .. quote("%{http_code} %{time_total}"),
+    "-w " .. quote("%{http_code} %{time_total} %{time_connect} %{time_starttransfer}"),
   }
   for name, value in pairs(headers or {}) do
     args[#args + 1] = "-H " .. quote(name .. ": " .. value)
@@ -189,7 +190,7 @@ end
 
 -- The answer left in the files named after `tag` by a curl that wrote `out`.
 function App:_answer(out, tag)
-  local status, time = out:match("^(%d%d%d) ([%d%.]+)$")
+  local status, time, connected, first_byte = out:match("^(%d%d%d) ([%d%.]+) ([%d%.]+) ([%d%.]+)$")
   if not status or status == "000" then
     error("no answer from nginx: " .. out .. "\nerror.log:\n" .. self:error_log(), 0)
   end
@@ -200,6 +201,8 @@ function App:_answer(out, tag)
   return {
     status = tonumber(status),
     time = tonumber(time),
+    connected = tonumber(connected),
+    first_byte = tonumber(first_byte),
     headers = headers,
     body = launcher.read_file(self:path(tag .. ".body")) or "",
   }

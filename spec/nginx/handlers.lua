@@ -135,6 +135,31 @@ function _M.many()
     first_error = results[1].error and tostring(results[1].error) }
 end
 
+-- The worker's event loop, watched from inside: a timer due every 10 ms
+-- notes the longest gap between two of its runs. A worker that something
+-- blocks (a call, a write, the collector) runs no timer meanwhile, so the
+-- gap shows the stall whoever meets it; a late /ping with no such gap was
+-- late outside the worker (the client, or the machine).
+local TICK = 0.01
+local last_tick, longest_gap = nil, 0
+
+function _M.watch_loop()
+  assert(ngx.timer.every(TICK, function()
+    ngx.update_time()
+    local now = ngx.now()
+    if last_tick then longest_gap = math.max(longest_gap, now - last_tick) end
+    last_tick = now
+  end))
+end
+
+-- GET /loop_gap: the longest gap between two ticks since the last call, in
+-- seconds, and starts over.
+function _M.loop_gap()
+  local gap = longest_gap
+  longest_gap = 0
+  reply { gap = gap, tick = TICK }
+end
+
 -- phases.conf ----------------------------------------------------------------
 
 -- Runs a create from the current phase and keeps its outcome under the
