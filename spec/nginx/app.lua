@@ -208,8 +208,9 @@ function App:_answer(out, tag)
   }
 end
 
---- One request through curl: { status, headers, body, time } (time:
--- curl's %{time_total}, seconds), with extra request `headers` (name ->
+--- One request through curl: { status, headers, body, time, connected,
+-- first_byte } (curl's %{time_total}, %{time_connect} and
+-- %{time_starttransfer}, seconds), with extra request `headers` (name ->
 -- value) if given. Raises when nginx does not answer.
 function App:request(method, path, body, max_time, headers)
   return self:_answer(curl(self:_args(method, path, body, "answer", max_time, headers)), "answer")

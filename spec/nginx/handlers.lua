@@ -135,29 +135,37 @@ function _M.many()
     first_error = results[1].error and tostring(results[1].error) }
 end
 
--- The worker's event loop, watched from inside: a timer due every 10 ms
+-- The worker's event loop, watched from inside: a timer due every TICK
 -- notes the longest gap between two of its runs. A worker that something
 -- blocks (a call, a write, the collector) runs no timer meanwhile, so the
--- gap shows the stall whoever meets it; a late /ping with no such gap was
--- late outside the worker (the client, or the machine).
+-- gap shows the stall whoever meets it.
 local TICK = 0.01
-local last_tick, longest_gap = nil, 0
+local last_tick          -- when the timer last ran (or was made)
+local longest, ended = 0, nil -- the longest gap since the last read, and when it ended
+local since              -- the last read
 
 function _M.watch_loop()
-  assert(ngx.timer.every(TICK, function()
+  ngx.update_time()
+  last_tick = ngx.now()
+  assert(ngx.timer.every(TICK, function(premature)
+    if premature then return end
     ngx.update_time()
     local now = ngx.now()
-    if last_tick then longest_gap = math.max(longest_gap, now - last_tick) end
+    if now - last_tick > longest then longest, ended = now - last_tick, now end
     last_tick = now
   end))
 end
 
--- GET /loop_gap: the longest gap between two ticks since the last call, in
--- seconds, and starts over.
+-- GET /loop_gap: the longest gap since the last call, in seconds, with
+-- when it ended (seconds after that call) and TICK; then starts over. The
+-- gap still open counts: nginx may answer this before a tick that is
+-- late, and a timer that stopped running reads as one long gap.
 function _M.loop_gap()
-  local gap = longest_gap
-  longest_gap = 0
-  reply { gap = gap, tick = TICK }
+  ngx.update_time()
+  local now = ngx.now()
+  if now - last_tick > longest then longest, ended = now - last_tick, now end
+  reply { gap = longest, ended = since and ended - since, tick = TICK }
+  longest, ended, since = 0, nil, now
 end
 
 -- phases.conf ----------------------------------------------------------------
