@@ -144,6 +144,11 @@ local last_tick          -- when the timer last ran (or was made)
 local longest, ended = 0, nil -- the longest gap since the last read, and when it ended
 local since              -- the last read
 
+-- Counts the gap from the last tick to `now`.
+local function note_gap(now)
+  if now - last_tick > longest then longest, ended = now - last_tick, now end
+end
+
 function _M.watch_loop()
   ngx.update_time()
   last_tick = ngx.now()
@@ -151,7 +156,7 @@ function _M.watch_loop()
     if premature then return end
     ngx.update_time()
     local now = ngx.now()
-    if now - last_tick > longest then longest, ended = now - last_tick, now end
+    note_gap(now)
     last_tick = now
   end))
 end
@@ -163,7 +168,7 @@ end
 function _M.loop_gap()
   ngx.update_time()
   local now = ngx.now()
-  if now - last_tick > longest then longest, ended = now - last_tick, now end
+  note_gap(now)
   reply { gap = longest, ended = since and ended - since, tick = TICK }
   longest, ended, since = 0, nil, now
 end
