@@ -363,6 +363,84 @@ describe("security", function()
       assert.are.equal(0, #srv:requests())
     end)
 
+    it("given as any argument of any call of a client, in any shape, is not repeated by the refusal", function()
+      -- The key as each argument is given: as it is, inside a list, as a
+      -- table's name, and raised by a metamethod that reads it.
+      local shapes = {
+        function() return KEY end,
+        function() return { KEY } end,
+        function() return { [KEY] = 1 } end,
+        function() return setmetatable({}, { __index = function() error(KEY) end }) end,
+      }
+      local call = assert(client:prepare("POST", "/fleets/fleet_1/webhooks", { url = URL }))
+      local function on_done() end
+      -- Each public call with good arguments; one at a time is replaced.
+      local calls = {
+        { "client:request", function(...) return client:request(...) end,
+          { "POST", "/fleets/fleet_1/webhooks", { url = URL }, {} } },
+        { "client:prepare", function(...) return client:prepare(...) end,
+          { "POST", "/fleets/fleet_1/webhooks", { url = URL }, {} } },
+        { "client:request_many", function(...) return client:request_many(...) end,
+          { { call }, 1, on_done, nil, nil } },
+        { "webhooks.create", client.webhooks.create, { "fleet_1", { url = URL }, {} } },
+        { "webhooks.check", client.webhooks.check, { "fleet_1", { url = URL }, {} } },
+        { "webhooks.create_many", client.webhooks.create_many,
+          { { { fleet_id = "fleet_1", params = { url = URL } } }, {} } },
+      }
+      local before, tried = #srv:requests(), 0
+      for _, c in ipairs(calls) do
+        local name, fn, good = c[1], c[2], c[3]
+        for position = 1, #good do
+          for s, shape in ipairs(shapes) do
+            local args = {}
+            for k = 1, #good do args[k] = good[k] end
+            args[position] = shape()
+            local value, err = fn(unpack(args, 1, #good))
+            local what = ("%s, argument %d, shape %d"):format(name, position, s)
+            -- create_many refuses an item alone: its error is in the results.
+            if err == nil and type(value) == "table" and value[1] and value[1].error then err = value[1].error end
+            if err ~= nil then
+              tried = tried + 1
+              assert.is_true(cerca.is_error(err), what)
+              assert_nowhere(KEY_TAIL, err, { tostring(err), cerca.pretty(err) })
+            end
+          end
+        end
+      end
+      -- Most of them are refused (some shapes are fine where any table is).
+      assert.is_true(tried >= 40, "refusals: " .. tried)
+      -- The calls request_many reads later: refused as they come, through on_done.
+      local ended = {}
+      local more = { call }
+      local read = false
+      client:request_many(more, 1, function(i, value, err) ended[i] = { value = value, err = err } end, function()
+        if not read then
+          read = true
+          more[#more + 1] = KEY
+        end
+        return false
+      end)
+      assert.are.equal(201, ended[1].value.status)
+      local refusal = ended[2].err
+      assert.are.equal("invalid_request", refusal.type)
+      assert.are.equal("calls[2]", refusal.field)
+      assert_nowhere(KEY_TAIL, refusal, { tostring(refusal), cerca.pretty(refusal) })
+      -- Nothing refused was sent: only the prepared call went out.
+      assert.are.equal(before + 1, #srv:requests())
+    end)
+
+    it("given as any option of cerca.new that the client keeps, is refused there, unrepeated", function()
+      for _, name in ipairs { "thread_pool", "ca_file", "log_level" } do
+        for _, value in ipairs { KEY, "x-" .. KEY } do
+          local c, err = cerca.new { api_key = KEY, base_url = srv.http_url, [name] = value }
+          assert.is_nil(c, name)
+          assert.are.equal("configuration", err.type)
+          assert.are.equal(name, err.field)
+          assert_nowhere(KEY_TAIL, err, { tostring(err), cerca.pretty(err) })
+        end
+      end
+    end)
+
     it("is removed from every text an error carries, the field a refusal names included", function()
       local errors, redact = require "cerca.errors", require "cerca.redact"
       local kept = errors.new("invalid_response", "m", { idempotency_key = "order-42-whsec_retry" })
@@ -417,10 +495,20 @@ describe("security", function()
       end
       walk(client, 0)
       walk(err, 0)
+      -- A call prepared for request_many, with headers of its own, and its
+      -- header lines (the key's among them), which print as a list of secrets.
+      local call = assert(client:prepare("POST", "/fleets/fleet_1/webhooks", { url = URL },
+        { headers = { ["X-Trace"] = "t1" } }))
+      walk(call, 0)
       -- The client's workings were reached, its lists of secrets among them.
-      assert.is_true(seen[client._profile.secrets] and shown > 10)
+      assert.is_true(seen[client._profile.secrets] and seen[call.request.headers] and shown > 10)
       assert.are.equal("cerca.Secrets (1, not shown)", cerca.pretty(client._profile.secrets))
+      assert.are.equal("cerca.HeaderLines (4, not shown)", cerca.pretty(call.request.headers))
       assert.is_nil(cerca.pretty(client):find("_profile", 1, true))
+      -- Nor written as JSON.
+      local text, why = cerca.encode_json(call.request)
+      assert.is_nil(text)
+      assert.matches("never written", why, 1, true)
     end)
 
     it("is sent in the Authorization header only: an argument that would carry it elsewhere is refused, unsent",

@@ -326,12 +326,12 @@ static long collect(lua_State *L, int idx, member *members, size_t max)
 /* Whether the metatable on top of the stack changes nothing json.lua sees
  * of its table (a subscription's: `__name`, `__tostring`): no `__len` (the
  * length), no `__pairs` (the members), no `__metatable` (the list mark
- * test), no `__secrets` (a list of secrets, which json.lua refuses).
- * json.lua reads only keys that are present, so `__index` is never
- * consulted. */
+ * test), no `__secrets` (a list of secrets, which json.lua refuses), no
+ * `__index` (fields given through it would be missing from a request's
+ * body: json.lua refuses it there). */
 static int inert(lua_State *L)
 {
-    static const char *const fields[] = {"__len", "__pairs", "__metatable", "__secrets"};
+    static const char *const fields[] = {"__len", "__pairs", "__metatable", "__secrets", "__index"};
     size_t i;
     for (i = 0; i < sizeof fields / sizeof *fields; i++) {
         int absent;

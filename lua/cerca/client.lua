@@ -88,6 +88,21 @@ local function check_api_key(key, field)
   end
 end
 
+-- The first option besides the key, the URL and the headers (checked with
+-- their own messages) whose text holds the key: the client keeps these as
+-- its fields (a file's path, a pool's name), and `cerca.pretty(client)`
+-- prints them.
+local function option_key_problem(secrets, opts)
+  for i = 1, #CLIENT_OPTIONS do
+    local name = CLIENT_OPTIONS[i]
+    local value = opts[name]
+    if name ~= "api_key" and name ~= "base_url" and type(value) == "string" then
+      local bad = validate.key_problem(secrets, value, name, "another option", "give " .. name .. " its own value")
+      if bad then return bad end
+    end
+  end
+end
+
 -- Longer base URLs are refused: no API address is near this long.
 local MAX_BASE_URL = 2048
 
@@ -234,6 +249,7 @@ function _M.new(opts)
   local secrets = redact.list(#api_key >= MIN_KEY_REMOVED and api_key or nil)
   bad = validate.key_problem(secrets, base_url, base_field, "the URL", "give the API's address only")
     or (opts.headers and validate.headers_key_problem(secrets, opts.headers, "headers"))
+    or option_key_problem(secrets, opts)
   if bad then return nil, config_error(bad.field, bad.message) end
   local ua = _M.user_agent()
   local rt = runtime.new { ca_file = ca_file, user_agent = ua, thread_pool = pool }
@@ -425,7 +441,9 @@ end
 function Client:request_many(calls, concurrency, on_done, read_more, stop)
   if getmetatable(self) ~= Client then return nil, not_a_client("request_many") end
   local why = request_many_refusal(calls, concurrency, on_done, read_more, stop)
-  if why then return nil, why end
+  -- A refusal quotes what it was given: the key, given in the wrong place,
+  -- is removed (as from every refusal of a call).
+  if why then return nil, self:scrub_refusal(why) end
   local keys = {}
   for k = 1, #calls do keys[k] = k end
   -- The calls read_more adds get the next keys; anything else it adds is
@@ -437,7 +455,7 @@ function Client:request_many(calls, concurrency, on_done, read_more, stop)
       if call.is_call(calls[k]) then
         keys[#keys + 1] = k
       else
-        on_done(k, nil, bad_argument("calls[" .. k .. "]", "a call from client:prepare", calls[k]))
+        on_done(k, nil, self:scrub_refusal(bad_argument("calls[" .. k .. "]", "a call from client:prepare", calls[k])))
       end
     end
     read = #calls

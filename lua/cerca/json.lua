@@ -94,7 +94,13 @@ local function canonical(v, out, depth, overflow)
   end
   local mt = rawmetatable(v)
   if type(mt) == "table" and rawget(mt, "__secrets") then
-    return "a list of secrets is never written (" .. tostring(v) .. ")"
+    return "a list that holds secrets is never written (" .. tostring(v) .. ")"
+  end
+  -- A request sends a table's own fields: those its __index would give are
+  -- refused, not left out without a word (as the arguments' checks do).
+  if not overflow and type(mt) == "table" and rawget(mt, "__index") ~= nil then
+    return "has a metatable with __index: a table's own fields are sent, never those __index gives; "
+      .. "pass a plain table, with any defaults copied into it"
   end
   local n = #v
   -- A caller's `__len` may say anything: a length that is no count of

@@ -54,7 +54,7 @@ function _M.header_lines(api_key, client_headers, call_headers)
   if call_headers then merge_headers(by_name, order, call_headers) end
   local lines = {}
   for i = 1, #order do lines[i] = by_name[order[i]] end
-  return lines
+  return redact.sealed_lines(lines)
 end
 
 local key_problem = validate.key_problem

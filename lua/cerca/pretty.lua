@@ -18,6 +18,7 @@ local pairs = pairs
 local ipairs = ipairs
 local tostring = tostring
 local getmetatable = getmetatable
+local rawget = rawget
 local format = string.format
 local rep = string.rep
 local sub = string.sub
@@ -208,7 +209,8 @@ function _M.pretty(value, opts)
   local name = type(mt) == "table" and mt.__name
   if name == "cerca.Subscription" then return render_subscription(value, mt.fields, opts, paint) end
   if name == "cerca.Error" then return render_error(value, opts, paint) end
-  if name == "cerca.Secrets" then return tostring(value) end
+  -- A list that holds secrets (cerca.Secrets, cerca.HeaderLines) says so.
+  if type(mt) == "table" and rawget(mt, "__secrets") then return tostring(value) end
   if type(value) == "table" then return render_table(value, opts, paint, name == "cerca.Client") end
   return text(value)
 end

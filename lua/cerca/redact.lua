@@ -578,6 +578,21 @@ local SECRETS = {
   __secrets = true,
 }
 
+-- A call's header lines hold the API key (its `Authorization` line): they
+-- print and encode as a list of secrets does, never as what they hold.
+-- The C core reads them raw.
+local HEADER_LINES = {
+  __name = "cerca.HeaderLines",
+  __tostring = function(t) return format("cerca.HeaderLines (%d, not shown)", #t) end,
+  __secrets = true,
+}
+
+--- `lines` (a list of header lines, one of them the API key's), marked to
+-- print as `cerca.HeaderLines (n, not shown)`. Returns `lines`.
+function _M.sealed_lines(lines)
+  return setmetatable(lines, HEADER_LINES)
+end
+
 
 --- A list of known secrets, exactly as given: the non-empty strings among
 -- `a` and `b`, longest first (a secret that holds another is removed
