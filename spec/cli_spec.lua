@@ -913,6 +913,52 @@ describe("the cerca command", function()
       end
     end)
 
+    it("shows an earlier answer that may hold a second subscription: after the one created, exit 4, "
+      .. "in a batch its own record, exit 6", function()
+      -- A server that does not honour the key: the first answer broke off
+      -- with all of wh_first's secret, the repeat answers fleet_1's own.
+      local first_secret = "whsec_" .. ("f"):rep(40)
+      local first = cjson.encode { id = "wh_first", fleetId = "fleet_1", secret = first_secret }
+      local function enqueue_both()
+        srv:enqueue { action = "partial", body = first, bytes = #first - 2, headers = { ["Retry-After-Ms"] = "1" } }
+        srv:enqueue { status = 201, body = sub_body("fleet_1") }
+      end
+      for _, flag in ipairs { "", " --json" } do
+        enqueue_both()
+        local out, err, status = run_here("webhooks create fleet_1 --url https://example.com/h" .. flag)
+        assert.are.equal(4, status, err)
+        assert.matches("whsec_fleet_1Secret0123", out, 1, true)
+        assert.is_nil(out:find(first_secret, 1, true))
+        assert.matches("cerca: fleet_1: warning: created on a repeat, but an earlier attempt's answer (HTTP 201, "
+          .. (#first - 2) .. " bytes) does not show this subscription: it may hold a second subscription and its "
+          .. "secret; it follows as received:\n", err, 1, true)
+        assert.matches(first_secret, err, 1, true)
+      end
+      write(work .. "/one.txt", "fleet_1\n")
+      local outfile = work .. "/before.jsonl"
+      os.remove(outfile)
+      enqueue_both()
+      local _, err, status = run_here("webhooks create --fleets-file " .. q(work .. "/one.txt")
+        .. " --url https://example.com/h --out " .. q(outfile))
+      assert.are.equal(6, status, err)
+      assert.matches("1 created (1 with an earlier answer to check: created_before), 0 failed", err, 1, true)
+      assert.matches("it is the created_before.answer of the record after the subscription's", err, 1, true)
+      assert.is_nil(err:find(first_secret, 1, true))
+      local records = {}
+      for _, l in ipairs(lines(read(outfile))) do records[#records + 1] = cjson.decode(l) end
+      local last, created = records[#records], records[#records - 1]
+      assert.are.equal("whsec_fleet_1Secret0123", created.secret)
+      assert.are.equal("fleet_1", last.fleet_id)
+      assert.are.equal(first:sub(1, -3), last.created_before.answer)
+      assert.are.equal(201, last.created_before.status)
+      -- A re-run resumes from it: the fleet is created, nothing is sent.
+      local sent = #srv:requests()
+      _, err, status = run_here("webhooks create --fleets-file " .. q(work .. "/one.txt")
+        .. " --url https://example.com/h --out " .. q(outfile))
+      assert.are.equal(0, status, err)
+      assert.are.equal(sent, #srv:requests())
+    end)
+
     it("writes every created subscription of a batch, 1e999 and all, and counts only what it wrote", function()
       write(work .. "/two.txt", "fleet_1\nfleet_2\n")
       local outfile = work .. "/big.jsonl"

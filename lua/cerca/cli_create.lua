@@ -80,6 +80,21 @@ local function subscription_json(sub)
   return cerca.encode_json { id = sub.id, fleetId = sub.fleetId, url = sub.url, secret = sub.secret }
 end
 
+-- A create that succeeded on a repeat, whose earlier attempt's answer does
+-- not show the subscription the repeat answered (the library's
+-- `res.created_before`: a server that made a second one in spite of the
+-- key): that answer may hold the second subscription's only copy of its
+-- secret. What to say of it (after "cerca: FLEET: "), its bytes and the
+-- error holding them; nil when there is none.
+local function earlier_answer(res)
+  local before = res and res.created_before
+  if not before then return nil end
+  local body = type(before.body) == "string" and before.body or ""
+  return format("warning: created on a repeat, but an earlier attempt's answer (HTTP %s, %d bytes) does not show "
+    .. "this subscription: it may hold a second subscription and its secret", tostring(before.status), #body),
+    body, before
+end
+
 local function show_subscription(ui, sub, json)
   local json_text = subscription_json(sub) .. "\n"
   local shown = not json and cerca.pretty(sub, { reveal_secret = true, color = ui.color_out })
@@ -164,7 +179,14 @@ local function one(ui, o, env)
   if not results then return nil, cerr end
   local r = results[1]
   if not r.ok then return nil, r.error end
-  return show_subscription(ui, r.subscription, o.json)
+  local shown = show_subscription(ui, r.subscription, o.json)
+  local said, answer = earlier_answer(r.response)
+  if not said then return shown end
+  -- After the subscription, on stderr as a kept answer of a failure is,
+  -- and with that exit code (4), so that a script cannot miss it.
+  ui.warn(format("cerca: %s: %s; it follows as received:\n%s\n", cerca.printable(o.fleets[1]), said,
+    cerca.printable(answer)))
+  return shown == "ok" and "api" or shown
 end
 
 -- What an --out journal says of earlier runs: the fleets created (a record
@@ -382,8 +404,9 @@ local function batch(ui, o, env)
   end
   sending = true
 
-  -- unsent: cancelled, never sent; cut: ended by a signal (unsent ones too)
-  local done, failed, unsent, cut = 0, 0, 0, 0
+  -- unsent: cancelled, never sent; cut: ended by a signal (unsent ones too);
+  -- doubtful: created, with an earlier answer that may hold another
+  local done, failed, unsent, cut, doubtful = 0, 0, 0, 0, 0
   local show_progress = ui.tty_err and #items > 0
   local bar_shares_stdout = show_progress and not journal and cerca.system.isatty(1)
   local function draw_bar()
@@ -404,6 +427,18 @@ local function batch(ui, o, env)
     -- Written as it arrives: an interrupted run keeps every secret so far.
     if r.ok then
       record(r.subscription)
+      local said, answer, before = earlier_answer(r.response)
+      if said then
+        doubtful = doubtful + 1
+        record { fleet_id = todo[i], created_before = { message = before.message, status = before.status,
+          request_id = not before.withheld and before.request_id or nil, answer = answer } }
+        said = said .. "; it is the created_before.answer of the record after the subscription's"
+        if show_progress then
+          failures[#failures + 1] = { i, said }
+        else
+          ui.warn(format("cerca: %s: %s\n", cerca.printable(todo[i]), said))
+        end
+      end
     else
       local cancelled = r.error.type == "cancelled"
       if cancelled then unsent = unsent + 1 else failed = failed + 1 end
@@ -462,8 +497,9 @@ local function batch(ui, o, env)
     end
   end
   local created_count = done - failed - unsent
-  ui.warn(format("cerca: %s%d created, %d failed%s%s%s\n", cut > 0 and format("stopped by %s: ", stopped_by) or "",
-    created_count, failed, unsent > 0 and format(", %d not sent", unsent) or "",
+  ui.warn(format("cerca: %s%d created%s, %d failed%s%s%s\n", cut > 0 and format("stopped by %s: ", stopped_by) or "",
+    created_count, doubtful > 0 and format(" (%d with an earlier answer to check: created_before)", doubtful) or "",
+    failed, unsent > 0 and format(", %d not sent", unsent) or "",
     o.out and format(", %d skipped (already in %s)", skipped, cerca.printable(o.out)) or "",
     (created_count > 0 and not o.out) and "; the secrets above are shown once" or ""))
   -- What could not be written went to stderr as it came (see `record`).
@@ -471,7 +507,7 @@ local function batch(ui, o, env)
   if refusal then return nil, refusal end
   -- Cut short by a signal: `cerca.cli.main` ends by it.
   if cut > 0 then return "stopped" end
-  return failed > 0 and "partial" or "ok"
+  return (failed > 0 or doubtful > 0) and "partial" or "ok"
 end
 
 --- One create, for the one FLEET given; a Ctrl-C lets it end and shows it.
