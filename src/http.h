@@ -10,8 +10,9 @@
 #include <sys/types.h>
 #include <curl/curl.h>
 
-/* 7.66.0 is the oldest libcurl cerca supports: nothing older is tested,
- * although the newest interface it uses (CURLPIPE_MULTIPLEX) is 7.43.0. */
+/* 7.66.0 is the oldest libcurl cerca supports: nothing older is tested.
+ * The newest interface used unconditionally is CURLOPT_CURLU (7.63.0);
+ * newer ones are used only where the header offers them. */
 #if LIBCURL_VERSION_NUM < 0x074200
 #error "cerca needs libcurl 7.66.0 or newer"
 #endif
