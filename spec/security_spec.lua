@@ -430,15 +430,50 @@ describe("security", function()
     end)
 
     it("given as any option of cerca.new that the client keeps, is refused there, unrepeated", function()
-      for _, name in ipairs { "thread_pool", "ca_file", "log_level" } do
-        for _, value in ipairs { KEY, "x-" .. KEY } do
-          local c, err = cerca.new { api_key = KEY, base_url = srv.http_url, [name] = value }
-          assert.is_nil(c, name)
-          assert.are.equal("configuration", err.type)
-          assert.are.equal(name, err.field)
-          assert_nowhere(KEY_TAIL, err, { tostring(err), cerca.pretty(err) })
-        end
+      -- A CA file that exists, at a path that spells the key (its "/" makes
+      -- a folder of the key's start).
+      local dir = os.tmpname()
+      os.remove(dir)
+      local ca_path = dir .. "/" .. KEY
+      assert(helpers.sh("mkdir -p " .. helpers.q(ca_path:match("^(.*)/"))))
+      helpers.write(ca_path, helpers.read(srv.ca_file))
+      local kept = "because the client keeps it and cerca.pretty(client) prints it"
+      for _, case in ipairs { { "thread_pool", KEY }, { "thread_pool", "x-" .. KEY }, { "ca_file", ca_path } } do
+        local name, value = case[1], case[2]
+        local c, err = cerca.new { api_key = KEY, base_url = srv.http_url, [name] = value }
+        assert.is_nil(c, name .. " " .. kept)
+        assert.are.equal("configuration", err.type)
+        assert.are.equal(name, err.field)
+        assert.matches(name .. " holds the API key", err.message, 1, true)
+        assert_nowhere(KEY_TAIL, err, { tostring(err), cerca.pretty(err) })
       end
+      -- The same file named by CERCA_CA_FILE.
+      local out, status = helpers.run_lua(([[
+        local cerca = require "cerca"
+        local c, err = cerca.new { api_key = %q, base_url = %q }
+        print(c and "made" or err.field, c and cerca.pretty(c) or tostring(err))
+      ]]):format(KEY, srv.http_url), { CERCA_CA_FILE = ca_path })
+      helpers.sh("rm -rf " .. helpers.q(dir))
+      assert.are.equal(0, status, out)
+      assert.matches("^CERCA_CA_FILE\t", out)
+      assert.matches("CERCA_CA_FILE holds the API key", out, 1, true)
+      assert.is_nil(out:find(KEY_TAIL, 1, true), out)
+    end)
+
+    it("in a table whose metatable has __index, in client:request's body, is refused: nothing sent", function()
+      local before = #srv:requests()
+      local defaults = setmetatable({ url = URL }, { __index = { events = { "agent.created" } } })
+      local res, err = client:request("POST", "/fleets/fleet_1/webhooks", defaults)
+      assert.is_nil(res)
+      assert.are.equal("invalid_request", err.type)
+      assert.matches("has a metatable with __index: a table's own fields are sent, never those __index gives",
+        err.message, 1, true)
+      -- Nested too; and cerca.encode_json, which writes output, still writes such a table.
+      res, err = client:request("POST", "/fleets/fleet_1/webhooks", { url = URL, extra = defaults })
+      assert.is_nil(res)
+      assert.matches("__index", err.message, 1, true)
+      assert.are.equal(before, #srv:requests())
+      assert.are.equal('{"url":"https:\\/\\/example.com\\/webhook"}', cerca.encode_json(defaults))
     end)
 
     it("is removed from every text an error carries, the field a refusal names included", function()

@@ -89,18 +89,22 @@ local function check_api_key(key, field)
 end
 
 -- The first option besides the key, the URL and the headers (checked with
--- their own messages) whose text holds the key: the client keeps these as
--- its fields (a file's path, a pool's name), and `cerca.pretty(client)`
--- prints them.
-local function option_key_problem(secrets, opts)
+-- their own messages) whose text holds the key, the CA file read from
+-- CERCA_CA_FILE included: the client keeps these as its fields (a file's
+-- path, a pool's name), and `cerca.pretty(client)` prints them.
+local function option_key_problem(secrets, opts, ca_file)
+  local function problem(name, value)
+    return validate.key_problem(secrets, value, name, "another option", "give " .. name .. " its own value")
+  end
   for i = 1, #CLIENT_OPTIONS do
     local name = CLIENT_OPTIONS[i]
     local value = opts[name]
     if name ~= "api_key" and name ~= "base_url" and type(value) == "string" then
-      local bad = validate.key_problem(secrets, value, name, "another option", "give " .. name .. " its own value")
+      local bad = problem(name, value)
       if bad then return bad end
     end
   end
+  if opts.ca_file == nil then return problem("CERCA_CA_FILE", ca_file) end
 end
 
 -- Longer base URLs are refused: no API address is near this long.
@@ -249,7 +253,7 @@ function _M.new(opts)
   local secrets = redact.list(#api_key >= MIN_KEY_REMOVED and api_key or nil)
   bad = validate.key_problem(secrets, base_url, base_field, "the URL", "give the API's address only")
     or (opts.headers and validate.headers_key_problem(secrets, opts.headers, "headers"))
-    or option_key_problem(secrets, opts)
+    or option_key_problem(secrets, opts, ca_file)
   if bad then return nil, config_error(bad.field, bad.message) end
   local ua = _M.user_agent()
   local rt = runtime.new { ca_file = ca_file, user_agent = ua, thread_pool = pool }
