@@ -273,6 +273,27 @@ describe("faults", function()
       the_one_subscription(sub)
     end)
 
+    it("cut before any byte, or before its id but after its secret, then the same one: nothing kept", function()
+      local secret = "whsec_" .. ("m"):rep(40)
+      local head = '{"fleetId":"fleet_1","secret":"' .. secret .. '"'
+      local text = head .. ',"id":"wh_same","url":"' .. URL .. '","events":[],"enabled":true,'
+        .. '"createdAt":"2026-01-01T00:00:00Z","updatedAt":"2026-01-01T00:00:00Z"}'
+      for _, bytes in ipairs { 0, #head } do
+        srv:enqueue { action = "partial", body = text, bytes = bytes, headers = SOON }
+        srv:enqueue { status = 201, body = text }
+        local sub, err, res = create()
+        assert.is_nil(err)
+        assert.are.equal("wh_same", sub.id)
+        assert.are.equal(2, res.attempts)
+        assert.is_nil(res.created_before, "cut after " .. bytes .. " bytes")
+      end
+      -- Cut before its secret and id: the bytes may be another's, kept.
+      srv:enqueue { action = "partial", body = text, bytes = 22, headers = SOON }
+      srv:enqueue { status = 201, body = text }
+      local _, _, res = create()
+      assert.are.equal(text:sub(1, 22), res.created_before.body)
+    end)
+
     it("cut off, then another subscription under the same key: the first bytes kept, and a warning", function()
       -- A server that does not honour the key: the first answer broke off
       -- with all of wh_first's secret, the repeat answers wh_second.

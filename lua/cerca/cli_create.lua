@@ -181,12 +181,15 @@ local function one(ui, o, env)
   if not r.ok then return nil, r.error end
   local shown = show_subscription(ui, r.subscription, o.json)
   local said, answer = earlier_answer(r.response)
-  if not said then return shown end
-  -- After the subscription, on stderr as a kept answer of a failure is,
-  -- and with that exit code (4), so that a script cannot miss it.
-  ui.warn(format("cerca: %s: %s; it follows as received:\n%s\n", cerca.printable(o.fleets[1]), said,
-    cerca.printable(answer)))
-  return shown == "ok" and "api" or shown
+  -- After the subscription, on stderr as a kept answer of a failure is.
+  -- The exit code stays that of the create, which succeeded: a script that
+  -- took a failure's code for "nothing was created" would drop the secret
+  -- shown, or create again under a new key.
+  if said then
+    ui.warn(format("cerca: %s: %s; it follows as received:\n%s\n", cerca.printable(o.fleets[1]), said,
+      cerca.printable(answer)))
+  end
+  return shown
 end
 
 -- What an --out journal says of earlier runs: the fleets created (a record
@@ -405,7 +408,8 @@ local function batch(ui, o, env)
   sending = true
 
   -- unsent: cancelled, never sent; cut: ended by a signal (unsent ones too);
-  -- doubtful: created, with an earlier answer that may hold another
+  -- doubtful: created, with an earlier answer that may hold another (a
+  -- warning, with a record of its own: the exit code is the batch's)
   local done, failed, unsent, cut, doubtful = 0, 0, 0, 0, 0
   local show_progress = ui.tty_err and #items > 0
   local bar_shares_stdout = show_progress and not journal and cerca.system.isatty(1)
@@ -507,7 +511,7 @@ local function batch(ui, o, env)
   if refusal then return nil, refusal end
   -- Cut short by a signal: `cerca.cli.main` ends by it.
   if cut > 0 then return "stopped" end
-  return (failed > 0 or doubtful > 0) and "partial" or "ok"
+  return failed > 0 and "partial" or "ok"
 end
 
 --- One create, for the one FLEET given; a Ctrl-C lets it end and shows it.

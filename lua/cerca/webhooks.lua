@@ -324,10 +324,13 @@ end
 -- The earlier 2xx of a create that succeeded on a repeat, when its bytes
 -- do not show the subscription the repeat answered (`sub`): an API that
 -- honours the key replays the one it made, so these bytes may hold another
--- (made in spite of the key), and are kept. An error, so that its body is
--- printed nowhere (it may hold that other secret). Logged as a warning.
+-- (made in spite of the key), and are kept. Bytes that name this one's id
+-- or hold its secret are this one's; no bytes hold nothing. An error, so
+-- that its body is printed nowhere (it may hold that other secret). Logged
+-- as a warning.
 local function earlier_answer(before, sub, lg)
-  if find(before.body or "", sub.id, 1, true) then return nil end
+  local body = before.body or ""
+  if body == "" or find(body, sub.id, 1, true) or find(body, sub.secret, 1, true) then return nil end
   local kept = errors.new("invalid_response", format("the create's answer on attempt %d (HTTP %d) %s, and the "
     .. "repeat under the same idempotency key answered subscription %s, which those bytes do not show: they "
     .. "may hold another subscription, kept in res.created_before.body", before.attempt, before.status,
