@@ -137,8 +137,10 @@ describe("the cerca command's files", function()
     it("refuses a file too large to read back, before reading it", function()
       local big = work .. "/big.jsonl"
       sh("rm -f " .. q(big) .. " && truncate -s 300M " .. q(big) .. " && chmod 600 " .. q(big))
-      refused(q(big), "--out " .. big .. " is larger than 256 MiB, the most that is read back; give a new --out "
-        .. "file, and a --fleets-file of the fleets not created in this one")
+      refused(q(big), "--out " .. big .. " is larger than 256 MiB, the most that is read back; its keys are "
+        .. "needed to repeat its creates without duplicates: make a new --out of its lines that hold no secret, "
+        .. "(umask 077; grep -v '\"secret\"' " .. big .. " > NEW), and re-run with --out NEW: each fleet goes "
+        .. "again under its recorded key, which gets the subscription already made, not a second one")
       sh("rm -f " .. q(big))
     end)
 

@@ -624,4 +624,74 @@ describe("faults", function()
       assert.are.same({}, srv:requests())
     end)
   end)
+
+  describe("a fault inside cerca once a request went out", function()
+    -- What a caller's finalizer that raises at an allocation (Lua 5.1 to
+    -- 5.3 pass its error on) or memory running out would do: a raise in
+    -- the middle of a create, placed here by replacing one step.
+    local function faulty(step)
+      local c = helpers.client(srv, { max_retries = 0 })
+      local rt = c._runtime
+      local attempt = rt.attempt
+      rt.attempt = function(self, request) return step(attempt(self, request)) end
+      return c
+    end
+
+    local function assert_repeatable(err, kept_body)
+      assert.is_true(cerca.is_error(err))
+      assert.are.equal("internal", err.type)
+      assert.is_true(err.maybe_created)
+      assert.is_true(err.request_sent)
+      assert.is_string(err.idempotency_key)
+      assert.matches("repeat", err.message, 1, true)
+      assert.matches(err.idempotency_key, tostring(err), 1, true)
+      if kept_body then assert.are.equal(kept_body, err.body) end
+      -- The repeat under its key gets the subscription made, and no other.
+      local sub, again, res = client.webhooks.create("fleet_1", { url = URL },
+        { idempotency_key = err.idempotency_key })
+      assert.is_nil(again)
+      assert.are.equal(2, #srv:requests())
+      assert.are.equal(err.idempotency_key, res.idempotency_key)
+      return sub
+    end
+
+    it("after the answer came, lost inside: the error has the key to repeat with", function()
+      local c = faulty(function() error("out of memory") end)
+      local sub, err = c.webhooks.create("fleet_1", { url = URL })
+      c:close()
+      assert.is_nil(sub)
+      assert.matches("cerca failed inside this call (", err.message, 1, true)
+      assert_repeatable(err)
+    end)
+
+    it("while the answer is read: its 2xx is kept in err.body, with the key", function()
+      local body
+      local c = faulty(function(res)
+        body = res.body
+        -- The next field the call reads raises.
+        return setmetatable(res, { __index = function() error("a finalizer raised") end })
+      end)
+      local sub, err = c.webhooks.create("fleet_1", { url = URL })
+      c:close()
+      assert.is_nil(sub)
+      assert.matches("its answer (HTTP 201) is kept in err.body", err.message, 1, true)
+      assert.are.equal(201, err.status)
+      local made = assert_repeatable(err, body)
+      -- The secret kept is the subscription's: nothing was lost.
+      assert.are.equal(cjson.decode(body).secret, made.secret)
+    end)
+
+    it("while the answer is made into the subscription: the answer is kept in err.body, with the key", function()
+      local webhooks = require "cerca.webhooks"
+      local subscription = webhooks.subscription
+      webhooks.subscription = function() error("a finalizer raised") end
+      local ok, sub, err = pcall(client.webhooks.create, "fleet_1", { url = URL })
+      webhooks.subscription = subscription
+      assert.is_true(ok)
+      assert.is_nil(sub)
+      assert.matches("cerca failed while reading the created subscription", err.message, 1, true)
+      local made = assert_repeatable(err)
+      assert.are.equal(cjson.decode(err.body).secret, made.secret)
+    end)
+  end)
 end)

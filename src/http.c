@@ -125,7 +125,6 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     return buf_append(&h->headers, p, bytes) == 0 ? bytes : 0;
 }
 
-#if LIBCURL_VERSION_NUM >= 0x075000
 /* Called each time libcurl is about to send the request, on a new or a
  * kept-alive connection: more than once in an attempt when libcurl sends
  * it again (a kept-alive connection closed before any byte of an answer). */
@@ -139,7 +138,6 @@ static int on_send(void *ud, char *remote_ip, char *local_ip, int remote_port, i
     h->sends++;
     return CURL_PREREQFUNC_OK;
 }
-#endif
 
 static char *dup_or_null(const char *s)
 {
@@ -169,10 +167,8 @@ static int setup_easy(cerca_http *h)
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK ||
-#if LIBCURL_VERSION_NUM >= 0x075000
         curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_send) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_PREREQDATA, h) != CURLE_OK ||
-#endif
 #if LIBCURL_VERSION_NUM >= 0x075500
         curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
 #else
@@ -375,9 +371,7 @@ static CURLcode set_url(cerca_http *h, const char *url)
         if (uc == CURLUE_OUT_OF_MEMORY)
             return CURLE_OUT_OF_MEMORY;
         /* Why the parser refused it (libcurl's own message is a general one). */
-#if LIBCURL_VERSION_NUM >= 0x075000
         snprintf(h->errbuf, sizeof h->errbuf, "URL rejected: %s", curl_url_strerror(uc));
-#endif
         return CURLE_URL_MALFORMAT;
     }
     copy = strdup(url);

@@ -10,11 +10,13 @@
 #include <sys/types.h>
 #include <curl/curl.h>
 
-/* 7.66.0 is the oldest libcurl cerca supports: nothing older is tested.
- * The newest interface used unconditionally is CURLOPT_CURLU (7.63.0);
- * newer ones are used only where the header offers them. */
-#if LIBCURL_VERSION_NUM < 0x074200
-#error "cerca needs libcurl 7.66.0 or newer"
+/* 7.80.0 is the oldest libcurl cerca supports: its CURLOPT_PREREQFUNCTION
+ * counts the times an attempt's request is sent (libcurl sends it again on
+ * a new connection when a kept-alive one was closed), without which a
+ * turned-away repeat would hide that the first send may have created.
+ * Newer interfaces are used only where the header offers them. */
+#if LIBCURL_VERSION_NUM < 0x075000
+#error "cerca needs libcurl 7.80.0 or newer"
 #endif
 
 /* Why an attempt produced no usable HTTP response. */

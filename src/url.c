@@ -82,7 +82,6 @@ CURLU *cerca_url_parse(const char *before, size_t before_at, CURLU *before_parse
         curl_url_cleanup(u);
         return NULL;
     }
-#if LIBCURL_VERSION_NUM >= 0x074100
     {
         /* libcurl copies the parse it is given (curl_url_dup), and 7.88's
          * copy drops an IPv6 host's zone id ("[fe80::1%25eth0]"): such a
@@ -94,6 +93,5 @@ CURLU *cerca_url_parse(const char *before, size_t before_at, CURLU *before_parse
             return NULL;
         }
     }
-#endif
     return u;
 }

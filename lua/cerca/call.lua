@@ -221,9 +221,17 @@ end
 function Call:broken_off(fault, what)
   -- A transfer in flight may have had its bytes sent.
   if self.in_flight then self.request_sent = true end
-  local err = errors.new("internal", format("%s (%s); %s", what or "the batch stopped before this call ended",
+  -- An answer in hand when the fault came (it was being read): a 2xx's
+  -- bytes may hold the only copy of a secret, kept as an unusable 2xx's are.
+  local answer = self.answer
+  local kept = answer and type(answer.status) == "number" and answer.status >= 200 and answer.status <= 299
+    and type(answer.body) == "string" and answer.body ~= "" and answer or nil
+  local err = errors.new("internal", format("%s (%s); %s%s", what or "the batch stopped before this call ended",
     tostring(type(fault) == "table" and fault.message or fault), self.attempt > 0
-      and "it may have reached the API: repeat it with err.idempotency_key" or "it was not sent"))
+      and "it may have reached the API: repeat it with err.idempotency_key" or "it was not sent",
+    kept and format("; its answer (HTTP %d) is kept in err.body", kept.status) or ""),
+    kept and { status = kept.status, body = kept.body } or nil)
+  if kept then self.request_sent = true end
   -- This message says it already.
   if self.attempt > 0 then self.uncertain = { attempt = self.attempt, error = err, last = err } end
   local _
@@ -282,10 +290,8 @@ local function done(self, value)
   return "done", outcome.lazy_headers(value, secrets[1])
 end
 
---- Takes an attempt's response table and says what comes next.
--- @treturn string "done" (value: the response), "failed" (value: the
---   error) or "retry" (value: seconds to wait before the next attempt)
-function Call:finish(res)
+-- What `finish` says of `res`.
+local function settle(self, res)
   self.in_flight = false
   local elapsed = now() - self.started
   if res.request_sent then self.request_sent = true end
@@ -327,6 +333,17 @@ function Call:finish(res)
   end
   if lg.info then log_attempt(lg, self.method, self.path, res, attempt, attempts, elapsed, wait, failure.reason) end
   return "retry", wait
+end
+
+--- Takes an attempt's response table and says what comes next.
+-- @treturn string "done" (value: the response), "failed" (value: the
+--   error) or "retry" (value: seconds to wait before the next attempt)
+function Call:finish(res)
+  -- Held while it is read: should that raise, `broken_off` keeps it.
+  self.answer = res
+  local state, value = settle(self, res)
+  self.answer = nil
+  return state, value
 end
 
 -- While a call waits to retry, a batch that may be told to stop asks at

@@ -228,8 +228,13 @@ local function resumed(journal, params)
   local created, keys, started_with = {}, {}, nil
   local records, why, kind = journal:records()
   if not records then
-    return nil, nil, usage_error("--out " .. why .. (kind == "too_large" and "; give a new --out file, and a "
-      .. "--fleets-file of the fleets not created in this one" or ""))
+    -- Its keys are what repeats its creates without a duplicate: the way
+    -- on keeps them (the lines without a secret are far fewer).
+    return nil, nil, usage_error("--out " .. why .. (kind == "too_large" and format("; its keys are needed to "
+      .. "repeat its creates without duplicates: make a new --out of its lines that hold no secret, "
+      .. "(umask 077; grep -v '\"secret\"' %s > NEW), and re-run with --out NEW: each fleet goes again "
+      .. "under its recorded key, which gets the subscription already made, not a second one",
+      journal.path) or ""))
   end
   local foreign = why
   if foreign > 0 then
@@ -286,7 +291,10 @@ end
 --- The raw text of an answer that could not be used: it may still hold
 -- the subscription's secret, and is kept with the error (nil when none).
 function _M.kept_answer(err)
-  if err.type == "invalid_response" and type(err.body) == "string" and err.body ~= "" then return err.body end
+  -- (An `internal` error keeps one too: a fault while a 2xx was read.)
+  if (err.type == "invalid_response" or err.type == "internal") and type(err.body) == "string" and err.body ~= "" then
+    return err.body
+  end
 end
 
 -- A failure's record: `key` is the one --out recorded; without it, the key
@@ -385,9 +393,14 @@ local function batch(ui, o, env)
   for i, fleet in ipairs(todo) do
     items[i] = { fleet_id = fleet, params = params }
     if o.out then
-      local key = keys[fleet] or cerca.new_idempotency_key()
+      local key = keys[fleet]
+      -- Only a key drawn now is recorded: a re-run adds no line for a key
+      -- the file holds, so that re-runs do not grow it.
+      if not key then
+        key = cerca.new_idempotency_key()
+        record { fleet_id = fleet, idempotency_key = key, pending = true }
+      end
       items[i].options = { idempotency_key = key }
-      record { fleet_id = fleet, idempotency_key = key, pending = true }
     end
   end
   if journal and not write_error and #items > 0 then

@@ -25,6 +25,7 @@ local type = type
 local setmetatable = setmetatable
 local getmetatable = getmetatable
 local tostring = tostring
+local pcall = pcall
 local format = string.format
 local gsub = string.gsub
 local find = string.find
@@ -375,7 +376,12 @@ function Client:request(method, path, body, options)
   local rt = self._runtime
   local why = rt:context_error()
   if why then return nil, refused(why) end
-  return c:run(rt)
+  -- A fault once an attempt may have gone out (a caller's finalizer that
+  -- raises at an allocation, as Lua 5.1 to 5.3 let it; memory running
+  -- out) ends the call with its key, and a 2xx being read in its body.
+  local ok, value, failure = pcall(c.run, c, rt)
+  if not ok then return nil, c:broken_off(value, "cerca failed inside this call") end
+  return value, failure
 end
 
 --- Prepares one call for `request_many` (`cerca.call`): its options

@@ -498,7 +498,17 @@ function _M.create(client, fleet_id, params, options)
   local res
   res, err = client:request("POST", _M.path(fleet_id), body, options)
   if err then err = named(err, client._profile.secrets, fleet_id, params) end
-  return created(fleet_id, res, err, client._profile.log)
+  local ok, sub, cerr, out = pcall(created, fleet_id, res, err, client._profile.log)
+  if ok then return sub, cerr, out end
+  -- A fault while the answer was made into the subscription (see
+  -- Client:request): the answer is kept, as an unusable 2xx's is.
+  if not res then return nil, err end
+  local kept = errors.new("internal", format("cerca failed while reading the created subscription (%s); the "
+    .. "answer (HTTP %d) is kept in err.body: repeat the call with err.idempotency_key to get it again",
+    tostring(sub), res.status), { status = res.status, body = res.body, attempts = res.attempts,
+      idempotency_key = res.idempotency_key, request_sent = true, maybe_created = true })
+  errors.scrub(kept, client._profile.secrets)
+  return nil, kept
 end
 
 local ITEM_KEYS = { "fleet_id", "params", "options" }
