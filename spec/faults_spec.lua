@@ -597,26 +597,6 @@ describe("faults", function()
       for _, req in ipairs(srv:requests()) do assert.are.equal(key, req.headers["idempotency-key"]) end
     end)
 
-    it("a 409 to a caller's key, which may have been sent before: the subscription may exist; "
-      .. "to a key drawn for the call: it does not", function()
-      local in_progress = '{"error":{"message":"a request with this key is in progress"}}'
-      for _ = 1, 3 do srv:enqueue { status = 409, headers = SOON, body = in_progress } end
-      local sub, err = create { idempotency_key = "order-8-webhook" }
-      assert.is_nil(sub)
-      assert.are.equal("conflict", err.type)
-      assert.is_true(err.maybe_created)
-      assert.are.equal("order-8-webhook", err.idempotency_key)
-      assert.matches("the API holds a request under this idempotency key", err.message, 1, true)
-      assert.matches("repeat with idempotency key order-8-webhook", tostring(err), 1, true)
-      -- A key drawn for this call was never sent before it: a 409 is no sign.
-      for _ = 1, 3 do srv:enqueue { status = 409, headers = SOON, body = in_progress } end
-      sub, err = create()
-      assert.is_nil(sub)
-      assert.are.equal("conflict", err.type)
-      assert.is_nil(err.maybe_created)
-      assert.is_nil(err.message:find("holds a request", 1, true))
-    end)
-
     it("the same key with a different body is unprocessable_entity, not retried", function()
       assert(create({ idempotency_key = "k-1" }, { url = URL }))
       local sub, err = create({ idempotency_key = "k-1" }, { url = "https://example.com/other" })

@@ -95,8 +95,7 @@ function _M.new(profile, method, path, body, options, options_copied)
     -- Added only by a failed attempt, which is rare: `last_error` (what a
     -- retry would follow), `created` (a 2xx that could not be used),
     -- `uncertain` (the first attempt that may have acted) and `resent`
-    -- (requests libcurl sent again); and by prepare.call `key_given` (the
-    -- idempotency key is the caller's). Named here, they would take the
+    -- (requests libcurl sent again). Named here, they would take the
     -- table's hash part past 16 slots, to 32.
   }
   local _, err = prepare.call(profile, method, path, body, options, c, options_copied)
@@ -313,13 +312,6 @@ local function settle(self, res)
       body = redact.known(res.body, secrets), request_id = rid and redact.text(rid, secrets),
       attempt = attempt, broke_off = res.error ~= nil, error = errors.scrub(err, secrets),
       withheld = outcome.secret_unknown(res) or nil }
-  end
-  if res.status == 409 and self.key_given and res.request_sent then
-    -- Under a key of the caller's, sent before this call perhaps: the API
-    -- has a request under it, in progress or done.
-    failure.uncertain = true
-    err.message = err.message .. "; the API holds a request under this idempotency key, which it may have "
-      .. "acted on: repeat with it later to find out without a duplicate"
   end
   if failure.uncertain then
     -- The first such attempt is the one named; the last, whether the

@@ -169,10 +169,6 @@ function _M.call(profile, method, path, body, options, into, options_copied)
     end
   end
   into.key = key
-  -- A key of the caller's may have been sent before this call (a repeat):
-  -- a 409 to it then says a request under it is in progress or done.
-  -- Set only then, which is rare for a single call (see cerca.call).
-  if options.idempotency_key ~= nil then into.key_given = true end
   into.attempts = (options.max_retries or profile.max_retries) + 1
   into.timeout = options.timeout or profile.timeout
   -- Runs from the first attempt, not from the time a batch queued the call.
