@@ -193,6 +193,44 @@ local function refusal_secrets(key, other)
   if key or other then return redact.list(key, other) end
 end
 
+local function refused(message)
+  return errors.new("configuration", message, { attempts = 0 })
+end
+
+-- The call run on `rt`, then, when `shape` is given, its result made by
+-- `shape(res, err, a, b, d)` with the answer held: a fault while it is
+-- made keeps the answer, as one while it is read does (Call:broken_off).
+local function run(c, rt, shape, a, b, d)
+  local res, err = c:run(rt)
+  if not shape then return res, err end
+  c.answer = res
+  return shape(res, err, a, b, d)
+end
+
+-- Client:request, unguarded but for the call itself, its result made by
+-- `shape` when given (a resource's create: cerca.webhooks), a refusal's
+-- too (nothing sent).
+local function send(self, method, path, body, options, shape, a, b, d)
+  local c, err = call.new(self._profile, method, path, body, options)
+  local rt = self._runtime
+  if not c then
+    err = self:scrub_refusal(err)
+  else
+    local why = rt:context_error()
+    if why then c, err = nil, refused(why) end
+  end
+  if not c then
+    if shape then return shape(nil, err, a, b, d) end
+    return nil, err
+  end
+  -- A fault once an attempt may have gone out (a caller's finalizer that
+  -- raises at an allocation, as Lua 5.1 to 5.3 let it; memory running
+  -- out) ends the call with its key, and a 2xx being read in its body.
+  local ok, value, failure, more = pcall(run, c, rt, shape, a, b, d)
+  if not ok then return nil, c:broken_off(value, "cerca failed inside this call") end
+  return value, failure, more
+end
+
 --- Creates a client.
 -- @tparam[opt] table opts see the README's table of client options
 -- @treturn table|nil the client
@@ -301,7 +339,7 @@ function _M.new(opts)
     -- An argument refused is quoted in its error: the client's key, given
     -- in the wrong place, is removed (as from every error of a call).
     create = errors.protect(function(fleet_id, params, options)
-      local sub, cerr, res = webhooks.create(client, fleet_id, params, options)
+      local sub, cerr, res = webhooks.create(client, send, fleet_id, params, options)
       return sub, cerr and client:scrub_refusal(cerr), res
     end),
     create_many = errors.protect(function(items, batch_opts)
@@ -357,10 +395,6 @@ function Client:close()
   return true
 end
 
-local function refused(message)
-  return errors.new("configuration", message, { attempts = 0 })
-end
-
 --- Sends one API call, retrying as `cerca.retry` decides, and reads the answer.
 -- @tparam string method HTTP method
 -- @tparam string path path below base_url, already encoded
@@ -371,17 +405,7 @@ end
 -- @treturn[opt] table the error (`err.attempts`: how many attempts were made)
 function Client:request(method, path, body, options)
   if getmetatable(self) ~= Client then return nil, not_a_client("request") end
-  local c, err = call.new(self._profile, method, path, body, options)
-  if not c then return nil, self:scrub_refusal(err) end
-  local rt = self._runtime
-  local why = rt:context_error()
-  if why then return nil, refused(why) end
-  -- A fault once an attempt may have gone out (a caller's finalizer that
-  -- raises at an allocation, as Lua 5.1 to 5.3 let it; memory running
-  -- out) ends the call with its key, and a 2xx being read in its body.
-  local ok, value, failure = pcall(c.run, c, rt)
-  if not ok then return nil, c:broken_off(value, "cerca failed inside this call") end
-  return value, failure
+  return send(self, method, path, body, options)
 end
 
 --- Prepares one call for `request_many` (`cerca.call`): its options

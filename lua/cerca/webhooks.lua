@@ -489,26 +489,23 @@ function _M.refusal(client, fleet_id, params, options)
   return err
 end
 
---- Creates a subscription through `client`. See `cerca.webhooks.create`.
-function _M.create(client, fleet_id, params, options)
+-- What a create's call ends in: its error named, or its answer made into
+-- the subscription.
+local function create_result(res, err, client, fleet_id, params)
+  local profile = client._profile
+  if err then return nil, named(err, profile.secrets, fleet_id, params) end
+  return created(fleet_id, res, nil, profile.log)
+end
+
+--- Creates a subscription through `client`, its call sent by `send`
+-- (`cerca.client`'s, which makes the result with `create_result` inside
+-- the call's own guard). See `cerca.webhooks.create`.
+function _M.create(client, send, fleet_id, params, options)
   -- Checked, then turned into the body before anything else runs.
-  local body, err
+  local body
   params, body = checked_body(fleet_id, params, true)
   if not params then return nil, body end
-  local res
-  res, err = client:request("POST", _M.path(fleet_id), body, options)
-  if err then err = named(err, client._profile.secrets, fleet_id, params) end
-  local ok, sub, cerr, out = pcall(created, fleet_id, res, err, client._profile.log)
-  if ok then return sub, cerr, out end
-  -- A fault while the answer was made into the subscription (see
-  -- Client:request): the answer is kept, as an unusable 2xx's is.
-  if not res then return nil, err end
-  local kept = errors.new("internal", format("cerca failed while reading the created subscription (%s); the "
-    .. "answer (HTTP %d) is kept in err.body: repeat the call with err.idempotency_key to get it again",
-    tostring(sub), res.status), { status = res.status, body = res.body, attempts = res.attempts,
-      idempotency_key = res.idempotency_key, request_sent = true, maybe_created = true })
-  errors.scrub(kept, client._profile.secrets)
-  return nil, kept
+  return send(client, "POST", _M.path(fleet_id), body, options, create_result, client, fleet_id, params)
 end
 
 local ITEM_KEYS = { "fleet_id", "params", "options" }
