@@ -540,7 +540,7 @@ end
 
 -- Instructions per create (callgrind) -----------------------------------------
 
-local instructions = { cerca = {}, core = {}, ceiling = {}, decode = {} }
+local instructions = { cerca = {}, core = {}, ceiling = {}, decode = {}, luajit = {}, lua_curl = {} }
 
 -- Total instructions (Ir) of `command` under callgrind.
 local function callgrind_ir(command)
@@ -576,13 +576,57 @@ local function callgrind_runs()
   local n = CALLGRIND_CREATES
   local commands = counted_clients(server("lean"))
   for round = 1, CALLGRIND_ROUNDS do
-    for _, name in ipairs { "cerca", "core", "ceiling", "decode" } do
+    for _, name in ipairs { "cerca", "core", "ceiling", "decode", "luajit", "lua_curl" } do
       local with = callgrind_ir(commands[name](n))
       local without = callgrind_ir(commands[name](0))
       instructions[name][round] = (with - without) / n
       progress("callgrind %d/%d  %-8s %.0f instructions per create", round, CALLGRIND_ROUNDS, name,
         instructions[name][round])
     end
+  end
+end
+
+-- First-level data cache misses per create (cachegrind) -----------------------
+
+-- The time a client's memory traffic takes, which instructions do not show:
+-- its reads and writes that miss the first-level data cache, in
+-- cachegrind's simulation of this machine's caches. One round: the counts
+-- move by a few per cent from run to run (where the heap and the stacks
+-- fall), not with the machine's load.
+local CACHE_CLIENTS = { "cerca", "luajit", "core", "ceiling", "lua_curl" }
+local d1_misses = {}
+
+-- D1 misses (reads and writes) of `command` under cachegrind.
+local function cachegrind_d1(command)
+  local out = os.tmpname()
+  run("valgrind --tool=cachegrind --cache-sim=yes --cachegrind-out-file=" .. shell_quote(out) .. " " .. command)
+  local text = read_file(out) or ""
+  os.remove(out)
+  local names, counts = text:match("\nevents: ([^\n]+)"), text:match("\nsummary: ([^\n]+)")
+  if not (names and counts) then error("no cachegrind summary for: " .. command, 0) end
+  local of, k = {}, 0
+  for count in counts:gmatch("%d+") do
+    k = k + 1
+    of[k] = tonumber(count)
+  end
+  local misses, found = 0, 0
+  k = 0
+  for name in names:gmatch("%S+") do
+    k = k + 1
+    if name == "D1mr" or name == "D1mw" then
+      misses, found = misses + of[k], found + 1
+    end
+  end
+  if found ~= 2 then error("no D1 misses in the cachegrind summary for: " .. command, 0) end
+  return misses
+end
+
+local function cachegrind_runs()
+  local n = CALLGRIND_CREATES
+  local commands = counted_clients(server("lean"))
+  for _, name in ipairs(CACHE_CLIENTS) do
+    d1_misses[name] = (cachegrind_d1(commands[name](n)) - cachegrind_d1(commands[name](0))) / n
+    progress("cachegrind  %-8s %.0f first-level data cache misses per create", name, d1_misses[name])
   end
 end
 
@@ -1127,6 +1171,14 @@ local function layer_row(id, label, upper, lower)
     end }
 end
 
+-- The instructions per create of `a` / those of `b`, per callgrind round:
+-- the median and the rounds' values (1j and 1k's steady counterpart, 4n).
+local function instruction_ratio(a, b)
+  local r = {}
+  for round, v in ipairs(instructions[a]) do r[round] = v / instructions[b][round] end
+  return median(r), r
+end
+
 local CONTENDER = {}
 for _, c in ipairs(CONTENDERS) do CONTENDER[c.name] = c end
 
@@ -1267,20 +1319,34 @@ local ROWS = {
     function() return ratio("http_core", "http_ceiling") end, fmt_ratio, { min = 0.95, text = ">= 0.95" },
     why = function()
       return format("%s; per create, the core runs %s instructions more than the ceiling (4i), %s of them the JSON"
-        .. " decode (4j), and makes %s system calls against the ceiling's %s (4k)",
+        .. " decode (4j), makes %s system calls against the ceiling's %s (4k), and misses the first-level data"
+        .. " cache %s times against the ceiling's %s (4o)",
         cpu_why("http_core", "the core", "http_ceiling", "the ceiling"),
         fmt_count(median(layer_diffs("core", "ceiling"))), fmt_count(median(instructions.decode)),
-        fmt_calls(syscalls.core.total), fmt_calls(syscalls.ceiling.total))
+        fmt_calls(syscalls.core.total), fmt_calls(syscalls.ceiling.total), fmt_count(d1_misses.core),
+        fmt_count(d1_misses.ceiling))
     end },
   peer_row("1g", "Sequential creates/s, HTTP, Lua 5.1 + lua-curl + cjson, hand-written loop", "http_lua_curl"),
   peer_row("1h", "Sequential creates/s, HTTP, Node `fetch` loop", "http_node"),
   peer_row("1i", "Sequential creates/s, HTTP, Python `requests` Session loop", "http_python"),
   { "1j", "cerca (Lua 5.4) / hand-written lua-curl loop, HTTP (1a / 1g)",
     function() return ratio("http_lua54", "http_lua_curl") end, fmt_ratio, { min = 0.90, text = ">= 0.90" },
-    why = function() return cpu_why("http_lua54", "cerca", "http_lua_curl", "the lua-curl loop") end },
+    why = function()
+      return format("%s; per create, cerca runs %s instructions (4e), the lua-curl loop %s (4m): %s in"
+        .. " instructions (4n); and misses the first-level data cache %s times, the lua-curl loop %s (4o)",
+        cpu_why("http_lua54", "cerca", "http_lua_curl", "the lua-curl loop"),
+        fmt_count(median(instructions.cerca)), fmt_count(median(instructions.lua_curl)),
+        fmt_ratio(instruction_ratio("lua_curl", "cerca")), fmt_count(d1_misses.cerca), fmt_count(d1_misses.lua_curl))
+    end },
   { "1k", "cerca (LuaJIT) / hand-written lua-curl loop, HTTP (1b / 1g)",
     function() return ratio("http_luajit", "http_lua_curl") end, fmt_ratio, { min = 1.0, text = ">= 1.00" },
-    why = function() return cpu_why("http_luajit", "cerca", "http_lua_curl", "the lua-curl loop") end },
+    why = function()
+      return format("%s; per create, cerca runs %s instructions (4l), the lua-curl loop %s (4m): %s in"
+        .. " instructions (4n); and misses the first-level data cache %s times, the lua-curl loop %s (4o)",
+        cpu_why("http_luajit", "cerca", "http_lua_curl", "the lua-curl loop"),
+        fmt_count(median(instructions.luajit)), fmt_count(median(instructions.lua_curl)),
+        fmt_ratio(instruction_ratio("lua_curl", "luajit")), fmt_count(d1_misses.luajit), fmt_count(d1_misses.lua_curl))
+    end },
   { "2a", "Sequential creates/s, HTTPS, cerca (Lua 5.4), reused connection",
     function() return rate("https_lua54") end, fmt_rate },
   { "2b", "Sequential creates/s, HTTPS, C ceiling, reused connection",
@@ -1396,6 +1462,25 @@ local ROWS = {
       table.sort(names)
       return format("%s (%s); %s", fmt_calls(syscalls.cerca.total), table.concat(names, ", "),
         table.concat(others, " / "))
+    end },
+  { "4l", "Instructions per create, cerca (LuaJIT), callgrind",
+    function() return of(instructions.luajit) end, fmt_count },
+  { "4m", "Instructions per create, Lua 5.1 + lua-curl + cjson, hand-written loop (1g), callgrind",
+    function() return of(instructions.lua_curl) end, fmt_count },
+  { "4n", "The lua-curl loop's instructions per create / cerca's, under Lua 5.4 (4m / 4e); under LuaJIT (4m / 4l)",
+    function() return instruction_ratio("lua_curl", "cerca") end, fmt_ratio,
+    measured = function()
+      local r, rs = instruction_ratio("lua_curl", "cerca")
+      local j, js = instruction_ratio("lua_curl", "luajit")
+      return format("%s%s; %s%s", fmt_ratio(r), range(rs, fmt_ratio), fmt_ratio(j), range(js, fmt_ratio))
+    end },
+  { "4o", "First-level data cache misses per create (cachegrind): cerca (Lua 5.4); then LuaJIT, C core alone,"
+      .. " ceiling, lua-curl loop",
+    function() return d1_misses.cerca, { d1_misses.cerca } end, fmt_count,
+    measured = function()
+      local others = {}
+      for i = 2, #CACHE_CLIENTS do others[#others + 1] = fmt_count(d1_misses[CACHE_CLIENTS[i]]) end
+      return format("%s; %s", fmt_count(d1_misses.cerca), table.concat(others, " / "))
     end },
 }
 
@@ -1620,6 +1705,7 @@ local function measure()
     memory_runs()
     require_runs()
     callgrind_runs()
+    cachegrind_runs()
     syscall_runs()
   end
   if ONLY ~= "creates" then
