@@ -180,7 +180,7 @@ BENCH_VERIFY_CEILING = build/bench/verify_ceiling
 # The npm verifier, as bench/verify-node/package-lock.json pins it.
 BENCH_NODE_MODULES = bench/verify-node/node_modules/.package-lock.json
 
-bench: deps build $(BENCH_CEILING) $(BENCH_VERIFY_CEILING) $(BENCH_NODE_MODULES) ## the benchmark table: creates vs a plain C client, lua-curl, Node, Python, HTTPS, create_many and the batch command, cost (instructions, system calls); delivery verification vs Node, Python, nginx (~7 min; BENCH_ONLY=verify: ~2 min)
+bench: deps build $(BENCH_CEILING) $(BENCH_VERIFY_CEILING) $(BENCH_NODE_MODULES) ## the benchmark table: creates vs a plain C client, lua-curl, Node, Python, HTTPS, create_many and the batch command, cost (instructions, cache misses, system calls); delivery verification vs Node, Python, nginx (~8 min; BENCH_ONLY=verify: ~2 min)
 	@env -u LUA_INIT -u LUA_INIT_5_4 lua5.4 bench/run.lua
 
 $(BENCH_CEILING): bench/ceiling.c
