@@ -681,6 +681,20 @@ describe("faults", function()
       assert.are.equal(cjson.decode(body).secret, made.secret)
     end)
 
+    it("before anything is sent, quoting the API key: the error does not print it", function()
+      local call = require "cerca.call"
+      local new = call.new
+      call.new = function() error("a finalizer raised near Bearer " .. srv.api_key) end
+      local ok, sub, err = pcall(client.webhooks.create, "fleet_1", { url = URL })
+      call.new = new
+      assert.is_true(ok)
+      assert.is_nil(sub)
+      assert.are.equal("internal", err.type)
+      assert.is_nil(string.find(tostring(err), srv.api_key, 1, true))
+      assert.is_nil(string.find(err.message, srv.api_key, 1, true))
+      assert.are.equal(0, #srv:requests())
+    end)
+
     it("while the answer is made into the subscription: the answer is kept in err.body, with the key", function()
       local webhooks = require "cerca.webhooks"
       local subscription = webhooks.subscription

@@ -331,6 +331,9 @@ function _M.new(opts)
     log = log.new(level, opts.logger or rt.log_sink, secrets, opts.logger ~= nil),
   }
 
+  local create = errors.protect(function(fleet_id, params, options)
+    return webhooks.create(client, send, fleet_id, params, options)
+  end)
   client.webhooks = {
     EVENTS = webhooks.EVENTS,
     verify = deliveries.verify,
@@ -338,10 +341,12 @@ function _M.new(opts)
     replay_guard = deliveries.replay_guard,
     -- An argument refused is quoted in its error: the client's key, given
     -- in the wrong place, is removed (as from every error of a call).
-    create = errors.protect(function(fleet_id, params, options)
-      local sub, cerr, res = webhooks.create(client, send, fleet_id, params, options)
+    -- (Scrubbed outside the guard too: a fault before the call's own
+    -- guard comes back from it with its message as it was raised.)
+    create = function(fleet_id, params, options)
+      local sub, cerr, res = create(fleet_id, params, options)
       return sub, cerr and client:scrub_refusal(cerr), res
-    end),
+    end,
     create_many = errors.protect(function(items, batch_opts)
       local results, merr = webhooks.create_many(client, items, batch_opts)
       return results, merr and client:scrub_refusal(merr)
