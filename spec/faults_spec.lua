@@ -695,6 +695,26 @@ describe("faults", function()
       assert.are.equal(0, #srv:requests())
     end)
 
+    it("in any public function of a client, quoting the API key: the error does not print it", function()
+      local call = require "cerca.call"
+      local new = call.new
+      call.new = function() error("a finalizer raised near Bearer " .. srv.api_key) end
+      local errs = {
+        select(2, client:request("POST", "/fleets/fleet_1/webhooks", { url = URL })),
+        select(2, client:prepare("POST", "/fleets/fleet_1/webhooks", { url = URL })),
+        select(2, client.webhooks.check("fleet_1", { url = URL })),
+      }
+      local results = client.webhooks.create_many({ { fleet_id = "fleet_1", params = { url = URL } } })
+      call.new = new
+      errs[4] = results and results[1] and results[1].error
+      for i = 1, 4 do
+        assert.is_true(cerca.is_error(errs[i]), "call " .. i)
+        assert.are.equal("internal", errs[i].type, "call " .. i)
+        assert.is_nil(string.find(tostring(errs[i]), srv.api_key, 1, true), "call " .. i)
+      end
+      assert.are.equal(0, #srv:requests())
+    end)
+
     it("while the answer is made into the subscription: the answer is kept in err.body, with the key", function()
       local webhooks = require "cerca.webhooks"
       local subscription = webhooks.subscription

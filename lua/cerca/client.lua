@@ -331,9 +331,8 @@ function _M.new(opts)
     log = log.new(level, opts.logger or rt.log_sink, secrets, opts.logger ~= nil),
   }
 
-  local create = errors.protect(function(fleet_id, params, options)
-    return webhooks.create(client, send, fleet_id, params, options)
-  end)
+  -- A fault's message may quote the key too.
+  local function secrets_of() return client._refusal_secrets end
   client.webhooks = {
     EVENTS = webhooks.EVENTS,
     verify = deliveries.verify,
@@ -341,21 +340,19 @@ function _M.new(opts)
     replay_guard = deliveries.replay_guard,
     -- An argument refused is quoted in its error: the client's key, given
     -- in the wrong place, is removed (as from every error of a call).
-    -- (Scrubbed outside the guard too: a fault before the call's own
-    -- guard comes back from it with its message as it was raised.)
-    create = function(fleet_id, params, options)
-      local sub, cerr, res = create(fleet_id, params, options)
+    create = errors.protect(function(fleet_id, params, options)
+      local sub, cerr, res = webhooks.create(client, send, fleet_id, params, options)
       return sub, cerr and client:scrub_refusal(cerr), res
-    end,
+    end, secrets_of),
     create_many = errors.protect(function(items, batch_opts)
       local results, merr = webhooks.create_many(client, items, batch_opts)
       return results, merr and client:scrub_refusal(merr)
-    end),
+    end, secrets_of),
     check = errors.protect(function(fleet_id, params, options)
       local cerr = webhooks.refusal(client, fleet_id, params, options)
       if cerr then return nil, client:scrub_refusal(cerr) end
       return true
-    end),
+    end, secrets_of),
   }
   return client
 end
@@ -514,10 +511,14 @@ function Client:request_many(calls, concurrency, on_done, read_more, stop)
   return rt:run_many(calls, keys, concurrency, on_done, more, stop)
 end
 
--- No public method raises: a fault inside becomes `nil, err`.
-Client.close = errors.protect(Client.close)
-Client.request = errors.protect(Client.request)
-Client.prepare = errors.protect(Client.prepare)
-Client.request_many = errors.protect(Client.request_many)
+-- No public method raises: a fault inside becomes `nil, err`, without
+-- the client's key.
+local function secrets_of(self)
+  if getmetatable(self) == Client then return rawget(self, "_refusal_secrets") end
+end
+Client.close = errors.protect(Client.close, secrets_of)
+Client.request = errors.protect(Client.request, secrets_of)
+Client.prepare = errors.protect(Client.prepare, secrets_of)
+Client.request_many = errors.protect(Client.request_many, secrets_of)
 
 return _M

@@ -134,8 +134,21 @@ end
 
 --- `fn` made safe to call: a fault inside it is returned as `nil, err`
 -- (type `internal`) instead of raised. Public functions are wrapped in it.
-function _M.protect(fn)
-  return function(...) return settle(pcall(fn, ...)) end
+-- `secrets_of(...)`, given the same arguments, names what such an error
+-- must not quote (a client's API key): a raised message may hold it.
+-- (Up to four results of `fn` pass through.)
+function _M.protect(fn, secrets_of)
+  if not secrets_of then
+    return function(...) return settle(pcall(fn, ...)) end
+  end
+  return function(...)
+    local ok, a, b, c, d = pcall(fn, ...)
+    if ok then return a, b, c, d end
+    local _, err = settle(false, a)
+    local found, secrets = pcall(secrets_of, ...)
+    if found and secrets then pcall(_M.scrub, err, secrets) end
+    return nil, err
+  end
 end
 
 --- True when `v` is an error made by `new`.
